@@ -1,0 +1,121 @@
+"""Kafka events: reads every watched topic without a consumer group.
+
+The consumer is *assigned* partitions at explicit offsets and never subscribes,
+commits or stores offsets, so no group is joined or created on the broker (the
+``group.id`` librdkafka insists on is a private, random one that never reaches a
+coordinator). Positions live in memory: on the first sample each partition starts
+``backlog`` messages before its end, so a restart re-reads a bounded tail.
+
+Dead-letter topics (``dlq_pattern``) are read the same way; their rows are marked
+``dead_letter`` and summarised into the ``dlq`` frame with depth from watermarks.
+"""
+from __future__ import annotations
+
+import re
+import time
+import uuid
+
+import pandas as pd
+from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, TopicPartition
+
+from collectors.events_common import DeadLetterBook, event_row
+from eventscope import schemas
+from eventscope.decode import headers_to_dict
+
+
+class KafkaEventsCollector:
+    """Observed events and DLQ summaries from Kafka."""
+
+    name = "kafka.events"
+
+    def __init__(self, client_conf: dict, source: str = "kafka", topics: str = r"^(?!__).*",
+                 dlq_pattern: str = r"\.DLT$", max_events: int = 5000, backlog: int = 5000,
+                 timeout_s: float = 10.0, budget_s: float = 2.0):
+        conf = dict(client_conf)
+        conf.update({"group.id": f"eventscope-observer-{uuid.uuid4().hex}",
+                     "enable.auto.commit": False, "enable.auto.offset.store": False,
+                     "enable.partition.eof": True, "auto.offset.reset": "earliest"})
+        self.consumer = Consumer(conf)
+        self.source = source
+        self.topic_filter = re.compile(topics)
+        self.dlq_filter = re.compile(dlq_pattern)
+        self.max_events = max_events
+        self.backlog = backlog
+        self.timeout_s = timeout_s
+        self.budget_s = budget_s
+        self.assigned: set[tuple[str, int]] = set()
+        self.books: dict[str, DeadLetterBook] = {}
+
+    def collect(self) -> dict[str, pd.DataFrame]:
+        self._assign_new()
+        now = pd.Timestamp.now(tz="UTC")
+        rows = self._read(now)
+        return {"events": schemas.conform("events", rows), "dlq": self._dlq_rows(now)}
+
+    def _assign_new(self) -> None:
+        meta = self.consumer.list_topics(timeout=self.timeout_s)
+        new = []
+        for topic in meta.topics.values():
+            if topic.error or not self.topic_filter.search(topic.topic):
+                continue
+            for p in topic.partitions:
+                if (topic.topic, p) in self.assigned:
+                    continue
+                low, high = self.consumer.get_watermark_offsets(
+                    TopicPartition(topic.topic, p), timeout=self.timeout_s)
+                start = max(low, high - self.backlog) if high > 0 else OFFSET_BEGINNING
+                new.append(TopicPartition(topic.topic, p, start))
+                self.assigned.add((topic.topic, p))
+        if new:
+            self.consumer.incremental_assign(new)
+
+    def _read(self, now) -> list[dict]:
+        rows: list[dict] = []
+        deadline = time.monotonic() + self.budget_s
+        at_eof: set[tuple[str, int]] = set()
+        while len(rows) < self.max_events and time.monotonic() < deadline:
+            batch = self.consumer.consume(num_messages=500, timeout=0.2)
+            if not batch:
+                break
+            for msg in batch:
+                err = msg.error()
+                if err is not None:
+                    if err.code() == KafkaError._PARTITION_EOF:
+                        at_eof.add((msg.topic(), msg.partition()))
+                    continue
+                rows.append(self._row(now, msg))
+            if at_eof >= self.assigned:
+                break
+        return rows
+
+    def _row(self, now, msg) -> dict:
+        topic = msg.topic()
+        _, ts = msg.timestamp()
+        broker_at = pd.Timestamp(ts, unit="ms", tz="UTC") if ts and ts > 0 else None
+        dead = bool(self.dlq_filter.search(topic))
+        row = event_row(now, self.source, "kafka", topic, msg.partition(), str(msg.offset()),
+                        msg.value(), headers_to_dict(msg.headers()), broker_at, dead)
+        if dead:
+            self.books.setdefault(topic, DeadLetterBook()).add(row)
+        return row
+
+    def _dlq_rows(self, now) -> pd.DataFrame:
+        rows = []
+        for topic, p in sorted(self.assigned):
+            if not self.dlq_filter.search(topic):
+                continue
+            self.books.setdefault(topic, DeadLetterBook())
+        for topic, book in sorted(self.books.items()):
+            depth, oldest = 0, None
+            for t, p in self.assigned:
+                if t != topic:
+                    continue
+                low, high = self.consumer.get_watermark_offsets(
+                    TopicPartition(t, p), timeout=self.timeout_s, cached=False)
+                depth += max(0, high - low)
+            rows.append(book.row(now, self.source, "kafka", topic, depth, oldest))
+        return schemas.conform("dlq", rows)
+
+    def close(self) -> None:
+        """Close the consumer (it has no group to leave and nothing to commit)."""
+        self.consumer.close()

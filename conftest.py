@@ -1,0 +1,43 @@
+"""Run-wide rule: a skipped broker or browser test is a failure, not a pass.
+
+``make test`` (and so CI) exports ``EVENTSCOPE_STRICT=1``. Under it, any test
+marked ``broker`` or ``browser`` that is skipped (or xfailed) fails the run, and a
+run that executed no broker test at all fails too.
+"""
+from __future__ import annotations
+
+import os
+
+import pytest
+
+_skipped: list[str] = []
+_ran: dict[str, int] = {"broker": 0, "browser": 0}
+
+
+def _strict() -> bool:
+    return os.environ.get("EVENTSCOPE_STRICT", "") not in ("", "0")
+
+
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    kinds = [k for k in ("broker", "browser") if k in report.keywords]
+    if not kinds:
+        return
+    if report.skipped:
+        _skipped.append(report.nodeid)
+    elif report.when == "call":
+        for kind in kinds:
+            _ran[kind] += 1
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    if not _strict():
+        return
+    problems = []
+    if _skipped:
+        problems.append(f"{len(_skipped)} broker/browser test(s) skipped: " + ", ".join(_skipped[:10]))
+    if session.testscollected and _ran["broker"] == 0:
+        problems.append("no broker-backed test ran")
+    if problems:
+        for p in problems:
+            print(f"\nEVENTSCOPE_STRICT: {p}")
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED

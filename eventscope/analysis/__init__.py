@@ -1,0 +1,1 @@
+"""Pure analysis: frames in, frames (or dicts) out. No broker calls, no Streamlit."""

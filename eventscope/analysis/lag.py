@@ -1,0 +1,107 @@
+"""Lag status per partition and group, judged from the recent history of samples.
+
+The verdict needs no hand-tuned threshold; it looks at how the committed offset and
+the lag moved over the window (in the spirit of Burrow's evaluation rules):
+
+* ``UNKNOWN`` — lag is not known (no committed offset, or Redis reports null);
+* ``OK`` — caught up, or committing and the lag is not growing;
+* ``WARN`` — committing, but the lag grew across the whole window;
+* ``ERR`` — as WARN, and the oldest message has waited longer than the window;
+* ``STALL`` — members present, lag > 0, but the committed offset did not move;
+* ``STOP`` — no members and the committed offset did not move while lag > 0;
+* ``REWIND`` — the committed offset went backwards.
+"""
+from __future__ import annotations
+
+import pandas as pd
+
+KEY = ["source", "broker", "group", "topic", "partition"]
+STATUSES = ["OK", "WARN", "ERR", "STOP", "STALL", "REWIND", "UNKNOWN"]
+SEVERITY = {"OK": 0, "UNKNOWN": 1, "WARN": 2, "REWIND": 3, "STALL": 4, "STOP": 4, "ERR": 5}
+
+
+def latest_lag(lag: pd.DataFrame, window_s: float = 300.0) -> pd.DataFrame:
+    """The newest row per partition, with a ``status`` column judged over ``window_s``."""
+    if lag.empty:
+        out = lag.copy()
+        out["status"] = pd.Series(dtype="string")
+        return out
+    newest = lag["sampled_at"].max()
+    recent = lag[lag["sampled_at"] >= newest - pd.Timedelta(seconds=window_s)]
+    recent = recent.sort_values("sampled_at", kind="stable")
+    g = recent.groupby(KEY, observed=True, sort=False, dropna=False)
+    latest = g.tail(1).set_index(KEY)
+    first = g.head(1).set_index(KEY)
+    committed = recent["committed"].astype("Float64")
+    step = committed - committed.groupby([recent[k] for k in KEY], observed=True, dropna=False).shift()
+    rewound = (step < 0).fillna(False).groupby([recent[k] for k in KEY], observed=True,
+                                                 dropna=False).any()
+    samples = g.size()
+    latest = latest.assign(
+        _first_committed=first["committed"], _first_lag=first["lag"],
+        _samples=samples, _rewound=rewound.reindex(latest.index).fillna(False),
+        _span_s=(latest["sampled_at"] - first["sampled_at"]).dt.total_seconds())
+    latest["status"] = [_verdict(r, window_s) for r in latest.itertuples()]
+    return latest.drop(columns=[c for c in latest.columns if c.startswith("_")]).reset_index()
+
+
+def _verdict(r, window_s: float) -> str:
+    if pd.isna(r.lag):
+        return "UNKNOWN"
+    if r._rewound:
+        return "REWIND"
+    if r.lag == 0:
+        return "OK"
+    if r._samples < 2:
+        return "OK"
+    moved = not pd.isna(r.committed) and not pd.isna(r._first_committed) and r.committed > r._first_committed
+    if not moved:
+        no_members = pd.isna(r.members) or r.members == 0
+        return "STOP" if no_members else "STALL"
+    grew = not pd.isna(r._first_lag) and r.lag > r._first_lag
+    if grew:
+        too_old = not pd.isna(r.lag_seconds) and r.lag_seconds > max(window_s, r._span_s)
+        return "ERR" if too_old else "WARN"
+    return "OK"
+
+
+def group_summary(latest: pd.DataFrame) -> pd.DataFrame:
+    """Per broker/group/topic: partitions, total lag, worst lag_seconds, worst status."""
+    cols = ["broker", "group", "topic", "partitions", "lag", "lag_seconds", "status", "members"]
+    if latest.empty:
+        return pd.DataFrame(columns=cols)
+    g = latest.groupby(["broker", "group", "topic"], observed=True, sort=True)
+    out = g.agg(partitions=("partition", "count"), lag=("lag", "sum"),
+                lag_seconds=("lag_seconds", "max"), members=("members", "max"),
+                status=("status", lambda s: max(s, key=lambda x: SEVERITY.get(x, 0))))
+    unknown = g["lag"].apply(lambda s: s.isna().all())
+    out.loc[unknown, "lag"] = pd.NA
+    return out.reset_index()[cols]
+
+
+def lag_history(lag: pd.DataFrame, group: str | None = None) -> pd.DataFrame:
+    """Total lag per (time, broker, group) for charts."""
+    frame = lag if group is None else lag[lag["group"] == group]
+    if frame.empty:
+        return pd.DataFrame(columns=["sampled_at", "series", "lag", "lag_seconds"])
+    frame = frame.assign(series=frame["broker"] + ":" + frame["group"])
+    out = frame.groupby(["sampled_at", "series"], observed=True).agg(
+        lag=("lag", "sum"), lag_seconds=("lag_seconds", "max"))
+    return out.reset_index()
+
+
+def to_rows(latest: pd.DataFrame) -> list[dict]:
+    """Rows for ``eventscope lag --json`` (the CLI contract's fields)."""
+    rows = []
+    for r in latest.itertuples(index=False):
+        rows.append({
+            "broker": r.broker, "group": r.group, "topic": r.topic, "partition": int(r.partition),
+            "committed": None if pd.isna(r.committed) else int(r.committed),
+            "end": None if pd.isna(r.end) else int(r.end),
+            "lag": None if pd.isna(r.lag) else int(r.lag),
+            "lag_seconds": None if pd.isna(r.lag_seconds) else round(float(r.lag_seconds), 3),
+            "status": r.status, "sampled_at": r.sampled_at.isoformat().replace("+00:00", "Z"),
+            "group_state": None if pd.isna(r.group_state) else r.group_state,
+            "members": None if pd.isna(r.members) else int(r.members),
+        })
+    return rows

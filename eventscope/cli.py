@@ -1,0 +1,194 @@
+"""The ``eventscope`` command line. Query commands read the store and print JSON with ``--json``."""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+
+from eventscope.config import ConfigError, load_config
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point; returns the process exit code."""
+    parser = _parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO if getattr(args, "verbose", False) else logging.WARNING,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        config = load_config(args.config)
+    except ConfigError as exc:
+        print(f"eventscope: config error: {exc}", file=sys.stderr)
+        return 2
+    if getattr(args, "store", None):
+        config.store.dir = args.store
+    try:
+        return args.func(args, config)
+    except BrokenPipeError:
+        return 0
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="eventscope", description="Observability for Kafka and Redis Streams.")
+    p.add_argument("--config", help="TOML config file (default: $EVENTSCOPE_CONFIG)")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    def query(name, helptext, func):
+        sp = sub.add_parser(name, help=helptext)
+        sp.add_argument("--store", help="store directory (default: $EVENTSCOPE_STORE or .eventscope/)")
+        sp.add_argument("--json", action="store_true", help="print one JSON document")
+        sp.set_defaults(func=func)
+        return sp
+
+    c = sub.add_parser("collect", help="sample the configured brokers into the store")
+    c.add_argument("--store")
+    c.add_argument("--once", action="store_true", help="one sample, then exit")
+    c.add_argument("--duration", type=float, help="run for S seconds")
+    c.add_argument("--interval", type=float, help="seconds between samples")
+    c.add_argument("-v", "--verbose", action="store_true")
+    c.set_defaults(func=cmd_collect)
+    query("lag", "consumer lag per group/topic/partition", cmd_lag)
+    query("dlq", "dead-letter queues", cmd_dlq)
+    t = query("trace", "every event that carried an ID", cmd_trace)
+    t.add_argument("id", help="correlation ID, W3C trace ID or event ID")
+    g = query("graph", "the producer/consumer graph", cmd_graph)
+    g.add_argument("--format", choices=["json", "dot"], default="json")
+    a = query("alerts", "firing alerts", cmd_alerts)
+    a.add_argument("--exit-code", action="store_true", help="exit 1 when a critical alert fires")
+    d = sub.add_parser("dashboard", help="the Streamlit dashboard on 127.0.0.1")
+    d.add_argument("--port", type=int, default=8501)
+    d.add_argument("--store")
+    d.set_defaults(func=cmd_dashboard)
+    m = sub.add_parser("demo", help="local brokers + simulator + dashboard")
+    m.add_argument("--port", type=int, default=8501)
+    m.add_argument("--store")
+    m.set_defaults(func=cmd_demo)
+    return p
+
+
+def _store(config):
+    from eventscope.runner import open_store
+    return open_store(config)
+
+
+def _print(doc, as_json: bool, table: pd.DataFrame | None = None) -> None:
+    if as_json:
+        print(json.dumps(doc, default=str))
+    elif table is not None and not table.empty:
+        with pd.option_context("display.max_rows", 500, "display.width", 200, "display.max_columns", 20):
+            print(table.to_string(index=False))
+    elif table is not None:
+        print("(nothing yet: is a collector writing this store? see `eventscope collect`)")
+    else:
+        print(json.dumps(doc, indent=2, default=str))
+
+
+def cmd_collect(args, config) -> int:
+    from eventscope.runner import Runner, StoreLock, build_collectors
+    if args.interval:
+        config.collect.interval_s = args.interval
+    lock = StoreLock(config.store_dir)
+    if not lock.acquire():
+        print(f"eventscope: another collector already writes {config.store_dir}", file=sys.stderr)
+        return 2
+    for s in config.sources_summary():
+        print(f"collecting {s['source']} ({s['address']}) into {config.store_dir}", file=sys.stderr)
+    runner = Runner(_store(config), build_collectors(config), interval_s=config.collect.interval_s,
+                    max_backoff_s=config.collect.max_backoff_s)
+    try:
+        if args.once:
+            health = runner.run_once(force=True)
+            for r in health.itertuples(index=False):
+                state = "ok" if r.ok else f"FAILED: {r.error}"
+                print(f"{r.source}/{r.collector}: {state} ({r.rows} rows, {r.duration_ms:.0f} ms)",
+                      file=sys.stderr)
+            return 0 if health["ok"].all() else 1
+        runner.run(duration_s=args.duration)
+        return 0
+    except KeyboardInterrupt:
+        return 0
+    finally:
+        runner.close()
+        lock.release()
+
+
+def cmd_lag(args, config) -> int:
+    from eventscope.analysis import lag
+    latest = lag.latest_lag(_store(config).read("lag", since=_since(600)))
+    rows = lag.to_rows(latest)
+    _print(rows, args.json, latest.drop(columns=["source"], errors="ignore"))
+    return 0
+
+
+def cmd_dlq(args, config) -> int:
+    from eventscope.analysis import dlq
+    frame = dlq.summary(_store(config).read("dlq", since=_since(900)), now=pd.Timestamp.now(tz="UTC"))
+    _print(dlq.to_rows(frame), args.json, frame)
+    return 0
+
+
+def cmd_trace(args, config) -> int:
+    from eventscope.analysis import traces
+    store = _store(config)
+    found = traces.find(store.read("events"), args.id, lag=store.read("lag", since=_since(120)))
+    if found is None:
+        print(f"eventscope: no event carries the ID {args.id!r} in {config.store_dir}", file=sys.stderr)
+        return 1
+    _print(found, args.json, None if args.json else pd.DataFrame(found["events"]))
+    return 0
+
+
+def cmd_graph(args, config) -> int:
+    from graph.build import build_graph
+    from graph.export import to_dot, to_json
+    store = _store(config)
+    g = build_graph(store.read("events"), store.read("lag", since=_since(600)),
+                    store.read("dlq", since=_since(600)))
+    if args.format == "dot":
+        print(to_dot(g))
+    else:
+        print(json.dumps(to_json(g), default=str, indent=None if args.json else 2))
+    return 0
+
+
+def cmd_alerts(args, config) -> int:
+    from eventscope.analysis import alerts
+    store = _store(config)
+    firing = alerts.evaluate(store.read("lag", since=_since(3600)), store.read("dlq", since=_since(3600)),
+                             config.alerts)
+    rows = [{k: (None if not isinstance(v, (list, dict, str)) and pd.isna(v) else v)
+             for k, v in r.items()} for r in firing.to_dict("records")]
+    _print(rows, args.json, firing)
+    if args.exit_code and (firing["severity"] == "critical").any():
+        return 1
+    return 0
+
+
+def cmd_dashboard(args, config) -> int:
+    env = dict(os.environ)
+    if args.store:
+        env["EVENTSCOPE_STORE"] = args.store
+    cmd = [sys.executable, "-m", "streamlit", "run", str(ROOT / "app.py"),
+           "--server.address", "127.0.0.1", "--server.port", str(args.port),
+           "--server.headless", "true", "--browser.gatherUsageStats", "false"]
+    return subprocess.call(cmd, env=env)
+
+
+def cmd_demo(args, config) -> int:
+    from eventscope.demo import run_demo
+    return run_demo(port=args.port, store=args.store)
+
+
+def _since(seconds: float) -> pd.Timestamp:
+    return pd.Timestamp.now(tz="UTC") - pd.Timedelta(seconds=seconds)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,207 @@
+"""The collector runner: samples every collector on an interval into the store.
+
+Each collector runs in turn; a failure is recorded as a ``health`` row (never a
+crash) and that collector backs off exponentially (interval × 2^failures, capped)
+while the others keep going. ``eventscope collect`` runs it in the foreground; the
+dashboard runs one in a background thread per server process. An exclusive lock
+file in the store directory makes sure only one runner writes a store at a time:
+a dashboard pointed at a store that ``eventscope collect`` already fills just reads.
+"""
+from __future__ import annotations
+
+import fcntl
+import logging
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pandas as pd
+
+from eventscope import schemas
+from eventscope.config import Config
+from eventscope.store import Retention, Store
+
+log = logging.getLogger("eventscope.runner")
+
+
+@dataclass
+class _State:
+    failures: int = 0
+    next_run: float = 0.0
+    last_success: pd.Timestamp | None = None
+    last_error: str = ""
+
+
+@dataclass
+class Runner:
+    """Runs collectors into a store, one sample per interval."""
+
+    store: Store
+    collectors: list
+    interval_s: float = 5.0
+    max_backoff_s: float = 60.0
+    stop_event: threading.Event = field(default_factory=threading.Event)
+
+    def __post_init__(self):
+        self.states = {id(c): _State() for c in self.collectors}
+        self.samples = 0
+
+    def run_once(self, force: bool = False) -> pd.DataFrame:
+        """One pass over the collectors that are due; returns their health rows."""
+        health = []
+        for collector in self.collectors:
+            state = self.states[id(collector)]
+            if not force and time.monotonic() < state.next_run:
+                continue
+            health.append(self._run_one(collector, state))
+        frame = schemas.conform("health", health)
+        self.store.append("health", frame)
+        self.samples += 1
+        return frame
+
+    def _run_one(self, collector, state: _State) -> dict:
+        started = time.monotonic()
+        now = pd.Timestamp.now(tz="UTC")
+        rows, error = 0, ""
+        try:
+            frames = collector.collect()
+            for name, frame in frames.items():
+                self.store.append(name, frame)
+                rows += len(frame)
+            state.failures = 0
+            state.last_success = now
+            state.next_run = started + self.interval_s
+        except Exception as exc:  # a collector's failure is data, not a crash
+            error = one_line(exc)
+            state.failures += 1
+            state.last_error = error
+            backoff = min(self.max_backoff_s, self.interval_s * 2 ** state.failures)
+            state.next_run = started + backoff
+            log.warning("collector %s/%s failed (retry in %.0f s): %s",
+                        collector.source, collector.name, backoff, error)
+        return {"sampled_at": now, "source": collector.source, "collector": collector.name,
+                "ok": not error, "error": error, "duration_ms": (time.monotonic() - started) * 1000,
+                "rows": rows, "last_success": state.last_success}
+
+    def run(self, duration_s: float | None = None) -> None:
+        """Loop until ``stop_event`` is set or ``duration_s`` has passed."""
+        deadline = None if duration_s is None else time.monotonic() + duration_s
+        while not self.stop_event.is_set():
+            self.run_once()
+            if deadline is not None and time.monotonic() >= deadline:
+                break
+            due = min(self.states[id(c)].next_run for c in self.collectors)
+            wait = max(0.05, min(due - time.monotonic(), self.interval_s))
+            if deadline is not None:
+                wait = min(wait, max(0.0, deadline - time.monotonic()))
+            self.stop_event.wait(wait)
+
+    def status(self) -> list[dict]:
+        """Per collector: failures in a row, last success and last error."""
+        return [{"source": c.source, "collector": c.name, "failures": s.failures,
+                 "last_success": s.last_success, "last_error": s.last_error}
+                for c in self.collectors for s in [self.states[id(c)]]]
+
+    def close(self) -> None:
+        """Stop the loop and close every collector's client."""
+        self.stop_event.set()
+        for collector in self.collectors:
+            try:
+                collector.close()
+            except Exception as exc:  # closing is best effort; say so in the log
+                log.info("closing %s failed: %s", collector.name, one_line(exc))
+
+
+def one_line(exc: BaseException) -> str:
+    """An exception as one short line: ``Type: message``."""
+    text = " ".join(str(exc).split()) or exc.__class__.__name__
+    return f"{exc.__class__.__name__}: {text}"[:300]
+
+
+def open_store(config: Config) -> Store:
+    """The store the config points at, with its retention."""
+    return Store(config.store_dir, Retention(max_age_s=config.store.retention_hours * 3600,
+                                             max_rows=config.store.max_rows))
+
+
+def build_collectors(config: Config) -> list:
+    """Collectors for the configured brokers, or the sample-data replay when none is."""
+    from collectors import unique_names
+    collectors = []
+    if config.kafka.bootstrap:
+        from confluent_kafka.admin import AdminClient
+        from collectors.kafka_events import KafkaEventsCollector
+        from collectors.kafka_offsets import KafkaOffsetsCollector, kafka_client_config
+        conf = kafka_client_config(config.kafka)
+        collectors.append(KafkaOffsetsCollector(AdminClient(conf), topics=config.kafka.topics,
+                                                timeout_s=config.kafka.timeout_s))
+        collectors.append(KafkaEventsCollector(conf, topics=config.kafka.topics,
+                                               dlq_pattern=config.kafka.dlq_pattern,
+                                               max_events=config.kafka.max_events_per_sample,
+                                               timeout_s=config.kafka.timeout_s))
+    if config.redis.url:
+        import redis
+        from collectors.redis_streams import RedisStreamsCollector
+        client = redis.Redis.from_url(config.redis.url, password=config.redis.password.get(),
+                                      socket_timeout=config.redis.timeout_s,
+                                      socket_connect_timeout=config.redis.timeout_s)
+        collectors.append(RedisStreamsCollector(client, pattern=config.redis.stream_pattern,
+                                                streams=config.redis.streams,
+                                                dlq_pattern=config.redis.dlq_pattern,
+                                                max_events=config.redis.max_events_per_sample))
+    if not collectors:
+        from eventscope.replay import ReplaySource
+        collectors.append(ReplaySource(config.replay_dir(), speed=config.replay.speed,
+                                       loop=config.replay.loop))
+    return unique_names(collectors)
+
+
+class StoreLock:
+    """An exclusive, non-blocking lock on a store: one writer per store."""
+
+    def __init__(self, store_dir: Path):
+        Path(store_dir).mkdir(parents=True, exist_ok=True)
+        self.path = Path(store_dir) / ".collector.lock"
+        self.handle = None
+
+    def acquire(self) -> bool:
+        """True if this process now owns the store's writing."""
+        handle = open(self.path, "a+")
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.close()
+            return False
+        self.handle = handle
+        return True
+
+    def release(self) -> None:
+        """Give up the lock."""
+        if self.handle is not None:
+            fcntl.flock(self.handle, fcntl.LOCK_UN)
+            self.handle.close()
+            self.handle = None
+
+
+_background: dict[str, Runner | None] = {}
+_background_lock = threading.Lock()
+
+
+def ensure_background_collector(config: Config) -> Runner | None:
+    """Start (once per process and store) a runner thread; None if another process collects."""
+    key = str(Path(config.store_dir).resolve())
+    with _background_lock:
+        if key in _background:
+            return _background[key]
+        runner = None
+        lock = StoreLock(config.store_dir)
+        if config.dashboard.collect == "auto" and lock.acquire():
+            runner = Runner(open_store(config), build_collectors(config),
+                            interval_s=config.collect.interval_s,
+                            max_backoff_s=config.collect.max_backoff_s)
+            runner.lock = lock
+            thread = threading.Thread(target=runner.run, name="eventscope-collector", daemon=True)
+            thread.start()
+        _background[key] = runner
+        return runner

@@ -1,0 +1,154 @@
+"""Frame schemas: every frame the collectors produce and the store keeps.
+
+Each schema is an ordered mapping ``column -> (dtype, meaning)``. Collectors build
+frames with :func:`empty` / :func:`conform`, so every frame that reaches the store
+has exactly these columns in this order with these dtypes. The README's "Frames"
+section is generated from the same table (``tests/test_docs.py`` checks it).
+
+Times are ``datetime64[ns, UTC]``. Nullable integers use pandas' ``Int64`` so that
+"unknown" stays distinct from zero (a partition with no committed offset has
+``committed = <NA>``, not 0 and not a huge number).
+"""
+from __future__ import annotations
+
+import pandas as pd
+
+TIME = "datetime64[ns, UTC]"
+STR = "string"
+
+LAG = {
+    "sampled_at": (TIME, "when the sample was taken (collector clock, UTC)"),
+    "source": (STR, "name of the configured source (e.g. `kafka`, `redis`, `replay`)"),
+    "broker": (STR, "`kafka` or `redis`"),
+    "group": (STR, "consumer group name"),
+    "topic": (STR, "Kafka topic or Redis stream key"),
+    "partition": ("int64", "partition number; 0 for a Redis stream"),
+    "committed": ("Int64", "committed offset (Kafka) or entries-read (Redis); <NA> when the group has none"),
+    "end": ("Int64", "log end offset (Kafka) or entries-added (Redis)"),
+    "lag": ("Int64", "max(0, end - committed); <NA> when unknown"),
+    "lag_seconds": ("float64", "age of the oldest unconsumed message, seconds; NaN when unknown"),
+    "group_state": (STR, "group state as the broker reports it (Stable, Empty, ...); `n/a` for Redis"),
+    "members": ("Int64", "number of members (Kafka) or consumers (Redis) in the group"),
+    "pending": ("Int64", "Redis: entries delivered but not acknowledged (PEL size); <NA> for Kafka"),
+}
+
+DLQ = {
+    "sampled_at": (TIME, "when the sample was taken"),
+    "source": (STR, "configured source name"),
+    "broker": (STR, "`kafka` or `redis`"),
+    "dlq": (STR, "dead-letter topic or stream"),
+    "source_topic": (STR, "topic the failures came from, when known"),
+    "depth": ("int64", "messages currently held"),
+    "oldest_at": (TIME, "time of the oldest message held; NaT when empty or unknown"),
+    "reasons": (STR, "JSON object `{reason: count}` over the messages seen"),
+}
+
+EVENTS = {
+    "observed_at": (TIME, "when eventscope read the message"),
+    "source": (STR, "configured source name"),
+    "broker": (STR, "`kafka` or `redis`"),
+    "topic": (STR, "topic or stream key"),
+    "partition": ("int64", "partition; 0 for Redis"),
+    "offset": (STR, "Kafka offset or Redis entry ID, as text"),
+    "at": (TIME, "event time: envelope timestamp, else the broker timestamp"),
+    "broker_at": (TIME, "broker timestamp (Kafka record time / Redis entry ID time)"),
+    "event_type": (STR, "event type (OrderPlaced, ...); `<undecodable>` when the payload could not be read"),
+    "event_id": (STR, "event ID from the envelope"),
+    "service": (STR, "producing service (envelope `source`)"),
+    "correlation_id": (STR, "correlation ID"),
+    "trace_id": (STR, "W3C trace ID from `traceparent`"),
+    "parent_span_id": (STR, "W3C parent span ID from `traceparent`"),
+    "dead_letter": ("bool", "True when the message sits in a dead-letter queue"),
+    "dlq_reason": (STR, "failure reason carried by a dead-lettered message"),
+    "original_topic": (STR, "topic a dead-lettered message came from"),
+    "size_bytes": ("int64", "payload size in bytes"),
+    "decode_error": (STR, "why the payload could not be decoded; empty when it could"),
+}
+
+HEALTH = {
+    "sampled_at": (TIME, "when the collector ran"),
+    "source": (STR, "configured source name"),
+    "collector": (STR, "collector name (e.g. `kafka.offsets`)"),
+    "ok": ("bool", "True when the run succeeded"),
+    "error": (STR, "one-line error message when it failed; empty when ok"),
+    "duration_ms": ("float64", "how long the run took"),
+    "rows": ("int64", "rows the run produced"),
+    "last_success": (TIME, "last time this collector succeeded; NaT if never"),
+}
+
+TOPICS = {
+    "sampled_at": (TIME, "when the sample was taken"),
+    "source": (STR, "configured source name"),
+    "broker": (STR, "`kafka` or `redis`"),
+    "topic": (STR, "topic or stream key"),
+    "partition": ("int64", "partition; 0 for Redis"),
+    "start": ("Int64", "earliest offset still held (Kafka) / entries held (Redis: length)"),
+    "end": ("Int64", "log end offset (Kafka) / entries-added (Redis)"),
+}
+
+SCHEMAS: dict[str, dict[str, tuple[str, str]]] = {
+    "lag": LAG,
+    "dlq": DLQ,
+    "events": EVENTS,
+    "health": HEALTH,
+    "topics": TOPICS,
+}
+
+#: the column that orders each frame in time (retention and windows use it)
+TIME_COLUMN = {"lag": "sampled_at", "dlq": "sampled_at", "events": "observed_at",
+               "health": "sampled_at", "topics": "sampled_at"}
+
+
+def empty(name: str) -> pd.DataFrame:
+    """An empty frame with the schema's columns and dtypes."""
+    schema = SCHEMAS[name]
+    return pd.DataFrame({col: pd.Series(dtype=dtype) for col, (dtype, _) in schema.items()})
+
+
+def conform(name: str, frame: pd.DataFrame | list[dict]) -> pd.DataFrame:
+    """Return ``frame`` with exactly the schema's columns, in order, cast to its dtypes.
+
+    Missing columns are filled with nulls (False for bool columns); extra columns
+    raise ``ValueError`` so a typo in a collector fails loudly, not silently.
+    """
+    schema = SCHEMAS[name]
+    if not isinstance(frame, pd.DataFrame):
+        frame = pd.DataFrame(list(frame))
+    extra = [c for c in frame.columns if c not in schema]
+    if extra:
+        raise ValueError(f"frame {name!r} has columns not in its schema: {extra}")
+    out = {}
+    n = len(frame)
+    for col, (dtype, _) in schema.items():
+        if col in frame.columns:
+            series = frame[col]
+        elif dtype == "bool":
+            series = pd.Series([False] * n, index=frame.index)
+        elif dtype == "int64":
+            series = pd.Series([0] * n, index=frame.index)
+        else:
+            series = pd.Series([None] * n, index=frame.index, dtype="object")
+        out[col] = _cast(series, dtype)
+    return pd.DataFrame(out).reset_index(drop=True)
+
+
+def _cast(series: pd.Series, dtype: str) -> pd.Series:
+    if dtype == TIME:
+        return pd.to_datetime(series, utc=True, errors="coerce", format="mixed").astype(TIME)
+    if dtype == "Int64":
+        return pd.to_numeric(series, errors="coerce").astype("Int64")
+    if dtype == "int64":
+        return pd.to_numeric(series, errors="coerce").fillna(0).astype("int64")
+    if dtype == "float64":
+        return pd.to_numeric(series, errors="coerce").astype("float64")
+    if dtype == "bool":
+        return series.fillna(False).astype(bool)
+    return series.astype(STR)
+
+
+def markdown_table(name: str) -> str:
+    """The schema as a Markdown table (column, dtype, meaning)."""
+    lines = ["| column | dtype | meaning |", "| --- | --- | --- |"]
+    for col, (dtype, meaning) in SCHEMAS[name].items():
+        lines.append(f"| `{col}` | `{dtype}` | {meaning} |")
+    return "\n".join(lines)

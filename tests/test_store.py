@@ -1,0 +1,85 @@
+"""The store: append, windows, latest, retention, and whole snapshots under concurrency."""
+import multiprocessing as mp
+import time
+
+import pandas as pd
+import pytest
+
+from eventscope import schemas
+from eventscope.store import Retention, Store
+
+
+def lag_snapshot(at, n=50, source="kafka", marker=0):
+    return pd.DataFrame({"sampled_at": [at] * n, "source": source, "broker": "kafka",
+                         "group": "g", "topic": "t", "partition": range(n),
+                         "committed": marker, "end": marker, "lag": 0})
+
+
+def test_append_read_window_and_latest(tmp_path):
+    store = Store(tmp_path)
+    t0 = pd.Timestamp.now(tz="UTC") - pd.Timedelta(minutes=10)
+    for i in range(5):
+        store.append("lag", lag_snapshot(t0 + pd.Timedelta(minutes=i), n=3, marker=i))
+    store.append("lag", lag_snapshot(t0, n=2, source="redis"))
+    assert len(store.read("lag")) == 17
+    window = store.read("lag", since=t0 + pd.Timedelta(minutes=2), until=t0 + pd.Timedelta(minutes=3))
+    assert sorted(window["committed"].unique()) == [2, 3]
+    latest = store.latest("lag")
+    assert set(zip(latest["source"], latest["committed"])) == {("kafka", 4), ("redis", 0)}
+    assert list(store.read("lag").columns) == list(schemas.LAG)
+    assert store.read("lag")["sampled_at"].is_monotonic_increasing
+
+
+def test_empty_store_reads_empty_frames_with_schema(tmp_path):
+    store = Store(tmp_path)
+    for name in schemas.SCHEMAS:
+        frame = store.read(name)
+        assert frame.empty and list(frame.columns) == list(schemas.SCHEMAS[name])
+    assert store.version("lag") == "empty"
+
+
+def test_retention_by_age_and_rows(tmp_path):
+    store = Store(tmp_path, Retention(max_age_s=3600, max_rows=100, compact_every=4))
+    now = pd.Timestamp.now(tz="UTC")
+    store.append("lag", lag_snapshot(now - pd.Timedelta(hours=2), n=10, marker=-1))  # too old
+    for i in range(8):
+        store.append("lag", lag_snapshot(now - pd.Timedelta(minutes=30 - i), n=30, marker=i))
+    frame = store.read("lag")
+    assert (frame["committed"] >= 0).all(), "expired rows must not be read"
+    store.compact("lag")
+    on_disk = sum(p["rows"] for p in store._read_manifest(tmp_path / "lag")["parts"])
+    assert on_disk <= 100
+    frame = store.read("lag")
+    assert len(frame) == 100 and frame["committed"].max() == 7  # the newest rows are the ones kept
+
+
+def test_unknown_columns_are_rejected(tmp_path):
+    with pytest.raises(ValueError, match="not in its schema"):
+        Store(tmp_path).append("lag", pd.DataFrame({"sampled_at": [pd.Timestamp.now(tz="UTC")],
+                                                     "lagg": [1]}))
+
+
+def _writer(root, count):
+    store = Store(root, Retention(compact_every=5))
+    base = pd.Timestamp.now(tz="UTC")
+    for i in range(count):
+        store.append("lag", lag_snapshot(base + pd.Timedelta(milliseconds=i), n=200, marker=i))
+
+
+def test_reader_during_writes_sees_whole_snapshots(tmp_path):
+    """Each snapshot is 200 rows with one marker; a reader must never see part of one."""
+    proc = mp.get_context("spawn").Process(target=_writer, args=(str(tmp_path), 60))
+    proc.start()
+    reader = Store(tmp_path)
+    reads = 0
+    deadline = time.monotonic() + 60
+    while proc.is_alive() and time.monotonic() < deadline:
+        frame = reader.read("lag")
+        counts = frame.groupby("committed").size()
+        assert (counts == 200).all(), f"torn snapshot: {counts[counts != 200].to_dict()}"
+        reads += 1
+    proc.join(timeout=30)
+    assert proc.exitcode == 0
+    assert reads > 5
+    final = reader.read("lag").groupby("committed").size()
+    assert len(final) == 60 and (final == 200).all()
