@@ -25,7 +25,8 @@ from eventscope import schemas
 def kafka_client_config(cfg) -> dict:
     """librdkafka settings from a KafkaConfig (the secret is passed, never printed)."""
     conf = {"bootstrap.servers": cfg.bootstrap, "security.protocol": cfg.security_protocol,
-            "socket.timeout.ms": int(cfg.timeout_s * 1000), "client.id": "eventscope"}
+            "socket.timeout.ms": int(cfg.timeout_s * 1000), "client.id": "eventscope",
+            "log.connection.close": False}
     if cfg.sasl_mechanism:
         conf["sasl.mechanism"] = cfg.sasl_mechanism
     if cfg.sasl_username:
@@ -91,9 +92,14 @@ class KafkaOffsetsCollector:
             desc = described.get(gid)
             state = _state_name(desc)
             members = len(desc.members) if desc is not None else None
-            for (topic, partition), offset in sorted(committed.get(gid, {}).items()):
-                if not self.topic_filter.search(topic) or (topic, partition) not in ends:
+            offsets = committed.get(gid, {})
+            # every partition of a topic the group commits to, so a partition that
+            # has no committed offset yet shows up as unknown instead of vanishing
+            topics = {t for t, _ in offsets}
+            for (topic, partition) in sorted(k for k in ends if k[0] in topics):
+                if not self.topic_filter.search(topic):
                     continue
+                offset = offsets.get((topic, partition))
                 end = ends[(topic, partition)]
                 rows.append(self._lag_row(now, wall, gid, topic, partition, offset, end, state, members))
         return rows

@@ -38,29 +38,29 @@ def latest_lag(lag: pd.DataFrame, window_s: float = 300.0) -> pd.DataFrame:
                                                  dropna=False).any()
     samples = g.size()
     latest = latest.assign(
-        _first_committed=first["committed"], _first_lag=first["lag"],
-        _samples=samples, _rewound=rewound.reindex(latest.index).fillna(False),
-        _span_s=(latest["sampled_at"] - first["sampled_at"]).dt.total_seconds())
+        x_first_committed=first["committed"], x_first_lag=first["lag"],
+        x_samples=samples, x_rewound=rewound.reindex(latest.index).fillna(False),
+        x_span_s=(latest["sampled_at"] - first["sampled_at"]).dt.total_seconds())
     latest["status"] = [_verdict(r, window_s) for r in latest.itertuples()]
-    return latest.drop(columns=[c for c in latest.columns if c.startswith("_")]).reset_index()
+    return latest.drop(columns=[c for c in latest.columns if c.startswith("x_")]).reset_index()
 
 
 def _verdict(r, window_s: float) -> str:
     if pd.isna(r.lag):
         return "UNKNOWN"
-    if r._rewound:
+    if r.x_rewound:
         return "REWIND"
     if r.lag == 0:
         return "OK"
-    if r._samples < 2:
+    if r.x_samples < 2:
         return "OK"
-    moved = not pd.isna(r.committed) and not pd.isna(r._first_committed) and r.committed > r._first_committed
+    moved = not pd.isna(r.committed) and not pd.isna(r.x_first_committed) and r.committed > r.x_first_committed
     if not moved:
         no_members = pd.isna(r.members) or r.members == 0
         return "STOP" if no_members else "STALL"
-    grew = not pd.isna(r._first_lag) and r.lag > r._first_lag
+    grew = not pd.isna(r.x_first_lag) and r.lag > r.x_first_lag
     if grew:
-        too_old = not pd.isna(r.lag_seconds) and r.lag_seconds > max(window_s, r._span_s)
+        too_old = not pd.isna(r.lag_seconds) and r.lag_seconds > max(window_s, r.x_span_s)
         return "ERR" if too_old else "WARN"
     return "OK"
 

@@ -1,0 +1,1 @@
+"""Eventscope: an observability dashboard for Kafka and Redis Streams."""

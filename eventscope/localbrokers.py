@@ -1,0 +1,412 @@
+"""Start and stop throwaway Redis and Kafka brokers on free loopback ports."""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+KAFKA_POM = REPO_ROOT / "scripts" / "kafka" / "pom.xml"
+INSTALL_KAFKA = REPO_ROOT / "scripts" / "install_kafka.sh"
+HOST = "127.0.0.1"
+READY_TOPIC = "__eventscope_ready"
+# What each kind's command line contains, so `stop` never signals a recycled PID.
+CMDLINE_MARKERS = {"redis": b"redis-server", "kafka": b"kafka.Kafka"}
+# Only a lost race for a port is worth a second try; other failures repeat.
+PORT_CLASH = "Address already in use"
+START_ATTEMPTS = 3
+
+
+class BrokerStartError(RuntimeError):
+    """A local broker did not come up; the message carries its log tail."""
+
+
+def free_ports(count: int) -> list[int]:
+    """Return `count` distinct loopback ports that were free a moment ago."""
+    socks = []
+    try:
+        # Hold every socket open until all are bound, so the ports differ.
+        for _ in range(count):
+            sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            socks.append(sock)
+            sock.bind((HOST, 0))
+        return [sock.getsockname()[1] for sock in socks]
+    finally:
+        for sock in socks:
+            sock.close()
+
+
+def free_port() -> int:
+    """Return a loopback port that was free a moment ago."""
+    return free_ports(1)[0]
+
+
+def _tail(path: Path, n: int) -> str:
+    """Return the last `n` lines of a text file, or a note if it is absent."""
+    try:
+        lines = path.read_text(errors="replace").splitlines()
+    except FileNotFoundError:
+        return f"(no log at {path})"
+    return "\n".join(lines[-n:])
+
+
+def _alive(pid: int) -> bool:
+    """Tell whether `pid` still runs, reaping it if it is our exited child."""
+    try:
+        # A dead child stays a zombie (and answers signal 0) until reaped.
+        reaped, _ = os.waitpid(pid, os.WNOHANG)
+    except ChildProcessError:  # not our child, e.g. `stop` from another process
+        return _exists(pid)
+    return reaped == 0
+
+
+def _exists(pid: int) -> bool:
+    """Tell whether a live (non-zombie) process has this PID."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's process: it exists
+        return True
+    # An orphan's zombie lingers until PID 1 reaps it, which some inits never do.
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except FileNotFoundError:
+        return not Path("/proc/self").exists()  # gone, unless there is no procfs
+    return stat.rsplit(")", 1)[1].split()[0] != "Z"
+
+
+def _is_kind(pid: int, kind: str) -> bool:
+    """Tell whether `pid` looks like a broker of `kind` (True if unknowable)."""
+    try:
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except FileNotFoundError:
+        return not Path("/proc/self").exists()  # no procfs: trust the PID
+    return CMDLINE_MARKERS[kind] in cmdline
+
+
+@dataclass
+class LocalBroker:
+    """A broker process we started, and where to reach it."""
+
+    kind: str
+    address: str
+    pid: int
+    workdir: Path
+    log_path: Path
+
+    def stop(self, timeout: float = 15.0) -> None:
+        """SIGTERM the broker, then SIGKILL it if it outlives `timeout` seconds."""
+        if not _alive(self.pid) or not _is_kind(self.pid, self.kind):
+            return
+        os.kill(self.pid, signal.SIGTERM)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if not _alive(self.pid):
+                return
+            time.sleep(0.05)
+        os.kill(self.pid, signal.SIGKILL)
+        while _alive(self.pid):
+            time.sleep(0.05)
+
+    def log_tail(self, n: int = 40) -> str:
+        """Return the last `n` lines of the broker log."""
+        return _tail(self.log_path, n)
+
+    def to_json(self) -> dict:
+        """Return a JSON-ready dict of the fields."""
+        return {k: str(v) if isinstance(v, Path) else v for k, v in asdict(self).items()}
+
+
+def _spawn(cmd: list[str], log_path: Path, cwd: Path) -> int:
+    """Start `cmd` detached in its own session, output appended to `log_path`."""
+    with open(log_path, "ab") as log:
+        proc = subprocess.Popen(
+            cmd, cwd=cwd, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+            start_new_session=True,  # Ctrl-C in the caller's terminal must not reach it
+        )
+    return proc.pid
+
+
+def _wait_ready(broker: LocalBroker, probe, timeout: float) -> None:
+    """Poll `probe(broker)` until it returns True; on failure kill and raise."""
+    deadline = time.monotonic() + timeout
+    problem = f"not ready after {timeout:.0f} s"
+    while time.monotonic() < deadline:
+        if not _alive(broker.pid):
+            problem = "process exited during start"
+            break
+        try:
+            if probe(broker):
+                return
+        except Exception as exc:  # any client error just means "not yet"
+            problem = f"not ready after {timeout:.0f} s (last probe error: {exc!r})"
+        time.sleep(0.1)
+    broker.stop(timeout=5)
+    raise BrokerStartError(
+        f"{broker.kind} at {broker.address} failed to start: {problem}\n"
+        f"--- last lines of {broker.log_path} ---\n{broker.log_tail()}"
+    )
+
+
+def _retry_port_clash(start_once):
+    """Call `start_once()`, again with new ports if someone took ours meanwhile."""
+    for attempt in range(1, START_ATTEMPTS + 1):
+        try:
+            return start_once()
+        except BrokerStartError as exc:
+            if PORT_CLASH not in str(exc) or attempt == START_ATTEMPTS:
+                raise
+
+
+# --- Redis -----------------------------------------------------------------
+
+def _redis_pings(broker: LocalBroker) -> bool:
+    """Tell whether the Redis at `broker.address` answers PING."""
+    import redis  # imported late: the CLI for Kafka alone should not need it
+
+    client = redis.Redis.from_url(broker.address, socket_connect_timeout=0.5, socket_timeout=1)
+    try:
+        return bool(client.ping())
+    finally:
+        client.close()
+
+
+def start_redis(workdir: Path | str, timeout: float = 15.0) -> LocalBroker:
+    """Start a non-persistent redis-server on a free loopback port under `workdir`."""
+    workdir = Path(workdir).resolve()
+    data_dir = workdir / "redis-data"
+    data_dir.mkdir(parents=True, exist_ok=True)
+    server = shutil.which("redis-server")
+    if server is None:
+        raise BrokerStartError("redis-server not found: run scripts/install_redis.sh")
+
+    def start_once() -> LocalBroker:
+        port = free_port()
+        log_path = workdir / "redis.log"
+        # No config file, so Debian's /etc/redis/redis.conf never applies.
+        cmd = [
+            server, "--bind", HOST, "--port", str(port), "--save", "", "--appendonly", "no",
+            "--dir", str(data_dir), "--pidfile", str(workdir / "redis.pid"),
+            "--daemonize", "no", "--logfile", "",
+        ]
+        pid = _spawn(cmd, log_path, data_dir)
+        broker = LocalBroker("redis", f"redis://{HOST}:{port}/0", pid, workdir, log_path)
+        _wait_ready(broker, _redis_pings, timeout)
+        return broker
+
+    return _retry_port_clash(start_once)
+
+
+# --- Kafka -----------------------------------------------------------------
+
+def kafka_version() -> str:
+    """Return the Kafka version pinned in scripts/kafka/pom.xml."""
+    match = re.search(r"<kafka\.version>([^<]+)</kafka\.version>", KAFKA_POM.read_text())
+    if match is None:
+        raise BrokerStartError(f"no <kafka.version> in {KAFKA_POM}")
+    return match.group(1)
+
+
+def kafka_libs() -> Path:
+    """Return the jar directory, running scripts/install_kafka.sh if needed."""
+    done = subprocess.run(["bash", str(INSTALL_KAFKA)], capture_output=True, text=True)
+    if done.returncode != 0:
+        raise BrokerStartError(f"{INSTALL_KAFKA} failed:\n{done.stdout}{done.stderr}")
+    return REPO_ROOT / ".cache" / f"kafka-{kafka_version()}" / "libs"
+
+
+def _cluster_id() -> str:
+    """Return a random cluster id in Kafka's Uuid format (url-safe base64)."""
+    while True:
+        text = base64.urlsafe_b64encode(uuid.uuid4().bytes).rstrip(b"=").decode()
+        if not text.startswith("-"):  # a leading dash would read as a CLI option
+            return text
+
+
+def _server_properties(port: int, controller_port: int, data_dir: Path) -> str:
+    """Return server.properties for a single-node KRaft broker+controller."""
+    settings = {
+        "process.roles": "broker,controller",
+        "node.id": 1,
+        "controller.quorum.voters": f"1@{HOST}:{controller_port}",
+        "listeners": f"PLAINTEXT://{HOST}:{port},CONTROLLER://{HOST}:{controller_port}",
+        "advertised.listeners": f"PLAINTEXT://{HOST}:{port}",
+        "controller.listener.names": "CONTROLLER",
+        "inter.broker.listener.name": "PLAINTEXT",
+        "listener.security.protocol.map": "PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
+        "log.dirs": data_dir,
+        # One node: every internal topic must fit on it.
+        "offsets.topic.replication.factor": 1,
+        "offsets.topic.num.partitions": 1,
+        "transaction.state.log.replication.factor": 1,
+        "transaction.state.log.min.isr": 1,
+        "share.coordinator.state.topic.replication.factor": 1,
+        "share.coordinator.state.topic.min.isr": 1,
+        "min.insync.replicas": 1,
+        "num.partitions": 1,
+        "default.replication.factor": 1,
+        # Tests create their topics explicitly and want groups to start at once.
+        "auto.create.topics.enable": "false",
+        "group.initial.rebalance.delay.ms": 0,
+        # Throwaway data: keep the disk footprint small.
+        "log.segment.bytes": 16 * 1024 * 1024,
+        "log.retention.hours": 1,
+        "num.network.threads": 2,
+        "num.io.threads": 2,
+    }
+    return "".join(f"{key}={value}\n" for key, value in settings.items())
+
+
+# Console only: stdout is redirected to kafka.log, so JVM errors and log4j share one file.
+LOG4J2_PROPERTIES = """\
+status = warn
+# Log until the JVM exits; the default hook stops log4j early and then warns about it.
+shutdownHook = disable
+appender.stdout.type = Console
+appender.stdout.name = STDOUT
+appender.stdout.layout.type = PatternLayout
+appender.stdout.layout.pattern = [%d] %p %m (%c)%n
+rootLogger.level = WARN
+rootLogger.appenderRefs = stdout
+rootLogger.appenderRef.stdout.ref = STDOUT
+# The one INFO line worth keeping: "Kafka Server started".
+logger.raft.name = kafka.server.KafkaRaftServer
+logger.raft.level = INFO
+"""
+
+
+def _kafka_ready(broker: LocalBroker) -> bool:
+    """Tell whether the broker can create a topic and elect its leader."""
+    from confluent_kafka import KafkaError, KafkaException
+    from confluent_kafka.admin import AdminClient, NewTopic
+
+    host, port = broker.address.rsplit(":", 1)
+    # Until the socket listens, skip the client: librdkafka would log each refusal.
+    with socket.socket() as sock:
+        sock.settimeout(0.5)
+        if sock.connect_ex((host, int(port))) != 0:
+            return False
+    # log_level 3: errors surface as exceptions; its info chatter would only clutter stderr.
+    admin = AdminClient({"bootstrap.servers": broker.address, "log_level": 3})
+    future = admin.create_topics([NewTopic(READY_TOPIC, 1, 1)], operation_timeout=5)[READY_TOPIC]
+    try:
+        future.result(timeout=10)
+    except KafkaException as exc:
+        # A previous probe may have created it before timing out.
+        if exc.args[0].code() != KafkaError.TOPIC_ALREADY_EXISTS:
+            raise
+    topic = admin.list_topics(READY_TOPIC, timeout=5).topics[READY_TOPIC]
+    if topic.error is not None or not topic.partitions or topic.partitions[0].leader < 0:
+        return False
+    admin.delete_topics([READY_TOPIC], operation_timeout=5)[READY_TOPIC].result(timeout=10)
+    return True
+
+
+def _java(libs: Path, log4j: Path, *args: str) -> list[str]:
+    """Return a java command line with the Kafka jars and our log4j config."""
+    # C1 only: measured ~1 s faster start, and a test broker never runs long enough to need C2.
+    return ["java", "-XX:TieredStopAtLevel=1", "-cp", f"{libs}/*",
+            f"-Dlog4j2.configurationFile={log4j}", "-Djava.awt.headless=true", *args]
+
+
+def start_kafka(workdir: Path | str, timeout: float = 90.0) -> LocalBroker:
+    """Start a fresh single-node KRaft Kafka on free loopback ports under `workdir`."""
+    workdir = Path(workdir).resolve()
+    workdir.mkdir(parents=True, exist_ok=True)
+    libs = kafka_libs()
+    if shutil.which("java") is None:
+        raise BrokerStartError("java not found: apt-get install -y openjdk-17-jre-headless")
+    log4j = workdir / "kafka-log4j2.properties"
+    log4j.write_text(LOG4J2_PROPERTIES)
+
+    def start_once() -> LocalBroker:
+        port, controller_port = free_ports(2)
+        data_dir = workdir / "kafka-data"
+        shutil.rmtree(data_dir, ignore_errors=True)  # each start is a new cluster
+        config = workdir / "kafka-server.properties"
+        config.write_text(_server_properties(port, controller_port, data_dir))
+        log_path = workdir / "kafka.log"
+        # With a static controller.quorum.voters, format takes no --standalone.
+        fmt = subprocess.run(
+            _java(libs, log4j, "kafka.tools.StorageTool", "format",
+                  "-t", _cluster_id(), "-c", str(config)),
+            capture_output=True, text=True,
+        )
+        if fmt.returncode != 0:
+            raise BrokerStartError(f"Kafka storage format failed:\n{fmt.stdout}{fmt.stderr}")
+        cmd = _java(libs, log4j, "-Xmx512m", "-Xms256m", "kafka.Kafka", str(config))
+        pid = _spawn(cmd, log_path, workdir)
+        broker = LocalBroker("kafka", f"{HOST}:{port}", pid, workdir, log_path)
+        _wait_ready(broker, _kafka_ready, timeout)
+        return broker
+
+    return _retry_port_clash(start_once)
+
+
+# --- Command line ------------------------------------------------------------
+
+STARTERS = {"redis": start_redis, "kafka": start_kafka}
+
+
+def _state_file(workdir: Path, kind: str) -> Path:
+    """Return where `start` records a broker of `kind` for `stop`."""
+    return workdir / f"{kind}.json"
+
+
+def _load(state: Path) -> LocalBroker:
+    """Read a broker record written by `start`."""
+    data = json.loads(state.read_text())
+    return LocalBroker(data["kind"], data["address"], data["pid"],
+                       Path(data["workdir"]), Path(data["log_path"]))
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run `start KIND --dir DIR` or `stop KIND --dir DIR`."""
+    parser = argparse.ArgumentParser(prog="python -m eventscope.localbrokers", description=__doc__)
+    parser.add_argument("action", choices=["start", "stop"])
+    parser.add_argument("kind", choices=sorted(STARTERS))
+    parser.add_argument("--dir", required=True, type=Path, help="work dir for data, log and state")
+    parser.add_argument("--json", action="store_true", help="print the broker record as JSON")
+    args = parser.parse_args(argv)
+    workdir = args.dir.resolve()
+    state = _state_file(workdir, args.kind)
+
+    if args.action == "stop":
+        if not state.exists():
+            print(f"no {state}: nothing to stop", file=sys.stderr)
+            return 0
+        _load(state).stop()
+        state.unlink()
+        return 0
+
+    old = _load(state) if state.exists() else None
+    if old is not None and _alive(old.pid) and _is_kind(old.pid, old.kind):
+        print(f"{args.kind} already running per {state}; stop it first", file=sys.stderr)
+        return 1
+    try:
+        broker = STARTERS[args.kind](workdir)
+    except BrokerStartError as exc:
+        print(exc, file=sys.stderr)
+        return 1
+    record = {"address": broker.address, "pid": broker.pid, "log": str(broker.log_path),
+              **broker.to_json()}
+    state.write_text(json.dumps(record, indent=2) + "\n")
+    print(json.dumps(record) if args.json else broker.address)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

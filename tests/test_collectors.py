@@ -1,0 +1,149 @@
+"""Collectors against the real Redis 7 and Kafka 4 brokers; read-only is proven here."""
+import json
+import uuid
+
+import pandas as pd
+import pytest
+from confluent_kafka import Consumer, Producer, TopicPartition
+from confluent_kafka.admin import NewTopic
+
+from collectors.kafka_events import KafkaEventsCollector
+from collectors.kafka_offsets import KafkaOffsetsCollector
+from collectors.redis_streams import RedisStreamsCollector
+
+pytestmark = pytest.mark.broker
+TP = "00-" + "c" * 32 + "-" + "d" * 16 + "-01"
+
+
+def envelope(i, cid="corr-1", source="order-service"):
+    return json.dumps({"event_type": "OrderPlaced", "schema_version": 2, "event_id": f"evt_{i}",
+                       "timestamp": "2026-11-28T10:00:00.000Z", "source": source,
+                       "correlation_id": cid, "data": {"order_id": i}})
+
+
+@pytest.fixture
+def kafka_setup(kafka_admin, kafka_bootstrap):
+    """Fresh topics with 40 messages, a DLQ, and a group that consumed 15 and committed."""
+    orders, dlq, group = (f"orders-{uuid.uuid4().hex[:6]}", None, f"g-{uuid.uuid4().hex[:6]}")
+    dlq = orders + ".DLT"
+    for fut in kafka_admin.create_topics([NewTopic(orders, 2, 1), NewTopic(dlq, 1, 1)]).values():
+        fut.result()
+    producer = Producer({"bootstrap.servers": kafka_bootstrap})
+    for i in range(40):
+        producer.produce(orders, envelope(i).encode(), partition=i % 2,
+                         headers=[("traceparent", TP.encode())])
+    producer.produce(dlq, b"\x00\xffnot json", headers=[("kafka_dlt-exception-message", b"card declined"),
+                                                         ("kafka_dlt-original-topic", orders.encode())])
+    producer.produce(orders, b"<script>alert(1)</script>", partition=0)
+    producer.flush(10)
+    consumer = Consumer({"bootstrap.servers": kafka_bootstrap, "group.id": group,
+                         "enable.auto.commit": False})
+    consumer.commit(offsets=[TopicPartition(orders, 0, 15)], asynchronous=False)
+    consumer.close()
+    return {"orders": orders, "dlq": dlq, "group": group}
+
+
+def test_kafka_offsets_lag_and_unknown_partitions(kafka_admin, kafka_setup):
+    out = KafkaOffsetsCollector(kafka_admin, topics="^" + kafka_setup["orders"]).collect()
+    lag = out["lag"][out["lag"]["group"] == kafka_setup["group"]].sort_values("partition")
+    assert list(lag["partition"]) == [0, 1]
+    p0, p1 = lag.iloc[0], lag.iloc[1]
+    assert (p0["committed"], p0["end"], p0["lag"]) == (15, 21, 6)
+    assert pd.isna(p1["committed"]) and pd.isna(p1["lag"])  # no commit: unknown, not a huge number
+    assert p0["group_state"] == "Empty" and p0["members"] == 0
+    topics = out["topics"][out["topics"]["topic"] == kafka_setup["orders"]].set_index("partition")
+    assert topics.loc[0, "end"] == 21 and topics.loc[1, "end"] == 20
+
+
+def test_kafka_events_and_dlq(kafka_bootstrap, kafka_setup):
+    collector = KafkaEventsCollector({"bootstrap.servers": kafka_bootstrap},
+                                     topics=f"^{kafka_setup['orders']}", dlq_pattern=r"\.DLT$")
+    try:
+        out = collector.collect()
+    finally:
+        collector.close()
+    events = out["events"]
+    assert len(events) == 42
+    good = events[events["event_type"] == "OrderPlaced"]
+    assert len(good) == 40 and set(good["correlation_id"]) == {"corr-1"}
+    assert set(good["trace_id"]) == {"c" * 32}
+    bad = events[events["event_type"] == "<undecodable>"]
+    assert len(bad) == 2 and bad["decode_error"].str.len().gt(0).all()
+    dead = events[events["dead_letter"]]
+    assert list(dead["dlq_reason"]) == ["card declined"]
+    dlq = out["dlq"].iloc[0]
+    assert (dlq["dlq"], dlq["depth"], dlq["source_topic"]) == (kafka_setup["dlq"], 1, kafka_setup["orders"])
+    assert json.loads(dlq["reasons"]) == {"card declined": 1}
+
+
+def group_offsets(admin, group):
+    from confluent_kafka import ConsumerGroupTopicPartitions
+    res = admin.list_consumer_group_offsets([ConsumerGroupTopicPartitions(group)])[group].result()
+    return sorted((tp.topic, tp.partition, tp.offset) for tp in res.topic_partitions)
+
+
+def test_kafka_collection_is_read_only(kafka_admin, kafka_bootstrap, kafka_setup):
+    groups_before = {g.group_id for g in kafka_admin.list_consumer_groups().result().valid}
+    offsets_before = group_offsets(kafka_admin, kafka_setup["group"])
+    topics_before = set(kafka_admin.list_topics(timeout=10).topics)
+    events = KafkaEventsCollector({"bootstrap.servers": kafka_bootstrap})
+    offsets = KafkaOffsetsCollector(kafka_admin)
+    for _ in range(3):
+        events.collect()
+        offsets.collect()
+    events.close()
+    assert {g.group_id for g in kafka_admin.list_consumer_groups().result().valid} == groups_before
+    assert group_offsets(kafka_admin, kafka_setup["group"]) == offsets_before
+    assert set(kafka_admin.list_topics(timeout=10).topics) == topics_before
+
+
+@pytest.fixture
+def redis_setup(redis_client):
+    r = redis_client
+    for i in range(30):
+        r.xadd("orders", {"envelope": envelope(i), "traceparent": TP})
+    r.xadd("orders", {"envelope": "{truncated", "traceparent": "garbage"})
+    r.xgroup_create("orders", "payment-service", id="0")
+    r.xgroup_create("orders", "late-joiner", id="$")
+    r.xreadgroup("payment-service", "worker-1", {"orders": ">"}, count=12)
+    r.xadd("orders.dlq", {"envelope": envelope(99), "error": "card declined", "original_stream": "orders"})
+    r.set("not-a-stream", "x")
+    return r
+
+
+def test_redis_streams_lag_events_dlq(redis_url, redis_setup):
+    import redis
+    collector = RedisStreamsCollector(redis.Redis.from_url(redis_url))
+    out = collector.collect()
+    lag = out["lag"].set_index("group")
+    assert (lag.loc["payment-service", "committed"], lag.loc["payment-service", "lag"]) == (12, 19)
+    assert lag.loc["payment-service", "pending"] == 12 and lag.loc["payment-service", "members"] == 1
+    assert lag.loc["payment-service", "lag_seconds"] >= 0
+    assert lag.loc["late-joiner", "lag"] == 0 or pd.isna(lag.loc["late-joiner", "lag"])
+    assert set(out["topics"]["topic"]) == {"orders", "orders.dlq"}
+    events = out["events"]
+    assert len(events) == 32
+    assert (events["event_type"] == "<undecodable>").sum() == 1
+    dlq = out["dlq"].iloc[0]
+    assert (dlq["dlq"], dlq["depth"], dlq["source_topic"]) == ("orders.dlq", 1, "orders")
+    assert json.loads(dlq["reasons"]) == {"card declined": 1}
+    redis_setup.xadd("orders", {"envelope": envelope(100)})
+    again = collector.collect()
+    assert len(again["events"]) == 1  # only what is new since the last sample
+
+
+def test_redis_collection_is_read_only(redis_url, redis_setup):
+    import redis
+    r = redis_setup
+
+    def state():
+        groups = r.xinfo_groups("orders")
+        pending = r.xpending_range("orders", "payment-service", min="-", max="+", count=100)
+        return groups, [(p["message_id"], p["consumer"], p["times_delivered"]) for p in pending], \
+            r.xinfo_consumers("orders", "payment-service")[0]["pending"], sorted(r.keys())
+
+    before = state()
+    collector = RedisStreamsCollector(redis.Redis.from_url(redis_url))
+    for _ in range(3):
+        collector.collect()
+    assert state() == before
