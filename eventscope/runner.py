@@ -197,8 +197,12 @@ def ensure_background_collector(config: Config) -> Runner | None:
         runner = None
         lock = StoreLock(config.store_dir)
         if config.dashboard.collect == "auto" and lock.acquire():
-            runner = Runner(open_store(config), build_collectors(config),
-                            interval_s=config.collect.interval_s,
+            try:
+                collectors = build_collectors(config)
+            except Exception:
+                lock.release()  # let a later attempt (or another process) collect
+                raise
+            runner = Runner(open_store(config), collectors, interval_s=config.collect.interval_s,
                             max_backoff_s=config.collect.max_backoff_s)
             runner.lock = lock
             thread = threading.Thread(target=runner.run, name="eventscope-collector", daemon=True)

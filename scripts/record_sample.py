@@ -57,12 +57,19 @@ def main() -> int:
                               schedule=incident_schedule(args.duration))
         stop = threading.Event()
         stats: dict = {}
-        threads = [
-            threading.Thread(target=lambda: stats.update(kafka=run_simulation(
-                sim, kafka_bootstrap=kafka_broker.address, stop_event=stop))),
-            threading.Thread(target=lambda: stats.update(redis=run_simulation(
-                sim, redis_url=redis_broker.address, stop_event=stop))),
-        ]
+        errors: list[BaseException] = []
+
+        def simulate(name: str, **brokers) -> None:
+            try:
+                stats[name] = run_simulation(sim, stop_event=stop, **brokers)
+            except BaseException as exc:  # reported after the join; the recording is void
+                errors.append(exc)
+                stop.set()
+
+        threads = [threading.Thread(target=simulate, args=("kafka",),
+                                    kwargs={"kafka_bootstrap": kafka_broker.address}),
+                   threading.Thread(target=simulate, args=("redis",),
+                                    kwargs={"redis_url": redis_broker.address})]
         for t in threads:
             t.start()
         config = load_config(env={"EVENTSCOPE_KAFKA_BOOTSTRAP": kafka_broker.address,
@@ -70,11 +77,14 @@ def main() -> int:
         store = Store(work / "store")
         runner = Runner(store, build_collectors(config), interval_s=args.interval)
         started = time.time()
+        runner.stop_event = stop
         runner.run(duration_s=args.duration + 2)
         stop.set()
         for t in threads:
             t.join(timeout=30)
         runner.close()
+        if errors:
+            raise SystemExit(f"simulation failed, nothing recorded: {errors[0]!r}")
         frames = {name: store.read(name) for name in ("lag", "dlq", "events", "topics", "health")}
         meta = {"recorded_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(started)),
                 "duration_s": args.duration, "interval_s": args.interval, "rate": args.rate,

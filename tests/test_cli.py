@@ -1,0 +1,121 @@
+"""The CLI contract: field names and types of every --json command, exit codes."""
+import json
+import subprocess
+import sys
+
+import pandas as pd
+import pytest
+
+from eventscope import schemas
+from eventscope.store import Store
+
+NOW = pd.Timestamp.now(tz="UTC").floor("s")
+
+
+def run(store, *args):
+    proc = subprocess.run([sys.executable, "-m", "eventscope.cli", *args, "--store", str(store)],
+                          capture_output=True, text=True, timeout=60, env={"PATH": "/usr/bin:/bin"})
+    return proc
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory):
+    root = tmp_path_factory.mktemp("store")
+    s = Store(root)
+    for i in range(4):
+        at = NOW - pd.Timedelta(seconds=30 * (3 - i))
+        s.append("lag", schemas.conform("lag", [
+            {"sampled_at": at, "source": "kafka", "broker": "kafka", "group": "payment-service",
+             "topic": "orders", "partition": 0, "committed": 10, "end": 10 + 100 * i, "lag": 100 * i,
+             "lag_seconds": 120.0 * i, "group_state": "Stable", "members": 1},
+            {"sampled_at": at, "source": "redis", "broker": "redis", "group": "email-service",
+             "topic": "shipments", "partition": 0, "committed": None, "end": 5, "lag": None,
+             "lag_seconds": None, "group_state": "n/a", "members": 0}]))
+        s.append("dlq", schemas.conform("dlq", [
+            {"sampled_at": at, "source": "kafka", "broker": "kafka", "dlq": "payments.DLT",
+             "source_topic": "payments", "depth": 50 * i, "oldest_at": NOW - pd.Timedelta(minutes=5),
+             "reasons": json.dumps({"card declined": 3})}]))
+    ev = lambda sec, topic, etype, svc, off, dead=False: {  # noqa: E731
+        "observed_at": NOW, "source": "kafka", "broker": "kafka", "topic": topic, "partition": 0,
+        "offset": str(off), "at": NOW - pd.Timedelta(minutes=2) + pd.Timedelta(seconds=sec),
+        "event_type": etype, "event_id": f"evt_{off}_{topic}", "service": svc, "correlation_id": "order-42",
+        "trace_id": "f" * 32, "dead_letter": dead, "dlq_reason": "card declined" if dead else None}
+    s.append("events", schemas.conform("events", [
+        ev(0, "orders", "OrderPlaced", "order-service", 7),
+        ev(0.5, "payments", "PaymentCharged", "payment-service", 3),
+        ev(1.0, "payments.DLT", "PaymentCharged", "payment-service", 0, dead=True)]))
+    return root
+
+
+def test_lag_json_contract(store):
+    proc = run(store, "lag", "--json")
+    assert proc.returncode == 0, proc.stderr
+    rows = json.loads(proc.stdout)
+    assert len(rows) == 2
+    for row in rows:
+        assert {"broker", "group", "topic", "partition", "committed", "end", "lag", "lag_seconds",
+                "status", "sampled_at"} <= set(row)
+        assert row["broker"] in ("kafka", "redis")
+        assert row["status"] in ("OK", "WARN", "ERR", "STOP", "STALL", "REWIND", "UNKNOWN")
+        assert row["sampled_at"].endswith("Z")
+    kafka = next(r for r in rows if r["broker"] == "kafka")
+    assert (kafka["lag"], kafka["status"]) == (300, "STALL")
+    redis = next(r for r in rows if r["broker"] == "redis")
+    assert redis["lag"] is None and redis["status"] == "UNKNOWN" and redis["partition"] == 0
+
+
+def test_dlq_json_contract(store):
+    rows = json.loads(run(store, "dlq", "--json").stdout)
+    assert rows == [{"broker": "kafka", "dlq": "payments.DLT", "source_topic": "payments", "depth": 150,
+                     "growth_per_min": 100.0, "oldest_age_seconds": rows[0]["oldest_age_seconds"],
+                     "reasons": [{"reason": "card declined", "count": 3}]}]
+    assert 299 <= rows[0]["oldest_age_seconds"] <= 400
+
+
+def test_trace_json_contract_and_unknown_id(store):
+    proc = run(store, "trace", "order-42", "--json")
+    doc = json.loads(proc.stdout)
+    assert set(doc) >= {"correlation_id", "outcome", "events", "hops"}
+    assert doc["outcome"] == "dead_lettered"
+    assert [e["event_type"] for e in doc["events"]] == ["OrderPlaced", "PaymentCharged", "PaymentCharged"]
+    for e in doc["events"]:
+        assert {"at", "broker", "topic", "partition", "offset", "event_type", "event_id", "source",
+                "trace_id", "dead_letter"} <= set(e)
+        assert isinstance(e["offset"], str)
+    assert doc["hops"][0] == {"from_topic": "orders", "to_topic": "payments", "service": "payment-service",
+                              "latency_ms": 500.0, "broker": "kafka"}
+    assert json.loads(run(store, "trace", "f" * 32, "--json").stdout)["correlation_id"] == "order-42"
+    missing = run(store, "trace", "no-such-id", "--json")
+    assert missing.returncode == 1 and missing.stdout == "" and "no-such-id" in missing.stderr
+
+
+def test_alerts_json_and_exit_code(store):
+    proc = run(store, "alerts", "--json", "--exit-code")
+    rows = json.loads(proc.stdout)
+    assert proc.returncode == 1
+    for row in rows:
+        assert set(row) == {"rule", "severity", "subject", "value", "threshold", "since"}
+    lag_alert = next(r for r in rows if r["rule"] == "lag_seconds")
+    assert (lag_alert["severity"], lag_alert["value"]) == ("critical", 360.0)
+    assert {r["rule"] for r in rows} >= {"lag_seconds", "dlq_depth", "group_stall"}
+
+
+def test_graph_json_contract(store):
+    doc = json.loads(run(store, "graph", "--format", "json").stdout)
+    assert set(doc) == {"nodes", "edges"}
+    ids = {n["id"] for n in doc["nodes"]}
+    assert {"service:order-service", "topic:kafka:orders", "dlq:kafka:payments.DLT"} <= ids
+    for n in doc["nodes"]:
+        assert n["kind"] in ("service", "topic", "group", "dlq")
+    for e in doc["edges"]:
+        assert e["kind"] in ("produces", "consumes", "dead_letters", "causes")
+        assert {"source", "target", "kind", "events", "rate_per_s"} <= set(e)
+    dot = run(store, "graph", "--format", "dot").stdout
+    assert dot.lstrip().startswith("digraph")
+
+
+def test_empty_store_answers_calmly(tmp_path):
+    proc = run(tmp_path, "lag", "--json")
+    assert proc.returncode == 0 and json.loads(proc.stdout) == []
+    proc = run(tmp_path, "lag")
+    assert "nothing yet" in proc.stdout

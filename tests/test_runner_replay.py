@@ -1,0 +1,127 @@
+"""The runner (health, backoff, one writer per store) and the replay source."""
+import json
+import threading
+
+import pandas as pd
+import pytest
+
+from eventscope import schemas
+from eventscope.config import load_config
+from eventscope.replay import ReplaySource, write_recording
+from eventscope.runner import Runner, StoreLock, build_collectors, ensure_background_collector
+from eventscope.store import Store
+
+T0 = pd.Timestamp("2026-11-01T00:00:00Z")
+
+
+class Flaky:
+    name, source = "flaky", "test"
+
+    def __init__(self, fail_times):
+        self.fail_times, self.calls = fail_times, 0
+
+    def collect(self):
+        self.calls += 1
+        if self.calls <= self.fail_times:
+            raise ConnectionError("broker unreachable\nsecond line")
+        return {"topics": schemas.conform("topics", [{"sampled_at": pd.Timestamp.now(tz="UTC"),
+                                                      "source": "test", "broker": "kafka", "topic": "t",
+                                                      "partition": 0, "start": 0, "end": self.calls}])}
+
+    def close(self):
+        pass
+
+
+def test_failures_become_health_rows_and_back_off(tmp_path):
+    flaky = Flaky(fail_times=2)
+    runner = Runner(Store(tmp_path), [flaky], interval_s=10, max_backoff_s=60)
+    first = runner.run_once(force=True).iloc[0]
+    assert not first["ok"] and first["error"] == "ConnectionError: broker unreachable second line"
+    assert pd.isna(first["last_success"])
+    assert runner.run_once().empty  # backing off: not due for 20 s
+    assert runner.states[id(flaky)].failures == 1
+    runner.run_once(force=True)
+    ok = runner.run_once(force=True).iloc[0]
+    assert ok["ok"] and ok["rows"] == 1 and not pd.isna(ok["last_success"])
+    health = Store(tmp_path).read("health")
+    assert list(health["ok"]) == [False, False, True]
+
+
+@pytest.mark.broker
+def test_unreachable_kafka_is_reported_not_raised(tmp_path):
+    from eventscope.localbrokers import free_port
+    cfg = load_config(env={"EVENTSCOPE_KAFKA_BOOTSTRAP": f"127.0.0.1:{free_port()}",
+                           "EVENTSCOPE_KAFKA_TIMEOUT_S": "1", "EVENTSCOPE_STORE": str(tmp_path)})
+    runner = Runner(Store(tmp_path), build_collectors(cfg), interval_s=1)
+    health = runner.run_once(force=True)
+    runner.close()
+    assert len(health) == 2 and not health["ok"].any()
+    assert all(e.startswith("KafkaException") for e in health["error"])
+
+
+def test_only_one_writer_per_store(tmp_path):
+    first, second = StoreLock(tmp_path), StoreLock(tmp_path)
+    assert first.acquire()
+    assert not second.acquire()
+    first.release()
+    assert second.acquire()
+    second.release()
+
+
+def make_recording(path):
+    lag = [{"sampled_at": T0 + pd.Timedelta(seconds=s), "source": "kafka", "broker": "kafka",
+            "group": "g", "topic": "orders", "partition": 0, "committed": s, "end": 2 * s, "lag": s}
+           for s in range(0, 100, 10)]
+    topics = [{"sampled_at": r["sampled_at"], "source": "kafka", "broker": "kafka", "topic": "orders",
+               "partition": 0, "start": 0, "end": r["end"]} for r in lag]
+    events = [{"observed_at": T0 + pd.Timedelta(seconds=s), "source": "kafka", "broker": "kafka",
+               "topic": "orders", "partition": 0, "offset": str(s), "at": T0 + pd.Timedelta(seconds=s),
+               "event_type": "OrderPlaced", "correlation_id": f"c{s}", "trace_id": "ab" * 16}
+              for s in range(0, 100, 10)]
+    write_recording({"lag": schemas.conform("lag", lag), "topics": schemas.conform("topics", topics),
+                     "events": schemas.conform("events", events), "dlq": schemas.empty("dlq")},
+                    path, {"note": "test"})
+
+
+def test_replay_backfills_then_plays_live_and_loops_cleanly(tmp_path):
+    make_recording(tmp_path / "rec")
+    clock = {"now": 1_000_000.0}
+    replay = ReplaySource(tmp_path / "rec", speed=1.0, backfill=0.5, clock=lambda: clock["now"])
+    first = replay.collect()
+    assert list(first["lag"]["committed"]) == [0, 10, 20, 30, 40]  # half of a 91 s period
+    wall = pd.Timestamp(clock["now"], unit="s", tz="UTC")
+    assert first["lag"]["sampled_at"].max() <= wall
+    assert (first["lag"]["source"] == "replay").all()
+    clock["now"] += 45
+    second = replay.collect()
+    assert list(second["lag"]["committed"]) == [50, 60, 70, 80, 90]
+    clock["now"] += 91  # one whole period later: the second cycle
+    third = replay.collect()
+    cycle2 = third["lag"][third["lag"]["sampled_at"] > second["lag"]["sampled_at"].max()]
+    assert cycle2["committed"].min() > 90, "a loop must not look like a rewind"
+    assert third["events"]["correlation_id"].str.endswith("~1").any()
+    assert third["events"]["trace_id"].str.len().eq(32).all()
+
+
+def test_sample_data_replays_into_every_frame(tmp_path):
+    cfg = load_config(env={"EVENTSCOPE_STORE": str(tmp_path)})
+    (collector,) = build_collectors(cfg)
+    out = collector.collect()
+    for name in ("lag", "dlq", "events", "topics"):
+        assert len(out[name]) > 0, f"sample data has no {name} rows"
+    assert out["lag"]["broker"].nunique() == 2 and out["dlq"]["depth"].max() > 0
+    meta = json.loads((cfg.replay_dir() / "meta.json").read_text())
+    assert meta["incident"]
+
+
+def test_background_collector_is_one_per_process_and_store(tmp_path):
+    cfg = load_config(env={"EVENTSCOPE_STORE": str(tmp_path)})
+    runners = []
+    threads = [threading.Thread(target=lambda: runners.append(ensure_background_collector(cfg)))
+               for _ in range(5)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len({id(r) for r in runners}) == 1 and runners[0] is not None
+    runners[0].stop_event.set()
