@@ -32,6 +32,7 @@ import pandas as pd
 from eventscope import schemas
 
 GRACE_S = 60.0
+TARGET_ROWS = 250_000  # parts this big are never merged again
 
 
 @dataclass(frozen=True)
@@ -66,7 +67,7 @@ class Store:
             manifest = self._read_manifest(folder)
             manifest["parts"].append(_part_entry(part, frame, tcol))
             manifest["appends"] = manifest.get("appends", 0) + 1
-            if len(manifest["parts"]) >= self.retention.compact_every:
+            if manifest["appends"] % self.retention.compact_every == 0:
                 manifest = self._compact(name, folder, manifest)
             self._write_manifest(folder, manifest)
             self._delete_expired_garbage(folder, manifest)
@@ -75,7 +76,7 @@ class Store:
         """Merge all parts of ``name`` into one, applying retention now."""
         folder = self._folder(name)
         with self._locked(folder):
-            manifest = self._compact(name, folder, self._read_manifest(folder))
+            manifest = self._compact(name, folder, self._read_manifest(folder), full=True)
             self._write_manifest(folder, manifest)
 
     # -- reading ---------------------------------------------------------------
@@ -165,26 +166,58 @@ class Store:
             self._cache[key] = frame
         return frame
 
-    def _compact(self, name: str, folder: Path, manifest: dict) -> dict:
+    def _compact(self, name: str, folder: Path, manifest: dict, full: bool = False) -> dict:
+        """Size-tiered: merge runs of small parts; drop parts wholly past retention.
+
+        Parts at or above ``TARGET_ROWS`` are left alone, so an append costs the
+        same whether the frame holds a thousand rows or millions. ``full=True``
+        rewrites everything and applies retention exactly.
+        """
         tcol = schemas.TIME_COLUMN[name]
-        frames = [self._load(name, p["file"]) for p in manifest["parts"]]
-        old = [p["file"] for p in manifest["parts"]]
-        merged = pd.concat(frames, ignore_index=True) if frames else schemas.empty(name)
         floor = pd.Timestamp.now(tz="UTC") - pd.Timedelta(seconds=self.retention.max_age_s)
-        merged = merged[merged[tcol] >= floor].sort_values(tcol, kind="stable")
-        if len(merged) > self.retention.max_rows:
-            merged = merged.iloc[-self.retention.max_rows:]
-        merged = merged.reset_index(drop=True)
-        parts = []
-        if not merged.empty:
+        parts = sorted(manifest["parts"], key=lambda p: p["tmin"])
+        dropped = [p for p in parts if pd.Timestamp(p["tmax"]) < floor]
+        parts = [p for p in parts if pd.Timestamp(p["tmax"]) >= floor]
+        total = sum(p["rows"] for p in parts)
+        while parts and total - parts[0]["rows"] >= self.retention.max_rows:
+            total -= parts[0]["rows"]
+            dropped.append(parts.pop(0))
+        groups: list[list[dict]] = []
+        if full:
+            groups = [parts] if parts else []
+        else:
+            run: list[dict] = []
+            for part in parts:
+                if part["rows"] >= TARGET_ROWS or sum(p["rows"] for p in run) + part["rows"] > TARGET_ROWS:
+                    if len(run) > 1:
+                        groups.append(run)
+                    run = [] if part["rows"] >= TARGET_ROWS else [part]
+                else:
+                    run.append(part)
+            if len(run) > 1:
+                groups.append(run)
+        merged_away = {p["file"] for g in groups for p in g}
+        kept = [p for p in parts if p["file"] not in merged_away]
+        for group in groups:
+            frame = pd.concat([self._load(name, p["file"]) for p in group], ignore_index=True)
+            if full:
+                frame = frame[frame[tcol] >= floor]
+                frame = frame.sort_values(tcol, kind="stable")
+                if len(frame) > self.retention.max_rows:
+                    frame = frame.iloc[-self.retention.max_rows:]
+            frame = frame.reset_index(drop=True)
+            if frame.empty:
+                continue
             part = f"part-{time.time_ns():020d}-{uuid.uuid4().hex[:8]}.parquet"
-            self._write_parquet(merged, folder / part)
-            parts.append(_part_entry(part, merged, tcol))
+            self._write_parquet(frame, folder / part)
+            kept.append(_part_entry(part, frame, tcol))
+        old = [p["file"] for p in dropped] + sorted(merged_away)
         garbage = manifest.get("garbage", []) + [[f, time.time()] for f in old]
         with self._cache_lock:
             for f in old:
                 self._cache.pop(f"{name}/{f}", None)
-        return {"parts": parts, "garbage": garbage, "appends": manifest.get("appends", 0)}
+        kept.sort(key=lambda p: p["tmin"])
+        return {"parts": kept, "garbage": garbage, "appends": manifest.get("appends", 0)}
 
     def _delete_expired_garbage(self, folder: Path, manifest: dict) -> None:
         now = time.time()
