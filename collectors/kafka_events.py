@@ -16,7 +16,7 @@ import time
 import uuid
 
 import pandas as pd
-from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, TopicPartition
+from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, TopicPartition
 
 from collectors.events_common import DeadLetterBook, event_row
 from eventscope import schemas
@@ -61,8 +61,11 @@ class KafkaEventsCollector:
             for p in topic.partitions:
                 if (topic.topic, p) in self.assigned:
                     continue
-                low, high = self.consumer.get_watermark_offsets(
-                    TopicPartition(topic.topic, p), timeout=self.timeout_s)
+                try:
+                    low, high = self.consumer.get_watermark_offsets(
+                        TopicPartition(topic.topic, p), timeout=self.timeout_s)
+                except KafkaException:
+                    continue  # no leader yet (new topic): assign it on a later sample
                 start = max(low, high - self.backlog) if high > 0 else OFFSET_BEGINNING
                 new.append(TopicPartition(topic.topic, p, start))
                 self.assigned.add((topic.topic, p))
@@ -106,14 +109,19 @@ class KafkaEventsCollector:
                 continue
             self.books.setdefault(topic, DeadLetterBook())
         for topic, book in sorted(self.books.items()):
-            depth, oldest = 0, None
+            depth, oldest, complete = 0, None, True
             for t, p in self.assigned:
                 if t != topic:
                     continue
-                low, high = self.consumer.get_watermark_offsets(
-                    TopicPartition(t, p), timeout=self.timeout_s, cached=False)
+                try:
+                    low, high = self.consumer.get_watermark_offsets(
+                        TopicPartition(t, p), timeout=self.timeout_s, cached=False)
+                except KafkaException:
+                    complete = False  # leaderless for a moment: skip rather than under-count
+                    break
                 depth += max(0, high - low)
-            rows.append(book.row(now, self.source, "kafka", topic, depth, oldest))
+            if complete:
+                rows.append(book.row(now, self.source, "kafka", topic, depth, oldest))
         return schemas.conform("dlq", rows)
 
     def close(self) -> None:

@@ -15,7 +15,7 @@ import time
 from concurrent.futures import Future
 
 import pandas as pd
-from confluent_kafka import ConsumerGroupTopicPartitions, TopicPartition
+from confluent_kafka import ConsumerGroupTopicPartitions, KafkaException, TopicPartition
 from confluent_kafka.admin import AdminClient, OffsetSpec
 
 from collectors.timelag import OffsetClock
@@ -72,9 +72,17 @@ class KafkaOffsetsCollector:
             return {}
         futures = self.admin.list_offsets({tp: spec for tp in partitions},
                                           request_timeout=self.timeout_s)
-        out = {}
+        out, failed = {}, []
         for tp, fut in futures.items():
-            out[(tp.topic, tp.partition)] = fut.result().offset
+            try:
+                out[(tp.topic, tp.partition)] = fut.result().offset
+            except KafkaException as exc:
+                failed.append((tp, exc))
+        if failed and not out:
+            raise failed[0][1]
+        # A partition without a leader for a moment (new topic, leader election) is
+        # left out of this sample instead of failing the whole sample.
+        self.skipped_partitions = len(failed)
         return out
 
     def _group_rows(self, now, wall: float, ends: dict) -> list[dict]:
