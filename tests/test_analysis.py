@@ -124,3 +124,9 @@ def test_alerts_fire_with_since_and_most_severe_wins():
     calm = alerts.evaluate(lag_frame([(10, 10), (20, 20)]).assign(lag_seconds=0.0),
                            schemas.empty("dlq"), AlertsConfig())
     assert calm.empty
+
+
+def test_consumer_that_stops_mid_window_is_stalled_after_a_minute():
+    series = [(10 * i, 10 * i) for i in range(10)] + [(90, 90 + 10 * i) for i in range(1, 9)]
+    assert verdict(series) == "STALL"  # stopped 80 s ago, though it moved earlier in the window
+    assert verdict(series[:13]) == "WARN"  # stopped only 30 s ago: behind, not yet stalled

@@ -7,8 +7,9 @@ the lag moved over the window (in the spirit of Burrow's evaluation rules):
 * ``OK`` — caught up, or committing and the lag is not growing;
 * ``WARN`` — committing, but the lag grew across the whole window;
 * ``ERR`` — as WARN, and the oldest message has waited longer than the window;
-* ``STALL`` — members present, lag > 0, but the committed offset did not move;
-* ``STOP`` — no members and the committed offset did not move while lag > 0;
+* ``STALL`` — members present, lag > 0, but the committed offset has not moved over
+  the window or for ``stuck_after_s`` (a consumer that stopped mid-window);
+* ``STOP`` — as STALL, with no members;
 * ``REWIND`` — the committed offset went backwards.
 """
 from __future__ import annotations
@@ -20,7 +21,7 @@ STATUSES = ["OK", "WARN", "ERR", "STOP", "STALL", "REWIND", "UNKNOWN"]
 SEVERITY = {"OK": 0, "UNKNOWN": 1, "WARN": 2, "REWIND": 3, "STALL": 4, "STOP": 4, "ERR": 5}
 
 
-def latest_lag(lag: pd.DataFrame, window_s: float = 300.0) -> pd.DataFrame:
+def latest_lag(lag: pd.DataFrame, window_s: float = 300.0, stuck_after_s: float = 60.0) -> pd.DataFrame:
     """The newest row per partition, with a ``status`` column judged over ``window_s``."""
     if lag.empty:
         out = lag.copy()
@@ -37,15 +38,19 @@ def latest_lag(lag: pd.DataFrame, window_s: float = 300.0) -> pd.DataFrame:
     rewound = (step < 0).fillna(False).groupby([recent[k] for k in KEY], observed=True,
                                                  dropna=False).any()
     samples = g.size()
-    latest = latest.assign(
+    moved_at = recent["sampled_at"].where((step != 0).fillna(False).to_numpy())
+    last_move = moved_at.groupby([recent[k] for k in KEY], observed=True, dropna=False).max()
+    stuck_s = (latest["sampled_at"] - last_move.reindex(latest.index).fillna(first["sampled_at"])
+               ).dt.total_seconds()
+    latest = latest.assign(x_stuck_s=stuck_s,
         x_first_committed=first["committed"], x_first_lag=first["lag"],
         x_samples=samples, x_rewound=rewound.reindex(latest.index).fillna(False),
         x_span_s=(latest["sampled_at"] - first["sampled_at"]).dt.total_seconds())
-    latest["status"] = [_verdict(r, window_s) for r in latest.itertuples()]
+    latest["status"] = [_verdict(r, window_s, stuck_after_s) for r in latest.itertuples()]
     return latest.drop(columns=[c for c in latest.columns if c.startswith("x_")]).reset_index()
 
 
-def _verdict(r, window_s: float) -> str:
+def _verdict(r, window_s: float, stuck_after_s: float) -> str:
     if pd.isna(r.lag):
         return "UNKNOWN"
     if r.x_rewound:
@@ -55,7 +60,7 @@ def _verdict(r, window_s: float) -> str:
     if r.x_samples < 2:
         return "OK"
     moved = not pd.isna(r.committed) and not pd.isna(r.x_first_committed) and r.committed > r.x_first_committed
-    if not moved:
+    if not moved or r.x_stuck_s >= stuck_after_s:
         no_members = pd.isna(r.members) or r.members == 0
         return "STOP" if no_members else "STALL"
     grew = not pd.isna(r.x_first_lag) and r.lag > r.x_first_lag
