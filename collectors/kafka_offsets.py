@@ -64,8 +64,9 @@ class KafkaOffsetsCollector:
         topics = [{"sampled_at": now, "source": self.source, "broker": "kafka", "topic": t,
                    "partition": p, "start": starts.get((t, p)), "end": e}
                   for (t, p), e in sorted(ends.items())]
-        lag_rows = self._group_rows(now, wall, ends)
-        return {"topics": schemas.conform("topics", topics), "lag": schemas.conform("lag", lag_rows)}
+        lag_rows, member_rows = self._group_rows(now, wall, ends)
+        return {"topics": schemas.conform("topics", topics), "lag": schemas.conform("lag", lag_rows),
+                "consumers": schemas.conform("consumers", member_rows)}
 
     def _offsets(self, partitions: list[TopicPartition], spec) -> dict[tuple[str, int], int]:
         if not partitions:
@@ -85,21 +86,23 @@ class KafkaOffsetsCollector:
         self.skipped_partitions = len(failed)
         return out
 
-    def _group_rows(self, now, wall: float, ends: dict) -> list[dict]:
+    def _group_rows(self, now, wall: float, ends: dict) -> tuple[list[dict], list[dict]]:
         listing = self.admin.list_consumer_groups(request_timeout=self.timeout_s).result()
         group_ids = sorted(g.group_id for g in listing.valid)
         if not group_ids:
-            return []
+            return [], []
         described = {}
         for gid, fut in self.admin.describe_consumer_groups(
                 group_ids, request_timeout=self.timeout_s).items():
             described[gid] = fut.result()
         committed = self._committed(group_ids)
-        rows = []
+        rows, members = [], []
+        for gid, desc in described.items():
+            members.extend(_member_rows(now, self.source, gid, desc))
         for gid in group_ids:
             desc = described.get(gid)
             state = _state_name(desc)
-            members = len(desc.members) if desc is not None else None
+            count = len(desc.members) if desc is not None else None
             offsets = committed.get(gid, {})
             # every partition of a topic the group commits to, so a partition that
             # has no committed offset yet shows up as unknown instead of vanishing
@@ -109,8 +112,8 @@ class KafkaOffsetsCollector:
                     continue
                 offset = offsets.get((topic, partition))
                 end = ends[(topic, partition)]
-                rows.append(self._lag_row(now, wall, gid, topic, partition, offset, end, state, members))
-        return rows
+                rows.append(self._lag_row(now, wall, gid, topic, partition, offset, end, state, count))
+        return rows, members
 
     def _lag_row(self, now, wall, gid, topic, partition, offset, end, state, members) -> dict:
         known = offset is not None and offset >= 0
@@ -156,3 +159,18 @@ def _state_name(desc) -> str | None:
     state = getattr(desc, "state", None)
     name = getattr(state, "name", None) or str(state)
     return name.title() if name else None
+
+
+def _member_rows(now, source: str, gid: str, desc) -> list[dict]:
+    """One ``consumers`` row per group member: client id, host, assigned partitions."""
+    rows = []
+    for member in getattr(desc, "members", None) or []:
+        assigned: dict[str, list[int]] = {}
+        tps = getattr(getattr(member, "assignment", None), "topic_partitions", None) or []
+        for tp in tps:
+            assigned.setdefault(tp.topic, []).append(tp.partition)
+        assignment = " ".join(f"{t}:{','.join(map(str, sorted(ps)))}" for t, ps in sorted(assigned.items()))
+        rows.append({"sampled_at": now, "source": source, "broker": "kafka", "group": gid,
+                     "topic": ",".join(sorted(assigned)), "consumer": member.client_id,
+                     "host": member.host, "assignment": assignment})
+    return rows

@@ -2,8 +2,11 @@
 
 Per sample: one SCAN walk (``TYPE stream``) unless streams are listed explicitly,
 one pipeline of ``XINFO STREAM`` + ``XINFO GROUPS`` for every stream, and one
-pipeline of ``XRANGE`` calls (new entries per stream, plus the first unread entry
-per group to date its lag). Only read commands are used: no XREADGROUP, XACK,
+pipeline with, per stream, ``XRANGE`` for new entries and, per group, ``XRANGE``
+for the first undelivered entry (its ID dates ``lag_seconds`` exactly),
+``XINFO CONSUMERS`` and, when the group has pending entries, the extended
+``XPENDING`` of its oldest ones, from which *stuck* entries (delivered at least
+``stuck_min_deliveries`` times, or idle ``stuck_idle_s``) are listed. Only read commands are used: no XREADGROUP, XACK,
 XCLAIM or XGROUP, so groups and pending lists are left exactly as found.
 
 Lag comes from Redis 7's ``entries-read`` / ``lag``. Redis reports ``lag`` as null
@@ -38,7 +41,8 @@ class RedisStreamsCollector:
 
     def __init__(self, client: redis.Redis, source: str = "redis", pattern: str = "*",
                  streams: list[str] | None = None, dlq_pattern: str = r"(\.dlq|:dlq)$",
-                 max_events: int = 5000, backlog: int = 5000):
+                 max_events: int = 5000, backlog: int = 5000, stuck_min_deliveries: int = 3,
+                 stuck_idle_s: float = 60.0, stuck_scan: int = 100):
         self.client = client
         self.source = source
         self.pattern = pattern
@@ -46,6 +50,9 @@ class RedisStreamsCollector:
         self.dlq_filter = re.compile(dlq_pattern)
         self.max_events = max_events
         self.backlog = backlog
+        self.stuck_min_deliveries = stuck_min_deliveries
+        self.stuck_idle_ms = int(stuck_idle_s * 1000)
+        self.stuck_scan = stuck_scan
         self.positions: dict[str, str] = {}
         self.books: dict[str, DeadLetterBook] = {}
 
@@ -77,16 +84,35 @@ class RedisStreamsCollector:
             pipe.xrange(key, min=start, max="+", count=self.max_events)
             reads.append(("events", key, None))
             for group in groups:
+                name = _s(group.get("name"))
                 last = _s(group.get("last-delivered-id")) or "0-0"
                 pipe.xrange(key, min="(" + last, max="+", count=1)
-                reads.append(("first_unread", key, _s(group.get("name"))))
+                reads.append(("first_unread", key, name))
+                pipe.xinfo_consumers(key, name)
+                reads.append(("consumers", key, name))
+                if group.get("pending"):
+                    # the oldest pending entries are the ones that can be stuck
+                    pipe.xpending_range(key, name, min="-", max="+", count=self.stuck_scan)
+                    reads.append(("pending", key, name))
         replies = pipe.execute(raise_on_error=False) if reads else []
-        first_unread, events = {}, []
+        first_unread, events, consumers, stuck = {}, [], [], []
         for (kind, key, group), reply in zip(reads, replies):
             if isinstance(reply, Exception):
-                continue
+                continue  # key deleted mid-sample: the other keys still count
             if kind == "first_unread":
                 first_unread[(key, group)] = entry_time(reply[0][0]) if reply else None
+            elif kind == "consumers":
+                consumers.extend({"sampled_at": now, "source": self.source, "broker": "redis",
+                                  "group": group, "topic": key, "consumer": _s(c.get("name")),
+                                  "host": "", "assignment": "", "pending": c.get("pending"),
+                                  "idle_ms": c.get("idle")} for c in reply)
+            elif kind == "pending":
+                stuck.extend({"sampled_at": now, "source": self.source, "broker": "redis", "topic": key,
+                              "group": group, "entry_id": _s(p["message_id"]), "consumer": _s(p["consumer"]),
+                              "idle_ms": p["time_since_delivered"], "deliveries": p["times_delivered"]}
+                             for p in reply
+                             if p["times_delivered"] >= self.stuck_min_deliveries
+                             or p["time_since_delivered"] >= self.stuck_idle_ms)
             else:
                 events.extend(self._event_rows(now, key, reply))
         lag, topics, dlq = [], [], []
@@ -102,7 +128,9 @@ class RedisStreamsCollector:
                 book = self.books.setdefault(key, DeadLetterBook())
                 dlq.append(book.row(now, self.source, "redis", key, int(info.get("length") or 0), oldest))
         return {"lag": schemas.conform("lag", lag), "topics": schemas.conform("topics", topics),
-                "events": schemas.conform("events", events), "dlq": schemas.conform("dlq", dlq)}
+                "events": schemas.conform("events", events), "dlq": schemas.conform("dlq", dlq),
+                "consumers": schemas.conform("consumers", consumers),
+                "stuck": schemas.conform("stuck", stuck)}
 
     def _start_id(self, key: str, info: dict) -> str:
         if key in self.positions:

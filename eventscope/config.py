@@ -66,6 +66,8 @@ class RedisConfig:
     dlq_pattern: str = r"(\.dlq|:dlq|\.DLT|-dlq)$|^dlq[.:-]"
     max_events_per_sample: int = 5000
     timeout_s: float = 5.0
+    stuck_min_deliveries: int = 3
+    stuck_idle_s: float = 60.0
 
     def __repr__(self) -> str:
         shown = ", ".join(f"{f.name}={getattr(self, f.name)!r}" for f in fields(self) if f.name != "url")

@@ -149,7 +149,9 @@ def build_collectors(config: Config) -> list:
         collectors.append(RedisStreamsCollector(client, pattern=config.redis.stream_pattern,
                                                 streams=config.redis.streams,
                                                 dlq_pattern=config.redis.dlq_pattern,
-                                                max_events=config.redis.max_events_per_sample))
+                                                max_events=config.redis.max_events_per_sample,
+                                                stuck_min_deliveries=config.redis.stuck_min_deliveries,
+                                                stuck_idle_s=config.redis.stuck_idle_s))
     if not collectors:
         from eventscope.replay import ReplaySource
         collectors.append(ReplaySource(config.replay_dir(), speed=config.replay.speed,

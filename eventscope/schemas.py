@@ -86,17 +86,45 @@ TOPICS = {
     "end": ("Int64", "log end offset (Kafka) / entries-added (Redis)"),
 }
 
+CONSUMERS = {
+    "sampled_at": (TIME, "when the sample was taken"),
+    "source": (STR, "configured source name"),
+    "broker": (STR, "`kafka` or `redis`"),
+    "group": (STR, "consumer group"),
+    "topic": (STR, "Redis: the stream; Kafka: the assigned topics, comma-separated"),
+    "consumer": (STR, "Kafka member client id / Redis consumer name"),
+    "host": (STR, "Kafka member host; empty for Redis"),
+    "assignment": (STR, "Kafka: assigned partitions as `topic:p,p`; empty for Redis"),
+    "pending": ("Int64", "Redis: entries delivered to this consumer and not acknowledged"),
+    "idle_ms": ("Int64", "Redis: milliseconds since the consumer's last interaction"),
+}
+
+STUCK = {
+    "sampled_at": (TIME, "when the sample was taken"),
+    "source": (STR, "configured source name"),
+    "broker": (STR, "`redis`"),
+    "topic": (STR, "stream key"),
+    "group": (STR, "consumer group"),
+    "entry_id": (STR, "pending entry ID"),
+    "consumer": (STR, "consumer holding the entry"),
+    "idle_ms": ("int64", "milliseconds since the entry was last delivered"),
+    "deliveries": ("int64", "times the entry has been delivered"),
+}
+
 SCHEMAS: dict[str, dict[str, tuple[str, str]]] = {
     "lag": LAG,
     "dlq": DLQ,
     "events": EVENTS,
     "health": HEALTH,
     "topics": TOPICS,
+    "consumers": CONSUMERS,
+    "stuck": STUCK,
 }
 
 #: the column that orders each frame in time (retention and windows use it)
 TIME_COLUMN = {"lag": "sampled_at", "dlq": "sampled_at", "events": "observed_at",
-               "health": "sampled_at", "topics": "sampled_at"}
+               "health": "sampled_at", "topics": "sampled_at", "consumers": "sampled_at",
+               "stuck": "sampled_at"}
 
 
 def empty(name: str) -> pd.DataFrame:

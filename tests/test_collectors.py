@@ -147,3 +147,40 @@ def test_redis_collection_is_read_only(redis_url, redis_setup):
     for _ in range(3):
         collector.collect()
     assert state() == before
+
+
+def test_redis_consumers_and_stuck_entries(redis_url, redis_setup):
+    import redis
+    r = redis_setup
+    # deliver the same pending entries twice more (XCLAIM bumps the delivery count): 3 deliveries
+    pending = r.xpending_range("orders", "payment-service", min="-", max="+", count=2)
+    ids = [p["message_id"] for p in pending]
+    for _ in range(2):
+        r.xclaim("orders", "payment-service", "worker-2", min_idle_time=0, message_ids=ids)
+    collector = RedisStreamsCollector(redis.Redis.from_url(redis_url), stuck_min_deliveries=3,
+                                      stuck_idle_s=3600)
+    out = collector.collect()
+    stuck = out["stuck"]
+    assert sorted(stuck["entry_id"]) == sorted(ids)
+    assert set(stuck["deliveries"]) == {3} and set(stuck["consumer"]) == {"worker-2"}
+    consumers = out["consumers"].set_index("consumer")
+    assert consumers.loc["worker-1", "pending"] == 10 and consumers.loc["worker-2", "pending"] == 2
+    assert (consumers["group"] == "payment-service").all()
+
+
+def test_kafka_members_with_client_id_host_and_assignment(kafka_admin, kafka_bootstrap, kafka_setup):
+    import time
+    consumer = Consumer({"bootstrap.servers": kafka_bootstrap, "group.id": kafka_setup["group"] + "-live",
+                         "client.id": "billing-worker-7", "auto.offset.reset": "earliest"})
+    consumer.subscribe([kafka_setup["orders"]])
+    deadline = time.monotonic() + 30
+    while not consumer.assignment() and time.monotonic() < deadline:
+        consumer.poll(0.5)
+    try:
+        out = KafkaOffsetsCollector(kafka_admin, topics="^" + kafka_setup["orders"]).collect()
+    finally:
+        consumer.close()
+    members = out["consumers"][out["consumers"]["group"] == kafka_setup["group"] + "-live"]
+    assert list(members["consumer"]) == ["billing-worker-7"]
+    assert members.iloc[0]["assignment"] == f"{kafka_setup['orders']}:0,1"
+    assert members.iloc[0]["host"]
