@@ -33,6 +33,10 @@ def test_lag_verdicts():
     assert verdict([(10, 15), (10, 30), (10, 60)], members=0) == "STOP"
     assert verdict([(30, 40), (10, 40), (12, 40)]) == "REWIND"
     assert verdict([(None, 15), (None, 30)]) == "UNKNOWN"
+    assert verdict([(10, 15)]) == "UNKNOWN"  # one sample: behind, direction unknown
+    assert verdict([(10, 10)]) == "OK"
+    assert verdict([(10, 15), (12, 30), (14, 25), (16, 40)]) == "OK"  # lag dipped once: not rising
+    assert verdict([(10, 15), (12, 30)]) == "OK"  # two samples are too few to call a trend
 
 
 def test_group_summary_takes_worst_status_and_sums_lag():

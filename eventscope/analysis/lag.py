@@ -3,14 +3,22 @@
 The verdict needs no hand-tuned threshold; it looks at how the committed offset and
 the lag moved over the window (in the spirit of Burrow's evaluation rules):
 
-* ``UNKNOWN`` — lag is not known (no committed offset, or Redis reports null);
-* ``OK`` — caught up, or committing and the lag is not growing;
-* ``WARN`` — committing, but the lag grew across the whole window;
+* ``UNKNOWN`` — lag is not known (no committed offset, or Redis reports null), or
+  the partition is behind and there is only one sample to judge by;
+* ``OK`` — caught up, or committing and the lag did not rise at every sample;
+* ``WARN`` — committing, but the lag rose at every sample (at least twice in a row)
+  since it was last zero, or across the whole window;
 * ``ERR`` — as WARN, and the oldest message has waited longer than the window;
 * ``STALL`` — members present, lag > 0, but the committed offset has not moved over
   the window or for ``stuck_after_s`` (a consumer that stopped mid-window);
 * ``STOP`` — as STALL, with no members;
 * ``REWIND`` — the committed offset went backwards.
+
+Burrow tells STOP (no commits at all) from STALL (commits of the same offset) by
+commit timestamps. Offsets read from the broker carry no commit time, so here the
+difference is whether the group still has members: a group with live members that
+does not advance is stalled; one with none has stopped. The group verdict is the
+worst partition's (``group_summary``).
 """
 from __future__ import annotations
 
@@ -38,11 +46,21 @@ def latest_lag(lag: pd.DataFrame, window_s: float = 300.0, stuck_after_s: float 
     rewound = (step < 0).fillna(False).groupby([recent[k] for k in KEY], observed=True,
                                                  dropna=False).any()
     samples = g.size()
+    keys = [recent[k] for k in KEY]
+    lag_f = recent["lag"].astype("Float64")
+    lag_step = lag_f - lag_f.groupby(keys, observed=True, dropna=False).shift()
+    # "rising" is judged since the partition was last caught up (lag 0), if it was
+    zero_at = recent["sampled_at"].where((lag_f == 0).fillna(False).to_numpy())
+    last_zero = zero_at.groupby(keys, observed=True, dropna=False).transform("max")
+    in_run = last_zero.isna() | (recent["sampled_at"] > last_zero)
+    not_rising = ((lag_step <= 0).fillna(False) & in_run).groupby(keys, observed=True, dropna=False).any()
+    run_steps = (lag_step.notna() & in_run).groupby(keys, observed=True, dropna=False).sum()
     moved_at = recent["sampled_at"].where((step != 0).fillna(False).to_numpy())
     last_move = moved_at.groupby([recent[k] for k in KEY], observed=True, dropna=False).max()
     stuck_s = (latest["sampled_at"] - last_move.reindex(latest.index).fillna(first["sampled_at"])
                ).dt.total_seconds()
-    latest = latest.assign(x_stuck_s=stuck_s,
+    latest = latest.assign(x_stuck_s=stuck_s, x_rising=~not_rising.reindex(latest.index).fillna(False),
+                           x_run_steps=run_steps.reindex(latest.index).fillna(0),
         x_first_committed=first["committed"], x_first_lag=first["lag"],
         x_samples=samples, x_rewound=rewound.reindex(latest.index).fillna(False),
         x_span_s=(latest["sampled_at"] - first["sampled_at"]).dt.total_seconds())
@@ -58,13 +76,12 @@ def _verdict(r, window_s: float, stuck_after_s: float) -> str:
     if r.lag == 0:
         return "OK"
     if r.x_samples < 2:
-        return "OK"
+        return "UNKNOWN"  # behind, but one sample cannot say whether it is moving
     moved = not pd.isna(r.committed) and not pd.isna(r.x_first_committed) and r.committed > r.x_first_committed
     if not moved or r.x_stuck_s >= stuck_after_s:
         no_members = pd.isna(r.members) or r.members == 0
         return "STOP" if no_members else "STALL"
-    grew = not pd.isna(r.x_first_lag) and r.lag > r.x_first_lag
-    if grew:
+    if r.x_rising and r.x_run_steps >= 2:
         too_old = not pd.isna(r.lag_seconds) and r.lag_seconds > max(window_s, r.x_span_s)
         return "ERR" if too_old else "WARN"
     return "OK"
