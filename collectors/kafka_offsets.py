@@ -12,10 +12,11 @@ from __future__ import annotations
 
 import re
 import time
+import uuid
 from concurrent.futures import Future
 
 import pandas as pd
-from confluent_kafka import ConsumerGroupTopicPartitions, KafkaException, TopicPartition
+from confluent_kafka import Consumer, ConsumerGroupTopicPartitions, KafkaError, KafkaException, TopicPartition
 from confluent_kafka.admin import AdminClient, OffsetSpec
 
 from collectors.timelag import OffsetClock
@@ -42,13 +43,16 @@ class KafkaOffsetsCollector:
     name = "kafka.offsets"
 
     def __init__(self, admin: AdminClient, source: str = "kafka", topics: str = r"^(?!__).*",
-                 timeout_s: float = 10.0, concurrency: int = 16):
+                 timeout_s: float = 10.0, concurrency: int = 16, probe_conf: dict | None = None,
+                 probe_max_lag: int = 5):
         self.admin = admin
         self.source = source
         self.topic_filter = re.compile(topics)
         self.timeout_s = timeout_s
         self.concurrency = concurrency
         self.clocks: dict[tuple[str, int], OffsetClock] = {}
+        self.probe = ControlRecordProbe(probe_conf, timeout_s) if probe_conf else None
+        self.probe_max_lag = probe_max_lag
 
     def collect(self) -> dict[str, pd.DataFrame]:
         now = pd.Timestamp.now(tz="UTC")
@@ -122,8 +126,17 @@ class KafkaOffsetsCollector:
         # different moments, so a group that commits between the two reads can
         # appear ahead of the log end by a few messages.
         lag = max(0, end - committed) if known else None
+        if lag and lag <= self.probe_max_lag and self.probe and self.probe.only_control(topic, partition,
+                                                                                         committed, end):
+            # Transactional topics end with a commit marker that takes an offset but
+            # is never delivered; a consumer that committed past its last record
+            # stays "1 behind" forever. Nothing readable is left: the lag is 0.
+            lag = 0
+            committed_view = end
+        else:
+            committed_view = committed
         clock = self.clocks.get((topic, partition))
-        lag_s = clock.lag_seconds(committed, end, wall) if clock else float("nan")
+        lag_s = clock.lag_seconds(committed_view, end, wall) if clock else float("nan")
         return {"sampled_at": now, "source": self.source, "broker": "kafka", "group": gid,
                 "topic": topic, "partition": partition, "committed": committed, "end": end,
                 "lag": lag, "lag_seconds": lag_s, "group_state": state, "members": members}
@@ -149,8 +162,10 @@ class KafkaOffsetsCollector:
         return out
 
     def close(self) -> None:
-        """AdminClient has no close; dropping the reference frees it."""
+        """Close the probe consumer; AdminClient has no close, dropping it frees it."""
         self.admin = None
+        if self.probe:
+            self.probe.close()
 
 
 def _state_name(desc) -> str | None:
@@ -174,3 +189,54 @@ def _member_rows(now, source: str, gid: str, desc) -> list[dict]:
                      "topic": ",".join(sorted(assigned)), "consumer": member.client_id,
                      "host": member.host, "assignment": assignment})
     return rows
+
+
+class ControlRecordProbe:
+    """Tells whether offsets [committed, end) of a partition hold only control records.
+
+    Reads at most one message with ``isolation.level=read_committed`` from an
+    assigned (never subscribed, never committing) consumer. Answers are cached per
+    (partition, committed, end), so a frozen "lag 1" costs one fetch, not one per sample.
+    """
+
+    def __init__(self, conf: dict, timeout_s: float):
+        self.conf = dict(conf, **{"group.id": f"eventscope-probe-{uuid.uuid4().hex}",
+                                  "enable.auto.commit": False, "enable.auto.offset.store": False,
+                                  "enable.partition.eof": True, "isolation.level": "read_committed"})
+        self.timeout_s = timeout_s
+        self.consumer = None
+        self.cache: dict[tuple[str, int, int, int], bool] = {}
+
+    def only_control(self, topic: str, partition: int, committed: int, end: int) -> bool:
+        """True when no deliverable record sits between ``committed`` and ``end``."""
+        key = (topic, partition, committed, end)
+        if key not in self.cache:
+            if len(self.cache) > 10_000:
+                self.cache.clear()
+            self.cache[key] = self._probe(topic, partition, committed, end)
+        return self.cache[key]
+
+    def _probe(self, topic: str, partition: int, committed: int, end: int) -> bool:
+        if self.consumer is None:
+            self.consumer = Consumer(self.conf)
+        self.consumer.assign([TopicPartition(topic, partition, committed)])
+        deadline = time.monotonic() + self.timeout_s
+        try:
+            while time.monotonic() < deadline:
+                msg = self.consumer.poll(0.2)
+                if msg is None:
+                    continue
+                if msg.error() is None:
+                    return msg.offset() >= end  # a real record below end: real lag
+                if msg.error().code() == KafkaError._PARTITION_EOF:
+                    return True
+                return False
+            return False  # no answer in time: keep the reported lag
+        finally:
+            self.consumer.unassign()
+
+    def close(self) -> None:
+        """Close the consumer (no group to leave, nothing to commit)."""
+        if self.consumer is not None:
+            self.consumer.close()
+            self.consumer = None

@@ -135,7 +135,7 @@ def build_collectors(config: Config) -> list:
         from collectors.kafka_offsets import KafkaOffsetsCollector, kafka_client_config
         conf = kafka_client_config(config.kafka)
         collectors.append(KafkaOffsetsCollector(AdminClient(conf), topics=config.kafka.topics,
-                                                timeout_s=config.kafka.timeout_s))
+                                                timeout_s=config.kafka.timeout_s, probe_conf=conf))
         collectors.append(KafkaEventsCollector(conf, topics=config.kafka.topics,
                                                dlq_pattern=config.kafka.dlq_pattern,
                                                max_events=config.kafka.max_events_per_sample,

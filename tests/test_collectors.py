@@ -184,3 +184,31 @@ def test_kafka_members_with_client_id_host_and_assignment(kafka_admin, kafka_boo
     assert list(members["consumer"]) == ["billing-worker-7"]
     assert members.iloc[0]["assignment"] == f"{kafka_setup['orders']}:0,1"
     assert members.iloc[0]["host"]
+
+
+def test_transaction_markers_do_not_leave_a_lag_of_one(kafka_admin, kafka_bootstrap):
+    topic, group = f"tx-{uuid.uuid4().hex[:6]}", f"tx-reader-{uuid.uuid4().hex[:6]}"
+    kafka_admin.create_topics([NewTopic(topic, 1, 1)])[topic].result()
+    producer = Producer({"bootstrap.servers": kafka_bootstrap, "transactional.id": f"tx-{topic}"})
+    producer.init_transactions(30)
+    producer.begin_transaction()
+    for i in range(5):
+        producer.produce(topic, f"m{i}".encode())
+    producer.commit_transaction(30)  # offsets 0-4 are records, offset 5 is the commit marker
+    consumer = Consumer({"bootstrap.servers": kafka_bootstrap, "group.id": group, "enable.auto.commit": False})
+    consumer.commit(offsets=[TopicPartition(topic, 0, 5)], asynchronous=False)  # "last record + 1"
+    consumer.close()
+    plain = KafkaOffsetsCollector(kafka_admin, topics=f"^{topic}$").collect()["lag"]
+    assert plain[plain["group"] == group].iloc[0]["lag"] == 1  # what a naive reading reports
+    probed = KafkaOffsetsCollector(kafka_admin, topics=f"^{topic}$",
+                                   probe_conf={"bootstrap.servers": kafka_bootstrap})
+    row = probed.collect()["lag"].set_index("group").loc[group]
+    assert (row["committed"], row["end"], row["lag"]) == (5, 6, 0)
+    # a real unread record is still lag
+    consumer = Consumer({"bootstrap.servers": kafka_bootstrap, "group.id": group, "enable.auto.commit": False})
+    consumer.commit(offsets=[TopicPartition(topic, 0, 3)], asynchronous=False)
+    consumer.close()
+    row = probed.collect()["lag"].set_index("group").loc[group]
+    probed.close()
+    assert row["lag"] == 3
+    assert group_offsets(kafka_admin, group) == [(topic, 0, 3)]  # the probe committed nothing
