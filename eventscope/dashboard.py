@@ -1,0 +1,248 @@
+"""Dashboard plumbing shared by the pages: cached loaders, the sidebar, formatting helpers.
+
+Pages only render. They get data through the loaders here, which read the store (never
+a broker) and are cached with ``st.cache_data`` keyed on ``Store.version``, so a rerun
+without new data costs a dictionary lookup. The entry script (``app.py``) loads the
+config once per run and hands it over with :func:`set_config`.
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import astuple
+
+import pandas as pd
+import streamlit as st
+
+from eventscope.analysis import alerts as alert_rules
+from eventscope.analysis import dlq as dlq_analysis
+from eventscope.analysis import lag as lag_analysis
+from eventscope.analysis import traces as trace_analysis
+from eventscope.config import AlertsConfig, Config
+from eventscope.store import Retention, Store
+
+WINDOW_S = 3600.0  # history the charts and the graph look at
+CACHE_TTL_S = 300  # safety net only: the version in the key changes with new data
+_RED, _AMBER, _GREEN = "#f9c0c0", "#fde3a7", "#d9f0d3"
+STATUS_COLORS = {"OK": _GREEN, "WARN": _AMBER, "ERR": _RED, "STOP": _RED, "STALL": _RED,
+                 "REWIND": _RED, "UNKNOWN": "#e8e8e8", "completed": _GREEN, "in_flight": "#dbe8f7",
+                 "dead_lettered": _RED, "critical": _RED, "warning": _AMBER}
+_CONFIG_KEY, _COLLECTOR_KEY = "_eventscope_config", "_eventscope_collector"  # session_state
+
+
+def set_config(config: Config, collector: tuple[str, str] = ("running", "")) -> None:
+    """Remember this run's config and collector (state, words); state: running/off/elsewhere/error."""
+    st.session_state[_CONFIG_KEY] = config
+    st.session_state[_COLLECTOR_KEY] = collector
+
+
+def config() -> Config:
+    """The config ``app.py`` loaded for this run (re-entering through ``app.py`` if it did not run)."""
+    if _CONFIG_KEY not in st.session_state:
+        # With a pages/ folder beside app.py, a new server starts in Streamlit's folder-based
+        # multipage mode until app.py calls st.navigation: a deep link as the first request
+        # (/lag bookmarked, server restarted) runs the page alone. Switch modes and rerun;
+        # app.py then runs first and the URL still names the page.
+        from streamlit.runtime.pages_manager import PagesManager
+        PagesManager.uses_pages_directory = False
+        st.rerun()
+    return st.session_state[_CONFIG_KEY]
+
+
+def _key(cfg: Config) -> tuple[str, float, int]:
+    return (str(cfg.store_dir.resolve()), float(cfg.store.retention_hours), int(cfg.store.max_rows))
+
+
+@st.cache_resource(show_spinner=False)
+def _store(key: tuple[str, float, int]) -> Store:
+    """One Store per directory and process (it caches decoded Parquet parts)."""
+    return Store(key[0], Retention(max_age_s=key[1] * 3600.0, max_rows=key[2]))
+
+
+def versions(*names: str) -> tuple[str, ...]:
+    """Cache key: the store versions of ``names``."""
+    store = _store(_key(config()))
+    return tuple(store.version(n) for n in names)
+
+
+# cache_resource, not cache_data: a hit returns the same frame instead of unpickling a copy
+# of hours of events. Callers treat frames as read-only (assign/copy, never in-place), and
+# only the newest version of each (frame, window) matters, so a dozen entries suffice.
+@st.cache_resource(ttl=120, max_entries=12, show_spinner=False)
+def _read(key: tuple, name: str, version: str, window_s: float) -> pd.DataFrame:
+    since = pd.Timestamp.now(tz="UTC") - pd.Timedelta(seconds=window_s)
+    return _store(key).read(name, since=since)
+
+
+def frame(name: str, window_s: float = WINDOW_S) -> pd.DataFrame:
+    """Rows of frame ``name`` over the last ``window_s`` seconds (cached)."""
+    return _read(_key(config()), name, *versions(name), window_s)
+
+
+@st.cache_data(ttl=CACHE_TTL_S, max_entries=16, show_spinner=False)
+def _lag_groups(key: tuple, version: str) -> pd.DataFrame:
+    return lag_analysis.group_summary(lag_analysis.latest_lag(_read(key, "lag", version, WINDOW_S)))
+
+
+def lag_groups() -> pd.DataFrame:
+    """Lag per broker/group/topic with the worst status."""
+    return _lag_groups(_key(config()), *versions("lag"))
+
+
+@st.cache_data(ttl=CACHE_TTL_S, max_entries=16, show_spinner=False)
+def _dlq_summary(key: tuple, version: str) -> pd.DataFrame:
+    return dlq_analysis.summary(_read(key, "dlq", version, WINDOW_S))
+
+
+def dlq_summary() -> pd.DataFrame:
+    """One row per dead-letter queue (depth, growth, oldest age, reasons)."""
+    return _dlq_summary(_key(config()), *versions("dlq"))
+
+
+@st.cache_data(ttl=CACHE_TTL_S, max_entries=16, show_spinner=False)
+def _recent_traces(key: tuple, version: str, limit: int) -> pd.DataFrame:
+    return trace_analysis.recent(_read(key, "events", version, WINDOW_S), limit=limit)
+
+
+def recent_traces(limit: int = 50) -> pd.DataFrame:
+    """The newest correlation IDs with their outcome."""
+    return _recent_traces(_key(config()), *versions("events"), limit)
+
+
+@st.cache_data(ttl=CACHE_TTL_S, max_entries=32, show_spinner=False)
+def _find_trace(key: tuple, stamp: tuple, some_id: str) -> dict | None:
+    events = _read(key, "events", stamp[0], _store(key).retention.max_age_s)
+    return trace_analysis.find(events, some_id, lag=_read(key, "lag", stamp[1], WINDOW_S))
+
+
+def find_trace(some_id: str) -> dict | None:
+    """The trace ``some_id`` names (correlation, trace or event ID), or None."""
+    return _find_trace(_key(config()), versions("events", "lag"), some_id)
+
+
+@st.cache_data(ttl=CACHE_TTL_S, max_entries=8, show_spinner=False)
+def _alerts(key: tuple, stamp: tuple, thresholds: tuple, _rules: AlertsConfig) -> pd.DataFrame:
+    lag, dlq = (_read(key, n, v, WINDOW_S) for n, v in zip(("lag", "dlq"), stamp))
+    return alert_rules.evaluate(lag, dlq, _rules)
+
+
+def firing_alerts() -> pd.DataFrame:
+    """Alerts firing now (rule, severity, subject, value, threshold, since)."""
+    cfg = config()
+    return _alerts(_key(cfg), versions("lag", "dlq"), astuple(cfg.alerts), cfg.alerts)
+
+
+@st.cache_data(ttl=CACHE_TTL_S, max_entries=8, show_spinner=False)
+def _graph(key: tuple, stamp: tuple) -> tuple[dict, str, str, int]:
+    from graph.build import build_graph, mark_group_status
+    from graph.export import to_dot, to_json
+    from graph.render import canvas_size, to_html
+    events, lag, dlq = (_read(key, n, v, WINDOW_S) for n, v in zip(("events", "lag", "dlq"), stamp))
+    graph = build_graph(events, lag, dlq)
+    mark_group_status(graph, _lag_groups(key, stamp[1]), lag_analysis.SEVERITY)
+    return to_json(graph), to_html(graph), to_dot(graph), canvas_size(graph)[1]
+
+
+def flow_graph() -> tuple[dict, str, str, int]:
+    """The flow graph as (CLI JSON document, pyvis HTML page, DOT text, drawing height px)."""
+    return _graph(_key(config()), versions("events", "lag", "dlq"))
+
+
+# -- formatting ------------------------------------------------------------------
+def ago(ts, now: pd.Timestamp | None = None) -> str:
+    """``ts`` relative to now in plain words: ``12 s ago``, ``3 min ago``, ``never``."""
+    if ts is None or pd.isna(ts):
+        return "never"
+    seconds = ((now or pd.Timestamp.now(tz="UTC")) - pd.Timestamp(ts)).total_seconds()
+    return duration(max(0.0, seconds)) + " ago"
+
+
+def duration(seconds) -> str:
+    """Seconds in plain words: ``850 ms``, ``42 s``, ``4 min 10 s``, ``2 h 5 min``."""
+    if seconds is None or pd.isna(seconds):
+        return "unknown"
+    seconds = float(seconds)
+    if seconds < 1:
+        return f"{seconds * 1000:.0f} ms"
+    if seconds < 60:
+        return f"{seconds:.0f} s"
+    if seconds < 3600:
+        return f"{int(seconds // 60)} min {int(seconds % 60)} s"
+    return f"{int(seconds // 3600)} h {int(seconds % 3600 // 60)} min"
+
+
+def number(value) -> str:
+    """A measured value as short text: ``12``, ``1,234``, ``97.5``, ``—`` when unknown."""
+    if value is None or pd.isna(value):
+        return "—"
+    value = float(value)
+    return f"{value:,.0f}" if value.is_integer() or abs(value) >= 100 else f"{value:.1f}"
+
+
+def md(value) -> str:
+    """``value`` with Markdown punctuation backslash-escaped (names are data, not markup)."""
+    return re.sub(r"([\\`*_{}\[\]()<>#+\-.!|:~$])", r"\\\1", str(value))
+
+
+def history_chart(history: pd.DataFrame, value: str, y_label: str, height: int = 260) -> None:
+    """Line chart of ``value`` per ``series`` over ``sampled_at`` (names stay data, not encodings)."""
+    data = history[["sampled_at", "series", value]].dropna(subset=[value])
+    st.line_chart(data, x="sampled_at", y=value, color="series", height=height,
+                  x_label="time (UTC)", y_label=y_label)
+
+
+def styled(df: pd.DataFrame, column: str = "status"):
+    """``df`` with its status-like ``column`` colored (for ``st.dataframe``)."""
+    if df.empty or column not in df:
+        return df
+    return df.style.map(lambda v: f"background-color: {STATUS_COLORS.get(v, 'transparent')}",
+                        subset=[column])
+
+
+def empty_state(what: str, how: str) -> None:
+    """Say what this page will show and how to get data for it."""
+    st.info(f"**Nothing to show yet.** {what}\n\n{how}", icon=":material/hourglass_empty:")
+
+
+def no_data_hint(cfg: Config) -> str:
+    """How data gets into the store, for this config and collector state."""
+    state, detail = st.session_state.get(_COLLECTOR_KEY, ("running", ""))
+    store_dir = md(cfg.store_dir.resolve())
+    if state == "off":
+        return (f"This dashboard does not collect (`dashboard.collect = off`). Run "
+                f"`eventscope collect` with the same store ({store_dir}) to fill it.")
+    if state == "elsewhere":
+        return (f"Another process collects into {store_dir}; data appears after its first "
+                "sample. If nothing comes, check that `eventscope collect` is still running.")
+    if state == "error":
+        return f"The collector could not start: {md(detail)}"
+    if cfg.live:
+        return ("The collector samples the configured brokers every "
+                f"{cfg.collect.interval_s:g} s; data appears after the first sample.")
+    return ("No broker is configured, so the dashboard replays the recorded sample data; "
+            "it appears within a few seconds. To watch real brokers set "
+            "`EVENTSCOPE_KAFKA_BOOTSTRAP` or `EVENTSCOPE_REDIS_URL` (or use `--config`).")
+
+
+# -- sidebar ---------------------------------------------------------------------
+def sidebar(cfg: Config, collecting: str) -> None:
+    """Mode, then each source with its health and how fresh its data is, in plain words."""
+    mode = "live brokers" if cfg.live else "sample data replay (no broker configured)"
+    st.markdown(f"**Mode:** {mode}  \n**Collector:** {md(collecting)}")
+    st.caption(f"Store: {md(cfg.store_dir.resolve())}")
+    health = frame("health", 900.0)
+    data = pd.concat([frame("lag", 900.0)[["source", "sampled_at"]],
+                      frame("events", 900.0)[["source", "observed_at"]].rename(
+                          columns={"observed_at": "sampled_at"})])
+    newest_data = data.groupby("source")["sampled_at"].max() if not data.empty else pd.Series()
+    for src in cfg.sources_summary():
+        name = src["source"]
+        st.markdown(f"**{md(name)}** · {md(src['address'])}")
+        runs = health[health["source"] == name].drop_duplicates("collector", keep="last")
+        for run in runs.itertuples(index=False):
+            verdict = ":green[ok]" if run.ok else ":red[failing]"
+            st.caption(f"{md(run.collector)}: {verdict} · last success {ago(run.last_success)} · "
+                       f"took {duration(run.duration_ms / 1000.0)}")
+            if not run.ok:
+                st.caption(f":red[{md(run.error)}]")
+        quiet = " · waiting for the first collector run to finish" if runs.empty else ""
+        st.caption(f"newest data: {ago(newest_data.get(name))}{quiet}")

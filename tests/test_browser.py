@@ -1,0 +1,218 @@
+"""The dashboard in a real browser: every page shows its title and no exception box.
+
+Starts the dashboard the way ``make run`` does (``streamlit run app.py`` on loopback,
+headless) against a temporary store filled with the synthetic order pipeline of
+``test_app.py``, then drives Debian's Chromium with Playwright. Screenshots land in
+``artifacts/screenshots/`` (git-ignored) for a human to look at; with
+``UPDATE_DOCS_SCREENSHOT=1`` the Overview is also saved as ``docs/screenshot.png``.
+A second server with hostile names (``<script>``, ``href=javascript:``) proves that no
+script fires, and that a deep link as the very first request lands on its page.
+"""
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from test_app import write_synthetic_store
+
+pytestmark = pytest.mark.browser
+ROOT = Path(__file__).resolve().parent.parent
+SHOTS = ROOT / "artifacts" / "screenshots"
+CHROMIUM = "/usr/bin/chromium"
+ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+        "--disable-component-update", "--disable-sync", "--no-first-run"]
+PAGES = [("", "Overview"), ("lag", "Consumer lag"), ("dead_letters", "Dead letters"),
+         ("traces", "Traces"), ("flow_graph", "Flow graph"), ("alerts", "Alerts")]
+#: text each populated page shows at its very end (so the whole page has rendered)
+LAST_TEXT = {"": "Look up one trace", "lag": "seconds behind", "dead_letters": "Depth over",
+             "traces": "Click a row", "flow_graph": "Download DOT", "alerts": "Set them under"}
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _start(store: Path, log: Path, collect: bool = False):
+    """``make run``'s command on a free port; returns (process, base URL) once healthy.
+
+    ``collect=False`` keeps the dashboard's own collector off, so pages show exactly the
+    frames a test wrote into ``store``."""
+    port = _free_port()
+    env = dict(os.environ, EVENTSCOPE_STORE=str(store),
+               EVENTSCOPE_DASHBOARD_COLLECT="auto" if collect else "off")
+    for name in ("EVENTSCOPE_KAFKA_BOOTSTRAP", "EVENTSCOPE_REDIS_URL", "EVENTSCOPE_CONFIG"):
+        env.pop(name, None)
+    streamlit = Path(sys.executable).parent / "streamlit"
+    proc = subprocess.Popen([str(streamlit), "run", "app.py", "--server.address", "127.0.0.1",
+                             "--server.port", str(port), "--server.headless", "true",
+                             "--browser.gatherUsageStats", "false"],
+                            cwd=ROOT, env=env, stdout=log.open("w"), stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        assert proc.poll() is None, f"dashboard exited early:\n{log.read_text()}"
+        try:
+            with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as answer:
+                if answer.status == 200:
+                    return proc, url
+        except OSError:
+            time.sleep(0.3)
+    proc.terminate()
+    raise AssertionError(f"dashboard not healthy after 60 s:\n{log.read_text()}")
+
+
+def _stop(proc) -> None:
+    proc.terminate()
+    try:
+        proc.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+
+
+@pytest.fixture(scope="module")
+def browser():
+    if not Path(CHROMIUM).exists():
+        pytest.skip("Debian's chromium is not installed (make system-deps)")
+    from playwright.sync_api import sync_playwright
+    with sync_playwright() as pw:
+        chromium = pw.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+        yield chromium
+        chromium.close()
+
+
+@pytest.fixture(scope="module")
+def dashboard(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("dashboard")
+    proc, url = _start(write_synthetic_store(tmp / "store"), tmp / "streamlit.log")
+    yield url
+    _stop(proc)
+
+
+def _settle(page, title: str) -> float:
+    """Wait for the page title, then until Streamlit stops running; seconds taken."""
+    started = time.perf_counter()
+    page.get_by_role("heading", name=title, exact=True).wait_for(timeout=30_000)
+    print(f"{title}: title after {time.perf_counter() - started:.2f} s", end="; ")
+    page.wait_for_function(  # the same signal Streamlit's own e2e tests wait for
+        "() => document.querySelector('[data-testid=\"stApp\"]')"
+        "?.getAttribute('data-test-script-state') === 'notRunning'"
+        " && document.querySelectorAll('[data-testid=\"stSkeleton\"]').length === 0",
+        timeout=30_000)
+    elapsed = time.perf_counter() - started
+    page.wait_for_timeout(600)  # charts and the graph iframe paint after the last delta
+    return elapsed
+
+
+def _open(browser, url: str, dialogs: list):
+    page = browser.new_page(viewport={"width": 1440, "height": 1250})
+    page.on("dialog", lambda d: (dialogs.append(d.message), d.dismiss()))
+    page.goto(url, wait_until="domcontentloaded")
+    return page
+
+
+def _docs_screenshot(browser, page) -> None:
+    """The README's image: the Overview as ``make run`` shows it on the sample recording
+    (a fresh store filled by the dashboard's own replay), else this synthetic page."""
+    proc, tmp = None, None
+    if (ROOT / "sample_data").is_dir():
+        tmp = Path(tempfile.mkdtemp(prefix="eventscope-docs-"))
+        proc, url = _start(tmp / "store", tmp / "streamlit.log", collect=True)
+        page = _open(browser, url, [])
+        page.get_by_text("Look up one trace").wait_for(timeout=90_000)
+        _settle(page, "Overview")
+    try:
+        page.set_viewport_size({"width": 1440, "height": 820})
+        page.wait_for_timeout(800)
+        page.screenshot(path=str(ROOT / "docs" / "screenshot.png"))
+    finally:
+        if proc is not None:
+            _stop(proc)
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
+@pytest.mark.parametrize("path,title", PAGES, ids=[t for _, t in PAGES])
+def test_page_renders(browser, dashboard, path, title):
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    dialogs: list[str] = []
+    started = time.perf_counter()
+    page = _open(browser, f"{dashboard}/{path}", dialogs)
+    seconds = _settle(page, title)
+    page.get_by_text(LAST_TEXT[path]).first.wait_for(timeout=15_000)
+    seconds_full = time.perf_counter() - started - 0.6
+    assert page.locator('[data-testid="stException"]').count() == 0
+    assert page.get_by_text("Nothing to show yet").count() == 0
+    if path == "flow_graph":
+        canvas = page.frame_locator("iframe").first.locator("canvas")
+        canvas.wait_for(timeout=15_000)
+    page.screenshot(path=str(SHOTS / f"{path or 'overview'}.png"), full_page=True)
+    if path == "" and os.environ.get("UPDATE_DOCS_SCREENSHOT"):
+        _docs_screenshot(browser, page)
+    print(f"settled {seconds:.2f} s; complete {seconds_full:.2f} s after navigation")
+    assert not dialogs
+    page.close()
+
+
+def test_trace_lookup_in_the_browser(browser, dashboard):
+    page = _open(browser, f"{dashboard}/traces", [])
+    _settle(page, "Traces")
+    box = page.get_by_label("Correlation ID, W3C trace ID or event ID")
+    box.fill("order-0007")
+    box.press("Enter")
+    page.get_by_text("Died in").wait_for(timeout=15_000)
+    assert page.locator('[data-testid="stException"]').count() == 0
+    page.screenshot(path=str(SHOTS / "traces-found.png"), full_page=True)
+    page.close()
+
+
+def _hover_every_node(page) -> list[str]:
+    """Move the mouse onto every vis node so its tooltip opens; return the tooltip texts."""
+    page.frame_locator("iframe").first.locator("canvas").wait_for(timeout=15_000)
+    frame = next(f for f in page.frames if f.evaluate("typeof network !== 'undefined'"))
+    box = page.locator("iframe").first.bounding_box()
+    points = frame.evaluate("""() => {
+        const r = document.querySelector('#mynetwork canvas').getBoundingClientRect();
+        return Object.values(network.getPositions()).map(p => network.canvasToDOM(p))
+            .map(p => ({x: p.x + r.left, y: p.y + r.top}));
+    }""")
+    texts = []
+    tip = frame.locator("div.vis-tooltip")
+    for point in points:
+        page.mouse.move(box["x"] + 5, box["y"] + 5)  # off every node: the old tooltip closes
+        page.wait_for_timeout(150)
+        page.mouse.move(box["x"] + point["x"], box["y"] + point["y"], steps=3)
+        page.wait_for_timeout(500)
+        if tip.count() and tip.first.is_visible():
+            texts.append(tip.first.inner_text())
+    return texts
+
+
+def test_hostile_names_fire_no_script(browser, tmp_path):
+    proc, url = _start(write_synthetic_store(tmp_path / "store", hostile=True),
+                       tmp_path / "streamlit.log")
+    try:
+        dialogs: list[str] = []
+        # Deep link first: a fresh server's first request is /alerts, not / (Streamlit would
+        # run the page file alone if eventscope.dashboard did not re-enter through app.py).
+        for path, title in reversed(PAGES):
+            page = _open(browser, f"{url}/{path}", dialogs)
+            _settle(page, title)
+            if path == "flow_graph":
+                tooltips = _hover_every_node(page)
+                assert any("&lt;script&gt;" in t for t in tooltips), tooltips  # shown as text
+                page.screenshot(path=str(SHOTS / "hostile-flow_graph.png"), full_page=True)
+            assert page.locator('[data-testid="stException"]').count() == 0, title
+            page.close()
+        assert dialogs == [], f"a hostile name ran a script: {dialogs}"
+    finally:
+        _stop(proc)
