@@ -25,7 +25,7 @@ run: install
 	$(BIN)/eventscope dashboard --port $(PORT)
 
 test: install system-deps
-	EVENTSCOPE_STRICT=1 $(BIN)/python -m pytest
+	STRICT_REAL_BROKERS=1 $(BIN)/python -m pytest
 
 bench: install system-deps
 	$(BIN)/python -m bench

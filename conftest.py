@@ -1,6 +1,6 @@
 """Run-wide rule: a skipped broker or browser test is a failure, not a pass.
 
-``make test`` (and so CI) exports ``EVENTSCOPE_STRICT=1``. Under it, any test
+``make test`` (and so CI) exports ``STRICT_REAL_BROKERS=1``. Under it, any test
 marked ``broker`` or ``browser`` that is skipped (or xfailed) fails the run, and a
 run that executed no broker test at all fails too.
 """
@@ -15,7 +15,7 @@ _ran: dict[str, int] = {"broker": 0, "browser": 0}
 
 
 def _strict() -> bool:
-    return os.environ.get("EVENTSCOPE_STRICT", "") not in ("", "0")
+    return os.environ.get("STRICT_REAL_BROKERS", "") not in ("", "0")
 
 
 def pytest_runtest_logreport(report: pytest.TestReport) -> None:
@@ -39,5 +39,5 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
         problems.append("no broker-backed test ran")
     if problems:
         for p in problems:
-            print(f"\nEVENTSCOPE_STRICT: {p}")
+            print(f"\nSTRICT_REAL_BROKERS: {p}")
         session.exitstatus = pytest.ExitCode.TESTS_FAILED

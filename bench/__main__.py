@@ -1,5 +1,6 @@
 """Run every benchmark and print its figures."""
-from bench import store_bench
+from bench import lag_bench, store_bench
 
 if __name__ == "__main__":
     store_bench.main()
+    lag_bench.main()

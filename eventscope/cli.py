@@ -177,7 +177,8 @@ def cmd_dashboard(args, config) -> int:
         env["EVENTSCOPE_STORE"] = args.store
     cmd = [sys.executable, "-m", "streamlit", "run", str(ROOT / "app.py"),
            "--server.address", "127.0.0.1", "--server.port", str(args.port),
-           "--server.headless", "true", "--browser.gatherUsageStats", "false"]
+           "--server.headless", "true", "--browser.gatherUsageStats", "false",
+           "--client.toolbarMode", "minimal"]
     return subprocess.call(cmd, env=env)
 
 

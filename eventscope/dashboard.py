@@ -1,9 +1,8 @@
 """Dashboard plumbing shared by the pages: cached loaders, the sidebar, formatting helpers.
 
-Pages only render. They get data through the loaders here, which read the store (never
-a broker) and are cached with ``st.cache_data`` keyed on ``Store.version``, so a rerun
-without new data costs a dictionary lookup. The entry script (``app.py``) loads the
-config once per run and hands it over with :func:`set_config`.
+Pages only render: they get data through these loaders, which read the store (never a
+broker), cached on ``Store.version`` so a rerun without new data costs a lookup.
+``app.py`` loads the config once per run and hands it over with :func:`set_config`.
 """
 from __future__ import annotations
 
@@ -198,29 +197,26 @@ def styled(df: pd.DataFrame, column: str = "status"):
                         subset=[column])
 
 
-def empty_state(what: str, how: str) -> None:
-    """Say what this page will show and how to get data for it."""
-    st.info(f"**Nothing to show yet.** {what}\n\n{how}", icon=":material/hourglass_empty:")
-
-
-def no_data_hint(cfg: Config) -> str:
-    """How data gets into the store, for this config and collector state."""
+def empty_state(what: str) -> None:
+    """Say what this page will show and how data gets into the store (config and collector)."""
+    cfg = config()
     state, detail = st.session_state.get(_COLLECTOR_KEY, ("running", ""))
-    store_dir = md(cfg.store_dir.resolve())
     if state == "off":
-        return (f"This dashboard does not collect (`dashboard.collect = off`). Run "
-                f"`eventscope collect` with the same store ({store_dir}) to fill it.")
-    if state == "elsewhere":
-        return (f"Another process collects into {store_dir}; data appears after its first "
-                "sample. If nothing comes, check that `eventscope collect` is still running.")
-    if state == "error":
-        return f"The collector could not start: {md(detail)}"
-    if cfg.live:
-        return ("The collector samples the configured brokers every "
-                f"{cfg.collect.interval_s:g} s; data appears after the first sample.")
-    return ("No broker is configured, so the dashboard replays the recorded sample data; "
-            "it appears within a few seconds. To watch real brokers set "
-            "`EVENTSCOPE_KAFKA_BOOTSTRAP` or `EVENTSCOPE_REDIS_URL` (or use `--config`).")
+        how = (f"This dashboard does not collect (`dashboard.collect = off`). Run `eventscope "
+               f"collect` with the same store ({md(cfg.store_dir.resolve())}) to fill it.")
+    elif state == "elsewhere":
+        how = (f"Another process collects into {md(cfg.store_dir.resolve())}; data appears after "
+               "its first sample. If nothing comes, check that `eventscope collect` still runs.")
+    elif state == "error":
+        how = f"The collector could not start: {md(detail)}"
+    elif cfg.live:
+        how = (f"The collector samples the configured brokers every {cfg.collect.interval_s:g} s; "
+               "data appears after the first sample.")
+    else:
+        how = ("No broker is configured, so the dashboard replays the recorded sample data; it "
+               "appears within a few seconds. To watch real brokers set "
+               "`EVENTSCOPE_KAFKA_BOOTSTRAP` or `EVENTSCOPE_REDIS_URL` (or use `--config`).")
+    st.info(f"**Nothing to show yet.** {what}\n\n{how}", icon=":material/hourglass_empty:")
 
 
 # -- sidebar ---------------------------------------------------------------------

@@ -22,8 +22,7 @@ def alerts_page() -> None:
     if firing.empty:
         if ui.frame("lag").empty and ui.frame("dlq").empty:
             ui.empty_state("This page lists firing alerts (lag, dead letters, collector "
-                           "failures) with their value, threshold and since when.",
-                           ui.no_data_hint(cfg))
+                           "failures) with their value, threshold and since when.")
         else:
             st.success("No alert is firing.", icon=":material/check_circle:")
         return

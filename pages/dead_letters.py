@@ -27,7 +27,7 @@ def dead_letters() -> None:
         ui.empty_state("This page lists every dead-letter queue (Kafka `*.DLT`, "
                        "`__connect.errors.*`, Redis `*:dlq` …) with its depth, growth per "
                        "minute, oldest message, the topic the failures came from and why "
-                       "they failed.", ui.no_data_hint(cfg))
+                       "they failed.")
         return
     table = summary.assign(reasons=summary["reasons"].map(_reasons))
     st.dataframe(table, hide_index=True, placeholder="—", key="dlq_table",

@@ -24,7 +24,7 @@ def flow_graph() -> None:
     if not document["nodes"]:
         ui.empty_state("This page draws which service produces to which topic, which consumer "
                        "group reads it, where failures are dead-lettered, and how one topic's "
-                       "events cause the next.", ui.no_data_hint(cfg))
+                       "events cause the next.")
         return
     st.iframe(page, height=height + 40, alt="producer, topic and consumer-group flow graph")
     edges = pd.DataFrame(document["edges"])

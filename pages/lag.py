@@ -19,7 +19,7 @@ def lag_page() -> None:
     groups = ui.lag_groups()
     if groups.empty:
         ui.empty_state("This page lists every consumer group with its lag per topic (messages "
-                       "and seconds) and charts one group's lag over time.", ui.no_data_hint(cfg))
+                       "and seconds) and charts one group's lag over time.")
         return
     brokers = sorted(groups["broker"].dropna().unique())
     broker = st.segmented_control("Broker", ["all", *brokers], default="all", key="lag_broker")

@@ -33,7 +33,7 @@ def overview() -> None:
     groups, dlqs, alerts = ui.lag_groups(), ui.dlq_summary(), ui.firing_alerts()
     if groups.empty and dlqs.empty and ui.frame("events").empty:
         ui.empty_state("This page sums up consumer lag, dead-letter queues, firing alerts "
-                       "and the latest request traces.", ui.no_data_hint(cfg))
+                       "and the latest request traces.")
         return
     behind = groups[groups["lag"].fillna(0) > 0]
     critical = int((alerts["severity"] == "critical").sum()) if not alerts.empty else 0
@@ -52,11 +52,14 @@ def overview() -> None:
     left, right = st.columns([3, 2])
     with left:
         st.subheader("Lag over the last hour (messages)")
+        st.caption("The five groups that fell furthest behind; all of them on the Lag page.")
         history = lag_analysis.lag_history(ui.frame("lag"))
         if history.empty:
             st.caption("No lag samples yet.")
         else:
-            ui.history_chart(history, "lag", "messages behind", height=280)
+            worst = history.groupby("series")["lag"].max().nlargest(5).index
+            ui.history_chart(history[history["series"].isin(worst)], "lag", "messages behind",
+                             height=280)
     with right:
         st.subheader("Recent traces")
         recent = ui.recent_traces(limit=12)

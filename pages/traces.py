@@ -74,7 +74,7 @@ def traces() -> None:
     st.subheader("Recent correlation IDs")
     if recent.empty:
         ui.empty_state("Traces are built from the events eventscope reads; each correlation ID "
-                       "becomes a timeline across topics and brokers.", ui.no_data_hint(cfg))
+                       "becomes a timeline across topics and brokers.")
         return
     counts = recent["outcome"].value_counts()
     outcome = st.segmented_control(

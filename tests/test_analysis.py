@@ -134,3 +134,14 @@ def test_consumer_that_stops_mid_window_is_stalled_after_a_minute():
     series = [(10 * i, 10 * i) for i in range(10)] + [(90, 90 + 10 * i) for i in range(1, 9)]
     assert verdict(series) == "STALL"  # stopped 80 s ago, though it moved earlier in the window
     assert verdict(series[:13]) == "WARN"  # stopped only 30 s ago: behind, not yet stalled
+
+
+def test_dlq_reasons_stay_with_their_queue_whatever_the_row_order():
+    rows = [{"sampled_at": T0 + pd.Timedelta(seconds=s), "source": "kafka", "broker": "kafka", "dlq": name,
+             "depth": depth, "reasons": json.dumps(reasons)}
+            for s, name, depth, reasons in ((0, "z.DLT", 5, {"boom": 5}), (1, "a.DLT", 0, {}),
+                                            (2, "m.DLT", 2, {"late": 2}))]
+    out = dlq.summary(schemas.conform("dlq", rows)).set_index("dlq")
+    assert out.loc["z.DLT", "reasons"] == [{"reason": "boom", "count": 5}]
+    assert out.loc["a.DLT", "reasons"] == []
+    assert out.loc["m.DLT", "reasons"] == [{"reason": "late", "count": 2}]

@@ -169,3 +169,15 @@ def test_recent_traces_filter_by_outcome(monkeypatch, populated):
     assert not at.exception
     recent = [d.value for d in at.dataframe if "correlation_id" in d.value.columns][-1]
     assert len(recent) == 12 and set(recent["outcome"]) == {"dead_lettered"}
+
+
+def test_dlq_reasons_stay_with_their_queue(monkeypatch, tmp_path):
+    now = pd.Timestamp.now(tz="UTC").floor("s")
+    rows = [("a.DLT", 5, '{"boom": 5}', 0), ("b.DLT", 0, "{}", 0), ("b.DLT", 0, "{}", 5),
+            ("a.DLT", 6, '{"boom": 6}', 6)]  # newest samples come in the other order
+    Store(tmp_path).append("dlq", schemas.conform("dlq", [
+        {"sampled_at": now + pd.Timedelta(seconds=s), "source": "t", "broker": "kafka", "dlq": d,
+         "depth": depth, "reasons": reasons} for d, depth, reasons, s in rows]))
+    at = _visit(_app(monkeypatch, tmp_path), "pages/dead_letters.py")
+    table = at.dataframe[0].value.set_index("dlq")
+    assert table.loc["a.DLT", "reasons"] == "boom ×6" and table.loc["b.DLT", "reasons"] == ""

@@ -23,4 +23,4 @@ def test_two_commands_and_ci():
     ci = (ROOT / ".ci" / "run").read_text()
     assert "make test" in ci
     makefile = (ROOT / "Makefile").read_text()
-    assert "EVENTSCOPE_STRICT=1" in makefile
+    assert "STRICT_REAL_BROKERS=1" in makefile

@@ -77,11 +77,13 @@ def test_topic_deleted_between_samples(kafka_admin):
     topic = f"doomed-{uuid.uuid4().hex[:6]}"
     kafka_admin.create_topics([NewTopic(topic, 2, 1)])[topic].result()
     collector = KafkaOffsetsCollector(kafka_admin, topics=f"^{topic}$")
-    assert len(collector.collect()["topics"]) == 2
+    deadline = time.monotonic() + 30
+    while len(collector.collect()["topics"]) < 2:  # a new topic's leaders take a moment
+        assert time.monotonic() < deadline, "new topic never got leaders"
+        time.sleep(0.2)
     kafka_admin.delete_topics([topic])[topic].result()
-    for _ in range(50):  # metadata catches up with the deletion
-        if topic not in kafka_admin.list_topics(timeout=5).topics:
-            break
-        time.sleep(0.1)
+    while topic in kafka_admin.list_topics(timeout=5).topics:  # metadata catches up
+        assert time.monotonic() < deadline + 30, "topic deletion never showed in metadata"
+        time.sleep(0.2)
     out = collector.collect()
     assert out["topics"].empty and out["lag"].empty

@@ -1,5 +1,6 @@
 """The store: append, windows, latest, retention, and whole snapshots under concurrency."""
-import multiprocessing as mp
+import subprocess
+import sys
 import time
 
 import pandas as pd
@@ -59,27 +60,32 @@ def test_unknown_columns_are_rejected(tmp_path):
                                                      "lagg": [1]}))
 
 
-def _writer(root, count):
-    store = Store(root, Retention(compact_every=5))
-    base = pd.Timestamp.now(tz="UTC")
-    for i in range(count):
-        store.append("lag", lag_snapshot(base + pd.Timedelta(milliseconds=i), n=200, marker=i))
+WRITER = """
+import sys
+import pandas as pd
+from eventscope.store import Retention, Store
+store = Store(sys.argv[1], Retention(compact_every=5))
+base = pd.Timestamp.now(tz="UTC")
+for i in range(int(sys.argv[2])):
+    store.append("lag", pd.DataFrame({"sampled_at": [base + pd.Timedelta(milliseconds=i)] * 200,
+                                      "source": "kafka", "broker": "kafka", "group": "g", "topic": "t",
+                                      "partition": range(200), "committed": i, "end": i, "lag": 0}))
+"""
 
 
 def test_reader_during_writes_sees_whole_snapshots(tmp_path):
     """Each snapshot is 200 rows with one marker; a reader must never see part of one."""
-    proc = mp.get_context("spawn").Process(target=_writer, args=(str(tmp_path), 60))
-    proc.start()
+    # a separate interpreter, like `eventscope collect` beside the dashboard
+    proc = subprocess.Popen([sys.executable, "-c", WRITER, str(tmp_path), "60"])
     reader = Store(tmp_path)
     reads = 0
     deadline = time.monotonic() + 300  # generous: CI shares 2 cores with Kafka
-    while proc.is_alive() and time.monotonic() < deadline:
+    while proc.poll() is None and time.monotonic() < deadline:
         frame = reader.read("lag")
         counts = frame.groupby("committed").size()
         assert (counts == 200).all(), f"torn snapshot: {counts[counts != 200].to_dict()}"
         reads += 1
-    proc.join(timeout=300)
-    assert proc.exitcode == 0
+    assert proc.wait(timeout=300) == 0
     assert reads > 5
     final = reader.read("lag").groupby("committed").size()
     assert len(final) == 60 and (final == 200).all()

@@ -42,7 +42,10 @@ def find(events: pd.DataFrame, some_id: str, lag: pd.DataFrame | None = None,
     if rows.empty:
         return None
     rows = rows.drop_duplicates(["broker", "topic", "partition", "offset"])
-    rows = rows.sort_values(["at", "broker_at"], kind="stable")
+    # a dead-lettered copy keeps the original envelope's timestamp; when it reached
+    # the DLQ is the broker's time, and that is the moment the trace died
+    dead_at = rows["broker_at"].where(rows["dead_letter"] & rows["broker_at"].notna(), rows["at"])
+    rows = rows.assign(at=dead_at).sort_values(["at", "broker_at"], kind="stable")
     cid = rows["correlation_id"].dropna()
     out_events = [_event(r) for r in rows.itertuples(index=False)]
     return {"correlation_id": cid.iloc[0] if len(cid) else None,
