@@ -1,10 +1,12 @@
 """Kafka offsets and consumer-group lag.
 
 Per sample: one metadata request, one ``list_offsets`` round for the end offsets of
-every partition (and one for the earliest offsets), one ``list_consumer_groups``,
-one batched ``describe_consumer_groups``, and committed offsets for each group with
-at most ``concurrency`` requests in flight. Requests grow with brokers and groups,
-not with groups × topics.
+every partition (and one for the earliest offsets), one ``list_consumer_groups``
+(which also gives each group's state), ``describe_consumer_groups`` only for groups
+that have members, and committed offsets for each group with at most
+``concurrency`` requests in flight (the client API takes one group per call). End
+offsets are shared by every group: requests grow with groups, never with
+groups × topics. A group that fails to answer is skipped for that sample only.
 
 Read-only: the AdminClient never joins a group or commits.
 """
@@ -44,7 +46,7 @@ class KafkaOffsetsCollector:
 
     def __init__(self, admin: AdminClient, source: str = "kafka", topics: str = r"^(?!__).*",
                  timeout_s: float = 10.0, concurrency: int = 16, probe_conf: dict | None = None,
-                 probe_max_lag: int = 5):
+                 probe_max_lag: int = 5, probe_budget: int = 20):
         self.admin = admin
         self.source = source
         self.topic_filter = re.compile(topics)
@@ -53,6 +55,10 @@ class KafkaOffsetsCollector:
         self.clocks: dict[tuple[str, int], OffsetClock] = {}
         self.probe = ControlRecordProbe(probe_conf, timeout_s) if probe_conf else None
         self.probe_max_lag = probe_max_lag
+        self.probe_budget = probe_budget
+        self.probes_left = probe_budget
+        self.last_seen: dict[tuple[str, str, int], tuple[int, int]] = {}
+        self.group_errors = 0
 
     def collect(self) -> dict[str, pd.DataFrame]:
         now = pd.Timestamp.now(tz="UTC")
@@ -92,32 +98,47 @@ class KafkaOffsetsCollector:
 
     def _group_rows(self, now, wall: float, ends: dict) -> tuple[list[dict], list[dict]]:
         listing = self.admin.list_consumer_groups(request_timeout=self.timeout_s).result()
-        group_ids = sorted(g.group_id for g in listing.valid)
+        states = {g.group_id: _state_name(g) for g in listing.valid}
+        group_ids = sorted(states)
         if not group_ids:
             return [], []
-        described = {}
-        for gid, fut in self.admin.describe_consumer_groups(
-                group_ids, request_timeout=self.timeout_s).items():
-            described[gid] = fut.result()
+        # Only groups with members need describing; the listing already gives every
+        # group's state, and an Empty or Dead group has no members to describe.
+        described = self._describe([g for g in group_ids if states[g] not in ("Empty", "Dead")])
         committed = self._committed(group_ids)
+        by_topic: dict[str, list[int]] = {}
+        for topic, partition in ends:
+            by_topic.setdefault(topic, []).append(partition)
+        self.probes_left = self.probe_budget
         rows, members = [], []
-        for gid, desc in described.items():
-            members.extend(_member_rows(now, self.source, gid, desc))
         for gid in group_ids:
             desc = described.get(gid)
-            state = _state_name(desc)
-            count = len(desc.members) if desc is not None else None
-            offsets = committed.get(gid, {})
+            members.extend(_member_rows(now, self.source, gid, desc))
+            state = _state_name(desc) or states[gid]
+            count = len(desc.members) if desc is not None else (0 if states[gid] in ("Empty", "Dead") else None)
+            offsets = committed.get(gid)
+            if offsets is None:
+                continue  # the group vanished or its coordinator did not answer this time
             # every partition of a topic the group commits to, so a partition that
             # has no committed offset yet shows up as unknown instead of vanishing
-            topics = {t for t, _ in offsets}
-            for (topic, partition) in sorted(k for k in ends if k[0] in topics):
-                if not self.topic_filter.search(topic):
-                    continue
-                offset = offsets.get((topic, partition))
-                end = ends[(topic, partition)]
-                rows.append(self._lag_row(now, wall, gid, topic, partition, offset, end, state, count))
+            for topic in sorted({t for t, _ in offsets} & by_topic.keys()):
+                for partition in sorted(by_topic[topic]):
+                    rows.append(self._lag_row(now, wall, gid, topic, partition,
+                                              offsets.get((topic, partition)), ends[(topic, partition)],
+                                              state, count))
         return rows, members
+
+    def _describe(self, group_ids: list[str]) -> dict:
+        """Describe groups, ``concurrency`` at a time; a group that fails is left out."""
+        out = {}
+        for i in range(0, len(group_ids), self.concurrency):
+            chunk = group_ids[i:i + self.concurrency]
+            for gid, fut in self.admin.describe_consumer_groups(chunk, request_timeout=self.timeout_s).items():
+                try:
+                    out[gid] = fut.result()
+                except KafkaException:
+                    self.group_errors += 1  # deleted since the listing, or coordinator loading
+        return out
 
     def _lag_row(self, now, wall, gid, topic, partition, offset, end, state, members) -> dict:
         known = offset is not None and offset >= 0
@@ -126,8 +147,8 @@ class KafkaOffsetsCollector:
         # different moments, so a group that commits between the two reads can
         # appear ahead of the log end by a few messages.
         lag = max(0, end - committed) if known else None
-        if lag and lag <= self.probe_max_lag and self.probe and self.probe.only_control(topic, partition,
-                                                                                         committed, end):
+        if lag and lag <= self.probe_max_lag and self._should_probe(gid, topic, partition, committed, end) \
+                and self.probe.only_control(topic, partition, committed, end):
             # Transactional topics end with a commit marker that takes an offset but
             # is never delivered; a consumer that committed past its last record
             # stays "1 behind" forever. Nothing readable is left: the lag is 0.
@@ -141,6 +162,22 @@ class KafkaOffsetsCollector:
                 "topic": topic, "partition": partition, "committed": committed, "end": end,
                 "lag": lag, "lag_seconds": lag_s, "group_state": state, "members": members}
 
+    def _should_probe(self, gid: str, topic: str, partition: int, committed: int, end: int) -> bool:
+        """Probe only a small lag frozen across two samples, within the per-sample budget."""
+        if self.probe is None:
+            return False
+        key = (gid, topic, partition)
+        frozen = self.last_seen.get(key) == (committed, end)
+        self.last_seen[key] = (committed, end)
+        if not frozen:
+            return False
+        if self.probe.known(topic, partition, committed, end):
+            return True
+        if self.probes_left <= 0:
+            return False  # report the lag as read; the probe gets to it next sample
+        self.probes_left -= 1
+        return True
+
     def _committed(self, group_ids: list[str]) -> dict[str, dict[tuple[str, int], int]]:
         """Committed offsets per group, at most ``concurrency`` requests in flight."""
         out: dict[str, dict] = {}
@@ -149,7 +186,11 @@ class KafkaOffsetsCollector:
         def drain(limit: int) -> None:
             while len(pending) > limit:
                 gid, fut = pending.pop(0)
-                result = fut.result()
+                try:
+                    result = fut.result()
+                except KafkaException:
+                    self.group_errors += 1  # this group is skipped this sample, not the others
+                    continue
                 out[gid] = {(tp.topic, tp.partition): tp.offset for tp in result.topic_partitions
                             if tp.error is None}
 
@@ -202,10 +243,16 @@ class ControlRecordProbe:
     def __init__(self, conf: dict, timeout_s: float):
         self.conf = dict(conf, **{"group.id": f"eventscope-probe-{uuid.uuid4().hex}",
                                   "enable.auto.commit": False, "enable.auto.offset.store": False,
-                                  "enable.partition.eof": True, "isolation.level": "read_committed"})
+                                  "enable.partition.eof": True, "isolation.level": "read_committed",
+                                  # answer fast: a probe at the log end must not wait for new data
+                                  "fetch.wait.max.ms": 10})
         self.timeout_s = timeout_s
         self.consumer = None
         self.cache: dict[tuple[str, int, int, int], bool] = {}
+
+    def known(self, topic: str, partition: int, committed: int, end: int) -> bool:
+        """True when the answer for this position is cached (costs no fetch)."""
+        return (topic, partition, committed, end) in self.cache
 
     def only_control(self, topic: str, partition: int, committed: int, end: int) -> bool:
         """True when no deliverable record sits between ``committed`` and ``end``."""

@@ -79,17 +79,23 @@ class RedisStreamsCollector:
             infos[key] = (info, groups if not isinstance(groups, Exception) else [])
         pipe = self.client.pipeline(transaction=False)
         reads = []
-        for key, (info, groups) in infos.items():
-            start = self._start_id(key, info)
-            pipe.xrange(key, min=start, max="+", count=self.max_events)
+        fresh = [k for k, (info, _) in infos.items()
+                 if _s(info.get("last-generated-id")) != self.positions.get(k)]
+        # one budget per sample, shared by the streams that have news
+        per_stream = max(50, self.max_events // max(1, len(fresh)))
+        for key in fresh:
+            pipe.xrange(key, min=self._start_id(key, infos[key][0]), max="+", count=per_stream)
             reads.append(("events", key, None))
+        for key, (info, groups) in infos.items():
             for group in groups:
                 name = _s(group.get("name"))
-                last = _s(group.get("last-delivered-id")) or "0-0"
-                pipe.xrange(key, min="(" + last, max="+", count=1)
-                reads.append(("first_unread", key, name))
-                pipe.xinfo_consumers(key, name)
-                reads.append(("consumers", key, name))
+                if group.get("lag") != 0:  # lag 0 needs no dating
+                    last = _s(group.get("last-delivered-id")) or "0-0"
+                    pipe.xrange(key, min="(" + last, max="+", count=1)
+                    reads.append(("first_unread", key, name))
+                if group.get("consumers"):
+                    pipe.xinfo_consumers(key, name)
+                    reads.append(("consumers", key, name))
                 if group.get("pending"):
                     # the oldest pending entries are the ones that can be stuck
                     pipe.xpending_range(key, name, min="-", max="+", count=self.stuck_scan)
@@ -163,15 +169,16 @@ class RedisStreamsCollector:
         lag = group.get("lag")
         if lag is not None and lag < 0:
             lag = None
-        if lag == 0:
-            lag_s = 0.0
+        first = first_unread.get((key, name)) if lag != 0 else None
+        if first is not None:
+            # exact: the millisecond part of the oldest undelivered entry's ID
+            lag_s = (now - first).total_seconds()
+        elif lag is None and (key, name) in first_unread:
+            # Redis could not count (group made at "$", entries deleted), but nothing
+            # lies beyond the group's last-delivered ID: it is caught up.
+            lag, lag_s = 0, 0.0
         else:
-            first = first_unread.get((key, name))
-            lag_s = (now - first).total_seconds() if first is not None else float("nan")
-            if first is None and lag is None:
-                lag_s = float("nan")
-            elif first is None:
-                lag_s = 0.0
+            lag_s = 0.0 if lag == 0 else float("nan")
         return {"sampled_at": now, "source": self.source, "broker": "redis", "group": name,
                 "topic": key, "partition": 0, "committed": entries_read, "end": added,
                 "lag": lag, "lag_seconds": max(0.0, lag_s) if lag_s == lag_s else lag_s,

@@ -10,6 +10,7 @@ segment is extrapolated, and with fewer than two points the answer is unknown.
 """
 from __future__ import annotations
 
+import bisect
 import math
 from collections import deque
 
@@ -36,9 +37,10 @@ class OffsetClock:
             return None
         if offset >= pts[-1][0]:
             return None  # caught up: there is no unconsumed message to date
-        for (o1, t1), (o2, t2) in zip(pts, list(pts)[1:]):
-            if o1 <= offset < o2:
-                return t1 + (t2 - t1) * (offset - o1) / (o2 - o1)
+        i = bisect.bisect_right(pts, offset, key=lambda point: point[0])
+        if i > 0:
+            (o1, t1), (o2, t2) = pts[i - 1], pts[i]
+            return t1 + (t2 - t1) * (offset - o1) / (o2 - o1)
         if len(pts) < 2:
             return None
         (o1, t1), (o2, t2) = pts[0], pts[1]

@@ -202,13 +202,31 @@ def test_transaction_markers_do_not_leave_a_lag_of_one(kafka_admin, kafka_bootst
     assert plain[plain["group"] == group].iloc[0]["lag"] == 1  # what a naive reading reports
     probed = KafkaOffsetsCollector(kafka_admin, topics=f"^{topic}$",
                                    probe_conf={"bootstrap.servers": kafka_bootstrap})
+    first = probed.collect()["lag"].set_index("group").loc[group]
+    assert first["lag"] == 1  # one sample cannot tell a frozen marker from a slow consumer
     row = probed.collect()["lag"].set_index("group").loc[group]
     assert (row["committed"], row["end"], row["lag"]) == (5, 6, 0)
     # a real unread record is still lag
     consumer = Consumer({"bootstrap.servers": kafka_bootstrap, "group.id": group, "enable.auto.commit": False})
     consumer.commit(offsets=[TopicPartition(topic, 0, 3)], asynchronous=False)
     consumer.close()
-    row = probed.collect()["lag"].set_index("group").loc[group]
+    rows = [probed.collect()["lag"].set_index("group").loc[group] for _ in range(2)]
     probed.close()
-    assert row["lag"] == 3
+    assert [r["lag"] for r in rows] == [3, 3]
     assert group_offsets(kafka_admin, group) == [(topic, 0, 3)]  # the probe committed nothing
+
+
+def test_redis_lag_seconds_is_the_age_of_the_oldest_undelivered_entry(redis_url, redis_client):
+    import time
+
+    import redis
+    r = redis_client
+    old_ms = int(time.time() * 1000) - 42_000
+    r.xadd("clock", {"envelope": "{}"}, id=f"{old_ms}-0")
+    r.xadd("clock", {"envelope": "{}"})
+    r.xgroup_create("clock", "reader", id="0")
+    r.xgroup_create("clock", "late", id="$")  # Redis reports no lag for it until it reads
+    row = RedisStreamsCollector(redis.Redis.from_url(redis_url)).collect()["lag"].set_index("group")
+    assert row.loc["reader", "lag"] == 2
+    assert 41.5 <= row.loc["reader", "lag_seconds"] <= 45
+    assert row.loc["late", "lag"] == 0 and row.loc["late", "lag_seconds"] == 0.0
