@@ -145,3 +145,9 @@ def test_dlq_reasons_stay_with_their_queue_whatever_the_row_order():
     assert out.loc["z.DLT", "reasons"] == [{"reason": "boom", "count": 5}]
     assert out.loc["a.DLT", "reasons"] == []
     assert out.loc["m.DLT", "reasons"] == [{"reason": "late", "count": 2}]
+
+
+def test_dlq_reasons_are_plain_lists():
+    rows = [{"sampled_at": T0, "source": "kafka", "broker": "kafka", "dlq": "a.DLT", "depth": 0, "reasons": "{}"}]
+    out = dlq.summary(schemas.conform("dlq", rows))
+    assert out["reasons"].dtype == object and out["reasons"].iloc[0] == []

@@ -24,7 +24,7 @@ def summary(dlq: pd.DataFrame, window_s: float = 300.0, now: pd.Timestamp | None
     out = pd.DataFrame({
         "source_topic": last["source_topic"], "depth": last["depth"].astype("int64"),
         "growth_per_min": growth.round(2), "oldest_age_seconds": age.round(1),
-        "reasons": last["reasons"].map(parse_reasons),
+        "reasons": pd.Series([parse_reasons(r) for r in last["reasons"]], index=last.index, dtype=object),
     }).reset_index()
     return out[COLUMNS].sort_values(["depth", "dlq"], ascending=[False, True]).reset_index(drop=True)
 
