@@ -121,13 +121,18 @@ class RedisStreamsCollector:
                              or p["time_since_delivered"] >= self.stuck_idle_ms)
             else:
                 events.extend(self._event_rows(now, key, reply))
+        active = {}
+        for row in consumers:
+            idle = row.get("idle_ms")
+            fresh = idle is not None and idle < self.stuck_idle_ms
+            active[(row["topic"], row["group"])] = active.get((row["topic"], row["group"]), 0) + fresh
         lag, topics, dlq = [], [], []
         for key, (info, groups) in infos.items():
             added = info.get("entries-added")
             topics.append({"sampled_at": now, "source": self.source, "broker": "redis",
                            "topic": key, "partition": 0, "start": info.get("length"), "end": added})
             for group in groups:
-                lag.append(self._lag_row(now, key, group, added, first_unread))
+                lag.append(self._lag_row(now, key, group, added, first_unread, active))
             if self.dlq_filter.search(key):
                 first = info.get("first-entry")
                 oldest = entry_time(first[0]) if first else None
@@ -163,7 +168,7 @@ class RedisStreamsCollector:
             self.positions[key] = entry_id
         return rows
 
-    def _lag_row(self, now, key: str, group: dict, added, first_unread) -> dict:
+    def _lag_row(self, now, key: str, group: dict, added, first_unread, active: dict) -> dict:
         name = _s(group.get("name"))
         entries_read = group.get("entries-read")
         lag = group.get("lag")
@@ -182,7 +187,9 @@ class RedisStreamsCollector:
         return {"sampled_at": now, "source": self.source, "broker": "redis", "group": name,
                 "topic": key, "partition": 0, "committed": entries_read, "end": added,
                 "lag": lag, "lag_seconds": max(0.0, lag_s) if lag_s == lag_s else lag_s,
-                "group_state": "n/a", "members": group.get("consumers"),
+                # Redis has no heartbeat: a consumer counts as a member while it has
+                # touched the group within stuck_idle_s (so a group nobody reads is STOP)
+                "group_state": "n/a", "members": active.get((key, name), 0),
                 "pending": group.get("pending")}
 
     def close(self) -> None:

@@ -28,7 +28,7 @@ LAG = {
     "lag": ("Int64", "max(0, end - committed); <NA> when unknown"),
     "lag_seconds": ("float64", "age of the oldest unconsumed message, seconds; NaN when unknown"),
     "group_state": (STR, "group state as the broker reports it (Stable, Empty, ...); `n/a` for Redis"),
-    "members": ("Int64", "number of members (Kafka) or consumers (Redis) in the group"),
+    "members": ("Int64", "Kafka: members of the group; Redis: consumers active within `redis.stuck_idle_s`"),
     "pending": ("Int64", "Redis: entries delivered but not acknowledged (PEL size); <NA> for Kafka"),
 }
 

@@ -1,0 +1,90 @@
+"""Lag against ground truth on the real brokers: seconds on a steady stream, STALL and STOP."""
+import threading
+import time
+import uuid
+
+import pandas as pd
+import pytest
+from confluent_kafka import Consumer, Producer, TopicPartition
+from confluent_kafka.admin import NewTopic
+
+from collectors.kafka_offsets import KafkaOffsetsCollector
+from collectors.redis_streams import RedisStreamsCollector
+from eventscope import schemas
+from eventscope.analysis.lag import latest_lag
+from simulator import SimulatorConfig, run_simulation
+
+pytestmark = pytest.mark.broker
+
+
+def test_kafka_lag_seconds_within_ten_percent_on_a_steady_stream(kafka_admin, kafka_bootstrap):
+    topic, group = f"steady-{uuid.uuid4().hex[:6]}", f"steady-{uuid.uuid4().hex[:6]}"
+    kafka_admin.create_topics([NewTopic(topic, 1, 1)])[topic].result()
+    producer = Producer({"bootstrap.servers": kafka_bootstrap, "linger.ms": 0})
+    collector = KafkaOffsetsCollector(kafka_admin, topics=f"^{topic}$")
+    sent_at = {}  # offset -> produce time (ground truth, from the delivery report)
+
+    def delivered(err, msg):
+        if err is None:
+            sent_at[msg.offset()] = msg.timestamp()[1] / 1000.0
+
+    for step in range(30):  # 15 s of 20 messages/s, one sample per second
+        for _ in range(10):
+            producer.produce(topic, b"x", on_delivery=delivered)
+            producer.poll(0)
+            time.sleep(0.05)
+        producer.flush(5)
+        if step % 2 == 1:
+            collector.collect()
+    committed = min(sent_at) + 60  # a consumer 3 s into the stream
+    consumer = Consumer({"bootstrap.servers": kafka_bootstrap, "group.id": group, "enable.auto.commit": False})
+    consumer.commit(offsets=[TopicPartition(topic, 0, committed)], asynchronous=False)
+    consumer.close()
+    row = collector.collect()["lag"].set_index("group").loc[group]
+    truth = time.time() - sent_at[committed]
+    assert row["lag"] == max(sent_at) + 1 - committed
+    assert abs(row["lag_seconds"] - truth) <= 0.10 * truth, (row["lag_seconds"], truth)
+
+
+def test_stall_and_stop_on_the_real_brokers(kafka_bootstrap, redis_url):
+    import redis
+    prefix = f"st{uuid.uuid4().hex[:5]}-"
+    sim = SimulatorConfig(rate=10, duration=9, seed=5, prefix=prefix, payment_failure_rate=0.0,
+                          schedule=[(1.0, {"stall": {"analytics-service"}})])
+    from confluent_kafka.admin import AdminClient
+    kafka = KafkaOffsetsCollector(AdminClient({"bootstrap.servers": kafka_bootstrap}), topics="^" + prefix)
+    rds = RedisStreamsCollector(redis.Redis.from_url(redis_url), pattern=prefix + "*", stuck_idle_s=3)
+    frames = []
+
+    def sample():
+        for c in (kafka, rds):
+            frames.append(c.collect()["lag"])
+
+    done = threading.Event()
+    thread = threading.Thread(target=lambda: (run_simulation(sim, kafka_bootstrap=kafka_bootstrap),
+                                              done.set()))
+    redis_thread = threading.Thread(target=run_simulation, args=(sim,), kwargs={"redis_url": redis_url})
+    thread.start()
+    redis_thread.start()
+    stalled_view = None
+    started = time.monotonic()
+    while not done.is_set() and time.monotonic() - started < 120:
+        sample()
+        time.sleep(0.5)
+        lag = schemas.conform("lag", pd.concat(frames, ignore_index=True))
+        view = latest_lag(lag, stuck_after_s=3)
+        analytics = view[(view["group"] == prefix + "analytics-service") & (view["broker"] == "kafka")]
+        if not analytics.empty and (analytics["status"] == "STALL").all() and stalled_view is None:
+            stalled_view = view
+    thread.join(60)
+    redis_thread.join(60)
+    assert stalled_view is not None, "the stalled Kafka consumer never showed as STALL"
+    healthy = stalled_view[stalled_view["group"] == prefix + "payment-service"]
+    assert set(healthy["status"]) <= {"OK", "WARN", "UNKNOWN"}
+    for _ in range(8):  # the pipeline has stopped: every consumer left or went idle
+        sample()
+        time.sleep(0.5)
+    view = latest_lag(schemas.conform("lag", pd.concat(frames, ignore_index=True)), stuck_after_s=3)
+    analytics = view[view["group"] == prefix + "analytics-service"].set_index("broker")["status"]
+    assert set(analytics.loc[["kafka"]]) == {"STOP"}
+    assert set(analytics.loc[["redis"]]) == {"STOP"}
