@@ -54,6 +54,7 @@ class RedisStreamsCollector:
         self.stuck_idle_ms = int(stuck_idle_s * 1000)
         self.stuck_scan = stuck_scan
         self.positions: dict[str, str] = {}
+        self.first_unread_cache: dict[tuple[str, str], tuple[str, pd.Timestamp | None]] = {}
         self.books: dict[str, DeadLetterBook] = {}
 
     def discover(self) -> list[str]:
@@ -79,6 +80,8 @@ class RedisStreamsCollector:
             infos[key] = (info, groups if not isinstance(groups, Exception) else [])
         pipe = self.client.pipeline(transaction=False)
         reads = []
+        first_unread_known: dict = {}
+        positions_asked: dict = {}
         fresh = [k for k, (info, _) in infos.items()
                  if _s(info.get("last-generated-id")) != self.positions.get(k)]
         # one budget per sample, shared by the streams that have news
@@ -89,10 +92,16 @@ class RedisStreamsCollector:
         for key, (info, groups) in infos.items():
             for group in groups:
                 name = _s(group.get("name"))
+                last = _s(group.get("last-delivered-id")) or "0-0"
                 if group.get("lag") != 0:  # lag 0 needs no dating
-                    last = _s(group.get("last-delivered-id")) or "0-0"
-                    pipe.xrange(key, min="(" + last, max="+", count=1)
-                    reads.append(("first_unread", key, name))
+                    cached = self.first_unread_cache.get((key, name))
+                    if cached is not None and cached[0] == last and cached[1] is not None:
+                        # same delivery position as last sample: same oldest undelivered entry
+                        first_unread_known[(key, name)] = cached[1]
+                    else:
+                        pipe.xrange(key, min="(" + last, max="+", count=1)
+                        reads.append(("first_unread", key, name))
+                        positions_asked[(key, name)] = last
                 if group.get("consumers"):
                     pipe.xinfo_consumers(key, name)
                     reads.append(("consumers", key, name))
@@ -101,12 +110,14 @@ class RedisStreamsCollector:
                     pipe.xpending_range(key, name, min="-", max="+", count=self.stuck_scan)
                     reads.append(("pending", key, name))
         replies = pipe.execute(raise_on_error=False) if reads else []
-        first_unread, events, consumers, stuck = {}, [], [], []
+        first_unread, events, consumers, stuck = dict(first_unread_known), [], [], []
         for (kind, key, group), reply in zip(reads, replies):
             if isinstance(reply, Exception):
                 continue  # key deleted mid-sample: the other keys still count
             if kind == "first_unread":
                 first_unread[(key, group)] = entry_time(reply[0][0]) if reply else None
+                self.first_unread_cache[(key, group)] = (positions_asked[(key, group)],
+                                                         first_unread[(key, group)])
             elif kind == "consumers":
                 consumers.extend({"sampled_at": now, "source": self.source, "broker": "redis",
                                   "group": group, "topic": key, "consumer": _s(c.get("name")),

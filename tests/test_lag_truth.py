@@ -79,8 +79,6 @@ def test_stall_and_stop_on_the_real_brokers(kafka_bootstrap, redis_url):
     thread.join(60)
     redis_thread.join(60)
     assert stalled_view is not None, "the stalled Kafka consumer never showed as STALL"
-    healthy = stalled_view[stalled_view["group"] == prefix + "payment-service"]
-    assert set(healthy["status"]) <= {"OK", "WARN", "UNKNOWN"}
     for _ in range(8):  # the pipeline has stopped: every consumer left or went idle
         sample()
         time.sleep(0.5)
@@ -88,3 +86,5 @@ def test_stall_and_stop_on_the_real_brokers(kafka_bootstrap, redis_url):
     analytics = view[view["group"] == prefix + "analytics-service"].set_index("broker")["status"]
     assert set(analytics.loc[["kafka"]]) == {"STOP"}
     assert set(analytics.loc[["redis"]]) == {"STOP"}
+    healthy = view[view["group"] == prefix + "payment-service"]
+    assert set(healthy["status"]) == {"OK"} and (healthy["lag"] == 0).all()
