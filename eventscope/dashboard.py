@@ -88,6 +88,149 @@ def lag_groups() -> pd.DataFrame:
 
 
 @st.cache_data(ttl=CACHE_TTL_S, max_entries=16, show_spinner=False)
+def _lag_partitions(key: tuple, version: str) -> pd.DataFrame:
+    return lag_analysis.latest_lag(_read(key, "lag", version, WINDOW_S))
+
+
+def lag_partitions() -> pd.DataFrame:
+    """The newest lag row per partition with its ``status`` (``latest_lag``)."""
+    return _lag_partitions(_key(config()), *versions("lag"))
+
+
+LAG_TABLE_COLUMNS = ["status", "broker", "group", "topic", "partitions", "lag", "max_lag",
+                     "lag_seconds", "behind", "members", "group_state"]
+
+
+@st.cache_data(ttl=CACHE_TTL_S, max_entries=16, show_spinner=False)
+def _lag_table(key: tuple, version: str) -> pd.DataFrame:
+    latest = _lag_partitions(key, version)
+    if latest.empty:
+        return pd.DataFrame({c: pd.Series(dtype="object") for c in LAG_TABLE_COLUMNS})
+    by = ["broker", "group", "topic"]
+    summary = lag_analysis.group_summary(latest)
+    extra = latest.groupby(by, observed=True, sort=False).agg(
+        max_lag=("lag", "max"),
+        group_state=("group_state", lambda s: ", ".join(sorted({str(v) for v in s.dropna()}))))
+    out = summary.merge(extra.reset_index(), on=by, how="left")
+    out["lag"] = pd.to_numeric(out["lag"], errors="coerce").astype("Int64")
+    out["max_lag"] = pd.to_numeric(out["max_lag"], errors="coerce").astype("Int64")
+    out["members"] = pd.to_numeric(out["members"], errors="coerce").astype("Int64")
+    out["lag_seconds"] = pd.to_numeric(out["lag_seconds"], errors="coerce").astype("float64")
+    out["behind"] = out["lag_seconds"].map(duration_short)
+    # top laggards first: worst status, then the oldest unconsumed message
+    severity = out["status"].map(lag_analysis.SEVERITY).fillna(0)
+    out = out.assign(_sev=-severity, _sec=-out["lag_seconds"].fillna(-1.0)).sort_values(
+        ["_sev", "_sec", "lag", "broker", "group", "topic"], kind="stable", na_position="last")
+    return out[LAG_TABLE_COLUMNS].reset_index(drop=True)
+
+
+def lag_table() -> pd.DataFrame:
+    """Per broker/group/topic: worst status, total and max partition lag, seconds behind
+    (``lag_seconds`` and as words in ``behind``), members; worst first."""
+    return _lag_table(_key(config()), *versions("lag"))
+
+
+@st.cache_data(ttl=CACHE_TTL_S, max_entries=32, show_spinner=False)
+def _group_history(key: tuple, version: str, broker: str, group: str) -> pd.DataFrame:
+    lag = _read(key, "lag", version, WINDOW_S)
+    lag = lag[(lag["broker"] == broker) & (lag["group"] == group)]
+    if lag.empty:
+        return pd.DataFrame(columns=["sampled_at", "series", "lag", "lag_seconds"])
+    out = lag.groupby(["sampled_at", "topic"], observed=True).agg(
+        lag=("lag", "sum"), lag_seconds=("lag_seconds", "max")).reset_index()
+    return out.rename(columns={"topic": "series"})
+
+
+def group_history(broker: str, group: str) -> pd.DataFrame:
+    """Lag of one group over time, one ``series`` per topic (messages and seconds)."""
+    return _group_history(_key(config()), *versions("lag"), str(broker), str(group))
+
+
+def _current(key: tuple, stamp: tuple, name: str, broker: str, group: str) -> pd.DataFrame:
+    """Rows of ``name`` (consumers/stuck) for a group taken with its newest lag sample.
+
+    A collector writes the lag, consumers and stuck rows of one run with the same time and
+    writes nothing for an empty frame, so only rows at the group's newest lag time are
+    current: older ones describe members or entries that may be long gone."""
+    lag = _read(key, "lag", stamp[0], WINDOW_S)
+    rows = _read(key, name, stamp[1], WINDOW_S)
+    lag = lag[(lag["broker"] == broker) & (lag["group"] == group)]
+    rows = rows[(rows["broker"] == broker) & (rows["group"] == group)]
+    if lag.empty or rows.empty:
+        return rows.iloc[0:0]
+    newest = lag.groupby("source", observed=True)["sampled_at"].max().rename("_newest")
+    rows = rows.join(newest, on="source")
+    return rows[rows["sampled_at"] == rows["_newest"]].drop(columns="_newest")
+
+
+@st.cache_data(ttl=CACHE_TTL_S, max_entries=32, show_spinner=False)
+def _group_members(key: tuple, stamp: tuple, broker: str, group: str) -> pd.DataFrame:
+    rows = _current(key, stamp, "consumers", broker, group)
+    cols = ["consumer", "host", "assignment", "topic", "pending", "idle_ms"]
+    return rows.sort_values(["consumer", "topic"], kind="stable")[cols].reset_index(drop=True)
+
+
+def group_members(broker: str, group: str) -> pd.DataFrame:
+    """Members of a group in its newest sample: Kafka client id/host/assignment, Redis
+    consumer with pending entries and idle time; empty when none were reported."""
+    return _group_members(_key(config()), versions("lag", "consumers"), str(broker), str(group))
+
+
+@st.cache_data(ttl=CACHE_TTL_S, max_entries=32, show_spinner=False)
+def _stuck_entries(key: tuple, stamp: tuple, broker: str, group: str) -> pd.DataFrame:
+    rows = _current(key, stamp, "stuck", broker, group)
+    cols = ["entry_id", "topic", "consumer", "deliveries", "idle_ms"]
+    return rows.sort_values(["idle_ms", "deliveries"], ascending=False,
+                            kind="stable")[cols].reset_index(drop=True)
+
+
+def stuck_entries(broker: str, group: str) -> pd.DataFrame:
+    """Redis pending entries of a group that look stuck (newest sample), idlest first."""
+    return _stuck_entries(_key(config()), versions("lag", "stuck"), str(broker), str(group))
+
+
+def newest_sample(name: str = "lag") -> pd.Timestamp | None:
+    """Time of the newest row of ``name`` in the store (from its manifest; any age)."""
+    try:
+        newest = _store(_key(config())).newest_time(name)
+    except (OSError, ValueError, KeyError):
+        return None
+    return None if newest is None or pd.isna(newest) else pd.Timestamp(newest).tz_convert("UTC")
+
+
+def stale_after_s(cfg: Config | None = None) -> float:
+    """Data older than this is stale: three refreshes or collector intervals, the longer."""
+    cfg = cfg or config()
+    return 3.0 * max(float(cfg.dashboard.refresh_s), float(cfg.collect.interval_s))
+
+
+@st.cache_data(ttl=CACHE_TTL_S, max_entries=8, show_spinner=False)
+def _collector_status(key: tuple, version: str) -> pd.DataFrame:
+    cols = ["source", "collector", "ok", "last_run", "last_success", "last_error", "last_error_at"]
+    store = _store(key)
+    newest = store.newest_time("health")
+    if newest is None:
+        return pd.DataFrame(columns=cols)
+    health = store.read("health", since=pd.Timestamp(newest) - pd.Timedelta(seconds=WINDOW_S))
+    if health.empty:
+        return pd.DataFrame(columns=cols)
+    rows = []
+    for (source, collector), runs in health.groupby(["source", "collector"], observed=True, sort=True):
+        last = runs.iloc[-1]
+        failed = runs[~runs["ok"] & (runs["error"].fillna("") != "")]
+        rows.append({"source": source, "collector": collector, "ok": bool(last["ok"]),
+                     "last_run": last["sampled_at"], "last_success": last["last_success"],
+                     "last_error": failed["error"].iloc[-1] if not failed.empty else "",
+                     "last_error_at": failed["sampled_at"].iloc[-1] if not failed.empty else pd.NaT})
+    return pd.DataFrame(rows, columns=cols)
+
+
+def collector_status() -> pd.DataFrame:
+    """Per source/collector: last run, ok, last success, last error and when (health frame)."""
+    return _collector_status(_key(config()), *versions("health"))
+
+
+@st.cache_data(ttl=CACHE_TTL_S, max_entries=16, show_spinner=False)
 def _dlq_summary(key: tuple, version: str) -> pd.DataFrame:
     return dlq_analysis.summary(_read(key, "dlq", version, WINDOW_S))
 
@@ -167,6 +310,15 @@ def duration(seconds) -> str:
     if seconds < 3600:
         return f"{int(seconds // 60)} min {int(seconds % 60)} s"
     return f"{int(seconds // 3600)} h {int(seconds % 3600 // 60)} min"
+
+
+def duration_short(seconds) -> str:
+    """Like :func:`duration` but sub-second lag reads ``< 1 s`` and unknown reads ``—``."""
+    if seconds is None or pd.isna(seconds):
+        return "—"
+    if float(seconds) == 0:
+        return "0 s"
+    return "< 1 s" if float(seconds) < 1 else duration(seconds)
 
 
 def number(value) -> str:

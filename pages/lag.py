@@ -1,6 +1,14 @@
-"""Lag: consumer lag per group and topic, in messages and seconds, with a status verdict."""
+"""Lag: consumer lag per group and topic, in messages and seconds, with a status verdict.
+
+Worst groups first, filters for broker, status and a name, then one group in detail:
+its partitions, lag over time, members and (Redis) stuck pending entries. A banner says
+when the newest lag sample is stale, with what the collectors last reported.
+Broker-provided names only ever reach the page through ``st.dataframe``, widget
+labels' options or :func:`ui.md` (Markdown-escaped); never as HTML.
+"""
 from __future__ import annotations
 
+import pandas as pd
 import streamlit as st
 
 from eventscope import dashboard as ui
@@ -12,45 +20,226 @@ st.caption("Status needs no threshold: OK = keeping up · WARN = lag growing · 
            "old · STALL = members present but not committing · STOP = no members and not "
            "committing · REWIND = offset went backwards · UNKNOWN = group has no committed offset.")
 
+#: statuses worst first (the filter's order)
+STATUSES = sorted(lag_analysis.STATUSES, key=lambda s: -lag_analysis.SEVERITY.get(s, 0))
+TABLE_CONFIG = {
+    "status": st.column_config.TextColumn("status", width="small",
+                                          help="worst partition's verdict"),
+    "partitions": st.column_config.NumberColumn("partitions", format="%d", width="small"),
+    "lag": st.column_config.NumberColumn("total lag (msgs)", format="%d",
+                                         help="messages behind, summed over partitions"),
+    "max_lag": st.column_config.NumberColumn("max partition lag", format="%d",
+                                             help="the most messages any one partition is behind"),
+    "lag_seconds": st.column_config.NumberColumn("behind (s)", format="%.1f",
+                                                 help="age of the oldest unconsumed message, seconds"),
+    "behind": st.column_config.TextColumn("behind", help="age of the oldest unconsumed message"),
+    "members": st.column_config.NumberColumn("members", format="%d",
+                                             help="Kafka members / Redis consumers"),
+    "group_state": st.column_config.TextColumn("state", help="group state the broker reports"),
+}
 
-@st.fragment(run_every=cfg.dashboard.refresh_s)
-def lag_page() -> None:
-    """Per-group table, a broker filter and a chart for one group; refreshes itself."""
-    groups = ui.lag_groups()
-    if groups.empty:
-        ui.empty_state("This page lists every consumer group with its lag per topic (messages "
-                       "and seconds) and charts one group's lag over time.")
+
+def _stale_banner() -> None:
+    """Warn when the newest lag sample is older than three refreshes; say why if known."""
+    newest = ui.newest_sample("lag")
+    if newest is None:
         return
-    brokers = sorted(groups["broker"].dropna().unique())
-    broker = st.segmented_control("Broker", ["all", *brokers], default="all", key="lag_broker")
-    shown = groups if broker in (None, "all") else groups[groups["broker"] == broker]
-    order = shown["status"].map(lag_analysis.SEVERITY).fillna(0)
-    shown = shown.assign(_order=-order).sort_values(["_order", "lag_seconds"],
-                                                    ascending=[True, False]).drop(columns="_order")
-    st.dataframe(ui.styled(shown), hide_index=True, placeholder="—", key="lag_table",
-                 height=min(36 + 35 * len(shown), 600),
-                 column_config={
-                     "lag": st.column_config.NumberColumn("lag (messages)", format="%d"),
-                     "lag_seconds": st.column_config.NumberColumn("lag (seconds)", format="%.1f s"),
-                     "members": st.column_config.NumberColumn("members", format="%d")})
-    names = list(dict.fromkeys(shown["group"].astype(str)))
-    group = st.selectbox("Group to chart", names, key="lag_group")
-    history = lag_analysis.lag_history(ui.frame("lag"), group=group)
+    now = pd.Timestamp.now(tz="UTC")
+    age = (now - newest).total_seconds()
+    limit = ui.stale_after_s(cfg)
+    if age <= limit:
+        return
+    lines = [f"**Stale: last sample {ui.ago(newest, now)}** (at {newest:%H:%M:%S} UTC; "
+             f"expected every {max(cfg.dashboard.refresh_s, cfg.collect.interval_s):g} s, "
+             f"stale after {limit:g} s). The numbers below are as of then.\n"]
+    status = ui.collector_status()
+    for run in status.itertuples(index=False):
+        name = f"{ui.md(run.source)} / {ui.md(run.collector)}"
+        state = "ok" if run.ok else "failing"
+        line = f"- {name}: {state}, last run {ui.ago(run.last_run, now)}"
+        if run.last_error:
+            line += f"; last error ({ui.ago(run.last_error_at, now)}): {ui.md(run.last_error)}"
+        else:
+            line += "; no error reported"
+        lines.append(line)
+    if status.empty:
+        lines.append("- No collector has reported health yet.")
+    elif status["ok"].all():
+        lines.append("\nCollectors reported no failure: check that `eventscope collect` (or the "
+                     "dashboard's own collector) is still running.")
+    st.warning("\n".join(lines), icon=":material/schedule:")
+
+
+def _filters(table: pd.DataFrame) -> pd.DataFrame:
+    """Broker, status and name filters above the table; returns the rows they keep."""
+    left, right = st.columns([1, 2], vertical_alignment="bottom")
+    with left:
+        brokers = sorted(table["broker"].dropna().astype(str).unique())
+        broker = st.segmented_control("Broker", ["all", *brokers], default="all", key="lag_broker")
+    with right:
+        text = st.text_input("Group or topic contains", key="lag_filter",
+                             placeholder="e.g. payment", help="case-insensitive substring")
+    counts = table["status"].value_counts()
+    # the statuses present now, plus any still selected (a selection never vanishes)
+    offered = [s for s in STATUSES if s in counts.index or s in st.session_state.get("lag_status", ())]
+    statuses = st.pills("Status", offered, selection_mode="multi", key="lag_status",
+                        format_func=lambda s: f"{s} · {int(counts.get(s, 0))}",
+                        help="none selected = every status; the number is how many rows have it")
+    shown = table
     if broker not in (None, "all"):
-        history = history[history["series"].str.startswith(f"{broker}:")]
+        shown = shown[shown["broker"] == broker]
+    if statuses:
+        shown = shown[shown["status"].isin(statuses)]
+    if text and text.strip():
+        needle = text.strip()
+        hit = (shown["group"].astype(str).str.contains(needle, case=False, regex=False)
+               | shown["topic"].astype(str).str.contains(needle, case=False, regex=False))
+        shown = shown[hit.fillna(False)]
+    return shown
+
+
+def _group_table(shown: pd.DataFrame, total: int) -> None:
+    if shown.empty:
+        st.info(f"No group matches these filters (of {total} group/topic rows).",
+                icon=":material/filter_alt_off:")
+        return
+    st.dataframe(ui.styled(shown), hide_index=True, placeholder="—", key="lag_table",
+                 height=min(38 + 35 * len(shown), 565), column_config=TABLE_CONFIG)
+    st.caption(f"{len(shown)} of {total} group/topic rows · worst status first, then longest "
+               "behind · click a column header to sort by it.")
+
+
+def _drilldown(shown: pd.DataFrame, table: pd.DataFrame) -> None:
+    """One group in detail; ``shown`` (filtered) offers the groups, ``table`` has all its topics."""
+    st.subheader("Group detail", divider="gray")
+    pairs = list(dict.fromkeys(zip(shown["broker"].astype(str), shown["group"].astype(str))))
+    if not pairs:
+        st.caption("Pick a group above: no group matches the filters.")
+        return
+    labels = {f"{group}  ·  {broker}": (broker, group) for broker, group in pairs}
+    choice = st.selectbox("Group", list(labels), key="lag_group",
+                          help="groups in the table above, worst first")
+    broker, group = labels.get(choice, pairs[0])
+    parts = ui.lag_partitions()
+    parts = parts[(parts["broker"] == broker) & (parts["group"] == group)]
+    rows = table[(table["broker"] == broker) & (table["group"] == group)]
+    members = ui.group_members(broker, group)
+    stuck = ui.stuck_entries(broker, group) if broker == "redis" else None
+
+    worst = max(rows["status"], key=lambda s: lag_analysis.SEVERITY.get(s, 0)) if len(rows) else "UNKNOWN"
+    color = {"OK": "green", "WARN": "orange", "UNKNOWN": "gray"}.get(worst, "red")
+    st.markdown(f":{color}-badge[{worst}] **{ui.md(group)}** on {ui.md(broker)} · topics: "
+                f"{', '.join(ui.md(t) for t in rows['topic'].astype(str))}")
+    behind = rows["lag_seconds"].max() if len(rows) else None
+    pending = pd.to_numeric(parts["pending"], errors="coerce").sum(min_count=1)
+    stats = st.columns(6 if stuck is not None else 4)
+    stats[0].metric("Total lag", ui.number(pd.to_numeric(rows["lag"], errors="coerce").sum(min_count=1)),
+                    help="messages behind, all partitions")
+    stats[1].metric("Max partition lag", ui.number(pd.to_numeric(rows["max_lag"], errors="coerce").max()))
+    stats[2].metric("Behind", ui.duration_short(behind),
+                    help="age of the oldest unconsumed message")
+    stats[3].metric("Members", ui.number(pd.to_numeric(rows["members"], errors="coerce").max()))
+    if stuck is not None:
+        stats[4].metric("Pending", ui.number(pending), help="delivered, not acknowledged (PEL)")
+        stats[5].metric("Stuck entries", f"{len(stuck)}",
+                        help=f"pending entries delivered ≥ {cfg.redis.stuck_min_deliveries} times "
+                             f"or idle ≥ {ui.duration(cfg.redis.stuck_idle_s)}")
+
+    st.markdown("**Partitions** (newest sample)")
+    table = parts[["topic", "partition", "committed", "end", "lag", "lag_seconds", "status"]]
+    table = table.sort_values(["topic", "partition"], kind="stable")
+    st.dataframe(ui.styled(table), hide_index=True, placeholder="—", key="lag_partitions",
+                 height=min(38 + 35 * len(table), 400),
+                 column_config={"partition": st.column_config.NumberColumn("partition", format="%d"),
+                                "committed": st.column_config.NumberColumn("committed", format="%d"),
+                                "end": st.column_config.NumberColumn("end", format="%d"),
+                                "lag": st.column_config.NumberColumn("lag (msgs)", format="%d"),
+                                "lag_seconds": st.column_config.NumberColumn(
+                                    "behind", format="%.1f s",
+                                    help="age of the oldest unconsumed message")})
+
+    _members(broker, members, rows)
+    if stuck is not None:
+        _stuck(stuck, pending)
+    _charts(broker, group)
+
+
+def _members(broker: str, members: pd.DataFrame, rows: pd.DataFrame) -> None:
+    st.markdown("**Members** (newest sample)")
+    if members.empty:
+        count = pd.to_numeric(rows["members"], errors="coerce").max()
+        if pd.isna(count) or count == 0:
+            st.caption("No members: nobody is consuming for this group right now.")
+        else:
+            st.caption(f"The broker reports {ui.number(count)} member(s); no member details "
+                       "were recorded for this group in the newest sample (client ids, hosts, "
+                       "assignments and idle times come from the live Kafka and Redis collectors).")
+        return
+    if broker == "redis":
+        view = members[["consumer", "topic", "pending"]].assign(
+            idle=members["idle_ms"].map(lambda v: ui.duration_short(None if pd.isna(v) else v / 1000)))
+        config = {"consumer": "consumer", "topic": "stream",
+                  "pending": st.column_config.NumberColumn("pending", format="%d",
+                                                           help="delivered, not acknowledged")}
+    else:
+        view = members[["consumer", "host", "assignment"]]
+        config = {"consumer": "client id", "assignment": "assigned partitions"}
+    st.dataframe(view, hide_index=True, placeholder="—", key="lag_members",
+                 height=min(38 + 35 * len(view), 320), column_config=config)
+
+
+def _stuck(stuck: pd.DataFrame, pending) -> None:
+    st.markdown("**Stuck pending entries** (newest sample)")
+    if stuck.empty:
+        if pd.isna(pending) or pending == 0:
+            why = "nothing is pending (every delivered entry was acknowledged)."
+        else:
+            why = (f"{ui.number(pending)} pending, none delivered ≥ "
+                   f"{cfg.redis.stuck_min_deliveries} times or idle ≥ "
+                   f"{ui.duration(cfg.redis.stuck_idle_s)}.")
+        st.success(f"No stuck entries: {why}", icon=":material/check_circle:")
+        return
+    view = stuck[["entry_id", "consumer", "deliveries"]].assign(
+        idle=stuck["idle_ms"].map(lambda v: ui.duration_short(v / 1000)), stream=stuck["topic"])
+    st.dataframe(view, hide_index=True, key="lag_stuck", height=min(38 + 35 * len(view), 320),
+                 column_config={"entry_id": "entry id",
+                                "deliveries": st.column_config.NumberColumn("deliveries", format="%d")})
+
+
+def _charts(broker: str, group: str) -> None:
+    history = ui.group_history(broker, group)
     if history.empty:
         st.caption("No history for this group yet.")
         return
     left, right = st.columns(2)
     with left:
-        st.markdown(f"**{ui.md(group)}: messages behind**")
+        st.markdown("**Messages behind**, per topic (last hour)")
         ui.history_chart(history, "lag", "messages")
     with right:
-        st.markdown(f"**{ui.md(group)}: seconds behind** (age of the oldest unconsumed message)")
+        st.markdown("**Seconds behind**, per topic (age of the oldest unconsumed message)")
         if history["lag_seconds"].dropna().empty:
             st.caption("Time lag is not known for this group (no message timestamps yet).")
         else:
             ui.history_chart(history, "lag_seconds", "seconds")
+
+
+@st.fragment(run_every=cfg.dashboard.refresh_s)
+def lag_page() -> None:
+    """Stale banner, filters, the group table and one group's detail; refreshes itself."""
+    _stale_banner()
+    table = ui.lag_table()
+    if table.empty:
+        if ui.newest_sample("lag") is not None:
+            st.info(f"No lag sample in the last {ui.duration(ui.WINDOW_S)}; this page shows the "
+                    "newest hour only.", icon=":material/hourglass_empty:")
+            return
+        ui.empty_state("This page lists every consumer group with its lag per topic (messages "
+                       "and seconds), and for one group its partitions, members and stuck "
+                       "entries, and its lag over time.")
+        return
+    shown = _filters(table)
+    _group_table(shown, len(table))
+    _drilldown(shown, table)
 
 
 lag_page()

@@ -7,6 +7,7 @@ stalled analytics consumer).
 """
 from __future__ import annotations
 
+import re
 import time
 from pathlib import Path
 
@@ -15,6 +16,7 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from eventscope import schemas
+from eventscope.analysis import lag as lag_analysis
 from eventscope.store import Store
 
 APP = str(Path(__file__).resolve().parent.parent / "app.py")
@@ -181,3 +183,180 @@ def test_dlq_reasons_stay_with_their_queue(monkeypatch, tmp_path):
     at = _visit(_app(monkeypatch, tmp_path), "pages/dead_letters.py")
     table = at.dataframe[0].value.set_index("dlq")
     assert table.loc["a.DLT", "reasons"] == "boom ×6" and table.loc["b.DLT", "reasons"] == ""
+
+
+# -- Lag page: table, filters, drill-down, stale banner ---------------------------------
+def _redis_frames(now: pd.Timestamp, group: str = "billing-worker", stream: str = "invoices",
+                  consumers: tuple[str, ...] = ("worker-1", "worker-2"),
+                  stuck: bool = True) -> dict[str, pd.DataFrame]:
+    """Five minutes of a Redis group that stopped acknowledging, with consumers and stuck
+    entries in its newest sample (and an older stuck entry that is no longer current)."""
+    lag, members, entries = [], [], []
+    times = [now - pd.Timedelta(seconds=s) for s in range(300, -1, -15)]
+    for i, at in enumerate(times):
+        lag.append({"sampled_at": at, "source": "redis", "broker": "redis", "group": group,
+                    "topic": stream, "partition": 0, "committed": 100 + i, "end": 100 + 3 * i,
+                    "lag": 2 * i, "lag_seconds": 5.0 * i, "group_state": "n/a",
+                    "members": len(consumers), "pending": 4})
+        members += [{"sampled_at": at, "source": "redis", "broker": "redis", "group": group,
+                     "topic": stream, "consumer": c, "host": "", "assignment": "",
+                     "pending": 2, "idle_ms": 1000 * (n + 1) + i} for n, c in enumerate(consumers)]
+    entries.append({"sampled_at": times[0], "source": "redis", "broker": "redis", "topic": stream,
+                    "group": group, "entry_id": "1-0", "consumer": consumers[0], "idle_ms": 5,
+                    "deliveries": 9})  # gone by the newest sample
+    if stuck:
+        entries += [{"sampled_at": now, "source": "redis", "broker": "redis", "topic": stream,
+                     "group": group, "entry_id": eid, "consumer": c, "idle_ms": idle,
+                     "deliveries": d}
+                    for eid, c, idle, d in [("1700000000000-0", consumers[0], 104_000, 7),
+                                            ("1700000000001-0", consumers[-1], 65_000, 3)]]
+    return {"lag": schemas.conform("lag", lag), "consumers": schemas.conform("consumers", members),
+            "stuck": schemas.conform("stuck", entries)}
+
+
+def _kafka_members(now: pd.Timestamp) -> pd.DataFrame:
+    return schemas.conform("consumers", [
+        {"sampled_at": now, "source": "replay", "broker": "kafka", "group": "payment-service",
+         "topic": "orders", "consumer": f"payment-{n}", "host": f"/10.0.0.{n}",
+         "assignment": f"orders:{n}"} for n in (1, 2)])
+
+
+def _lag_store(root: Path, now: pd.Timestamp | None = None, health_error: str = "",
+               **redis) -> Path:
+    """The synthetic pipeline plus a Redis group and Kafka member details, all at ``now``."""
+    now = now or pd.Timestamp.now(tz="UTC").floor("s")
+    store = Store(root)
+    frames = synthetic_frames(now)
+    frames["consumers"] = _kafka_members(now)
+    for name, frame in _redis_frames(now, **redis).items():
+        frames[name] = pd.concat([frames[name], frame], ignore_index=True) if name in frames else frame
+    if health_error:
+        frames["health"] = pd.concat([frames["health"], schemas.conform("health", [
+            {"sampled_at": now - pd.Timedelta(seconds=1), "source": "redis",
+             "collector": "redis.streams", "ok": False, "error": health_error,
+             "duration_ms": 3.0, "rows": 0, "last_success": now - pd.Timedelta(minutes=9)}])])
+    for name, frame in frames.items():
+        store.append(name, frame)
+    return root
+
+
+def _frames_with(at: AppTest, column: str) -> list[pd.DataFrame]:
+    return [d.value for d in at.dataframe if column in getattr(d.value, "columns", [])]
+
+
+def _group_table(at: AppTest) -> pd.DataFrame:
+    return _frames_with(at, "max_lag")[0]
+
+
+def _pick(at: AppTest, broker: str, group: str) -> AppTest:
+    at.selectbox(key="lag_group").set_value(f"{group}  ·  {broker}").run()
+    assert not at.exception, at.exception
+    return at
+
+
+def test_lag_table_worst_first_with_max_lag_and_words(monkeypatch, tmp_path):
+    at = _visit(_app(monkeypatch, _lag_store(tmp_path / "s")), "pages/lag.py")
+    table = _group_table(at)
+    assert set(table["group"]) == {"payment-service", "shipping-service", "analytics",
+                                   "billing-worker"}
+    severity = table["status"].map(lag_analysis.SEVERITY).tolist()
+    assert severity == sorted(severity, reverse=True), table[["group", "status"]]
+    billing = table.set_index("group").loc["billing-worker"]
+    assert billing["max_lag"] == 40 and billing["lag"] == 40 and billing["behind"] == "1 min 40 s"
+    assert not any("Stale" in w.value for w in at.warning)
+
+
+def test_lag_drilldown_redis_group(monkeypatch, tmp_path):
+    at = _pick(_visit(_app(monkeypatch, _lag_store(tmp_path / "s")), "pages/lag.py"),
+               "redis", "billing-worker")
+    parts = _frames_with(at, "committed")
+    assert len(parts) == 1 and parts[0]["partition"].tolist() == [0]
+    assert parts[0]["lag"].tolist() == [40] and parts[0]["end"].tolist() == [160]
+    members = _frames_with(at, "pending")[0]
+    assert members["consumer"].tolist() == ["worker-1", "worker-2"]
+    assert members["idle"].tolist() == ["1 s", "2 s"]  # the newest sample's idle times
+    stuck = _frames_with(at, "entry_id")[0]
+    assert stuck["entry_id"].tolist() == ["1700000000000-0", "1700000000001-0"]  # not "1-0"
+    assert stuck["deliveries"].tolist() == [7, 3] and stuck["idle"].tolist()[0] == "1 min 44 s"
+    assert {m.label: m.value for m in at.metric}["Stuck entries"] == "2"
+    assert any("Seconds behind" in m.value for m in at.markdown)
+
+
+def test_lag_drilldown_redis_group_without_stuck_entries(monkeypatch, tmp_path):
+    at = _pick(_visit(_app(monkeypatch, _lag_store(tmp_path / "s", stuck=False)), "pages/lag.py"),
+               "redis", "billing-worker")
+    assert not _frames_with(at, "entry_id")
+    assert any("No stuck entries" in s.value for s in at.success)
+
+
+def test_lag_drilldown_kafka_members(monkeypatch, tmp_path):
+    at = _pick(_visit(_app(monkeypatch, _lag_store(tmp_path / "s")), "pages/lag.py"),
+               "kafka", "payment-service")
+    members = _frames_with(at, "assignment")[0]
+    assert members["consumer"].tolist() == ["payment-1", "payment-2"]
+    assert members["assignment"].tolist() == ["orders:1", "orders:2"]
+    assert not _frames_with(at, "entry_id")  # stuck entries are a Redis thing
+    assert "Stuck entries" not in {m.label for m in at.metric}
+
+
+def test_lag_drilldown_member_count_without_details(monkeypatch, tmp_path):
+    at = _pick(_visit(_app(monkeypatch, _lag_store(tmp_path / "s")), "pages/lag.py"),
+               "kafka", "shipping-service")
+    assert not _frames_with(at, "assignment")
+    assert any("1 member(s)" in c.value for c in at.caption)
+
+
+def test_lag_filters(monkeypatch, tmp_path):
+    at = _visit(_app(monkeypatch, _lag_store(tmp_path / "s")), "pages/lag.py")
+    at.button_group(key="lag_broker").set_value("redis").run()
+    assert set(_group_table(at)["broker"]) == {"redis"}
+    assert at.selectbox(key="lag_group").value == "billing-worker  ·  redis"
+    at.button_group(key="lag_broker").set_value("all").run()
+    at.text_input(key="lag_filter").input("SHIP").run()  # group or topic, any case
+    table = _group_table(at)
+    assert set(table["group"]) == {"shipping-service"}
+    at.text_input(key="lag_filter").input("orders").run()
+    assert set(_group_table(at)["topic"]) == {"orders"}
+    at.text_input(key="lag_filter").input("").run()
+    at.button_group(key="lag_status").set_value(["STALL"]).run()
+    table = _group_table(at)
+    assert len(table) and set(table["status"]) == {"STALL"}
+    at.text_input(key="lag_filter").input("no-such-group").run()
+    assert not at.exception
+    assert any("No group matches" in i.value for i in at.info)
+
+
+def test_lag_stale_warning_for_an_old_store(monkeypatch, tmp_path):
+    old = pd.Timestamp.now(tz="UTC").floor("s") - pd.Timedelta(minutes=10)
+    store = _lag_store(tmp_path / "s", now=old,
+                       health_error="ConnectionError: Error 111 connecting to redis:6379")
+    at = _visit(_app(monkeypatch, store), "pages/lag.py")
+    stale = [w.value for w in at.warning if "Stale" in w.value]
+    assert len(stale) == 1 and "last sample 10 min" in stale[0]
+    assert "Error 111 connecting to redis" in stale[0].replace("\\", "")
+    assert len(_group_table(at)), "stale numbers are still shown"
+
+
+def test_lag_no_stale_warning_for_a_fresh_store(monkeypatch, tmp_path):
+    at = _visit(_app(monkeypatch, _lag_store(tmp_path / "s")), "pages/lag.py")
+    assert not any("Stale" in w.value for w in at.warning)
+
+
+def test_lag_page_on_an_empty_store(monkeypatch, tmp_path):
+    at = _visit(_app(monkeypatch, tmp_path / "empty"), "pages/lag.py")
+    assert any("Nothing to show yet" in i.value for i in at.info)
+    assert not at.warning and not at.dataframe
+
+
+def test_lag_hostile_names_stay_data(monkeypatch, tmp_path):
+    store = _lag_store(tmp_path / "s", group=HOSTILE, stream="<img src=x onerror=alert(3)>",
+                       consumers=("href=javascript:alert(4)", "[x](javascript:alert(5))"),
+                       health_error=HOSTILE)
+    at = _pick(_visit(_app(monkeypatch, store), "pages/lag.py"), "redis", HOSTILE)
+    assert _frames_with(at, "entry_id")[0]["consumer"].iloc[0] == "href=javascript:alert(4)"
+    # the status badge (":red-badge[STALL] ") is the page's own markup, not a name
+    texts = [re.sub(r"^:[a-z]+-badge\[[A-Z]+\] ", "", m.value) for m in at.markdown]
+    texts += [w.value for w in at.warning]
+    assert any("script" in t for t in texts) and any("img src" in t for t in texts)
+    for text in texts:  # names arrive Markdown-escaped: no bare tag or link syntax
+        assert not re.search(r"(?<!\\)[<>\[\]]", text), text
