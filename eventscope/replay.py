@@ -19,7 +19,7 @@ import pandas as pd
 
 from eventscope import schemas
 
-REPLAYED = ("lag", "dlq", "events", "topics")
+REPLAYED = ("lag", "dlq", "events", "topics", "consumers", "stuck")
 
 
 class ReplaySource:
@@ -102,7 +102,9 @@ class ReplaySource:
         return chunk
 
     def _retag(self, name: str, chunk: pd.DataFrame, cycle: int) -> pd.DataFrame:
-        keys = list(zip(chunk["broker"], chunk["topic"], chunk["partition"])) if "topic" in chunk else []
+        if name not in ("lag", "topics", "events"):
+            return chunk  # no offsets or IDs to move forward
+        keys = list(zip(chunk["broker"], chunk["topic"], chunk["partition"]))
         if name in ("lag", "topics"):
             shift = pd.Series([self.spans.get(k, 0) * cycle for k in keys], index=chunk.index,
                               dtype="Int64")

@@ -85,7 +85,8 @@ def main() -> int:
         runner.close()
         if errors:
             raise SystemExit(f"simulation failed, nothing recorded: {errors[0]!r}")
-        frames = {name: store.read(name) for name in ("lag", "dlq", "events", "topics", "health")}
+        frames = {name: store.read(name) for name in ("lag", "dlq", "events", "topics", "health",
+                                                      "consumers", "stuck")}
         meta = {"recorded_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(started)),
                 "duration_s": args.duration, "interval_s": args.interval, "rate": args.rate,
                 "incident": [{"at_s": at, "change": {k: sorted(v) if isinstance(v, set) else v
