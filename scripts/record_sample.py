@@ -45,7 +45,7 @@ def incident_schedule(duration: float) -> list[tuple[float, dict]]:
 
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--duration", type=float, default=240.0)
+    p.add_argument("--duration", type=float, default=480.0)
     p.add_argument("--interval", type=float, default=2.0)
     p.add_argument("--rate", type=float, default=3.0)
     p.add_argument("--out", default=str(ROOT / "sample_data"))

@@ -110,6 +110,7 @@ def test_sample_data_replays_into_every_frame(tmp_path):
     for name in ("lag", "dlq", "events", "topics"):
         assert len(out[name]) > 0, f"sample data has no {name} rows"
     assert out["lag"]["broker"].nunique() == 2 and out["dlq"]["depth"].max() > 0
+    assert len(out["consumers"]) > 0
     meta = json.loads((cfg.replay_dir() / "meta.json").read_text())
     assert meta["incident"]
 
