@@ -2,12 +2,14 @@
 from __future__ import annotations
 
 import json
+import re
 from collections import Counter
 from dataclasses import dataclass, field
 
 import pandas as pd
 
-from eventscope.decode import decode_message
+from eventscope.decode import decode_message, is_dead_letter
+from eventscope.mask import headers_json, preview
 
 
 def event_row(now, source: str, broker: str, topic: str, partition: int, offset: str,
@@ -17,9 +19,26 @@ def event_row(now, source: str, broker: str, topic: str, partition: int, offset:
     fields = decode_message(value, headers)
     at = fields.pop("at")
     size = len(value) if value else sum(len(v) for v in headers.values())
-    return {"observed_at": now, "source": source, "broker": broker, "topic": topic,
-            "partition": partition, "offset": offset, "at": at or broker_at,
-            "broker_at": broker_at, "dead_letter": dead_letter, "size_bytes": size, **fields}
+    dead_letter = dead_letter or is_dead_letter(headers)
+    row = {"observed_at": now, "source": source, "broker": broker, "topic": topic,
+           "partition": partition, "offset": offset, "at": at or broker_at,
+           "broker_at": broker_at, "dead_letter": dead_letter, "size_bytes": size, **fields}
+    if dead_letter:
+        body = value if value else headers.get("envelope") or headers.get("payload")
+        row["preview"] = preview(body)
+        row["headers"] = headers_json(headers)
+        row["original_topic"] = row["original_topic"] or source_topic_from_name(topic)
+    return row
+
+
+_DLQ_SUFFIX = re.compile(r"(\.DLT|-dlt|\.dlq|-dlq|:dlq|\.dead-letter)$", re.I)
+_DLQ_PREFIX = re.compile(r"^dlq[.:-]", re.I)
+
+
+def source_topic_from_name(dlq: str) -> str | None:
+    """``orders.DLT`` → ``orders``; None when the name does not say."""
+    stripped = _DLQ_PREFIX.sub("", _DLQ_SUFFIX.sub("", dlq))
+    return stripped if stripped and stripped != dlq else None
 
 
 @dataclass

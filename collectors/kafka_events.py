@@ -98,7 +98,7 @@ class KafkaEventsCollector:
         dead = bool(self.dlq_filter.search(topic))
         row = event_row(now, self.source, "kafka", topic, msg.partition(), str(msg.offset()),
                         msg.value(), headers_to_dict(msg.headers()), broker_at, dead)
-        if dead:
+        if row["dead_letter"]:  # by name, or by the headers a DLQ publisher writes
             self.books.setdefault(topic, DeadLetterBook()).add(row)
         return row
 

@@ -144,7 +144,7 @@ class RedisStreamsCollector:
                            "topic": key, "partition": 0, "start": info.get("length"), "end": added})
             for group in groups:
                 lag.append(self._lag_row(now, key, group, added, first_unread, active))
-            if self.dlq_filter.search(key):
+            if self.dlq_filter.search(key) or key in self.books:
                 first = info.get("first-entry")
                 oldest = entry_time(first[0]) if first else None
                 book = self.books.setdefault(key, DeadLetterBook())
@@ -174,7 +174,7 @@ class RedisStreamsCollector:
             row = event_row(now, self.source, "redis", key, 0, entry_id, None, headers,
                             entry_time(entry_id), dead)
             rows.append(row)
-            if dead:
+            if row["dead_letter"]:
                 self.books.setdefault(key, DeadLetterBook()).add(row)
             self.positions[key] = entry_id
         return rows

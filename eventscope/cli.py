@@ -129,7 +129,9 @@ def cmd_lag(args, config) -> int:
 
 def cmd_dlq(args, config) -> int:
     from eventscope.analysis import dlq
-    frame = dlq.summary(_store(config).read("dlq", since=_since(900)), now=pd.Timestamp.now(tz="UTC"))
+    store = _store(config)
+    frame = dlq.summary(store.read("dlq", since=_since(900)), now=pd.Timestamp.now(tz="UTC"),
+                        lag=store.read("lag", since=_since(120)), stuck=store.read("stuck", since=_since(120)))
     _print(dlq.to_rows(frame), args.json, frame)
     return 0
 

@@ -52,7 +52,8 @@ class KafkaConfig:
     sasl_username: str | None = None
     sasl_password: Secret = field(default_factory=lambda: Secret(None))
     topics: str = r"^(?!__).*"
-    dlq_pattern: str = r"(\.DLT|\.dlq|-dlq|\.dead-letter)$|^dlq[.-]|^__connect\.errors|^dlq$"
+    dlq_pattern: str = r"(\.DLT|-dlt|\.dlq|-dlq|\.dead-letter)$|^dlq[.-]|^__connect\.errors|^dlq$"
+    dlq_topics: list = field(default_factory=list)
     max_events_per_sample: int = 5000
     timeout_s: float = 10.0
 
@@ -63,7 +64,8 @@ class RedisConfig:
     password: Secret = field(default_factory=lambda: Secret(None))
     stream_pattern: str = "*"
     streams: list = field(default_factory=list)
-    dlq_pattern: str = r"(\.dlq|:dlq|\.DLT|-dlq)$|^dlq[.:-]"
+    dlq_pattern: str = r"(\.dlq|:dlq|\.DLT|-dlt|-dlq|\.dead-letter)$|^dlq[.:-]"
+    dlq_streams: list = field(default_factory=list)
     max_events_per_sample: int = 5000
     timeout_s: float = 5.0
     stuck_min_deliveries: int = 3
@@ -121,6 +123,13 @@ SHORT_ENV = {
     "EVENTSCOPE_STORE": ("store", "dir"),
 }
 SECRETS = {("kafka", "sasl_password"), ("redis", "password")}
+
+
+def dlq_regex(pattern: str, names: list) -> str:
+    """The DLQ pattern widened by an explicit list of names."""
+    import re
+    exact = "|".join(f"^{re.escape(n)}$" for n in names)
+    return f"{pattern}|{exact}" if exact else pattern
 
 
 @dataclass

@@ -17,6 +17,7 @@ from eventscope.analysis import dlq as dlq_analysis
 from eventscope.analysis import lag as lag_analysis
 from eventscope.analysis import traces as trace_analysis
 from eventscope.config import AlertsConfig, Config
+from eventscope.mask import mask_text
 from eventscope.store import Retention, Store
 
 WINDOW_S = 3600.0  # history the charts and the graph look at
@@ -238,6 +239,104 @@ def _dlq_summary(key: tuple, version: str) -> pd.DataFrame:
 def dlq_summary() -> pd.DataFrame:
     """One row per dead-letter queue (depth, growth, oldest age, reasons)."""
     return _dlq_summary(_key(config()), *versions("dlq"))
+
+
+# -- dead letters: overview, one DLQ's reasons over time and recent messages -------
+DLQ_TABLE_COLUMNS = ["broker", "dlq", "source_topic", "depth", "growth_per_min", "history",
+                     "oldest", "oldest_age_seconds", "reasons", "unprocessed",
+                     "pre_dlq_pressure", "empty"]
+DLQ_MESSAGE_COLUMNS = ["at", "partition", "offset", "event_type", "correlation_id",
+                       "original_topic", "reason", "dlq_class", "size_bytes", "decode_error",
+                       "headers", "preview"]
+TEXT_LIMIT = 2000  # longest text a DLQ cell shows (a huge header or reason is cut)
+
+def safe_text(value, limit: int = TEXT_LIMIT, mask: bool = False):
+    """Any stored value as displayable text: lone surrogates (undecodable bytes) escaped,
+    cut at ``limit`` characters, optionally with e-mails and card numbers masked; None stays None."""
+    if value is None or (not isinstance(value, (list, dict)) and pd.isna(value)):
+        return None
+    if isinstance(value, bytes):
+        value = "0x" + value[:32].hex() + ("…" if len(value) > 32 else "")
+    text = str(value).encode("utf-8", "backslashreplace").decode("utf-8")
+    if mask:
+        text = mask_text(text)
+    return text if len(text) <= limit else text[:limit - 1] + "…"
+
+
+def _text_columns(df: pd.DataFrame, columns, mask=()) -> pd.DataFrame:
+    out = df.copy()
+    for col in columns:
+        if col in out:
+            out[col] = out[col].map(lambda v, m=col in mask: safe_text(v, mask=m)).astype("object")
+    return out
+
+
+@st.cache_data(ttl=CACHE_TTL_S, max_entries=16, show_spinner=False)
+def _dlq_table(key: tuple, stamp: tuple) -> pd.DataFrame:
+    dlq, lag, stuck = (_read(key, n, v, WINDOW_S) for n, v in zip(("dlq", "lag", "stuck"), stamp))
+    summary = dlq_analysis.summary(dlq, lag=lag, stuck=stuck)
+    if summary.empty:
+        return pd.DataFrame({c: pd.Series(dtype="object") for c in DLQ_TABLE_COLUMNS})
+    out = summary.copy()
+    for col in ("unprocessed", "pre_dlq_pressure"):
+        out[col] = pd.to_numeric(out[col], errors="coerce").astype("Int64")
+    # depth per minute over the hour (the sparkline) and whether it ever held a message
+    dlq = dlq.assign(_minute=dlq["sampled_at"].dt.floor("1min"))
+    per_minute = (dlq.sort_values("sampled_at", kind="stable")
+                  .groupby(["broker", "dlq", "_minute"], observed=True)["depth"].last())
+    history = {k: [int(v) for v in s.tolist()]
+               for k, s in per_minute.groupby(level=[0, 1], observed=True)}
+    out["history"] = [history.get((b, d), []) for b, d in zip(out["broker"], out["dlq"])]
+    out["empty"] = [(int(depth) == 0 and max(h or [0]) == 0 and not reasons)
+                    for depth, h, reasons in zip(out["depth"], out["history"], out["reasons"])]
+    out["oldest"] = [duration(a) if not e else "—"
+                     for a, e in zip(out["oldest_age_seconds"], out["empty"])]
+    out["reasons"] = out["reasons"].map(lambda r: [{"reason": safe_text(x["reason"], 300),
+                                                    "count": x["count"]} for x in r])
+    out = _text_columns(out, ["broker", "dlq", "source_topic"])
+    # filling queues first (deepest, then fastest growing), empty ones last
+    out = out.assign(_g=-out["growth_per_min"].fillna(0)).sort_values(
+        ["empty", "depth", "_g", "broker", "dlq"], ascending=[True, False, True, True, True],
+        kind="stable")
+    return out[DLQ_TABLE_COLUMNS].reset_index(drop=True)
+
+
+def dlq_table() -> pd.DataFrame:
+    """One row per DLQ: depth, growth/min, depth per minute over the hour (``history``),
+    oldest age (seconds and words), reasons (list, biggest first), ``unprocessed``,
+    ``pre_dlq_pressure`` and ``empty`` (never held a message this hour); filling ones first."""
+    return _dlq_table(_key(config()), versions("dlq", "lag", "stuck"))
+
+
+@st.cache_data(ttl=CACHE_TTL_S, max_entries=32, show_spinner=False)
+def _dlq_reasons_over_time(key: tuple, version: str, broker: str, dlq: str) -> pd.DataFrame:
+    events = _read(key, "events", version, WINDOW_S)
+    out = dlq_analysis.reasons_over_time(events, broker, dlq, freq="1min")
+    return _text_columns(out, ["reason"]) if not out.empty else out
+
+
+def dlq_reasons_over_time(broker: str, dlq: str) -> pd.DataFrame:
+    """Dead letters of one DLQ per minute and reason (``minute, reason, count``)."""
+    return _dlq_reasons_over_time(_key(config()), *versions("events"), str(broker), str(dlq))
+
+
+@st.cache_data(ttl=CACHE_TTL_S, max_entries=32, show_spinner=False)
+def _dlq_messages(key: tuple, version: str, broker: str, dlq: str, limit: int) -> pd.DataFrame:
+    events = _read(key, "events", version, WINDOW_S)
+    out = dlq_analysis.recent_messages(events, broker, dlq, limit=limit)
+    if out.empty:
+        return pd.DataFrame({c: pd.Series(dtype="object") for c in DLQ_MESSAGE_COLUMNS})
+    out = out.reindex(columns=DLQ_MESSAGE_COLUMNS).reset_index(drop=True)
+    # the payload preview is masked upstream; masking again here costs little and means an
+    # address never reaches the page even from a row written before masking existed
+    return _text_columns(out, ["offset", "event_type", "correlation_id", "original_topic", "reason",
+                               "dlq_class", "decode_error", "headers", "preview"],
+                         mask=("headers", "preview", "decode_error", "reason"))
+
+
+def dlq_messages(broker: str, dlq: str, limit: int = 100) -> pd.DataFrame:
+    """The newest dead letters of one DLQ (metadata, reason, masked headers and preview)."""
+    return _dlq_messages(_key(config()), *versions("events"), str(broker), str(dlq), int(limit))
 
 
 @st.cache_data(ttl=CACHE_TTL_S, max_entries=16, show_spinner=False)

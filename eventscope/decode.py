@@ -27,9 +27,15 @@ UNDECODABLE = "<undecodable>"
 MAX_FIELD = 512
 _TRACEPARENT = re.compile(r"^[0-9a-f]{2}-([0-9a-f]{32})-([0-9a-f]{16})-[0-9a-f]{2}$")
 _CORRELATION_HEADERS = ("x-correlation-id", "correlation-id", "correlation_id", "correlationid")
-_REASON_HEADERS = ("kafka_dlt-exception-message", "__connect.errors.exception.message",
-                   "kafka_dlt-exception-fqcn", "__connect.errors.exception.class.name",
-                   "x-exception-message", "error")
+_MESSAGE_HEADERS = ("kafka_dlt-exception-message", "__connect.errors.exception.message",
+                    "x-exception-message", "error", "exception_message")
+_CLASS_HEADERS = ("kafka_dlt-exception-fqcn", "__connect.errors.exception.class.name",
+                  "x-exception-fqcn", "error_type", "exception_class")
+_CLASS_PREFIX = re.compile(r"^([A-Za-z_$][\w.$]*(?:Error|Exception|Fault|Failure)):\s*(.*)$", re.S)
+_VOLATILE = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}|0x[0-9a-f]+"
+                       r"|(?<![0-9a-z])(?=[0-9a-f]*\d)[0-9a-f]{8,}(?![0-9a-z])|\d+", re.I)
+DLQ_HEADER_MARKERS = ("kafka_dlt-original-topic", "kafka_dlt-exception-fqcn", "__connect.errors.topic",
+                      "__connect.errors.exception.class.name", "original_stream")
 _ORIGIN_HEADERS = ("kafka_dlt-original-topic", "__connect.errors.topic", "original_topic",
                    "original_stream", "x-original-topic")
 
@@ -74,7 +80,7 @@ def decode_message(value: bytes | None, headers: dict[str, bytes]) -> dict:
     """Decode one message; returns the decodable fields of an ``events`` row."""
     row = {"event_type": None, "event_id": None, "service": None, "correlation_id": None,
            "at": None, "trace_id": None, "parent_span_id": None, "dlq_reason": None,
-           "original_topic": None, "decode_error": ""}
+           "original_topic": None, "dlq_class": None, "decode_error": ""}
     body, error = _json_body(value)
     if "payload" in headers and body is None:
         body, error = _json_body(headers["payload"])
@@ -135,14 +141,33 @@ def _from_headers(row: dict, headers: dict[str, bytes]) -> None:
                 row["correlation_id"] = text(headers[name])
                 break
     row["trace_id"], row["parent_span_id"] = parse_traceparent(headers.get("traceparent"))
-    for name in _REASON_HEADERS:
-        if headers.get(name):
-            row["dlq_reason"] = text(headers[name], 200)
-            break
+    row["dlq_class"], row["dlq_reason"] = failure_reason(headers)
     for name in _ORIGIN_HEADERS:
         if headers.get(name):
             row["original_topic"] = text(headers[name], 249)
             break
+
+
+def failure_reason(headers: dict[str, bytes]) -> tuple[str | None, str | None]:
+    """(exception class, grouped reason) from DLQ headers; the reason has IDs and numbers as ``#``."""
+    cls = next((text(headers[h], 200) for h in _CLASS_HEADERS if headers.get(h)), None)
+    message = next((text(headers[h], 300) for h in _MESSAGE_HEADERS if headers.get(h)), None)
+    if message:
+        match = _CLASS_PREFIX.match(message)
+        if match:  # "PaymentDeclinedError: card declined" carries its own class
+            cls = cls or match.group(1)
+            message = match.group(2)
+    if not cls and not message:
+        return None, None
+    short = cls.rsplit(".", 1)[-1] if cls else None
+    normal = " ".join(_VOLATILE.sub("#", message).split())[:160] if message else None
+    reason = f"{short}: {normal}" if short and normal else (short or normal)
+    return cls, reason
+
+
+def is_dead_letter(headers: dict[str, bytes]) -> bool:
+    """True when a message carries the headers a dead-letter publisher writes."""
+    return any(h in headers for h in DLQ_HEADER_MARKERS)
 
 
 def int_header(value: bytes | None) -> int | None:

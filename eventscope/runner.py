@@ -19,7 +19,7 @@ from pathlib import Path
 import pandas as pd
 
 from eventscope import schemas
-from eventscope.config import Config
+from eventscope.config import Config, dlq_regex
 from eventscope.store import Retention, Store
 
 log = logging.getLogger("eventscope.runner")
@@ -137,7 +137,8 @@ def build_collectors(config: Config) -> list:
         collectors.append(KafkaOffsetsCollector(AdminClient(conf), topics=config.kafka.topics,
                                                 timeout_s=config.kafka.timeout_s, probe_conf=conf))
         collectors.append(KafkaEventsCollector(conf, topics=config.kafka.topics,
-                                               dlq_pattern=config.kafka.dlq_pattern,
+                                               dlq_pattern=dlq_regex(config.kafka.dlq_pattern,
+                                                                     config.kafka.dlq_topics),
                                                max_events=config.kafka.max_events_per_sample,
                                                timeout_s=config.kafka.timeout_s))
     if config.redis.url:
@@ -148,7 +149,8 @@ def build_collectors(config: Config) -> list:
                                       socket_connect_timeout=config.redis.timeout_s)
         collectors.append(RedisStreamsCollector(client, pattern=config.redis.stream_pattern,
                                                 streams=config.redis.streams,
-                                                dlq_pattern=config.redis.dlq_pattern,
+                                                dlq_pattern=dlq_regex(config.redis.dlq_pattern,
+                                                                      config.redis.dlq_streams),
                                                 max_events=config.redis.max_events_per_sample,
                                                 stuck_min_deliveries=config.redis.stuck_min_deliveries,
                                                 stuck_idle_s=config.redis.stuck_idle_s))

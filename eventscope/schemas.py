@@ -59,8 +59,11 @@ EVENTS = {
     "trace_id": (STR, "W3C trace ID from `traceparent`"),
     "parent_span_id": (STR, "W3C parent span ID from `traceparent`"),
     "dead_letter": ("bool", "True when the message sits in a dead-letter queue"),
-    "dlq_reason": (STR, "failure reason carried by a dead-lettered message"),
+    "dlq_reason": (STR, "failure reason: exception class + message with IDs and numbers as `#`"),
     "original_topic": (STR, "topic a dead-lettered message came from"),
+    "dlq_class": (STR, "dead letters: exception class from the DLQ headers"),
+    "headers": (STR, "dead letters: headers as a JSON object of text (binary as hex, personal data masked)"),
+    "preview": (STR, "dead letters: first 300 characters of the payload, personal data masked"),
     "size_bytes": ("int64", "payload size in bytes"),
     "decode_error": (STR, "why the payload could not be decoded; empty when it could"),
 }

@@ -65,8 +65,18 @@ class KafkaBus:
             except KafkaException as exc:
                 if exc.args[0].code() != KafkaError.TOPIC_ALREADY_EXISTS:
                     raise
-        metadata = admin.list_topics(timeout=10)
-        for topic in list(topics) + [t + KAFKA_DLQ_SUFFIX for t in topics]:
+        names = list(topics) + [t + KAFKA_DLQ_SUFFIX for t in topics]
+        deadline = time.monotonic() + 30
+        while True:  # a created topic reaches the metadata a moment later, on a busy broker
+            metadata = admin.list_topics(timeout=10)
+            ready = [t for t in names if t in metadata.topics and metadata.topics[t].partitions
+                     and all(p.leader >= 0 for p in metadata.topics[t].partitions.values())]
+            if len(ready) == len(names):
+                break
+            if time.monotonic() > deadline:
+                raise ConnectionError(f"topics without leaders after 30 s: {sorted(set(names) - set(ready))}")
+            time.sleep(0.1)
+        for topic in names:
             self.partitions[topic] = len(metadata.topics[topic].partitions)
         for group, (service, group_topics) in groups.items():
             consumer = Consumer({

@@ -6,11 +6,20 @@ import json
 import pandas as pd
 
 KEY = ["source", "broker", "dlq"]
-COLUMNS = ["broker", "dlq", "source_topic", "depth", "growth_per_min", "oldest_age_seconds", "reasons"]
+COLUMNS = ["broker", "dlq", "source_topic", "depth", "growth_per_min", "oldest_age_seconds", "reasons",
+           "unprocessed", "pre_dlq_pressure"]
+RECENT = ["at", "partition", "offset", "event_type", "correlation_id", "original_topic", "reason",
+          "dlq_class", "size_bytes", "decode_error", "headers", "preview"]
 
 
-def summary(dlq: pd.DataFrame, window_s: float = 300.0, now: pd.Timestamp | None = None) -> pd.DataFrame:
-    """One row per DLQ (newest sample), growth over ``window_s`` in messages per minute."""
+def summary(dlq: pd.DataFrame, window_s: float = 300.0, now: pd.Timestamp | None = None,
+            lag: pd.DataFrame | None = None, stuck: pd.DataFrame | None = None) -> pd.DataFrame:
+    """One row per DLQ (newest sample), growth over ``window_s`` in messages per minute.
+
+    ``unprocessed``: the largest newest lag of any group consuming the DLQ (a
+    reprocessing job), None when no group does. ``pre_dlq_pressure``: stuck Redis
+    pending entries in the DLQ's source stream, i.e. retries that may land here next.
+    """
     if dlq.empty:
         return pd.DataFrame(columns=COLUMNS)
     now = now or dlq["sampled_at"].max()
@@ -26,7 +35,50 @@ def summary(dlq: pd.DataFrame, window_s: float = 300.0, now: pd.Timestamp | None
         "growth_per_min": growth.round(2), "oldest_age_seconds": age.round(1),
         "reasons": pd.Series([parse_reasons(r) for r in last["reasons"]], index=last.index, dtype=object),
     }).reset_index()
+    out["unprocessed"] = [_unprocessed(lag, b, d) for b, d in zip(out["broker"], out["dlq"])]
+    out["pre_dlq_pressure"] = [_pressure(stuck, b, t) for b, t in zip(out["broker"], out["source_topic"])]
     return out[COLUMNS].sort_values(["depth", "dlq"], ascending=[False, True]).reset_index(drop=True)
+
+
+def _unprocessed(lag: pd.DataFrame | None, broker: str, dlq: str):
+    if lag is None or lag.empty:
+        return None
+    rows = lag[(lag["broker"] == broker) & (lag["topic"] == dlq)]
+    if rows.empty:
+        return None
+    rows = rows[rows["sampled_at"] == rows["sampled_at"].max()]
+    per_group = rows.groupby("group", observed=True)["lag"].sum(min_count=1)
+    return None if per_group.isna().all() else int(per_group.max())
+
+
+def _pressure(stuck: pd.DataFrame | None, broker: str, source_topic) -> int | None:
+    if broker != "redis" or stuck is None or source_topic is None or pd.isna(source_topic):
+        return None
+    if stuck.empty:
+        return 0
+    newest = stuck[stuck["sampled_at"] == stuck["sampled_at"].max()]
+    return int((newest["topic"] == source_topic).sum())
+
+
+def reasons_over_time(events: pd.DataFrame, broker: str, dlq: str, freq: str = "1min") -> pd.DataFrame:
+    """Dead letters per time bucket and reason (by the time they reached the DLQ)."""
+    rows = events[(events["broker"] == broker) & (events["topic"] == dlq) & events["dead_letter"]]
+    if rows.empty:
+        return pd.DataFrame(columns=["minute", "reason", "count"])
+    at = rows["broker_at"].fillna(rows["at"])
+    reason = rows["dlq_reason"].fillna(rows["decode_error"].replace("", None)).fillna("unknown")
+    frame = pd.DataFrame({"minute": at.dt.floor(freq), "reason": reason.astype(str)})
+    return frame.groupby(["minute", "reason"]).size().rename("count").reset_index()
+
+
+def recent_messages(events: pd.DataFrame, broker: str, dlq: str, limit: int = 100) -> pd.DataFrame:
+    """The newest dead letters of one DLQ with their metadata, masked preview and headers."""
+    rows = events[(events["broker"] == broker) & (events["topic"] == dlq) & events["dead_letter"]]
+    if rows.empty:
+        return pd.DataFrame(columns=RECENT)
+    rows = rows.drop_duplicates(["partition", "offset"], keep="last")
+    rows = rows.assign(at=rows["broker_at"].fillna(rows["at"]), reason=rows["dlq_reason"])
+    return rows.sort_values("at", ascending=False).head(limit)[RECENT].reset_index(drop=True)
 
 
 def parse_reasons(text) -> list[dict]:
@@ -56,5 +108,8 @@ def to_rows(frame: pd.DataFrame) -> list[dict]:
                      "source_topic": None if pd.isna(r.source_topic) else r.source_topic,
                      "depth": int(r.depth), "growth_per_min": float(r.growth_per_min),
                      "oldest_age_seconds": None if pd.isna(r.oldest_age_seconds) else float(r.oldest_age_seconds),
-                     "reasons": r.reasons})
+                     "reasons": r.reasons,
+                     "unprocessed": None if r.unprocessed is None or pd.isna(r.unprocessed) else int(r.unprocessed),
+                     "pre_dlq_pressure": None if r.pre_dlq_pressure is None or pd.isna(r.pre_dlq_pressure)
+                     else int(r.pre_dlq_pressure)})
     return rows

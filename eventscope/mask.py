@@ -1,0 +1,64 @@
+"""Masking of payloads and headers before anything is stored or shown.
+
+Values under keys that name personal data (email, phone, name, address, card, ...)
+are replaced, and in free text e-mail addresses and card-like digit runs are masked.
+Binary values are shown as a short hex prefix, never decoded into markup.
+"""
+from __future__ import annotations
+
+import json
+import re
+
+import orjson
+
+PII_KEY = re.compile(r"e-?mail|phone|mobile|(^|_)name$|first_?name|last_?name|full_?name|address|street"
+                     r"|card|iban|ssn|passport|birth|password|secret|token", re.I)
+EMAIL = re.compile(r"[\w.+-]+@[\w-]+(\.[\w-]+)+")
+CARD = re.compile(r"\b(?:\d[ -]?){12,19}\b")
+PREVIEW_CHARS = 300
+
+
+def mask_text(value: str) -> str:
+    """E-mail addresses and card-like numbers in free text, masked."""
+    return CARD.sub("****", EMAIL.sub("***@***", value))
+
+
+def _mask(value, key: str = ""):
+    if PII_KEY.search(key) and not isinstance(value, (dict, list)):
+        return "***"
+    if isinstance(value, dict):
+        return {k: _mask(v, str(k)) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_mask(v, key) for v in value]
+    if isinstance(value, str):
+        return mask_text(value)
+    return value
+
+
+def preview(payload: bytes | None) -> str:
+    """The first characters of a payload with personal data masked (JSON-aware)."""
+    if not payload:
+        return ""
+    try:
+        shown = json.dumps(_mask(orjson.loads(payload)), ensure_ascii=False)
+    except (orjson.JSONDecodeError, TypeError, ValueError):
+        try:
+            shown = mask_text(payload[:4 * PREVIEW_CHARS].decode("utf-8"))
+        except UnicodeDecodeError:
+            return f"<{len(payload)} bytes, not UTF-8: 0x{payload[:16].hex()}…>"
+    return shown if len(shown) <= PREVIEW_CHARS else shown[:PREVIEW_CHARS - 1] + "…"
+
+
+def headers_json(headers: dict[str, bytes], limit: int = 200) -> str:
+    """Headers as a JSON object of text; binary values as hex; personal data masked."""
+    out = {}
+    for key, value in list(headers.items())[:50]:
+        if key in ("envelope", "payload"):
+            continue  # the payload itself: shown (masked) as the preview
+        try:
+            shown = value.decode("utf-8")
+        except UnicodeDecodeError:
+            shown = "0x" + value[:32].hex()
+        shown = "***" if PII_KEY.search(key) else mask_text(shown)
+        out[key] = shown if len(shown) <= limit else shown[:limit - 1] + "…"
+    return json.dumps(out, ensure_ascii=False)
