@@ -128,3 +128,28 @@ def test_summary_links_reprocessing_lag_and_pre_dlq_pressure():
                                        "idle_ms": 1, "deliveries": 5} for i in range(2)])
     row = dlq_analysis.to_rows(dlq_analysis.summary(dlq, lag=lag, stuck=stuck))[0]
     assert (row["unprocessed"], row["pre_dlq_pressure"]) == (4, 2)
+
+
+@pytest.mark.broker
+def test_hostile_dead_letters_are_counted_not_crashed_on(kafka_admin, kafka_bootstrap):
+    topic = f"hostile-{uuid.uuid4().hex[:6]}.DLT"
+    kafka_admin.create_topics([NewTopic(topic, 1, 1)])[topic].result()
+    producer = Producer({"bootstrap.servers": kafka_bootstrap, "message.max.bytes": 2_000_000})
+    producer.produce(topic, b"\xff" * 900_000)  # huge, binary, no headers at all
+    producer.produce(topic, b"{}", headers=[("kafka_dlt-exception-message", b"\xff\xfe bad utf8 \xc3"),
+                                            ("kafka_dlt-original-topic", b"<script>alert(1)</script>")])
+    producer.produce(topic, None)  # tombstone: no payload
+    producer.flush(10)
+    collector = KafkaEventsCollector({"bootstrap.servers": kafka_bootstrap}, topics=f"^{topic}$",
+                                     dlq_pattern=r"\.DLT$")
+    try:
+        out = collector.collect()
+    finally:
+        collector.close()
+    assert out["dlq"].iloc[0]["depth"] == 3
+    events = out["events"]
+    assert len(events) == 3 and events["dead_letter"].all()
+    assert (events["preview"].str.len() <= 300).all()
+    reasons = json.loads(out["dlq"].iloc[0]["reasons"])
+    assert sum(reasons.values()) == 3
+    assert any("bad utf" in r for r in reasons)  # invalid bytes replaced, digits grouped as #
