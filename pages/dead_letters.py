@@ -1,13 +1,66 @@
-"""Dead letters: every DLQ with depth, growth, oldest message, source topic and reasons."""
+"""Dead letters: every DLQ with depth, growth, oldest message, source topic and reasons.
+
+The overview table lists every dead-letter queue (filling ones first, empty ones last or
+hidden), with a sparkline of its depth over the hour. One DLQ in detail: headline
+numbers, reasons per minute, the reasons' shares and the newest messages with their
+metadata, the masked payload preview, optionally the headers, and a link to the trace
+lookup of each message's correlation ID. Broker-provided text only ever reaches the
+page through ``st.dataframe``, chart data, widget options or :func:`ui.md`; never as HTML.
+"""
 from __future__ import annotations
 
+from urllib.parse import quote
+
+import pandas as pd
 import streamlit as st
 
 from eventscope import dashboard as ui
-from eventscope.analysis import dlq as dlq_analysis
 
 cfg = ui.config()
 st.title("Dead letters")
+
+TABLE_CONFIG = {
+    "broker": st.column_config.TextColumn("broker", width="small"),
+    "dlq": st.column_config.TextColumn("dead-letter queue"),
+    "source_topic": st.column_config.TextColumn("failures from",
+                                                help="topic the dead letters came from"),
+    "depth": st.column_config.NumberColumn("depth", format="%d", width="small",
+                                           help="messages held now"),
+    "growth_per_min": st.column_config.NumberColumn("growth/min", format="%+.1f", width="small",
+                                                    help="change in depth per minute, last 5 min"),
+    "history": st.column_config.LineChartColumn("depth, last hour", y_min=0, width="small",
+                                                help="depth at the end of each minute"),
+    "oldest": st.column_config.TextColumn("oldest", width="small",
+                                          help="age of the oldest message held"),
+    "reasons": st.column_config.TextColumn("top reasons", width="medium",
+                                           help="exception class and message, most frequent first"),
+    "unprocessed": st.column_config.NumberColumn(
+        "unprocessed", format="%d", width="small",
+        help="messages a reprocessing group consuming this DLQ has not processed yet; "
+             "empty when no group consumes it"),
+    "pre_dlq_pressure": st.column_config.NumberColumn(
+        "pre-DLQ", format="%d", width="small",
+        help="Redis: stuck pending entries in the source stream (retries in progress that "
+             "may end up here)"),
+}
+MESSAGE_CONFIG = {
+    "at": st.column_config.DatetimeColumn("dead-lettered (UTC)", format="HH:mm:ss"),
+    "trace": st.column_config.LinkColumn("trace", display_text="open trace ↗", width="small",
+                                         help="the trace lookup for this correlation ID"),
+    "partition": st.column_config.NumberColumn("part.", format="%d", width="small"),
+    "offset": st.column_config.TextColumn("offset / entry ID", width="small"),
+    "event_type": "event type",
+    "correlation_id": "correlation ID",
+    "reason": st.column_config.TextColumn("reason", width="medium"),
+    "dlq_class": st.column_config.TextColumn("exception", width="medium"),
+    "original_topic": "from topic",
+    "size_bytes": st.column_config.NumberColumn("bytes", format="%d", width="small"),
+    "decode_error": "decode error",
+    "preview": st.column_config.TextColumn("payload (masked)", width="large",
+                                           help="first ~300 characters; e-mails, card numbers "
+                                                "and personal fields masked"),
+    "headers": st.column_config.TextColumn("headers (JSON)", width="large"),
+}
 
 
 def _reasons(reasons: list[dict]) -> str:
@@ -19,33 +72,137 @@ def _reasons(reasons: list[dict]) -> str:
     return ", ".join(top) + more
 
 
+def _label(row) -> str:
+    return f"{row['dlq']}  ·  {row['broker']}"
+
+
+def _pick(key: str, table: pd.DataFrame) -> None:
+    """A click on an overview row opens that DLQ below."""
+    rows = st.session_state[key].selection.rows
+    if rows and rows[0] < len(table):
+        st.session_state["dlq_pick"] = _label(table.iloc[rows[0]])
+
+
+def _overview(table: pd.DataFrame) -> pd.DataFrame:
+    """The DLQ table (empty queues last, or hidden); returns the rows it shows."""
+    empty = int(table["empty"].sum())
+    hide = False
+    if empty:
+        hide = st.toggle(f"Hide the {empty} empty queue(s)", key="dlq_hide_empty",
+                         help="queues that held no message in the last hour")
+    shown = table[~table["empty"]] if hide else table
+    shown = shown.assign(reasons=shown["reasons"].map(_reasons)).reset_index(drop=True)
+    view = shown.drop(columns=["empty", "oldest_age_seconds"])
+    st.dataframe(view, hide_index=True, placeholder="—", key="dlq_table",
+                 height=min(38 + 35 * max(len(view), 1), 460), column_config=TABLE_CONFIG,
+                 on_select=lambda: _pick("dlq_table", shown), selection_mode="single-row")
+    filling = len(table) - empty
+    st.caption(f"{filling} queue(s) holding or receiving dead letters"
+               + (f"; {empty} empty one(s) {'hidden' if hide else 'listed last'}" if empty else "")
+               + " · click a row to open it below.")
+    growing = table[table["growth_per_min"] > 0]
+    if not growing.empty:
+        st.warning(f"{len(growing)} dead-letter queue(s) growing right now: "
+                   + ", ".join(ui.md(n) for n in growing["dlq"].head(5)),
+                   icon=":material/trending_up:")
+    return shown
+
+
+def _trace_link(cid) -> str | None:
+    if cid is None or pd.isna(cid) or not str(cid).strip():
+        return None
+    return "/traces?id=" + quote(str(cid).strip(), safe="")
+
+
+def _drilldown(table: pd.DataFrame) -> None:
+    st.subheader("Queue detail", divider="gray")
+    labels = {_label(r): (r["broker"], r["dlq"]) for _, r in table.iterrows()}
+    choice = st.selectbox("Dead-letter queue", list(labels), key="dlq_pick",
+                          help="fullest first; empty queues last")
+    broker, dlq = labels.get(choice, next(iter(labels.values())))
+    row = table[(table["broker"] == broker) & (table["dlq"] == dlq)].iloc[0]
+
+    source = row["source_topic"] if pd.notna(row["source_topic"]) else "an unknown topic"
+    st.markdown(f"**{ui.md(dlq)}** on {ui.md(broker)} · failures from **{ui.md(source)}**")
+    stats = st.columns(5)
+    stats[0].metric("Depth", ui.number(row["depth"]), help="messages held now")
+    stats[1].metric("Growth / min", f"{row['growth_per_min']:+.1f}"
+                    if pd.notna(row["growth_per_min"]) else "—", help="last 5 minutes")
+    stats[2].metric("Oldest", row["oldest"], help="age of the oldest message held")
+    stats[3].metric("Unprocessed", ui.number(row["unprocessed"]),
+                    help="not yet processed by a group consuming this DLQ; — when none does")
+    stats[4].metric("Pre-DLQ pressure", ui.number(row["pre_dlq_pressure"]),
+                    help="Redis stuck pending entries in the source stream")
+
+    reasons = pd.DataFrame(row["reasons"], columns=["reason", "count"])
+    over_time = ui.dlq_reasons_over_time(broker, dlq)
+    left, right = st.columns([3, 2])
+    with left:
+        st.markdown("**Reasons over time** (dead letters per minute)")
+        if over_time.empty:
+            st.caption("No dead-lettered message of this queue was read in the last hour.")
+        else:
+            st.bar_chart(over_time, x="minute", y="count", color="reason", stack=True, height=260,
+                         x_label="time (UTC)", y_label="dead letters")
+    with right:
+        st.markdown("**Depth over the last hour** (messages held, per minute)")
+        history = pd.DataFrame({"minute": range(1 - len(row["history"]), 1),
+                                "depth": row["history"]})
+        if history.empty:
+            st.caption("No depth samples yet.")
+        else:
+            st.area_chart(history, x="minute", y="depth", height=260,
+                          x_label="minutes (0 = now)", y_label="messages held")
+
+    st.markdown("**Reasons** (over the messages seen, most frequent first)")
+    if reasons.empty:
+        st.caption("No reason recorded.")
+    else:
+        reasons["share"] = reasons["count"] / max(int(reasons["count"].sum()), 1)
+        st.dataframe(reasons, hide_index=True, key="dlq_reasons", placeholder="—",
+                     height=min(38 + 35 * len(reasons), 250), column_config={
+                         "reason": st.column_config.TextColumn("reason", width="large"),
+                         "count": st.column_config.NumberColumn("count", format="%d", width="small"),
+                         "share": st.column_config.ProgressColumn(
+                             "share", format="percent", min_value=0.0, max_value=1.0,
+                             width="medium")})
+
+    _messages(broker, dlq)
+
+
+def _messages(broker: str, dlq: str) -> None:
+    messages = ui.dlq_messages(broker, dlq, limit=100)
+    top = st.columns([4, 1], vertical_alignment="bottom")
+    top[0].markdown(f"**Recent messages** (newest {len(messages)}; payload masked)")
+    headers = top[1].toggle("Show headers", key="dlq_show_headers",
+                            help="the message headers as JSON (binary values as hex, "
+                                 "personal data masked)")
+    if messages.empty:
+        st.caption("No dead-lettered message of this queue was read in the last hour "
+                   "(the queue may hold older ones).")
+        return
+    view = messages.assign(trace=messages["correlation_id"].map(_trace_link))
+    columns = ["at", "trace", "correlation_id", "event_type", "reason", "preview", "dlq_class",
+               "original_topic", "partition", "offset", "size_bytes", "decode_error"]
+    if headers:
+        columns.append("headers")
+    st.dataframe(view[columns], hide_index=True, placeholder="—", key="dlq_messages",
+                 height=min(38 + 35 * len(view), 420), column_config=MESSAGE_CONFIG)
+
+
 @st.fragment(run_every=cfg.dashboard.refresh_s)
 def dead_letters() -> None:
-    """DLQ table and depth chart; refreshes itself."""
-    summary = ui.dlq_summary()
-    if summary.empty:
+    """DLQ table and one DLQ in detail; refreshes itself."""
+    table = ui.dlq_table()
+    if table.empty:
         ui.empty_state("This page lists every dead-letter queue (Kafka `*.DLT`, "
                        "`__connect.errors.*`, Redis `*:dlq` …) with its depth, growth per "
                        "minute, oldest message, the topic the failures came from and why "
-                       "they failed.")
+                       "they failed; and for one queue its reasons over time and its newest "
+                       "messages, each linked to its trace.")
         return
-    table = summary.assign(reasons=summary["reasons"].map(_reasons))
-    st.dataframe(table, hide_index=True, placeholder="—", key="dlq_table",
-                 column_config={
-                     "depth": st.column_config.NumberColumn("depth", format="%d"),
-                     "growth_per_min": st.column_config.NumberColumn("growth / min", format="%+.1f"),
-                     "oldest_age_seconds": st.column_config.NumberColumn("oldest (s)", format="%.0f s"),
-                     "source_topic": "failures from", "reasons": "top reasons"})
-    growing = summary[summary["growth_per_min"] > 0]
-    if not growing.empty:
-        st.warning(f"{len(growing)} dead-letter queue(s) growing right now: "
-                   + ", ".join(ui.md(n) for n in growing["dlq"].head(5)))
-    st.subheader("Depth over the last hour")
-    history = dlq_analysis.depth_history(ui.frame("dlq"))
-    if history.empty:
-        st.caption("No depth samples yet.")
-        return
-    ui.history_chart(history, "depth", "messages held", height=280)
+    _overview(table)
+    _drilldown(table)
 
 
 dead_letters()

@@ -12,12 +12,37 @@ OUTCOME_WORDS = {"completed": "completed", "in_flight": "still in flight",
                  "dead_lettered": "dead-lettered"}
 
 
+def _from_url() -> None:
+    """``/traces?id=…`` (the Dead letters page links here): pre-fill the lookup once per ID.
+
+    Only a new ``id`` (or a fresh visit, when the box's state is gone) writes the box, so
+    the user's later edits stand; an edit keeps the URL in step (see :func:`_to_url`)."""
+    wanted = st.query_params.get("id")
+    if not wanted or not wanted.strip():
+        return
+    if st.session_state.get("_trace_url_id") != wanted or "trace_id" not in st.session_state:
+        st.session_state["trace_id"] = wanted.strip()[:500]
+        st.session_state["_trace_url_id"] = wanted
+
+
+def _to_url() -> None:
+    """Keep ``?id=`` in step with the lookup box, so a reload shows what the user typed."""
+    value = (st.session_state.get("trace_id") or "").strip()
+    if value:
+        st.query_params["id"] = value
+        st.session_state["_trace_url_id"] = value
+    elif "id" in st.query_params:
+        del st.query_params["id"]
+        st.session_state.pop("_trace_url_id", None)
+
+
 def _pick(key: str) -> None:
     """Copy the correlation ID picked in the recent table into the lookup box."""
     rows = st.session_state[key].selection.rows
     table = st.session_state.get("_recent_traces")
     if rows and table is not None and rows[0] < len(table):
         st.session_state["trace_id"] = str(table.iloc[rows[0]]["correlation_id"])
+        _to_url()
 
 
 def _timeline(trace: dict) -> None:
@@ -60,6 +85,7 @@ def _timeline(trace: dict) -> None:
 def traces() -> None:
     """The lookup box, the found trace and the recent correlation IDs; refreshes itself."""
     some_id = st.text_input("Correlation ID, W3C trace ID or event ID", key="trace_id",
+                            on_change=_to_url,
                             placeholder="e.g. 4f1c… (or pick one from the recent list below)")
     some_id = (some_id or "").strip()
     if some_id:
@@ -93,4 +119,5 @@ def traces() -> None:
                      "last_at": st.column_config.DatetimeColumn("last", format="HH:mm:ss")})
 
 
+_from_url()
 traces()

@@ -360,3 +360,118 @@ def test_lag_hostile_names_stay_data(monkeypatch, tmp_path):
     assert any("script" in t for t in texts) and any("img src" in t for t in texts)
     for text in texts:  # names arrive Markdown-escaped: no bare tag or link syntax
         assert not re.search(r"(?<!\\)[<>\[\]]", text), text
+
+
+# -- Dead letters page: overview, drill-down, trace links, masking ------------------------
+def _dlq_store(root: Path) -> Path:
+    """The synthetic pipeline plus a Redis DLQ whose messages carry hostile values: an
+    unmasked e-mail in a preview, ``<script>`` in a reason, a huge header, non-UTF-8
+    bytes, a correlation ID needing URL encoding and one without a correlation ID."""
+    now = pd.Timestamp.now(tz="UTC").floor("s")
+    frames = synthetic_frames(now)
+    rows = []
+    for i, (cid, reason, preview, headers) in enumerate([
+            ("cid a&b/c #1", f"{HOSTILE}: boom", '{"email": "alice@example.com", "n": 1}',
+             '{"x-error": "' + "y" * 50_000 + '"}'),
+            (None, "MalformedMessageError: payload is not valid UTF-8 JSON",
+             "<12 bytes, not UTF-8: 0xfffe00…>", '{"bin": "0xdeadbeef"}'),
+            ("order-9001", "PaymentDeclinedError: card declined for bob@example.org",
+             "card 4111 1111 1111 1111 of bob@example.org", "{}")]):
+        at = now - pd.Timedelta(seconds=30 - i)
+        rows.append({"observed_at": at, "source": "redis", "broker": "redis", "topic": "orders:dlq",
+                     "partition": 0, "offset": f"{1700000000000 + i}-0", "at": at, "broker_at": at,
+                     "event_type": "OrderPlaced" if i != 1 else "<undecodable>",
+                     "correlation_id": cid, "dead_letter": True, "dlq_reason": reason,
+                     "original_topic": "orders", "dlq_class": reason.split(":")[0],
+                     "headers": headers, "preview": preview, "size_bytes": 12,
+                     "decode_error": "not JSON" if i == 1 else ""})
+    frames["events"] = pd.concat([frames["events"], schemas.conform("events", rows)],
+                                 ignore_index=True)
+    frames["dlq"] = pd.concat([frames["dlq"], schemas.conform("dlq", [
+        {"sampled_at": now - pd.Timedelta(seconds=s), "source": "redis", "broker": "redis",
+         "dlq": "orders:dlq", "source_topic": "orders", "depth": 3 if s == 0 else 1,
+         "oldest_at": now - pd.Timedelta(seconds=30),
+         "reasons": '{"%s: boom": 1, "PaymentDeclinedError: card declined": 2}' % HOSTILE}
+        for s in (60, 0)] + [
+        {"sampled_at": now, "source": "replay", "broker": "kafka", "dlq": "idle.DLT",
+         "depth": 0, "reasons": "{}"}])], ignore_index=True)
+    store = Store(root)
+    for name, frame in frames.items():
+        store.append(name, frame)
+    return root
+
+
+def _dlq_pick(at: AppTest, broker: str, dlq: str) -> AppTest:
+    at.selectbox(key="dlq_pick").set_value(f"{dlq}  ·  {broker}").run()
+    assert not at.exception, at.exception
+    return at
+
+
+def _page_text(at: AppTest) -> str:
+    """Everything the page shows as text: elements' values and dataframes' cells."""
+    parts = [str(getattr(e, "value", "")) for e in at.main]
+    parts += [d.value.to_csv() for d in at.dataframe]
+    parts += [str(m.value) + str(m.label) for m in at.metric]
+    return "\n".join(parts)
+
+
+def test_dlq_overview_depth_growth_reasons(monkeypatch, tmp_path):
+    at = _visit(_app(monkeypatch, _dlq_store(tmp_path / "s")), "pages/dead_letters.py")
+    table = at.dataframe[0].value.set_index("dlq")
+    assert table.index.tolist()[-1] == "idle.DLT"  # the empty queue comes last
+    payments = table.loc["payments.DLT"]
+    assert payments["depth"] == 12 and payments["growth_per_min"] > 0
+    assert payments["reasons"] == "TimeoutException: inventory did not answer ×12"
+    assert len(payments["history"]) >= 10 and payments["history"][-1] == 12  # sparkline
+    assert payments["oldest"].endswith(("s", "min"))
+    redis = table.loc["orders:dlq"]
+    assert redis["depth"] == 3 and redis["reasons"].startswith("PaymentDeclinedError")
+    assert HOSTILE in redis["reasons"]  # shown as data in a cell, not markup
+    at.toggle(key="dlq_hide_empty").set_value(True).run()
+    assert "idle.DLT" not in at.dataframe[0].value["dlq"].tolist()
+
+
+def test_dlq_drilldown_messages_links_and_masking(monkeypatch, tmp_path):
+    at = _visit(_app(monkeypatch, _dlq_store(tmp_path / "s")), "pages/dead_letters.py")
+    assert at.selectbox(key="dlq_pick").value == "payments.DLT  ·  kafka"  # fullest first
+    messages = _frames_with(at, "preview")[0]
+    assert len(messages) == 12 and messages["trace"].str.startswith("/traces?id=order-").all()
+    at = _dlq_pick(at, "redis", "orders:dlq")
+    messages = _frames_with(at, "preview")[0].set_index("offset")
+    assert "headers" not in messages.columns
+    assert messages.loc["1700000000000-0", "trace"] == "/traces?id=cid%20a%26b%2Fc%20%231"
+    assert pd.isna(messages.loc["1700000000001-0", "trace"])  # no correlation ID, no link
+    assert messages.loc["1700000000002-0", "trace"] == "/traces?id=order-9001"
+    assert "***@***" in messages.loc["1700000000000-0", "preview"]
+    assert "****" in messages.loc["1700000000002-0", "preview"]
+    reasons = _frames_with(at, "share")[0]
+    assert reasons["count"].sum() == 3 and abs(reasons["share"].sum() - 1) < 1e-9
+    assert {m.label: m.value for m in at.metric}["Depth"] == "3"
+    at.toggle(key="dlq_show_headers").set_value(True).run()
+    assert not at.exception
+    headers = _frames_with(at, "headers")[0]["headers"]
+    assert headers.str.len().max() <= 2000  # a 50 kB header is cut
+    text = _page_text(at)
+    for secret in ("alice@example.com", "bob@example.org", "4111 1111 1111 1111"):
+        assert secret not in text, secret
+
+
+def test_traces_page_takes_the_id_from_the_url(monkeypatch, populated):
+    monkeypatch.setenv("EVENTSCOPE_STORE", str(populated))
+    monkeypatch.setenv("EVENTSCOPE_DASHBOARD_COLLECT", "off")
+    at = _visit(_app(monkeypatch, populated), "pages/traces.py")
+    at.query_params["id"] = "order-0007"
+    at.run()
+    assert not at.exception
+    assert at.text_input(key="trace_id").value == "order-0007"
+    assert any("Died in" in e.value for e in at.error)
+    at.text_input(key="trace_id").input("evt-0003-1").run()  # a later edit stands
+    assert at.text_input(key="trace_id").value == "evt-0003-1"
+    assert any("completed" in s.value for s in at.success)
+    assert at.query_params["id"] == ["evt-0003-1"] or at.query_params["id"] == "evt-0003-1"
+
+
+def test_dead_letters_page_on_an_empty_store(monkeypatch, tmp_path):
+    at = _visit(_app(monkeypatch, tmp_path / "empty"), "pages/dead_letters.py")
+    assert any("Nothing to show yet" in i.value for i in at.info)
+    assert not at.dataframe and not at.selectbox

@@ -17,6 +17,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.parse
 import urllib.request
 from pathlib import Path
 
@@ -214,5 +215,42 @@ def test_hostile_names_fire_no_script(browser, tmp_path):
             assert page.locator('[data-testid="stException"]').count() == 0, title
             page.close()
         assert dialogs == [], f"a hostile name ran a script: {dialogs}"
+    finally:
+        _stop(proc)
+
+
+def test_dead_letters_drilldown_links_to_the_trace(browser, tmp_path):
+    """On the sample recording: the fullest DLQ's recent messages, then its first trace link."""
+    if not (ROOT / "sample_data").is_dir():
+        pytest.skip("no sample_data recording")
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    proc, url = _start(tmp_path / "store", tmp_path / "streamlit.log", collect=True)
+    try:
+        dialogs: list[str] = []
+        page = _open(browser, f"{url}/dead_letters", dialogs)
+        page.get_by_text("Recent messages").wait_for(timeout=90_000)
+        _settle(page, "Dead letters")
+        page.locator('[data-testid="stSelectbox"]').first.click()  # the queues, fullest first
+        page.locator('[role="option"]').first.click()
+        _settle(page, "Dead letters")
+        messages = page.locator('[data-testid="stDataFrame"]').last
+        link = messages.locator('td[role="gridcell"]', has_text="/traces?id=").first
+        link.wait_for(state="attached", timeout=15_000)
+        href = link.text_content().strip()
+        assert page.locator('[data-testid="stException"]').count() == 0
+        page.get_by_role("heading", name="Dead letters", exact=True).click()  # blur the picker
+        page.set_viewport_size({"width": 1440, "height": 2300})
+        page.wait_for_timeout(1000)
+        page.screenshot(path=str(SHOTS / "dead_letters-drilldown.png"), full_page=True)
+        page.close()
+        cid = href.split("id=", 1)[1]
+        page = _open(browser, f"{url}{href}", dialogs)  # follow the link
+        _settle(page, "Traces")
+        box = page.get_by_label("Correlation ID, W3C trace ID or event ID")
+        assert box.input_value() == urllib.parse.unquote(cid)
+        page.get_by_text("Died in").wait_for(timeout=15_000)
+        assert page.locator('[data-testid="stException"]').count() == 0
+        assert not dialogs
+        page.close()
     finally:
         _stop(proc)
