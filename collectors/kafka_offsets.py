@@ -12,6 +12,7 @@ Read-only: the AdminClient never joins a group or commits.
 """
 from __future__ import annotations
 
+import logging
 import re
 import time
 import uuid
@@ -23,6 +24,8 @@ from confluent_kafka.admin import AdminClient, OffsetSpec
 
 from collectors.timelag import OffsetClock
 from eventscope import schemas
+
+log = logging.getLogger("eventscope.kafka")
 
 
 def kafka_client_config(cfg) -> dict:
@@ -74,7 +77,11 @@ class KafkaOffsetsCollector:
         topics = [{"sampled_at": now, "source": self.source, "broker": "kafka", "topic": t,
                    "partition": p, "start": starts.get((t, p)), "end": e}
                   for (t, p), e in sorted(ends.items())]
+        self.group_errors = 0
         lag_rows, member_rows = self._group_rows(now, wall, ends)
+        if self.group_errors:
+            log.warning("%d group request(s) failed; those groups are left out of this sample",
+                        self.group_errors)
         return {"topics": schemas.conform("topics", topics), "lag": schemas.conform("lag", lag_rows),
                 "consumers": schemas.conform("consumers", member_rows)}
 
@@ -91,9 +98,10 @@ class KafkaOffsetsCollector:
                 failed.append((tp, exc))
         if failed and not out:
             raise failed[0][1]
-        # A partition without a leader for a moment (new topic, leader election) is
-        # left out of this sample instead of failing the whole sample.
-        self.skipped_partitions = len(failed)
+        if failed:
+            # A partition without a leader for a moment (new topic, leader election) is
+            # left out of this sample instead of failing the whole sample.
+            log.warning("%d partition(s) left out of this sample: %s", len(failed), failed[0][1])
         return out
 
     def _group_rows(self, now, wall: float, ends: dict) -> tuple[list[dict], list[dict]]:
