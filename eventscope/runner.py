@@ -206,7 +206,12 @@ def ensure_background_collector(config: Config) -> Runner | None:
             except Exception:
                 lock.release()  # let a later attempt (or another process) collect
                 raise
-            runner = Runner(open_store(config), collectors, interval_s=config.collect.interval_s,
+            store = open_store(config)
+            if not config.live and set(store.read("health")["source"].unique()) <= {"replay"}:
+                # A store holding only an earlier replay: start over, or two replays
+                # would interleave on the charts. A store with live data is never touched.
+                store.clear()
+            runner = Runner(store, collectors, interval_s=config.collect.interval_s,
                             max_backoff_s=config.collect.max_backoff_s)
             runner.lock = lock
             thread = threading.Thread(target=runner.run, name="eventscope-collector", daemon=True)

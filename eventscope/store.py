@@ -79,6 +79,20 @@ class Store:
             manifest = self._compact(name, folder, self._read_manifest(folder), full=True)
             self._write_manifest(folder, manifest)
 
+    def clear(self) -> None:
+        """Drop every frame (used to restart a sample-data replay from scratch)."""
+        for name in schemas.SCHEMAS:
+            folder = self.root / name
+            if not folder.exists():
+                continue
+            with self._locked(folder):
+                manifest = self._read_manifest(folder)
+                garbage = manifest.get("garbage", []) + [[p["file"], time.time()] for p in manifest["parts"]]
+                self._write_manifest(folder, {"parts": [], "garbage": garbage,
+                                              "appends": manifest.get("appends", 0)})
+        with self._cache_lock:
+            self._cache.clear()
+
     # -- reading ---------------------------------------------------------------
     def read(self, name: str, since: pd.Timestamp | None = None,
              until: pd.Timestamp | None = None) -> pd.DataFrame:

@@ -1,6 +1,7 @@
 """The runner (health, backoff, one writer per store) and the replay source."""
 import json
 import threading
+import time
 
 import pandas as pd
 import pytest
@@ -126,3 +127,24 @@ def test_background_collector_is_one_per_process_and_store(tmp_path):
         t.join()
     assert len({id(r) for r in runners}) == 1 and runners[0] is not None
     runners[0].stop_event.set()
+
+
+def test_a_restarted_replay_starts_over_but_live_data_is_never_wiped(tmp_path):
+    import eventscope.runner as runner_module
+    replay_store, live_store = tmp_path / "replay", tmp_path / "live"
+    Store(replay_store).append("health", schemas.conform("health", [
+        {"sampled_at": pd.Timestamp.now(tz="UTC"), "source": "replay", "collector": "replay", "ok": True}]))
+    Store(live_store).append("health", schemas.conform("health", [
+        {"sampled_at": pd.Timestamp.now(tz="UTC"), "source": "kafka", "collector": "kafka.offsets", "ok": True}]))
+    for store_dir in (replay_store, live_store):
+        cfg = load_config(env={"EVENTSCOPE_STORE": str(store_dir), "EVENTSCOPE_COLLECT_INTERVAL_S": "30"})
+        runner = ensure_background_collector(cfg)
+        deadline = time.monotonic() + 30
+        while runner.samples < 1 and time.monotonic() < deadline:  # its first sample, then stop
+            time.sleep(0.05)
+        runner.stop_event.set()
+        runner.lock.release()
+        runner_module._background.pop(str(store_dir.resolve()), None)
+    assert set(Store(replay_store).read("health")["source"]) == {"replay"}
+    assert len(Store(replay_store).read("health")) == 1  # only the new run's first sample
+    assert set(Store(live_store).read("health")["source"]) == {"kafka", "replay"}
