@@ -59,7 +59,7 @@ def _parser() -> argparse.ArgumentParser:
     t = query("trace", "every event that carried an ID", cmd_trace)
     t.add_argument("id", help="correlation ID, W3C trace ID or event ID")
     g = query("graph", "the producer/consumer graph", cmd_graph)
-    g.add_argument("--format", choices=["json", "dot"], default="json")
+    g.add_argument("--format", choices=["json", "dot", "asyncapi"], default="json")
     a = query("alerts", "firing alerts", cmd_alerts)
     a.add_argument("--exit-code", action="store_true", help="exit 1 when a critical alert fires")
     d = sub.add_parser("dashboard", help="the Streamlit dashboard on 127.0.0.1")
@@ -151,9 +151,12 @@ def cmd_graph(args, config) -> int:
     from graph.build import build_graph
     from graph.export import to_dot, to_json
     store = _store(config)
-    g = build_graph(store.read("events"), store.read("lag", since=_since(600)),
-                    store.read("dlq", since=_since(600)))
-    if args.format == "dot":
+    events = store.read("events")
+    g = build_graph(events, store.read("lag", since=_since(600)), store.read("dlq", since=_since(600)))
+    if args.format == "asyncapi":
+        from graph.asyncapi import to_asyncapi
+        print(json.dumps(to_asyncapi(g, events), default=str, indent=None if args.json else 2))
+    elif args.format == "dot":
         print(to_dot(g))
     else:
         print(json.dumps(to_json(g), default=str, indent=None if args.json else 2))

@@ -122,3 +122,23 @@ def test_empty_store_answers_calmly(tmp_path):
     assert proc.returncode == 0 and json.loads(proc.stdout) == []
     proc = run(tmp_path, "lag")
     assert "nothing yet" in proc.stdout
+
+
+def test_graph_asyncapi_document(store):
+    doc = json.loads(run(store, "graph", "--format", "asyncapi", "--json").stdout)
+    assert doc["asyncapi"] == "3.0.0" and set(doc["servers"]) == {"kafka", "redis"}
+    orders = doc["channels"]["kafka.orders"]
+    assert orders["address"] == "orders" and set(orders["messages"]) == {"OrderPlaced"}
+    ops = doc["operations"]
+    send = ops["order-service.send.kafka.orders"]
+    assert send["action"] == "send" and send["channel"] == {"$ref": "#/channels/kafka.orders"}
+    receive = ops["payment-service.receive.kafka.orders"]
+    assert receive["action"] == "receive" and receive["x-eventscope-actor"] == "group:kafka:payment-service"
+    for op in ops.values():  # every reference resolves inside the document
+        channel = op["channel"]["$ref"].split("/")[-1]
+        assert channel in doc["channels"]
+        for ref in op["messages"]:
+            assert ref["$ref"].split("/")[-1] in doc["channels"][channel]["messages"]
+    for channel in doc["channels"].values():
+        for ref in channel["messages"].values():
+            assert ref["$ref"].split("/")[-1] in doc["components"]["messages"]
