@@ -167,7 +167,7 @@ def kafka_setup_groups(admin, first: int, last: int) -> None:
                 try:
                     if any(tp.error is not None for tp in fut.result().topic_partitions):
                         failed.append(i)
-                except Exception:
+                except Exception:  # a failed commit request: retried below, counted in the log line
                     failed.append(i)
         if not failed:
             break
