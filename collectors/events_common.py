@@ -9,24 +9,30 @@ from dataclasses import dataclass, field
 import pandas as pd
 
 from eventscope.decode import decode_message, is_dead_letter
-from eventscope.mask import headers_json, preview
+from eventscope.mask import headers_json, masked_payload, preview
 
 
 def event_row(now, source: str, broker: str, topic: str, partition: int, offset: str,
               value: bytes | None, headers: dict[str, bytes], broker_at: pd.Timestamp | None,
-              dead_letter: bool) -> dict:
-    """One ``events`` row from a raw message (never raises on bad payloads)."""
-    fields = decode_message(value, headers)
+              dead_letter: bool, payload_max_chars: int = 4000) -> dict:
+    """One ``events`` row from a raw message (never raises on bad payloads).
+
+    Headers, a 300-character preview and the whole payload (when it fits in
+    ``payload_max_chars``) are kept for every event, personal data masked.
+    """
+    fields = decode_message(value, headers, with_body=True)
     at = fields.pop("at")
+    body = fields.pop("_body")
     size = len(value) if value else sum(len(v) for v in headers.values())
     dead_letter = dead_letter or is_dead_letter(headers)
     row = {"observed_at": now, "source": source, "broker": broker, "topic": topic,
            "partition": partition, "offset": offset, "at": at or broker_at,
            "broker_at": broker_at, "dead_letter": dead_letter, "size_bytes": size, **fields}
+    raw = value if value else headers.get("envelope") or headers.get("payload")
+    row["payload"] = masked_payload(body, payload_max_chars)
+    row["preview"] = row["payload"][:299] + "…" if len(row["payload"]) > 300 else (row["payload"] or preview(raw))
+    row["headers"] = headers_json(headers)
     if dead_letter:
-        body = value if value else headers.get("envelope") or headers.get("payload")
-        row["preview"] = preview(body)
-        row["headers"] = headers_json(headers)
         row["original_topic"] = row["original_topic"] or source_topic_from_name(topic)
     return row
 

@@ -76,11 +76,14 @@ def parse_traceparent(value) -> tuple[str | None, str | None]:
     return (match.group(1), match.group(2)) if match else (None, None)
 
 
-def decode_message(value: bytes | None, headers: dict[str, bytes]) -> dict:
-    """Decode one message; returns the decodable fields of an ``events`` row."""
+def decode_message(value: bytes | None, headers: dict[str, bytes], with_body: bool = False) -> dict:
+    """Decode one message; returns the decodable fields of an ``events`` row.
+
+    With ``with_body`` the parsed JSON object (or None) is returned under ``_body``.
+    """
     row = {"event_type": None, "event_id": None, "service": None, "correlation_id": None,
            "at": None, "trace_id": None, "parent_span_id": None, "dlq_reason": None,
-           "original_topic": None, "dlq_class": None, "decode_error": ""}
+           "original_topic": None, "dlq_class": None, "schema_version": None, "decode_error": ""}
     body, error = _json_body(value)
     if "payload" in headers and body is None:
         body, error = _json_body(headers["payload"])
@@ -94,6 +97,8 @@ def decode_message(value: bytes | None, headers: dict[str, bytes]) -> dict:
     if not row["event_type"]:
         row["event_type"] = UNDECODABLE
         row["decode_error"] = row["decode_error"] or "no event type in payload or headers"
+    if with_body:
+        row["_body"] = body if isinstance(body, (dict, list)) else None
     return row
 
 
@@ -121,7 +126,9 @@ def _from_body(row: dict, body: dict) -> None:
         row["at"] = body.get("timestamp") or meta.get("timestamp") or body.get("time")
         row["correlation_id"] = (body.get("correlation_id") or body.get("correlationId")
                                  or meta.get("correlationId") or meta.get("correlation_id"))
-    for key in ("event_type", "event_id", "service", "correlation_id", "at"):
+    version = body.get("schema_version", body.get("schemaVersion", body.get("dataschema", meta.get("schemaVersion"))))
+    row["schema_version"] = None if version is None or isinstance(version, (dict, list)) else str(version)
+    for key in ("event_type", "event_id", "service", "correlation_id", "at", "schema_version"):
         if row[key] is not None and not isinstance(row[key], str):
             row[key] = str(row[key])
         row[key] = text(row[key])
@@ -133,6 +140,7 @@ def _from_headers(row: dict, headers: dict[str, bytes]) -> None:
         row["event_id"] = row["event_id"] or text(headers.get("ce_id"))
         row["service"] = row["service"] or text(headers.get("ce_source"))
         row["at"] = row["at"] or text(headers.get("ce_time"))
+        row["schema_version"] = row["schema_version"] or text(headers.get("ce_dataschema"))
     if not row["event_type"] and "event_type" in headers:
         row["event_type"] = text(headers["event_type"])
     if not row["correlation_id"]:

@@ -35,6 +35,17 @@ def _mask(value, key: str = ""):
     return value
 
 
+def masked_payload(body, limit: int = 4000) -> str:
+    """An already-parsed JSON payload as masked JSON text; empty when longer than ``limit``."""
+    if body is None:
+        return ""
+    try:
+        shown = json.dumps(_mask(body), ensure_ascii=False, separators=(",", ":"))
+    except (TypeError, ValueError, RecursionError):
+        return ""
+    return shown if len(shown) <= limit else ""
+
+
 def preview(payload: bytes | None) -> str:
     """The first characters of a payload with personal data masked (JSON-aware)."""
     if not payload:

@@ -62,8 +62,10 @@ EVENTS = {
     "dlq_reason": (STR, "failure reason: exception class + message with IDs and numbers as `#`"),
     "original_topic": (STR, "topic a dead-lettered message came from"),
     "dlq_class": (STR, "dead letters: exception class from the DLQ headers"),
-    "headers": (STR, "dead letters: headers as a JSON object of text (binary as hex, personal data masked)"),
-    "preview": (STR, "dead letters: first 300 characters of the payload, personal data masked"),
+    "headers": (STR, "headers (Redis: fields other than the payload) as a JSON object of text; binary as hex, personal data masked"),
+    "preview": (STR, "first 300 characters of the payload, personal data masked"),
+    "schema_version": (STR, "envelope `schema_version` (or `dataschema`/`ce_dataschema`); empty when absent"),
+    "payload": (STR, "the payload as JSON text with personal data masked, up to `collect.payload_max_chars`; empty when undecodable or larger"),
     "size_bytes": ("int64", "payload size in bytes"),
     "decode_error": (STR, "why the payload could not be decoded; empty when it could"),
 }
