@@ -374,12 +374,11 @@ def firing_alerts() -> pd.DataFrame:
 
 @st.cache_data(ttl=CACHE_TTL_S, max_entries=8, show_spinner=False)
 def _graph(key: tuple, stamp: tuple) -> tuple[dict, str, str, int]:
-    from graph.build import build_graph, mark_group_status
+    from graph.build import build_graph
     from graph.export import to_dot, to_json
     from graph.render import canvas_size, to_html
     events, lag, dlq = (_read(key, n, v, WINDOW_S) for n, v in zip(("events", "lag", "dlq"), stamp))
     graph = build_graph(events, lag, dlq)
-    mark_group_status(graph, _lag_groups(key, stamp[1]), lag_analysis.SEVERITY)
     return to_json(graph), to_html(graph), to_dot(graph), canvas_size(graph)[1]
 
 
