@@ -307,7 +307,7 @@ def _span_seconds(times: pd.Series) -> float:
 
 
 def _add_nullable(current, value):
-    if value is None:
+    if value is None or pd.isna(value):
         return current
     return int(value) + (current or 0)
 
