@@ -30,20 +30,24 @@ ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-net
 
 def synthetic_events(n: int = EVENTS, topics: int = TOPICS, seed: int = 1,
                      end: pd.Timestamp | None = None) -> pd.DataFrame:
-    """``n`` events in chains of five hops through ``topics`` topics (both brokers)."""
+    """``n`` events in chains of five hops through ``topics`` topics in eight domains (both brokers)."""
     rng = np.random.default_rng(seed)
     chains = n // CHAIN
     end = end or pd.Timestamp.now(tz="UTC").floor("s")
     start_ns = (end - pd.Timedelta(seconds=SPAN_S)).value
-    first = rng.integers(0, topics - CHAIN, chains)
+    domains = 8  # independent pipelines; a chain stays inside its domain
+    per = max(CHAIN, topics // domains)
+    domain = rng.integers(0, domains, chains)
+    first = domain * per + rng.integers(0, per - CHAIN + 1, chains)
     begin = start_ns + rng.integers(0, SPAN_S * 10**9, chains)
     step = np.repeat(np.arange(CHAIN)[None, :], chains, axis=0)
     topic = (first[:, None] + step).ravel()
+    topics = domains * per
     at = (begin[:, None] + step * rng.integers(2, 40, (chains, CHAIN)) * 10**6).ravel()
     chain = np.repeat(np.arange(chains), CHAIN)
     broker = np.where(chain % 4 == 0, "redis", "kafka")
     dead = rng.random(len(topic)) < 0.05
-    names = np.array([f"domain{t % 8}.topic-{t:02d}" for t in range(topics)])
+    names = np.array([f"domain{t // per}.topic-{t:02d}" for t in range(topics)])
     services = np.array([f"service-{t:02d}" for t in range(topics)])
     topic_names = np.where(dead, np.char.add(names[topic], ".DLT"), names[topic])
     frame = pd.DataFrame({
@@ -67,7 +71,7 @@ def synthetic_lag(topics: int = TOPICS, end: pd.Timestamp | None = None) -> pd.D
         at = end - pd.Timedelta(seconds=SPAN_S - s)
         for g in range(60):
             rows.append({"sampled_at": at, "source": "kafka", "broker": "kafka",
-                         "group": f"group-{g:02d}", "topic": f"domain{g % topics % 8}.topic-{g % topics:02d}",
+                         "group": f"group-{g:02d}", "topic": f"domain{g % topics // max(CHAIN, topics // 8)}.topic-{g % topics:02d}",
                          "partition": 0, "committed": s * 10, "end": s * 10 + g % 3, "lag": g % 3,
                          "lag_seconds": 0.5 * (g % 3), "group_state": "Stable", "members": 1})
     return schemas.conform("lag", rows)
@@ -97,7 +101,7 @@ def bench_build() -> float:
 def graph_of(nodes: int = 300):
     """A synthetic flow graph of about ``nodes`` nodes (services, topics, groups, DLQs)."""
     from graph.build import build_graph
-    topics = nodes // 4
+    topics = nodes // 6  # each: a service, a group, and a topic and a DLQ on both brokers
     end = pd.Timestamp.now(tz="UTC").floor("s")
     events = synthetic_events(n=CHAIN * 4000, topics=topics, end=end)
     lag = []
@@ -105,7 +109,7 @@ def graph_of(nodes: int = 300):
         for t in range(topics):
             lag.append({"sampled_at": end - pd.Timedelta(seconds=60 - s), "source": "kafka",
                         "broker": "kafka", "group": f"group-{t:03d}",
-                        "topic": f"domain{t % 8}.topic-{t:02d}", "partition": 0,
+                        "topic": f"domain{t // max(CHAIN, topics // 8)}.topic-{t:02d}", "partition": 0,
                         "committed": s, "end": s + 1, "lag": 1, "lag_seconds": 0.5, "members": 1})
     return build_graph(events, schemas.conform("lag", lag))
 
