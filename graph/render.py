@@ -32,9 +32,10 @@ SHAPES = {"service": "box", "topic": "database", "group": "ellipse", "dlq": "dat
 EDGE_COLORS = {"produces": "#4C78A8", "consumes": "#F58518", "dead_letters": "#E45756",
                "causes": "#9E9E9E"}
 LEVEL_GAP, ROW_GAP = 190, 80  # px between columns, and between rows of one column
-FIT_WIDTH = 1100  # px a wide dashboard page gives the frame; wider drawings scroll sideways
+FIT_WIDTH = 950  # px a wide dashboard page gives the frame (1440 px screen, sidebar open)
+MIN_SCALE = 0.7  # a wider drawing shrinks to fit down to this zoom, then scrolls sideways
 BIG = 60  # nodes: past this the drawing fits the frame and the mouse wheel zooms
-LEGEND_HEIGHT = 34  # px the legend line takes above the drawing
+LEGEND_HEIGHT = 48  # px the legend (two lines on a narrow frame) takes above the drawing
 # fit() would blow a small graph up past 100 %; cap it (static script, no data in it)
 _NO_ZOOM_IN = ('<script>network.once("afterDrawing", function () {'
                " if (network.getScale() > 1) { network.moveTo({scale: 1}); } });</script>")
@@ -250,16 +251,17 @@ def canvas_size(graph: nx.DiGraph) -> tuple[int, int]:
 def to_html(graph: nx.DiGraph) -> str:
     """The graph as a standalone HTML page: static legend, then the drawing (vis inlined).
 
-    A small graph is drawn at most at 100 % zoom: wider than ``FIT_WIDTH``, it gets a
-    canvas of its own width (the frame scrolls sideways) rather than shrinking to
-    unreadable labels, and the mouse wheel scrolls the page. Past ``BIG`` nodes the
-    drawing fits the frame and the wheel zooms instead.
+    A small graph is drawn at most at 100 % zoom and shrinks to fit the frame down to
+    ``MIN_SCALE``; wider still, it gets a canvas of its own width (the frame scrolls
+    sideways) rather than shrinking to unreadable labels, and the mouse wheel scrolls the
+    page. Past ``BIG`` nodes the drawing fits the frame and the wheel zooms instead.
     """
     graph = drawn(graph)
     big = graph.number_of_nodes() > BIG
     width, height = canvas_size(graph)
     show_broker = len({b for _, b in graph.nodes(data="broker") if b}) > 1
-    net = Network(height=f"{height}px", width="100%" if big or width <= FIT_WIDTH else f"{width}px",
+    fits = big or width * MIN_SCALE <= FIT_WIDTH
+    net = Network(height=f"{height}px", width="100%" if fits else f"{width}px",
                   directed=True, cdn_resources="in_line", bgcolor="#ffffff", font_color="#222222")
     place = positions(graph)
     for nid in sorted(graph.nodes):
@@ -284,7 +286,10 @@ def to_html(graph: nx.DiGraph) -> str:
                      width=1.5 if kind == "causes" else _width(float(attrs.get("rate_per_s") or 0.0),
                                                                max_rate),
                      color=EDGE_COLORS.get(kind, "#999999"),
-                     dashes=kind in ("causes", "dead_letters"))
+                     dashes=kind in ("causes", "dead_letters"),
+                     # causes skip a column: arc them so they do not run through the group between
+                     **({"smooth": {"enabled": True, "type": "curvedCW", "roundness": 0.25}}
+                        if kind == "causes" and not big else {}))
     net.options = _options(big)
     page = net.generate_html(notebook=False)
     page = _CDN_TAGS.sub("", _EMPTY_HEADING.sub("", page))
