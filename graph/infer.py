@@ -95,3 +95,31 @@ def message_shapes(events: pd.DataFrame, per_type: int = SAMPLES) -> dict[tuple[
             "sampled": len(rows),
         }
     return shapes
+
+
+def schema_fields(schema: dict | None, prefix: str = "") -> list[dict]:
+    """A JSON Schema flattened to rows ``{field, type, required}`` (``items[]`` for arrays)."""
+    rows: list[dict] = []
+    if not isinstance(schema, dict):
+        return rows
+    types = [s.get("type") for s in schema.get("anyOf", [])] if "anyOf" in schema else [schema.get("type")]
+    flat = sorted({t for ts in types for t in (ts if isinstance(ts, list) else [ts]) if t})
+    if prefix:
+        rows.append({"field": prefix, "type": " | ".join(flat) or "any", "required": None})
+    branches = schema.get("anyOf", [schema])
+    for branch in branches:
+        required = set(branch.get("required", []))
+        for name, sub in branch.get("properties", {}).items():
+            path = f"{prefix}.{name}" if prefix else str(name)
+            nested = schema_fields(sub, path)
+            if nested:
+                nested[0]["required"] = name in required
+            rows.extend(nested)
+        if isinstance(branch.get("items"), dict):
+            rows.extend(schema_fields(branch["items"], f"{prefix}[]"))
+    seen, unique = set(), []
+    for row in rows:  # a field met in two anyOf branches is listed once
+        if row["field"] not in seen:
+            seen.add(row["field"])
+            unique.append(row)
+    return unique

@@ -1,9 +1,11 @@
 """Event catalog: every event type seen, its schema versions and inferred schema, who sends and reads it."""
 from __future__ import annotations
 
+import pandas as pd
 import streamlit as st
 
 from eventscope import dashboard as ui
+from graph.infer import schema_fields
 
 WINDOWS = {"last 15 minutes": 900.0, "last hour": 3600.0, "last 6 hours": 21600.0,
            "last 24 hours": 86400.0}
@@ -14,7 +16,7 @@ st.caption("Every event type observed on the watched topics and streams, with it
            "versions, producers (envelope source), consumer groups, rate and when it was first "
            "and last seen. Schemas are inferred from sampled payloads (personal data masked).")
 
-window = st.selectbox("Time window", list(WINDOWS), index=1, key="catalog_window")
+window = st.columns([1, 3])[0].selectbox("Time window", list(WINDOWS), index=1, key="catalog_window")
 table, shapes = ui.event_catalog(WINDOWS[window])
 if table.empty:
     ui.empty_state("This page lists every event type that flows, who produces and consumes it, "
@@ -30,8 +32,8 @@ st.dataframe(shown, hide_index=True, key="catalog_table", placeholder="—",
                  "schema_versions": st.column_config.TextColumn("versions"),
                  "rate_per_s": st.column_config.NumberColumn("rate", format="%.2f /s"),
                  "dead_lettered": st.column_config.NumberColumn("dead-lettered"),
-                 "first_seen": st.column_config.DatetimeColumn("first seen", format="YYYY-MM-DD HH:mm:ss"),
-                 "last_seen": st.column_config.DatetimeColumn("last seen", format="YYYY-MM-DD HH:mm:ss")})
+                 "first_seen": st.column_config.DatetimeColumn("first seen", format="MM-DD HH:mm:ss"),
+                 "last_seen": st.column_config.DatetimeColumn("last seen", format="MM-DD HH:mm:ss")})
 
 st.subheader("Event type details")
 event_type = st.selectbox("Event type", list(table["event_type"]), key="catalog_type")
@@ -60,10 +62,13 @@ for version in versions:
         where = shape.get("correlation_id")
         st.text(f"Correlation ID: {where or 'not found in payload or headers'}")
         if shape.get("payload"):
-            st.json(shape["payload"], expanded=2)
+            fields = pd.DataFrame(schema_fields(shape["payload"]), columns=["field", "type", "required"])
+            st.dataframe(fields.assign(field=fields["field"].map(ui.safe_text)), hide_index=True,
+                         key=f"catalog_fields_{version}", placeholder="—")
         else:
             st.text("No decodable payload in the sample.")
         if shape.get("headers"):
-            st.caption("Headers")
-            st.json(shape["headers"], expanded=1)
+            st.text("Headers: " + ", ".join(sorted(shape["headers"].get("properties", {}))))
+        st.caption("JSON Schema (genson)")
+        st.json({"payload": shape.get("payload"), "headers": shape.get("headers")}, expanded=False)
 st.caption("Rates divide by the span of all events in the window, so event types compare.")

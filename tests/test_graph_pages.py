@@ -241,6 +241,9 @@ def test_catalog_page(monkeypatch, populated):
     assert "Event type: PaymentAuthorized" in texts
     assert "Correlation ID: $message.payload#/correlation_id" in texts
     assert at.json and "order_id" in json.dumps(at.json[0].value)
+    fields = at.dataframe[1].value
+    assert {"data.order_id": "string", "data.amount": "number"}.items() <= dict(
+        zip(fields["field"], fields["type"])).items()
 
 
 def test_catalog_shows_hostile_names_as_text(monkeypatch, tmp_path):
@@ -248,3 +251,17 @@ def test_catalog_shows_hostile_names_as_text(monkeypatch, tmp_path):
     assert HOSTILE in at.dataframe[0].value["producers"].tolist()
     at.selectbox(key="catalog_type").set_value("PaymentAuthorized").run()
     assert HOSTILE in [t.value for t in at.text]  # st.text: shown literally, never markup
+
+
+def test_schema_fields_flatten_nested_objects_and_arrays():
+    from genson import SchemaBuilder
+
+    from graph.infer import schema_fields
+    builder = SchemaBuilder()
+    builder.add_object({"id": 1, "data": {"items": [{"sku": "a"}], "note": None}})
+    builder.add_object({"id": "x", "data": {"items": []}})
+    rows = {r["field"]: (r["type"], r["required"]) for r in schema_fields(builder.to_schema())}
+    assert rows["id"] == ("integer | string", True)
+    assert rows["data.items[].sku"] == ("string", True)
+    assert rows["data.note"] == ("null", False)
+    assert schema_fields(None) == []
