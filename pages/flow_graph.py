@@ -43,11 +43,11 @@ everything = st.toggle("Show every node (no collapsing)", value=False, key="grap
                             "prefix are drawn as one node each.")
 
 
-def _view():
+def _view(graph):
     """The graph as chosen above: brokers, name filter, focus, collapsing; and what was done."""
-    view = filter_graph(full, chosen or brokers, pattern)
+    view = filter_graph(graph, chosen or brokers, pattern)
     if focus:
-        view = neighbourhood(view if focus in view else full, focus, int(hops))
+        view = neighbourhood(view if focus in view else graph, focus, int(hops))
     steps = []
     if not everything:
         view, steps = readable(view, MAX_NODES)
@@ -57,12 +57,13 @@ def _view():
 @st.fragment(run_every=max(cfg.dashboard.refresh_s, 15))
 def flow_graph() -> None:
     """The pyvis graph and its edge table; refreshes itself (at most every 15 s)."""
+    full = ui.flow_graph(WINDOWS[window])  # newest data on each refresh (cached per store version)
     if not full.number_of_nodes():
         ui.empty_state("This page draws which service produces to which topic, which consumer "
                        "group reads it, where failures are dead-lettered, and how one topic's "
                        "events cause the next.")
         return
-    view, steps = _view()
+    view, steps = _view(full)
     if not view.number_of_nodes():
         st.info("No node matches these filters.", icon=":material/filter_alt_off:")
         return
@@ -90,7 +91,7 @@ def downloads() -> None:
     """Export buttons: the drawn graph as JSON and DOT, AsyncAPI 3.0 per service."""
     if not full.number_of_nodes():
         return
-    view, _ = _view()
+    view, _ = _view(full)
     st.subheader("Export")
     json_col, dot_col, service_col, asyncapi_col = st.columns([1, 1, 2, 1.3],
                                                              vertical_alignment="bottom")
