@@ -31,7 +31,7 @@ KIND_BORDER = {"service": "#4C78A8", "topic": "#54A24B", "group": "#F58518", "dl
 SHAPES = {"service": "box", "topic": "database", "group": "ellipse", "dlq": "database"}
 EDGE_COLORS = {"produces": "#4C78A8", "consumes": "#F58518", "dead_letters": "#E45756",
                "causes": "#9E9E9E"}
-LEVEL_GAP, ROW_GAP = 190, 80  # px between columns, and between rows of one column
+LEVEL_GAP, ROW_GAP = 190, 96  # px between columns, and between rows of one column
 FIT_WIDTH = 950  # px a wide dashboard page gives the frame (1440 px screen, sidebar open)
 MIN_SCALE = 0.7  # a wider drawing shrinks to fit down to this zoom, then scrolls sideways
 BIG = 60  # nodes: past this the drawing fits the frame and the mouse wheel zooms
@@ -276,7 +276,10 @@ def to_html(graph: nx.DiGraph) -> str:
                      color={"background": fill, "border": border,
                             "highlight": {"background": fill, "border": "#222222"},
                             "hover": {"background": fill, "border": "#222222"}},
-                     shapeProperties={"borderDashes": [4, 3]} if kind == "dlq" else {})
+                     shapeProperties={"borderDashes": [4, 3]} if kind == "dlq" else {},
+                     # a cylinder's label starts under its top rim
+                     **({"margin": {"top": 16, "bottom": 8, "left": 10, "right": 10}}
+                        if SHAPES.get(kind) == "database" else {}))
     rates = [float(a.get("rate_per_s") or 0.0) for _, _, a in graph.edges(data=True)]
     max_rate = max(rates, default=0.0)
     for source, target, attrs in sorted(graph.edges(data=True), key=lambda e: (e[0], e[1])):

@@ -93,15 +93,17 @@ def _merge(graph: nx.DiGraph, mapping: dict[str, tuple[str, str]]) -> nx.DiGraph
     return out
 
 
-def _grouped(graph: nx.DiGraph, stem_of) -> dict[str, tuple[str, str]]:
-    """Map nodes that share a stem (same kind and broker; at least two) onto one node."""
+def _grouped(graph: nx.DiGraph, stem_of, signature=None) -> dict[str, tuple[str, str]]:
+    """Map nodes that share a stem (same kind and broker, and ``signature`` when given; at
+    least two) onto one node."""
     buckets: dict[tuple, list[str]] = {}
     for nid, attrs in graph.nodes(data=True):
         found = stem_of(str(attrs.get("label", "")))
-        if found:
-            buckets.setdefault((attrs.get("kind"), attrs.get("broker"), *found), []).append(nid)
+        if found and (signature is None or signature(nid) is not None):
+            sig = signature(nid) if signature else None
+            buckets.setdefault((attrs.get("kind"), attrs.get("broker"), *found, sig), []).append(nid)
     mapping = {}
-    for (kind, broker, stem, sep), members in buckets.items():
+    for (kind, broker, stem, sep, _), members in buckets.items():
         if len(members) < 2:
             continue
         label = f"{stem}{sep}*"
@@ -111,11 +113,22 @@ def _grouped(graph: nx.DiGraph, stem_of) -> dict[str, tuple[str, str]]:
 
 
 def collapse_partitions(graph: nx.DiGraph) -> nx.DiGraph:
-    """Shards of one topic/stream (``orders-0``, ``orders-1`` …) as one ``orders-*`` node."""
+    """Shards of one topic/stream (``orders-0``, ``orders-1`` …) as one ``orders-*`` node.
+
+    A trailing number alone does not make a shard (``service-12`` and ``step-2`` are
+    names): shards are topics or DLQs with the same stem *and* the same producing services
+    and consuming groups."""
     def stem(label: str):
         match = _SHARD.match(label)
         return (match["stem"], match["sep"]) if match else None
-    return _merge(graph, _grouped(graph, stem))
+
+    def signature(nid: str):
+        if graph.nodes[nid].get("kind") not in ("topic", "dlq"):
+            return None
+        kinds = graph.nodes
+        return (frozenset(p for p in graph.predecessors(nid) if kinds[p].get("kind") == "service"),
+                frozenset(s for s in graph.successors(nid) if kinds[s].get("kind") == "group"))
+    return _merge(graph, _grouped(graph, stem, signature))
 
 
 def group_by_prefix(graph: nx.DiGraph) -> nx.DiGraph:

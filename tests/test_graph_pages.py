@@ -116,6 +116,9 @@ def test_collapse_partitions_and_prefixes():
     assert merged["members"] == 4 and merged["events"] == 12
     assert shards.edges["service:shop", "topic:redis:orders-*"]["events"] == 12
     assert "topic:kafka:orders" in shards  # no shard number: left alone
+    numbered = build_graph(schemas.conform("events", [_event("step-1", "a", "n1", 0),
+                                                      _event("step-2", "b", "n2", 0)]), None)
+    assert set(collapse_partitions(numbered)) == set(numbered)  # other producers: not shards
     prefixed = group_by_prefix(graph)
     assert prefixed.nodes["topic:kafka:billing.*"]["members"] == 2
     small, steps = readable(graph, max_nodes=100)
