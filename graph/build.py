@@ -17,7 +17,8 @@ Edges (attrs ``kind``, ``events``, ``rate_per_s``):
 - ``consumes``      topic → group, from the lag frame (committed offsets / XINFO GROUPS;
   events = committed-offset progress in the window);
 - ``dead_letters``  topic → dlq, from dead-lettered events' ``original_topic`` (DLQ headers,
-  else the DLQ's name), or from a DLQ that holds messages and names its source topic;
+  else the DLQ's name), or from a DLQ that holds messages: its sampled source topic, else
+  the one its name gives (``orders.DLT`` → ``orders``);
 - ``causes``        topic → topic through a service: within one correlation ID, an event on
   topic A directly followed by an event that service S produced on topic B. Extra attrs
   ``service`` (the most frequent one), ``p50_latency_ms``, ``p95_latency_ms``.
@@ -32,6 +33,7 @@ import networkx as nx
 import numpy as np
 import pandas as pd
 
+from collectors.events_common import source_topic_from_name
 from eventscope import schemas
 from eventscope.analysis import lag as lag_analysis
 
@@ -90,6 +92,9 @@ def _clean_events(events_df: pd.DataFrame | None, since, until) -> pd.DataFrame:
     if events_df is None or events_df.empty:
         return schemas.empty("events")[EVENT_COLUMNS]
     events = events_df[[c for c in EVENT_COLUMNS if c in events_df]]
+    missing = {c: pd.Series(False if schemas.EVENTS[c][0] == "bool" else None, index=events.index,
+                            dtype=schemas.EVENTS[c][0]) for c in EVENT_COLUMNS if c not in events}
+    events = events.assign(**missing) if missing else events
     at = events["at"] if "at" in events else pd.Series(pd.NaT, index=events.index, dtype=schemas.TIME)
     if "broker_at" in events and at.isna().any():
         at = at.fillna(events["broker_at"])
@@ -324,6 +329,7 @@ def _add_dlq_health(graph, dlq_df) -> None:
         node["growth"] = int(samples["depth"].iloc[-1] - samples["depth"].iloc[0])
         origin = samples["source_topic"].dropna()
         origin = str(origin.iloc[-1]) if not origin.empty and origin.iloc[-1] else ""
+        origin = origin or source_topic_from_name(str(name)) or ""  # `orders.DLT` → `orders`
         held = node["depth"] > 0 or node["growth"] != 0
         if origin and held and not any(d.get("kind") == "dead_letters"
                                        for _, _, d in graph.in_edges(nid, data=True)):

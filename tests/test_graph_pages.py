@@ -71,7 +71,14 @@ def test_health_of_groups_and_dlqs():
     assert graph.nodes["dlq:kafka:quiet.DLT"]["health"] == "ok"
     assert graph.edges["topic:kafka:orders", "dlq:kafka:orders.DLT"]["kind"] == "dead_letters"
     assert graph.in_degree("dlq:kafka:quiet.DLT") == 0  # an empty DLQ invents no edge
+    assert graph.edges["topic:kafka:old", "dlq:kafka:old.DLT"]["kind"] == "dead_letters"  # by name
     assert graph.edges["topic:kafka:orders", "group:kafka:fast"]["events"] == 3000
+
+
+def test_frames_with_fewer_columns_still_build():
+    rows = schemas.conform("events", [_event("orders", "shop", "c", 0, "OrderPlaced")])
+    graph = build_graph(rows[["broker", "topic", "service", "event_type", "at"]], None)
+    assert graph.edges["service:shop", "topic:kafka:orders"]["events"] == 1
 
 
 # -- view: filters, focus, collapsing --------------------------------------------
