@@ -15,6 +15,7 @@ import uuid
 from pathlib import Path
 
 import pytest
+from jsonschema import Draft7Validator
 
 from eventscope.config import load_config
 from eventscope.runner import Runner, build_collectors
@@ -28,6 +29,8 @@ from simulator.topology import Edge, declared_topology
 pytestmark = pytest.mark.broker
 ROOT = Path(__file__).resolve().parent.parent
 VALIDATOR = ROOT / "tools" / "asyncapi" / "validate.js"
+#: the official AsyncAPI 3.0.0 JSON Schema, as the @asyncapi/specs package ships it
+SPEC = ROOT / "tools" / "asyncapi" / "node_modules" / "@asyncapi" / "specs" / "schemas" / "3.0.0.json"
 
 
 @pytest.fixture(scope="module")
@@ -135,6 +138,9 @@ def test_asyncapi_per_service_validates_and_describes_the_pipeline(observed, tmp
     reports = validate_asyncapi(documents, tmp_path)
     assert all(not r["errors"] for r in reports), [r for r in reports if r["errors"]]
     assert {r["version"] for r in reports} == {"3.0.0"}
+    spec = Draft7Validator(json.loads(SPEC.read_text()))  # and the JSON Schema alone agrees
+    for name, doc in documents.items():
+        assert not [e.message for e in spec.iter_errors(doc)], name
 
     payment = documents["payment-service"]
     ops = {(op["action"], op["channel"]["$ref"].rsplit("/", 1)[1]) for op in payment["operations"].values()}
@@ -161,3 +167,4 @@ def test_the_validator_rejects_a_broken_document(tmp_path):
               "operations": {"o": {"action": "publish", "channel": {"$ref": "#/channels/c"}}}}
     reports = validate_asyncapi({"broken": broken}, tmp_path)
     assert reports[0]["errors"]
+    assert list(Draft7Validator(json.loads(SPEC.read_text())).iter_errors(broken))
