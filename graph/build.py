@@ -64,9 +64,9 @@ def build_graph(events_df: pd.DataFrame | None, lag_df: pd.DataFrame | None,
     dlq = _in_window(dlq_df, "sampled_at", since, until)
     window_s = _span_seconds(events["observed_at"] if events["observed_at"].notna().any()
                              else events["at"])
-    dlq_names = _dlq_names(events, dlq)
-    if not events.empty:
-        coded = _Coded(events)
+    coded = _Coded(events) if not events.empty else None
+    dlq_names = _dlq_names(coded, dlq)
+    if coded is not None:
         _add_produces(graph, coded, window_s, dlq_names)
         _add_dead_letters(graph, events, coded, window_s)
         _add_causes(graph, events, coded, window_s)
@@ -102,12 +102,12 @@ def _clean_events(events_df: pd.DataFrame | None, since, until) -> pd.DataFrame:
     return _in_window(events, "at", since, until)
 
 
-def _dlq_names(events: pd.DataFrame, dlq_df: pd.DataFrame | None) -> set[tuple[str, str]]:
+def _dlq_names(coded: "_Coded | None", dlq_df: pd.DataFrame | None) -> set[tuple[str, str]]:
+    """(broker, name) of every DLQ: holding dead-lettered events, or sampled as one."""
     names = set()
-    if not events.empty:
-        dead = events[events["dead_letter"]]
-        if not dead.empty:
-            names |= set(dead.groupby(["broker", "topic"], observed=True).size().index)
+    if coded is not None and coded.dead.any():
+        held = np.bincount(coded.place[coded.dead], minlength=len(coded.places))
+        names |= {coded.places[p] for p in np.flatnonzero(held)}
     if dlq_df is not None and not dlq_df.empty:
         names |= set(zip(dlq_df["broker"].astype(str), dlq_df["dlq"].astype(str)))
     return {(str(b), str(t)) for b, t in names}
@@ -187,14 +187,19 @@ def _add_produces(graph, coded: _Coded, window_s, dlq_names) -> None:
 
 
 def _add_dead_letters(graph, events, coded: _Coded, window_s) -> None:
-    dead = events[coded.dead]
-    for (broker, dlq), rows in dead.groupby(["broker", "topic"], observed=True):
-        target = _add_node(graph, "dlq", str(dlq), str(broker))
-        graph.nodes[target]["dead_lettered"] = len(rows)
-        origins = rows["original_topic"].dropna()
-        for original, count in origins[origins != ""].value_counts().items():
-            source = _add_node(graph, "topic", str(original), str(broker))
-            _add_edge(graph, source, target, "dead_letters", count, window_s)
+    rows = np.flatnonzero(coded.dead)
+    if not len(rows):
+        return
+    origin, origins = pd.factorize(events["original_topic"].iloc[rows].replace("", None))
+    held = np.bincount(coded.place[rows], minlength=len(coded.places))
+    for place in np.flatnonzero(held):
+        target = _add_node(graph, "dlq", coded.places[place][1], coded.places[place][0])
+        graph.nodes[target]["dead_lettered"] = int(held[place])
+    known = origin >= 0
+    for (place, original), count in coded.counts(known, coded.place[rows], origin).items():
+        broker, dlq = coded.places[place]
+        source = _add_node(graph, "topic", str(origins[original]), broker)
+        _add_edge(graph, source, node_id("dlq", dlq, broker), "dead_letters", count, window_s)
 
 
 def _add_topic_counts(graph, coded: _Coded, dlq_names) -> None:
@@ -252,18 +257,21 @@ def _add_causes(graph, events, coded: _Coded, window_s) -> None:
         return
     pairs = pd.DataFrame({"a": place[pick], "b": place[pick + 1], "service": service[pick + 1],
                           "latency_ms": (at_us[pick + 1] - at_us[pick]) / 1000.0})
-    grouped = pairs.groupby(["a", "b"], sort=True)["latency_ms"]
+    # one integer key per (A, B) pair, then per key: count, p50/p95, most frequent service
+    pairs["key"] = pairs["a"].astype("int64") * len(coded.places) + pairs["b"]
+    grouped = pairs.groupby("key", sort=True)["latency_ms"]
     stats = grouped.quantile([0.5, 0.95]).unstack()
-    through = (pairs.groupby(["a", "b", "service"]).size().reset_index(name="n")
+    through = (pairs.groupby(["key", "service"]).size().reset_index(name="n")
                .sort_values(["n", "service"], ascending=[False, True], kind="stable")
-               .drop_duplicates(["a", "b"]).set_index(["a", "b"])["service"].to_dict())
-    for (a, b), count in grouped.size().items():
+               .drop_duplicates("key").set_index("key")["service"].to_dict())
+    for key, count in grouped.size().items():
+        a, b = divmod(int(key), len(coded.places))
         source = _add_node(graph, "topic", coded.places[a][1], coded.places[a][0])
         target = _add_node(graph, "topic", coded.places[b][1], coded.places[b][0])
         _add_edge(graph, source, target, "causes", count, window_s,
-                  service=coded.services[through[(a, b)]],
-                  p50_latency_ms=round(float(stats.at[(a, b), 0.5]), 3),
-                  p95_latency_ms=round(float(stats.at[(a, b), 0.95]), 3))
+                  service=coded.services[through[key]],
+                  p50_latency_ms=round(float(stats.at[key, 0.5]), 3),
+                  p95_latency_ms=round(float(stats.at[key, 0.95]), 3))
 
 
 def _add_consumes(graph, lag_df, dlq_names) -> None:
