@@ -15,11 +15,12 @@ $(STAMP): requirements.txt pyproject.toml
 	$(BIN)/pip install --quiet --disable-pip-version-check --no-deps -e .
 	@touch $(STAMP)
 
-## Redis 7 (Debian), Chromium (Debian) and the Kafka broker jars (Maven Central)
+## Redis 7 (Debian), Chromium (Debian), the Kafka broker jars (Maven Central) and the AsyncAPI parser (npm)
 system-deps:
 	@scripts/install_redis.sh
 	@scripts/install_chromium.sh
 	@scripts/install_kafka.sh
+	@scripts/install_asyncapi.sh
 
 run: install
 	$(BIN)/eventscope dashboard --port $(PORT)

@@ -46,6 +46,7 @@ pages = st.navigation([
     st.Page("pages/dead_letters.py", title="Dead letters", icon=":material/report:"),
     st.Page("pages/traces.py", title="Traces", icon=":material/timeline:"),
     st.Page("pages/flow_graph.py", title="Flow graph", icon=":material/account_tree:"),
+    st.Page("pages/catalog.py", title="Event catalog", icon=":material/menu_book:"),
     st.Page("pages/alerts.py", title="Alerts", icon=":material/notifications_active:"),
 ])
 

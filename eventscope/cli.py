@@ -60,6 +60,9 @@ def _parser() -> argparse.ArgumentParser:
     t.add_argument("id", help="correlation ID, W3C trace ID or event ID")
     g = query("graph", "the producer/consumer graph", cmd_graph)
     g.add_argument("--format", choices=["json", "dot", "asyncapi"], default="json")
+    g.add_argument("--window", type=float, help="only the last S seconds of traffic (default: all stored)")
+    g.add_argument("--service", help="asyncapi: the document of this one service")
+    g.add_argument("--out", help="asyncapi: write one NAME.asyncapi.json per service into this directory")
     a = query("alerts", "firing alerts", cmd_alerts)
     a.add_argument("--exit-code", action="store_true", help="exit 1 when a critical alert fires")
     d = sub.add_parser("dashboard", help="the Streamlit dashboard on 127.0.0.1")
@@ -151,15 +154,47 @@ def cmd_graph(args, config) -> int:
     from graph.build import build_graph
     from graph.export import to_dot, to_json
     store = _store(config)
-    events = store.read("events")
-    g = build_graph(events, store.read("lag", since=_since(600)), store.read("dlq", since=_since(600)))
+    since = _since(args.window) if args.window else None
+    events = store.read("events", since=since)
+    lag_since = since if since is not None else _since(600)
+    g = build_graph(events, store.read("lag", since=lag_since), store.read("dlq", since=lag_since))
     if args.format == "asyncapi":
-        from graph.asyncapi import to_asyncapi
-        print(json.dumps(to_asyncapi(g, events), default=str, indent=None if args.json else 2))
-    elif args.format == "dot":
+        return _asyncapi(args, config, g, events)
+    if args.format == "dot":
         print(to_dot(g))
     else:
         print(json.dumps(to_json(g), default=str, indent=None if args.json else 2))
+    return 0
+
+
+def _asyncapi(args, config, g, events) -> int:
+    """All services as ``{name: document}``, one with ``--service``, or files with ``--out``."""
+    from graph.asyncapi import asyncapi_documents, component_key, server_hosts
+    docs = asyncapi_documents(g, events, server_hosts(config.kafka.bootstrap, config.redis.url))
+    indent = None if args.json else 2
+    if args.service is not None:
+        if args.service not in docs:
+            print(f"eventscope: no service {args.service!r} in the observed traffic; known: "
+                  f"{', '.join(docs) or 'none'}", file=sys.stderr)
+            return 1
+        docs = {args.service: docs[args.service]}
+    if args.out:
+        out = Path(args.out)
+        out.mkdir(parents=True, exist_ok=True)
+        written = {}
+        for name, doc in docs.items():
+            stem, n = component_key(name), 1
+            while f"{stem}.asyncapi.json" in {Path(p).name for p in written.values()}:
+                n += 1
+                stem = f"{component_key(name)}-{n}"
+            path = out / f"{stem}.asyncapi.json"
+            path.write_text(json.dumps(doc, default=str, indent=2) + "\n", encoding="utf-8")
+            written[name] = str(path)
+        print(json.dumps(written, indent=indent))
+    elif args.service is not None:
+        print(json.dumps(docs[args.service], default=str, indent=indent))
+    else:
+        print(json.dumps(docs, default=str, indent=indent))
     return 0
 
 

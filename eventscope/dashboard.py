@@ -372,20 +372,44 @@ def firing_alerts() -> pd.DataFrame:
     return _alerts(_key(cfg), versions("lag", "dlq"), astuple(cfg.alerts), cfg.alerts)
 
 
+# -- flow graph and event catalog (graph/): built per time window, drawn by the pages --
 @st.cache_data(ttl=CACHE_TTL_S, max_entries=8, show_spinner=False)
-def _graph(key: tuple, stamp: tuple) -> tuple[dict, str, str, int]:
-    from graph.build import build_graph, mark_group_status
-    from graph.export import to_dot, to_json
-    from graph.render import canvas_size, to_html
-    events, lag, dlq = (_read(key, n, v, WINDOW_S) for n, v in zip(("events", "lag", "dlq"), stamp))
-    graph = build_graph(events, lag, dlq)
-    mark_group_status(graph, _lag_groups(key, stamp[1]), lag_analysis.SEVERITY)
-    return to_json(graph), to_html(graph), to_dot(graph), canvas_size(graph)[1]
+def _graph(key: tuple, stamp: tuple, window_s: float):
+    from graph.build import build_graph
+    events, lag, dlq = (_read(key, n, v, window_s) for n, v in zip(("events", "lag", "dlq"), stamp))
+    return build_graph(events, lag, dlq)
 
 
-def flow_graph() -> tuple[dict, str, str, int]:
-    """The flow graph as (CLI JSON document, pyvis HTML page, DOT text, drawing height px)."""
-    return _graph(_key(config()), versions("events", "lag", "dlq"))
+def flow_graph(window_s: float = WINDOW_S):
+    """The flow graph (networkx) of the last ``window_s`` seconds of traffic."""
+    return _graph(_key(config()), versions("events", "lag", "dlq"), float(window_s))
+
+
+@st.cache_data(ttl=CACHE_TTL_S, max_entries=8, show_spinner=False)
+def _asyncapi(key: tuple, stamp: tuple, window_s: float, hosts: tuple) -> dict:
+    from graph.asyncapi import asyncapi_documents
+    return asyncapi_documents(_graph(key, stamp, window_s), _read(key, "events", stamp[0], window_s),
+                              dict(hosts))
+
+
+def asyncapi(window_s: float = WINDOW_S) -> dict[str, dict]:
+    """AsyncAPI 3.0 document per service, as ``eventscope graph --format asyncapi`` prints."""
+    from graph.asyncapi import server_hosts
+    cfg = config()
+    hosts = tuple(sorted(server_hosts(cfg.kafka.bootstrap, cfg.redis.url).items()))
+    return _asyncapi(_key(cfg), versions("events", "lag", "dlq"), float(window_s), hosts)
+
+
+@st.cache_data(ttl=CACHE_TTL_S, max_entries=8, show_spinner=False)
+def _catalog(key: tuple, stamp: tuple, window_s: float) -> tuple[pd.DataFrame, dict]:
+    from graph.catalog import event_catalog, event_shapes
+    events = _read(key, "events", stamp[0], window_s)
+    return event_catalog(events, _graph(key, stamp, window_s)), event_shapes(events)
+
+
+def event_catalog(window_s: float = WINDOW_S) -> tuple[pd.DataFrame, dict]:
+    """(one row per event type, inferred shape per (event type, schema version))."""
+    return _catalog(_key(config()), versions("events", "lag", "dlq"), float(window_s))
 
 
 # -- formatting ------------------------------------------------------------------

@@ -1,66 +1,216 @@
-"""AsyncAPI 3.0 from observed traffic: what the system does, not what a doc says.
+"""AsyncAPI 3.0 from observed traffic: one document per application, as it actually behaves.
 
-One channel per topic/stream (address = its name), one message per event type seen
-on it (with the envelope fields observed), one ``send`` operation per producing
-service and channel, one ``receive`` operation per consumer group and channel. The
-broker kinds become servers. Only names and counts leave the store: no payloads.
+An *application* is a producing service of the flow graph, plus the consumer groups it
+owns; a consumer group that belongs to no producing service is an application of its
+own (a pure consumer such as an e-mail sender). A group belongs to service S when
+
+1. its name is S, or ends with S after a separator (``shop-payment-service``); else
+2. the graph has a ``causes`` edge A → B through S, the group consumes A, and it is the
+   only group on A not already owned by another service (``payment-compensation`` reads
+   ``inventory`` and is the only candidate for payment-service's refunds).
+
+Each document has the brokers as ``servers``; one channel per topic/stream it touches
+(``address`` = the topic or stream name); a ``send`` operation per topic it produces to
+and a ``receive`` operation per topic it consumes (from its groups, or from ``causes``
+edges through it); one message per (event type, schema version) seen on the channel,
+with the payload and headers JSON Schema inferred by genson from sampled payloads
+(``graph.infer``) and ``correlationId`` where the correlation ID was observed.
 """
 from __future__ import annotations
 
 import re
+from urllib.parse import urlsplit
 
 import networkx as nx
 import pandas as pd
 
-ENVELOPE = {"type": "object", "properties": {
-    "event_type": {"type": "string"}, "event_id": {"type": "string"},
-    "timestamp": {"type": "string", "format": "date-time"}, "source": {"type": "string"},
-    "correlation_id": {"type": "string"}, "data": {"type": "object"}}}
+from graph.infer import SAMPLES, message_shapes
+
+UNDECODABLE = "<undecodable>"
+PROTOCOLS = {"kafka": "kafka", "redis": "redis"}
+_SEPARATORS = "-._:/"
 
 
-def _key(text: str) -> str:
+def component_key(text: str) -> str:
     """A component key AsyncAPI accepts (``^[a-zA-Z0-9.\\-_]+$``)."""
     return re.sub(r"[^A-Za-z0-9.\-_]", "_", str(text))[:120] or "_"
 
 
-def to_asyncapi(graph: nx.DiGraph, events: pd.DataFrame, title: str = "Observed event flows") -> dict:
-    """The AsyncAPI 3.0 document for the graph, messages named by the event types seen."""
-    doc = {"asyncapi": "3.0.0",
-           "info": {"title": title, "version": "observed",
-                    "description": "Reconstructed by eventscope from observed traffic."},
-           "servers": {}, "channels": {}, "operations": {}, "components": {"messages": {}}}
-    types = {}
-    if not events.empty:
-        seen = events[events["event_type"] != "<undecodable>"].dropna(subset=["event_type"])
-        for (broker, topic), group in seen.groupby(["broker", "topic"], observed=True):
-            types[(broker, topic)] = sorted(group["event_type"].unique())
-    for nid, attrs in sorted(graph.nodes(data=True)):
-        if attrs.get("kind") not in ("topic", "dlq"):
+def _owns(group: str, service: str) -> bool:
+    return group == service or (group.endswith(service)
+                                and group[-len(service) - 1] in _SEPARATORS)
+
+
+def applications(graph: nx.DiGraph) -> dict[str, dict]:
+    """``{name: {"service": node or None, "groups": [...], "sends": [...], "receives": [...]}}``
+    with topic/DLQ node IDs, sorted; see the module docstring for who owns which group."""
+    kinds = nx.get_node_attributes(graph, "kind")
+    labels = nx.get_node_attributes(graph, "label")
+    services = sorted(n for n, k in kinds.items() if k == "service")
+    groups = sorted(n for n, k in kinds.items() if k == "group")
+    owner: dict[str, str] = {}
+    for group in groups:
+        matches = [s for s in services if _owns(str(labels[group]), str(labels[s]))]
+        if matches:
+            owner[group] = max(matches, key=lambda s: len(str(labels[s])))
+    causes = [(a, b, d.get("service")) for a, b, d in graph.edges(data=True)
+              if d.get("kind") == "causes"]
+    for topic, _, service in causes:
+        sid = f"service:{service}"
+        readers = [g for g in graph.successors(topic) if kinds.get(g) == "group"]
+        if any(owner.get(g) == sid for g in readers):
             continue
-        broker, name = attrs.get("broker"), nid.split(":", 2)[2]
-        doc["servers"].setdefault(broker, {"host": "observed", "protocol": "kafka" if broker == "kafka" else "redis",
-                                           "description": f"the {broker} source eventscope watches"})
-        channel = _key(f"{broker}.{name}")
-        messages = {}
-        for event_type in types.get((broker, name), []):
-            key = _key(event_type)
-            doc["components"]["messages"].setdefault(key, {"name": str(event_type), "payload": ENVELOPE})
-            messages[key] = {"$ref": f"#/components/messages/{key}"}
-        doc["channels"][channel] = {"address": name, "servers": [{"$ref": f"#/servers/{broker}"}],
-                                    "messages": messages,
-                                    "x-eventscope-kind": attrs.get("kind")}
-        for src, _, edge in graph.in_edges(nid, data=True):
-            if edge.get("kind") == "produces":
-                _operation(doc, "send", src, channel, messages, edge)
-        for _, dst, edge in graph.out_edges(nid, data=True):
-            if edge.get("kind") == "consumes":
-                _operation(doc, "receive", dst, channel, messages, edge)
+        free = [g for g in readers if g not in owner]
+        if len(free) == 1 and sid in graph:
+            owner[free[0]] = sid
+    apps: dict[str, dict] = {}
+    for sid in services:
+        apps[str(labels[sid])] = {"service": sid, "groups": set(), "sends": {
+            t for t in graph.successors(sid) if graph.edges[sid, t].get("kind") == "produces"},
+            "receives": {a for a, _, s in causes if f"service:{s}" == sid}}
+    for group in groups:
+        name = str(labels[owner[group]]) if group in owner else str(labels[group])
+        app = apps.setdefault(name, {"service": None, "groups": set(), "sends": set(),
+                                     "receives": set()})
+        app["groups"].add(group)
+        app["receives"] |= {t for t in graph.predecessors(group)
+                            if graph.edges[t, group].get("kind") == "consumes"}
+    return {name: {k: (sorted(v) if isinstance(v, set) else v) for k, v in app.items()}
+            for name, app in sorted(apps.items())}
+
+
+def server_hosts(kafka_bootstrap: str | None = None, redis_url: str | None = None) -> dict[str, str]:
+    """``host[:port]`` per broker for the ``servers`` section (no credentials, first bootstrap)."""
+    hosts = {}
+    if kafka_bootstrap:
+        hosts["kafka"] = kafka_bootstrap.split(",")[0].strip().split("://")[-1]
+    if redis_url:
+        parts = urlsplit(redis_url)
+        hosts["redis"] = (parts.hostname or "localhost") + (f":{parts.port}" if parts.port else "")
+    return hosts
+
+
+def _observed(events: pd.DataFrame) -> pd.DataFrame:
+    """Live, decodable events with their schema version as text (``""`` when absent)."""
+    if events is None or events.empty:
+        return pd.DataFrame(columns=["broker", "topic", "service", "event_type", "schema_version"])
+    live = events[(~events["dead_letter"].fillna(False).astype(bool) & events["event_type"].notna()
+                   & (events["event_type"] != UNDECODABLE)).to_numpy()]
+    version = (live["schema_version"].fillna("").astype(str) if "schema_version" in live
+               else pd.Series("", index=live.index))
+    return pd.DataFrame({"broker": live["broker"].astype(str), "topic": live["topic"].astype(str),
+                         "service": live["service"].fillna("").astype(str),
+                         "event_type": live["event_type"].astype(str), "schema_version": version})
+
+
+def _message_key(event_type: str, version: str) -> str:
+    return component_key(f"{event_type}.v{version}" if version else event_type)
+
+
+def _message(event_type: str, version: str, count: int, shape: dict | None) -> dict:
+    message = {"name": str(event_type), "title": f"{event_type} v{version}" if version else str(event_type),
+               "contentType": "application/json",
+               "x-eventscope-events": int(count)}
+    if version:
+        message["x-eventscope-schema-version"] = version
+    shape = shape or {}
+    if shape.get("payload"):
+        message["payload"] = shape["payload"]
+    else:
+        message["description"] = "No decodable payload was sampled for this event type."
+    if shape.get("headers"):
+        message["headers"] = shape["headers"]
+    if shape.get("correlation_id"):
+        message["correlationId"] = {"description": "The correlation ID, as observed.",
+                                    "location": shape["correlation_id"]}
+    return message
+
+
+def asyncapi_documents(graph: nx.DiGraph, events: pd.DataFrame, hosts: dict[str, str] | None = None,
+                       samples: int = SAMPLES) -> dict[str, dict]:
+    """One AsyncAPI 3.0 document per application (see :func:`applications`), by name."""
+    observed = _observed(events)
+    counts = observed.groupby(["broker", "topic", "service", "event_type", "schema_version"],
+                              sort=True).size()
+    shapes = message_shapes(events, samples) if not observed.empty else {}
+    span = _span(events)
+    return {name: _document(name, app, graph, counts, shapes, hosts or {}, span)
+            for name, app in applications(graph).items()}
+
+
+def _span(events: pd.DataFrame) -> str:
+    if events is None or events.empty or events["at"].dropna().empty:
+        return "no events observed"
+    at = events["at"].dropna()
+    return (f"{len(events):,} events observed between {at.min().isoformat()} "
+            f"and {at.max().isoformat()}")
+
+
+def _document(name: str, app: dict, graph: nx.DiGraph, counts: pd.Series, shapes: dict,
+              hosts: dict, span: str) -> dict:
+    doc = {"asyncapi": "3.0.0",
+           "info": {"title": str(name), "version": "observed",
+                    "description": f"What {name} was observed doing, reconstructed by eventscope "
+                                   f"from live traffic ({span}). Consumer groups: "
+                                   f"{', '.join(graph.nodes[g]['label'] for g in app['groups']) or 'none'}."},
+           "defaultContentType": "application/json",
+           "servers": {}, "channels": {}, "operations": {}, "components": {"messages": {}}}
+    for action, topics in (("send", app["sends"]), ("receive", app["receives"])):
+        for nid in topics:
+            attrs = graph.nodes[nid]
+            broker, topic = str(attrs.get("broker")), str(attrs.get("label"))
+            doc["servers"].setdefault(component_key(broker), {
+                "host": hosts.get(broker, "localhost"), "protocol": PROTOCOLS.get(broker, broker),
+                "description": f"the {broker} broker eventscope watched"
+                               + ("" if broker in hosts else " (address not configured)")})
+            channel_key = component_key(f"{broker}.{topic}")
+            channel = doc["channels"].setdefault(channel_key, _channel(broker, topic, attrs))
+            keys = _channel_messages(doc, channel, counts, shapes, broker, topic,
+                                     graph.nodes[app["service"]]["label"]
+                                     if action == "send" and app["service"] else None)
+            op_key = component_key(f"{action}.{channel_key}")
+            edge = (graph.edges.get((app["service"], nid)) if action == "send" and app["service"]
+                    else None) or {}
+            doc["operations"][op_key] = {
+                "action": action, "channel": {"$ref": f"#/channels/{channel_key}"},
+                "title": f"{'Publish to' if action == 'send' else 'Consume from'} {topic}",
+                "messages": [{"$ref": f"#/channels/{channel_key}/messages/{k}"} for k in keys],
+                "x-eventscope-rate-per-s": edge.get("rate_per_s"),
+                "x-eventscope-groups": [graph.nodes[g]["label"] for g in app["groups"]
+                                        if graph.has_edge(nid, g)] if action == "receive" else None}
+            doc["operations"][op_key] = {k: v for k, v in doc["operations"][op_key].items()
+                                         if v is not None}
     return doc
 
 
-def _operation(doc: dict, action: str, actor: str, channel: str, messages: dict, edge: dict) -> None:
-    name = _key(f"{actor.split(':')[-1]}.{action}.{channel}")
-    doc["operations"][name] = {
-        "action": action, "channel": {"$ref": f"#/channels/{channel}"},
-        "messages": [{"$ref": f"#/channels/{channel}/messages/{k}"} for k in messages],
-        "x-eventscope-actor": actor, "x-eventscope-rate-per-s": edge.get("rate_per_s")}
+def _channel(broker: str, topic: str, attrs: dict) -> dict:
+    kind = "dead-letter queue" if attrs.get("kind") == "dlq" else (
+        "Kafka topic" if broker == "kafka" else "Redis stream")
+    channel = {"address": topic, "title": topic, "description": f"{kind} `{topic}`",
+               "servers": [{"$ref": f"#/servers/{component_key(broker)}"}], "messages": {}}
+    if "{" in topic or "}" in topic:  # braces would read as address parameters
+        channel["address"] = None
+        channel["x-eventscope-address"] = topic
+    return channel
+
+
+def _channel_messages(doc: dict, channel: dict, counts: pd.Series, shapes: dict, broker: str,
+                      topic: str, sender: str | None) -> list[str]:
+    """Register the messages observed on one channel (only ``sender``'s when given)."""
+    if counts.empty:
+        return []
+    try:
+        here = counts.loc[(broker, topic)]
+    except KeyError:
+        return []
+    if sender is not None:
+        here = here[here.index.get_level_values("service") == sender]
+    here = here.groupby(level=["event_type", "schema_version"]).sum()
+    keys = []
+    for (event_type, version), count in here.items():
+        key = _message_key(event_type, version)
+        doc["components"]["messages"].setdefault(
+            key, _message(event_type, version, count, shapes.get((event_type, version))))
+        channel["messages"][key] = {"$ref": f"#/components/messages/{key}"}
+        keys.append(key)
+    return keys

@@ -1,28 +1,49 @@
-"""Reconstruct the flow graph from observed traffic (pure: frames in, graph out).
+"""Reconstruct the flow graph from observed traffic (pure: frames and a time window in, graph out).
 
-Nodes (attrs ``kind``, ``label``, ``broker``):
+Nodes (attrs ``kind``, ``label``, ``broker``, ``health``):
 ``service:NAME``, ``topic:BROKER:NAME``, ``group:BROKER:NAME``, ``dlq:BROKER:NAME``.
-Group nodes also carry ``lag`` / ``lag_seconds`` (latest sample), DLQ nodes ``depth``.
+``health`` is ``ok``, ``warn``, ``critical`` or ``unknown`` and drives the colour:
+
+- group: its worst lag ``status`` (``analysis.lag``) over the window, with ``lag`` and
+  ``lag_seconds`` of the newest sample;
+- dlq: ``critical`` when it grew in the window (``growth`` > 0 or dead letters observed),
+  ``warn`` while it holds messages (``depth``), else ``ok``;
+- topic: ``warn`` when undecodable messages were observed on it (``undecodable``);
+- service: ``ok`` (its ``events`` are what it produced in the window).
 
 Edges (attrs ``kind``, ``events``, ``rate_per_s``):
-- ``produces``      service → topic, from the events' ``service``;
-- ``consumes``      topic → group, from the lag frame (events = committed-offset progress);
-- ``dead_letters``  topic → dlq, from dead-lettered events' ``original_topic``;
-- ``causes``        topic → topic through a service: within one correlation ID, an event in
-  topic A directly followed by an event that service S produced into topic B. Extra attrs
+- ``produces``      service → topic, from the events' ``service`` (envelope ``source`` /
+  ``ce_source``);
+- ``consumes``      topic → group, from the lag frame (committed offsets / XINFO GROUPS;
+  events = committed-offset progress in the window);
+- ``dead_letters``  topic → dlq, from dead-lettered events' ``original_topic`` (DLQ headers,
+  else the DLQ's name), or from a DLQ that holds messages: its sampled source topic, else
+  the one its name gives (``orders.DLT`` → ``orders``);
+- ``causes``        topic → topic through a service: within one correlation ID, an event on
+  topic A directly followed by an event that service S produced on topic B. Extra attrs
   ``service`` (the most frequent one), ``p50_latency_ms``, ``p95_latency_ms``.
 
-Rates divide by one shared window per frame: the span of the events frame for
-``produces``/``dead_letters``/``causes``, the span of the lag samples for ``consumes``.
+Rates divide by the observed span of each frame inside the window (the events' span for
+``produces``/``dead_letters``/``causes``, the lag samples' span for ``consumes``): a store
+that only started collecting ten minutes into a one-hour window is not diluted.
 """
 from __future__ import annotations
 
 import networkx as nx
+import numpy as np
 import pandas as pd
 
+from collectors.events_common import source_topic_from_name
 from eventscope import schemas
+from eventscope.analysis import lag as lag_analysis
 
 UNDECODABLE = "<undecodable>"
+HEALTH = {"OK": "ok", "UNKNOWN": "unknown", "WARN": "warn", "REWIND": "critical",
+          "STALL": "critical", "STOP": "critical", "ERR": "critical"}
+HEALTH_RANK = {"ok": 0, "unknown": 1, "warn": 2, "critical": 3}
+#: the only events columns the graph needs (the frame also carries payloads: never copied)
+EVENT_COLUMNS = ["observed_at", "broker", "topic", "at", "broker_at", "event_type", "service",
+                 "correlation_id", "dead_letter", "original_topic"]
 
 
 def node_id(kind: str, name: str, broker: str | None = None) -> str:
@@ -31,55 +52,65 @@ def node_id(kind: str, name: str, broker: str | None = None) -> str:
 
 
 def build_graph(events_df: pd.DataFrame | None, lag_df: pd.DataFrame | None,
-                dlq_df: pd.DataFrame | None = None) -> nx.DiGraph:
-    """Build the producer → topic → group graph (plus DLQs and topic → topic causes)."""
+                dlq_df: pd.DataFrame | None = None, since: pd.Timestamp | None = None,
+                until: pd.Timestamp | None = None) -> nx.DiGraph:
+    """Build the producer → topic → group graph (plus DLQs and topic → topic causes).
+
+    Only rows inside ``[since, until]`` count (events by event time, lag and DLQ rows by
+    sample time); ``None`` leaves that side open."""
     graph = nx.DiGraph()
-    events = _clean_events(events_df)
-    window_s = _window_seconds(events, lag_df)
-    dlq_names = _dlq_names(events, dlq_df)
-    if not events.empty:
-        _add_produces(graph, events, window_s, dlq_names)
-        _add_dead_letters(graph, events, window_s)
-        _add_causes(graph, events, window_s)
-    _add_consumes(graph, lag_df, dlq_names)
-    _add_dlq_depths(graph, dlq_df)
+    events = _clean_events(events_df, since, until)
+    lag = _in_window(lag_df, "sampled_at", since, until)
+    dlq = _in_window(dlq_df, "sampled_at", since, until)
+    window_s = _span_seconds(events["observed_at"] if events["observed_at"].notna().any()
+                             else events["at"])
+    coded = _Coded(events) if not events.empty else None
+    dlq_names = _dlq_names(coded, dlq)
+    if coded is not None:
+        _add_produces(graph, coded, window_s, dlq_names)
+        _add_dead_letters(graph, events, coded, window_s)
+        _add_causes(graph, events, coded, window_s)
+        _add_topic_counts(graph, coded, dlq_names)
+    _add_consumes(graph, lag, dlq_names)
+    _add_dlq_health(graph, dlq)
+    _finish_health(graph)
     return graph
 
 
-def _clean_events(events_df: pd.DataFrame | None) -> pd.DataFrame:
+def _in_window(frame: pd.DataFrame | None, column: str, since, until) -> pd.DataFrame | None:
+    if frame is None or frame.empty or (since is None and until is None):
+        return frame
+    keep = pd.Series(True, index=frame.index)
+    if since is not None:
+        keep &= frame[column] >= pd.Timestamp(since)
+    if until is not None:
+        keep &= frame[column] <= pd.Timestamp(until)
+    return frame[keep.fillna(False).to_numpy()]
+
+
+def _clean_events(events_df: pd.DataFrame | None, since, until) -> pd.DataFrame:
     if events_df is None or events_df.empty:
-        return schemas.empty("events")
-    events = events_df.copy()
-    at = events["at"] if "at" in events else pd.Series(pd.NaT, index=events.index)
-    if "broker_at" in events:
+        return schemas.empty("events")[EVENT_COLUMNS]
+    events = events_df[[c for c in EVENT_COLUMNS if c in events_df]]
+    missing = {c: pd.Series(False if schemas.EVENTS[c][0] == "bool" else None, index=events.index,
+                            dtype=schemas.EVENTS[c][0]) for c in EVENT_COLUMNS if c not in events}
+    events = events.assign(**missing) if missing else events
+    at = events["at"] if "at" in events else pd.Series(pd.NaT, index=events.index, dtype=schemas.TIME)
+    if "broker_at" in events and at.isna().any():
         at = at.fillna(events["broker_at"])
-    events["at"] = at
-    events["dead_letter"] = events["dead_letter"].fillna(False).astype(bool)
-    return events
+    events = events.assign(at=at, dead_letter=events["dead_letter"].fillna(False).astype(bool))
+    return _in_window(events, "at", since, until)
 
 
-def _window_seconds(events: pd.DataFrame, lag_df: pd.DataFrame | None) -> float:
-    """Seconds of observation the rates are computed over (at least 1)."""
-    times = pd.Series(dtype="datetime64[ns, UTC]")
-    if "observed_at" in events and not events.empty:
-        times = events["observed_at"].dropna()
-    if times.empty and not events.empty:
-        times = events["at"].dropna()
-    if times.empty and lag_df is not None and not lag_df.empty:
-        times = lag_df["sampled_at"].dropna()
-    if len(times) < 2:
-        return 1.0
-    return max(1.0, (times.max() - times.min()).total_seconds())
-
-
-def _dlq_names(events: pd.DataFrame, dlq_df: pd.DataFrame | None) -> set[tuple[str, str]]:
+def _dlq_names(coded: "_Coded | None", dlq_df: pd.DataFrame | None) -> set[tuple[str, str]]:
+    """(broker, name) of every DLQ: holding dead-lettered events, or sampled as one."""
     names = set()
-    if not events.empty:
-        dead = events[events["dead_letter"]]
-        names |= set(zip(dead["broker"].astype(str), dead["topic"].astype(str)))
+    if coded is not None and coded.dead.any():
+        held = np.bincount(coded.place[coded.dead], minlength=len(coded.places))
+        names |= {coded.places[p] for p in np.flatnonzero(held)}
     if dlq_df is not None and not dlq_df.empty:
         names |= set(zip(dlq_df["broker"].astype(str), dlq_df["dlq"].astype(str)))
-    return names
+    return {(str(b), str(t)) for b, t in names}
 
 
 def _add_node(graph: nx.DiGraph, kind: str, name: str, broker: str | None = None) -> str:
@@ -100,56 +131,147 @@ def _add_edge(graph: nx.DiGraph, source: str, target: str, kind: str, events: in
                    rate_per_s=round(events / window_s, 4), **extra)
 
 
-def _add_produces(graph, events, window_s, dlq_names) -> None:
-    named = events["service"].notna() & (events["service"] != "")
-    live = events[(~events["dead_letter"] & named).fillna(False)]
-    for (broker, topic, service), count in live.groupby(
-            ["broker", "topic", "service"], observed=True).size().items():
-        target = _topic_node(graph, str(broker), str(topic), dlq_names)
-        source = _add_node(graph, "service", str(service))
+def _named(column: pd.Series) -> pd.Series:
+    return (column.notna() & (column != "")).fillna(False).astype(bool)
+
+
+class _Coded:
+    """The events as integer codes, so that counting 1 M rows is array work, not grouping.
+
+    ``place`` numbers each (broker, topic); ``service`` and ``kind`` (event type) are codes
+    into ``services`` / ``kinds``; -1 marks a missing value."""
+
+    def __init__(self, events: pd.DataFrame):
+        broker, brokers = pd.factorize(events["broker"])
+        topic, topics = pd.factorize(events["topic"])
+        place, pairs = pd.factorize(broker.astype("int64") * max(len(topics), 1) + topic)
+        self.places = [(str(brokers[p // max(len(topics), 1)]), str(topics[p % max(len(topics), 1)]))
+                       for p in pairs]
+        self.place = place
+        self.service, services = pd.factorize(events["service"].replace("", None))
+        self.services = [str(s) for s in services]
+        self.kind, kinds = pd.factorize(events["event_type"])
+        self.undecodable = (events["event_type"] == UNDECODABLE).fillna(False).to_numpy(dtype=bool)
+        self.dead = events["dead_letter"].to_numpy(dtype=bool)
+        self.at = np.asarray(events["at"].astype(schemas.TIME).dt.tz_localize(None),
+                             dtype="datetime64[ns]").view("int64")
+        self.timed = events["at"].notna().to_numpy(dtype=bool)
+
+    def counts(self, mask: np.ndarray, *codes: np.ndarray) -> dict[tuple, int]:
+        """Rows under ``mask`` counted per combination of ``codes`` (each >= 0 there)."""
+        picked = [c[mask].astype("int64") for c in codes]
+        if not len(picked[0]):
+            return {}
+        sizes = [int(c.max()) + 1 for c in picked]
+        key = np.zeros(len(picked[0]), dtype="int64")
+        for column, size in zip(picked, sizes):
+            key = key * size + column
+        unique, count = np.unique(key, return_counts=True)
+        out = {}
+        for value, n in zip(unique.tolist(), count.tolist()):
+            parts = []
+            for size in reversed(sizes):
+                value, part = divmod(value, size)
+                parts.append(part)
+            out[tuple(reversed(parts))] = n
+        return out
+
+
+def _add_produces(graph, coded: _Coded, window_s, dlq_names) -> None:
+    live = ~coded.dead & (coded.service >= 0)
+    for (place, service), count in coded.counts(live, coded.place, coded.service).items():
+        target = _topic_node(graph, *coded.places[place], dlq_names)
+        source = _add_node(graph, "service", coded.services[service])
         _add_edge(graph, source, target, "produces", count, window_s)
+        graph.nodes[source]["events"] = graph.nodes[source].get("events", 0) + count
 
 
-def _add_dead_letters(graph, events, window_s) -> None:
-    dead = events[events["dead_letter"]]
-    for (broker, dlq), rows in dead.groupby(["broker", "topic"], observed=True):
-        target = _add_node(graph, "dlq", str(dlq), str(broker))
-        origins = rows["original_topic"].dropna()
-        for original, count in origins[origins != ""].value_counts().items():
-            source = _add_node(graph, "topic", str(original), str(broker))
-            _add_edge(graph, source, target, "dead_letters", count, window_s)
-
-
-def _add_causes(graph, events, window_s) -> None:
-    usable = events[(~events["dead_letter"] & events["correlation_id"].notna()
-                     & (events["correlation_id"] != "") & events["at"].notna()
-                     & (events["event_type"].fillna("") != UNDECODABLE)).fillna(False)]
-    if usable.empty:
+def _add_dead_letters(graph, events, coded: _Coded, window_s) -> None:
+    rows = np.flatnonzero(coded.dead)
+    if not len(rows):
         return
-    ordered = usable.sort_values(["correlation_id", "at"], kind="stable")
-    same = ordered["correlation_id"].eq(ordered["correlation_id"].shift()).fillna(False).astype(bool)
-    pairs = pd.DataFrame({
-        "broker_a": ordered["broker"].shift(), "topic_a": ordered["topic"].shift(),
-        "broker_b": ordered["broker"], "topic_b": ordered["topic"],
-        "service": ordered["service"],
-        "latency_ms": (ordered["at"] - ordered["at"].shift()).dt.total_seconds() * 1000.0,
-    })[same.to_numpy()]
-    moved = (pairs["topic_a"] != pairs["topic_b"]) | (pairs["broker_a"] != pairs["broker_b"])
-    pairs = pairs[(moved & pairs["service"].notna() & (pairs["service"] != "")).fillna(False)]
-    for (broker_a, topic_a, broker_b, topic_b), rows in pairs.groupby(
-            ["broker_a", "topic_a", "broker_b", "topic_b"], observed=True):
-        source = _add_node(graph, "topic", str(topic_a), str(broker_a))
-        target = _add_node(graph, "topic", str(topic_b), str(broker_b))
-        latency = rows["latency_ms"].dropna()
-        _add_edge(graph, source, target, "causes", len(rows), window_s,
-                  service=str(rows["service"].value_counts().index[0]),
-                  p50_latency_ms=_quantile(latency, 0.5), p95_latency_ms=_quantile(latency, 0.95))
+    origin, origins = pd.factorize(events["original_topic"].iloc[rows].replace("", None))
+    held = np.bincount(coded.place[rows], minlength=len(coded.places))
+    for place in np.flatnonzero(held):
+        target = _add_node(graph, "dlq", coded.places[place][1], coded.places[place][0])
+        graph.nodes[target]["dead_lettered"] = int(held[place])
+    known = origin >= 0
+    for (place, original), count in coded.counts(known, coded.place[rows], origin).items():
+        broker, dlq = coded.places[place]
+        source = _add_node(graph, "topic", str(origins[original]), broker)
+        _add_edge(graph, source, node_id("dlq", dlq, broker), "dead_letters", count, window_s)
 
 
-def _quantile(values: pd.Series, q: float) -> float | None:
-    if values.empty:
-        return None
-    return round(float(values.quantile(q)), 3)
+def _add_topic_counts(graph, coded: _Coded, dlq_names) -> None:
+    """Events seen on each topic, and how many of them could not be decoded."""
+    seen = np.bincount(coded.place, minlength=len(coded.places))
+    bad = np.bincount(coded.place, weights=coded.undecodable, minlength=len(coded.places))
+    for place, (broker, topic) in enumerate(coded.places):
+        nid = _topic_node(graph, broker, topic, dlq_names)
+        graph.nodes[nid]["events"] = int(seen[place])
+        graph.nodes[nid]["undecodable"] = int(bad[place])
+
+
+def _chain_order(chain: np.ndarray, at_us: np.ndarray, kind: np.ndarray) -> np.ndarray:
+    """Row order by (chain, time); within one chain and one instant, by event-type rank.
+
+    Two hops of one chain can share a timestamp (a fast consumer on the same host), and
+    sorting by time alone would pair them in either order. Such ties are broken by where
+    an event type usually stands in its chains (OrderPlaced first, PaymentRefunded late)."""
+    span = int(at_us.max() - at_us.min()) + 1
+    if (int(chain.max()) + 1) * span < 2 ** 62:
+        key = chain.astype("int64") * span + (at_us - at_us.min())
+        order = np.argsort(key)
+    else:  # an enormous window: two-key sort
+        order = np.lexsort((at_us, chain))
+        key = None
+    starts = np.r_[True, chain[order][1:] != chain[order][:-1]]
+    index = np.arange(len(order))
+    position = index - np.maximum.accumulate(np.where(starts, index, 0))
+    bins = int(kind.max()) + 1
+    rank = np.bincount(kind[order], weights=position, minlength=bins) / np.maximum(
+        np.bincount(kind[order], minlength=bins), 1)
+    if key is None:
+        return np.lexsort((rank[kind], at_us, chain))
+    sorted_key = key[order]
+    tied = np.flatnonzero(sorted_key[1:] == sorted_key[:-1])
+    if len(tied):
+        spots = np.unique(np.r_[tied, tied + 1])  # positions inside a run of equal keys
+        rows = order[spots]
+        order[spots] = rows[np.lexsort((rank[kind[rows]], key[rows]))]
+    return order
+
+
+def _add_causes(graph, events, coded: _Coded, window_s) -> None:
+    usable = np.flatnonzero(~coded.dead & ~coded.undecodable & coded.timed & (coded.service >= 0)
+                            & _named(events["correlation_id"]).to_numpy())
+    if len(usable) < 2:
+        return
+    chain = pd.factorize(pd.factorize(events["correlation_id"])[0][usable])[0]
+    at_us = coded.at[usable] // 1000
+    order = _chain_order(chain, at_us, coded.kind[usable])
+    place, service = coded.place[usable][order], coded.service[usable][order]
+    chain, at_us = chain[order], at_us[order]
+    pick = np.flatnonzero((chain[1:] == chain[:-1]) & (place[1:] != place[:-1]))
+    if not len(pick):
+        return
+    pairs = pd.DataFrame({"a": place[pick], "b": place[pick + 1], "service": service[pick + 1],
+                          "latency_ms": (at_us[pick + 1] - at_us[pick]) / 1000.0})
+    # one integer key per (A, B) pair, then per key: count, p50/p95, most frequent service
+    pairs["key"] = pairs["a"].astype("int64") * len(coded.places) + pairs["b"]
+    grouped = pairs.groupby("key", sort=True)["latency_ms"]
+    stats = grouped.quantile([0.5, 0.95]).unstack()
+    through = (pairs.groupby(["key", "service"]).size().reset_index(name="n")
+               .sort_values(["n", "service"], ascending=[False, True], kind="stable")
+               .drop_duplicates("key").set_index("key")["service"].to_dict())
+    for key, count in grouped.size().items():
+        a, b = divmod(int(key), len(coded.places))
+        source = _add_node(graph, "topic", coded.places[a][1], coded.places[a][0])
+        target = _add_node(graph, "topic", coded.places[b][1], coded.places[b][0])
+        _add_edge(graph, source, target, "causes", count, window_s,
+                  service=coded.services[through[key]],
+                  p50_latency_ms=round(float(stats.at[key, 0.5]), 3),
+                  p95_latency_ms=round(float(stats.at[key, 0.95]), 3))
 
 
 def _add_consumes(graph, lag_df, dlq_names) -> None:
@@ -157,27 +279,39 @@ def _add_consumes(graph, lag_df, dlq_names) -> None:
         return
     lag = lag_df.sort_values("sampled_at", kind="stable")
     window_s = _span_seconds(lag["sampled_at"])
+    latest = lag_analysis.group_summary(lag_analysis.latest_lag(lag))
+    status = {(str(b), str(g)): [] for b, g in zip(latest["broker"], latest["group"])}
+    for b, g, s in zip(latest["broker"], latest["group"], latest["status"]):
+        status[(str(b), str(g))].append(s)
     keys = ["broker", "group", "topic"]
-    for (broker, group, topic), rows in lag.groupby(keys, observed=True):
+    progress = _progress(lag)
+    newest = lag[lag["sampled_at"] == lag.groupby(keys, observed=True)["sampled_at"].transform("max")]
+    behind = newest.groupby(keys, observed=True).agg(
+        lag=("lag", lambda s: None if s.isna().all() else int(s.sum())),
+        lag_seconds=("lag_seconds", "max"))
+    for (broker, group, topic), row in behind.iterrows():
         source = _topic_node(graph, str(broker), str(topic), dlq_names)
         target = _add_node(graph, "group", str(group), str(broker))
-        progress = rows.groupby("partition")["committed"].agg(lambda s: _progress(s.dropna()))
-        _add_edge(graph, source, target, "consumes", int(progress.sum()), window_s)
-        newest = rows[rows["sampled_at"] == rows["sampled_at"].max()]
+        _add_edge(graph, source, target, "consumes", int(progress.get((broker, group, topic), 0)),
+                  window_s)
         node = graph.nodes[target]
-        node["lag"] = _add_nullable(node.get("lag"), newest["lag"].dropna().sum()
-                                    if newest["lag"].notna().any() else None)
-        seconds = newest["lag_seconds"].dropna()
-        if not seconds.empty:
-            node["lag_seconds"] = max(node.get("lag_seconds") or 0.0, float(seconds.max()))
+        node["lag"] = _add_nullable(node.get("lag"), row["lag"])
+        if pd.notna(row["lag_seconds"]):
+            node["lag_seconds"] = max(node.get("lag_seconds") or 0.0, float(row["lag_seconds"]))
+        verdicts = status.get((str(broker), str(group))) or ["UNKNOWN"]
+        node["status"] = max(verdicts, key=lambda s: lag_analysis.SEVERITY.get(s, 0))
+        node["health"] = HEALTH.get(node["status"], "unknown")
 
 
-def _progress(committed: pd.Series) -> int:
-    """Messages consumed over the window; a rewind restarts the count rather than going negative."""
-    if len(committed) < 2:
-        return 0
-    steps = committed.astype("int64").diff().dropna()
-    return int(steps[steps > 0].sum())
+def _progress(lag: pd.DataFrame) -> pd.Series:
+    """Messages consumed over the window per (broker, group, topic): the committed offset's
+    forward steps per partition (a rewind restarts the count rather than going negative)."""
+    parts = ["broker", "group", "topic", "partition"]
+    ordered = lag.sort_values(parts + ["sampled_at"], kind="stable")
+    committed = ordered["committed"].astype("Float64")
+    steps = committed.groupby([ordered[k] for k in parts], observed=True).diff()
+    forward = steps.where(steps > 0, 0).fillna(0)
+    return forward.groupby([ordered[k] for k in parts[:3]], observed=True).sum().astype("int64")
 
 
 def _span_seconds(times: pd.Series) -> float:
@@ -186,28 +320,44 @@ def _span_seconds(times: pd.Series) -> float:
 
 
 def _add_nullable(current, value):
-    if value is None:
+    if value is None or pd.isna(value):
         return current
     return int(value) + (current or 0)
 
 
-def _add_dlq_depths(graph, dlq_df) -> None:
+def _add_dlq_health(graph, dlq_df) -> None:
+    """Depth and growth of every DLQ sampled in the window; a held DLQ names its source."""
     if dlq_df is None or dlq_df.empty:
         return
-    newest = dlq_df[dlq_df["sampled_at"] == dlq_df.groupby("source")["sampled_at"].transform("max")]
-    for row in newest.itertuples(index=False):
-        nid = _add_node(graph, "dlq", str(row.dlq), str(row.broker))
-        graph.nodes[nid]["depth"] = int(row.depth)
-        origin = row.source_topic
-        if isinstance(origin, str) and origin and not graph.has_edge(
-                node_id("topic", origin, str(row.broker)), nid):
-            source = _add_node(graph, "topic", origin, str(row.broker))
+    rows = dlq_df.sort_values("sampled_at", kind="stable")
+    for (source, broker, name), samples in rows.groupby(["source", "broker", "dlq"], observed=True):
+        nid = _add_node(graph, "dlq", str(name), str(broker))
+        node = graph.nodes[nid]
+        node["depth"] = int(samples["depth"].iloc[-1])
+        node["growth"] = int(samples["depth"].iloc[-1] - samples["depth"].iloc[0])
+        origin = samples["source_topic"].dropna()
+        origin = str(origin.iloc[-1]) if not origin.empty and origin.iloc[-1] else ""
+        origin = origin or source_topic_from_name(str(name)) or ""  # `orders.DLT` → `orders`
+        held = node["depth"] > 0 or node["growth"] != 0
+        if origin and held and not any(d.get("kind") == "dead_letters"
+                                       for _, _, d in graph.in_edges(nid, data=True)):
+            source = _add_node(graph, "topic", origin, str(broker))
             graph.add_edge(source, nid, kind="dead_letters", events=0, rate_per_s=0.0)
 
 
-def mark_group_status(graph: nx.DiGraph, groups: pd.DataFrame, severity: dict[str, int]) -> None:
-    """Give each group node the worst ``status`` of its rows in ``groups`` (per-topic verdicts)."""
-    for row in groups.itertuples(index=False):
-        node = graph.nodes.get(node_id("group", str(row.group), str(row.broker)))
-        if node is not None and severity.get(row.status, 0) > severity.get(node.get("status"), -1):
-            node["status"] = row.status
+def _finish_health(graph: nx.DiGraph) -> None:
+    for _, node in graph.nodes(data=True):
+        kind = node.get("kind")
+        if kind == "dlq":
+            if node.get("growth", 0) > 0 or node.get("dead_lettered", 0) > 0:
+                node["health"] = "critical"
+            elif node.get("depth", 0) > 0:
+                node["health"] = "warn"
+            else:
+                node["health"] = "ok"
+        elif kind == "topic":
+            node["health"] = "warn" if node.get("undecodable", 0) else "ok"
+        elif kind == "group":
+            node.setdefault("health", "unknown")
+        else:
+            node.setdefault("health", "ok")

@@ -2,42 +2,84 @@
 
 Safety: this HTML goes into ``st.iframe``, which runs scripts with same-origin access
 to the dashboard, and node names come from watched traffic (a service may be called
-``<script>``). So every label and title is HTML-escaped, the substring ``href`` never
-reaches a title (pyvis would otherwise switch to a popup that sets ``innerHTML``),
-``Network(heading=...)`` is never used, and vis is inlined (``cdn_resources="in_line"``:
-the only mode that works offline). The template's empty headings and its Bootstrap
-CDN tags are removed: no third-party requests leave the dashboard.
+``<script>``). Names therefore only travel as data: pyvis serialises labels and titles
+with Jinja's ``tojson`` (``<``, ``>``, ``&`` and quotes become ``\\u003c``-style escapes
+inside the script), vis-network draws labels on a canvas and sets a string tooltip with
+``innerText``, so ``<script>`` shows as those nine characters and never runs. The two
+ways pyvis turns text into markup stay shut: the substring ``href`` never reaches a
+title (pyvis would switch to a popup that sets ``innerHTML``), and
+``Network(heading=...)`` is never used; the legend is static markup with no data in it.
+vis is inlined (``cdn_resources="in_line"``: the only mode that works offline) and the
+template's Bootstrap CDN tags are removed: no third-party requests leave the dashboard.
+
+Layout is computed here, not in the browser: columns follow the flow (:func:`levels`),
+rows are ordered to reduce crossings, and physics stays off, so even a few hundred nodes
+appear at once, in the same place on every refresh.
 """
 from __future__ import annotations
 
-import html
 import math
 import re
 
 import networkx as nx
 from pyvis.network import Network
 
-#: kind -> (fill, border); light fills keep the dark label text readable
-COLORS = {"service": ("#D6E4F5", "#4C78A8"), "topic": ("#D9F0D3", "#54A24B"),
-          "group": ("#FDE3C8", "#F58518"), "dlq": ("#F9D0D0", "#E45756")}
-SHAPES = {"service": "box", "topic": "ellipse", "group": "box", "dlq": "ellipse"}
+#: node fill by health (the colour a user scans for)
+HEALTH_FILL = {"ok": "#D9F0D3", "warn": "#FDE3A7", "critical": "#F9C0C0", "unknown": "#E8E8E8"}
+#: node outline by kind (shape says it too)
+KIND_BORDER = {"service": "#4C78A8", "topic": "#54A24B", "group": "#F58518", "dlq": "#E45756"}
+SHAPES = {"service": "box", "topic": "database", "group": "ellipse", "dlq": "database"}
 EDGE_COLORS = {"produces": "#4C78A8", "consumes": "#F58518", "dead_letters": "#E45756",
                "causes": "#9E9E9E"}
-STATUS_BORDER = {"ERR": "#D62728", "STOP": "#D62728", "STALL": "#D62728", "REWIND": "#D62728",
-                 "WARN": "#E6A700"}
-LEVEL_GAP, ROW_GAP = 175, 85  # px between columns, and per node in the busiest column
-FIT_WIDTH = 1100  # px a wide dashboard page gives the frame; wider drawings scroll sideways
+LEVEL_GAP, ROW_GAP = 190, 96  # px between columns, and between rows of one column
+FIT_WIDTH = 950  # px a wide dashboard page gives the frame (1440 px screen, sidebar open)
+MIN_SCALE = 0.7  # a wider drawing shrinks to fit down to this zoom, then scrolls sideways
+BIG = 60  # nodes: past this the drawing fits the frame and the mouse wheel zooms
+LEGEND_HEIGHT = 48  # px the legend (two lines on a narrow frame) takes above the drawing
 # fit() would blow a small graph up past 100 %; cap it (static script, no data in it)
 _NO_ZOOM_IN = ('<script>network.once("afterDrawing", function () {'
                " if (network.getScale() > 1) { network.moveTo({scale: 1}); } });</script>")
 _EMPTY_HEADING = re.compile(r"<center>\s*<h1>\s*</h1>\s*</center>")
 _CDN_TAGS = re.compile(r"<link[^>]*cdn\.jsdelivr\.net[^>]*/>"
                        r"|<script[^>]*cdn\.jsdelivr\.net[^>]*>\s*</script>", re.S)
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
 
 
-def safe_text(value) -> str:
-    """HTML-escape ``value`` and break every ``href`` with a zero-width space."""
-    text = html.escape("" if value is None else str(value), quote=True)
+def _swatch(fill: str, border: str, text: str, radius: str = "3px") -> str:
+    return (f'<span style="display:inline-block;width:14px;height:11px;background:{fill};'
+            f'border:2px solid {border};border-radius:{radius};vertical-align:middle"></span> {text}')
+
+
+def _line(color: str, text: str, dashed: bool = False) -> str:
+    style = "dashed" if dashed else "solid"
+    return (f'<span style="display:inline-block;width:22px;border-top:3px {style} {color};'
+            f'vertical-align:middle"></span> {text}')
+
+
+#: static markup, no data in it: what colours, shapes and lines mean
+LEGEND = (
+    '<div id="legend" style="font:12px sans-serif;color:#333;padding:6px 4px;'
+    'display:flex;flex-wrap:wrap;gap:4px 16px;align-items:center">'
+    + "".join(f"<span>{item}</span>" for item in (
+        _swatch(HEALTH_FILL["ok"], "#999", "healthy"), _swatch(HEALTH_FILL["warn"], "#999", "warning"),
+        _swatch(HEALTH_FILL["critical"], "#999", "failing"),
+        _swatch(HEALTH_FILL["unknown"], "#999", "unknown"),
+        _swatch("#fff", KIND_BORDER["service"], "service"),
+        _swatch("#fff", KIND_BORDER["topic"], "topic / stream", "6px"),
+        _swatch("#fff", KIND_BORDER["group"], "consumer group", "50%"),
+        _swatch("#fff", KIND_BORDER["dlq"], "dead-letter queue", "6px"),
+        _line(EDGE_COLORS["produces"], "produces"), _line(EDGE_COLORS["consumes"], "consumes"),
+        _line(EDGE_COLORS["dead_letters"], "dead letters", True),
+        _line(EDGE_COLORS["causes"], "causes (topic → topic)", True),
+        "line width = events per second"))
+    + "</div>")
+
+
+def plain_text(value) -> str:
+    """``value`` as text for a label or tooltip: control characters dropped and every
+    ``href`` broken by a zero-width space (it would switch pyvis to innerHTML tooltips).
+    Not HTML-escaped: vis shows it as text, so ``<b>`` reads ``<b>``, not ``&lt;b&gt;``."""
+    text = _CONTROL.sub("", "" if value is None else str(value))
     return re.sub(r"(?i)h(?=ref)", "h\u200b", text)
 
 
@@ -46,18 +88,28 @@ def _short(text: str, limit: int = 40) -> str:
 
 
 def node_title(attrs: dict) -> str:
-    """Plain-text tooltip of one node (escaped by the caller)."""
+    """Plain-text tooltip of one node (made safe by :func:`plain_text` at the call)."""
     lines = [f"{attrs.get('kind')}: {attrs.get('label')}"]
+    if attrs.get("members", 1) > 1:
+        lines.append(f"{attrs['members']} merged nodes")
     if attrs.get("broker"):
         lines.append(f"broker: {attrs['broker']}")
+    if attrs.get("health"):
+        lines.append(f"health: {attrs['health']}")
+    if attrs.get("status"):
+        lines.append(f"status: {attrs['status']}")
+    if attrs.get("events"):
+        lines.append(f"events in window: {attrs['events']}")
+    if attrs.get("undecodable"):
+        lines.append(f"undecodable: {attrs['undecodable']}")
     if attrs.get("lag") is not None:
         lines.append(f"lag: {attrs['lag']} messages")
     if attrs.get("lag_seconds") is not None:
         lines.append(f"lag: {attrs['lag_seconds']:.1f} s behind")
-    if attrs.get("status"):
-        lines.append(f"status: {attrs['status']}")
     if attrs.get("depth") is not None:
         lines.append(f"depth: {attrs['depth']} messages")
+    if attrs.get("growth"):
+        lines.append(f"growth in window: {attrs['growth']:+d}")
     return "\n".join(lines)
 
 
@@ -150,62 +202,99 @@ def _width(rate: float, max_rate: float) -> float:
     return round(1.0 + 7.0 * math.sqrt(max(rate, 0.0) / max_rate), 2)
 
 
-def _options() -> dict:
+def positions(graph: nx.DiGraph) -> dict[str, tuple[int, int]]:
+    """Pixel (x, y) per node: columns from :func:`levels`, rows ordered by the mean row of
+    each node's neighbours (a few barycenter sweeps), each column centred on y = 0."""
+    level = levels(graph)
+    columns: dict[int, list[str]] = {}
+    for nid in sorted(graph.nodes):
+        columns.setdefault(level.get(nid, 1), []).append(nid)
+    order = sorted(columns)
+    row = {n: i for col in columns.values() for i, n in enumerate(col)}
+    for sweep in range(4):
+        for col in (order if sweep % 2 == 0 else reversed(order)):
+            def center(n, col=col):
+                near = [row[m] for m in nx.all_neighbors(graph, n) if level.get(m, 1) != col]
+                return sum(near) / len(near) if near else row[n]
+            columns[col].sort(key=lambda n: (center(n), n))
+            row.update({n: i for i, n in enumerate(columns[col])})
+    out = {}
+    for col, nodes in columns.items():
+        top = -(len(nodes) - 1) * ROW_GAP / 2
+        for i, nid in enumerate(nodes):
+            out[nid] = (int(col * LEVEL_GAP), int(top + i * ROW_GAP))
+    return out
+
+
+def _options(big: bool) -> dict:
     return {
-        "layout": {"hierarchical": {"enabled": True, "direction": "LR", "sortMethod": "directed",
-                                    "levelSeparation": LEVEL_GAP, "nodeSpacing": 75,
-                                    "shakeTowards": "roots"}},
         "physics": {"enabled": False},
-        "interaction": {"hover": True, "tooltipDelay": 120, "zoomView": False},
-        "nodes": {"font": {"size": 16, "face": "sans-serif"}, "borderWidth": 2},
+        "interaction": {"hover": True, "tooltipDelay": 120, "zoomView": big, "dragView": True,
+                        "hideEdgesOnDrag": big},
+        "nodes": {"font": {"size": 15, "face": "sans-serif", "color": "#222222"}, "borderWidth": 2},
         "edges": {"font": {"size": 11, "color": "#555555", "strokeWidth": 3, "align": "top"},
                   "arrows": {"to": {"enabled": True, "scaleFactor": 0.6}},
-                  "smooth": {"enabled": True, "type": "cubicBezier", "roundness": 0.4}},
+                  "smooth": {"enabled": not big, "type": "cubicBezier", "forceDirection": "horizontal",
+                             "roundness": 0.4}},
     }
 
 
 def canvas_size(graph: nx.DiGraph) -> tuple[int, int]:
-    """Pixels (width, height) the drawing needs at 100 % zoom (height kept within 300..1000)."""
+    """Pixels (width, height) the drawing needs at 100 % zoom (height kept within 300..900);
+    the frame around it needs :data:`LEGEND_HEIGHT` more."""
     columns = list(levels(drawn(graph)).values()) or [0]
     busiest = max(columns.count(c) for c in set(columns))
-    return (max(columns) - min(columns)) * LEVEL_GAP + 260, max(300, min(1000, 100 + ROW_GAP * busiest))
+    return ((max(columns) - min(columns)) * LEVEL_GAP + 260,
+            max(300, min(900, 80 + ROW_GAP * busiest)))
 
 
 def to_html(graph: nx.DiGraph) -> str:
-    """The graph as a standalone HTML page (vis-network inlined; no heading).
+    """The graph as a standalone HTML page: static legend, then the drawing (vis inlined).
 
-    Drawn at most at 100 % zoom: a drawing wider than ``FIT_WIDTH`` gets a canvas of its
-    own width (the frame scrolls sideways) rather than shrinking to unreadable labels, and
-    the mouse wheel scrolls instead of zooming, so the page around it stays scrollable.
+    A small graph is drawn at most at 100 % zoom and shrinks to fit the frame down to
+    ``MIN_SCALE``; wider still, it gets a canvas of its own width (the frame scrolls
+    sideways) rather than shrinking to unreadable labels, and the mouse wheel scrolls the
+    page. Past ``BIG`` nodes the drawing fits the frame and the wheel zooms instead.
     """
     graph = drawn(graph)
+    big = graph.number_of_nodes() > BIG
     width, height = canvas_size(graph)
     show_broker = len({b for _, b in graph.nodes(data="broker") if b}) > 1
-    net = Network(height=f"{height}px", width="100%" if width <= FIT_WIDTH else f"{width}px",
-                  directed=True,
-                  cdn_resources="in_line", bgcolor="#ffffff", font_color="#222222")
-    level = levels(graph)
+    fits = big or width * MIN_SCALE <= FIT_WIDTH
+    net = Network(height=f"{height}px", width="100%" if fits else f"{width}px",
+                  directed=True, cdn_resources="in_line", bgcolor="#ffffff", font_color="#222222")
+    place = positions(graph)
     for nid in sorted(graph.nodes):
         attrs = graph.nodes[nid]
         kind = attrs.get("kind", "topic")
-        fill, border = COLORS.get(kind, ("#EEEEEE", "#999999"))
-        color = {"background": fill, "border": STATUS_BORDER.get(attrs.get("status"), border),
-                 "highlight": {"background": fill, "border": "#222222"}}
-        net.add_node(safe_text(nid), label=safe_text(node_label(attrs, show_broker)),
-                     title=safe_text(node_title(attrs)), color=color,
-                     shape=SHAPES.get(kind, "dot"), level=level.get(nid, 1),
-                     borderWidth=4 if attrs.get("status") in STATUS_BORDER else 2)
+        fill = HEALTH_FILL.get(attrs.get("health"), HEALTH_FILL["unknown"])
+        border = KIND_BORDER.get(kind, "#999999")
+        x, y = place[nid]
+        net.add_node(plain_text(nid), label=plain_text(node_label(attrs, show_broker)),
+                     title=plain_text(node_title(attrs)), shape=SHAPES.get(kind, "dot"), x=x, y=y,
+                     physics=False, borderWidth=3 if attrs.get("health") == "critical" else 2,
+                     color={"background": fill, "border": border,
+                            "highlight": {"background": fill, "border": "#222222"},
+                            "hover": {"background": fill, "border": "#222222"}},
+                     shapeProperties={"borderDashes": [4, 3]} if kind == "dlq" else {},
+                     # a cylinder's label starts under its top rim
+                     **({"margin": {"top": 16, "bottom": 8, "left": 10, "right": 10}}
+                        if SHAPES.get(kind) == "database" else {}))
     rates = [float(a.get("rate_per_s") or 0.0) for _, _, a in graph.edges(data=True)]
     max_rate = max(rates, default=0.0)
     for source, target, attrs in sorted(graph.edges(data=True), key=lambda e: (e[0], e[1])):
         kind = attrs.get("kind")
-        net.add_edge(safe_text(source), safe_text(target), title=safe_text(edge_title(attrs)),
-                     label=safe_text(edge_label(attrs)),
+        net.add_edge(plain_text(source), plain_text(target), title=plain_text(edge_title(attrs)),
+                     label="" if big else plain_text(edge_label(attrs)),
                      width=1.5 if kind == "causes" else _width(float(attrs.get("rate_per_s") or 0.0),
                                                                max_rate),
                      color=EDGE_COLORS.get(kind, "#999999"),
-                     dashes=kind in ("causes", "dead_letters"))
-    net.options = _options()
+                     dashes=kind in ("causes", "dead_letters"),
+                     # causes skip a column: arc them so they do not run through the group between
+                     **({"smooth": {"enabled": True, "type": "curvedCW", "roundness": 0.25}}
+                        if kind == "causes" and not big else {}))
+    net.options = _options(big)
     page = net.generate_html(notebook=False)
     page = _CDN_TAGS.sub("", _EMPTY_HEADING.sub("", page))
-    return page.replace("</body>", _NO_ZOOM_IN + "</body>", 1)
+    page = page.replace('<div class="card" style="width: 100%">', LEGEND + '<div class="card" style="width: 100%">', 1)
+    return page.replace("</body>", ("" if big else _NO_ZOOM_IN) + "</body>", 1)

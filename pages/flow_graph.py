@@ -7,27 +7,74 @@ import pandas as pd
 import streamlit as st
 
 from eventscope import dashboard as ui
+from graph.export import to_dot, to_json
+from graph.render import LEGEND_HEIGHT, canvas_size, drawn, to_html
+from graph.view import filter_graph, neighbourhood, readable
+
+WINDOWS = {"last 15 minutes": 900.0, "last hour": 3600.0, "last 6 hours": 21600.0,
+           "last 24 hours": 86400.0}
+MAX_NODES = 120  # past this, shards and name prefixes are collapsed unless asked otherwise
 
 cfg = ui.config()
 st.title("Flow graph")
-st.caption("Built from the last hour of observed traffic, not from documentation. "
-           "Boxes: :blue[producing services] and :orange[consumer groups] · ovals: "
-           ":green[topics/streams] and :red[dead-letter queues] · edge width = event rate · "
-           "dashed grey = topic→topic causation through a service · red border = group in "
-           "trouble. Hover a node or edge for details; drag nodes to untangle.")
+st.caption("Built from observed traffic, not from documentation: who produces to which topic, "
+           "which consumer groups read it, where failures are dead-lettered, and which topic "
+           "leads to which through which service. Colour = health, line width = event rate. "
+           "Hover a node or an edge for its numbers; drag nodes to untangle.")
+
+window_col, broker_col, name_col, focus_col, hops_col = st.columns([1.2, 1.3, 1.4, 2.2, 0.8])
+window = window_col.selectbox("Time window", list(WINDOWS), index=1, key="graph_window")
+full = ui.flow_graph(WINDOWS[window])
+brokers = sorted({b for _, b in full.nodes(data="broker") if b})
+chosen = broker_col.multiselect("Brokers", brokers, default=brokers, key="graph_brokers",
+                                placeholder="all brokers")
+pattern = name_col.text_input("Name filter", key="graph_pattern", placeholder="pay* or orders",
+                              help="A glob (pay*) or a part of a name; matches are shown with "
+                                   "their direct neighbours.")
+labels = {f"{a.get('label')} · {a.get('kind')}" + (f" · {a['broker']}" if a.get("broker") else ""): n
+          for n, a in full.nodes(data=True)}  # what the picker shows -> node ID
+picked = focus_col.selectbox("Focus on", sorted(labels, key=str.lower), index=None, key="graph_focus",
+                             placeholder="a service, topic, group or DLQ")
+focus = labels.get(picked)
+hops = hops_col.number_input("Hops", min_value=1, max_value=6, value=1, key="graph_hops",
+                             help="How far from the focused node to draw.")
+everything = st.toggle("Show every node (no collapsing)", value=False, key="graph_everything",
+                       help=f"Past {MAX_NODES} nodes, shards of one stream and names sharing a "
+                            "prefix are drawn as one node each.")
+
+
+def _view(graph):
+    """The graph as chosen above: brokers, name filter, focus, collapsing; and what was done."""
+    view = filter_graph(graph, chosen or brokers, pattern)
+    if focus:
+        view = neighbourhood(view if focus in view else graph, focus, int(hops))
+    steps = []
+    if not everything:
+        view, steps = readable(view, MAX_NODES)
+    return view, steps
 
 
 @st.fragment(run_every=max(cfg.dashboard.refresh_s, 15))
 def flow_graph() -> None:
     """The pyvis graph and its edge table; refreshes itself (at most every 15 s)."""
-    document, page, _, height = ui.flow_graph()
-    if not document["nodes"]:
+    full = ui.flow_graph(WINDOWS[window])  # newest data on each refresh (cached per store version)
+    if not full.number_of_nodes():
         ui.empty_state("This page draws which service produces to which topic, which consumer "
                        "group reads it, where failures are dead-lettered, and how one topic's "
                        "events cause the next.")
         return
-    st.iframe(page, height=height + 40, alt="producer, topic and consumer-group flow graph")
-    edges = pd.DataFrame(document["edges"])
+    view, steps = _view(full)
+    if not view.number_of_nodes():
+        st.info("No node matches these filters.", icon=":material/filter_alt_off:")
+        return
+    shown = drawn(view).number_of_nodes()
+    note = f"{shown} of {full.number_of_nodes()} nodes drawn"
+    if steps:
+        note += " · " + ", ".join(steps) + " (turn on “Show every node” to expand)"
+    st.caption(note)
+    height = canvas_size(view)[1] + LEGEND_HEIGHT + 40
+    st.iframe(to_html(view), height=height)
+    edges = pd.DataFrame(to_json(view)["edges"])
     st.subheader("Edges")
     st.dataframe(edges.sort_values(["kind", "rate_per_s"], ascending=[True, False]),
                  hide_index=True, key="graph_edges", placeholder="—",
@@ -41,15 +88,26 @@ flow_graph()
 
 @st.fragment
 def downloads() -> None:
-    """Export buttons (the same documents as ``eventscope graph --format json|dot``)."""
-    document, _, dot, _ = ui.flow_graph()
-    if not document["nodes"]:
+    """Export buttons: the drawn graph as JSON and DOT, AsyncAPI 3.0 per service."""
+    if not full.number_of_nodes():
         return
-    left, right, _ = st.columns([1, 1, 4])
-    left.download_button("Download JSON", json.dumps(document, indent=2), "eventscope-graph.json",
-                         "application/json", key="graph_json")
-    right.download_button("Download DOT", dot, "eventscope-graph.dot",
-                          "text/vnd.graphviz", key="graph_dot")
+    view, _ = _view(full)
+    st.subheader("Export")
+    json_col, dot_col, service_col, asyncapi_col = st.columns([1, 1, 2, 1.3],
+                                                             vertical_alignment="bottom")
+    json_col.download_button("Download JSON", json.dumps(to_json(view), indent=2),
+                             "eventscope-graph.json", "application/json", key="graph_json")
+    dot_col.download_button("Download DOT", to_dot(view), "eventscope-graph.dot",
+                            "text/vnd.graphviz", key="graph_dot")
+    docs = ui.asyncapi(WINDOWS[window])
+    service = service_col.selectbox("AsyncAPI 3.0 for", ["every service"] + list(docs),
+                                    key="graph_asyncapi_service")
+    chosen_docs = docs if service == "every service" else docs.get(service, {})
+    asyncapi_col.download_button("Download AsyncAPI", json.dumps(chosen_docs, indent=2),
+                                 "eventscope-asyncapi.json", "application/json",
+                                 key="graph_asyncapi")
+    st.caption("The same documents as `eventscope graph --format json|dot|asyncapi`; JSON and "
+               "DOT hold what is drawn above, AsyncAPI one document per service.")
 
 
 downloads()

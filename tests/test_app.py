@@ -7,6 +7,7 @@ stalled analytics consumer).
 """
 from __future__ import annotations
 
+import json
 import re
 import time
 from pathlib import Path
@@ -22,7 +23,8 @@ from eventscope.store import Store
 APP = str(Path(__file__).resolve().parent.parent / "app.py")
 PAGES = {"pages/overview.py": "Overview", "pages/lag.py": "Consumer lag",
          "pages/dead_letters.py": "Dead letters", "pages/traces.py": "Traces",
-         "pages/flow_graph.py": "Flow graph", "pages/alerts.py": "Alerts"}
+         "pages/flow_graph.py": "Flow graph", "pages/catalog.py": "Event catalog",
+         "pages/alerts.py": "Alerts"}
 HOSTILE = "<script>alert(1)</script>"
 
 
@@ -50,7 +52,11 @@ def synthetic_frames(now: pd.Timestamp | None = None, orders: int = 120,
                 "event_id": f"evt-{i:04d}-{step}", "service": service, "correlation_id": cid,
                 "trace_id": f"{i:032x}", "dead_letter": dead,
                 "dlq_reason": "TimeoutException: inventory did not answer" if dead else None,
-                "original_topic": "payments" if dead else None, "size_bytes": 310})
+                "original_topic": "payments" if dead else None, "size_bytes": 310,
+                "schema_version": "2", "headers": '{"x-correlation-id": "%s"}' % cid,
+                "payload": json.dumps({"event_type": kind, "schema_version": 2, "source": service,
+                                       "correlation_id": cid, "data": {"order_id": f"ord_{i}",
+                                                                       "amount": 10.5 + i}})})
     lag, dlq, health = [], [], []
     for s in range(0, 601, 15):
         at = start + pd.Timedelta(seconds=s)

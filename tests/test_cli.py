@@ -124,21 +124,35 @@ def test_empty_store_answers_calmly(tmp_path):
     assert "nothing yet" in proc.stdout
 
 
-def test_graph_asyncapi_document(store):
-    doc = json.loads(run(store, "graph", "--format", "asyncapi", "--json").stdout)
-    assert doc["asyncapi"] == "3.0.0" and set(doc["servers"]) == {"kafka", "redis"}
-    orders = doc["channels"]["kafka.orders"]
-    assert orders["address"] == "orders" and set(orders["messages"]) == {"OrderPlaced"}
-    ops = doc["operations"]
-    send = ops["order-service.send.kafka.orders"]
-    assert send["action"] == "send" and send["channel"] == {"$ref": "#/channels/kafka.orders"}
-    receive = ops["payment-service.receive.kafka.orders"]
-    assert receive["action"] == "receive" and receive["x-eventscope-actor"] == "group:kafka:payment-service"
-    for op in ops.values():  # every reference resolves inside the document
-        channel = op["channel"]["$ref"].split("/")[-1]
-        assert channel in doc["channels"]
-        for ref in op["messages"]:
-            assert ref["$ref"].split("/")[-1] in doc["channels"][channel]["messages"]
-    for channel in doc["channels"].values():
-        for ref in channel["messages"].values():
-            assert ref["$ref"].split("/")[-1] in doc["components"]["messages"]
+def test_graph_asyncapi_one_document_per_service(store, tmp_path):
+    docs = json.loads(run(store, "graph", "--format", "asyncapi", "--json").stdout)
+    # producers are services; a group that belongs to no producing service stands alone
+    assert set(docs) == {"order-service", "payment-service", "email-service"}
+    for doc in docs.values():
+        assert doc["asyncapi"] == "3.0.0"
+        for op in doc["operations"].values():  # every reference resolves inside the document
+            channel = op["channel"]["$ref"].split("/")[-1]
+            assert channel in doc["channels"]
+            for ref in op["messages"]:
+                assert ref["$ref"].split("/")[-1] in doc["channels"][channel]["messages"]
+        for channel in doc["channels"].values():
+            for ref in channel["messages"].values():
+                assert ref["$ref"].split("/")[-1] in doc["components"]["messages"]
+    order = docs["order-service"]
+    assert order["channels"]["kafka.orders"]["address"] == "orders"
+    assert set(order["channels"]["kafka.orders"]["messages"]) == {"OrderPlaced"}
+    assert [op["action"] for op in order["operations"].values()] == ["send"]
+    payment = docs["payment-service"]  # sends payments; receives orders (its group and its causes)
+    actions = {(op["action"], op["channel"]["$ref"]) for op in payment["operations"].values()}
+    assert actions == {("send", "#/channels/kafka.payments"), ("receive", "#/channels/kafka.orders")}
+    assert set(payment["servers"]) == {"kafka"}
+
+    one = run(store, "graph", "--format", "asyncapi", "--service", "payment-service")
+    assert json.loads(one.stdout) == payment
+    unknown = run(store, "graph", "--format", "asyncapi", "--service", "nobody")
+    assert unknown.returncode == 1 and "payment-service" in unknown.stderr
+    out = run(store, "graph", "--format", "asyncapi", "--out", str(tmp_path / "specs"))
+    written = json.loads(out.stdout)
+    assert sorted(p.rsplit("/", 1)[1] for p in written.values()) == [
+        "email-service.asyncapi.json", "order-service.asyncapi.json", "payment-service.asyncapi.json"]
+    assert json.loads((tmp_path / "specs" / "order-service.asyncapi.json").read_text()) == order

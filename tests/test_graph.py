@@ -12,7 +12,7 @@ import pytest
 from eventscope import schemas
 from graph.build import build_graph
 from graph.export import dot_quote, to_dot, to_json
-from graph.render import drawn, levels, safe_text, to_html
+from graph.render import drawn, levels, plain_text, to_html
 
 T0 = pd.Timestamp("2026-01-01T12:00:00Z")
 SCRIPT = "<script>alert(1)</script>"
@@ -129,11 +129,12 @@ def test_html_is_self_contained():
     assert "cdn.jsdelivr.net" not in page and "cdnjs.cloudflare.com/ajax/libs/vis" not in page
 
 
-def test_safe_text():
-    assert safe_text(SCRIPT) == "&lt;script&gt;alert(1)&lt;/script&gt;"
-    assert not re.search("(?i)href", safe_text("HREF Href href"))
-    assert safe_text("href").replace("\u200b", "") == "href"  # still reads the same
-    assert safe_text(None) == ""
+def test_plain_text():
+    assert plain_text(SCRIPT) == SCRIPT  # shown as text by vis, so not HTML-escaped
+    assert not re.search("(?i)href", plain_text("HREF Href href"))
+    assert plain_text("href").replace("\u200b", "") == "href"  # still reads the same
+    assert plain_text("a\x00b\x1bc\nd") == "abc\nd"
+    assert plain_text(None) == ""
 
 
 def test_levels_follow_the_flow_despite_a_cycle():

@@ -1,0 +1,74 @@
+"""Event catalog: every event type seen, its schema versions and inferred schema, who sends and reads it."""
+from __future__ import annotations
+
+import pandas as pd
+import streamlit as st
+
+from eventscope import dashboard as ui
+from graph.infer import schema_fields
+
+WINDOWS = {"last 15 minutes": 900.0, "last hour": 3600.0, "last 6 hours": 21600.0,
+           "last 24 hours": 86400.0}
+
+ui.config()
+st.title("Event catalog")
+st.caption("Every event type observed on the watched topics and streams, with its schema "
+           "versions, producers (envelope source), consumer groups, rate and when it was first "
+           "and last seen. Schemas are inferred from sampled payloads (personal data masked).")
+
+window = st.columns([1, 3])[0].selectbox("Time window", list(WINDOWS), index=1, key="catalog_window")
+table, shapes = ui.event_catalog(WINDOWS[window])
+if table.empty:
+    ui.empty_state("This page lists every event type that flows, who produces and consumes it, "
+                   "and the JSON Schema inferred from its payloads.")
+    st.stop()
+
+LISTS = ("schema_versions", "producers", "topics", "consumers")
+shown = table.assign(event_type=table["event_type"].map(ui.safe_text),
+                     **{c: table[c].map(lambda v: ui.safe_text(", ".join(v))) for c in LISTS})
+st.dataframe(shown, hide_index=True, key="catalog_table", placeholder="—",
+             column_config={
+                 "event_type": st.column_config.TextColumn("event type"),
+                 "schema_versions": st.column_config.TextColumn("versions"),
+                 "rate_per_s": st.column_config.NumberColumn("rate", format="%.2f /s"),
+                 "dead_lettered": st.column_config.NumberColumn("dead-lettered"),
+                 "first_seen": st.column_config.DatetimeColumn("first seen", format="MM-DD HH:mm:ss"),
+                 "last_seen": st.column_config.DatetimeColumn("last seen", format="MM-DD HH:mm:ss")})
+
+st.subheader("Event type details")
+event_type = st.selectbox("Event type", list(table["event_type"]), key="catalog_type")
+row = table[table["event_type"] == event_type].iloc[0]
+st.text(f"Event type: {event_type}")
+left, right = st.columns(2)
+with left:
+    st.markdown("**Produced by**")
+    st.text("\n".join(row["producers"]) or "—")
+    st.markdown("**On**")
+    st.text("\n".join(row["topics"]) or "—")
+with right:
+    st.markdown("**Consumed by**")
+    st.text("\n".join(row["consumers"]) or "—")
+    st.markdown("**Seen**")
+    st.text(f"{row['events']} events ({row['rate_per_s']:g}/s), "
+            f"{row['dead_lettered']} dead-lettered\nfirst {row['first_seen']}\nlast {row['last_seen']}")
+
+versions = sorted(v for (t, v) in shapes if t == event_type)
+if not versions:
+    st.info("No payload of this type was sampled yet.", icon=":material/data_object:")
+for version in versions:
+    shape = shapes[(event_type, version)]
+    with st.expander(f"Schema version {version or '(none)'} · {shape['sampled']} payloads sampled",
+                     expanded=version == versions[-1]):
+        where = shape.get("correlation_id")
+        st.text(f"Correlation ID: {where or 'not found in payload or headers'}")
+        if shape.get("payload"):
+            fields = pd.DataFrame(schema_fields(shape["payload"]), columns=["field", "type", "required"])
+            st.dataframe(fields.assign(field=fields["field"].map(ui.safe_text)), hide_index=True,
+                         key=f"catalog_fields_{version}", placeholder="—")
+        else:
+            st.text("No decodable payload in the sample.")
+        if shape.get("headers"):
+            st.text("Headers: " + ", ".join(sorted(shape["headers"].get("properties", {}))))
+        st.caption("JSON Schema (genson)")
+        st.json({"payload": shape.get("payload"), "headers": shape.get("headers")}, expanded=False)
+st.caption("Rates divide by the span of all events in the window, so event types compare.")
