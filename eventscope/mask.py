@@ -1,8 +1,10 @@
 """Masking of payloads and headers before anything is stored or shown.
 
-Values under keys that name personal data (email, phone, name, address, card, ...)
-are replaced, and in free text e-mail addresses and card-like digit runs are masked.
-Binary values are shown as a short hex prefix, never decoded into markup.
+Values under keys that name personal data (email, phone, name, address, card, ...,
+plus the names listed in ``mask.fields``) are replaced, and in free text e-mail
+addresses, card-like digit runs and phone numbers are masked. Binary values are
+shown as a short hex prefix, never decoded into markup. ``mask.enabled = false``
+stores payloads as they are (for systems that carry no personal data).
 """
 from __future__ import annotations
 
@@ -13,18 +15,41 @@ import orjson
 
 PII_KEY = re.compile(r"e-?mail|phone|mobile|(^|_)name$|first_?name|last_?name|full_?name|address|street"
                      r"|card|iban|ssn|passport|birth|password|secret|token", re.I)
-EMAIL = re.compile(r"[\w.+-]+@[\w-]+(\.[\w-]+)+")
+# starts only where a run begins and never backtracks into it: linear on a 1 MB "xxxx…"
+EMAIL = re.compile(r"(?<![\w.+-])[\w.+-]++@[\w-]++(?:\.[\w-]++)+")
 CARD = re.compile(r"\b(?:\d[ -]?){12,19}\b")
+# +49 151 2345678, (555) 123-4567, 555-123-4567, +4915123456789; not dates, times or IPs
+PHONE = re.compile(r"(?<![\w.:/-])(?:\+\d{7,15}|(?:\+\d{1,3}[ -]?)?(?:\(\d{2,4}\)|\d{2,4})[ -]\d{3,4}[ -]\d{3,5})"
+                   r"(?![\w.:/-])")
 PREVIEW_CHARS = 300
+_extra_keys: re.Pattern | None = None
+_enabled = True
+
+
+def configure(enabled: bool = True, fields: list | tuple = ()) -> None:
+    """Apply ``[mask]``: on/off, and extra field names whose values are always masked."""
+    global _extra_keys, _enabled
+    _enabled = bool(enabled)
+    names = [str(f).strip() for f in fields if str(f).strip()]
+    _extra_keys = re.compile("|".join(f"^{re.escape(n)}$" for n in names), re.I) if names else None
+
+
+def is_personal_key(key: str) -> bool:
+    """True when values under ``key`` are masked whatever they hold."""
+    return bool(PII_KEY.search(key) or (_extra_keys is not None and _extra_keys.search(key)))
 
 
 def mask_text(value: str) -> str:
-    """E-mail addresses and card-like numbers in free text, masked."""
-    return CARD.sub("****", EMAIL.sub("***@***", value))
+    """E-mail addresses, card-like numbers and phone numbers in free text, masked."""
+    if not _enabled:
+        return value
+    return PHONE.sub("***", CARD.sub("****", EMAIL.sub("***@***", value)))
 
 
 def _mask(value, key: str = ""):
-    if PII_KEY.search(key) and not isinstance(value, (dict, list)):
+    if not _enabled:
+        return value
+    if is_personal_key(key) and not isinstance(value, (dict, list)):
         return "***"
     if isinstance(value, dict):
         return {k: _mask(v, str(k)) for k, v in value.items()}
@@ -52,7 +77,7 @@ def preview(payload: bytes | None) -> str:
         return ""
     try:
         shown = json.dumps(_mask(orjson.loads(payload)), ensure_ascii=False)
-    except (orjson.JSONDecodeError, TypeError, ValueError):
+    except (orjson.JSONDecodeError, TypeError, ValueError, RecursionError):
         try:
             shown = mask_text(payload[:4 * PREVIEW_CHARS].decode("utf-8"))
         except UnicodeDecodeError:
@@ -70,6 +95,6 @@ def headers_json(headers: dict[str, bytes], limit: int = 200) -> str:
             shown = value.decode("utf-8")
         except UnicodeDecodeError:
             shown = "0x" + value[:32].hex()
-        shown = "***" if PII_KEY.search(key) else mask_text(shown)
+        shown = "***" if _enabled and is_personal_key(key) else mask_text(shown)
         out[key] = shown if len(shown) <= limit else shown[:limit - 1] + "…"
     return json.dumps(out, ensure_ascii=False)
