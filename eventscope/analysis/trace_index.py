@@ -24,8 +24,8 @@ import pandas as pd
 KEYS = ("correlation_id", "trace_id", "event_id")
 
 
-def _hashes(values: list) -> np.ndarray:
-    return np.fromiter((hash(v) for v in values), dtype=np.int64, count=len(values)).view(np.uint64)
+def _hashes(values) -> np.ndarray:
+    return np.fromiter(map(hash, values), dtype=np.int64, count=len(values)).view(np.uint64)
 
 
 class PartIndex:
@@ -35,11 +35,12 @@ class PartIndex:
         self.frame = frame
         self.keys: dict[str, tuple[np.ndarray, np.ndarray]] = {}
         for col in KEYS:
-            values = frame[col].to_numpy(dtype=object, na_value=None)
-            pos = np.fromiter((i for i, v in enumerate(values) if v), dtype=np.int32)
-            hashes = _hashes([values[i] for i in pos])
-            order = np.argsort(hashes, kind="stable")
-            self.keys[col] = (hashes[order], pos[order])
+            series = frame[col]
+            pos = np.flatnonzero((series.notna() & (series != "")).to_numpy(dtype=bool, na_value=False))
+            values = series.to_numpy(dtype=object, na_value=None)[pos]
+            hashes = _hashes(values)
+            order = np.argsort(hashes)
+            self.keys[col] = (hashes[order], pos[order].astype(np.int32))
 
     @property
     def nbytes(self) -> int:
@@ -106,15 +107,21 @@ class TraceIndex:
         some_id = (some_id or "").strip()
         if not some_id or not self.parts:
             return self._rows("correlation_id", [])
-        hits = pd.concat([self._rows("correlation_id", [some_id]), self._rows("trace_id", [some_id.lower()]),
-                          self._rows("event_id", [some_id])], ignore_index=True)
-        if since is not None and not hits.empty:
-            hits = hits[hits["observed_at"] >= since]
-        if hits.empty:
-            return hits
-        cids = [c for c in hits["correlation_id"].dropna().unique() if c]
-        rows = self._rows("correlation_id", cids) if cids else \
-            self._rows("trace_id", [t for t in hits["trace_id"].dropna().unique() if t])
+        cids, traces = set(), set()
+        for part in self.parts:
+            pos = np.concatenate([part.positions("correlation_id", [some_id]),
+                                  part.positions("trace_id", [some_id.lower()]),
+                                  part.positions("event_id", [some_id])])
+            if not len(pos):
+                continue
+            hit = part.frame.iloc[np.unique(pos)]
+            if since is not None:
+                hit = hit[hit["observed_at"] >= since]
+            cids.update(c for c in hit["correlation_id"].dropna() if c)
+            traces.update(t for t in hit["trace_id"].dropna() if t)
+        if not cids and not traces:
+            return self._rows("correlation_id", [])
+        rows = self._rows("correlation_id", cids) if cids else self._rows("trace_id", traces)
         if since is not None:
             rows = rows[rows["observed_at"] >= since]
         return rows.reset_index(drop=True)
