@@ -271,6 +271,11 @@ def _text_columns(df: pd.DataFrame, columns, mask=()) -> pd.DataFrame:
     return out
 
 
+def text_frame(df: pd.DataFrame, columns, mask=()) -> pd.DataFrame:
+    """``df`` with ``columns`` as displayable text (see :func:`safe_text`)."""
+    return _text_columns(df, columns, mask)
+
+
 @st.cache_data(ttl=CACHE_TTL_S, max_entries=16, show_spinner=False)
 def _dlq_table(key: tuple, stamp: tuple) -> pd.DataFrame:
     dlq, lag, stuck = (_read(key, n, v, WINDOW_S) for n, v in zip(("dlq", "lag", "stuck"), stamp))
