@@ -58,7 +58,8 @@ def _banner(trace: dict, events: pd.DataFrame) -> None:
         dead = events[events["dead_letter"]].iloc[0]
         reason = dead.get("dlq_reason") or "no reason recorded"
         hop = next((h for h in trace["hops"] if h.get("dead_letter")), None)
-        by = f" by **{ui.md(hop['service'])}**" if hop and hop.get("service") else ""
+        known = hop and hop.get("service") and hop["service"] != "dead-letter"
+        by = f" by **{ui.md(hop['service'])}**" if known else ""
         st.error(f"{words}  \nDied in **{ui.md(dead['topic'])}** ({ui.md(dead['broker'])}){by} "
                  f"as {ui.md(dead['event_type'])}: {ui.md(reason)}", icon=":material/error:")
     elif outcome == "in_flight":
@@ -89,8 +90,8 @@ def _timeline(trace: dict) -> None:
                                     "broker_wait_ms": st.column_config.NumberColumn("in broker", format="%.0f ms"),
                                     "service_ms": st.column_config.NumberColumn("in service", format="%.0f ms"),
                                     "dead_letter": "into DLQ"})
-    shown = ui.text_frame(events[["after", "at", "broker", "topic", "partition", "offset", "event_type",
-                                  "source", "event_id", "dead_letter"]],
+    shown = ui.text_frame(events[["after", "at", "topic", "event_type", "source", "broker", "offset",
+                                  "partition", "event_id", "dead_letter"]],
                           ["broker", "topic", "offset", "event_type", "source", "event_id"])
     st.dataframe(shown.style.apply(lambda row: ["background-color: #f9c0c0" if row["dead_letter"]
                                                 else "" for _ in row], axis=1),
@@ -107,10 +108,13 @@ def _details(trace: dict) -> None:
     """One event's headers and payload, as stored: personal data masked at collection."""
     options = list(range(len(trace["events"])))
     names = [f"{i + 1}. {e['topic']} · {e['event_type']} · offset {e['offset']}"
-             for i, e in enumerate(trace["events"])]
-    pick = st.selectbox("Event headers and payload", options, key="trace_event_pick",
+             + (" · dead letter" if e["dead_letter"] else "") for i, e in enumerate(trace["events"])]
+    # open on the dead letter when there is one: that is the payload an on-call engineer wants
+    first_dead = next((i for i, e in enumerate(trace["events"]) if e["dead_letter"]), 0)
+    pick = st.selectbox("Event headers and payload", options, index=first_dead,
+                        key=f"trace_event_pick:{str(trace['correlation_id'])[:80]}",
                         format_func=lambda i: ui.safe_text(names[i], 200))
-    event = trace["events"][pick or 0]
+    event = trace["events"][pick if pick is not None and pick < len(options) else first_dead]
     st.caption("E-mail addresses, card-like and phone numbers and personal fields (name, e-mail, address, "
                "card, … and `mask.fields`) were masked when the event was stored.")
     left, right = st.columns([2, 3])
@@ -130,14 +134,20 @@ def _details(trace: dict) -> None:
                 body = json.dumps(json.loads(body), indent=2, ensure_ascii=False)
             except ValueError:
                 pass
-            st.code(ui.safe_text(body, 20_000, mask=True), language="json")
+            st.code(ui.safe_text(body, 20_000, mask=True), language="json", wrap_lines=True)
+        elif event.get("decode_error"):
+            st.caption(f"Not decodable: {ui.md(ui.safe_text(event['decode_error'], 300))}. First characters:")
+            st.code(ui.safe_text(event.get("preview") or "(empty)", 2000, mask=True), language="text",
+                    wrap_lines=True)
+        elif event.get("preview"):
+            st.caption("Only the first 300 characters were stored (the payload was over "
+                       "`collect.payload_max_chars`, or stored before full payloads were kept):")
+            st.code(ui.safe_text(event["preview"], 2000, mask=True), language="text", wrap_lines=True)
         else:
-            why = event.get("decode_error") or "larger than collect.payload_max_chars"
-            st.caption(f"Full payload not stored ({ui.md(ui.safe_text(why, 300))}); preview:")
-            st.code(ui.safe_text(event.get("preview") or "(empty)", 2000, mask=True), language="text")
+            st.caption("No payload was stored for this event.")
 
 
-def _side_table(title: str, table: pd.DataFrame, key: str, empty: str) -> None:
+def _side_table(table: pd.DataFrame, key: str, columns: list[str], empty: str) -> None:
     st.session_state["_table_" + key] = table
     if table.empty:
         st.caption(empty)
@@ -145,7 +155,7 @@ def _side_table(title: str, table: pd.DataFrame, key: str, empty: str) -> None:
     st.dataframe(ui.styled(ui.text_frame(table, ["correlation_id"]), "outcome"), hide_index=True,
                  placeholder="—", key=key, on_select=lambda: _pick(key), selection_mode="single-row",
                  height=min(36 * (len(table) + 1) + 4, 420),
-                 column_order=["correlation_id", "outcome", "duration_ms", "events", "last_at"],
+                 column_order=columns,
                  column_config={"correlation_id": "correlation ID",
                                 "duration_ms": st.column_config.NumberColumn("took", format="%.0f ms"),
                                 "last_at": st.column_config.DatetimeColumn("last", format="HH:mm:ss")})
@@ -154,12 +164,12 @@ def _side_table(title: str, table: pd.DataFrame, key: str, empty: str) -> None:
 def _lists() -> None:
     """Recent, slowest and failed chains of the last hour, one click from the lookup."""
     table = ui.trace_summary()
-    st.subheader("Recent correlation IDs")
+    st.subheader("Last hour")
     if table.empty:
         ui.empty_state("Traces are built from the events eventscope reads; each correlation ID "
                        "becomes a timeline across topics and brokers.")
         return
-    st.caption("The last hour; click a row to look it up.")
+    st.caption("Click a row to look it up.")
     recent_tab, slow_tab, failed_tab = st.tabs(["Recent", "Slowest", "Failed"])
     with recent_tab:
         counts = table["outcome"].value_counts()
@@ -167,17 +177,20 @@ def _lists() -> None:
             "Outcome", list(OUTCOME_WORDS), key="trace_outcome",
             format_func=lambda o: f"{OUTCOME_WORDS[o]} ({counts.get(o, 0)})")
         recent = table[table["outcome"] == outcome] if outcome else table
-        _side_table("Recent", recent.head(50).reset_index(drop=True), "recent_traces", "None with this outcome.")
+        _side_table(recent.head(50).reset_index(drop=True), "recent_traces",
+                    ["correlation_id", "outcome", "last_at"], "None with this outcome.")
     with slow_tab:
-        _side_table("Slowest", trace_analysis.slowest(table, 20), "slow_traces", "No finished chain yet.")
+        _side_table(trace_analysis.slowest(table, 20), "slow_traces", ["correlation_id", "duration_ms", "outcome"],
+                    "No finished chain yet.")
     with failed_tab:
-        _side_table("Failed", trace_analysis.failed(table, 20), "failed_traces", "No dead-lettered chain this hour.")
+        _side_table(trace_analysis.failed(table, 20), "failed_traces", ["correlation_id", "last_at", "events"],
+                    "No dead-lettered chain this hour.")
 
 
 @st.fragment(run_every=cfg.dashboard.refresh_s)
 def traces() -> None:
     """The lookup box and the found trace beside the recent/slowest/failed lists; refreshes itself."""
-    main, side = st.columns([5, 2], gap="large")
+    main, side = st.columns([2, 1], gap="large")
     with main:
         some_id = st.text_input("Correlation ID, W3C trace ID or event ID", key="trace_id",
                                 on_change=_to_url,
