@@ -18,9 +18,10 @@ PII_KEY = re.compile(r"e-?mail|phone|mobile|(^|_)name$|first_?name|last_?name|fu
 # starts only where a run begins and never backtracks into it: linear on a 1 MB "xxxx…"
 EMAIL = re.compile(r"(?<![\w.+-])[\w.+-]++@[\w-]++(?:\.[\w-]++)+")
 CARD = re.compile(r"\b(?:\d[ -]?){12,19}\b")
-# +49 151 2345678, (555) 123-4567, 555-123-4567, +4915123456789; not dates, times or IPs
-PHONE = re.compile(r"(?<![\w.:/-])(?:\+\d{7,15}|(?:\+\d{1,3}[ -]?)?(?:\(\d{2,4}\)|\d{2,4})[ -]\d{3,4}[ -]\d{3,5})"
-                   r"(?![\w.:/-])")
+# +49 151 2345678, (555) 123-4567, 555-123-4567, +4915123456789: 7–15 digits in groups;
+# not dates, times, IPs or decimals (no dots, colons or slashes inside or around)
+PHONE = re.compile(r"(?<![\w.:/+-])(?:\+\d{7,15}|(?:\+\d{1,3}[ -]?)?(?:\(\d{1,4}\)[ -]?|\d{1,4}[ -])"
+                   r"(?:\d{2,8}[ -]){0,3}\d{3,8})(?![\w.:/-])")
 PREVIEW_CHARS = 300
 _extra_keys: re.Pattern | None = None
 _enabled = True
@@ -43,7 +44,12 @@ def mask_text(value: str) -> str:
     """E-mail addresses, card-like numbers and phone numbers in free text, masked."""
     if not _enabled:
         return value
-    return PHONE.sub("***", CARD.sub(_card, EMAIL.sub("***@***", value)))
+    return PHONE.sub(_phone, CARD.sub(_card, EMAIL.sub("***@***", value)))
+
+
+def _phone(match: re.Match) -> str:
+    digits = sum(c.isdigit() for c in match.group(0))
+    return "***" if 7 <= digits <= 15 else match.group(0)
 
 
 def _card(match: re.Match) -> str:

@@ -131,3 +131,22 @@ def test_configured_paths_and_headers():
     # a broken header falls back to the payload's traceparent
     row = decode_message(orjson.dumps({"type": "t", "traceparent": tp}), {"traceparent": b"junk"})
     assert row["trace_id"] == "0af7651916cd43dd8448eb211c80319c"
+
+
+def test_masking_personal_data_but_not_ids_and_times():
+    from eventscope import mask
+    masked = {"call +49 151 2345678 now": "call *** now", "(555) 123-4567": "***", "ada@example.com": "***@***",
+              "card 4111 1111 1111 1111": "card ****"}
+    kept = ["1795841908571-0", "2026-11-28T10:00:00.000Z", "192.168.100.200", "amount 279.99",
+            "order 1041 at 12:30", "evt_1234567890abcdef", "1732790000000"]
+    for text_in, text_out in masked.items():
+        assert mask.mask_text(text_in) == text_out
+    for text_in in kept:
+        assert mask.mask_text(text_in) == text_in
+    try:
+        mask.configure(fields=["customer_id"])
+        shown = mask.masked_payload({"data": {"customer_id": "cus_1", "order_id": "ord_1"}})
+        assert '"customer_id":"***"' in shown and "ord_1" in shown
+        assert json.loads(mask.headers_json({"customer_id": b"cus_1"}))["customer_id"] == "***"
+    finally:
+        mask.configure()
