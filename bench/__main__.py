@@ -1,6 +1,7 @@
 """Run every benchmark and print its figures."""
-from bench import lag_bench, store_bench
+from bench import lag_bench, store_bench, trace_bench
 
 if __name__ == "__main__":
     store_bench.main()
     lag_bench.main()
+    trace_bench.main()

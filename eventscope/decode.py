@@ -150,7 +150,9 @@ class Decoder:
             version = body.get("schema_version", body.get("schemaVersion", body.get(
                 "dataschema", meta.get("schemaVersion"))))
             row["schema_version"] = _scalar(version)
-        elif not any(headers.get(h) for h in self.headers["event_type"]):
+        elif "ce_type" not in headers:
+            # CloudEvents binary mode carries any data format; anything else should be a JSON
+            # object, and a broken one is counted as undecodable even when headers name the type
             row["decode_error"] = error or "payload is not a JSON object"
         for key, column in (("event_type", "event_type"), ("event_id", "event_id"),
                             ("source", "service"), ("correlation_id", "correlation_id"),

@@ -8,6 +8,7 @@ stores payloads as they are (for systems that carry no personal data).
 """
 from __future__ import annotations
 
+import functools
 import json
 import re
 
@@ -33,18 +34,27 @@ def configure(enabled: bool = True, fields: list | tuple = ()) -> None:
     _enabled = bool(enabled)
     names = [str(f).strip() for f in fields if str(f).strip()]
     _extra_keys = re.compile("|".join(f"^{re.escape(n)}$" for n in names), re.I) if names else None
+    is_personal_key.cache_clear()
 
 
+@functools.lru_cache(maxsize=4096)  # payloads repeat the same few dozen keys
 def is_personal_key(key: str) -> bool:
     """True when values under ``key`` are masked whatever they hold."""
     return bool(PII_KEY.search(key) or (_extra_keys is not None and _extra_keys.search(key)))
+
+
+_THREE_DIGITS = re.compile(r"\d\d\d")
 
 
 def mask_text(value: str) -> str:
     """E-mail addresses, card-like numbers and phone numbers in free text, masked."""
     if not _enabled:
         return value
-    return PHONE.sub(_phone, CARD.sub(_card, EMAIL.sub("***@***", value)))
+    if "@" in value:
+        value = EMAIL.sub("***@***", value)
+    if _THREE_DIGITS.search(value):  # neither a card nor a phone number has fewer digits in a row
+        value = PHONE.sub(_phone, CARD.sub(_card, value))
+    return value
 
 
 def _phone(match: re.Match) -> str:
@@ -78,9 +88,9 @@ def masked_payload(body, limit: int = 4000) -> str:
     """An already-parsed JSON payload as masked JSON text; empty when longer than ``limit``."""
     if body is None:
         return ""
-    try:
-        shown = json.dumps(_mask(body), ensure_ascii=False, separators=(",", ":"))
-    except (TypeError, ValueError, RecursionError):
+    try:  # orjson: compact UTF-8 JSON, the same text json.dumps gives, several times faster
+        shown = orjson.dumps(_mask(body)).decode("utf-8")
+    except (TypeError, ValueError, RecursionError):  # JSONEncodeError (depth > 254) is a TypeError
         return ""
     return shown if len(shown) <= limit else ""
 
