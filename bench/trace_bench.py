@@ -4,6 +4,8 @@ Prints figures; nothing here asserts. Targets: decode + index ≥ 50,000 events/
 core, lookup p99 ≤ 50 ms at 1,000,000 indexed events, ≤ 300 bytes per indexed event,
 produced → findable ≤ 5 s at the default collection interval.
 
+Figures depend on the machine's load: print ``uptime`` beside them.
+
 1. Throughput: 50,000 raw messages shaped like the simulator's (envelope JSON + Kafka
    headers; 2 % dead letters with Spring headers; 1 % undecodable) through
    ``decode_message`` alone, through ``event_row`` (decode + masking + headers, what a
@@ -11,8 +13,8 @@ produced → findable ≤ 5 s at the default collection interval.
    thread, so one core.
 2. Lookup: 1,000,000 events in four 250,000-row parts (the store's compacted part size),
    1,000 lookups each by correlation ID, trace ID and event ID, random and present.
-3. Memory: the index arrays' ``nbytes`` per event, and the tracemalloc peak of building
-   the index over the 1,000,000 events (what the build allocates beyond the frame).
+3. Memory: the index arrays' ``nbytes`` per event, and the tracemalloc peak of indexing
+   one 250,000-event part (what the build allocates beyond the frame, transiently).
 4. End to end (starts its own Kafka and Redis, always stopped again): the simulator at 20
    orders/s on both brokers for 30 s, the collector at the default 5 s interval into a
    store, and a watcher that refreshes the store's trace index every 100 ms; for every
@@ -118,17 +120,19 @@ def _big_frame(n: int) -> pd.DataFrame:
 def lookups() -> None:
     frame = _big_frame(N_INDEX)
     parts = [frame.iloc[i:i + PART_ROWS].reset_index(drop=True) for i in range(0, N_INDEX, PART_ROWS)]
-    tracemalloc.start()
     started = time.perf_counter()
     index = TraceIndex([PartIndex(p) for p in parts])
     build_s = time.perf_counter() - started
+    tracemalloc.start()  # on one part only: tracemalloc slows every allocation several times
+    PartIndex(parts[0])
     _, peak = tracemalloc.get_traced_memory()
     tracemalloc.stop()
     print(f"traces: index over {index.events:,} events in {len(parts)} parts built in {build_s:.2f} s "
           f"({index.events / build_s:,.0f} events/s)")
     print(f"traces: memory per indexed event: {index.nbytes / index.events:.1f} bytes "
           f"(method: numpy nbytes of the hash and position arrays); build peak "
-          f"{peak / index.events:.1f} bytes/event (method: tracemalloc peak during the build, transient)")
+          f"{peak / len(parts[0]):.1f} bytes/event (method: tracemalloc peak while indexing one "
+          f"{len(parts[0]):,}-event part, transient)")
     rng = random.Random(5)
     for col, label in (("correlation_id", "correlation ID"), ("trace_id", "trace ID"), ("event_id", "event ID")):
         values = frame[col]
@@ -221,6 +225,7 @@ def end_to_end(seconds: float = 30.0, rate: float = 20.0) -> None:
 
 
 def main() -> None:
+    print(f"traces: load average {os.getloadavg()[0]:.2f} on {os.cpu_count()} cores")
     throughput()
     lookups()
     if os.environ.get("TRACE_BENCH_SKIP_BROKERS"):
