@@ -22,7 +22,7 @@ import time
 import uuid
 
 import pandas as pd
-from confluent_kafka import OFFSET_BEGINNING, OFFSET_END, Consumer, KafkaError, KafkaException, TopicPartition
+from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, TopicPartition
 
 from collectors.events_common import DeadLetterBook, event_row, glob_filter, in_sample
 from eventscope import schemas
@@ -57,6 +57,7 @@ class KafkaEventsCollector:
         self.decoder = decoder
         self.payload_max_chars = payload_max_chars
         self.assigned: set[tuple[str, int]] = set()
+        self._high: dict[tuple[str, int], int] = {}  # end offset seen when a partition was assigned
         self.books: dict[str, DeadLetterBook] = {}
 
     def collect(self) -> dict[str, pd.DataFrame]:
@@ -82,6 +83,7 @@ class KafkaEventsCollector:
                     continue  # no leader yet (new topic): assign it on a later sample
                 start = max(low, high - self.backlog) if high > 0 else OFFSET_BEGINNING
                 new.append(TopicPartition(topic.topic, p, start))
+                self._high[(topic.topic, p)] = high
                 self.assigned.add((topic.topic, p))
         if new and self.lookback_s is not None:
             new = self._from_lookback(new)
@@ -100,8 +102,11 @@ class KafkaEventsCollector:
         for tp, hit in zip(wanted, found):
             if hit.error is None and hit.offset >= 0:
                 out.append(TopicPartition(tp.topic, tp.partition, hit.offset))
-            else:  # nothing that recent: start at the end (OFFSET_END reads only new messages)
-                out.append(TopicPartition(tp.topic, tp.partition, OFFSET_END))
+            else:
+                # nothing that recent: start at the end offset read a moment ago. Not OFFSET_END,
+                # which resolves later and would skip what is produced in between.
+                high = self._high.get((tp.topic, tp.partition), 0)
+                out.append(TopicPartition(tp.topic, tp.partition, high if high > 0 else OFFSET_BEGINNING))
         return out
 
     def _read(self, now) -> list[dict]:

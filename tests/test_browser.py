@@ -178,8 +178,7 @@ def test_trace_lookup_in_the_browser(browser, dashboard):
     page.get_by_text("Died in").wait_for(timeout=15_000)
     field = page.get_by_label("Correlation ID, W3C trace ID or event ID")
     assert field.input_value().startswith("order-")
-    page.locator(".js-plotly-plot").first.wait_for(timeout=15_000)
-    _settle(page, "Traces")
+    page.locator(".js-plotly-plot").first.wait_for(timeout=45_000)
     assert page.locator('[data-testid="stException"]').count() == 0
     page.set_viewport_size({"width": 1440, "height": 1700})
     page.wait_for_timeout(800)
@@ -261,8 +260,7 @@ def test_dead_letters_drilldown_links_to_the_trace(browser, tmp_path):
         box = page.get_by_label("Correlation ID, W3C trace ID or event ID")
         assert box.input_value() == urllib.parse.unquote(cid)
         page.get_by_text("Died in").wait_for(timeout=15_000)
-        page.locator(".js-plotly-plot").first.wait_for(timeout=15_000)
-        _settle(page, "Traces")
+        page.locator(".js-plotly-plot").first.wait_for(timeout=45_000)
         assert page.locator('[data-testid="stException"]').count() == 0
         page.set_viewport_size({"width": 1440, "height": 1900})
         page.wait_for_timeout(800)
