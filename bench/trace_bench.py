@@ -211,6 +211,8 @@ def end_to_end(seconds: float = 30.0, rate: float = 20.0) -> None:
         result = run_simulation(sim, kafka_bootstrap=kafka.address, redis_url=redis_.address)
         time.sleep(cfg.collect.interval_s * 2 + 2)
         stop.set()
+        runner.stop_event.set()
+        threads[0].join(timeout=60)
         runner.close()
         with lock:
             delays = sorted(found[e] - t for e, t in produced.items() if e in found)

@@ -39,8 +39,9 @@ def test_simulated_traffic_reaches_the_store(tmp_path, kafka_bootstrap, redis_ur
     for t in threads:
         t.join(timeout=90)
     time.sleep(4)
+    stop.set()  # let the pass in progress finish before the clients are closed
+    collecting.join(timeout=60)
     runner.close()
-    collecting.join(timeout=30)
     assert set(results) == {"kafka", "redis"}
 
     events = store.read("events")

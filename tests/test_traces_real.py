@@ -129,8 +129,9 @@ def test_lookup_returns_exactly_the_produced_chain(tmp_path, kafka_bootstrap, re
         t.join(timeout=90)
     assert set(results) == {"kafka", "redis"}, "the simulation did not finish"
     time.sleep(4)  # a few more samples after the drain
+    runner.stop_event.set()  # let the pass in progress finish before the clients are closed
+    collecting.join(timeout=60)
     runner.close()
-    collecting.join(timeout=30)
 
     index = StoreTraceIndex(store)
     lag = store.read("lag")
