@@ -1,8 +1,10 @@
 """Shared bookkeeping for the event collectors: rows and dead-letter summaries."""
 from __future__ import annotations
 
+import fnmatch
 import json
 import re
+import zlib
 from collections import Counter
 from dataclasses import dataclass, field
 
@@ -14,13 +16,13 @@ from eventscope.mask import headers_json, masked_payload, preview
 
 def event_row(now, source: str, broker: str, topic: str, partition: int, offset: str,
               value: bytes | None, headers: dict[str, bytes], broker_at: pd.Timestamp | None,
-              dead_letter: bool, payload_max_chars: int = 4000) -> dict:
+              dead_letter: bool, payload_max_chars: int = 4000, decoder=None) -> dict:
     """One ``events`` row from a raw message (never raises on bad payloads).
 
     Headers, a 300-character preview and the whole payload (when it fits in
     ``payload_max_chars``) are kept for every event, personal data masked.
     """
-    fields = decode_message(value, headers, with_body=True)
+    fields = decode_message(value, headers, with_body=True, decoder=decoder)
     at = fields.pop("at")
     body = fields.pop("_body")
     size = len(value) if value else sum(len(v) for v in headers.values())
@@ -29,12 +31,29 @@ def event_row(now, source: str, broker: str, topic: str, partition: int, offset:
            "partition": partition, "offset": offset, "at": at or broker_at,
            "broker_at": broker_at, "dead_letter": dead_letter, "size_bytes": size, **fields}
     raw = value if value else headers.get("envelope") or headers.get("payload")
-    row["payload"] = masked_payload(body, payload_max_chars)
+    # a payload far over the limit cannot fit once masked: skip masking megabytes for nothing
+    fits = len(raw or b"") <= 4 * payload_max_chars
+    row["payload"] = masked_payload(body, payload_max_chars) if fits else ""
     row["preview"] = row["payload"][:299] + "…" if len(row["payload"]) > 300 else (row["payload"] or preview(raw))
     row["headers"] = headers_json(headers)
     if dead_letter:
         row["original_topic"] = row["original_topic"] or source_topic_from_name(topic)
     return row
+
+
+def in_sample(correlation_id, ratio: float) -> bool:
+    """Keep this event? Decided by a stable hash of the correlation ID, not per message,
+    so a sampled chain is complete on every topic and broker (CRC-32 of the UTF-8 ID,
+    the same in every process); events without a correlation ID are always kept."""
+    if ratio >= 1.0 or not correlation_id or not isinstance(correlation_id, str):
+        return True
+    return zlib.crc32(correlation_id.encode("utf-8", "replace")) < ratio * 4294967296.0
+
+
+def glob_filter(patterns) -> re.Pattern:
+    """Shell-style globs (``orders*``, ``*.DLT``) as one compiled regex; empty = everything."""
+    patterns = [str(p) for p in (patterns or []) if str(p)] or ["*"]
+    return re.compile("|".join(f"(?:{fnmatch.translate(p)})" for p in patterns))
 
 
 _DLQ_SUFFIX = re.compile(r"(\.DLT|-dlt|\.dlq|-dlq|:dlq|\.dead-letter)$", re.I)

@@ -16,11 +16,12 @@ from the middle of the stream); such rows keep ``lag = <NA>`` rather than guessi
 from __future__ import annotations
 
 import re
+import time
 
 import pandas as pd
 import redis
 
-from collectors.events_common import DeadLetterBook, event_row
+from collectors.events_common import DeadLetterBook, event_row, glob_filter, in_sample
 from eventscope import schemas
 
 
@@ -42,7 +43,9 @@ class RedisStreamsCollector:
     def __init__(self, client: redis.Redis, source: str = "redis", pattern: str = "*",
                  streams: list[str] | None = None, dlq_pattern: str = r"(\.dlq|:dlq)$",
                  max_events: int = 5000, backlog: int = 5000, stuck_min_deliveries: int = 3,
-                 stuck_idle_s: float = 60.0, stuck_scan: int = 100):
+                 stuck_idle_s: float = 60.0, stuck_scan: int = 100, lookback_s: float | None = None,
+                 globs: list | None = None, sample_ratio: float = 1.0, decoder=None,
+                 payload_max_chars: int = 4000):
         self.client = client
         self.source = source
         self.pattern = pattern
@@ -53,6 +56,11 @@ class RedisStreamsCollector:
         self.stuck_min_deliveries = stuck_min_deliveries
         self.stuck_idle_ms = int(stuck_idle_s * 1000)
         self.stuck_scan = stuck_scan
+        self.lookback_s = lookback_s
+        self.glob = glob_filter(globs)  # which streams' entries are read as events
+        self.sample_ratio = sample_ratio
+        self.decoder = decoder
+        self.payload_max_chars = payload_max_chars
         self.positions: dict[str, str] = {}
         self.first_unread_cache: dict[tuple[str, str], tuple[str, pd.Timestamp | None]] = {}
         self.books: dict[str, DeadLetterBook] = {}
@@ -83,7 +91,7 @@ class RedisStreamsCollector:
         first_unread_known: dict = {}
         positions_asked: dict = {}
         fresh = [k for k, (info, _) in infos.items()
-                 if _s(info.get("last-generated-id")) != self.positions.get(k)]
+                 if _s(info.get("last-generated-id")) != self.positions.get(k) and self.glob.match(k)]
         # one budget per sample, shared by the streams that have news
         per_stream = max(50, self.max_events // max(1, len(fresh)))
         for key in fresh:
@@ -157,6 +165,8 @@ class RedisStreamsCollector:
     def _start_id(self, key: str, info: dict) -> str:
         if key in self.positions:
             return "(" + self.positions[key]
+        if self.lookback_s is not None:  # entry IDs are times: start at now - lookback
+            return f"{max(0, int((time.time() - self.lookback_s) * 1000))}-0"
         length = int(info.get("length") or 0)
         if length <= self.backlog:
             return "-"
@@ -172,10 +182,12 @@ class RedisStreamsCollector:
             headers = {(_s(k) or "").lower(): v if isinstance(v, bytes) else str(v).encode()
                        for k, v in fields.items()}
             row = event_row(now, self.source, "redis", key, 0, entry_id, None, headers,
-                            entry_time(entry_id), dead)
-            rows.append(row)
+                            entry_time(entry_id), dead, payload_max_chars=self.payload_max_chars,
+                            decoder=self.decoder)
             if row["dead_letter"]:
                 self.books.setdefault(key, DeadLetterBook()).add(row)
+            if in_sample(row["correlation_id"], self.sample_ratio):
+                rows.append(row)
             self.positions[key] = entry_id
         return rows
 

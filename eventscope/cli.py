@@ -141,8 +141,17 @@ def cmd_dlq(args, config) -> int:
 
 def cmd_trace(args, config) -> int:
     from eventscope.analysis import traces
+    from eventscope.analysis.trace_index import StoreTraceIndex
     store = _store(config)
-    found = traces.find(store.read("events"), args.id, lag=store.read("lag", since=_since(120)))
+    rows = StoreTraceIndex(store).lookup(args.id)
+    found = None
+    if not rows.empty:
+        # the samples over the trace's own span split its hops; the newest decide the outcome
+        first, last = rows["at"].min(), rows["at"].max()
+        history = store.read("lag", since=first - pd.Timedelta(seconds=60),
+                             until=last + pd.Timedelta(seconds=300))
+        found = traces.from_rows(rows, lag=store.read("lag", since=_since(120)), lag_history=history,
+                                 quiet_s=config.traces.quiet_s)
     if found is None:
         print(f"eventscope: no event carries the ID {args.id!r} in {config.store_dir}", file=sys.stderr)
         return 1

@@ -81,6 +81,7 @@ class RedisConfig:
 class CollectConfig:
     interval_s: float = 5.0
     max_backoff_s: float = 60.0
+    payload_max_chars: int = 4000
 
 
 @dataclass
@@ -112,10 +113,47 @@ class AlertsConfig:
     webhook_url: str | None = None
 
 
+@dataclass
+class DecodeConfig:
+    """Where decoding looks for each field: dotted JSON paths first, then headers (first hit wins)."""
+
+    correlation_id: list = field(default_factory=lambda: [
+        "correlation_id", "correlationId", "metadata.correlationId", "metadata.correlation_id",
+        "correlationid"])
+    correlation_id_headers: list = field(default_factory=lambda: [
+        "correlation-id", "x-correlation-id", "correlation_id", "correlationid", "ce_correlationid"])
+    event_type: list = field(default_factory=lambda: ["event_type", "type", "eventType"])
+    event_type_headers: list = field(default_factory=lambda: ["ce_type", "event_type"])
+    event_id: list = field(default_factory=lambda: ["event_id", "eventId", "metadata.eventId", "id"])
+    event_id_headers: list = field(default_factory=lambda: ["ce_id"])
+    source: list = field(default_factory=lambda: ["source", "metadata.source"])
+    source_headers: list = field(default_factory=lambda: ["ce_source"])
+    timestamp: list = field(default_factory=lambda: ["timestamp", "metadata.timestamp", "time"])
+    timestamp_headers: list = field(default_factory=lambda: ["ce_time"])
+    traceparent: list = field(default_factory=lambda: ["traceparent", "metadata.traceparent"])
+    traceparent_headers: list = field(default_factory=lambda: ["traceparent"])
+    payload_fields: list = field(default_factory=lambda: ["payload", "envelope"])
+
+
+@dataclass
+class MaskConfig:
+    enabled: bool = True
+    fields: list = field(default_factory=list)
+
+
+@dataclass
+class TracesConfig:
+    lookback_s: float = 300.0
+    kafka_topics: list = field(default_factory=lambda: ["*"])
+    redis_streams: list = field(default_factory=lambda: ["*"])
+    sample_ratio: float = 1.0
+    quiet_s: float = 30.0
+
+
 SECTIONS = {
     "kafka": KafkaConfig, "redis": RedisConfig, "collect": CollectConfig,
     "store": StoreConfig, "replay": ReplayConfig, "dashboard": DashboardConfig,
-    "alerts": AlertsConfig,
+    "alerts": AlertsConfig, "decode": DecodeConfig, "mask": MaskConfig, "traces": TracesConfig,
 }
 SHORT_ENV = {
     "EVENTSCOPE_KAFKA_BOOTSTRAP": ("kafka", "bootstrap"),
@@ -141,6 +179,9 @@ class Config:
     replay: ReplayConfig = field(default_factory=ReplayConfig)
     dashboard: DashboardConfig = field(default_factory=DashboardConfig)
     alerts: AlertsConfig = field(default_factory=AlertsConfig)
+    decode: DecodeConfig = field(default_factory=DecodeConfig)
+    mask: MaskConfig = field(default_factory=MaskConfig)
+    traces: TracesConfig = field(default_factory=TracesConfig)
 
     @property
     def store_dir(self) -> Path:
@@ -278,6 +319,10 @@ def _validate(cfg: Config) -> None:
          "kafka.security_protocol must be PLAINTEXT, SSL, SASL_PLAINTEXT or SASL_SSL"),
         (cfg.alerts.lag_seconds_crit >= cfg.alerts.lag_seconds_warn,
          "alerts.lag_seconds_crit must be >= alerts.lag_seconds_warn"),
+        (cfg.collect.payload_max_chars >= 0, "collect.payload_max_chars must be >= 0"),
+        (0 < cfg.traces.sample_ratio <= 1, "traces.sample_ratio must be > 0 and <= 1"),
+        (cfg.traces.lookback_s >= 0, "traces.lookback_s must be >= 0"),
+        (cfg.traces.quiet_s >= 0, "traces.quiet_s must be >= 0"),
     ]
     for ok, message in checks:
         if not ok:

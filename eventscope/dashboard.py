@@ -271,6 +271,11 @@ def _text_columns(df: pd.DataFrame, columns, mask=()) -> pd.DataFrame:
     return out
 
 
+def text_frame(df: pd.DataFrame, columns, mask=()) -> pd.DataFrame:
+    """``df`` with ``columns`` as displayable text (see :func:`safe_text`)."""
+    return _text_columns(df, columns, mask)
+
+
 @st.cache_data(ttl=CACHE_TTL_S, max_entries=16, show_spinner=False)
 def _dlq_table(key: tuple, stamp: tuple) -> pd.DataFrame:
     dlq, lag, stuck = (_read(key, n, v, WINDOW_S) for n, v in zip(("dlq", "lag", "stuck"), stamp))
@@ -340,24 +345,44 @@ def dlq_messages(broker: str, dlq: str, limit: int = 100) -> pd.DataFrame:
 
 
 @st.cache_data(ttl=CACHE_TTL_S, max_entries=16, show_spinner=False)
-def _recent_traces(key: tuple, version: str, limit: int) -> pd.DataFrame:
-    return trace_analysis.recent(_read(key, "events", version, WINDOW_S), limit=limit)
+def _trace_summary(key: tuple, version: str, quiet_s: float) -> pd.DataFrame:
+    return trace_analysis.summary(_read(key, "events", version, WINDOW_S), quiet_s=quiet_s)
+
+
+def trace_summary() -> pd.DataFrame:
+    """Per correlation ID of the last hour: first/last time, events, duration, outcome (newest first)."""
+    cfg = config()
+    return _trace_summary(_key(cfg), *versions("events"), float(cfg.traces.quiet_s))
 
 
 def recent_traces(limit: int = 50) -> pd.DataFrame:
     """The newest correlation IDs with their outcome."""
-    return _recent_traces(_key(config()), *versions("events"), limit)
+    return trace_summary().head(limit).reset_index(drop=True)
+
+
+@st.cache_resource(show_spinner=False)
+def _trace_index(key: tuple):
+    """One incremental trace index per store and process (see ``analysis/trace_index.py``)."""
+    from eventscope.analysis.trace_index import StoreTraceIndex
+    return StoreTraceIndex(_store(key))
 
 
 @st.cache_data(ttl=CACHE_TTL_S, max_entries=32, show_spinner=False)
-def _find_trace(key: tuple, stamp: tuple, some_id: str) -> dict | None:
-    events = _read(key, "events", stamp[0], _store(key).retention.max_age_s)
-    return trace_analysis.find(events, some_id, lag=_read(key, "lag", stamp[1], WINDOW_S))
+def _find_trace(key: tuple, stamp: tuple, some_id: str, quiet_s: float) -> dict | None:
+    rows = _trace_index(key).lookup(some_id)
+    if rows.empty:
+        return None
+    store = _store(key)
+    history = store.read("lag", since=rows["at"].min() - pd.Timedelta(seconds=60),
+                         until=rows["at"].max() + pd.Timedelta(seconds=300))
+    return trace_analysis.from_rows(rows, lag=_read(key, "lag", stamp[1], 120.0), lag_history=history,
+                                    quiet_s=quiet_s, details=True)
 
 
 def find_trace(some_id: str) -> dict | None:
     """The trace ``some_id`` names (correlation, trace or event ID), or None."""
-    return _find_trace(_key(config()), versions("events", "lag"), some_id)
+    cfg = config()
+    return _find_trace(_key(cfg), versions("events", "lag"), some_id, float(cfg.traces.quiet_s))
 
 
 @st.cache_data(ttl=CACHE_TTL_S, max_entries=8, show_spinner=False)

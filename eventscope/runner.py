@@ -128,6 +128,11 @@ def open_store(config: Config) -> Store:
 def build_collectors(config: Config) -> list:
     """Collectors for the configured brokers, or the sample-data replay when none is."""
     from collectors import unique_names
+    from eventscope import mask
+    from eventscope.decode import Decoder
+    mask.configure(config.mask.enabled, config.mask.fields)
+    events = {"lookback_s": config.traces.lookback_s, "sample_ratio": config.traces.sample_ratio,
+              "decoder": Decoder(config.decode), "payload_max_chars": config.collect.payload_max_chars}
     collectors = []
     if config.kafka.bootstrap:
         from confluent_kafka.admin import AdminClient
@@ -140,7 +145,8 @@ def build_collectors(config: Config) -> list:
                                                dlq_pattern=dlq_regex(config.kafka.dlq_pattern,
                                                                      config.kafka.dlq_topics),
                                                max_events=config.kafka.max_events_per_sample,
-                                               timeout_s=config.kafka.timeout_s))
+                                               timeout_s=config.kafka.timeout_s,
+                                               globs=config.traces.kafka_topics, **events))
     if config.redis.url:
         import redis
         from collectors.redis_streams import RedisStreamsCollector
@@ -153,7 +159,8 @@ def build_collectors(config: Config) -> list:
                                                                       config.redis.dlq_streams),
                                                 max_events=config.redis.max_events_per_sample,
                                                 stuck_min_deliveries=config.redis.stuck_min_deliveries,
-                                                stuck_idle_s=config.redis.stuck_idle_s))
+                                                stuck_idle_s=config.redis.stuck_idle_s,
+                                                globs=config.traces.redis_streams, **events))
     if not collectors:
         from eventscope.replay import ReplaySource
         collectors.append(ReplaySource(config.replay_dir(), speed=config.replay.speed,

@@ -124,6 +124,20 @@ class Store:
             out = out.sort_values(tcol, kind="stable")
         return out.reset_index(drop=True)
 
+    def read_parts(self, name: str) -> list[tuple[str, pd.DataFrame]]:
+        """Every current part of ``name`` as (file name, frame), unfiltered.
+
+        For derived structures kept per part (the trace index): parts never change, so
+        a consumer can key its work on the file name. Apply retention yourself."""
+        for attempt in range(3):
+            manifest = self._read_manifest(self._folder(name, create=False))
+            try:
+                return [(p["file"], self._load(name, p["file"])) for p in manifest["parts"]]
+            except FileNotFoundError:
+                if attempt == 2:
+                    raise
+        return []
+
     def latest(self, name: str, window_s: float = 3600.0) -> pd.DataFrame:
         """The newest snapshot per source: rows whose time equals that source's newest time."""
         tcol = schemas.TIME_COLUMN[name]

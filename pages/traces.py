@@ -1,10 +1,14 @@
 """Traces: paste a correlation, trace or event ID and see every event that carried it."""
 from __future__ import annotations
 
+import json
+
 import pandas as pd
 import streamlit as st
 
 from eventscope import dashboard as ui
+from eventscope.analysis import traces as trace_analysis
+from eventscope.trace_view import waterfall
 
 cfg = ui.config()
 st.title("Traces")
@@ -37,19 +41,15 @@ def _to_url() -> None:
 
 
 def _pick(key: str) -> None:
-    """Copy the correlation ID picked in the recent table into the lookup box."""
+    """Copy the correlation ID picked in one of the side tables into the lookup box."""
     rows = st.session_state[key].selection.rows
-    table = st.session_state.get("_recent_traces")
+    table = st.session_state.get("_table_" + key)
     if rows and table is not None and rows[0] < len(table):
         st.session_state["trace_id"] = str(table.iloc[rows[0]]["correlation_id"])
         _to_url()
 
 
-def _timeline(trace: dict) -> None:
-    """Outcome banner, the event timeline and the hops of one trace."""
-    events = pd.DataFrame(trace["events"])
-    events["at"] = pd.to_datetime(events["at"], utc=True, format="ISO8601")
-    events.insert(0, "after", (events["at"] - events["at"].min()).dt.total_seconds() * 1000)
+def _banner(trace: dict, events: pd.DataFrame) -> None:
     path = " → ".join(ui.md(t) for t in dict.fromkeys(events["topic"].astype(str)))
     outcome = trace["outcome"]
     words = (f"**{OUTCOME_WORDS.get(outcome, outcome)}** · {len(events)} events · "
@@ -57,14 +57,42 @@ def _timeline(trace: dict) -> None:
     if outcome == "dead_lettered":
         dead = events[events["dead_letter"]].iloc[0]
         reason = dead.get("dlq_reason") or "no reason recorded"
-        st.error(f"{words}  \nDied in **{ui.md(dead['topic'])}** ({ui.md(dead['broker'])}) "
+        hop = next((h for h in trace["hops"] if h.get("dead_letter")), None)
+        known = hop and hop.get("service") and hop["service"] != "dead-letter"
+        by = f" by **{ui.md(hop['service'])}**" if known else ""
+        st.error(f"{words}  \nDied in **{ui.md(dead['topic'])}** ({ui.md(dead['broker'])}){by} "
                  f"as {ui.md(dead['event_type'])}: {ui.md(reason)}", icon=":material/error:")
     elif outcome == "in_flight":
         st.info(words, icon=":material/pending:")
     else:
         st.success(words, icon=":material/check_circle:")
-    shown = events[["after", "at", "broker", "topic", "partition", "offset", "event_type",
-                    "source", "event_id", "dead_letter"]]
+
+
+def _timeline(trace: dict) -> None:
+    """Outcome banner, the waterfall, the events and hops, and each event's headers and payload."""
+    events = pd.DataFrame(trace["events"])
+    events["at"] = pd.to_datetime(events["at"], utc=True, format="ISO8601")
+    events.insert(0, "after", (events["at"] - events["at"].min()).dt.total_seconds() * 1000)
+    _banner(trace, events)
+    st.plotly_chart(waterfall(trace), key="trace_waterfall", config={"displaylogo": False})
+    if trace["hops"]:
+        hops = pd.DataFrame(trace["hops"])[["from_topic", "to_topic", "service", "latency_ms", "broker_wait_ms",
+                                            "service_ms", "split", "dead_letter"]]
+        hops = ui.text_frame(hops, ["from_topic", "to_topic", "service", "split"])
+        st.markdown("**Hops**: from one event to the next one it caused. Broker and service time are "
+                    "split only where the lag samples show when the group took the event (estimated); "
+                    "blank where the data cannot tell.")
+        st.dataframe(hops.style.apply(lambda row: ["background-color: #f9c0c0" if row["dead_letter"]
+                                                   else "" for _ in row], axis=1),
+                     hide_index=True, placeholder="—", key="trace_hops",
+                     column_config={"from_topic": "from topic", "to_topic": "to topic",
+                                    "latency_ms": st.column_config.NumberColumn("latency", format="%.0f ms"),
+                                    "broker_wait_ms": st.column_config.NumberColumn("in broker", format="%.0f ms"),
+                                    "service_ms": st.column_config.NumberColumn("in service", format="%.0f ms"),
+                                    "dead_letter": "into DLQ"})
+    shown = ui.text_frame(events[["after", "at", "topic", "event_type", "source", "broker", "offset",
+                                  "partition", "event_id", "dead_letter"]],
+                          ["broker", "topic", "offset", "event_type", "source", "event_id"])
     st.dataframe(shown.style.apply(lambda row: ["background-color: #f9c0c0" if row["dead_letter"]
                                                 else "" for _ in row], axis=1),
                  hide_index=True, placeholder="—", key="trace_events",
@@ -73,50 +101,114 @@ def _timeline(trace: dict) -> None:
                                                                       format="HH:mm:ss.SSS"),
                                 "source": "service", "dead_letter": "dead letter",
                                 "event_type": "event type", "event_id": "event ID"})
-    if trace["hops"]:
-        st.markdown("**Hops** (time from one event to the next one it caused)")
-        st.dataframe(pd.DataFrame(trace["hops"]), hide_index=True, placeholder="—", key="trace_hops",
-                     column_config={"from_topic": "from topic", "to_topic": "to topic",
-                                    "latency_ms": st.column_config.NumberColumn(
-                                        "latency", format="%.0f ms")})
+    _details(trace)
+
+
+def _details(trace: dict) -> None:
+    """One event's headers and payload, as stored: personal data masked at collection."""
+    options = list(range(len(trace["events"])))
+    names = [f"{i + 1}. {e['topic']} · {e['event_type']} · offset {e['offset']}"
+             + (" · dead letter" if e["dead_letter"] else "") for i, e in enumerate(trace["events"])]
+    # open on the dead letter when there is one: that is the payload an on-call engineer wants
+    first_dead = next((i for i, e in enumerate(trace["events"]) if e["dead_letter"]), 0)
+    pick = st.selectbox("Event headers and payload", options, index=first_dead,
+                        key=f"trace_event_pick:{str(trace['correlation_id'])[:80]}",
+                        format_func=lambda i: ui.safe_text(names[i], 200))
+    event = trace["events"][pick if pick is not None and pick < len(options) else first_dead]
+    st.caption("E-mail addresses, card-like and phone numbers and personal fields (name, e-mail, address, "
+               "card, … and `mask.fields`) were masked when the event was stored.")
+    left, right = st.columns([2, 3])
+    with left:
+        st.markdown("**Headers**")
+        try:
+            headers = json.loads(event.get("headers") or "{}")
+        except ValueError:
+            headers = {"(unreadable)": ui.safe_text(event.get("headers"))}
+        st.json({ui.safe_text(k, 200): ui.safe_text(v, mask=True) for k, v in headers.items()},
+                expanded=True)
+    with right:
+        st.markdown("**Payload**")
+        body = event.get("payload") or ""
+        if body:
+            try:
+                body = json.dumps(json.loads(body), indent=2, ensure_ascii=False)
+            except ValueError:
+                pass
+            st.code(ui.safe_text(body, 20_000, mask=True), language="json", wrap_lines=True)
+        elif event.get("decode_error"):
+            st.caption(f"Not decodable: {ui.md(ui.safe_text(event['decode_error'], 300))}. First characters:")
+            st.code(ui.safe_text(event.get("preview") or "(empty)", 2000, mask=True), language="text",
+                    wrap_lines=True)
+        elif event.get("preview"):
+            st.caption("Only the first 300 characters were stored (the payload was over "
+                       "`collect.payload_max_chars`, or stored before full payloads were kept):")
+            st.code(ui.safe_text(event["preview"], 2000, mask=True), language="text", wrap_lines=True)
+        else:
+            st.caption("No payload was stored for this event.")
+
+
+def _side_table(table: pd.DataFrame, key: str, columns: list[str], empty: str) -> None:
+    st.session_state["_table_" + key] = table
+    if table.empty:
+        st.caption(empty)
+        return
+    st.dataframe(ui.styled(ui.text_frame(table, ["correlation_id"]), "outcome"), hide_index=True,
+                 placeholder="—", key=key, on_select=lambda: _pick(key), selection_mode="single-row",
+                 height=min(36 * (len(table) + 1) + 4, 420),
+                 column_order=columns,
+                 column_config={"correlation_id": "correlation ID",
+                                "duration_ms": st.column_config.NumberColumn("took", format="%.0f ms"),
+                                "last_at": st.column_config.DatetimeColumn("last", format="HH:mm:ss")})
+
+
+def _lists() -> None:
+    """Recent, slowest and failed chains of the last hour, one click from the lookup."""
+    table = ui.trace_summary()
+    st.subheader("Last hour")
+    if table.empty:
+        ui.empty_state("Traces are built from the events eventscope reads; each correlation ID "
+                       "becomes a timeline across topics and brokers.")
+        return
+    st.caption("Click a row to look it up.")
+    recent_tab, slow_tab, failed_tab = st.tabs(["Recent", "Slowest", "Failed"])
+    with recent_tab:
+        counts = table["outcome"].value_counts()
+        outcome = st.segmented_control(
+            "Outcome", list(OUTCOME_WORDS), key="trace_outcome",
+            format_func=lambda o: f"{OUTCOME_WORDS[o]} ({counts.get(o, 0)})")
+        recent = table[table["outcome"] == outcome] if outcome else table
+        _side_table(recent.head(50).reset_index(drop=True), "recent_traces",
+                    ["correlation_id", "outcome", "last_at"], "None with this outcome.")
+    with slow_tab:
+        _side_table(trace_analysis.slowest(table, 20), "slow_traces", ["correlation_id", "duration_ms", "outcome"],
+                    "No finished chain yet.")
+    with failed_tab:
+        _side_table(trace_analysis.failed(table, 20), "failed_traces", ["correlation_id", "last_at", "events"],
+                    "No dead-lettered chain this hour.")
 
 
 @st.fragment(run_every=cfg.dashboard.refresh_s)
 def traces() -> None:
-    """The lookup box, the found trace and the recent correlation IDs; refreshes itself."""
-    some_id = st.text_input("Correlation ID, W3C trace ID or event ID", key="trace_id",
-                            on_change=_to_url,
-                            placeholder="e.g. 4f1c… (or pick one from the recent list below)")
-    some_id = (some_id or "").strip()
-    if some_id:
-        trace = ui.find_trace(some_id)
-        if trace is None:
-            st.warning(f"No event carrying **{ui.md(some_id)}** in the stored history "
-                       f"(last {cfg.store.retention_hours:g} h). Check for a typo, or the trace "
-                       "may be older than the retention.", icon=":material/search_off:")
+    """The lookup box and the found trace beside the recent/slowest/failed lists; refreshes itself."""
+    main, side = st.columns([2, 1], gap="large")
+    with main:
+        some_id = st.text_input("Correlation ID, W3C trace ID or event ID", key="trace_id",
+                                on_change=_to_url,
+                                placeholder="e.g. 4f1c… (or pick one from the lists beside)")
+        some_id = (some_id or "").strip()
+        if some_id:
+            trace = ui.find_trace(some_id)
+            if trace is None:
+                st.warning(f"No event carrying **{ui.md(some_id)}** in the stored history "
+                           f"(last {cfg.store.retention_hours:g} h). Check for a typo, or the trace "
+                           "may be older than the retention.", icon=":material/search_off:")
+            else:
+                _timeline(trace)
         else:
-            _timeline(trace)
-    recent = ui.recent_traces(limit=1000)
-    st.subheader("Recent correlation IDs")
-    if recent.empty:
-        ui.empty_state("Traces are built from the events eventscope reads; each correlation ID "
-                       "becomes a timeline across topics and brokers.")
-        return
-    counts = recent["outcome"].value_counts()
-    outcome = st.segmented_control(
-        "Outcome", list(OUTCOME_WORDS), key="trace_outcome",
-        format_func=lambda o: f"{OUTCOME_WORDS[o]} ({counts.get(o, 0)})")
-    if outcome:
-        recent = recent[recent["outcome"] == outcome]
-    recent = recent.head(50).reset_index(drop=True)
-    st.session_state["_recent_traces"] = recent
-    st.caption("The newest 50 of the last hour; click a row to look it up.")
-    st.dataframe(ui.styled(recent, "outcome"), hide_index=True, placeholder="—", key="recent_traces",
-                 on_select=lambda: _pick("recent_traces"), selection_mode="single-row",
-                 height=320, column_config={
-                     "correlation_id": "correlation ID",
-                     "first_at": st.column_config.DatetimeColumn("first", format="HH:mm:ss"),
-                     "last_at": st.column_config.DatetimeColumn("last", format="HH:mm:ss")})
+            st.caption("Paste an ID, or pick a chain from the lists: every event that carried it, across "
+                       "topics and brokers, as a waterfall with the time of each hop.")
+    with side:
+        _lists()
 
 
 _from_url()

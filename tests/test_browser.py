@@ -167,14 +167,25 @@ def test_page_renders(browser, dashboard, path, title):
 
 
 def test_trace_lookup_in_the_browser(browser, dashboard):
-    page = _open(browser, f"{dashboard}/traces", [])
+    """Pick a chain from the "Failed" list with a click; its waterfall and details render."""
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    dialogs: list[str] = []
+    page = _open(browser, f"{dashboard}/traces", dialogs)
     _settle(page, "Traces")
-    box = page.get_by_label("Correlation ID, W3C trace ID or event ID")
-    box.fill("order-0007")
-    box.press("Enter")
+    page.get_by_role("tab", name="Failed").click()
+    table = page.locator('[data-testid="stDataFrame"]').filter(has_text="order-").last
+    table.wait_for(timeout=15_000)
+    box = table.bounding_box()
+    page.mouse.click(box["x"] + 16, box["y"] + 35 + 17)  # the first row's selection box
     page.get_by_text("Died in").wait_for(timeout=15_000)
+    field = page.get_by_label("Correlation ID, W3C trace ID or event ID")
+    assert field.input_value().startswith("order-")
+    page.locator(".js-plotly-plot").first.wait_for(timeout=45_000)
     assert page.locator('[data-testid="stException"]').count() == 0
+    page.set_viewport_size({"width": 1440, "height": 1700})
+    page.wait_for_timeout(800)
     page.screenshot(path=str(SHOTS / "traces-found.png"), full_page=True)
+    assert not dialogs
     page.close()
 
 
@@ -251,7 +262,11 @@ def test_dead_letters_drilldown_links_to_the_trace(browser, tmp_path):
         box = page.get_by_label("Correlation ID, W3C trace ID or event ID")
         assert box.input_value() == urllib.parse.unquote(cid)
         page.get_by_text("Died in").wait_for(timeout=15_000)
+        page.locator(".js-plotly-plot").first.wait_for(timeout=45_000)
         assert page.locator('[data-testid="stException"]').count() == 0
+        page.set_viewport_size({"width": 1440, "height": 1900})
+        page.wait_for_timeout(800)
+        page.screenshot(path=str(SHOTS / "traces-recorded-dead-letter.png"), full_page=True)
         assert not dialogs
         page.close()
     finally:

@@ -85,8 +85,12 @@ def test_trace_json_contract_and_unknown_id(store):
         assert {"at", "broker", "topic", "partition", "offset", "event_type", "event_id", "source",
                 "trace_id", "dead_letter"} <= set(e)
         assert isinstance(e["offset"], str)
-    assert doc["hops"][0] == {"from_topic": "orders", "to_topic": "payments", "service": "payment-service",
-                              "latency_ms": 500.0, "broker": "kafka"}
+    contract = ("from_topic", "to_topic", "service", "latency_ms")
+    assert [tuple(h[k] for k in contract) for h in doc["hops"]] == [
+        ("orders", "payments", "payment-service", 500.0), ("payments", "payments.DLT", "dead-letter", 500.0)]
+    assert doc["hops"][1]["dead_letter"] and not doc["hops"][0]["dead_letter"]
+    # Kafka commits after processing: no broker/service split is claimed
+    assert doc["hops"][0]["broker_wait_ms"] is None and doc["hops"][0]["split"] is None
     assert json.loads(run(store, "trace", "f" * 32, "--json").stdout)["correlation_id"] == "order-42"
     missing = run(store, "trace", "no-such-id", "--json")
     assert missing.returncode == 1 and missing.stdout == "" and "no-such-id" in missing.stderr

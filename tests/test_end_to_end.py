@@ -1,5 +1,6 @@
 """Broker → collector → store → analysis, with the simulator on both real brokers."""
 import threading
+import time
 import uuid
 
 import pandas as pd
@@ -31,9 +32,15 @@ def test_simulated_traffic_reaches_the_store(tmp_path, kafka_bootstrap, redis_ur
     store = Store(tmp_path)
     runner = Runner(store, build_collectors(cfg), interval_s=1.0)
     runner.stop_event = stop
-    runner.run(duration_s=14)
+    # collect until the simulation has finished (group assignment can take a while on a busy
+    # machine), then a few more samples; a fixed window lost the last events under load
+    collecting = threading.Thread(target=runner.run, kwargs={"duration_s": 120}, daemon=True)
+    collecting.start()
     for t in threads:
-        t.join(timeout=60)
+        t.join(timeout=90)
+    time.sleep(4)
+    stop.set()  # let the pass in progress finish before the clients are closed
+    collecting.join(timeout=60)
     runner.close()
     assert set(results) == {"kafka", "redis"}
 

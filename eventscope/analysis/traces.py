@@ -4,15 +4,30 @@ An ID may be a correlation ID, a W3C trace ID or an event ID; the latter two are
 resolved to the correlation ID of the event(s) they name.
 
 Hops: the envelope carries no causation ID, so each event after the first is linked
-to the latest earlier event of the trace that sits in a different topic, which is
-exact for a pipeline where a service consumes one event and then produces the next;
-``latency_ms`` is the gap between the two events' times.
+to the latest earlier event of the trace that sits in a different topic (and is not a
+dead letter), which is exact for a pipeline where a service consumes one event and
+then produces the next; ``latency_ms`` is the gap between the two events' times. A
+dead letter is linked to the event it copies (same event ID, else its original
+topic), and its hop's service is the consumer group the DLQ headers name.
+
+Broker wait vs. service time (``broker_wait_ms`` / ``service_ms``, ``split``): only
+estimated where the lag samples bracket the moment the consuming group took the
+event, and left null elsewhere. Redis 7's ``entries-read`` counts an entry when
+XREADGROUP delivers it, so the group's samples bound the delivery: the last sample
+whose ``entries-read`` is below the event's position (taken from ``entries-added``
+at the samples around the event's entry ID) and the first one at or past it. When
+that bracket, clipped to the hop, is at most half the hop's latency, its midpoint
+splits the hop (``split = "estimated"``, ``split_error_ms`` = half the bracket).
+Kafka's committed offset moves after the consumer has processed a message, not when
+it fetched it, so it cannot separate waiting from working: Kafka hops carry no split.
 
 Outcome: ``dead_lettered`` if any event of the trace sits in a DLQ; ``in_flight`` if
 an event is still waiting for a consumer group on its partition (known from the lag
 frame for Kafka) or the newest event is younger than ``quiet_s``; else ``completed``.
 """
 from __future__ import annotations
+
+import json
 
 import pandas as pd
 
@@ -38,7 +53,17 @@ def resolve(events: pd.DataFrame, some_id: str) -> pd.DataFrame:
 def find(events: pd.DataFrame, some_id: str, lag: pd.DataFrame | None = None,
          quiet_s: float = 30.0, now: pd.Timestamp | None = None) -> dict | None:
     """The trace as the CLI prints it, or None when no event carries ``some_id``."""
-    rows = resolve(events, some_id)
+    return from_rows(resolve(events, some_id), lag, quiet_s, now)
+
+
+def from_rows(rows: pd.DataFrame, lag: pd.DataFrame | None = None, quiet_s: float = 30.0,
+              now: pd.Timestamp | None = None, lag_history: pd.DataFrame | None = None,
+              details: bool = False) -> dict | None:
+    """The trace document for the events of one trace (from :func:`resolve` or the index).
+
+    ``lag`` (recent samples) decides the outcome; ``lag_history`` (samples over the
+    trace's own time span, default ``lag``) the broker/service split of each hop. With
+    ``details`` each event also carries its stored (masked) ``headers`` and ``payload``."""
     if rows.empty:
         return None
     rows = rows.drop_duplicates(["broker", "topic", "partition", "offset"])
@@ -47,33 +72,109 @@ def find(events: pd.DataFrame, some_id: str, lag: pd.DataFrame | None = None,
     dead_at = rows["broker_at"].where(rows["dead_letter"] & rows["broker_at"].notna(), rows["at"])
     rows = rows.assign(at=dead_at).sort_values(["at", "broker_at"], kind="stable")
     cid = rows["correlation_id"].dropna()
-    out_events = [_event(r) for r in rows.itertuples(index=False)]
+    out_events = [_event(r, details) for r in rows.itertuples(index=False)]
     return {"correlation_id": cid.iloc[0] if len(cid) else None,
             "outcome": outcome(rows, lag, quiet_s, now),
-            "events": out_events, "hops": hops(rows)}
+            "events": out_events, "hops": hops(rows, lag if lag_history is None else lag_history)}
 
 
-def _event(r) -> dict:
-    return {"at": _iso(r.at), "broker": r.broker, "topic": r.topic, "partition": int(r.partition),
-            "offset": r.offset, "event_type": r.event_type, "event_id": _none(r.event_id),
-            "source": _none(r.service), "trace_id": _none(r.trace_id), "dead_letter": bool(r.dead_letter),
-            "dlq_reason": _none(r.dlq_reason)}
+def _event(r, details: bool = False) -> dict:
+    out = {"at": _iso(r.at), "broker": r.broker, "topic": r.topic, "partition": int(r.partition),
+           "offset": r.offset, "event_type": r.event_type, "event_id": _none(r.event_id),
+           "source": _none(r.service), "trace_id": _none(r.trace_id), "dead_letter": bool(r.dead_letter),
+           "dlq_reason": _none(r.dlq_reason)}
+    if details:
+        out.update(headers=_none(getattr(r, "headers", None)) or "{}",
+                   payload=_none(getattr(r, "payload", None)) or "",
+                   preview=_none(getattr(r, "preview", None)) or "",
+                   decode_error=_none(getattr(r, "decode_error", None)) or "",
+                   schema_version=_none(getattr(r, "schema_version", None)))
+    return out
 
 
-def hops(rows: pd.DataFrame) -> list[dict]:
-    """Topic → topic steps through a service, with the latency between the two events."""
+def hops(rows: pd.DataFrame, lag: pd.DataFrame | None = None) -> list[dict]:
+    """Topic → topic steps through a service, with latency and (where known) its split."""
     out = []
     seen = list(rows.itertuples(index=False))
     for i, b in enumerate(seen[1:], start=1):
-        prev = [a for a in seen[:i] if a.topic != b.topic or a.broker != b.broker]
-        if not prev:
+        a = _cause(seen[:i], b)
+        if a is None:
             continue
-        a = prev[-1]
-        service = b.service if not b.dead_letter else (b.service or "dead-letter")
-        out.append({"from_topic": a.topic, "to_topic": b.topic, "service": _none(service),
-                    "latency_ms": round((b.at - a.at).total_seconds() * 1000, 1),
-                    "broker": b.broker})
+        if b.dead_letter:
+            service = _dlq_group(b) or "dead-letter"
+        else:
+            service = _none(b.service)
+        latency = (b.at - a.at).total_seconds() * 1000
+        hop = {"from_topic": a.topic, "to_topic": b.topic, "service": service,
+               "latency_ms": round(latency, 1), "broker": b.broker,
+               "from_event_id": _none(a.event_id), "to_event_id": _none(b.event_id),
+               "dead_letter": bool(b.dead_letter),
+               "broker_wait_ms": None, "service_ms": None, "split": None, "split_error_ms": None}
+        if lag is not None and not lag.empty and a.broker == "redis" and latency > 0:
+            hop.update(_split(a, b, service, lag, latency))
+        out.append(hop)
     return out
+
+
+def _cause(earlier: list, b):
+    """The event ``b`` most likely followed from (None for the first of a chain)."""
+    if b.dead_letter:
+        same = [a for a in earlier if not a.dead_letter and _none(a.event_id) and a.event_id == b.event_id]
+        if not same and _none(b.original_topic):
+            same = [a for a in earlier if not a.dead_letter and a.topic == b.original_topic]
+        if same:
+            return same[-1]
+    prev = [a for a in earlier if not a.dead_letter and (a.topic != b.topic or a.broker != b.broker)]
+    return prev[-1] if prev else None
+
+
+_GROUP_HEADERS = ("kafka_dlt-original-consumer-group", "group", "consumer_group",
+                  "__connect.errors.connector.name")
+
+
+def _dlq_group(row) -> str | None:
+    """The consumer group (or connector) a DLQ publisher names in the headers."""
+    raw = getattr(row, "headers", None)
+    if not isinstance(raw, str) or not raw.startswith("{"):
+        return None
+    try:
+        headers = json.loads(raw)
+    except ValueError:
+        return None
+    return next((str(headers[h]) for h in _GROUP_HEADERS if headers.get(h)), None)
+
+
+def _split(a, b, service: str | None, lag: pd.DataFrame, latency_ms: float) -> dict:
+    """Broker wait / service time of a Redis hop from ``entries-read`` (see the module doc)."""
+    stream = lag[(lag["broker"] == "redis") & (lag["topic"] == a.topic)]
+    if stream.empty or pd.isna(a.broker_at):
+        return {}
+    groups = list(dict.fromkeys(stream["group"].dropna()))
+    group = next((g for g in groups if service and (g == service or g.endswith(service))), None)
+    if group is None and len(groups) == 1:
+        group = groups[0]
+    if group is None:
+        return {}
+    samples = stream[stream["group"] == group].sort_values("sampled_at")
+    before = samples[samples["sampled_at"] <= a.broker_at]["end"].dropna()
+    after = samples[samples["sampled_at"] >= a.broker_at]["end"].dropna()
+    if after.empty:
+        return {}
+    low = int(before.max()) + 1 if not before.empty else 1   # the entry's position is within
+    high = int(after.iloc[0])                                  # [low, high] (entries-added)
+    committed = samples["committed"]
+    waiting = samples[committed.notna() & (committed < low)]["sampled_at"]
+    taken = samples[committed.notna() & (committed >= high)]["sampled_at"]
+    lo = max([a.broker_at] + [t for t in waiting if t <= b.at])
+    later = [t for t in taken if t >= a.broker_at]
+    hi = min([b.at] + later[:1]) if later else b.at
+    width = (hi - lo).total_seconds() * 1000
+    if width < 0 or width > latency_ms / 2:
+        return {}
+    delivered = lo + (hi - lo) / 2
+    wait = min(latency_ms, max(0.0, (delivered - a.at).total_seconds() * 1000))
+    return {"broker_wait_ms": round(wait, 1), "service_ms": round(latency_ms - wait, 1),
+            "split": "estimated", "split_error_ms": round(width / 2, 1)}
 
 
 def outcome(rows: pd.DataFrame, lag: pd.DataFrame | None, quiet_s: float,
@@ -104,22 +205,43 @@ def _waiting(rows: pd.DataFrame, lag: pd.DataFrame) -> bool:
     return False
 
 
-def recent(events: pd.DataFrame, limit: int = 50, now: pd.Timestamp | None = None,
-           quiet_s: float = 30.0) -> pd.DataFrame:
-    """The newest correlation IDs with first/last time, event count and outcome."""
-    cols = ["correlation_id", "first_at", "last_at", "events", "outcome"]
+SUMMARY_COLUMNS = ["correlation_id", "first_at", "last_at", "events", "duration_ms", "outcome"]
+
+
+def summary(events: pd.DataFrame, now: pd.Timestamp | None = None, quiet_s: float = 30.0) -> pd.DataFrame:
+    """One row per correlation ID: first/last time, events, end-to-end ms, outcome; newest first."""
     ev = events.dropna(subset=["correlation_id"])
+    ev = ev[ev["correlation_id"] != ""]
     if ev.empty:
-        return pd.DataFrame(columns=cols)
+        return pd.DataFrame(columns=SUMMARY_COLUMNS)
     now = now or pd.Timestamp.now(tz="UTC")
-    g = ev.groupby("correlation_id", observed=True)
+    at = ev["broker_at"].where(ev["dead_letter"] & ev["broker_at"].notna(), ev["at"])
+    g = ev.assign(at=at).groupby("correlation_id", observed=True)
     out = g.agg(first_at=("at", "min"), last_at=("at", "max"), events=("offset", "size"),
                 dead=("dead_letter", "any"))
-    out = out.sort_values("last_at", ascending=False).head(limit)
+    out = out.sort_values("last_at", ascending=False)
+    out["duration_ms"] = ((out["last_at"] - out["first_at"]).dt.total_seconds() * 1000).round(1)
     quiet = (now - out["last_at"]).dt.total_seconds() >= quiet_s
     out["outcome"] = ["dead_lettered" if d else ("completed" if q else "in_flight")
                       for d, q in zip(out["dead"], quiet)]
-    return out.reset_index()[cols]
+    return out.reset_index()[SUMMARY_COLUMNS]
+
+
+def recent(events: pd.DataFrame, limit: int = 50, now: pd.Timestamp | None = None,
+           quiet_s: float = 30.0) -> pd.DataFrame:
+    """The newest correlation IDs with first/last time, event count, duration and outcome."""
+    return summary(events, now, quiet_s).head(limit).reset_index(drop=True)
+
+
+def slowest(table: pd.DataFrame, limit: int = 50) -> pd.DataFrame:
+    """The longest finished chains of a :func:`summary` table (in-flight ones are still growing)."""
+    done = table[table["outcome"] != "in_flight"]
+    return done.sort_values("duration_ms", ascending=False, kind="stable").head(limit).reset_index(drop=True)
+
+
+def failed(table: pd.DataFrame, limit: int = 50) -> pd.DataFrame:
+    """The newest dead-lettered chains of a :func:`summary` table."""
+    return table[table["outcome"] == "dead_lettered"].head(limit).reset_index(drop=True)
 
 
 def _iso(ts) -> str | None:

@@ -1,0 +1,248 @@
+"""Traces: decode + index throughput, lookup time at 1,000,000 events, index memory, end to end.
+
+Prints figures; nothing here asserts. Targets: decode + index ≥ 50,000 events/s on one
+core, lookup p99 ≤ 50 ms at 1,000,000 indexed events, ≤ 300 bytes per indexed event,
+produced → findable ≤ 5 s at the default collection interval.
+
+Figures depend on the machine's load: print ``uptime`` beside them.
+
+1. Throughput: 50,000 raw messages shaped like the simulator's (envelope JSON + Kafka
+   headers; 2 % dead letters with Spring headers; 1 % undecodable) through
+   ``decode_message`` alone, through ``event_row`` (decode + masking + headers, what a
+   collector does per message), then ``schemas.conform`` and the index build. One
+   thread, so one core; timed in CPU seconds of the process (``time.process_time``), so
+   other work on a shared machine does not count against it.
+2. Lookup: 1,000,000 events in four 250,000-row parts (the store's compacted part size),
+   1,000 lookups each by correlation ID, trace ID and event ID, random and present.
+3. Memory: the index arrays' ``nbytes`` per event, and the tracemalloc peak of indexing
+   one 250,000-event part (what the build allocates beyond the frame, transiently).
+4. End to end (starts its own Kafka and Redis, always stopped again): the simulator at 20
+   orders/s on both brokers for 30 s, the collector at the default 5 s interval into a
+   store, and a watcher that refreshes the store's trace index every 100 ms; for every
+   produced event, the time from its produce call to the moment its event ID is in the index.
+"""
+from __future__ import annotations
+
+import json
+import os
+import random
+import statistics
+import struct
+import sys
+import tempfile
+import threading
+import time
+import tracemalloc
+import uuid
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from collectors.events_common import event_row
+from eventscope import schemas
+from eventscope.analysis.trace_index import PartIndex, TraceIndex
+from eventscope.decode import decode_message, headers_to_dict
+
+N_DECODE = 50_000
+N_INDEX = 1_000_000
+PART_ROWS = 250_000
+
+
+def _messages(n: int, seed: int = 1) -> list[tuple[str, bytes, dict]]:
+    rng = random.Random(seed)
+    out = []
+    for i in range(n):
+        cid = str(uuid.UUID(int=rng.getrandbits(128)))
+        trace = f"{rng.getrandbits(128):032x}"
+        env = {"event_type": rng.choice(["OrderPlaced", "PaymentCharged", "InventoryReserved", "ShipmentCreated"]),
+               "schema_version": 2, "event_id": f"evt_{rng.getrandbits(64):016x}",
+               "timestamp": "2026-11-28T10:00:00.123Z", "source": "payment-service", "correlation_id": cid,
+               "data": {"order_id": f"ord_{i:010x}", "customer_id": "cus_1a2b3c4d", "customer_email":
+                        "ada.lovelace7@example.com", "amount": 129.9, "currency": "EUR",
+                        "items": [{"sku": "sku_kbd_001", "quantity": 1, "unit_price": 89.0}]}}
+        headers = [("traceparent", f"00-{trace}-{rng.getrandbits(64):016x}-01".encode()),
+                   ("x-correlation-id", cid.encode()), ("event_type", env["event_type"].encode())]
+        topic = "orders"
+        value = json.dumps(env).encode()
+        if i % 50 == 0:
+            topic = "orders.DLT"
+            headers += [("kafka_dlt-exception-fqcn", b"simulator.services.PaymentDeclinedError"),
+                        ("kafka_dlt-exception-message", b"card declined: insufficient funds"),
+                        ("kafka_dlt-original-topic", b"orders"), ("kafka_dlt-original-partition", struct.pack(">i", 1)),
+                        ("kafka_dlt-original-offset", struct.pack(">q", i))]
+        elif i % 100 == 1:
+            value = b'{"event_type":"OrderPlaced","data":{"order_id":"ord_\xff\xfe'
+        out.append((topic, value, headers_to_dict(headers)))
+    return out
+
+
+def throughput() -> None:
+    msgs = _messages(N_DECODE)
+    now = pd.Timestamp.now(tz="UTC")
+    started = time.process_time()
+    for _, value, headers in msgs:
+        decode_message(value, headers)
+    decode_s = time.process_time() - started
+    started = time.process_time()
+    rows = [event_row(now, "bench", "kafka", topic, 0, str(i), value, headers, now, topic.endswith(".DLT"))
+            for i, (topic, value, headers) in enumerate(msgs)]
+    row_s = time.process_time() - started
+    started = time.process_time()
+    frame = schemas.conform("events", rows)
+    conform_s = time.process_time() - started
+    started = time.process_time()
+    PartIndex(frame)
+    index_s = time.process_time() - started
+    undecodable = int((frame["decode_error"] != "").sum())
+    print(f"traces: {N_DECODE:,} messages ({undecodable:,} undecodable, all accounted for), one thread, "
+          "per CPU second of this process (time.process_time, so other load on the machine does not count)")
+    print(f"traces:   decode only (decode_message)            {N_DECODE / decode_s:>10,.0f} events/s")
+    print(f"traces:   decode + index (+ conform, + build)      {N_DECODE / (decode_s + conform_s + index_s):>10,.0f} events/s")
+    print(f"traces:   collector path: event_row (decode + masked payload + headers) + conform + index "
+          f"{N_DECODE / (row_s + conform_s + index_s):,.0f} events/s")
+    print(f"traces:   index build alone                       {N_DECODE / index_s:>10,.0f} events/s")
+
+
+def _big_frame(n: int) -> pd.DataFrame:
+    rng = np.random.default_rng(3)
+    chains = n // 5
+    chain = np.arange(n) // 5
+    cids = np.array([f"{c:08x}-7f20-4a6d-9c10-{c * 2654435761 % 2**48:012x}" for c in range(chains)], dtype=object)
+    traces = np.array([f"{(c * 11400714819323198485) % 2**128:032x}" for c in range(chains)], dtype=object)
+    now = pd.Timestamp.now(tz="UTC")
+    return pd.DataFrame({
+        "observed_at": now, "at": now, "broker": "kafka", "topic": "orders", "partition": 0,
+        "offset": pd.array(np.arange(n).astype(str), dtype="string"),
+        "correlation_id": pd.array(cids[chain], dtype="string"),
+        "trace_id": pd.array(traces[chain], dtype="string"),
+        "event_id": pd.array([f"evt_{x:016x}" for x in rng.integers(0, 2**63, n)], dtype="string")})
+
+
+def lookups() -> None:
+    frame = _big_frame(N_INDEX)
+    parts = [frame.iloc[i:i + PART_ROWS].reset_index(drop=True) for i in range(0, N_INDEX, PART_ROWS)]
+    started = time.process_time()
+    index = TraceIndex([PartIndex(p) for p in parts])
+    build_s = time.process_time() - started
+    tracemalloc.start()  # on one part only: tracemalloc slows every allocation several times
+    PartIndex(parts[0])
+    _, peak = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    print(f"traces: index over {index.events:,} events in {len(parts)} parts built in {build_s:.2f} s "
+          f"CPU time ({index.events / build_s:,.0f} events/s)")
+    print(f"traces: memory per indexed event: {index.nbytes / index.events:.1f} bytes "
+          f"(method: numpy nbytes of the hash and position arrays); build peak "
+          f"{peak / len(parts[0]):.1f} bytes/event (method: tracemalloc peak while indexing one "
+          f"{len(parts[0]):,}-event part, transient)")
+    rng = random.Random(5)
+    for col, label in (("correlation_id", "correlation ID"), ("trace_id", "trace ID"), ("event_id", "event ID")):
+        values = frame[col]
+        times, cpu = [], []
+        for _ in range(1000):
+            some_id = values.iat[rng.randrange(N_INDEX)]
+            started, started_cpu = time.perf_counter(), time.process_time()
+            rows = index.lookup(some_id)
+            times.append(time.perf_counter() - started)
+            cpu.append(time.process_time() - started_cpu)
+            assert len(rows) == 5
+        times.sort()
+        cpu.sort()
+        print(f"traces: lookup by {label:<14} at {index.events:,} events: wall p50 {1000 * times[500]:.2f} ms, "
+              f"p99 {1000 * times[989]:.2f} ms, max {1000 * times[-1]:.2f} ms; CPU p50 {1000 * cpu[500]:.2f} ms, "
+              f"p99 {1000 * cpu[989]:.2f} ms")
+
+
+def end_to_end(seconds: float = 30.0, rate: float = 20.0) -> None:
+    from eventscope.config import load_config
+    from eventscope.localbrokers import start_kafka, start_redis
+    from eventscope.runner import Runner, build_collectors
+    from eventscope.store import Store
+    from simulator import SimulatorConfig, run_simulation
+    from simulator.kafka_bus import KafkaBus
+    from simulator.redis_bus import RedisBus
+
+    workdir = Path(tempfile.mkdtemp(prefix="eventscope-trace-bench-"))
+    kafka = redis_ = None
+    produced: dict[str, float] = {}
+    lock = threading.Lock()
+    originals = (KafkaBus.publish, RedisBus.publish)
+
+    def record(original):
+        def publish(self, topic, value, *args, **kwargs):
+            out = original(self, topic, value, *args, **kwargs)
+            try:
+                eid = json.loads(value)["event_id"]
+            except (TypeError, ValueError, KeyError):
+                return out
+            with lock:
+                produced.setdefault(eid, time.time())
+            return out
+        return publish
+
+    try:
+        kafka, redis_ = start_kafka(workdir / "kafka"), start_redis(workdir / "redis")
+        KafkaBus.publish, RedisBus.publish = record(originals[0]), record(originals[1])
+        cfg = load_config(env={"EVENTSCOPE_KAFKA_BOOTSTRAP": kafka.address, "EVENTSCOPE_REDIS_URL": redis_.address,
+                               "EVENTSCOPE_KAFKA_TOPICS": "^bench-", "EVENTSCOPE_REDIS_STREAM_PATTERN": "bench-*"})
+        store = Store(workdir / "store")
+        runner = Runner(store, build_collectors(cfg), interval_s=cfg.collect.interval_s)
+        from eventscope.analysis.trace_index import StoreTraceIndex
+        index = StoreTraceIndex(store)
+        found: dict[str, float] = {}
+        seen_parts: set[int] = set()
+        stop = threading.Event()
+
+        def watch():
+            while not stop.is_set():
+                for part in index.refresh().parts:
+                    if id(part) in seen_parts:
+                        continue
+                    seen_parts.add(id(part))
+                    now = time.time()
+                    for eid in part.frame["event_id"].dropna():
+                        found.setdefault(eid, now)
+                stop.wait(0.1)
+
+        threads = [threading.Thread(target=runner.run, daemon=True), threading.Thread(target=watch, daemon=True)]
+        for t in threads:
+            t.start()
+        sim = SimulatorConfig(rate=rate, duration=seconds, seed=2, prefix="bench-")
+        result = run_simulation(sim, kafka_bootstrap=kafka.address, redis_url=redis_.address)
+        time.sleep(cfg.collect.interval_s * 2 + 2)
+        stop.set()
+        runner.stop_event.set()
+        threads[0].join(timeout=60)
+        runner.close()
+        with lock:
+            delays = sorted(found[e] - t for e, t in produced.items() if e in found)
+            missing = sum(1 for e in produced if e not in found)
+        published = sum(result["published"].values())
+        print(f"traces: end to end at the default {cfg.collect.interval_s:g} s interval, {rate:g} orders/s on "
+              f"both brokers for {seconds:g} s ({published:,} events published, {len(produced):,} recorded, "
+              f"{missing} never found)")
+        if delays:
+            print(f"traces:   produced → findable: p50 {statistics.median(delays):.2f} s, "
+                  f"p95 {delays[int(0.95 * len(delays))]:.2f} s, max {delays[-1]:.2f} s")
+    finally:
+        KafkaBus.publish, RedisBus.publish = originals
+        for broker in (kafka, redis_):
+            if broker is not None:
+                broker.stop()
+
+
+def main() -> None:
+    print(f"traces: load average {os.getloadavg()[0]:.2f} on {os.cpu_count()} cores")
+    throughput()
+    lookups()
+    if os.environ.get("TRACE_BENCH_SKIP_BROKERS"):
+        print("traces: end to end skipped (TRACE_BENCH_SKIP_BROKERS)")
+        return
+    try:
+        end_to_end()
+    except Exception as exc:  # a broker that cannot start must not hide the figures above
+        print(f"traces: end to end failed: {type(exc).__name__}: {exc}", file=sys.stderr)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,159 @@
+"""Property tests: whatever reaches the decoder, it never raises and every message is accounted for.
+
+Random bytes, invalid UTF-8, deep and huge JSON, envelopes with missing and wrong-typed
+fields, invalid traceparents and hostile strings go through the same path a collector
+uses (:func:`collectors.events_common.event_row`), then into the ``events`` schema.
+"""
+from __future__ import annotations
+
+import json
+
+import orjson
+import pandas as pd
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from collectors.events_common import event_row
+from eventscope import schemas
+from eventscope.config import DecodeConfig
+from eventscope.decode import UNDECODABLE, Decoder, decode_message, parse_traceparent, parse_traceparent_otel
+
+NOW = pd.Timestamp("2026-11-28T10:00:00Z")
+HOSTILE = ["<script>alert(1)</script>", "\u202eevil", "\x00\x01", "' OR 1=1 --", "{{7*7}}",
+           "${jndi:ldap://x/a}", "a" * 5000, "💥" * 300, "\ud800", "href=javascript:alert(1)"]
+json_scalars = st.one_of(st.none(), st.booleans(), st.integers(), st.floats(allow_nan=False),
+                         st.text(max_size=40), st.sampled_from(HOSTILE))
+json_values = st.recursive(json_scalars, lambda inner: st.one_of(
+    st.lists(inner, max_size=4), st.dictionaries(st.text(max_size=10), inner, max_size=4)), max_leaves=20)
+ENVELOPE_KEYS = ["event_type", "type", "eventType", "event_id", "eventId", "id", "source", "timestamp",
+                 "time", "correlation_id", "correlationId", "metadata", "traceparent", "schema_version",
+                 "specversion", "data", "email", "phone"]
+envelopes = st.dictionaries(st.sampled_from(ENVELOPE_KEYS), json_values, max_size=10)
+traceparents = st.one_of(
+    st.text(max_size=70),
+    st.from_regex(r"\A[0-9a-fA-F]{2}-[0-9a-f]{30,33}-[0-9a-f]{15,17}-[0-9a-f]{2}(-[ -~]{0,8})?[ \t]*\Z"),
+    st.builds(lambda v, t, s, f: f"{v}-{t}-{s}-{f}", st.sampled_from(["00", "01", "ff", "cc", "0g"]),
+              st.sampled_from(["0" * 32, "a" * 32, "0af7651916cd43dd8448eb211c80319c"]),
+              st.sampled_from(["0" * 16, "b" * 16, "b7ad6b7169203331"]),
+              st.sampled_from(["00", "01", "03", "ff"])))
+header_names = st.sampled_from(["traceparent", "x-correlation-id", "correlation-id", "ce_type", "ce_id",
+                                "ce_source", "ce_time", "event_type", "kafka_dlt-exception-message",
+                                "kafka_dlt-original-topic", "payload", "envelope", "error", "x"])
+headers = st.dictionaries(header_names, st.one_of(st.binary(max_size=80), traceparents.map(str.encode),
+                                                  st.sampled_from(HOSTILE).map(lambda s: s.encode("utf-8", "surrogatepass"))),
+                          max_size=6)
+
+
+def _payload(kind, data):
+    if kind == "bytes":
+        return data.draw(st.binary(max_size=300))
+    if kind == "invalid_utf8":
+        return b'{"event_type": "OrderPlaced", "source": "' + data.draw(st.binary(min_size=1, max_size=20)) + b'\xff\xfe"}'
+    if kind == "envelope":
+        return json.dumps(data.draw(envelopes)).encode()
+    if kind == "truncated":
+        whole = json.dumps(data.draw(envelopes)).encode()
+        return whole[: data.draw(st.integers(0, max(0, len(whole) - 1)))]
+    if kind == "deep":
+        depth = data.draw(st.integers(100, 3000))
+        return b'{"event_type": "Deep", "data": ' + b"[" * depth + b"]" * depth + b"}"
+    if kind == "huge":
+        return json.dumps({"event_type": "Huge", "correlation_id": "c", "data": "x" * 300_000}).encode()
+    return None
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.data())
+def test_decoder_never_raises_and_accounts_for_everything(data):
+    kinds = data.draw(st.lists(st.sampled_from(["bytes", "invalid_utf8", "envelope", "truncated",
+                                                "deep", "huge", "none"]), min_size=1, max_size=6))
+    rows = []
+    for kind in kinds:
+        value = _payload(kind, data)
+        hdrs = data.draw(headers)
+        row = event_row(NOW, "t", "kafka", "orders", 0, str(len(rows)), value, hdrs, NOW, False)
+        assert row["event_type"], row
+        if row["event_type"] == UNDECODABLE:
+            assert row["decode_error"], row  # undecodable always says why
+        if kind in ("invalid_utf8", "truncated", "none") and "ce_type" not in hdrs:
+            # a payload that cannot be read is counted, even when a header names the type
+            assert row["decode_error"], (kind, value[:80] if value else value, hdrs)
+        for key in ("event_type", "event_id", "service", "correlation_id", "schema_version"):
+            assert row[key] is None or (isinstance(row[key], str) and len(row[key]) <= 512)
+        assert row["trace_id"] is None or len(row["trace_id"]) == 32
+        assert isinstance(row["payload"], str) and isinstance(row["preview"], str)
+        json.loads(row["headers"])
+        rows.append(row)
+    frame = schemas.conform("events", rows)
+    undecodable = int((frame["decode_error"] != "").sum())
+    decoded = int((frame["decode_error"] == "").sum())
+    assert (frame.loc[frame["event_type"] == UNDECODABLE, "decode_error"] != "").all()
+    assert undecodable + decoded == len(kinds) == len(frame)  # nothing lost, nothing doubled
+
+
+@settings(max_examples=500, deadline=None)
+@given(traceparents)
+def test_traceparent_fast_path_agrees_with_the_otel_propagator(value):
+    assert parse_traceparent(value) == parse_traceparent_otel(value)
+    assert parse_traceparent(value.encode("utf-8", "surrogatepass")) == parse_traceparent_otel(
+        value.encode("utf-8", "surrogatepass").decode("utf-8", "replace"))
+
+
+def test_otel_rules_are_applied():
+    good = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
+    assert parse_traceparent(good) == ("0af7651916cd43dd8448eb211c80319c", "b7ad6b7169203331")
+    assert parse_traceparent(good[:-2] + "03")[0] == "0af7651916cd43dd8448eb211c80319c"
+    assert parse_traceparent("00-" + "0" * 32 + "-b7ad6b7169203331-01") == (None, None)  # zero trace ID
+    assert parse_traceparent("ff" + good[2:]) == (None, None)  # version ff is invalid
+    assert parse_traceparent(good + "-extra") == (None, None)  # version 00 takes nothing more
+    assert parse_traceparent("cc" + good[2:] + "-future")[0] == "0af7651916cd43dd8448eb211c80319c"
+    assert parse_traceparent(good.upper()) == (None, None)
+
+
+@given(envelopes, headers)
+@settings(max_examples=200, deadline=None)
+def test_wrong_typed_fields_never_become_objects(body, hdrs):
+    row = decode_message(json.dumps(body).encode(), hdrs)
+    for key in ("event_type", "event_id", "service", "correlation_id", "at"):
+        assert row[key] is None or isinstance(row[key], str)
+    for field, column in (("event_type", "event_type"), ("event_id", "event_id"), ("source", "service"),
+                          ("correlation_id", "correlation_id"), ("timestamp", "at")):
+        if isinstance(body.get(field), (dict, list)):  # an object is no ID: never its repr
+            assert row[column] != str(body[field]) and row[column] != json.dumps(body[field])
+
+
+def test_configured_paths_and_headers():
+    decoder = Decoder(DecodeConfig(correlation_id=["ctx.request.id"], correlation_id_headers=["x-req"],
+                                   event_type=["kind"], source=["origin.service"]))
+    body = {"kind": "Shipped", "origin": {"service": "ship"}, "ctx": {"request": {"id": "r-1"}},
+            "correlation_id": "ignored"}
+    row = decoder.decode(orjson.dumps(body), {})
+    assert (row["event_type"], row["service"], row["correlation_id"]) == ("Shipped", "ship", "r-1")
+    row = decoder.decode(orjson.dumps({"kind": "X"}), {"x-req": b"from-header"})
+    assert row["correlation_id"] == "from-header"
+    # the traceparent may also sit in the payload
+    tp = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
+    row = decode_message(orjson.dumps({"type": "t", "metadata": {"traceparent": tp}}), {})
+    assert row["trace_id"] == "0af7651916cd43dd8448eb211c80319c"
+    # a broken header falls back to the payload's traceparent
+    row = decode_message(orjson.dumps({"type": "t", "traceparent": tp}), {"traceparent": b"junk"})
+    assert row["trace_id"] == "0af7651916cd43dd8448eb211c80319c"
+
+
+def test_masking_personal_data_but_not_ids_and_times():
+    from eventscope import mask
+    masked = {"call +49 151 2345678 now": "call *** now", "(555) 123-4567": "***", "ada@example.com": "***@***",
+              "card 4111 1111 1111 1111": "card ****"}
+    kept = ["1795841908571-0", "2026-11-28T10:00:00.000Z", "192.168.100.200", "amount 279.99",
+            "order 1041 at 12:30", "evt_1234567890abcdef", "1732790000000"]
+    for text_in, text_out in masked.items():
+        assert mask.mask_text(text_in) == text_out
+    for text_in in kept:
+        assert mask.mask_text(text_in) == text_in
+    try:
+        mask.configure(fields=["customer_id"])
+        shown = mask.masked_payload({"data": {"customer_id": "cus_1", "order_id": "ord_1"}})
+        assert '"customer_id":"***"' in shown and "ord_1" in shown
+        assert json.loads(mask.headers_json({"customer_id": b"cus_1"}))["customer_id"] == "***"
+    finally:
+        mask.configure()

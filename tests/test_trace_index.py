@@ -1,0 +1,138 @@
+"""The trace index gives the same answer as a full scan; hops split only where the data allows."""
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from eventscope import schemas
+from eventscope.analysis import trace_index, traces
+from eventscope.analysis.trace_index import StoreTraceIndex, TraceIndex
+from eventscope.store import Retention, Store
+
+T0 = pd.Timestamp("2026-11-28T10:00:00Z")
+
+
+def chain_events(n: int, start: pd.Timestamp, broker: str = "kafka", observed: pd.Timestamp | None = None):
+    rows = []
+    for i in range(n):
+        cid = f"cid-{i}"
+        for step, (topic, etype) in enumerate([("orders", "OrderPlaced"), ("payments", "PaymentCharged"),
+                                               ("shipments", "ShipmentCreated")]):
+            at = start + pd.Timedelta(seconds=i) + pd.Timedelta(milliseconds=100 * step)
+            rows.append({"observed_at": observed or at, "source": broker, "broker": broker, "topic": topic,
+                         "partition": 0, "offset": f"{i}-{step}", "at": at, "broker_at": at,
+                         "event_type": etype, "event_id": f"evt-{i}-{step}", "service": f"svc-{step}",
+                         "correlation_id": cid if not (i == 3 and step == 2) else None,
+                         "trace_id": f"{i + 1:032x}", "dead_letter": False})
+    return schemas.conform("events", rows)
+
+
+def test_lookup_matches_a_full_scan_for_every_kind_of_id():
+    events = chain_events(50, T0)
+    index = TraceIndex.from_frame(events)
+    for some_id in ("cid-7", f"{8:032x}", f"{8:032X}", "evt-7-1", "cid-3", f"{4:032x}", "nope", ""):
+        expected = traces.resolve(events, some_id).sort_values("offset")["offset"].tolist()
+        got = index.lookup(some_id).sort_values("offset")["offset"].tolist()
+        assert got == expected, some_id
+    assert len(index.lookup("cid-7")) == 3
+    assert index.nbytes == 12 * (3 * 150 - 1)  # hash + position per non-empty value
+
+
+def test_hash_collisions_never_return_a_wrong_event(monkeypatch):
+    monkeypatch.setattr(trace_index, "_hashes", lambda values: np.zeros(len(values), dtype=np.uint64))
+    events = chain_events(20, T0)
+    index = TraceIndex.from_frame(events)
+    assert sorted(index.lookup("cid-5")["event_id"]) == ["evt-5-0", "evt-5-1", "evt-5-2"]
+    assert index.lookup("cid-999").empty
+
+
+def test_store_index_is_incremental_and_bounded_by_retention(tmp_path):
+    now = pd.Timestamp.now(tz="UTC")
+    store = Store(tmp_path, Retention(max_age_s=3600))
+    old = chain_events(5, now - pd.Timedelta(hours=2), observed=now - pd.Timedelta(hours=2))
+    old["correlation_id"] = old["correlation_id"].str.replace("cid", "old")
+    store.append("events", old)
+    store.append("events", chain_events(10, now - pd.Timedelta(minutes=5)))
+    index = StoreTraceIndex(store)
+    assert len(index.lookup("cid-2")) == 3
+    assert index.lookup("old-1").empty  # past retention: not findable even if the part still exists
+    first = dict(index._parts)
+    more = chain_events(3, now - pd.Timedelta(minutes=1))
+    more["correlation_id"] = more["correlation_id"].str.replace("cid", "new")
+    store.append("events", more)
+    assert len(index.lookup("new-2")) == 3
+    assert all(index._parts[f] is part for f, part in first.items())  # old parts were not rebuilt
+
+
+def redis_hop_rows(wait_s: float, service_s: float):
+    a_at = T0
+    b_at = T0 + pd.Timedelta(seconds=wait_s + service_s)
+    def ev(topic, at, etype, svc, off):
+        return {"observed_at": at, "source": "redis", "broker": "redis", "topic": topic, "partition": 0,
+                "offset": off, "at": at, "broker_at": at, "event_type": etype, "event_id": off,
+                "service": svc, "correlation_id": "c", "trace_id": None, "dead_letter": False}
+    return schemas.conform("events", [ev("orders", a_at, "OrderPlaced", "order-service", "1-0"),
+                                      ev("payments", b_at, "PaymentCharged", "payment-service", "2-0")])
+
+
+def lag_samples(delivered_at: pd.Timestamp, every_s: float, span_s: float, position: int = 10):
+    """entries-read of group payment-service on `orders`: the event is entry number `position`,
+    added at T0 (entries-added goes 9 → 10 at T0); delivered at `delivered_at`."""
+    rows = []
+    t = T0 - pd.Timedelta(seconds=every_s / 2)
+    while t <= T0 + pd.Timedelta(seconds=span_s):
+        for group in ("payment-service", "analytics-service"):
+            rows.append({"sampled_at": t, "source": "redis", "broker": "redis", "group": group,
+                         "topic": "orders", "partition": 0,
+                         "committed": position if (group == "analytics-service" or t >= delivered_at) else position - 1,
+                         "end": position if t >= T0 else position - 1, "lag": 0, "lag_seconds": 0.0,
+                         "group_state": "n/a", "members": 1})
+        t += pd.Timedelta(seconds=every_s)
+    return schemas.conform("lag", rows)
+
+
+def test_redis_hop_split_is_estimated_when_the_samples_bracket_the_delivery():
+    rows = redis_hop_rows(wait_s=60, service_s=20)
+    lag = lag_samples(T0 + pd.Timedelta(seconds=60), every_s=5, span_s=120)
+    hop = traces.from_rows(rows, lag_history=lag, now=T0 + pd.Timedelta(minutes=5))["hops"][0]
+    assert hop["service"] == "payment-service" and hop["latency_ms"] == 80_000
+    assert hop["split"] == "estimated"
+    assert abs(hop["broker_wait_ms"] - 60_000) <= hop["split_error_ms"] + 1
+    assert hop["split_error_ms"] <= 2_500
+    assert hop["broker_wait_ms"] + hop["service_ms"] == pytest.approx(80_000)
+
+
+def test_no_split_when_the_samples_cannot_say():
+    rows = redis_hop_rows(wait_s=0.05, service_s=0.1)  # a 150 ms hop, samples every 5 s
+    lag = lag_samples(T0 + pd.Timedelta(seconds=0.05), every_s=5, span_s=30)
+    hop = traces.from_rows(rows, lag_history=lag, now=T0 + pd.Timedelta(minutes=5))["hops"][0]
+    assert hop["split"] is None and hop["broker_wait_ms"] is None and hop["service_ms"] is None
+    kafka = rows.assign(broker="kafka", offset=["1", "2"])
+    hop = traces.from_rows(kafka, lag_history=lag.assign(broker="kafka"), now=T0)["hops"][0]
+    assert hop["split"] is None  # Kafka commits after processing: never split
+
+
+def test_dead_letter_hop_links_to_the_copied_event_and_names_the_group():
+    rows = chain_events(1, T0)
+    dead = rows.iloc[[1]].assign(topic="payments.DLT", dead_letter=True, offset="0",
+                                 broker_at=T0 + pd.Timedelta(seconds=2),
+                                 headers='{"kafka_dlt-original-consumer-group": "inventory-service"}')
+    rows = pd.concat([rows.iloc[:2], dead], ignore_index=True)
+    found = traces.from_rows(rows, now=T0 + pd.Timedelta(minutes=5))
+    assert found["outcome"] == "dead_lettered"
+    hop = found["hops"][-1]
+    assert (hop["from_topic"], hop["to_topic"], hop["service"], hop["dead_letter"]) == \
+        ("payments", "payments.DLT", "inventory-service", True)
+    assert hop["from_event_id"] == hop["to_event_id"] == "evt-0-1"
+
+
+def test_summary_slowest_and_failed():
+    events = chain_events(5, T0)
+    events.loc[events["correlation_id"] == "cid-2", "at"] += pd.to_timedelta(
+        [0, 4, 9], unit="s").values
+    events.loc[(events["correlation_id"] == "cid-4") & (events["topic"] == "shipments"), "dead_letter"] = True
+    table = traces.summary(events, now=T0 + pd.Timedelta(minutes=5))
+    assert traces.slowest(table).iloc[0]["correlation_id"] == "cid-2"
+    assert traces.slowest(table).iloc[0]["duration_ms"] == 9200.0
+    assert traces.failed(table)["correlation_id"].tolist() == ["cid-4"]
