@@ -62,6 +62,11 @@ def _parser() -> argparse.ArgumentParser:
     g.add_argument("--format", choices=["json", "dot", "asyncapi"], default="json")
     a = query("alerts", "firing alerts", cmd_alerts)
     a.add_argument("--exit-code", action="store_true", help="exit 1 when a critical alert fires")
+    e = sub.add_parser("exporter", help="serve /metrics for Prometheus from the store")
+    e.add_argument("--store")
+    e.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
+    e.add_argument("--port", type=int, default=9308)
+    e.set_defaults(func=cmd_exporter)
     d = sub.add_parser("dashboard", help="the Streamlit dashboard on 127.0.0.1")
     d.add_argument("--port", type=int, default=8501)
     d.add_argument("--store")
@@ -100,8 +105,10 @@ def cmd_collect(args, config) -> int:
         return 2
     for s in config.sources_summary():
         print(f"collecting {s['source']} ({s['address']}) into {config.store_dir}", file=sys.stderr)
-    runner = Runner(_store(config), build_collectors(config), interval_s=config.collect.interval_s,
-                    max_backoff_s=config.collect.max_backoff_s)
+    from eventscope.alerting import build_evaluator
+    store = _store(config)
+    runner = Runner(store, build_collectors(config), interval_s=config.collect.interval_s,
+                    max_backoff_s=config.collect.max_backoff_s, evaluator=build_evaluator(config, store))
     try:
         if args.once:
             health = runner.run_once(force=True)
@@ -164,15 +171,37 @@ def cmd_graph(args, config) -> int:
 
 
 def cmd_alerts(args, config) -> int:
-    from eventscope.analysis import alerts
+    from eventscope.analysis import alert_state, alerts
     store = _store(config)
-    firing = alerts.evaluate(store.read("lag", since=_since(3600)), store.read("dlq", since=_since(3600)),
-                             config.alerts)
+    frames = {n: store.read(n, since=_since(3600)) for n in ("lag", "dlq", "stuck")}
+    health = store.read("health", since=_since(900))
+    a = config.alerts
+    now_frames = {n: f[f["sampled_at"] >= _since(alerts.LAG_WINDOW_S)] for n, f in frames.items()}
+    current = alerts.observe(now_frames["lag"], now_frames["dlq"], now_frames["stuck"], health,
+                             at=pd.Timestamp.now(tz="UTC"), stall_after_s=a.stall_after_s)
+    if store.newest_time("alerts") is not None:
+        # the collector evaluates the rules on every sample: its state is the truth
+        state = alert_state.from_history(store.read("alerts"))
+    else:  # nobody evaluated this store (yet): replay the rules over the last hour
+        state, _ = alerts.replay(frames["lag"], frames["dlq"], a.all_rules(), stuck=frames["stuck"],
+                                 health=health, stall_after_s=a.stall_after_s)
+    firing = alerts.firing_frame(state, current)
     rows = [{k: (None if not isinstance(v, (list, dict, str)) and pd.isna(v) else v)
              for k, v in r.items()} for r in firing.to_dict("records")]
-    _print(rows, args.json, firing)
+    _print(rows, args.json, firing.drop(columns=["episode"]))
     if args.exit_code and (firing["severity"] == "critical").any():
         return 1
+    return 0
+
+
+def cmd_exporter(args, config) -> int:
+    from eventscope.exporter import serve
+    print(f"serving Prometheus metrics on http://{args.host}:{args.port}/metrics "
+          f"from {config.store_dir}", file=sys.stderr)
+    try:
+        serve(_store(config), config, host=args.host, port=args.port)
+    except KeyboardInterrupt:
+        pass
     return 0
 
 

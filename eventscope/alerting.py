@@ -1,0 +1,70 @@
+"""Alert evaluation on every sample: the glue between the runner, the store and webhooks.
+
+The runner calls :meth:`AlertEvaluator.evaluate` after each pass over its collectors,
+so rules are evaluated whether or not a browser is open, in live collection and in
+sample-data replay alike. It reads only the recent window the rules need, steps the
+pure state machine once, appends the transitions to the store's ``alerts`` frame and
+hands them to the notifier (which never blocks). On start the state is rebuilt from
+the stored history, so a restart neither re-fires nor forgets a firing alert.
+"""
+from __future__ import annotations
+
+import logging
+
+import pandas as pd
+
+from eventscope.analysis import alert_state, alerts
+from eventscope.notify import Notifier
+from eventscope.store import Store
+
+log = logging.getLogger("eventscope.alerting")
+RESEND_WINDOW_S = 900.0  # undelivered transitions this recent are re-sent after a restart
+
+
+class AlertEvaluator:
+    """Evaluates the rules against a store and records and notifies what changes."""
+
+    def __init__(self, store: Store, alerts_config, notifier: Notifier | None = None):
+        self.store = store
+        self.config = alerts_config
+        self.rules = alerts_config.all_rules()
+        self.notifier = notifier
+        self.state: dict | None = None
+        self.observations = pd.DataFrame(columns=alert_state.OBSERVATION_COLUMNS)
+
+    def evaluate(self, now: pd.Timestamp | None = None) -> list[dict]:
+        """One evaluation at ``now``; returns the transitions it recorded."""
+        now = pd.Timestamp.now(tz="UTC") if now is None else pd.Timestamp(now)
+        if self.state is None:
+            history = self.store.read("alerts")
+            self.state = alert_state.from_history(history)
+            if self.notifier is not None and not history.empty:
+                recent = history[history["at"] >= now - pd.Timedelta(seconds=RESEND_WINDOW_S)]
+                self.notifier.submit(recent.to_dict("records"))
+        since = now - pd.Timedelta(seconds=alerts.LAG_WINDOW_S)
+        frames = {name: self.store.read(name, since=since) for name in ("lag", "dlq", "stuck")}
+        health = self.store.read("health", since=now - pd.Timedelta(seconds=900))
+        self.observations = alerts.observe(frames["lag"], frames["dlq"], frames["stuck"], health, at=now,
+                                           stall_after_s=self.config.stall_after_s)
+        self.state, transitions = alert_state.step(self.state, self.observations, self.rules, now)
+        if transitions:
+            self.store.append("alerts", alert_state.transitions_frame(transitions))
+            for t in transitions:
+                log.info("alert %s: %s [%s] %s", t["transition"], t["rule"], t["severity"], t["subject"])
+            if self.notifier is not None:
+                self.notifier.submit(transitions)
+        return transitions
+
+    def close(self) -> None:
+        """Stop the notifier thread."""
+        if self.notifier is not None:
+            self.notifier.close()
+
+
+def build_evaluator(config, store: Store) -> AlertEvaluator:
+    """The evaluator (and its notifier) for a config and the store it writes."""
+    a = config.alerts
+    webhooks = a.all_webhooks()
+    notifier = Notifier(webhooks, state_dir=config.store_dir, retries=a.notify_retries,
+                        backoff_s=a.notify_backoff_s, timeout_s=a.notify_timeout_s) if webhooks else None
+    return AlertEvaluator(store, a, notifier)
