@@ -171,21 +171,8 @@ def cmd_graph(args, config) -> int:
 
 
 def cmd_alerts(args, config) -> int:
-    from eventscope.analysis import alert_state, alerts
-    store = _store(config)
-    frames = {n: store.read(n, since=_since(3600)) for n in ("lag", "dlq", "stuck")}
-    health = store.read("health", since=_since(900))
-    a = config.alerts
-    now_frames = {n: f[f["sampled_at"] >= _since(alerts.LAG_WINDOW_S)] for n, f in frames.items()}
-    current = alerts.observe(now_frames["lag"], now_frames["dlq"], now_frames["stuck"], health,
-                             at=pd.Timestamp.now(tz="UTC"), stall_after_s=a.stall_after_s)
-    if store.newest_time("alerts") is not None:
-        # the collector evaluates the rules on every sample: its state is the truth
-        state = alert_state.from_history(store.read("alerts"))
-    else:  # nobody evaluated this store (yet): replay the rules over the last hour
-        state, _ = alerts.replay(frames["lag"], frames["dlq"], a.all_rules(), stuck=frames["stuck"],
-                                 health=health, stall_after_s=a.stall_after_s)
-    firing = alerts.firing_frame(state, current)
+    from eventscope.alerts_view import firing_now
+    firing = firing_now(_store(config), config.alerts)
     rows = [{k: (None if not isinstance(v, (list, dict, str)) and pd.isna(v) else v)
              for k, v in r.items()} for r in firing.to_dict("records")]
     _print(rows, args.json, firing.drop(columns=["episode"]))

@@ -7,8 +7,6 @@ broker), cached on ``Store.version`` so a rerun without new data costs a lookup.
 from __future__ import annotations
 
 import re
-from dataclasses import astuple
-
 import pandas as pd
 import streamlit as st
 
@@ -361,15 +359,53 @@ def find_trace(some_id: str) -> dict | None:
 
 
 @st.cache_data(ttl=CACHE_TTL_S, max_entries=8, show_spinner=False)
-def _alerts(key: tuple, stamp: tuple, thresholds: tuple, _rules: AlertsConfig) -> pd.DataFrame:
-    lag, dlq = (_read(key, n, v, WINDOW_S) for n, v in zip(("lag", "dlq"), stamp))
-    return alert_rules.evaluate(lag, dlq, _rules)
+def _alerts(key: tuple, stamp: tuple, rules_key: str, _rules: AlertsConfig) -> pd.DataFrame:
+    from eventscope.alerts_view import firing_now
+    return firing_now(_store(key), _rules)
 
 
 def firing_alerts() -> pd.DataFrame:
-    """Alerts firing now (rule, severity, subject, value, threshold, since)."""
+    """Alerts firing now (rule, severity, subject, value, threshold, since, metric, fired_at, ...)."""
     cfg = config()
-    return _alerts(_key(cfg), versions("lag", "dlq"), astuple(cfg.alerts), cfg.alerts)
+    return _alerts(_key(cfg), versions("lag", "dlq", "alerts", "health"), repr(cfg.alerts), cfg.alerts)
+
+
+@st.cache_data(ttl=CACHE_TTL_S, max_entries=8, show_spinner=False)
+def _alert_history(key: tuple, version: str, window_s: float) -> pd.DataFrame:
+    since = pd.Timestamp.now(tz="UTC") - pd.Timedelta(seconds=window_s)
+    return _store(key).read("alerts", since=since)
+
+
+def alert_history(window_s: float = WINDOW_S) -> pd.DataFrame:
+    """Stored alert transitions (``alerts`` frame) over the last ``window_s`` seconds."""
+    return _alert_history(_key(config()), *versions("alerts"), float(window_s))
+
+
+@st.cache_data(ttl=CACHE_TTL_S, max_entries=8, show_spinner=False)
+def _alert_rules(key: tuple, stamp: tuple, rules_key: str, _rules: AlertsConfig) -> pd.DataFrame:
+    from eventscope.alerts_view import current_observations, current_state
+    store = _store(key)
+    return alert_rules.rule_table(_rules.all_rules(), current_observations(store, _rules),
+                                  current_state(store, _rules))
+
+
+def alert_rules_now() -> pd.DataFrame:
+    """Every rule and subject: current value against its thresholds, and its alert state."""
+    cfg = config()
+    return _alert_rules(_key(cfg), versions("lag", "dlq", "stuck", "health", "alerts"), repr(cfg.alerts),
+                        cfg.alerts)
+
+
+@st.cache_data(ttl=CACHE_TTL_S, max_entries=8, show_spinner=False)
+def _what_if(key: tuple, stamp: tuple, rules_key: str, _rules: list, _cfg: AlertsConfig) -> pd.DataFrame:
+    from eventscope.alerts_view import what_if
+    return what_if(_store(key), _rules, _cfg, window_s=WINDOW_S, max_steps=180)[1]
+
+
+def what_if_transitions(rules: list) -> pd.DataFrame:
+    """Transitions ``rules`` would have made over the last hour of stored frames."""
+    cfg = config()
+    return _what_if(_key(cfg), versions("lag", "dlq", "stuck", "health"), repr(rules), rules, cfg.alerts)
 
 
 @st.cache_data(ttl=CACHE_TTL_S, max_entries=8, show_spinner=False)

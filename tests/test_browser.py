@@ -35,7 +35,7 @@ PAGES = [("", "Overview"), ("lag", "Consumer lag"), ("dead_letters", "Dead lette
          ("traces", "Traces"), ("flow_graph", "Flow graph"), ("alerts", "Alerts")]
 #: text each populated page shows at its very end (so the whole page has rendered)
 LAST_TEXT = {"": "Look up one trace", "lag": "seconds behind", "dead_letters": "Depth over",
-             "traces": "Click a row", "flow_graph": "Download DOT", "alerts": "Set them under"}
+             "traces": "Click a row", "flow_graph": "Download DOT", "alerts": "Try thresholds"}
 
 
 def _free_port() -> int:
