@@ -19,6 +19,7 @@ from eventscope.store import Store
 
 log = logging.getLogger("eventscope.alerting")
 RESEND_WINDOW_S = 900.0  # undelivered transitions this recent are re-sent after a restart
+MARKER = "alerts-evaluated"  # touched on every evaluation: readers trust the stored state
 
 
 class AlertEvaluator:
@@ -28,6 +29,7 @@ class AlertEvaluator:
         self.store = store
         self.config = alerts_config
         self.rules = alerts_config.all_rules()
+        self.metrics = {r.metric for r in self.rules if not r.silent}  # compute only what is judged
         self.notifier = notifier
         self.state: dict | None = None
         self.observations = pd.DataFrame(columns=alert_state.OBSERVATION_COLUMNS)
@@ -45,8 +47,9 @@ class AlertEvaluator:
         frames = {name: self.store.read(name, since=since) for name in ("lag", "dlq", "stuck")}
         health = self.store.read("health", since=now - pd.Timedelta(seconds=900))
         self.observations = alerts.observe(frames["lag"], frames["dlq"], frames["stuck"], health, at=now,
-                                           stall_after_s=self.config.stall_after_s)
+                                           stall_after_s=self.config.stall_after_s, metrics=self.metrics)
         self.state, transitions = alert_state.step(self.state, self.observations, self.rules, now)
+        _touch(self.store.root / MARKER)
         if transitions:
             self.store.append("alerts", alert_state.transitions_frame(transitions))
             for t in transitions:
@@ -59,6 +62,22 @@ class AlertEvaluator:
         """Stop the notifier thread."""
         if self.notifier is not None:
             self.notifier.close()
+
+
+def _touch(path) -> None:
+    try:
+        path.touch()
+    except OSError as exc:  # a read-only store still evaluates; readers fall back to replaying
+        log.debug("cannot mark the store as evaluated: %s", exc)
+
+
+def evaluated_recently(store, within_s: float = 900.0) -> bool:
+    """True when a collector evaluated the rules on this store in the last ``within_s`` seconds."""
+    import time
+    try:
+        return time.time() - (store.root / MARKER).stat().st_mtime <= within_s
+    except OSError:
+        return False
 
 
 def build_evaluator(config, store: Store) -> AlertEvaluator:

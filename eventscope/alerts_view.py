@@ -29,15 +29,28 @@ def current_observations(store, alerts_cfg, now: pd.Timestamp | None = None) -> 
                           stall_after_s=alerts_cfg.stall_after_s)
 
 
-def current_state(store, alerts_cfg, now: pd.Timestamp | None = None) -> dict:
-    """The alert state: from the stored transitions, else replayed over the last hour."""
-    if store.newest_time("alerts") is not None:
-        return alert_state.from_history(store.read("alerts"))
+FALLBACK_WINDOW_S, FALLBACK_STEPS = 900.0, 20
+
+
+def evaluated(store) -> bool:
+    """True when the stored ``alerts`` frame is the truth (a collector evaluates this store)."""
+    from eventscope.alerting import evaluated_recently
+    return store.newest_time("alerts") is not None or evaluated_recently(store)
+
+
+def fallback(store, alerts_cfg, now: pd.Timestamp | None = None) -> tuple[dict, pd.DataFrame]:
+    """For a store nobody evaluated: the rules replayed over its last 15 minutes (coarsely)."""
     now = now or pd.Timestamp.now(tz="UTC")
-    f = _frames(store, now, 3600.0)
-    state, _ = alerts.replay(f["lag"], f["dlq"], alerts_cfg.all_rules(), stuck=f["stuck"], health=f["health"],
-                             stall_after_s=alerts_cfg.stall_after_s)
-    return state
+    f = _frames(store, now, FALLBACK_WINDOW_S)
+    return alerts.replay(f["lag"], f["dlq"], alerts_cfg.all_rules(), stuck=f["stuck"], health=f["health"],
+                         max_steps=FALLBACK_STEPS, stall_after_s=alerts_cfg.stall_after_s)
+
+
+def current_state(store, alerts_cfg, now: pd.Timestamp | None = None) -> dict:
+    """The alert state: from the stored transitions, else :func:`fallback`."""
+    if evaluated(store):
+        return alert_state.from_history(store.read("alerts"))
+    return fallback(store, alerts_cfg, now)[0]
 
 
 def firing_now(store, alerts_cfg) -> pd.DataFrame:
@@ -83,3 +96,26 @@ def detail_link(subject: str) -> tuple[str, dict] | None:
     if "/" in rest:
         return "pages/lag.py", {"broker": broker, "group": rest.rsplit("/", 1)[0]}
     return "pages/dead_letters.py", {"broker": broker, "dlq": rest}
+
+
+UNITS = {"lag": "msgs", "dlq_depth": "msgs", "dlq_growth_per_min": "msgs/min", "stuck_entries": "entries"}
+
+
+def format_value(metric: str, value, detail: str = "") -> str:
+    """A rule's value or threshold for people: ``7 min 30 s``, ``12 msgs``, ``STALL``, ``—``."""
+    if metric == "lag_status":
+        return detail or "—"
+    if value is None or isinstance(value, str) or pd.isna(value):
+        return value if isinstance(value, str) else "—"
+    value = float(value)
+    if metric in ("lag_seconds", "collector_stale_s"):
+        if value < 120:
+            return f"{value:.0f} s" if value >= 10 or value == int(value) else f"{value:.1f} s"
+        if value < 3600:
+            return f"{int(value // 60)} min {int(value % 60)} s"
+        return f"{int(value // 3600)} h {int(value % 3600 // 60)} min"
+    text = f"{value:,.0f}" if value.is_integer() or abs(value) >= 100 else f"{value:.1f}"
+    unit = UNITS.get(metric, "")
+    if value == 1 and unit in ("msgs", "entries"):
+        unit = unit[:-1] if unit == "msgs" else "entry"
+    return f"{text} {unit}".strip()

@@ -358,42 +358,40 @@ def find_trace(some_id: str) -> dict | None:
     return _find_trace(_key(config()), versions("events", "lag"), some_id)
 
 
-@st.cache_data(ttl=CACHE_TTL_S, max_entries=8, show_spinner=False)
-def _alerts(key: tuple, stamp: tuple, rules_key: str, _rules: AlertsConfig) -> pd.DataFrame:
-    from eventscope.alerts_view import firing_now
-    return firing_now(_store(key), _rules)
+@st.cache_resource(ttl=CACHE_TTL_S, max_entries=4, show_spinner=False)
+def _alerts(key: tuple, stamp: tuple, rules_key: str, _cfg: AlertsConfig) -> dict:
+    """Firing alerts, the rule table and the hour's transitions, computed once per data version."""
+    from eventscope import alerts_view
+    store = _store(key)
+    observations = alerts_view.current_observations(store, _cfg)
+    if alerts_view.evaluated(store):
+        history = store.read("alerts", since=pd.Timestamp.now(tz="UTC") - pd.Timedelta(seconds=WINDOW_S))
+        state = alerts_view.alert_state.from_history(store.read("alerts"))
+    else:  # nobody evaluates this store (collector off or an old one): replay the rules
+        state, history = alerts_view.fallback(store, _cfg)
+    return {"firing": alert_rules.firing_frame(state, observations), "history": history,
+            "rules": alert_rules.rule_table(_cfg.all_rules(), observations, state)}
+
+
+def _alert_view(part: str) -> pd.DataFrame:
+    cfg = config()
+    return _alerts(_key(cfg), versions("lag", "dlq", "stuck", "health", "alerts"), repr(cfg.alerts),
+                   cfg.alerts)[part]
 
 
 def firing_alerts() -> pd.DataFrame:
     """Alerts firing now (rule, severity, subject, value, threshold, since, metric, fired_at, ...)."""
-    cfg = config()
-    return _alerts(_key(cfg), versions("lag", "dlq", "alerts", "health"), repr(cfg.alerts), cfg.alerts)
+    return _alert_view("firing")
 
 
-@st.cache_data(ttl=CACHE_TTL_S, max_entries=8, show_spinner=False)
-def _alert_history(key: tuple, version: str, window_s: float) -> pd.DataFrame:
-    since = pd.Timestamp.now(tz="UTC") - pd.Timedelta(seconds=window_s)
-    return _store(key).read("alerts", since=since)
-
-
-def alert_history(window_s: float = WINDOW_S) -> pd.DataFrame:
-    """Stored alert transitions (``alerts`` frame) over the last ``window_s`` seconds."""
-    return _alert_history(_key(config()), *versions("alerts"), float(window_s))
-
-
-@st.cache_data(ttl=CACHE_TTL_S, max_entries=8, show_spinner=False)
-def _alert_rules(key: tuple, stamp: tuple, rules_key: str, _rules: AlertsConfig) -> pd.DataFrame:
-    from eventscope.alerts_view import current_observations, current_state
-    store = _store(key)
-    return alert_rules.rule_table(_rules.all_rules(), current_observations(store, _rules),
-                                  current_state(store, _rules))
+def alert_history() -> pd.DataFrame:
+    """Alert transitions (``alerts`` frame) over the last hour."""
+    return _alert_view("history")
 
 
 def alert_rules_now() -> pd.DataFrame:
     """Every rule and subject: current value against its thresholds, and its alert state."""
-    cfg = config()
-    return _alert_rules(_key(cfg), versions("lag", "dlq", "stuck", "health", "alerts"), repr(cfg.alerts),
-                        cfg.alerts)
+    return _alert_view("rules")
 
 
 @st.cache_data(ttl=CACHE_TTL_S, max_entries=8, show_spinner=False)

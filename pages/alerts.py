@@ -3,14 +3,12 @@ and a what-if that replays edited thresholds over the last hour before they are 
 from __future__ import annotations
 
 import html
-from dataclasses import replace
-
 import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
 
 from eventscope import dashboard as ui
-from eventscope.alerts_view import detail_link, episodes
+from eventscope.alerts_view import detail_link, episodes, format_value
 from eventscope.analysis.rules import METRICS, STATUSES, RuleError, parse_rule
 
 cfg = ui.config()
@@ -26,9 +24,9 @@ def _firing_table(firing: pd.DataFrame) -> None:
     view = pd.DataFrame({
         "severity": firing["severity"], "rule": firing["rule"].map(ui.safe_text),
         "subject": firing["subject"].map(ui.safe_text),
-        "value": [d if m == "lag_status" and d else ui.number(v)
-                  for m, v, d in zip(firing["metric"], firing["value"], firing["detail"])],
-        "threshold": firing["threshold"].map(ui.number),
+        "value": [format_value(m, v, d) for m, v, d in zip(firing["metric"], firing["value"], firing["detail"])],
+        "threshold": [format_value(m, t, "STALL, STOP" if m == "lag_status" else "")
+                      for m, t in zip(firing["metric"], firing["threshold"])],
         "firing for": [ui.duration((now - pd.Timestamp(f)).total_seconds()) if f else "—"
                        for f in firing["fired_at"]],
         "since": pd.to_datetime(firing["since"], utc=True)})
@@ -40,7 +38,7 @@ def _firing_table(firing: pd.DataFrame) -> None:
     if links:
         cols = st.columns(min(3, len(links)))
         for i, (subject, (page, query)) in enumerate(links):
-            cols[i % len(cols)].page_link(page, label=f"Open {ui.safe_text(subject, 60)}",
+            cols[i % len(cols)].page_link(page, label=f"Open {ui.md(ui.safe_text(subject, 60))}",
                                           icon=":material/arrow_forward:", query_params=query)
 
 
@@ -68,7 +66,8 @@ def timeline(eps: pd.DataFrame, now: pd.Timestamp, height: int | None = None) ->
                                  hovertemplate="%{y}<br>%{base|%H:%M:%S} for %{x:.0f} ms<extra>" + phase
                                  + "</extra>"))
     fig.update_layout(barmode="overlay", height=height or max(160, 60 + 28 * len(set(labels))),
-                      margin=dict(l=0, r=0, t=10, b=0), legend=dict(orientation="h", y=-0.25),
+                      margin=dict(l=0, r=0, t=28, b=0),
+                      legend=dict(orientation="h", x=1, xanchor="right", y=1.02, yanchor="bottom"),
                       xaxis=dict(type="date", title="time (UTC)"), yaxis=dict(autorange="reversed"))
     return fig
 
@@ -111,14 +110,23 @@ def rules_table() -> None:
     if table.empty:
         st.caption("No values to judge yet.")
         return
+    silent = table[table["state"] == "silenced"]
+    table = table[table["state"] != "silenced"]
     order = table["state"].map({"firing": 0, "pending": 1}).fillna(2)
     table = table.assign(_o=order).sort_values(["_o", "rule", "subject"], kind="stable").drop(columns="_o")
-    view = table.assign(value=[v if isinstance(v, str) else ui.number(v) for v in table["value"]],
-                        warning=table["warning"].map(_threshold), critical=table["critical"].map(_threshold),
-                        clear=table["clear"].map(ui.number), subject=table["subject"].map(ui.safe_text))
+
+    def fmt(column):
+        return [v if isinstance(v, str) else format_value(m, v) for m, v in zip(table["metric"], table[column])]
+    view = table.assign(value=[v if isinstance(v, str) else format_value(m, v)
+                               for m, v in zip(table["metric"], table["value"])],
+                        warning=fmt("warning"), critical=fmt("critical"), clear=fmt("clear"),
+                        subject=table["subject"].map(ui.safe_text))
     st.dataframe(ui.styled(view, "severity"), hide_index=True, placeholder="—", key="alert_rules",
                  height=min(38 + 35 * len(view), 420),
                  column_config={"for_s": st.column_config.NumberColumn("for (s)", format="%g")})
+    if not silent.empty:
+        names = ", ".join(sorted({ui.md(r) for r in silent["rule"]}))
+        st.caption(f"No threshold set (silenced): {names} on {silent['subject'].nunique()} subject(s).")
     st.caption("Built-in rules plus `[[alerts.rules]]` from the config; for each metric and subject "
                "the last matching rule applies. `eventscope alerts --json --exit-code` exits 1 when a "
                "critical alert fires.")
@@ -165,9 +173,10 @@ def what_if() -> None:
         st.error(f"Not a valid rule: {ui.md(exc)}")
         return
     if st.button("Replay the last hour", key="whatif_run", type="primary"):
-        others = [r for r in rules if r.name != rule.name]
-        before = episodes(ui.what_if_transitions(rules))
-        after = episodes(ui.what_if_transitions(others + [replace(edited)]))
+        same = [r for r in rules if r.metric == rule.metric]  # only this metric needs replaying
+        with st.spinner("Replaying the last hour…"):
+            before = episodes(ui.what_if_transitions(same))
+            after = episodes(ui.what_if_transitions([r for r in same if r.name != rule.name] + [edited]))
         st.session_state["whatif_result"] = (edited, before[before["rule"] == rule.name],
                                              after[after["rule"] == rule.name])
     result = st.session_state.get("whatif_result")

@@ -6,7 +6,7 @@ import pandas as pd
 import streamlit as st
 
 from eventscope import dashboard as ui
-from eventscope.alerts_view import detail_link
+from eventscope.alerts_view import detail_link, format_value
 from eventscope.analysis import lag as lag_analysis
 from graph.export import dot_quote
 
@@ -29,8 +29,8 @@ def _firing(alerts: pd.DataFrame) -> None:
     worst = alerts.assign(_o=alerts["severity"].map({"critical": 0}).fillna(1)).sort_values(
         ["_o", "since"], kind="stable")
     for a in worst.head(5).itertuples(index=False):
-        value = a.detail if a.metric == "lag_status" and a.detail else ui.number(a.value)
-        limit = "" if pd.isna(a.threshold) else f" ≥ {ui.number(a.threshold)}"
+        value = format_value(a.metric, a.value, a.detail)
+        limit = "" if pd.isna(a.threshold) else f" ≥ {format_value(a.metric, a.threshold)}"
         color = "red" if a.severity == "critical" else "orange"
         page, query = detail_link(a.subject) or ("pages/alerts.py", {})
         st.page_link(page, query_params=query, icon=":material/notifications_active:",

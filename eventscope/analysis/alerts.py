@@ -26,17 +26,30 @@ STALE_S = 120.0  # a subject whose newest sample is older than this is not obser
 
 def observe(lag: pd.DataFrame, dlq: pd.DataFrame, stuck: pd.DataFrame | None = None,
             health: pd.DataFrame | None = None, at: pd.Timestamp | None = None,
-            stall_after_s: float = 60.0) -> pd.DataFrame:
-    """One row per (metric, subject) as of ``at`` (default: the newest sample)."""
+            stall_after_s: float = 60.0, metrics: set | None = None) -> pd.DataFrame:
+    """One row per (metric, subject) as of ``at`` (default: the newest sample).
+
+    ``metrics`` limits the work to what the rules need (the lag status is the costly one).
+    """
+    wanted = set(metrics) if metrics is not None else None
+
+    def want(*names):
+        return wanted is None or bool(wanted & set(names))
     if at is None:
         times = [f["sampled_at"].max() for f in (lag, dlq) if f is not None and not f.empty]
         at = max(times) if times else pd.Timestamp.now(tz="UTC")
     at = pd.Timestamp(at)
     rows: list[dict] = []
-    rows += _lag_observations(_upto(lag, at), stall_after_s)
-    rows += _dlq_observations(_upto(dlq, at), at)
-    rows += _stuck_observations(_upto(lag, at), _upto(stuck, at))
-    rows += _collector_observations(_upto(health, at, window_s=900.0), at)
+    if want("lag", "lag_seconds", "lag_status"):
+        rows += _lag_observations(_upto(lag, at), stall_after_s, with_status=want("lag_status"))
+    if want("dlq_depth", "dlq_growth_per_min"):
+        rows += _dlq_observations(_upto(dlq, at), at)
+    if want("stuck_entries"):
+        rows += _stuck_observations(_upto(lag, at), _upto(stuck, at))
+    if want("collector_stale_s"):
+        rows += _collector_observations(_upto(health, at, window_s=900.0), at)
+    if wanted is not None:
+        rows = [r for r in rows if r["metric"] in wanted]
     return pd.DataFrame(rows, columns=alert_state.OBSERVATION_COLUMNS)
 
 
@@ -52,24 +65,33 @@ def _newest_per_source(frame: pd.DataFrame) -> pd.DataFrame:
     return frame[frame["sampled_at"] == newest]
 
 
-def _lag_observations(lag, stall_after_s: float) -> list[dict]:
+def _lag_observations(lag, stall_after_s: float, with_status: bool = True) -> list[dict]:
     if lag is None:
         return []
-    latest = lag_analysis.latest_lag(lag, window_s=LAG_WINDOW_S, stuck_after_s=stall_after_s)
-    newest = lag.groupby("source", observed=True)["sampled_at"].max()
-    latest = latest[latest["sampled_at"] >= latest["source"].map(newest)
-                    - pd.Timedelta(seconds=STALE_S)]
+    newest = lag.groupby("source", observed=True)["sampled_at"].transform("max")
+    if with_status:
+        latest = lag_analysis.latest_lag(lag, window_s=LAG_WINDOW_S, stuck_after_s=stall_after_s)
+        cutoff = latest["source"].map(lag.groupby("source", observed=True)["sampled_at"].max())
+        latest = latest[latest["sampled_at"] >= cutoff - pd.Timedelta(seconds=STALE_S)]
+        summary = lag_analysis.group_summary(latest)
+    else:  # the newest row per partition is all the numbers need
+        latest = lag[lag["sampled_at"] >= newest - pd.Timedelta(seconds=STALE_S)]
+        latest = latest.drop_duplicates(["source", "broker", "group", "topic", "partition"], keep="last")
+        g = latest.groupby(["broker", "group", "topic"], observed=True)
+        summary = pd.DataFrame({"lag": g["lag"].sum(min_count=1),
+                                "lag_seconds": g["lag_seconds"].max()}).reset_index().assign(status="")
     rows = []
-    for r in lag_analysis.group_summary(latest).itertuples(index=False):
+    for r in summary.itertuples(index=False):
         subject = f"{r.broker}:{r.group}/{r.topic}"
         names = (subject, r.group, r.topic, r.broker)
         lag_value = None if pd.isna(r.lag) else float(r.lag)
         seconds = None if pd.isna(r.lag_seconds) else float(r.lag_seconds)
         rows += [{"metric": "lag", "subject": subject, "names": names, "value": lag_value, "detail": ""},
                  {"metric": "lag_seconds", "subject": subject, "names": names, "value": seconds,
-                  "detail": ""},
-                 {"metric": "lag_status", "subject": subject, "names": names, "value": lag_value,
-                  "detail": r.status}]
+                  "detail": ""}]
+        if with_status:
+            rows.append({"metric": "lag_status", "subject": subject, "names": names, "value": lag_value,
+                         "detail": r.status})
     return rows
 
 
@@ -130,7 +152,13 @@ def _collector_observations(health, at: pd.Timestamp) -> list[dict]:
 def replay(lag: pd.DataFrame, dlq: pd.DataFrame, rules: list, stuck: pd.DataFrame | None = None,
            health: pd.DataFrame | None = None, since: pd.Timestamp | None = None,
            max_steps: int = 240, stall_after_s: float = 60.0) -> tuple[dict, pd.DataFrame]:
-    """Run the state machine over the sample times in the frames (at most ``max_steps``)."""
+    """Run the state machine over the sample times in the frames (at most ``max_steps``).
+
+    Only the metrics the (non-silent) rules use are computed. The lag status needs a
+    Burrow-style verdict per step, so with a status rule the steps are capped at 60."""
+    metrics = {r.metric for r in rules if not r.silent}
+    if "lag_status" in metrics:
+        max_steps = min(max_steps, 60)
     times = pd.Series(pd.concat([f["sampled_at"] for f in (lag, dlq) if f is not None and not f.empty],
                                 ignore_index=True) if any(f is not None and not f.empty for f in (lag, dlq))
                       else [], dtype="datetime64[ns, UTC]").drop_duplicates().sort_values()
@@ -142,7 +170,7 @@ def replay(lag: pd.DataFrame, dlq: pd.DataFrame, rules: list, stuck: pd.DataFram
     state: dict = {}
     rows: list[pd.DataFrame] = []
     for at in times:
-        obs = observe(lag, dlq, stuck, health, at=at, stall_after_s=stall_after_s)
+        obs = observe(lag, dlq, stuck, health, at=at, stall_after_s=stall_after_s, metrics=metrics)
         state, transitions = alert_state.step(state, obs, rules, at)
         if transitions:
             rows.append(alert_state.transitions_frame(transitions))
