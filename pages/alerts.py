@@ -156,10 +156,13 @@ def what_if() -> None:
         clear = None
     else:
         unit = METRICS[rule.metric][1]
-        warning = c1.number_input(f"Warning ({unit})", value=rule.warning, min_value=0.0, key=f"whatif_w_{name}")
-        critical = c2.number_input(f"Critical ({unit})", value=rule.critical, min_value=0.0, key=f"whatif_c_{name}")
-        clear = c4.number_input("Clear below", value=rule.clear, min_value=0.0, key=f"whatif_clear_{name}",
-                                help="a firing alert resolves only below this (blank: the default ratio)")
+        warning = c1.number_input(f"Warning ({unit})", value=rule.warning or 0.0, min_value=0.0,
+                                  key=f"whatif_w_{name}", help="0 = no warning threshold")
+        critical = c2.number_input(f"Critical ({unit})", value=rule.critical or 0.0, min_value=0.0,
+                                   key=f"whatif_c_{name}", help="0 = no critical threshold")
+        clear = c4.number_input("Clear below", value=rule.clear or 0.0, min_value=0.0, key=f"whatif_clear_{name}",
+                                help="a firing alert resolves only below this (0: "
+                                     f"{cfg.alerts.clear_ratio:g} × the lowest threshold)")
     for_s = c3.number_input("For (s)", value=float(rule.for_s), min_value=0.0, key=f"whatif_for_{name}")
     match = st.text_input("Match (globs, comma-separated)", value=", ".join(rule.match), key=f"whatif_match_{name}")
     raw = {"name": rule.name, "metric": rule.metric, "for_s": for_s,
