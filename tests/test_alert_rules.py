@@ -169,3 +169,32 @@ def test_every_metric_is_observed_from_frames():
     table = alerts.rule_table(rules, o.reset_index(), {})
     assert set(table["rule"]) >= {"lag_seconds", "group_stall", "dlq_depth", "dlq_growth",
                                   "stuck_entries", "collector_stale", "lag_messages"}
+
+
+def test_readme_lists_every_exported_metric_and_metric_kind():
+    from pathlib import Path
+
+    from eventscope.analysis.rules import METRICS
+    from eventscope.exporter import METRICS as EXPORTED
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    for name, (_, labels) in EXPORTED.items():
+        shown = f"| `{name}` | `{', '.join(labels)}`" if labels else f"| `{name}` |"
+        assert shown in readme, name
+    for metric in METRICS:
+        assert f"| `{metric}` |" in readme, metric
+
+
+def test_notifier_dedupes_and_never_blocks(tmp_path):
+    from eventscope.analysis.rules import Webhook
+    from eventscope.notify import Notifier
+    hook = Webhook(url="http://127.0.0.1:9/unreachable/token")  # nothing listens: every attempt fails
+    notifier = Notifier([hook], state_dir=tmp_path, retries=0, backoff_s=0, timeout_s=1, queue_size=2)
+    t = {"transition": "firing", "rule": "r", "metric": "lag", "severity": "critical", "subject": "kafka:g/t",
+         "episode": "r|kafka:g/t|x", "value": 1.0}
+    many = [dict(t, episode=f"r|kafka:g/t|{i}") for i in range(50)]
+    assert notifier.submit([t, t]) == 1  # the same message twice is queued once
+    notifier.submit(many)  # a full queue drops (and logs) instead of waiting
+    assert notifier.flush(30)
+    assert notifier.sent == 0 and notifier.failed >= 1
+    assert not (tmp_path / "alerts-delivered.json").exists()
+    notifier.close()
