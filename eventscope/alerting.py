@@ -58,9 +58,10 @@ class AlertEvaluator:
                 self.notifier.submit(transitions)
         return transitions
 
-    def close(self) -> None:
-        """Stop the notifier thread."""
+    def close(self, flush_s: float = 5.0) -> None:
+        """Give queued notifications ``flush_s`` seconds (a `collect --once` run), then stop."""
         if self.notifier is not None:
+            self.notifier.flush(flush_s)
             self.notifier.close()
 
 
