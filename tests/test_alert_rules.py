@@ -98,6 +98,10 @@ def test_rule_parsing_defaults_and_errors():
                       default_for_s=30, clear_ratio=0.5)
     assert (rule.name, rule.for_s, rule.clear, rule.match) == ("dlq_depth", 30.0, 5.0, ("payments*",))
     assert "warning = 10" in rule.to_toml()
+    import tomllib
+    odd = parse_rule({"metric": "lag", "warning": 5, "match": ['a"b\\c*', "x"]}, "r", 60, 0.8)
+    again = tomllib.loads(odd.to_toml())["alerts"]["rules"][0]
+    assert parse_rule(again, "r", 60, 0.8) == odd  # the snippet round-trips, whatever the globs hold
 
 
 @pytest.mark.parametrize("toml, expected", [

@@ -16,6 +16,7 @@ No pandas here: the config loader imports this module.
 from __future__ import annotations
 
 import fnmatch
+import json
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit, urlunsplit
 
@@ -100,12 +101,13 @@ class Rule:
 
     def to_toml(self) -> str:
         """This rule as a ``[[alerts.rules]]`` table."""
-        lines = ["[[alerts.rules]]", f'name = "{self.name}"', f'metric = "{self.metric}"',
-                 "match = [" + ", ".join(f'"{g}"' for g in self.match) + "]"]
+        q = json.dumps  # a JSON string is a valid TOML basic string (quotes, backslashes escaped)
+        lines = ["[[alerts.rules]]", f"name = {q(self.name)}", f"metric = {q(self.metric)}",
+                 "match = [" + ", ".join(q(g) for g in self.match) + "]"]
         for sev in SEVERITIES:
             value = getattr(self, sev)
             if isinstance(value, tuple):
-                lines.append(f"{sev} = [" + ", ".join(f'"{s}"' for s in value) + "]")
+                lines.append(f"{sev} = [" + ", ".join(q(s) for s in value) + "]")
             elif value is not None:
                 lines.append(f"{sev} = {value:g}")
         lines.append(f"for_s = {self.for_s:g}")
