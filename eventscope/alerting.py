@@ -19,6 +19,7 @@ from eventscope.store import Store
 
 log = logging.getLogger("eventscope.alerting")
 RESEND_WINDOW_S = 900.0  # undelivered transitions this recent are re-sent after a restart
+SEED_WINDOW_S = 900.0  # a never-evaluated store: the rules are first replayed over this much
 MARKER = "alerts-evaluated"  # touched on every evaluation: readers trust the stored state
 
 
@@ -40,7 +41,9 @@ class AlertEvaluator:
         if self.state is None:
             history = self.store.read("alerts")
             self.state = alert_state.from_history(history)
-            if self.notifier is not None and not history.empty:
+            if history.empty:
+                self._seed(now)  # no alert history: judge the samples the store already holds
+            elif self.notifier is not None:
                 recent = history[history["at"] >= now - pd.Timedelta(seconds=RESEND_WINDOW_S)]
                 self.notifier.submit(recent.to_dict("records"))
         since = now - pd.Timedelta(seconds=alerts.LAG_WINDOW_S)
@@ -57,6 +60,24 @@ class AlertEvaluator:
             if self.notifier is not None:
                 self.notifier.submit(transitions)
         return transitions
+
+    def _seed(self, now: pd.Timestamp) -> None:
+        """Replay the rules over the store's last 15 minutes, once, when there is no alert history.
+
+        A sample-data replay starts with minutes of backfilled history, and a collector may
+        start on a store that already holds samples: an incident under way then fires as
+        soon as it has held for `for_s` in those samples, not `for_s` after the start."""
+        since = now - pd.Timedelta(seconds=SEED_WINDOW_S)
+        frames = {n: self.store.read(n, since=since) for n in ("lag", "dlq", "stuck", "health")}
+        for name in ("lag", "dlq"):
+            frames[name] = frames[name][frames[name]["sampled_at"] < now]
+        self.state, history = alerts.replay(frames["lag"], frames["dlq"], self.rules, stuck=frames["stuck"],
+                                            health=frames["health"], max_steps=20,
+                                            stall_after_s=self.config.stall_after_s)
+        if not history.empty:
+            self.store.append("alerts", history)
+            if self.notifier is not None:
+                self.notifier.submit(history.to_dict("records"))
 
     def close(self, flush_s: float = 5.0) -> None:
         """Give queued notifications ``flush_s`` seconds (a `collect --once` run), then stop."""
