@@ -42,12 +42,15 @@ def _firing(alerts: pd.DataFrame) -> None:
 
 def _worst_groups(table: pd.DataFrame) -> None:
     st.subheader("Worst groups")
-    bad = table[table["status"].isin(["ERR", "STALL", "STOP", "REWIND", "WARN"]) | (table["lag"].fillna(0) > 0)]
+    # a group a second or so behind is just busy: list the ones in trouble or really behind
+    bad = table[table["status"].isin(["ERR", "STALL", "STOP", "REWIND", "WARN"])
+                | (table["lag_seconds"].fillna(0) >= 10)]
     if bad.empty:
-        st.caption("Every group is caught up.")
+        st.caption("No group is stalled or more than 10 s behind.")
         return
     for r in bad.drop_duplicates(["broker", "group"]).head(5).itertuples(index=False):
-        _link("pages/lag.py", f"{r.group} · {r.status} · {r.behind} behind ({ui.number(r.lag)} msgs)",
+        lag = format_value("lag", r.lag)
+        _link("pages/lag.py", f"{r.group} ({r.broker}) · {r.status} · {r.behind} behind ({lag})",
               {"broker": r.broker, "group": r.group})
 
 
@@ -59,7 +62,7 @@ def _filling_dlqs(table: pd.DataFrame) -> None:
         return
     for r in full.head(5).itertuples(index=False):
         growth = f", +{r.growth_per_min:g}/min" if r.growth_per_min and r.growth_per_min > 0 else ""
-        _link("pages/dead_letters.py", f"{r.dlq} · {int(r.depth):,} messages{growth}",
+        _link("pages/dead_letters.py", f"{r.dlq} ({r.broker}) · {format_value('dlq_depth', r.depth)}{growth}",
               {"broker": r.broker, "dlq": r.dlq})
 
 

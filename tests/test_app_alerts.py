@@ -24,8 +24,8 @@ def test_overview_is_the_incident_front_door(monkeypatch, tmp_path):
     assert any("dlq\\_depth" in label and page == "dead_letters" and query == "broker=kafka&dlq=payments.DLT"
                for label, page, query in links), links
     # the worst group, the filling DLQ, the latest failed traces
-    assert any(label.startswith("analytics · STALL") and page == "lag" for label, page, _ in links)
-    assert any(label.startswith("payments\\.DLT · 12 messages") for label, _, _ in links)
+    assert any(label.startswith("analytics \\(kafka\\) · STALL") and page == "lag" for label, page, _ in links), links
+    assert any(label.startswith("payments\\.DLT \\(kafka\\) · 12 msgs") for label, _, _ in links), links
     traces = [query for _, page, query in links if page == "traces"]
     assert traces and all(q.startswith("id=order-") and int(q[-2:]) % 10 == 7 for q in traces)
     assert at.get("graphviz_chart"), "the small health graph"

@@ -135,6 +135,14 @@ def _docs_screenshot(browser, page) -> None:
     try:
         page.set_viewport_size({"width": 1440, "height": 820})
         page.wait_for_timeout(800)
+        # the Overview refreshes itself every few seconds: shoot between two refreshes, not
+        # while one is running (Streamlit greys out the elements it is about to replace)
+        for _ in range(60):
+            if page.evaluate("() => document.querySelector('[data-testid=\"stApp\"]')"
+                             "?.getAttribute('data-test-script-state') === 'notRunning'"
+                             " && !document.querySelector('[data-stale=\"true\"]')"):
+                break
+            page.wait_for_timeout(250)
         page.screenshot(path=str(ROOT / "docs" / "screenshot.png"))
     finally:
         if proc is not None:
