@@ -172,10 +172,24 @@ def cmd_graph(args, config) -> int:
 
 def cmd_alerts(args, config) -> int:
     from eventscope.alerts_view import firing_now
-    firing = firing_now(_store(config), config.alerts)
+    store = _store(config)
+    firing = firing_now(store, config.alerts)
+    newest = store.newest_time("health")
+    if newest is not None:
+        age = (pd.Timestamp.now(tz="UTC") - pd.Timestamp(newest)).total_seconds()
+        if age > max(300.0, 3 * config.collect.interval_s):
+            print(f"eventscope: the newest sample in {config.store_dir} is {age / 60:.0f} min old; "
+                  "these alerts are as of then (is `eventscope collect` running?)", file=sys.stderr)
     rows = [{k: (None if not isinstance(v, (list, dict, str)) and pd.isna(v) else v)
              for k, v in r.items()} for r in firing.to_dict("records")]
-    _print(rows, args.json, firing.drop(columns=["episode"]))
+    from eventscope.alerts_view import format_value
+    table = pd.DataFrame({
+        "severity": firing["severity"], "rule": firing["rule"], "subject": firing["subject"],
+        "value": [format_value(m, v, d) for m, v, d in zip(firing["metric"], firing["value"], firing["detail"])],
+        "threshold": [format_value(m, t) if m != "lag_status" else "STALL/STOP"
+                      for m, t in zip(firing["metric"], firing["threshold"])],
+        "since": firing["since"], "firing since": firing["fired_at"]})
+    _print(rows, args.json, table)
     if args.exit_code and (firing["severity"] == "critical").any():
         return 1
     return 0
