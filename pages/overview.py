@@ -132,13 +132,19 @@ def overview() -> None:
     graph_col, chart_col = st.columns([2, 3])
     with graph_col:
         st.subheader("Health")
-        if groups.empty and dlqs.empty:
-            st.caption("No groups or DLQs yet.")
+        # only what is unwell, so the drawing stays legible on a big system
+        sick = groups[~groups["status"].isin(["OK", "UNKNOWN"]) | (groups["lag_seconds"].fillna(0) >= 10)]
+        full = dlqs[dlqs["depth"] > 0] if not dlqs.empty else dlqs
+        healthy = groups[["broker", "group"]].drop_duplicates().shape[0] - \
+            sick[["broker", "group"]].drop_duplicates().shape[0]
+        if sick.empty and full.empty:
+            st.success(f"All {healthy} consumer groups are keeping up and no DLQ holds a message.",
+                       icon=":material/check_circle:")
         else:
-            st.graphviz_chart(health_dot(groups, dlqs), height=260)
-            st.caption("Topics → groups (green OK, amber WARN, red stalled or failing) and → DLQs "
-                       "(red when holding messages).")
-            st.page_link("pages/flow_graph.py", label="The full flow graph", icon=ARROW)
+            st.graphviz_chart(health_dot(sick, full), height=260)
+            st.caption("Topics → the groups in trouble (amber WARN, red stalled or failing) and → the "
+                       f"DLQs holding messages; {healthy} healthy group(s) not drawn.")
+        st.page_link("pages/flow_graph.py", label="The full flow graph", icon=ARROW)
     with chart_col:
         st.subheader("Lag over the last hour (messages)")
         history = lag_analysis.lag_history(ui.frame("lag"))
