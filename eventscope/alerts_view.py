@@ -29,7 +29,7 @@ def current_observations(store, alerts_cfg, now: pd.Timestamp | None = None) -> 
                           stall_after_s=alerts_cfg.stall_after_s)
 
 
-FALLBACK_WINDOW_S, FALLBACK_STEPS = 900.0, 20
+FALLBACK_WINDOW_S, FALLBACK_STEPS = 900.0, 8  # coarse on purpose: it runs on page loads
 
 
 def evaluated(store) -> bool:
