@@ -65,6 +65,11 @@ def _parser() -> argparse.ArgumentParser:
     g.add_argument("--out", help="asyncapi: write one NAME.asyncapi.json per service into this directory")
     a = query("alerts", "firing alerts", cmd_alerts)
     a.add_argument("--exit-code", action="store_true", help="exit 1 when a critical alert fires")
+    e = sub.add_parser("exporter", help="serve /metrics for Prometheus from the store")
+    e.add_argument("--store")
+    e.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
+    e.add_argument("--port", type=int, default=9308)
+    e.set_defaults(func=cmd_exporter)
     d = sub.add_parser("dashboard", help="the Streamlit dashboard on 127.0.0.1")
     d.add_argument("--port", type=int, default=8501)
     d.add_argument("--store")
@@ -103,8 +108,10 @@ def cmd_collect(args, config) -> int:
         return 2
     for s in config.sources_summary():
         print(f"collecting {s['source']} ({s['address']}) into {config.store_dir}", file=sys.stderr)
-    runner = Runner(_store(config), build_collectors(config), interval_s=config.collect.interval_s,
-                    max_backoff_s=config.collect.max_backoff_s)
+    from eventscope.alerting import build_evaluator
+    store = _store(config)
+    runner = Runner(store, build_collectors(config), interval_s=config.collect.interval_s,
+                    max_backoff_s=config.collect.max_backoff_s, evaluator=build_evaluator(config, store))
     try:
         if args.once:
             health = runner.run_once(force=True)
@@ -208,15 +215,38 @@ def _asyncapi(args, config, g, events) -> int:
 
 
 def cmd_alerts(args, config) -> int:
-    from eventscope.analysis import alerts
+    from eventscope.alerts_view import firing_now
     store = _store(config)
-    firing = alerts.evaluate(store.read("lag", since=_since(3600)), store.read("dlq", since=_since(3600)),
-                             config.alerts)
+    firing = firing_now(store, config.alerts)
+    newest = store.newest_time("health")
+    if newest is not None:
+        age = (pd.Timestamp.now(tz="UTC") - pd.Timestamp(newest)).total_seconds()
+        if age > max(300.0, 3 * config.collect.interval_s):
+            print(f"eventscope: the newest sample in {config.store_dir} is {age / 60:.0f} min old; "
+                  "these alerts are as of then (is `eventscope collect` running?)", file=sys.stderr)
     rows = [{k: (None if not isinstance(v, (list, dict, str)) and pd.isna(v) else v)
              for k, v in r.items()} for r in firing.to_dict("records")]
-    _print(rows, args.json, firing)
+    from eventscope.alerts_view import format_value
+    table = pd.DataFrame({
+        "severity": firing["severity"], "rule": firing["rule"], "subject": firing["subject"],
+        "value": [format_value(m, v, d) for m, v, d in zip(firing["metric"], firing["value"], firing["detail"])],
+        "threshold": [format_value(m, t) if m != "lag_status" else "STALL/STOP"
+                      for m, t in zip(firing["metric"], firing["threshold"])],
+        "since": firing["since"], "firing since": firing["fired_at"]})
+    _print(rows, args.json, table)
     if args.exit_code and (firing["severity"] == "critical").any():
         return 1
+    return 0
+
+
+def cmd_exporter(args, config) -> int:
+    from eventscope.exporter import serve
+    print(f"serving Prometheus metrics on http://{args.host}:{args.port}/metrics "
+          f"from {config.store_dir}", file=sys.stderr)
+    try:
+        serve(_store(config), config, host=args.host, port=args.port)
+    except KeyboardInterrupt:
+        pass
     return 0
 
 

@@ -104,13 +104,40 @@ class DashboardConfig:
     collect: str = "auto"
 
 
-@dataclass
+@dataclass(repr=False)
 class AlertsConfig:
     lag_seconds_warn: float = 60.0
     lag_seconds_crit: float = 300.0
     dlq_depth_warn: int = 1
     dlq_depth_crit: int = 100
     webhook_url: str | None = None
+    for_s: float = 60.0
+    clear_ratio: float = 0.8
+    stall_after_s: float = 60.0
+    defaults: bool = True
+    rules: list = field(default_factory=list)
+    webhooks: list = field(default_factory=list)
+    notify_retries: int = 5
+    notify_backoff_s: float = 1.0
+    notify_timeout_s: float = 5.0
+
+    def all_rules(self) -> list:
+        """Built-in rules (unless ``defaults = false``) then ``[[alerts.rules]]``."""
+        from eventscope.analysis.rules import effective_rules
+        return effective_rules(self)
+
+    def all_webhooks(self) -> list:
+        """``[[alerts.webhooks]]`` plus the single ``webhook_url``, if set."""
+        from eventscope.analysis.rules import parse_webhook
+        extra = [parse_webhook(self.webhook_url, "alerts.webhook_url")] if self.webhook_url else []
+        return list(self.webhooks) + extra
+
+    def __repr__(self) -> str:
+        from eventscope.analysis.rules import redact_webhook_url
+        shown = ", ".join(f"{f.name}={getattr(self, f.name)!r}" for f in fields(self)
+                          if f.name != "webhook_url")
+        url = redact_webhook_url(self.webhook_url) if self.webhook_url else None
+        return f"AlertsConfig(webhook_url={url!r}, {shown})"
 
 
 @dataclass
@@ -161,6 +188,8 @@ SHORT_ENV = {
     "EVENTSCOPE_STORE": ("store", "dir"),
 }
 SECRETS = {("kafka", "sasl_password"), ("redis", "password")}
+# keys holding arrays of tables (TOML) or a JSON array (env)
+TABLES = {("alerts", "rules"), ("alerts", "webhooks")}
 
 
 def dlq_regex(pattern: str, names: list) -> str:
@@ -271,7 +300,23 @@ def _set(cfg: Config, section: str, key: str, value, origin: str, from_env: bool
     if (section, key) in SECRETS:
         setattr(obj, key, Secret(str(value)))
         return
+    if (section, key) in TABLES:
+        setattr(obj, key, _tables(value, origin, from_env))
+        return
     setattr(obj, key, _coerce(value, current, known[key].type, origin, from_env))
+
+
+def _tables(value, origin: str, from_env: bool) -> list:
+    """``[[alerts.rules]]`` / ``[[alerts.webhooks]]`` kept raw; parsed in :func:`_validate`."""
+    if from_env:
+        import json
+        try:
+            value = json.loads(value)
+        except ValueError:
+            raise ConfigError(f"{origin}: expected a JSON array of objects") from None
+    if not isinstance(value, list):
+        raise ConfigError(f"{origin}: expected an array of tables ([[...]])")
+    return list(value)
 
 
 def _coerce(value, current, annotation: str, origin: str, from_env: bool):
@@ -323,10 +368,17 @@ def _validate(cfg: Config) -> None:
         (0 < cfg.traces.sample_ratio <= 1, "traces.sample_ratio must be > 0 and <= 1"),
         (cfg.traces.lookback_s >= 0, "traces.lookback_s must be >= 0"),
         (cfg.traces.quiet_s >= 0, "traces.quiet_s must be >= 0"),
+        (cfg.alerts.for_s >= 0, "alerts.for_s must be >= 0"),
+        (0 <= cfg.alerts.clear_ratio <= 1, "alerts.clear_ratio must be within 0..1"),
+        (cfg.alerts.stall_after_s > 0, "alerts.stall_after_s must be > 0"),
+        (cfg.alerts.notify_retries >= 0, "alerts.notify_retries must be >= 0"),
+        (cfg.alerts.notify_backoff_s >= 0, "alerts.notify_backoff_s must be >= 0"),
+        (cfg.alerts.notify_timeout_s > 0, "alerts.notify_timeout_s must be > 0"),
     ]
     for ok, message in checks:
         if not ok:
             raise ConfigError(message)
+    _parse_alerts(cfg.alerts)
     if cfg.redis.url and urlsplit(cfg.redis.url).scheme not in ("redis", "rediss", "unix"):
         raise ConfigError("redis.url must start with redis://, rediss:// or unix://")
     for key, pattern in (("kafka.topics", cfg.kafka.topics), ("kafka.dlq_pattern", cfg.kafka.dlq_pattern),
@@ -335,3 +387,18 @@ def _validate(cfg: Config) -> None:
             re.compile(pattern)
         except re.error as exc:
             raise ConfigError(f"{key}: invalid regular expression: {exc}") from None
+
+
+def _parse_alerts(alerts: AlertsConfig) -> None:
+    """Turn raw rule and webhook tables into Rule/Webhook objects (one-line errors)."""
+    from eventscope.analysis.rules import Rule, RuleError, Webhook, parse_rule, parse_webhook
+    try:
+        alerts.rules = [r if isinstance(r, Rule) else
+                        parse_rule(r, f"alerts.rules[{i}]", alerts.for_s, alerts.clear_ratio)
+                        for i, r in enumerate(alerts.rules)]
+        alerts.webhooks = [w if isinstance(w, Webhook) else parse_webhook(w, f"alerts.webhooks[{i}]")
+                           for i, w in enumerate(alerts.webhooks)]
+        alerts.all_rules()
+        alerts.all_webhooks()
+    except RuleError as exc:
+        raise ConfigError(str(exc)) from None

@@ -7,8 +7,6 @@ broker), cached on ``Store.version`` so a rerun without new data costs a lookup.
 from __future__ import annotations
 
 import re
-from dataclasses import astuple
-
 import pandas as pd
 import streamlit as st
 
@@ -385,16 +383,52 @@ def find_trace(some_id: str) -> dict | None:
     return _find_trace(_key(cfg), versions("events", "lag"), some_id, float(cfg.traces.quiet_s))
 
 
-@st.cache_data(ttl=CACHE_TTL_S, max_entries=8, show_spinner=False)
-def _alerts(key: tuple, stamp: tuple, thresholds: tuple, _rules: AlertsConfig) -> pd.DataFrame:
-    lag, dlq = (_read(key, n, v, WINDOW_S) for n, v in zip(("lag", "dlq"), stamp))
-    return alert_rules.evaluate(lag, dlq, _rules)
+@st.cache_resource(ttl=CACHE_TTL_S, max_entries=4, show_spinner=False)
+def _alerts(key: tuple, stamp: tuple, rules_key: str, _cfg: AlertsConfig) -> dict:
+    """Firing alerts, the rule table and the hour's transitions, computed once per data version."""
+    from eventscope import alerts_view
+    store = _store(key)
+    observations = alerts_view.current_observations(store, _cfg)
+    if alerts_view.evaluated(store):
+        history = store.read("alerts", since=pd.Timestamp.now(tz="UTC") - pd.Timedelta(seconds=WINDOW_S))
+        state = alerts_view.alert_state.from_history(store.read("alerts"))
+    else:  # nobody evaluates this store (collector off or an old one): replay the rules
+        state, history = alerts_view.fallback(store, _cfg)
+    return {"firing": alert_rules.firing_frame(state, observations), "history": history,
+            "rules": alert_rules.rule_table(_cfg.all_rules(), observations, state)}
+
+
+def _alert_view(part: str) -> pd.DataFrame:
+    cfg = config()
+    return _alerts(_key(cfg), versions("lag", "dlq", "stuck", "health", "alerts"), repr(cfg.alerts),
+                   cfg.alerts)[part]
 
 
 def firing_alerts() -> pd.DataFrame:
-    """Alerts firing now (rule, severity, subject, value, threshold, since)."""
+    """Alerts firing now (rule, severity, subject, value, threshold, since, metric, fired_at, ...)."""
+    return _alert_view("firing")
+
+
+def alert_history() -> pd.DataFrame:
+    """Alert transitions (``alerts`` frame) over the last hour."""
+    return _alert_view("history")
+
+
+def alert_rules_now() -> pd.DataFrame:
+    """Every rule and subject: current value against its thresholds, and its alert state."""
+    return _alert_view("rules")
+
+
+@st.cache_data(ttl=CACHE_TTL_S, max_entries=8, show_spinner=False)
+def _what_if(key: tuple, stamp: tuple, rules_key: str, _rules: list, _cfg: AlertsConfig) -> pd.DataFrame:
+    from eventscope.alerts_view import what_if
+    return what_if(_store(key), _rules, _cfg, window_s=WINDOW_S, max_steps=180)[1]
+
+
+def what_if_transitions(rules: list) -> pd.DataFrame:
+    """Transitions ``rules`` would have made over the last hour of stored frames."""
     cfg = config()
-    return _alerts(_key(cfg), versions("lag", "dlq"), astuple(cfg.alerts), cfg.alerts)
+    return _what_if(_key(cfg), versions("lag", "dlq", "stuck", "health"), repr(rules), rules, cfg.alerts)
 
 
 # -- flow graph and event catalog (graph/): built per time window, drawn by the pages --

@@ -42,6 +42,7 @@ class Runner:
     interval_s: float = 5.0
     max_backoff_s: float = 60.0
     stop_event: threading.Event = field(default_factory=threading.Event)
+    evaluator: object | None = None  # alerting.AlertEvaluator: rules evaluated on every sample
 
     def __post_init__(self):
         self.states = {id(c): _State() for c in self.collectors}
@@ -58,6 +59,11 @@ class Runner:
         frame = schemas.conform("health", health)
         self.store.append("health", frame)
         self.samples += 1
+        if self.evaluator is not None and health:
+            try:
+                self.evaluator.evaluate()
+            except Exception as exc:  # alerting must never stop collection: log and go on
+                log.warning("alert evaluation failed: %s", one_line(exc))
         return frame
 
     def _run_one(self, collector, state: _State) -> dict:
@@ -106,6 +112,8 @@ class Runner:
     def close(self) -> None:
         """Stop the loop and close every collector's client."""
         self.stop_event.set()
+        if self.evaluator is not None:
+            self.evaluator.close()
         for collector in self.collectors:
             try:
                 collector.close()
@@ -218,8 +226,10 @@ def ensure_background_collector(config: Config) -> Runner | None:
                 # A store holding only an earlier replay: start over, or two replays
                 # would interleave on the charts. A store with live data is never touched.
                 store.clear()
+            from eventscope.alerting import build_evaluator
             runner = Runner(store, collectors, interval_s=config.collect.interval_s,
-                            max_backoff_s=config.collect.max_backoff_s)
+                            max_backoff_s=config.collect.max_backoff_s,
+                            evaluator=build_evaluator(config, store))
             runner.lock = lock
             thread = threading.Thread(target=runner.run, name="eventscope-collector", daemon=True)
             thread.start()

@@ -116,6 +116,22 @@ STUCK = {
     "deliveries": ("int64", "times the entry has been delivered"),
 }
 
+ALERTS = {
+    "at": (TIME, "when the transition happened (the sample it was evaluated on)"),
+    "rule": (STR, "rule name (e.g. `lag_seconds`, `group_stall`, `dlq_depth`)"),
+    "metric": (STR, "what the rule measures (`lag`, `lag_seconds`, `lag_status`, `dlq_depth`, ...)"),
+    "severity": (STR, "`warning` or `critical`"),
+    "subject": (STR, "what it is about: `broker:group/topic`, `broker:dlq` or `source/collector`"),
+    "transition": (STR, "`pending`, `firing`, `escalated`, `resolved` or `cancelled`"),
+    "value": ("float64", "the measured value at the transition; NaN for a status"),
+    "threshold": ("float64", "threshold of the severity; NaN for a status rule"),
+    "clear": ("float64", "a firing alert resolves below this value; NaN for a status rule"),
+    "since": (TIME, "when the condition began (start of the pending run)"),
+    "fired_at": (TIME, "when it started firing; NaT while pending"),
+    "episode": (STR, "`rule|subject|since`: one pending-to-resolved run (notification dedupe key)"),
+    "detail": (STR, "the lag status, a collector error, or why it resolved"),
+}
+
 SCHEMAS: dict[str, dict[str, tuple[str, str]]] = {
     "lag": LAG,
     "dlq": DLQ,
@@ -124,12 +140,13 @@ SCHEMAS: dict[str, dict[str, tuple[str, str]]] = {
     "topics": TOPICS,
     "consumers": CONSUMERS,
     "stuck": STUCK,
+    "alerts": ALERTS,
 }
 
 #: the column that orders each frame in time (retention and windows use it)
 TIME_COLUMN = {"lag": "sampled_at", "dlq": "sampled_at", "events": "observed_at",
                "health": "sampled_at", "topics": "sampled_at", "consumers": "sampled_at",
-               "stuck": "sampled_at"}
+               "stuck": "sampled_at", "alerts": "at"}
 
 
 def empty(name: str) -> pd.DataFrame:

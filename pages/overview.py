@@ -1,79 +1,158 @@
-"""Overview: who is behind, what is failing, what fires, and the latest traces, at a glance."""
+"""Overview, the incident front door: what fires now, the worst groups, the DLQs that fill,
+the latest failed traces and a small health graph, each one click from its detail page."""
 from __future__ import annotations
 
 import pandas as pd
 import streamlit as st
 
 from eventscope import dashboard as ui
+from eventscope.alerts_view import detail_link, format_value
 from eventscope.analysis import lag as lag_analysis
+from graph.export import dot_quote
 
 cfg = ui.config()
 st.title("Overview")
+ARROW = ":material/arrow_forward:"
+RED, AMBER, GREEN, GREY = "#d62728", "#f0a020", "#2ca02c", "#9e9e9e"
+STATUS_DOT = {"OK": GREEN, "WARN": AMBER, "UNKNOWN": GREY}
 
 
-def _attention(alerts) -> None:
-    """The worst firing alerts, one plain line each, with a link to the full list."""
-    worst = alerts.assign(_order=alerts["severity"].map({"critical": 0}).fillna(1))
-    lines = []
-    for a in worst.sort_values("_order", kind="stable").head(4).itertuples(index=False):
-        threshold = "" if pd.isna(a.threshold) else f" (threshold {ui.number(a.threshold)})"
-        value = "" if pd.isna(a.value) else f" = {ui.number(a.value)}"
+def _link(page: str, label: str, query: dict | None = None) -> None:
+    st.page_link(page, label=ui.md(ui.safe_text(label, 80)), icon=ARROW, query_params=query)
+
+
+def _firing(alerts: pd.DataFrame) -> None:
+    st.subheader("Firing now")
+    if alerts.empty:
+        st.success("No alert is firing.", icon=":material/check_circle:")
+        return
+    worst = alerts.assign(_o=alerts["severity"].map({"critical": 0}).fillna(1)).sort_values(
+        ["_o", "since"], kind="stable")
+    for a in worst.head(5).itertuples(index=False):
+        value = format_value(a.metric, a.value, a.detail)
+        limit = "" if pd.isna(a.threshold) else f" ≥ {format_value(a.metric, a.threshold)}"
         color = "red" if a.severity == "critical" else "orange"
-        lines.append(f"- :{color}[**{a.severity}**] {ui.md(a.subject)} · "
-                     f"{ui.md(a.rule)}{value}{threshold}")
-    st.markdown("**Needs attention**\n" + "\n".join(lines))
-    if len(alerts) > 4:
-        st.page_link("pages/alerts.py", label=f"All {len(alerts)} firing alerts",
-                     icon=":material/arrow_forward:")
+        page, query = detail_link(a.subject) or ("pages/alerts.py", {})
+        st.page_link(page, query_params=query, icon=":material/notifications_active:",
+                     label=f":{color}[**{a.severity}**] {ui.md(a.rule)} · "
+                           f"{ui.md(ui.safe_text(a.subject, 70))} = {ui.md(value)}{ui.md(limit)}")
+    more = f"All {len(alerts)} firing alerts" if len(alerts) > 5 else "Alerts: timeline and rules"
+    st.page_link("pages/alerts.py", label=more, icon=ARROW)
+
+
+def _worst_groups(table: pd.DataFrame) -> None:
+    st.subheader("Worst groups")
+    # a group a second or so behind is just busy: list the ones in trouble or really behind
+    bad = table[table["status"].isin(["ERR", "STALL", "STOP", "REWIND", "WARN"])
+                | (table["lag_seconds"].fillna(0) >= 10)]
+    if bad.empty:
+        st.caption("No group is stalled or more than 10 s behind.")
+        return
+    for r in bad.drop_duplicates(["broker", "group"]).head(5).itertuples(index=False):
+        lag = format_value("lag", r.lag)
+        _link("pages/lag.py", f"{r.group} ({r.broker}) · {r.status} · {r.behind} behind ({lag})",
+              {"broker": r.broker, "group": r.group})
+
+
+def _filling_dlqs(table: pd.DataFrame) -> None:
+    st.subheader("Dead-letter queues filling")
+    full = table[~table["empty"].astype(bool)] if not table.empty else table
+    if full.empty:
+        st.caption("No dead-letter queue holds a message.")
+        return
+    for r in full.head(5).itertuples(index=False):
+        growth = f", +{r.growth_per_min:g}/min" if r.growth_per_min and r.growth_per_min > 0 else ""
+        _link("pages/dead_letters.py", f"{r.dlq} ({r.broker}) · {format_value('dlq_depth', r.depth)}{growth}",
+              {"broker": r.broker, "dlq": r.dlq})
+
+
+def _failed_traces() -> None:
+    st.subheader("Latest failed traces")
+    recent = ui.recent_traces(limit=200)
+    failed = recent[recent["outcome"] == "dead_lettered"] if not recent.empty else recent
+    if failed.empty:
+        st.caption("No dead-lettered trace in the last hour.")
+        return
+    for r in failed.head(5).itertuples(index=False):
+        _link("pages/traces.py", f"{r.correlation_id} · died {ui.ago(r.last_at)}", {"id": str(r.correlation_id)})
+
+
+def health_dot(groups: pd.DataFrame, dlqs: pd.DataFrame) -> str:
+    """A small DOT graph: topic → group colored by status, topic → DLQ red when it holds messages."""
+    lines = ["digraph health {", "  rankdir=LR; bgcolor=transparent;",
+             '  node [fontname="Helvetica", fontsize=10, style=filled, fillcolor=white, height=0.3];',
+             "  edge [color=\"#9e9e9e\", arrowsize=0.6];"]
+    for r in groups.itertuples(index=False):
+        topic, group = f"t:{r.broker}:{r.topic}", f"g:{r.broker}:{r.group}"
+        color = STATUS_DOT.get(r.status, RED)
+        lines.append(f"  {dot_quote(topic)} [label={dot_quote(ui.safe_text(r.topic, 40))}, shape=box];")
+        lines.append(f"  {dot_quote(group)} [label={dot_quote(ui.safe_text(r.group, 40))}, shape=ellipse, "
+                     f"color=\"{color}\", penwidth=2];")
+        lines.append(f"  {dot_quote(topic)} -> {dot_quote(group)};")
+    for r in dlqs.itertuples(index=False):
+        if r.source_topic is None or pd.isna(r.source_topic):
+            continue
+        dlq, topic = f"d:{r.broker}:{r.dlq}", f"t:{r.broker}:{r.source_topic}"
+        color = RED if r.depth > 0 else GREEN
+        lines.append(f"  {dot_quote(topic)} [label={dot_quote(ui.safe_text(r.source_topic, 40))}, shape=box];")
+        lines.append(f"  {dot_quote(dlq)} [label={dot_quote(ui.safe_text(r.dlq, 40))}, shape=octagon, "
+                     f"color=\"{color}\", penwidth=2];")
+        lines.append(f"  {dot_quote(topic)} -> {dot_quote(dlq)} [style=dashed, color=\"{color}\"];")
+    lines.append("}")
+    return "\n".join(lines)
 
 
 @st.fragment(run_every=cfg.dashboard.refresh_s)
 def overview() -> None:
-    """Headline metrics, a lag chart and recent traces; refreshes itself."""
+    """Headline metrics, then the incident front door; refreshes itself."""
     groups, dlqs, alerts = ui.lag_groups(), ui.dlq_summary(), ui.firing_alerts()
     if groups.empty and dlqs.empty and ui.frame("events").empty:
-        ui.empty_state("This page sums up consumer lag, dead-letter queues, firing alerts "
-                       "and the latest request traces.")
+        ui.empty_state("This page sums up firing alerts, consumer lag, dead-letter queues "
+                       "and the latest failed request traces.")
         return
     behind = groups[groups["lag"].fillna(0) > 0]
     critical = int((alerts["severity"] == "critical").sum()) if not alerts.empty else 0
     c1, c2, c3, c4 = st.columns(4)
-    c1.metric("Groups behind", f"{behind[['broker', 'group']].drop_duplicates().shape[0]}"
+    c1.metric("Firing alerts", f"{len(alerts)}", delta=f"{critical} critical" if critical else None,
+              delta_color="inverse", delta_arrow="off", border=True)
+    c2.metric("Groups behind", f"{behind[['broker', 'group']].drop_duplicates().shape[0]}"
               f" of {groups[['broker', 'group']].drop_duplicates().shape[0]}",
               help="consumer groups with unconsumed messages on any topic", border=True)
-    c2.metric("Worst lag", ui.duration(groups["lag_seconds"].max() if not groups.empty else None),
+    c3.metric("Worst lag", ui.duration(groups["lag_seconds"].max() if not groups.empty else None),
               help="age of the oldest unconsumed message, over all groups", border=True)
-    c3.metric("DLQ messages", f"{int(dlqs['depth'].sum()) if not dlqs.empty else 0:,}",
+    c4.metric("DLQ messages", f"{int(dlqs['depth'].sum()) if not dlqs.empty else 0:,}",
               help="messages held in dead-letter queues", border=True)
-    c4.metric("Firing alerts", f"{len(alerts)}", delta=f"{critical} critical" if critical else None,
-              delta_color="inverse", delta_arrow="off", border=True)
-    if not alerts.empty:
-        _attention(alerts)
-    left, right = st.columns([3, 2])
+    left, right = st.columns(2)
     with left:
+        _firing(alerts)
+        _worst_groups(ui.lag_table())
+    with right:
+        _filling_dlqs(ui.dlq_table())
+        _failed_traces()
+    graph_col, chart_col = st.columns([2, 3])
+    with graph_col:
+        st.subheader("Health")
+        # only what is unwell, so the drawing stays legible on a big system
+        sick = groups[~groups["status"].isin(["OK", "UNKNOWN"]) | (groups["lag_seconds"].fillna(0) >= 10)]
+        full = dlqs[dlqs["depth"] > 0] if not dlqs.empty else dlqs
+        healthy = groups[["broker", "group"]].drop_duplicates().shape[0] - \
+            sick[["broker", "group"]].drop_duplicates().shape[0]
+        if sick.empty and full.empty:
+            st.success(f"All {healthy} consumer groups are keeping up and no DLQ holds a message.",
+                       icon=":material/check_circle:")
+        else:
+            st.graphviz_chart(health_dot(sick, full), height=260)
+            st.caption("Topics → the groups in trouble (amber WARN, red stalled or failing) and → the "
+                       f"DLQs holding messages; {healthy} healthy group(s) not drawn.")
+        st.page_link("pages/flow_graph.py", label="The full flow graph", icon=ARROW)
+    with chart_col:
         st.subheader("Lag over the last hour (messages)")
-        st.caption("The five groups that fell furthest behind; all of them on the Lag page.")
         history = lag_analysis.lag_history(ui.frame("lag"))
         if history.empty:
             st.caption("No lag samples yet.")
         else:
             worst = history.groupby("series")["lag"].max().nlargest(5).index
-            ui.history_chart(history[history["series"].isin(worst)], "lag", "messages behind",
-                             height=280)
-    with right:
-        st.subheader("Recent traces")
-        recent = ui.recent_traces(limit=12)
-        if recent.empty:
-            st.caption("No traced events yet.")
-        else:
-            st.dataframe(ui.styled(recent[["outcome", "last_at", "events", "correlation_id"]],
-                                   "outcome"),
-                         hide_index=True, placeholder="—", height=280, key="overview_traces",
-                         column_config={"correlation_id": "correlation ID",
-                                        "last_at": st.column_config.DatetimeColumn(
-                                            "last event", format="HH:mm:ss")})
-            st.page_link("pages/traces.py", label="Look up one trace's timeline",
-                         icon=":material/arrow_forward:")
+            ui.history_chart(history[history["series"].isin(worst)], "lag", "messages behind", height=260)
 
 
 overview()

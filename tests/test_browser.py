@@ -35,9 +35,9 @@ PAGES = [("", "Overview"), ("lag", "Consumer lag"), ("dead_letters", "Dead lette
          ("traces", "Traces"), ("flow_graph", "Flow graph"), ("catalog", "Event catalog"),
          ("alerts", "Alerts")]
 #: text each populated page shows at its very end (so the whole page has rendered)
-LAST_TEXT = {"": "Look up one trace", "lag": "seconds behind", "dead_letters": "Depth over",
+LAST_TEXT = {"": "The full flow graph", "lag": "seconds behind", "dead_letters": "Depth over",
              "traces": "Click a row", "flow_graph": "Download DOT", "catalog": "Rates divide by",
-             "alerts": "Set them under"}
+             "alerts": "Try thresholds"}
 
 
 def _free_port() -> int:
@@ -132,11 +132,19 @@ def _docs_screenshot(browser, page) -> None:
         tmp = Path(tempfile.mkdtemp(prefix="eventscope-docs-"))
         proc, url = _start(tmp / "store", tmp / "streamlit.log", collect=True)
         page = _open(browser, url, [])
-        page.get_by_text("Look up one trace").wait_for(timeout=90_000)
+        page.get_by_text("The full flow graph").wait_for(timeout=90_000)
         _settle(page, "Overview")
     try:
         page.set_viewport_size({"width": 1440, "height": 820})
         page.wait_for_timeout(800)
+        # the Overview refreshes itself every few seconds: shoot between two refreshes, not
+        # while one is running (Streamlit greys out the elements it is about to replace)
+        for _ in range(60):
+            if page.evaluate("() => document.querySelector('[data-testid=\"stApp\"]')"
+                             "?.getAttribute('data-test-script-state') === 'notRunning'"
+                             " && !document.querySelector('[data-stale=\"true\"]')"):
+                break
+            page.wait_for_timeout(250)
         page.screenshot(path=str(ROOT / "docs" / "screenshot.png"))
     finally:
         if proc is not None:
@@ -162,6 +170,24 @@ def test_page_renders(browser, dashboard, path, title):
     if path == "" and os.environ.get("UPDATE_DOCS_SCREENSHOT"):
         _docs_screenshot(browser, page)
     print(f"settled {seconds:.2f} s; complete {seconds_full:.2f} s after navigation")
+    assert not dialogs
+    page.close()
+
+
+def test_alerts_what_if_in_the_browser(browser, dashboard):
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    dialogs: list[str] = []
+    page = _open(browser, f"{dashboard}/alerts", dialogs)
+    _settle(page, "Alerts")
+    page.get_by_text("alerts firing").first.wait_for(timeout=15_000)
+    page.get_by_role("button", name="Replay the last hour").click()
+    page.get_by_text("would have fired").wait_for(timeout=30_000)
+    _settle(page, "Alerts")
+    page.set_viewport_size({"width": 1440, "height": 2600})
+    page.wait_for_timeout(1000)
+    assert page.get_by_text("[[alerts.rules]]").count() >= 1
+    assert page.locator('[data-testid="stException"]').count() == 0
+    page.screenshot(path=str(SHOTS / "alerts-what-if.png"), full_page=True)
     assert not dialogs
     page.close()
 

@@ -1,64 +1,231 @@
-"""Alert rules over the store's frames: lag in seconds, stalled groups, DLQ depth.
+"""Alert rules over the store's frames: what each rule measures, and replays over history.
 
-Thresholds come from ``[alerts]`` in the config. A rule fires for a subject (a
-group/topic, or a DLQ); ``since`` is the first sample of the current unbroken run
-in which it held, so a flapping value restarts the clock.
+:func:`observe` turns the frames into one value per (metric, subject) as of a moment:
+lag and lag seconds per group/topic, the worst lag status, DLQ depth and growth,
+stuck Redis entries, and how long ago each collector last succeeded. The state
+machine (:mod:`eventscope.analysis.alert_state`) consumes those; :func:`replay` runs
+it over a stretch of history, which is both the CLI's fallback for a store nobody
+evaluated and the Alerts page's "what would have fired" with edited rules.
+
+Subjects: ``broker:group/topic`` (lag metrics, stuck entries), ``broker:dlq`` (DLQs),
+``source/collector`` (staleness).
 """
 from __future__ import annotations
 
 import pandas as pd
 
+from eventscope.analysis import alert_state
 from eventscope.analysis import dlq as dlq_analysis
 from eventscope.analysis import lag as lag_analysis
 
 COLUMNS = ["rule", "severity", "subject", "value", "threshold", "since"]
+FIRING_COLUMNS = COLUMNS + ["metric", "fired_at", "detail", "episode"]
+LAG_WINDOW_S = 300.0  # what the lag status and DLQ growth look back over
+STALE_S = 120.0  # a subject whose newest sample is older than this is not observed
 
 
-def evaluate(lag: pd.DataFrame, dlq: pd.DataFrame, cfg) -> pd.DataFrame:
-    """Firing alerts as a frame (``cfg`` is an AlertsConfig)."""
+def observe(lag: pd.DataFrame, dlq: pd.DataFrame, stuck: pd.DataFrame | None = None,
+            health: pd.DataFrame | None = None, at: pd.Timestamp | None = None,
+            stall_after_s: float = 60.0, metrics: set | None = None) -> pd.DataFrame:
+    """One row per (metric, subject) as of ``at`` (default: the newest sample).
+
+    ``metrics`` limits the work to what the rules need (the lag status is the costly one).
+    """
+    wanted = set(metrics) if metrics is not None else None
+
+    def want(*names):
+        return wanted is None or bool(wanted & set(names))
+    if at is None:
+        times = [f["sampled_at"].max() for f in (lag, dlq) if f is not None and not f.empty]
+        at = max(times) if times else pd.Timestamp.now(tz="UTC")
+    at = pd.Timestamp(at)
+    rows: list[dict] = []
+    if want("lag", "lag_seconds", "lag_status"):
+        rows += _lag_observations(_upto(lag, at), stall_after_s, with_status=want("lag_status"))
+    if want("dlq_depth", "dlq_growth_per_min"):
+        rows += _dlq_observations(_upto(dlq, at), at)
+    if want("stuck_entries"):
+        rows += _stuck_observations(_upto(lag, at), _upto(stuck, at))
+    if want("collector_stale_s"):
+        rows += _collector_observations(_upto(health, at, window_s=900.0), at)
+    if wanted is not None:
+        rows = [r for r in rows if r["metric"] in wanted]
+    return pd.DataFrame(rows, columns=alert_state.OBSERVATION_COLUMNS)
+
+
+def _upto(frame: pd.DataFrame | None, at: pd.Timestamp, window_s: float = LAG_WINDOW_S):
+    if frame is None or frame.empty:
+        return None
+    rows = frame[(frame["sampled_at"] <= at) & (frame["sampled_at"] > at - pd.Timedelta(seconds=window_s))]
+    return rows if not rows.empty else None
+
+
+def _newest_per_source(frame: pd.DataFrame) -> pd.DataFrame:
+    newest = frame.groupby("source", observed=True)["sampled_at"].transform("max")
+    return frame[frame["sampled_at"] == newest]
+
+
+def _lag_observations(lag, stall_after_s: float, with_status: bool = True) -> list[dict]:
+    if lag is None:
+        return []
+    newest = lag.groupby("source", observed=True)["sampled_at"].transform("max")
+    if with_status:
+        latest = lag_analysis.latest_lag(lag, window_s=LAG_WINDOW_S, stuck_after_s=stall_after_s)
+        cutoff = latest["source"].map(lag.groupby("source", observed=True)["sampled_at"].max())
+        latest = latest[latest["sampled_at"] >= cutoff - pd.Timedelta(seconds=STALE_S)]
+        summary = lag_analysis.group_summary(latest)
+    else:  # the newest row per partition is all the numbers need
+        latest = lag[lag["sampled_at"] >= newest - pd.Timedelta(seconds=STALE_S)]
+        latest = latest.drop_duplicates(["source", "broker", "group", "topic", "partition"], keep="last")
+        g = latest.groupby(["broker", "group", "topic"], observed=True)
+        summary = pd.DataFrame({"lag": g["lag"].sum(min_count=1),
+                                "lag_seconds": g["lag_seconds"].max()}).reset_index().assign(status="")
     rows = []
-    if not lag.empty:
-        per_group = lag.groupby(["sampled_at", "broker", "group", "topic"], observed=True).agg(
-            lag_seconds=("lag_seconds", "max")).reset_index()
-        per_group["subject"] = per_group["broker"] + ":" + per_group["group"] + "/" + per_group["topic"]
-        for severity, threshold in (("critical", cfg.lag_seconds_crit), ("warning", cfg.lag_seconds_warn)):
-            rows += _threshold_rule(per_group, "lag_seconds", threshold, "lag_seconds", severity)
-        latest = lag_analysis.group_summary(lag_analysis.latest_lag(lag))
-        for r in latest.itertuples(index=False):
-            if r.status in ("STALL", "STOP"):
-                rows.append({"rule": f"group_{r.status.lower()}", "severity": "critical",
-                             "subject": f"{r.broker}:{r.group}/{r.topic}",
-                             "value": None if pd.isna(r.lag) else float(r.lag), "threshold": None,
-                             "since": None})
-    if not dlq.empty:
-        frame = dlq.assign(subject=dlq["broker"] + ":" + dlq["dlq"])
-        for severity, threshold in (("critical", cfg.dlq_depth_crit), ("warning", cfg.dlq_depth_warn)):
-            rows += _threshold_rule(frame, "depth", threshold, "dlq_depth", severity)
-    out = pd.DataFrame(rows, columns=COLUMNS)
-    if out.empty:
-        return out
-    # one alert per rule family and subject: the most severe wins
-    out["_rank"] = out["severity"].map({"critical": 0, "warning": 1})
-    out["_family"] = out["rule"].str.replace(r"_(warn|crit)$", "", regex=True)
-    out = out.sort_values("_rank").drop_duplicates(["_family", "subject"])
-    return out.drop(columns=["_rank", "_family"]).sort_values(["severity", "subject"]).reset_index(drop=True)
-
-
-def _threshold_rule(frame: pd.DataFrame, column: str, threshold: float, rule: str, severity: str) -> list[dict]:
-    rows = []
-    for subject, series in frame.sort_values("sampled_at").groupby("subject", observed=True):
-        values = series[column].astype("Float64")
-        if pd.isna(values.iloc[-1]) or values.iloc[-1] < threshold:
-            continue
-        below = series[(values < threshold).fillna(True).to_numpy()]
-        since = series["sampled_at"].iloc[0] if below.empty else \
-            series[series["sampled_at"] > below["sampled_at"].max()]["sampled_at"].min()
-        rows.append({"rule": rule, "severity": severity, "subject": subject,
-                     "value": float(values.iloc[-1]), "threshold": float(threshold),
-                     "since": since.isoformat().replace("+00:00", "Z")})
+    for r in summary.itertuples(index=False):
+        subject = f"{r.broker}:{r.group}/{r.topic}"
+        names = (subject, r.group, r.topic, r.broker)
+        lag_value = None if pd.isna(r.lag) else float(r.lag)
+        seconds = None if pd.isna(r.lag_seconds) else float(r.lag_seconds)
+        rows += [{"metric": "lag", "subject": subject, "names": names, "value": lag_value, "detail": ""},
+                 {"metric": "lag_seconds", "subject": subject, "names": names, "value": seconds,
+                  "detail": ""}]
+        if with_status:
+            rows.append({"metric": "lag_status", "subject": subject, "names": names, "value": lag_value,
+                         "detail": r.status})
     return rows
+
+
+def _dlq_observations(dlq, at: pd.Timestamp) -> list[dict]:
+    if dlq is None:
+        return []
+    summary = dlq_analysis.summary(dlq, window_s=LAG_WINDOW_S, now=at)
+    newest = dlq.groupby(["broker", "dlq"], observed=True)["sampled_at"].max()
+    rows = []
+    for r in summary.itertuples(index=False):
+        if (at - newest.get((r.broker, r.dlq), at)).total_seconds() > STALE_S:
+            continue
+        subject = f"{r.broker}:{r.dlq}"
+        names = (subject, r.dlq, None if pd.isna(r.source_topic) else r.source_topic, r.broker)
+        rows += [{"metric": "dlq_depth", "subject": subject, "names": names, "value": float(r.depth),
+                  "detail": ""},
+                 {"metric": "dlq_growth_per_min", "subject": subject, "names": names,
+                  "value": float(r.growth_per_min), "detail": ""}]
+    return rows
+
+
+def _stuck_observations(lag, stuck) -> list[dict]:
+    if lag is None:
+        return []
+    redis = lag[lag["broker"] == "redis"]
+    if redis.empty:
+        return []
+    redis = _newest_per_source(redis)
+    counts = {}
+    if stuck is not None:
+        current = stuck.merge(redis[["source", "sampled_at"]].drop_duplicates(), on=["source", "sampled_at"])
+        counts = current.groupby(["group", "topic"], observed=True).size().to_dict()
+    rows = []
+    for (group, topic), _ in redis.groupby(["group", "topic"], observed=True):
+        subject = f"redis:{group}/{topic}"
+        rows.append({"metric": "stuck_entries", "subject": subject, "names": (subject, group, topic, "redis"),
+                     "value": float(counts.get((group, topic), 0)), "detail": ""})
+    return rows
+
+
+def _collector_observations(health, at: pd.Timestamp) -> list[dict]:
+    if health is None:
+        return []
+    rows = []
+    for (source, collector), runs in health.groupby(["source", "collector"], observed=True):
+        success = runs["last_success"].max()
+        if pd.isna(success):
+            success = runs["sampled_at"].min()  # never succeeded: stale since we know of it
+        subject = f"{source}/{collector}"
+        last = runs.iloc[-1]
+        rows.append({"metric": "collector_stale_s", "subject": subject,
+                     "names": (subject, collector, source),
+                     "value": max(0.0, (at - success).total_seconds()),
+                     "detail": "" if last["ok"] else str(last["error"])[:200]})
+    return rows
+
+
+def replay(lag: pd.DataFrame, dlq: pd.DataFrame, rules: list, stuck: pd.DataFrame | None = None,
+           health: pd.DataFrame | None = None, since: pd.Timestamp | None = None,
+           max_steps: int = 240, stall_after_s: float = 60.0) -> tuple[dict, pd.DataFrame]:
+    """Run the state machine over the sample times in the frames (at most ``max_steps``).
+
+    Only the metrics the (non-silent) rules use are computed. The lag status needs a
+    Burrow-style verdict per step, so with a status rule the steps are capped at 60."""
+    metrics = {r.metric for r in rules if not r.silent}
+    if "lag_status" in metrics:
+        max_steps = min(max_steps, 60)
+    times = pd.Series(pd.concat([f["sampled_at"] for f in (lag, dlq) if f is not None and not f.empty],
+                                ignore_index=True) if any(f is not None and not f.empty for f in (lag, dlq))
+                      else [], dtype="datetime64[ns, UTC]").drop_duplicates().sort_values()
+    if since is not None:
+        times = times[times >= pd.Timestamp(since)]
+    if len(times) > max_steps:  # evenly thinned; the newest sample always included
+        picks = sorted({int(round(i * (len(times) - 1) / (max_steps - 1))) for i in range(max_steps)})
+        times = times.iloc[picks]
+    state: dict = {}
+    rows: list[pd.DataFrame] = []
+    for at in times:
+        obs = observe(lag, dlq, stuck, health, at=at, stall_after_s=stall_after_s, metrics=metrics)
+        state, transitions = alert_state.step(state, obs, rules, at)
+        if transitions:
+            rows.append(alert_state.transitions_frame(transitions))
+    history = pd.concat(rows, ignore_index=True) if rows else alert_state.transitions_frame([])
+    return state, history
+
+
+def firing_frame(state: dict, observations: pd.DataFrame | None = None) -> pd.DataFrame:
+    """Firing alerts (COLUMNS + metric, fired_at, detail, episode) with current values."""
+    current = {}
+    if observations is not None and not observations.empty:
+        current = {(r.metric, r.subject): (r.value, r.detail) for r in observations.itertuples(index=False)}
+    rows = []
+    for a in alert_state.firing(state):
+        value, detail = current.get((a.metric, a.subject), (a.value, a.detail))
+        rows.append({"rule": a.rule, "severity": a.severity, "subject": a.subject,
+                     "value": None if value is None or pd.isna(value) else float(value),
+                     "threshold": a.threshold, "since": _iso(a.since), "metric": a.metric,
+                     "fired_at": _iso(a.fired_at), "detail": detail or "", "episode": a.episode})
+    return pd.DataFrame(rows, columns=FIRING_COLUMNS)
+
+
+def evaluate(lag: pd.DataFrame, dlq: pd.DataFrame, cfg, stuck: pd.DataFrame | None = None,
+             health: pd.DataFrame | None = None) -> pd.DataFrame:
+    """Firing alerts now, by replaying the rules of ``cfg`` (an AlertsConfig) over the frames."""
+    state, _ = replay(lag, dlq, cfg.all_rules(), stuck=stuck, health=health,
+                      stall_after_s=cfg.stall_after_s)
+    return firing_frame(state, observe(lag, dlq, stuck, health, stall_after_s=cfg.stall_after_s))
+
+
+def rule_table(rules: list, observations: pd.DataFrame, state: dict) -> pd.DataFrame:
+    """Every rule with each subject's current value against its thresholds and its state."""
+    from eventscope.analysis.rules import select
+    rows = []
+    for obs in observations.itertuples(index=False):
+        rule = select(rules, obs.metric, obs.names)
+        if rule is None:
+            continue
+        current = state.get((rule.name, obs.subject))
+        rows.append({"rule": rule.name, "metric": rule.metric, "subject": obs.subject,
+                     "value": obs.detail if rule.metric == "lag_status" else obs.value,
+                     "warning": rule.threshold("warning"), "critical": rule.threshold("critical"),
+                     "clear": rule.clear_threshold, "for_s": rule.for_s,
+                     "state": current.state if current else ("silenced" if rule.silent else "ok"),
+                     "severity": current.severity if current else None})
+    return pd.DataFrame(rows, columns=["rule", "metric", "subject", "value", "warning", "critical",
+                                       "clear", "for_s", "state", "severity"])
 
 
 def dlq_summary(dlq: pd.DataFrame) -> pd.DataFrame:
     """Re-exported for pages that show DLQ context beside alerts."""
     return dlq_analysis.summary(dlq)
+
+
+def _iso(ts) -> str | None:
+    if ts is None or pd.isna(ts):
+        return None
+    return pd.Timestamp(ts).isoformat().replace("+00:00", "Z")

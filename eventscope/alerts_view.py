@@ -1,0 +1,121 @@
+"""Alerts as the CLI, the exporter and the pages read them from a store.
+
+The collector's evaluation (``alerts`` frame) is the truth. A store nobody evaluated
+(an old store, or one written by hand) falls back to replaying the rules over the
+last hour, with the same state machine.
+"""
+from __future__ import annotations
+
+import pandas as pd
+
+from eventscope.analysis import alert_state, alerts
+
+EPISODE_COLUMNS = ["rule", "metric", "subject", "severity", "state", "since", "fired_at", "ended_at",
+                   "value", "threshold", "detail", "episode"]
+
+
+def _frames(store, now: pd.Timestamp, window_s: float) -> dict:
+    since = now - pd.Timedelta(seconds=window_s)
+    out = {n: store.read(n, since=since) for n in ("lag", "dlq", "stuck")}
+    out["health"] = store.read("health", since=now - pd.Timedelta(seconds=max(window_s, 900.0)))
+    return out
+
+
+def current_observations(store, alerts_cfg, now: pd.Timestamp | None = None) -> pd.DataFrame:
+    """Every (metric, subject) value now."""
+    now = now or pd.Timestamp.now(tz="UTC")
+    f = _frames(store, now, alerts.LAG_WINDOW_S)
+    return alerts.observe(f["lag"], f["dlq"], f["stuck"], f["health"], at=now,
+                          stall_after_s=alerts_cfg.stall_after_s)
+
+
+FALLBACK_WINDOW_S, FALLBACK_STEPS = 900.0, 8  # coarse on purpose: it runs on page loads
+
+
+def evaluated(store) -> bool:
+    """True when the stored ``alerts`` frame is the truth (a collector evaluates this store)."""
+    from eventscope.alerting import evaluated_recently
+    return store.newest_time("alerts") is not None or evaluated_recently(store)
+
+
+def fallback(store, alerts_cfg, now: pd.Timestamp | None = None) -> tuple[dict, pd.DataFrame]:
+    """For a store nobody evaluated: the rules replayed over its last 15 minutes (coarsely)."""
+    now = now or pd.Timestamp.now(tz="UTC")
+    f = _frames(store, now, FALLBACK_WINDOW_S)
+    return alerts.replay(f["lag"], f["dlq"], alerts_cfg.all_rules(), stuck=f["stuck"], health=f["health"],
+                         max_steps=FALLBACK_STEPS, stall_after_s=alerts_cfg.stall_after_s)
+
+
+def current_state(store, alerts_cfg, now: pd.Timestamp | None = None) -> dict:
+    """The alert state: from the stored transitions, else :func:`fallback`."""
+    if evaluated(store):
+        return alert_state.from_history(store.read("alerts"))
+    return fallback(store, alerts_cfg, now)[0]
+
+
+def firing_now(store, alerts_cfg) -> pd.DataFrame:
+    """Firing alerts with their current values (``alerts.FIRING_COLUMNS``)."""
+    return alerts.firing_frame(current_state(store, alerts_cfg), current_observations(store, alerts_cfg))
+
+
+def what_if(store, rules: list, alerts_cfg, window_s: float = 3600.0, max_steps: int = 240,
+            now: pd.Timestamp | None = None) -> tuple[dict, pd.DataFrame]:
+    """Replay ``rules`` over the last ``window_s`` of stored frames: (end state, transitions)."""
+    now = now or pd.Timestamp.now(tz="UTC")
+    f = _frames(store, now, window_s)
+    return alerts.replay(f["lag"], f["dlq"], rules, stuck=f["stuck"], health=f["health"],
+                         max_steps=max_steps, stall_after_s=alerts_cfg.stall_after_s)
+
+
+def episodes(transitions: pd.DataFrame, now: pd.Timestamp | None = None) -> pd.DataFrame:
+    """One row per episode: how it went (``state``: pending, firing, resolved, cancelled)."""
+    if transitions is None or transitions.empty:
+        return pd.DataFrame(columns=EPISODE_COLUMNS)
+    rows = []
+    for episode, t in transitions.sort_values("at", kind="stable").groupby("episode", sort=False):
+        last = t.iloc[-1]
+        fired = t[t["transition"].isin(["firing", "escalated"])]
+        ended = last["at"] if last["transition"] in ("resolved", "cancelled") else pd.NaT
+        state = {"escalated": "firing"}.get(last["transition"], last["transition"])
+        severity = "critical" if (t["severity"] == "critical").any() and not fired.empty and \
+            (fired["severity"] == "critical").any() else last["severity"]
+        rows.append({"rule": last["rule"], "metric": last["metric"], "subject": last["subject"],
+                     "severity": severity, "state": state, "since": t["since"].iloc[0],
+                     "fired_at": fired["at"].iloc[0] if not fired.empty else pd.NaT, "ended_at": ended,
+                     "value": last["value"], "threshold": last["threshold"], "detail": last["detail"],
+                     "episode": episode})
+    out = pd.DataFrame(rows, columns=EPISODE_COLUMNS)
+    return out.sort_values("since", ascending=False, kind="stable").reset_index(drop=True)
+
+
+def detail_link(subject: str) -> tuple[str, dict] | None:
+    """The page (and its query) that explains a subject: a group's lag or a DLQ."""
+    broker, _, rest = str(subject).partition(":")
+    if broker not in ("kafka", "redis") or not rest:
+        return None
+    if "/" in rest:
+        return "pages/lag.py", {"broker": broker, "group": rest.rsplit("/", 1)[0]}
+    return "pages/dead_letters.py", {"broker": broker, "dlq": rest}
+
+
+UNITS = {"lag": "msgs", "dlq_depth": "msgs", "dlq_growth_per_min": "msgs/min", "stuck_entries": "entries"}
+
+
+def format_value(metric: str, value, detail: str = "") -> str:
+    """A rule's value or threshold for people: ``7 min 30 s``, ``12 msgs``, ``STALL``, ``—``."""
+    if metric == "lag_status":
+        return detail or "—"
+    if value is None or isinstance(value, str) or pd.isna(value):
+        return value if isinstance(value, str) else "—"
+    value = float(value)
+    if metric in ("lag_seconds", "collector_stale_s"):
+        if value < 120:
+            return f"{value:.0f} s" if value >= 10 or value == int(value) else f"{value:.1f} s"
+        if value < 3600:
+            return f"{int(value // 60)} min {int(value % 60)} s"
+        return f"{int(value // 3600)} h {int(value % 3600 // 60)} min"
+    text = f"{value:,.0f}" if value.is_integer() or abs(value) >= 100 else f"{value:.1f}"
+    unit = UNITS.get(metric, "")
+    if value == 1 and unit in ("msgs", "entries"):
+        unit = unit[:-1] if unit == "msgs" else "entry"
+    return f"{text} {unit}".strip()

@@ -1,0 +1,176 @@
+"""The alert state machine: observations + previous state in, new state + transitions out.
+
+Per (rule, subject)::
+
+    inactive ──value ≥ threshold──► pending ──held for `for_s`──► firing ──value < clear──► resolved
+                                      │                            │
+                                      └─value < threshold─► cancelled └─critical reached─► escalated
+
+``for_s`` guards pending → firing; ``clear`` (below the threshold) guards firing →
+resolved, so a value hovering at the line neither re-pages nor flaps. A firing
+alert's severity only goes up (``escalated``) until it resolves. A subject with no
+observation at a step keeps its state: unknown is neither better nor worse.
+
+An *episode* (``rule|subject|since``) names one pending-to-resolved run; it is the
+same whether computed live or replayed over history, which is what makes the
+page's what-if and notification dedupe agree with the collector.
+
+Pure: no store, no clock, no network.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+import pandas as pd
+
+from eventscope.analysis.rules import Rule, select
+
+TRANSITIONS = ("pending", "firing", "escalated", "resolved", "cancelled")
+ACTIVE = ("pending", "firing")
+TRANSITION_COLUMNS = ["at", "rule", "metric", "severity", "subject", "transition", "value",
+                      "threshold", "clear", "since", "fired_at", "episode", "detail"]
+OBSERVATION_COLUMNS = ["metric", "subject", "names", "value", "detail"]
+
+
+@dataclass(frozen=True)
+class AlertState:
+    """Where one (rule, subject) stands."""
+
+    rule: str
+    metric: str
+    subject: str
+    state: str  # pending | firing
+    severity: str
+    since: pd.Timestamp
+    fired_at: pd.Timestamp | None
+    value: float | None
+    threshold: object
+    clear: float | None
+    detail: str = ""
+
+    @property
+    def episode(self) -> str:
+        """Stable ID of this pending-to-resolved run."""
+        return f"{self.rule}|{self.subject}|{_iso(self.since)}"
+
+
+def step(state: dict, observations: pd.DataFrame, rules: list[Rule], at: pd.Timestamp
+         ) -> tuple[dict, list[dict]]:
+    """Apply one sample's ``observations`` (OBSERVATION_COLUMNS) at time ``at``."""
+    at = pd.Timestamp(at)
+    new = dict(state)
+    transitions: list[dict] = []
+    seen: set[tuple[str, str]] = set()
+    observed_subjects: set[str] = set()
+    for obs in observations.itertuples(index=False):
+        observed_subjects.add(obs.subject)
+        rule = select(rules, obs.metric, obs.names)
+        if rule is None or rule.silent:
+            continue
+        key = (rule.name, obs.subject)
+        seen.add(key)
+        value = None if obs.value is None or pd.isna(obs.value) else float(obs.value)
+        detail = "" if obs.detail is None or (not isinstance(obs.detail, str) and pd.isna(obs.detail)) \
+            else str(obs.detail)
+        current = new.get(key)
+        level = rule.level(value, detail)
+        if current is None:
+            if level is None:
+                continue
+            current = AlertState(rule.name, rule.metric, obs.subject, "pending", level, at, None,
+                                 value, _num(rule.threshold(level)), rule.clear_threshold, detail)
+            transitions.append(_row(current, "pending", at))
+            new[key] = current
+        if current.state == "pending":
+            if level is None:
+                transitions.append(_row(replace(current, value=value, detail=detail), "cancelled", at))
+                del new[key]
+                continue
+            current = replace(current, severity=level, value=value, detail=detail,
+                              threshold=_num(rule.threshold(level)))
+            if (at - current.since).total_seconds() >= rule.for_s:
+                current = replace(current, state="firing", fired_at=at)
+                transitions.append(_row(current, "firing", at))
+            new[key] = current
+        elif current.state == "firing":
+            if rule.cleared(value, detail):
+                transitions.append(_row(replace(current, value=value, detail=detail), "resolved", at))
+                del new[key]
+                continue
+            if level == "critical" and current.severity != "critical":
+                current = replace(current, severity="critical", threshold=_num(rule.threshold("critical")))
+                transitions.append(_row(replace(current, value=value, detail=detail), "escalated", at))
+            new[key] = replace(current, value=value, detail=detail)
+    # a rule that no longer applies to an observed subject (removed or overridden) lets go
+    for key, current in state.items():
+        if key not in seen and key[1] in observed_subjects:
+            del new[key]
+            if current.state == "firing":
+                transitions.append(_row(replace(current, detail="rule no longer applies"), "resolved", at))
+            else:
+                transitions.append(_row(current, "cancelled", at))
+    return new, transitions
+
+
+def run(observations: pd.DataFrame, rules: list[Rule], state: dict | None = None
+        ) -> tuple[dict, pd.DataFrame]:
+    """Step through observations that carry an ``at`` column, oldest first."""
+    state = dict(state or {})
+    rows: list[dict] = []
+    if not observations.empty:
+        for at, obs in observations.sort_values("at", kind="stable").groupby("at", sort=True):
+            state, transitions = step(state, obs, rules, at)
+            rows += transitions
+    return state, transitions_frame(rows)
+
+
+def transitions_frame(rows: list[dict]) -> pd.DataFrame:
+    """Transition rows as a frame with TRANSITION_COLUMNS."""
+    return pd.DataFrame(rows, columns=TRANSITION_COLUMNS)
+
+
+def from_history(history: pd.DataFrame) -> dict:
+    """The state a stored transition history leaves behind (for a restart or the CLI)."""
+    state: dict = {}
+    if history is None or history.empty:
+        return state
+    for r in history.sort_values("at", kind="stable").itertuples(index=False):
+        key = (r.rule, r.subject)
+        if r.transition in ("resolved", "cancelled"):
+            state.pop(key, None)
+            continue
+        fired = r.fired_at if r.transition in ("firing", "escalated") else None
+        state[key] = AlertState(r.rule, r.metric, r.subject,
+                                "pending" if r.transition == "pending" else "firing",
+                                r.severity, pd.Timestamp(r.since),
+                                None if fired is None or pd.isna(fired) else pd.Timestamp(fired),
+                                None if pd.isna(r.value) else float(r.value),
+                                _threshold(r.threshold), None if pd.isna(r.clear) else float(r.clear),
+                                "" if pd.isna(r.detail) else str(r.detail))
+    return state
+
+
+def firing(state: dict) -> list[AlertState]:
+    """Firing alerts, critical first, then oldest first."""
+    alerts = [s for s in state.values() if s.state == "firing"]
+    return sorted(alerts, key=lambda s: (s.severity != "critical", s.since, s.subject))
+
+
+def _row(s: AlertState, transition: str, at: pd.Timestamp) -> dict:
+    return {"at": at, "rule": s.rule, "metric": s.metric, "severity": s.severity, "subject": s.subject,
+            "transition": transition, "value": s.value, "threshold": s.threshold,
+            "clear": s.clear, "since": s.since, "fired_at": s.fired_at, "episode": s.episode,
+            "detail": s.detail}
+
+
+def _num(value) -> float | None:
+    """A numeric threshold; None for a status list (the status is in ``detail``)."""
+    return float(value) if isinstance(value, (int, float)) else None
+
+
+def _threshold(value) -> float | None:
+    return None if value is None or pd.isna(value) else float(value)
+
+
+def _iso(ts) -> str:
+    return pd.Timestamp(ts).isoformat().replace("+00:00", "Z")

@@ -1,0 +1,174 @@
+"""``eventscope exporter``: Prometheus ``/metrics`` served from the store.
+
+A custom prometheus-client Collector reads the newest frames on every scrape (no
+broker call: the collector process fills the store). Kafka lag uses
+kafka-lag-exporter's metric names and labels where they mean the same, so its
+Grafana dashboards work unchanged; everything else is ``eventscope_*``.
+``cluster_name`` is the configured source name (``kafka``).
+"""
+from __future__ import annotations
+
+from wsgiref.simple_server import WSGIRequestHandler, make_server
+
+import pandas as pd
+from prometheus_client import CollectorRegistry, make_wsgi_app
+from prometheus_client.core import GaugeMetricFamily
+
+from eventscope.analysis import alert_state, alerts
+from eventscope.analysis import dlq as dlq_analysis
+from eventscope.analysis import lag as lag_analysis
+
+WINDOW_S = 300.0
+PARTITION = ["cluster_name", "group", "topic", "partition"]
+#: name -> (help, labels); the README lists the same
+METRICS = {
+    "kafka_consumergroup_group_offset": ("Last committed offset of a group on a partition.", PARTITION),
+    "kafka_consumergroup_group_lag": ("Offset lag of a group on a partition.", PARTITION),
+    "kafka_consumergroup_group_lag_seconds": ("Time lag of a group on a partition (age of the oldest "
+                                              "unconsumed message).", PARTITION),
+    "kafka_consumergroup_group_max_lag": ("Highest partition offset lag of a group.", ["cluster_name", "group"]),
+    "kafka_consumergroup_group_max_lag_seconds": ("Highest partition time lag of a group.",
+                                                  ["cluster_name", "group"]),
+    "kafka_consumergroup_group_sum_lag": ("Offset lag of a group summed over its partitions.",
+                                          ["cluster_name", "group"]),
+    "kafka_consumergroup_group_topic_sum_lag": ("Offset lag of a group summed over one topic's partitions.",
+                                                ["cluster_name", "group", "topic"]),
+    "kafka_partition_latest_offset": ("Log end offset of a partition.", ["cluster_name", "topic", "partition"]),
+    "kafka_partition_earliest_offset": ("Earliest offset of a partition.", ["cluster_name", "topic", "partition"]),
+    "eventscope_redis_group_lag": ("Entries of a Redis stream not yet delivered to a group.",
+                                   ["source", "group", "stream"]),
+    "eventscope_redis_group_lag_seconds": ("Age of a group's oldest undelivered Redis entry.",
+                                           ["source", "group", "stream"]),
+    "eventscope_redis_group_pending": ("Delivered, unacknowledged entries of a Redis group (PEL).",
+                                       ["source", "group", "stream"]),
+    "eventscope_consumergroup_status": ("1 for the group's current lag status (OK, WARN, ERR, STALL, STOP, "
+                                        "REWIND, UNKNOWN).", ["broker", "group", "topic", "status"]),
+    "eventscope_dlq_depth": ("Messages held in a dead-letter queue.", ["broker", "dlq", "source_topic"]),
+    "eventscope_dlq_growth_per_minute": ("DLQ depth growth over the last 5 minutes.",
+                                         ["broker", "dlq", "source_topic"]),
+    "eventscope_dlq_oldest_age_seconds": ("Age of the oldest message in a DLQ.", ["broker", "dlq", "source_topic"]),
+    "eventscope_alert_state": ("1 per pending or firing alert (state label).",
+                               ["rule", "severity", "subject", "state"]),
+    "eventscope_alerts_firing": ("Firing alerts per severity.", ["severity"]),
+    "eventscope_collector_up": ("1 when the collector's last run succeeded.", ["source", "collector"]),
+    "eventscope_collector_last_success_timestamp_seconds": ("Unix time of the collector's last success.",
+                                                            ["source", "collector"]),
+    "eventscope_last_sample_timestamp_seconds": ("Unix time of the newest lag sample in the store.", []),
+}
+
+
+class StoreMetrics:
+    """prometheus-client Collector over a Store (``collect()`` runs on every scrape)."""
+
+    def __init__(self, store, stall_after_s: float = 60.0):
+        self.store = store
+        self.stall_after_s = stall_after_s
+
+    def describe(self):
+        return []  # metric families vary with the data; nothing to check at registration
+
+    def collect(self):
+        now = pd.Timestamp.now(tz="UTC")
+        since = now - pd.Timedelta(seconds=WINDOW_S)
+        fam = {name: GaugeMetricFamily(name, doc, labels=labels) for name, (doc, labels) in METRICS.items()}
+        lag = self.store.read("lag", since=since)
+        if not lag.empty:
+            latest = lag_analysis.latest_lag(lag, stuck_after_s=self.stall_after_s)
+            newest = lag.groupby("source", observed=True)["sampled_at"].max()
+            latest = latest[latest["sampled_at"] == latest["source"].map(newest)]
+            self._lag(fam, latest)
+            fam["eventscope_last_sample_timestamp_seconds"].add_metric([], lag["sampled_at"].max().timestamp())
+        topics = self.store.read("topics", since=since)
+        if not topics.empty:
+            topics = topics[topics["sampled_at"] == topics["source"].map(
+                topics.groupby("source", observed=True)["sampled_at"].max())]
+            for r in topics[topics["broker"] == "kafka"].itertuples(index=False):
+                labels = [r.source, r.topic, str(r.partition)]
+                if not pd.isna(r.end):
+                    fam["kafka_partition_latest_offset"].add_metric(labels, float(r.end))
+                if not pd.isna(r.start):
+                    fam["kafka_partition_earliest_offset"].add_metric(labels, float(r.start))
+        dlq = self.store.read("dlq", since=since)
+        for r in dlq_analysis.summary(dlq, now=now).itertuples(index=False):
+            labels = [r.broker, r.dlq, "" if pd.isna(r.source_topic) else str(r.source_topic)]
+            fam["eventscope_dlq_depth"].add_metric(labels, float(r.depth))
+            fam["eventscope_dlq_growth_per_minute"].add_metric(labels, float(r.growth_per_min))
+            if not pd.isna(r.oldest_age_seconds):
+                fam["eventscope_dlq_oldest_age_seconds"].add_metric(labels, float(r.oldest_age_seconds))
+        state = alert_state.from_history(self.store.read("alerts"))
+        counts = {"warning": 0, "critical": 0}
+        for a in state.values():
+            fam["eventscope_alert_state"].add_metric([a.rule, a.severity, a.subject, a.state], 1.0)
+            if a.state == "firing":
+                counts[a.severity] = counts.get(a.severity, 0) + 1
+        for severity, count in counts.items():
+            fam["eventscope_alerts_firing"].add_metric([severity], float(count))
+        health = self.store.read("health", since=now - pd.Timedelta(seconds=900))
+        for (source, collector), runs in health.groupby(["source", "collector"], observed=True):
+            last = runs.iloc[-1]
+            fam["eventscope_collector_up"].add_metric([source, collector], 1.0 if last["ok"] else 0.0)
+            if not pd.isna(last["last_success"]):
+                fam["eventscope_collector_last_success_timestamp_seconds"].add_metric(
+                    [source, collector], last["last_success"].timestamp())
+        yield from fam.values()
+
+    @staticmethod
+    def _lag(fam: dict, latest: pd.DataFrame) -> None:
+        kafka = latest[latest["broker"] == "kafka"]
+        for r in kafka.itertuples(index=False):
+            labels = [r.source, r.group, r.topic, str(r.partition)]
+            if not pd.isna(r.committed):
+                fam["kafka_consumergroup_group_offset"].add_metric(labels, float(r.committed))
+            if not pd.isna(r.lag):
+                fam["kafka_consumergroup_group_lag"].add_metric(labels, float(r.lag))
+            if not pd.isna(r.lag_seconds):
+                fam["kafka_consumergroup_group_lag_seconds"].add_metric(labels, float(r.lag_seconds))
+        if not kafka.empty:
+            per_group = kafka.groupby(["source", "group"], observed=True).agg(
+                max_lag=("lag", "max"), max_seconds=("lag_seconds", "max"), sum_lag=("lag", "sum"))
+            for (source, group), r in per_group.iterrows():
+                if not pd.isna(r["max_lag"]):
+                    fam["kafka_consumergroup_group_max_lag"].add_metric([source, group], float(r["max_lag"]))
+                    fam["kafka_consumergroup_group_sum_lag"].add_metric([source, group], float(r["sum_lag"]))
+                if not pd.isna(r["max_seconds"]):
+                    fam["kafka_consumergroup_group_max_lag_seconds"].add_metric([source, group],
+                                                                              float(r["max_seconds"]))
+            per_topic = kafka.groupby(["source", "group", "topic"], observed=True)["lag"].sum(min_count=1)
+            for (source, group, topic), value in per_topic.items():
+                if not pd.isna(value):
+                    fam["kafka_consumergroup_group_topic_sum_lag"].add_metric([source, group, topic], float(value))
+        for r in latest[latest["broker"] == "redis"].itertuples(index=False):
+            labels = [r.source, r.group, r.topic]
+            if not pd.isna(r.lag):
+                fam["eventscope_redis_group_lag"].add_metric(labels, float(r.lag))
+            if not pd.isna(r.lag_seconds):
+                fam["eventscope_redis_group_lag_seconds"].add_metric(labels, float(r.lag_seconds))
+            if not pd.isna(r.pending):
+                fam["eventscope_redis_group_pending"].add_metric(labels, float(r.pending))
+        for r in lag_analysis.group_summary(latest).itertuples(index=False):
+            fam["eventscope_consumergroup_status"].add_metric([r.broker, r.group, r.topic, r.status], 1.0)
+
+
+def registry_for(store, config=None) -> CollectorRegistry:
+    """A registry holding only the store's metrics."""
+    registry = CollectorRegistry(auto_describe=False)
+    stall = config.alerts.stall_after_s if config is not None else 60.0
+    registry.register(StoreMetrics(store, stall_after_s=stall))
+    return registry
+
+
+class _QuietHandler(WSGIRequestHandler):
+    def log_message(self, format, *args):  # noqa: A002 - one line per scrape is noise
+        pass
+
+
+def make_server_for(store, config=None, host: str = "127.0.0.1", port: int = 9308):
+    """A WSGI server answering ``/metrics`` (port 0 picks a free one)."""
+    app = make_wsgi_app(registry_for(store, config))
+    return make_server(host, port, app, handler_class=_QuietHandler)
+
+
+def serve(store, config=None, host: str = "127.0.0.1", port: int = 9308) -> None:
+    """Serve until interrupted."""
+    with make_server_for(store, config, host, port) as server:
+        server.serve_forever()
