@@ -218,7 +218,8 @@ def end_to_end(seconds: float = 30.0, rate: float = 20.0) -> None:
             delays = sorted(found[e] - t for e, t in produced.items() if e in found)
             missing = sum(1 for e in produced if e not in found)
         published = sum(result["published"].values())
-        print(f"traces: end to end at the default {cfg.collect.interval_s:g} s interval, {rate:g} orders/s on "
+        print(f"traces: end to end at the default {cfg.collect.interval_s:g} s interval (new events read every "
+              f"{cfg.traces.interval_s:g} s), {rate:g} orders/s on "
               f"both brokers for {seconds:g} s ({published:,} events published, {len(produced):,} recorded, "
               f"{missing} never found)")
         if delays:

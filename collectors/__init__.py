@@ -30,6 +30,27 @@ class Collector(Protocol):
         ...
 
 
+class EventsTail:
+    """The event-reading half of a collector, run on its own shorter interval.
+
+    ``parent.collect_events()`` reads only what is new on what the parent already
+    tails; the parent's full ``collect()`` still discovers streams and samples lag.
+    """
+
+    def __init__(self, parent, interval_s: float):
+        self.parent = parent
+        self.source = parent.source
+        self.name = parent.name.split(".")[0] + ".events"
+        self.interval_s = interval_s
+
+    def collect(self) -> dict[str, pd.DataFrame]:
+        """New events since the last read."""
+        return self.parent.collect_events()
+
+    def close(self) -> None:
+        """The parent owns the client."""
+
+
 def unique_names(collectors: list[Collector]) -> list[Collector]:
     """Fail at registration when two collectors share a source/name pair."""
     seen = set()

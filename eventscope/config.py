@@ -175,6 +175,7 @@ class TracesConfig:
     redis_streams: list = field(default_factory=lambda: ["*"])
     sample_ratio: float = 1.0
     quiet_s: float = 30.0
+    interval_s: float = 1.0
 
 
 SECTIONS = {
@@ -368,6 +369,7 @@ def _validate(cfg: Config) -> None:
         (0 < cfg.traces.sample_ratio <= 1, "traces.sample_ratio must be > 0 and <= 1"),
         (cfg.traces.lookback_s >= 0, "traces.lookback_s must be >= 0"),
         (cfg.traces.quiet_s >= 0, "traces.quiet_s must be >= 0"),
+        (cfg.traces.interval_s > 0, "traces.interval_s must be > 0"),
         (cfg.alerts.for_s >= 0, "alerts.for_s must be >= 0"),
         (0 <= cfg.alerts.clear_ratio <= 1, "alerts.clear_ratio must be within 0..1"),
         (cfg.alerts.stall_after_s > 0, "alerts.stall_after_s must be > 0"),

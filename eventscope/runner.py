@@ -47,6 +47,7 @@ class Runner:
     def __post_init__(self):
         self.states = {id(c): _State() for c in self.collectors}
         self.samples = 0
+        self._evaluated = float("-inf")
 
     def run_once(self, force: bool = False) -> pd.DataFrame:
         """One pass over the collectors that are due; returns their health rows."""
@@ -59,7 +60,10 @@ class Runner:
         frame = schemas.conform("health", health)
         self.store.append("health", frame)
         self.samples += 1
-        if self.evaluator is not None and health:
+        # Rules are evaluated once per interval, not after every short event read.
+        if self.evaluator is not None and health and (
+                force or time.monotonic() - self._evaluated >= self.interval_s * 0.9):
+            self._evaluated = time.monotonic()
             try:
                 self.evaluator.evaluate()
             except Exception as exc:  # alerting must never stop collection: log and go on
@@ -77,7 +81,7 @@ class Runner:
                 rows += len(frame)
             state.failures = 0
             state.last_success = now
-            state.next_run = started + self.interval_s
+            state.next_run = started + (getattr(collector, "interval_s", None) or self.interval_s)
         except Exception as exc:  # a collector's failure is data, not a crash
             error = one_line(exc)
             state.failures += 1
@@ -98,7 +102,7 @@ class Runner:
             if deadline is not None and time.monotonic() >= deadline:
                 break
             due = min(self.states[id(c)].next_run for c in self.collectors)
-            wait = max(0.05, min(due - time.monotonic(), self.interval_s))
+            wait = max(0.02, min(due - time.monotonic(), self.interval_s))
             if deadline is not None:
                 wait = min(wait, max(0.0, deadline - time.monotonic()))
             self.stop_event.wait(wait)
@@ -135,7 +139,7 @@ def open_store(config: Config) -> Store:
 
 def build_collectors(config: Config) -> list:
     """Collectors for the configured brokers, or the sample-data replay when none is."""
-    from collectors import unique_names
+    from collectors import EventsTail, unique_names
     from eventscope import mask
     from eventscope.decode import Decoder
     mask.configure(config.mask.enabled, config.mask.fields)
@@ -155,6 +159,7 @@ def build_collectors(config: Config) -> list:
                                                max_events=config.kafka.max_events_per_sample,
                                                timeout_s=config.kafka.timeout_s,
                                                globs=config.traces.kafka_topics, **events))
+        collectors[-1].interval_s = min(config.traces.interval_s, config.collect.interval_s)
     if config.redis.url:
         import redis
         from collectors.redis_streams import RedisStreamsCollector
@@ -169,6 +174,8 @@ def build_collectors(config: Config) -> list:
                                                 stuck_min_deliveries=config.redis.stuck_min_deliveries,
                                                 stuck_idle_s=config.redis.stuck_idle_s,
                                                 globs=config.traces.redis_streams, **events))
+        if config.traces.interval_s < config.collect.interval_s:
+            collectors.append(EventsTail(collectors[-1], config.traces.interval_s))
     if not collectors:
         from eventscope.replay import ReplaySource
         collectors.append(ReplaySource(config.replay_dir(), speed=config.replay.speed,

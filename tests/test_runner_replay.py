@@ -148,3 +148,49 @@ def test_a_restarted_replay_starts_over_but_live_data_is_never_wiped(tmp_path):
     assert set(Store(replay_store).read("health")["source"]) == {"replay"}
     assert len(Store(replay_store).read("health")) == 1  # only the new run's first sample
     assert set(Store(live_store).read("health")["source"]) == {"kafka", "replay"}
+
+
+class Counting(Flaky):
+    def __init__(self, name, interval_s=None):
+        super().__init__(fail_times=0)
+        self.name = name
+        if interval_s is not None:
+            self.interval_s = interval_s
+
+
+def test_a_collector_with_its_own_interval_is_due_on_that_interval(tmp_path, monkeypatch):
+    clock = [1000.0]
+    monkeypatch.setattr(time, "monotonic", lambda: clock[0])
+    full, tail = Counting("full"), Counting("tail", interval_s=1.0)
+    runner = Runner(Store(tmp_path), [full, tail], interval_s=5.0)
+    for _ in range(10):  # ten simulated seconds, a pass every second
+        runner.run_once()
+        clock[0] += 1.0
+    assert tail.calls == 10
+    assert full.calls == 2  # at 0 s and 5 s
+
+
+@pytest.mark.broker
+def test_live_collectors_read_events_between_full_samples(tmp_path, redis_url, kafka_bootstrap):
+    cfg = load_config(env={"EVENTSCOPE_REDIS_URL": redis_url, "EVENTSCOPE_KAFKA_BOOTSTRAP": kafka_bootstrap,
+                           "EVENTSCOPE_REDIS_STREAMS": "tailme", "EVENTSCOPE_KAFKA_TOPICS": "^tailme$"})
+    collectors = build_collectors(cfg)
+    try:
+        intervals = {c.name: getattr(c, "interval_s", None) for c in collectors}
+        assert intervals == {"kafka.offsets": None, "kafka.events": 1.0, "redis.streams": None,
+                             "redis.events": 1.0}
+        import redis as redis_lib
+        client = redis_lib.Redis.from_url(redis_url)
+        client.delete("tailme")
+        client.xadd("tailme", {"envelope": json.dumps({"event_type": "A", "event_id": "e1"})})
+        redis_full = next(c for c in collectors if c.name == "redis.streams")
+        tail = next(c for c in collectors if c.name == "redis.events")
+        assert list(redis_full.collect()["events"]["event_id"]) == ["e1"]
+        assert tail.collect()["events"].empty  # nothing new since the full sample
+        client.xadd("tailme", {"envelope": json.dumps({"event_type": "B", "event_id": "e2"})})
+        frames = tail.collect()
+        assert set(frames) == {"events"} and list(frames["events"]["event_id"]) == ["e2"]
+        assert redis_full.collect()["events"].empty  # the tail moved the shared position on
+    finally:
+        for c in collectors:
+            c.close()
