@@ -12,8 +12,10 @@ Times are ``datetime64[ns, UTC]``. Nullable integers use pandas' ``Int64`` so th
 from __future__ import annotations
 
 import pandas as pd
+from pandas.errors import OutOfBoundsDatetime
 
 TIME = "datetime64[ns, UTC]"
+_NS_MIN, _NS_MAX = pd.Timestamp.min.tz_localize("UTC"), pd.Timestamp.max.tz_localize("UTC")
 STR = "string"
 
 LAG = {
@@ -179,12 +181,19 @@ def conform(name: str, frame: pd.DataFrame | list[dict]) -> pd.DataFrame:
         else:
             series = pd.Series([None] * n, index=frame.index, dtype="object")
         out[col] = _cast(series, dtype)
+    if name == "events":  # an envelope time that is missing or unreadable: the broker's time
+        out["at"] = out["at"].fillna(out["broker_at"])
     return pd.DataFrame(out).reset_index(drop=True)
 
 
 def _cast(series: pd.Series, dtype: str) -> pd.Series:
     if dtype == TIME:
-        return pd.to_datetime(series, utc=True, errors="coerce", format="mixed").astype(TIME)
+        parsed = pd.to_datetime(series, utc=True, errors="coerce", format="mixed")
+        try:
+            return parsed.astype(TIME)
+        except (OutOfBoundsDatetime, OverflowError):  # e.g. year -1: parsed, but not in ns range
+            inside = (parsed >= _NS_MIN) & (parsed <= _NS_MAX)
+            return parsed.where(inside.fillna(False).astype(bool)).astype(TIME)
     if dtype == "Int64":
         return pd.to_numeric(series, errors="coerce").astype("Int64")
     if dtype == "int64":

@@ -2,6 +2,8 @@
 import json
 import struct
 
+import pandas as pd
+
 from eventscope.decode import UNDECODABLE, decode_message, headers_to_dict, int_header, parse_traceparent
 
 TP = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
@@ -66,3 +68,12 @@ def test_traceparent_parsing():
     assert parse_traceparent(None) == (None, None)
     flags3 = TP[:-2] + "03"
     assert parse_traceparent(flags3)[0] == "0af7651916cd43dd8448eb211c80319c"
+
+
+def test_unreadable_event_times_fall_back_to_the_broker_time():
+    from eventscope import schemas
+    broker = pd.Timestamp("2026-11-28T10:00:00Z")
+    rows = [{"at": value, "broker_at": broker, "event_type": "X"} for value in ("-1", "not a time", None, 10**30)]
+    rows.append({"at": "2026-11-28T09:59:59.5Z", "broker_at": broker, "event_type": "X"})
+    frame = schemas.conform("events", rows)
+    assert list(frame["at"]) == [broker] * 4 + [pd.Timestamp("2026-11-28T09:59:59.5Z")]
