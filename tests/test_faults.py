@@ -51,7 +51,10 @@ def test_redis_outage_is_reported_then_recovers_by_itself(tmp_path, redis_broker
         redis.Redis(port=port).xadd("orders", {"envelope": "{}"})
         back = runner.run_once(force=True).iloc[0]
         assert back["ok"], back["error"]
-        assert store.read("health")["ok"].tolist() == [True, False, True]
+        health = store.read("health")
+        assert set(health["collector"]) == {"redis.streams", "redis.events"}  # the events tail is reported too
+        assert health[health["collector"] == "redis.streams"]["ok"].tolist() == [True, False, True]
+        assert health[health["collector"] == "redis.events"]["ok"].tolist() == [True, False, True]
     finally:
         runner.close()
         server.kill()
