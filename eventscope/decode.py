@@ -26,6 +26,7 @@ import orjson
 UNDECODABLE = "<undecodable>"
 MAX_FIELD = 512
 _TRACEPARENT = re.compile(r"^00-([0-9a-f]{32})-([0-9a-f]{16})-[0-9a-f]{2}$")
+_TRACEPARENT_BYTES = re.compile(_TRACEPARENT.pattern.encode("ascii"))
 _MESSAGE_HEADERS = ("kafka_dlt-exception-message", "__connect.errors.exception.message",
                     "x-exception-message", "error", "exception_message")
 _CLASS_HEADERS = ("kafka_dlt-exception-fqcn", "__connect.errors.exception.class.name",
@@ -85,6 +86,10 @@ def parse_traceparent(value) -> tuple[str | None, str | None]:
     every real header, is taken by a regex first because building an OTel context costs
     ~20 µs per event; ``tests/test_decode_properties.py`` checks that both always agree.
     """
+    if type(value) is bytes:  # a header: match the bytes, decode only the two IDs
+        match = _TRACEPARENT_BYTES.match(value)
+        if match and match.group(1).strip(b"0") and match.group(2).strip(b"0"):
+            return match.group(1).decode("ascii"), match.group(2).decode("ascii")
     value = text(value, 600)
     if not value:
         return None, None
@@ -107,8 +112,24 @@ def parse_traceparent_otel(value: str) -> tuple[str | None, str | None]:
     return format(span.trace_id, "032x"), format(span.span_id, "016x")
 
 
+_FIELDS = ("correlation_id", "event_type", "event_id", "source", "timestamp", "traceparent")
+_MISSING = object()
+
+
+def _plan(paths) -> tuple:
+    """Dotted paths as ``((top-level key, rest of the path or ()), ...)``: one dict lookup for
+    the common top-level case, a walk only for nested paths."""
+    return tuple((path[0], tuple(path[1:])) for path in paths)
+
+
 class Decoder:
-    """Field paths and header names to look in, from ``[decode]`` (:class:`DecodeConfig`)."""
+    """Field paths and header names to look in, from ``[decode]`` (:class:`DecodeConfig`).
+
+    The paths are compiled once into small plans (top-level key first, the rest of a
+    nested path only when the first key is there), and every header name the decoder
+    might read is kept in one set, so a message whose headers name none of them skips
+    the header scans entirely.
+    """
 
     def __init__(self, config=None):
         from eventscope.config import DecodeConfig
@@ -120,62 +141,113 @@ class Decoder:
         def heads(names):
             return [str(n).lower() for n in names if str(n)]
 
-        self.body = {key: paths(getattr(config, key)) for key in
-                     ("correlation_id", "event_type", "event_id", "source", "timestamp", "traceparent")}
-        self.headers = {key: heads(getattr(config, key + "_headers")) for key in
-                        ("correlation_id", "event_type", "event_id", "source", "timestamp", "traceparent")}
+        self.body = {key: paths(getattr(config, key)) for key in _FIELDS}
+        self.headers = {key: heads(getattr(config, key + "_headers")) for key in _FIELDS}
         self.payload_fields = heads(config.payload_fields)
+        plans = {key: _plan(p) for key, p in self.body.items()}
+        self._p_type, self._p_id, self._p_source = plans["event_type"], plans["event_id"], plans["source"]
+        self._p_cid, self._p_time, self._p_tp = plans["correlation_id"], plans["timestamp"], plans["traceparent"]
+        self._h_fields = tuple((column, tuple(self.headers[key])) for key, column in (
+            ("event_type", "event_type"), ("event_id", "event_id"), ("source", "service"),
+            ("correlation_id", "correlation_id"), ("timestamp", "at")))
+        self._h_tp = tuple(self.headers["traceparent"])
+        self._h_payload = tuple(self.payload_fields)
+        self._h_fixed = frozenset(("ce_type", "ce_dataschema") + _CLASS_HEADERS + _MESSAGE_HEADERS
+                                  + _ORIGIN_HEADERS)
+        self._h_any = frozenset(h for _, names in self._h_fields for h in names) | frozenset(self._h_tp)
 
     def decode(self, value: bytes | None, headers: dict[str, bytes], with_body: bool = False) -> dict:
         """Decode one message; returns the decodable fields of an ``events`` row (never raises).
 
         With ``with_body`` the parsed JSON object (or None) is returned under ``_body``.
         """
-        row = {"event_type": None, "event_id": None, "service": None, "correlation_id": None,
-               "at": None, "trace_id": None, "parent_span_id": None, "dlq_reason": None,
-               "original_topic": None, "dlq_class": None, "schema_version": None, "decode_error": ""}
+        event_type = event_id = service = correlation_id = at = trace_id = span_id = None
+        dlq_reason = original_topic = dlq_class = schema_version = None
+        decode_error = ""
         body, error = _json_body(value)
-        for name in self.payload_fields:
-            if body is not None or name not in headers:
-                continue
-            body, error = _json_body(headers[name])
+        if body is None and headers:
+            for name in self._h_payload:
+                if name in headers:
+                    body, error = _json_body(headers[name])
+                    if body is not None:
+                        break
         traceparent = None
-        if isinstance(body, dict):
-            found = {key: _first(body, paths) for key, paths in self.body.items()}
-            traceparent = found.pop("traceparent")
-            row.update(event_type=found["event_type"], event_id=found["event_id"],
-                       service=found["source"], correlation_id=found["correlation_id"],
-                       at=found["timestamp"])
-            meta = body.get("metadata") if isinstance(body.get("metadata"), dict) else {}
-            version = body.get("schema_version", body.get("schemaVersion", body.get(
-                "dataschema", meta.get("schemaVersion"))))
-            row["schema_version"] = _scalar(version)
+        if type(body) is dict:
+            event_type = _find(body, self._p_type)
+            event_id = _find(body, self._p_id)
+            service = _find(body, self._p_source)
+            correlation_id = _find(body, self._p_cid)
+            at = _find(body, self._p_time)
+            traceparent = _find(body, self._p_tp)
+            version = body.get("schema_version", _MISSING)
+            if version is _MISSING:
+                version = body.get("schemaVersion", _MISSING)
+                if version is _MISSING:
+                    version = body.get("dataschema", _MISSING)
+                    if version is _MISSING:
+                        meta = body.get("metadata")
+                        version = meta.get("schemaVersion") if type(meta) is dict else None
+            if version is not None:
+                schema_version = version if type(version) is str and 0 < len(version) <= MAX_FIELD \
+                    else _scalar(version)
         elif "ce_type" not in headers:
             # CloudEvents binary mode carries any data format; anything else should be a JSON
             # object, and a broken one is counted as undecodable even when headers name the type
-            row["decode_error"] = error or "payload is not a JSON object"
-        for key, column in (("event_type", "event_type"), ("event_id", "event_id"),
-                            ("source", "service"), ("correlation_id", "correlation_id"),
-                            ("timestamp", "at")):
-            if not row[column]:
-                row[column] = next((text(headers[h]) for h in self.headers[key] if headers.get(h)), None)
-        if "ce_dataschema" in headers and not row["schema_version"]:
-            row["schema_version"] = text(headers["ce_dataschema"])
-        tp_header = next((headers[h] for h in self.headers["traceparent"] if headers.get(h)), None)
-        row["trace_id"], row["parent_span_id"] = parse_traceparent(tp_header or traceparent)
-        if row["trace_id"] is None and tp_header is not None and traceparent is not None:
-            row["trace_id"], row["parent_span_id"] = parse_traceparent(traceparent)
-        row["dlq_class"], row["dlq_reason"] = failure_reason(headers)
-        for name in _ORIGIN_HEADERS:
-            if headers.get(name):
-                row["original_topic"] = text(headers[name], 249)
-                break
-        if not row["event_type"]:
-            row["event_type"] = UNDECODABLE
-            row["decode_error"] = row["decode_error"] or "no event type in payload or headers"
+            decode_error = error or "payload is not a JSON object"
+        hit = headers and not self._h_any.isdisjoint(headers)
+        if hit and not (event_type and event_id and service and correlation_id and at):
+            found = {"event_type": event_type, "event_id": event_id, "service": service,
+                     "correlation_id": correlation_id, "at": at}
+            for column, names in self._h_fields:
+                if not found[column]:
+                    found[column] = next((text(headers[h]) for h in names if headers.get(h)), None)
+            event_type, event_id, service = found["event_type"], found["event_id"], found["service"]
+            correlation_id, at = found["correlation_id"], found["at"]
+        fixed = headers and not self._h_fixed.isdisjoint(headers)
+        if fixed and "ce_dataschema" in headers and not schema_version:
+            schema_version = text(headers["ce_dataschema"])
+        tp_header = next((headers[h] for h in self._h_tp if headers.get(h)), None) if hit else None
+        if tp_header is not None or traceparent is not None:
+            trace_id, span_id = parse_traceparent(tp_header or traceparent)
+            if trace_id is None and tp_header is not None and traceparent is not None:
+                trace_id, span_id = parse_traceparent(traceparent)
+        if fixed:
+            dlq_class, dlq_reason = failure_reason(headers)
+            for name in _ORIGIN_HEADERS:
+                if headers.get(name):
+                    original_topic = text(headers[name], 249)
+                    break
+        if not event_type:
+            event_type = UNDECODABLE
+            decode_error = decode_error or "no event type in payload or headers"
+        row = {"event_type": event_type, "event_id": event_id, "service": service,
+               "correlation_id": correlation_id, "at": at, "trace_id": trace_id,
+               "parent_span_id": span_id, "dlq_reason": dlq_reason, "original_topic": original_topic,
+               "dlq_class": dlq_class, "schema_version": schema_version, "decode_error": decode_error}
         if with_body:
             row["_body"] = body if isinstance(body, (dict, list)) else None
         return row
+
+
+def _find(body: dict, plan) -> str | None:
+    """The first non-empty scalar along the compiled paths, as bounded text (see :func:`_scalar`)."""
+    for key, rest in plan:
+        node = body.get(key)
+        if node is None:
+            continue
+        for part in rest:
+            if type(node) is not dict:
+                node = None
+                break
+            node = node.get(part)
+        if type(node) is str:  # the common case, without a call
+            if node:
+                return node if len(node) <= MAX_FIELD else node[: MAX_FIELD - 1] + "…"
+            continue
+        found = _scalar(node)
+        if found:
+            return found
+    return None
 
 
 DEFAULT_DECODER: Decoder | None = None

@@ -9,6 +9,7 @@ stores payloads as they are (for systems that carry no personal data).
 from __future__ import annotations
 
 import functools
+import itertools
 import json
 import re
 
@@ -25,16 +26,19 @@ PHONE = re.compile(r"(?<![\w.:/+-])(?:\+\d{7,15}|(?:\+\d{1,3}[ -]?)?(?:\(\d{1,4}
                    r"(?:\d{2,8}[ -]){0,3}\d{3,8})(?![\w.:/-])")
 PREVIEW_CHARS = 300
 _extra_keys: re.Pattern | None = None
+_extra_tokens: tuple | None = ()  # mask.fields in lower case; None: not all ASCII (no pre-check)
 _enabled = True
 
 
 def configure(enabled: bool = True, fields: list | tuple = ()) -> None:
     """Apply ``[mask]``: on/off, and extra field names whose values are always masked."""
-    global _extra_keys, _enabled
+    global _extra_keys, _extra_tokens, _enabled
     _enabled = bool(enabled)
     names = [str(f).strip() for f in fields if str(f).strip()]
     _extra_keys = re.compile("|".join(f"^{re.escape(n)}$" for n in names), re.I) if names else None
+    _extra_tokens = tuple(n.lower() for n in names) if all(n.isascii() for n in names) else None
     is_personal_key.cache_clear()
+    _personal.clear()
 
 
 @functools.lru_cache(maxsize=4096)  # payloads repeat the same few dozen keys
@@ -43,7 +47,26 @@ def is_personal_key(key: str) -> bool:
     return bool(PII_KEY.search(key) or (_extra_keys is not None and _extra_keys.search(key)))
 
 
+_personal: dict[str, bool] = {}  # the same answers as is_personal_key, one dict lookup per key
+
+
+def _is_personal(key: str) -> bool:
+    found = _personal.get(key)
+    if found is None:
+        if len(_personal) >= 4096:  # bounded: hostile payloads may carry endless distinct keys
+            _personal.clear()
+        found = _personal[key] = is_personal_key(key)
+    return found
+
+
 _THREE_DIGITS = re.compile(r"\d\d\d")
+# A card (12–19 digits) or a phone number (7–15) that would be masked has at least seven digits
+# joined only by spaces, dashes, brackets or a plus: without such a run both subs are no-ops.
+_SEVEN_DIGITS = re.compile(r"(?:\d[ ()+-]*){7}")
+
+
+def _needs_text_mask(value: str) -> bool:
+    return "@" in value or _SEVEN_DIGITS.search(value) is not None
 
 
 def mask_text(value: str) -> str:
@@ -52,7 +75,7 @@ def mask_text(value: str) -> str:
         return value
     if "@" in value:
         value = EMAIL.sub("***@***", value)
-    if _THREE_DIGITS.search(value):  # neither a card nor a phone number has fewer digits in a row
+    if _SEVEN_DIGITS.search(value):  # neither a card nor a phone number has fewer digits in a run
         value = PHONE.sub(_phone, CARD.sub(_card, value))
     return value
 
@@ -73,6 +96,8 @@ def _card(match: re.Match) -> str:
 def _mask(value, key: str = ""):
     if not _enabled:
         return value
+    if type(value) is dict:
+        return _mask_dict(value)
     if is_personal_key(key) and not isinstance(value, (dict, list)):
         return "***"
     if isinstance(value, dict):
@@ -84,12 +109,58 @@ def _mask(value, key: str = ""):
     return value
 
 
+def _mask_dict(value: dict) -> dict:
+    """:func:`_mask` of a JSON object, with the common value types handled inline (no call per
+    string or number; one cached lookup per key)."""
+    out = {}
+    for k, v in value.items():
+        if type(k) is not str:
+            k = str(k)
+        t = type(v)
+        if t is str:
+            if _is_personal(k):
+                out[k] = "***"
+            elif "@" in v or _SEVEN_DIGITS.search(v):
+                out[k] = mask_text(v)
+            else:
+                out[k] = v
+        elif t is dict:
+            out[k] = _mask_dict(v)
+        elif t is int or t is float or t is bool or v is None:
+            out[k] = "***" if _is_personal(k) else v
+        else:
+            out[k] = _mask(v, k)
+    return out
+
+
+# every literal PII_KEY needs, lower case: on ASCII text, a key PII_KEY matches contains one of them
+_PII_TOKENS = ("mail", "phone", "mobile", "name", "address", "street", "card", "iban", "ssn", "passport",
+               "birth", "password", "secret", "token")
+
+
+def _text_may_need_masking(shown: str) -> bool:
+    """Whether any key or value in a payload's JSON text could be masked: a superset test on the
+    whole text at once (key names, ``@`` and digit runs all appear in it unescaped). Non-ASCII
+    text always says yes: case-insensitive matching has non-ASCII equivalents (``ſ`` ~ ``s``)."""
+    if not shown.isascii() or "@" in shown or _SEVEN_DIGITS.search(shown):
+        return True
+    low = shown.lower()
+    return any(token in low for token in _PII_TOKENS) or (
+        _extra_tokens is None or any(token in low for token in _extra_tokens))
+
+
 def masked_payload(body, limit: int = 4000) -> str:
-    """An already-parsed JSON payload as masked JSON text; empty when longer than ``limit``."""
+    """An already-parsed JSON payload as masked JSON text; empty when longer than ``limit``.
+
+    The unmasked JSON text is checked first, in one pass: a payload with no personal key name,
+    no ``@`` and no long digit run anywhere is returned as is, without a walk.
+    """
     if body is None:
         return ""
     try:  # orjson: compact UTF-8 JSON, the same text json.dumps gives, several times faster
-        shown = orjson.dumps(_mask(body)).decode("utf-8")
+        shown = orjson.dumps(body).decode("utf-8")
+        if _enabled and _text_may_need_masking(shown):
+            shown = orjson.dumps(_mask(body)).decode("utf-8")
     except (TypeError, ValueError, RecursionError):  # JSONEncodeError (depth > 254) is a TypeError
         return ""
     return shown if len(shown) <= limit else ""
@@ -110,15 +181,21 @@ def preview(payload: bytes | None) -> str:
 
 
 def headers_json(headers: dict[str, bytes], limit: int = 200) -> str:
-    """Headers as a JSON object of text; binary values as hex; personal data masked."""
+    """Headers as a compact JSON object of text; binary values as hex; personal data masked."""
     out = {}
-    for key, value in list(headers.items())[:50]:
+    for key, value in itertools.islice(headers.items(), 50):
         if key in ("envelope", "payload"):
             continue  # the payload itself: shown (masked) as the preview
         try:
             shown = value.decode("utf-8")
         except UnicodeDecodeError:
             shown = "0x" + value[:32].hex()
-        shown = "***" if _enabled and is_personal_key(key) else mask_text(shown)
+        if _enabled and _is_personal(key):
+            shown = "***"
+        elif "@" in shown or _SEVEN_DIGITS.search(shown):
+            shown = mask_text(shown)
         out[key] = shown if len(shown) <= limit else shown[:limit - 1] + "…"
-    return json.dumps(out, ensure_ascii=False)
+    try:
+        return orjson.dumps(out).decode("utf-8")
+    except TypeError:  # a key that is not valid UTF-8 text (a lone surrogate): the slow encoder takes it
+        return json.dumps(out, ensure_ascii=False, separators=(",", ":"))

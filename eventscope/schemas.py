@@ -11,7 +11,9 @@ Times are ``datetime64[ns, UTC]``. Nullable integers use pandas' ``Int64`` so th
 """
 from __future__ import annotations
 
+import numpy as np
 import pandas as pd
+from pandas._libs import lib
 from pandas.errors import OutOfBoundsDatetime
 
 TIME = "datetime64[ns, UTC]"
@@ -165,7 +167,10 @@ def conform(name: str, frame: pd.DataFrame | list[dict]) -> pd.DataFrame:
     """
     schema = SCHEMAS[name]
     if not isinstance(frame, pd.DataFrame):
-        frame = pd.DataFrame(list(frame))
+        rows = list(frame)
+        if all(type(row) is dict for row in rows):
+            return _conform_rows(name, schema, rows)
+        frame = pd.DataFrame(rows)
     extra = [c for c in frame.columns if c not in schema]
     if extra:
         raise ValueError(f"frame {name!r} has columns not in its schema: {extra}")
@@ -181,9 +186,49 @@ def conform(name: str, frame: pd.DataFrame | list[dict]) -> pd.DataFrame:
         else:
             series = pd.Series([None] * n, index=frame.index, dtype="object")
         out[col] = _cast(series, dtype)
+    return pd.DataFrame(_fix_times(name, out)).reset_index(drop=True)
+
+
+def _fix_times(name: str, out: dict) -> dict:
     if name == "events":  # an envelope time that is missing or unreadable: the broker's time
         out["at"] = out["at"].fillna(out["broker_at"])
-    return pd.DataFrame(out).reset_index(drop=True)
+    return out
+
+
+def _conform_rows(name: str, schema: dict, rows: list[dict]) -> pd.DataFrame:
+    """:func:`conform` of a list of row dicts (what collectors build), column by column: no
+    intermediate frame whose object columns pandas would convert once and ``_cast`` again.
+    A key missing from a row is a null there, as in ``pd.DataFrame(rows)``."""
+    extra = [c for c in set().union(*rows) if c not in schema] if rows else []
+    if extra:
+        raise ValueError(f"frame {name!r} has columns not in its schema: {sorted(extra, key=str)}")
+    names = list(schema)
+    # pandas' own row-dict transpose (what pd.DataFrame(rows) runs; a missing key becomes NaN)
+    table = lib.dicts_to_array(rows, names) if rows else np.empty((0, len(names)), dtype=object)
+    out = {}
+    for j, (col, (dtype, _)) in enumerate(schema.items()):
+        values = table[:, j]
+        if dtype == STR and lib.infer_dtype(values, skipna=True) in ("string", "empty"):
+            out[col] = pd.Series(_text_array(values))  # all text or null: one conversion
+        elif dtype == STR:
+            out[col] = _cast(pd.Series(list(values)), dtype)  # numbers etc.: inferred first, as a frame would
+        else:
+            out[col] = _cast(pd.Series(values, dtype=object), dtype)
+    return pd.DataFrame(_fix_times(name, out))
+
+
+def _text_array(values: np.ndarray):
+    """Object array of str/None/NaN as the ``string`` dtype, straight through pyarrow (the values
+    are known to be text, so pandas' per-element validation is skipped)."""
+    try:
+        import pyarrow as pa
+        array = pd.arrays.ArrowStringArray(pa.chunked_array([pa.array(values, type=pa.large_string(),
+                                                                      from_pandas=True)]))
+        if array.dtype == STR:
+            return array
+    except Exception:  # another string storage or an odd null: pandas' own conversion
+        pass
+    return pd.array(values, dtype=STR)
 
 
 def _cast(series: pd.Series, dtype: str) -> pd.Series:
