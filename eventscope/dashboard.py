@@ -576,3 +576,12 @@ def sidebar(cfg: Config, collecting: str) -> None:
                 st.caption(f":red[{md(run.error)}]")
         quiet = " · waiting for the first collector run to finish" if runs.empty else ""
         st.caption(f"newest data: {ago(newest_data.get(name))}{quiet}")
+
+
+def open_from_link(param: str, key: str, labels) -> None:
+    """A link from Overview or Alerts (``?<param>=NAME&broker=B``) picks that item in the
+    select box under ``key`` once; the parameter is then dropped so the user's choice sticks."""
+    wanted = f"{st.query_params.get(param)}  ·  {st.query_params.get('broker', 'kafka')}"
+    if param in st.query_params and wanted in labels:
+        st.session_state[key] = wanted
+        del st.query_params[param]

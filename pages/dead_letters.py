@@ -117,10 +117,7 @@ def _trace_link(cid) -> str | None:
 def _drilldown(table: pd.DataFrame) -> None:
     st.subheader("Queue detail", divider="gray")
     labels = {_label(r): (r["broker"], r["dlq"]) for _, r in table.iterrows()}
-    wanted = f"{st.query_params.get('dlq')}  ·  {st.query_params.get('broker', 'kafka')}"
-    if "dlq" in st.query_params and wanted in labels:  # a link from Overview or Alerts: open it once
-        st.session_state["dlq_pick"] = wanted
-        del st.query_params["dlq"]
+    ui.open_from_link("dlq", "dlq_pick", labels)
     choice = st.selectbox("Dead-letter queue", list(labels), key="dlq_pick",
                           help="fullest first; empty queues last")
     broker, dlq = labels.get(choice, next(iter(labels.values())))

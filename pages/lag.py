@@ -117,10 +117,7 @@ def _drilldown(shown: pd.DataFrame, table: pd.DataFrame) -> None:
         st.caption("Pick a group above: no group matches the filters.")
         return
     labels = {f"{group}  ·  {broker}": (broker, group) for broker, group in pairs}
-    wanted = f"{st.query_params.get('group')}  ·  {st.query_params.get('broker', 'kafka')}"
-    if "group" in st.query_params and wanted in labels:  # a link from Overview or Alerts: open it once
-        st.session_state["lag_group"] = wanted
-        del st.query_params["group"]
+    ui.open_from_link("group", "lag_group", labels)
     choice = st.selectbox("Group", list(labels), key="lag_group",
                           help="groups in the table above, worst first")
     broker, group = labels.get(choice, pairs[0])
