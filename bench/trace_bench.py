@@ -51,6 +51,14 @@ N_INDEX = 1_000_000
 PART_ROWS = 250_000
 
 
+_T0 = pd.Timestamp("2026-11-28T10:00:00Z")
+
+
+def _iso(i: int) -> str:
+    """A distinct envelope time per message (ms apart), as producers write it."""
+    return (_T0 + pd.Timedelta(milliseconds=7 * i)).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
+
+
 def _messages(n: int, seed: int = 1) -> list[tuple[str, bytes, dict]]:
     rng = random.Random(seed)
     out = []
@@ -59,7 +67,7 @@ def _messages(n: int, seed: int = 1) -> list[tuple[str, bytes, dict]]:
         trace = f"{rng.getrandbits(128):032x}"
         env = {"event_type": rng.choice(["OrderPlaced", "PaymentCharged", "InventoryReserved", "ShipmentCreated"]),
                "schema_version": 2, "event_id": f"evt_{rng.getrandbits(64):016x}",
-               "timestamp": "2026-11-28T10:00:00.123Z", "source": "payment-service", "correlation_id": cid,
+               "timestamp": _iso(i), "source": "payment-service", "correlation_id": cid,
                "data": {"order_id": f"ord_{i:010x}", "customer_id": "cus_1a2b3c4d", "customer_email":
                         "ada.lovelace7@example.com", "amount": 129.9, "currency": "EUR",
                         "items": [{"sku": "sku_kbd_001", "quantity": 1, "unit_price": 89.0}]}}

@@ -27,6 +27,8 @@ UNDECODABLE = "<undecodable>"
 MAX_FIELD = 512
 _TRACEPARENT = re.compile(r"^00-([0-9a-f]{32})-([0-9a-f]{16})-[0-9a-f]{2}$")
 _TRACEPARENT_BYTES = re.compile(_TRACEPARENT.pattern.encode("ascii"))
+_HEX_DASH = b"0123456789abcdef-"
+_ZERO_TRACE, _ZERO_SPAN = b"0" * 32, b"0" * 16
 _MESSAGE_HEADERS = ("kafka_dlt-exception-message", "__connect.errors.exception.message",
                     "x-exception-message", "error", "exception_message")
 _CLASS_HEADERS = ("kafka_dlt-exception-fqcn", "__connect.errors.exception.class.name",
@@ -86,7 +88,15 @@ def parse_traceparent(value) -> tuple[str | None, str | None]:
     every real header, is taken by a regex first because building an OTel context costs
     ~20 µs per event; ``tests/test_decode_properties.py`` checks that both always agree.
     """
-    if type(value) is bytes:  # a header: match the bytes, decode only the two IDs
+    if type(value) is bytes:  # a header
+        # canonical: 55 bytes, dashes exactly at 2, 35 and 52, lower-case hex elsewhere (the
+        # same set the regex takes, without running it); anything else takes the slow path
+        if (len(value) == 55 and value[2] == 45 and value[35] == 45 and value[52] == 45
+                and value[:2] == b"00" and value.count(b"-") == 3 and not value.translate(None, _HEX_DASH)):
+            trace, span = value[3:35], value[36:52]
+            if trace != _ZERO_TRACE and span != _ZERO_SPAN:
+                return trace.decode("ascii"), span.decode("ascii")
+            return None, None
         match = _TRACEPARENT_BYTES.match(value)
         if match and match.group(1).strip(b"0") and match.group(2).strip(b"0"):
             return match.group(1).decode("ascii"), match.group(2).decode("ascii")
@@ -114,6 +124,7 @@ def parse_traceparent_otel(value: str) -> tuple[str | None, str | None]:
 
 _FIELDS = ("correlation_id", "event_type", "event_id", "source", "timestamp", "traceparent")
 _MISSING = object()
+_NO_KEY = object()  # never a key of a parsed JSON object
 
 
 def _plan(paths) -> tuple:
@@ -147,6 +158,8 @@ class Decoder:
         plans = {key: _plan(p) for key, p in self.body.items()}
         self._p_type, self._p_id, self._p_source = plans["event_type"], plans["event_id"], plans["source"]
         self._p_cid, self._p_time, self._p_tp = plans["correlation_id"], plans["timestamp"], plans["traceparent"]
+        self._k_first = tuple(plan[0][0] if plan and not plan[0][1] else _NO_KEY for plan in (
+            self._p_type, self._p_id, self._p_source, self._p_cid, self._p_time, self._p_tp))
         self._h_fields = tuple((column, tuple(self.headers[key])) for key, column in (
             ("event_type", "event_type"), ("event_id", "event_id"), ("source", "service"),
             ("correlation_id", "correlation_id"), ("timestamp", "at")))
@@ -173,12 +186,28 @@ class Decoder:
                         break
         traceparent = None
         if type(body) is dict:
-            event_type = _find(body, self._p_type)
-            event_id = _find(body, self._p_id)
-            service = _find(body, self._p_source)
-            correlation_id = _find(body, self._p_cid)
-            at = _find(body, self._p_time)
-            traceparent = _find(body, self._p_tp)
+            # the first configured path, when it is a top-level key holding a short string, is
+            # the answer (nearly every envelope); anything else walks the whole plan
+            get = body.get
+            k_type, k_id, k_source, k_cid, k_time, k_tp = self._k_first
+            event_type = get(k_type)
+            if type(event_type) is not str or not 0 < len(event_type) <= MAX_FIELD:
+                event_type = _find(body, self._p_type)
+            event_id = get(k_id)
+            if type(event_id) is not str or not 0 < len(event_id) <= MAX_FIELD:
+                event_id = _find(body, self._p_id)
+            service = get(k_source)
+            if type(service) is not str or not 0 < len(service) <= MAX_FIELD:
+                service = _find(body, self._p_source)
+            correlation_id = get(k_cid)
+            if type(correlation_id) is not str or not 0 < len(correlation_id) <= MAX_FIELD:
+                correlation_id = _find(body, self._p_cid)
+            at = get(k_time)
+            if type(at) is not str or not 0 < len(at) <= MAX_FIELD:
+                at = _find(body, self._p_time)
+            traceparent = get(k_tp)
+            if type(traceparent) is not str or not 0 < len(traceparent) <= MAX_FIELD:
+                traceparent = _find(body, self._p_tp)
             version = body.get("schema_version", _MISSING)
             if version is _MISSING:
                 version = body.get("schemaVersion", _MISSING)
@@ -206,7 +235,12 @@ class Decoder:
         fixed = headers and not self._h_fixed.isdisjoint(headers)
         if fixed and "ce_dataschema" in headers and not schema_version:
             schema_version = text(headers["ce_dataschema"])
-        tp_header = next((headers[h] for h in self._h_tp if headers.get(h)), None) if hit else None
+        tp_header = None
+        if hit:
+            for name in self._h_tp:
+                if headers.get(name):
+                    tp_header = headers[name]
+                    break
         if tp_header is not None or traceparent is not None:
             trace_id, span_id = parse_traceparent(tp_header or traceparent)
             if trace_id is None and tp_header is not None and traceparent is not None:

@@ -208,13 +208,35 @@ def _conform_rows(name: str, schema: dict, rows: list[dict]) -> pd.DataFrame:
     out = {}
     for j, (col, (dtype, _)) in enumerate(schema.items()):
         values = table[:, j]
-        if dtype == STR and lib.infer_dtype(values, skipna=True) in ("string", "empty"):
-            out[col] = pd.Series(_text_array(values))  # all text or null: one conversion
+        text = _arrow_text(values) if dtype == STR else None
+        if text is not None:
+            out[col] = pd.Series(text)  # all text or null: one conversion
+        elif dtype == STR and lib.infer_dtype(values, skipna=True) in ("string", "empty"):
+            out[col] = pd.Series(_text_array(values))
         elif dtype == STR:
             out[col] = _cast(pd.Series(list(values)), dtype)  # numbers etc.: inferred first, as a frame would
         else:
             out[col] = _cast(pd.Series(values, dtype=object), dtype)
     return pd.DataFrame(_fix_times(name, out))
+
+
+def _arrow_text(values: np.ndarray):
+    """Object array of str/None/NaN as the ``string`` dtype, pyarrow checking the types while it
+    converts; None when the values are not all text (numbers, bytes, ...) or pyarrow is not the
+    string storage."""
+    try:
+        import pyarrow as pa
+        array = pa.array(values, from_pandas=True)
+        if array.type == pa.string():
+            pass
+        elif array.type == pa.null():
+            array = pa.nulls(len(array), pa.large_string())
+        else:
+            return None
+        text = pd.arrays.ArrowStringArray(pa.chunked_array([array]))
+        return text if text.dtype == STR else None
+    except Exception:  # mixed types, another string storage, no pyarrow: the careful path
+        return None
 
 
 def _text_array(values: np.ndarray):
@@ -231,9 +253,44 @@ def _text_array(values: np.ndarray):
     return pd.array(values, dtype=STR)
 
 
+_RFC3339 = r"^\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}:\d{2}(\.\d{1,9})?(Z|[+-]\d{2}:\d{2})?$"
+
+
+def _all_rfc3339(series: pd.Series) -> bool:
+    """True when every non-null value is a full RFC 3339 date-time (``2026-11-28T10:00:00.123Z``):
+    the shape pandas' ISO 8601 parser reads exactly as the ``mixed`` parser does (it is lenient
+    with other shapes, e.g. unpadded fields, where the two differ)."""
+    try:
+        import pyarrow as pa
+        import pyarrow.compute as pc
+        array = pa.array(series.to_numpy(), type=pa.string(), from_pandas=True)
+        return bool(pc.all(pc.match_substring_regex(array, _RFC3339), skip_nulls=True).as_py() is not False)
+    except Exception:  # no pyarrow or an odd value: the general parser
+        return False
+
+
+def _parse_times(series: pd.Series) -> pd.Series:
+    """``pd.to_datetime(utc=True, errors="coerce", format="mixed")``, with fast paths: a column of
+    timestamps is converted whole, and a column of RFC 3339 text (what envelopes carry) is parsed
+    by pandas' ISO 8601 parser; any other column goes through ``mixed``, the per-value parser
+    that also reads other formats."""
+    if series.dtype == object and len(series):
+        kind = lib.infer_dtype(series.to_numpy(), skipna=True)
+        if kind == "datetime":
+            try:  # pandas Timestamps (and NaT): their nanoseconds since the epoch, UTC
+                ns = np.fromiter((v.value for v in series.to_numpy()), dtype="int64", count=len(series))
+            except (AttributeError, OverflowError, ValueError):  # datetime.datetime, numpy values, ...
+                pass
+            else:
+                return pd.Series(ns.view("datetime64[ns]"), index=series.index).dt.tz_localize("UTC")
+        elif kind == "string" and _all_rfc3339(series):
+            return pd.to_datetime(series, utc=True, errors="coerce", format="ISO8601")
+    return pd.to_datetime(series, utc=True, errors="coerce", format="mixed")
+
+
 def _cast(series: pd.Series, dtype: str) -> pd.Series:
     if dtype == TIME:
-        parsed = pd.to_datetime(series, utc=True, errors="coerce", format="mixed")
+        parsed = _parse_times(series)
         try:
             return parsed.astype(TIME)
         except (OutOfBoundsDatetime, OverflowError):  # e.g. year -1: parsed, but not in ns range

@@ -10,6 +10,7 @@ import json
 
 import orjson
 import pandas as pd
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -97,6 +98,21 @@ def test_traceparent_fast_path_agrees_with_the_otel_propagator(value):
     assert parse_traceparent(value) == parse_traceparent_otel(value)
     assert parse_traceparent(value.encode("utf-8", "surrogatepass")) == parse_traceparent_otel(
         value.encode("utf-8", "surrogatepass").decode("utf-8", "replace"))
+
+
+@pytest.mark.parametrize("value", [
+    b"00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01",  # canonical
+    b"00-" + b"0" * 32 + b"-b7ad6b7169203331-01", b"00-0af7651916cd43dd8448eb211c80319c-" + b"0" * 16 + b"-01",
+    b"00-0af7651916cd43dd8448eb211c8031-9c-b7ad6b7169203331-01"[:55],  # 55 bytes, a dash too many
+    b"00-0af7651916cd43dd8448eb211c80319c-b7ad6b716920333--01"[:55],
+    b"00-0af7651916cd43dd8448eb211c80319C-b7ad6b7169203331-01",  # upper case
+    b"00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-0g",
+    b"01-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01",  # a later version: the slow path
+    b"00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01\n",
+    b"00-0af7651916cd43dd8448eb211c80319c_b7ad6b7169203331-01",
+])
+def test_header_bytes_fast_path_agrees_with_the_otel_propagator(value):
+    assert parse_traceparent(value) == parse_traceparent_otel(value.decode("utf-8", "replace"))
 
 
 def test_otel_rules_are_applied():
