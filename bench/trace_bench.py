@@ -18,7 +18,10 @@ Figures depend on the machine's load: print ``uptime`` beside them.
    1,000 lookups each by correlation ID, trace ID and event ID, random and present.
 3. Memory: the index arrays' ``nbytes`` per event, and the tracemalloc peak of indexing
    one 250,000-event part (what the build allocates beyond the frame, transiently).
-4. End to end (starts its own Kafka and Redis, always stopped again): the simulator at 20
+4. Cold start: a store of 1,000,000 events written through ``Store.append`` (which saves each
+   part's index beside it); a fresh store object and index (as a new process has) open it and
+   look one trace up, once with the saved index files and once with them deleted.
+5. End to end (starts its own Kafka and Redis, always stopped again): the simulator at 20
    orders/s on both brokers for 30 s, the collector at the default 5 s interval into a
    store, and a watcher that refreshes the store's trace index every 100 ms; for every
    produced event, the time from its produce call to the moment its event ID is in the index.
@@ -179,6 +182,42 @@ def lookups() -> None:
               f"p99 {1000 * cpu[989]:.2f} ms")
 
 
+def cold_start() -> None:
+    """A new process opening a store of 1,000,000 events (four 250,000-row parts): with the
+    index files the store keeps beside its parts, and with them deleted (indexed from the rows)."""
+    from eventscope.analysis.trace_index import INDEX_SUFFIX, StoreTraceIndex
+    from eventscope.store import Retention, Store
+
+    frame = _big_frame(N_INDEX)
+    root = Path(tempfile.mkdtemp(prefix="eventscope-trace-cold-"))
+    try:
+        writer = Store(root, Retention(max_rows=2 * N_INDEX))
+        for i in range(0, N_INDEX, PART_ROWS):
+            writer.append("events", frame.iloc[i:i + PART_ROWS].reset_index(drop=True))
+        files = sorted((root / "events").glob("*" + INDEX_SUFFIX))
+        size = sum(f.stat().st_size for f in files)
+        some_id = frame["correlation_id"].iat[N_INDEX // 3]
+        for label in ("with the saved index files", "index files deleted"):
+            if label == "index files deleted":
+                for f in files:
+                    f.unlink()
+            index = StoreTraceIndex(Store(root, Retention(max_rows=2 * N_INDEX)))  # nothing cached
+            started = time.perf_counter()
+            index.refresh()
+            opened = time.perf_counter() - started
+            started = time.perf_counter()
+            rows = index.lookup(some_id)
+            first = time.perf_counter() - started
+            assert len(rows) == 5
+            loaded = sum(p.loaded for p in index.refresh().parts)
+            print(f"traces: cold start at {N_INDEX:,} events, {label}: open {opened:.2f} s, first lookup "
+                  f"{first:.2f} s (parts read: {loaded} of {len(files)})")
+        print(f"traces: index files on disk: {size / N_INDEX:.1f} bytes per event")
+    finally:
+        import shutil
+        shutil.rmtree(root, ignore_errors=True)
+
+
 def end_to_end(seconds: float = 30.0, rate: float = 20.0) -> None:
     from eventscope.config import load_config
     from eventscope.localbrokers import start_kafka, start_redis
@@ -262,6 +301,7 @@ def main() -> None:
     print(f"traces: load average {os.getloadavg()[0]:.2f} on {os.cpu_count()} cores")
     throughput()
     lookups()
+    cold_start()
     if os.environ.get("TRACE_BENCH_SKIP_BROKERS"):
         print("traces: end to end skipped (TRACE_BENCH_SKIP_BROKERS)")
         return

@@ -14,6 +14,9 @@ grace period, because a reader may have read the previous manifest a moment ago.
 
 Parts never change once written, so each process caches decoded parts by file
 name: reading the same window twice costs a manifest read and a concat.
+
+Each ``events`` part has its trace index beside it (``<part>.trace-index.npz``, see
+``analysis/trace_index.py``), written with the part and deleted with it.
 """
 from __future__ import annotations
 
@@ -30,6 +33,7 @@ from pathlib import Path
 import pandas as pd
 
 from eventscope import schemas
+from eventscope.analysis.trace_index import INDEX_SUFFIX, PartIndex
 
 GRACE_S = 60.0
 TARGET_ROWS = 250_000  # parts this big are never merged again
@@ -63,7 +67,7 @@ class Store:
         folder = self._folder(name)
         with self._locked(folder):
             part = f"part-{time.time_ns():020d}-{uuid.uuid4().hex[:8]}.parquet"
-            self._write_parquet(frame, folder / part)
+            self._write_part(name, frame, folder / part)
             manifest = self._read_manifest(folder)
             manifest["parts"].append(_part_entry(part, frame, tcol))
             manifest["appends"] = manifest.get("appends", 0) + 1
@@ -137,6 +141,18 @@ class Store:
                 if attempt == 2:
                     raise
         return []
+
+    def part_entries(self, name: str) -> list[dict]:
+        """The manifest's current parts of ``name``: ``{file, rows, tmin, tmax}`` each."""
+        return list(self._read_manifest(self._folder(name, create=False))["parts"])
+
+    def part_path(self, name: str, file: str) -> Path:
+        """Where a part (or a file kept beside it) of ``name`` lives."""
+        return self._folder(name, create=False) / file
+
+    def load_part(self, name: str, file: str) -> pd.DataFrame:
+        """One part of ``name`` (cached per process; parts never change)."""
+        return self._load(name, file)
 
     def latest(self, name: str, window_s: float = 3600.0) -> pd.DataFrame:
         """The newest snapshot per source: rows whose time equals that source's newest time."""
@@ -237,7 +253,7 @@ class Store:
             if frame.empty:
                 continue
             part = f"part-{time.time_ns():020d}-{uuid.uuid4().hex[:8]}.parquet"
-            self._write_parquet(frame, folder / part)
+            self._write_part(name, frame, folder / part)
             kept.append(_part_entry(part, frame, tcol))
         old = [p["file"] for p in dropped] + sorted(merged_away)
         garbage = manifest.get("garbage", []) + [[f, time.time()] for f in old]
@@ -253,11 +269,19 @@ class Store:
         for file, dropped_at in manifest.get("garbage", []):
             if now - dropped_at >= GRACE_S:
                 (folder / file).unlink(missing_ok=True)
+                (folder / (file + INDEX_SUFFIX)).unlink(missing_ok=True)
             else:
                 keep.append([file, dropped_at])
         if len(keep) != len(manifest.get("garbage", [])):
             manifest["garbage"] = keep
             self._write_manifest(folder, manifest)
+
+    def _write_part(self, name: str, frame: pd.DataFrame, path: Path) -> None:
+        """A part's Parquet, and for ``events`` its trace index beside it (written first, so
+        a part a manifest names always has its index, unless the disk lost it)."""
+        if name == "events":
+            PartIndex(frame).save(path.with_name(path.name + INDEX_SUFFIX))
+        self._write_parquet(frame, path)
 
     @staticmethod
     def _write_parquet(frame: pd.DataFrame, path: Path) -> None:

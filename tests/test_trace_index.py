@@ -65,6 +65,98 @@ def test_store_index_is_incremental_and_bounded_by_retention(tmp_path):
     assert all(index._parts[f] is part for f, part in first.items())  # old parts were not rebuilt
 
 
+def _three_part_store(root, now):
+    store = Store(root, Retention(max_age_s=3600))
+    for k, name in enumerate(("a", "b", "c")):
+        part = chain_events(10, now - pd.Timedelta(minutes=30 - k))
+        part["correlation_id"] = part["correlation_id"].str.replace("cid", name)
+        part["event_id"] = part["event_id"].str.replace("evt", f"evt{name}")
+        part["trace_id"] = [f"{k:02x}{t[2:]}" for t in part["trace_id"]]
+        store.append("events", part)
+    return store
+
+
+def _sidecars(folder):
+    return sorted(p.name[: -len(trace_index.INDEX_SUFFIX)] for p in folder.glob("*" + trace_index.INDEX_SUFFIX))
+
+
+def test_index_is_saved_with_each_events_part_and_deleted_with_it(tmp_path, monkeypatch):
+    now = pd.Timestamp.now(tz="UTC")
+    store = _three_part_store(tmp_path, now)
+    folder = tmp_path / "events"
+    parts = [p["file"] for p in store.part_entries("events")]
+    assert len(parts) == 3 and _sidecars(folder) == sorted(parts)
+    store.append("lag", schemas.conform("lag", [{"sampled_at": now, "group": "g", "topic": "t"}]))
+    assert not list((tmp_path / "lag").glob("*" + trace_index.INDEX_SUFFIX))  # only events parts have one
+    store.compact("events")
+    merged = [p["file"] for p in store.part_entries("events")]
+    assert len(merged) == 1 and set(_sidecars(folder)) == set(parts) | set(merged)  # old ones kept for the grace period
+    monkeypatch.setattr("eventscope.store.GRACE_S", 0.0)
+    store.append("events", chain_events(1, now))
+    assert _sidecars(folder) == sorted(p["file"] for p in store.part_entries("events"))
+    assert sorted(p.name for p in folder.glob("*.parquet")) == _sidecars(folder)
+
+
+def test_a_new_process_opens_the_saved_indexes_and_reads_only_the_parts_it_needs(tmp_path):
+    now = pd.Timestamp.now(tz="UTC")
+    writer = _three_part_store(tmp_path, now)
+    everything = writer.read("events")
+    reader = Store(tmp_path, Retention(max_age_s=3600))  # a new process: nothing cached
+    index = StoreTraceIndex(reader)
+    parts = index.refresh().parts
+    assert [p.source for p in parts] == ["saved"] * 3 and not any(p.loaded for p in parts)
+    assert index.refresh().events == len(everything) == 90
+    got = index.lookup("b-4")
+    assert sorted(got["event_id"]) == ["evtb-4-0", "evtb-4-1", "evtb-4-2"]
+    assert [p.loaded for p in parts] == [False, True, False]  # only the part that holds the trace
+    full = TraceIndex.from_frame(everything)
+    for some_id in ("a-1", "c-9", "evtc-2-1", f"02{5:030x}", "a-3", "nope"):
+        expected = full.lookup(some_id).sort_values("offset")["offset"].tolist()
+        assert index.lookup(some_id).sort_values("offset")["offset"].tolist() == expected, some_id
+    assert index.lookup("nope").empty and index.lookup("nope").columns.tolist() == list(schemas.EVENTS)
+
+
+@pytest.mark.parametrize("damage", ["missing", "truncated", "garbage", "wrong rows", "unsorted"])
+def test_a_missing_or_damaged_index_file_is_rebuilt_from_the_part(tmp_path, damage):
+    now = pd.Timestamp.now(tz="UTC")
+    _three_part_store(tmp_path, now)
+    victim = sorted((tmp_path / "events").glob("*" + trace_index.INDEX_SUFFIX))[1]
+    if damage == "missing":
+        victim.unlink()
+    elif damage == "truncated":
+        victim.write_bytes(victim.read_bytes()[:100])
+    elif damage == "garbage":
+        victim.write_bytes(b"<script>alert(1)</script>" * 10)
+    else:
+        with np.load(victim) as saved:
+            arrays = dict(saved)
+        if damage == "wrong rows":
+            arrays["format"] = np.array([1, 7], dtype=np.int64)
+        else:
+            arrays["event_id.hash"] = arrays["event_id.hash"][::-1].copy()
+        with open(victim, "wb") as fh:
+            np.savez(fh, **arrays)
+    index = StoreTraceIndex(Store(tmp_path, Retention(max_age_s=3600)))
+    assert [p.source for p in index.refresh().parts] == ["saved", "frame", "saved"]
+    assert sorted(index.lookup("b-4")["event_id"]) == ["evtb-4-0", "evtb-4-1", "evtb-4-2"]
+    assert sorted(index.lookup("evtb-7-2")["correlation_id"]) == ["b-7"] * 3
+
+
+def test_index_hashes_are_the_same_in_every_process():
+    import json
+    import os
+    import subprocess
+    import sys
+    ids = ["cid-1", "0af7651916cd43dd8448eb211c80319c", "évt-ünïcode", "x" * 600]
+    mine = [int(h) for h in trace_index._hashes(ids)]
+    for seed in ("1", "2"):
+        out = subprocess.run(
+            [sys.executable, "-c", "import json, sys; from eventscope.analysis.trace_index import _hashes; "
+             "print(json.dumps([int(h) for h in _hashes(json.loads(sys.argv[1]))]))", json.dumps(ids)],
+            capture_output=True, text=True, check=True, env={**os.environ, "PYTHONHASHSEED": seed})
+        assert json.loads(out.stdout) == mine
+
+
 def redis_hop_rows(wait_s: float, service_s: float):
     a_at = T0
     b_at = T0 + pd.Timedelta(seconds=wait_s + service_s)

@@ -1,46 +1,121 @@
 """The trace index: correlation ID, W3C trace ID and event ID → events, without a scan.
 
-Built per store part. Parts are immutable, so a part's index is built once per
-process and reused until retention drops the part; a new sample adds one small part
-and costs one small build (the incremental update). Nothing is written beside the
-Parquet: the index is derived from the store's parts, bounded by the store's
-retention, and rebuilt by a new process (about a second per million events).
+Kept per store part and persisted with it. When the store writes an ``events`` part
+(an append or a compaction), it writes the part's index beside it
+(``part-….parquet.trace-index.npz``); retention and compaction delete the two together.
+A process opening the store loads these files instead of hashing every ID again, and
+reads a part's Parquet only when a lookup has a candidate in it: a lookup in a store
+of a million events reads the one or two parts that hold the trace. A part whose index
+file is missing or unreadable (a store written before the index existed, a torn file)
+is indexed in memory from its rows; readers never write into the store.
 
 Per part and per key column, two numpy arrays: the 64-bit hashes of the non-empty
 values, sorted, and the row position of each (``uint64`` + ``int32`` = 12 bytes per
 value, 36 bytes per event for the three columns). A lookup is a binary search per
 part and column; candidates are then compared as strings, so a hash collision can
-cost a comparison but never returns a wrong event. Hashes are Python's string hash,
-which is salted per process: fine for an in-memory index, and the reason it is never
-persisted as is.
+cost a comparison but never returns a wrong event. The hash is pandas' ``hash_array``
+(SipHash with a fixed key over UTF-8), the same in every process, so a saved index
+stays valid.
 """
 from __future__ import annotations
 
+import os
 import threading
+import zipfile
+from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import pandas as pd
 
+from eventscope import schemas
+
 KEYS = ("correlation_id", "trace_id", "event_id")
 
 
+INDEX_SUFFIX = ".trace-index.npz"
+_FORMAT = 1
+
+
 def _hashes(values) -> np.ndarray:
-    return np.fromiter(map(hash, values), dtype=np.int64, count=len(values)).view(np.uint64)
+    """Stable 64-bit hashes of non-empty strings (the same in every process and run)."""
+    values = np.asarray(values, dtype=object)
+    if not len(values):
+        return np.empty(0, dtype=np.uint64)
+    return pd.util.hash_array(values, categorize=False)
 
 
 class PartIndex:
-    """The index of one events frame (one store part, or any frame)."""
+    """The index of one events frame (one store part, or any frame).
 
-    def __init__(self, frame: pd.DataFrame):
-        self.frame = frame
+    Built from a frame, or opened from a saved index with a loader that reads the part's
+    rows on first need (:meth:`open`)."""
+
+    def __init__(self, frame: pd.DataFrame | None = None, *, keys=None, rows: int | None = None,
+                 loader: Callable[[], pd.DataFrame] | None = None):
+        self._frame = frame
+        self._loader = loader
+        self.source = "frame"
+        if keys is not None:
+            self.keys = keys
+            self.n_rows = int(rows)
+            self.source = "saved"
+            return
+        self.n_rows = len(frame)
         self.keys: dict[str, tuple[np.ndarray, np.ndarray]] = {}
         for col in KEYS:
             series = frame[col]
             pos = np.flatnonzero((series.notna() & (series != "")).to_numpy(dtype=bool, na_value=False))
             values = series.to_numpy(dtype=object, na_value=None)[pos]
             hashes = _hashes(values)
-            order = np.argsort(hashes)
+            order = np.argsort(hashes, kind="stable")
             self.keys[col] = (hashes[order], pos[order].astype(np.int32))
+
+    @property
+    def frame(self) -> pd.DataFrame:
+        """The part's rows (read on first use when the index was opened from its file)."""
+        if self._frame is None:
+            frame = self._loader()
+            if len(frame) != self.n_rows:
+                raise ValueError(f"part has {len(frame)} rows, its index {self.n_rows}")
+            self._frame = frame
+        return self._frame
+
+    @property
+    def loaded(self) -> bool:
+        """Whether the part's rows are in memory."""
+        return self._frame is not None
+
+    def save(self, path: Path) -> None:
+        """Write the index next to its part, atomically (temporary file, then rename)."""
+        arrays = {"format": np.array([_FORMAT, self.n_rows], dtype=np.int64)}
+        for col, (hashes, pos) in self.keys.items():
+            arrays[f"{col}.hash"], arrays[f"{col}.pos"] = hashes, pos
+        tmp = path.with_name(path.name + f".{os.getpid()}.tmp")
+        with open(tmp, "wb") as fh:
+            np.savez(fh, **arrays)
+        os.replace(tmp, path)
+
+    @classmethod
+    def open(cls, path: Path, loader: Callable[[], pd.DataFrame], rows: int) -> "PartIndex | None":
+        """The saved index at ``path`` for a part of ``rows`` rows; None when it is missing,
+        unreadable or does not fit the part (the caller then builds it from the rows)."""
+        try:
+            with np.load(path, allow_pickle=False) as saved:
+                version, saved_rows = (int(x) for x in saved["format"])
+                if version != _FORMAT or saved_rows != rows:
+                    return None
+                keys = {}
+                for col in KEYS:
+                    hashes, pos = saved[f"{col}.hash"], saved[f"{col}.pos"]
+                    if (hashes.dtype != np.uint64 or pos.dtype != np.int32 or hashes.shape != pos.shape
+                            or hashes.ndim != 1 or (len(pos) and (pos.min() < 0 or pos.max() >= rows))
+                            or np.any(hashes[1:] < hashes[:-1])):
+                        return None
+                    keys[col] = (hashes, pos)
+        except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile):
+            return None
+        return cls(keys=keys, rows=rows, loader=loader)
 
     @property
     def nbytes(self) -> int:
@@ -64,9 +139,11 @@ class PartIndex:
         keep = np.fromiter((v in set(wanted) for v in actual), dtype=bool, count=len(actual))
         return cand[keep]
 
-    def rows(self, col: str, values) -> pd.DataFrame:
-        """The rows whose ``col`` equals one of ``values``."""
-        return self.frame.iloc[self.positions(col, values)]
+    def rows(self, col: str, values) -> pd.DataFrame | None:
+        """The rows whose ``col`` equals one of ``values``; None when there are none (without
+        reading a part that has no candidate)."""
+        pos = self.positions(col, values)
+        return self.frame.iloc[pos] if len(pos) else None
 
 
 class TraceIndex:
@@ -83,7 +160,7 @@ class TraceIndex:
     @property
     def events(self) -> int:
         """Events indexed."""
-        return sum(len(p.frame) for p in self.parts)
+        return sum(p.n_rows for p in self.parts)
 
     @property
     def nbytes(self) -> int:
@@ -92,9 +169,9 @@ class TraceIndex:
 
     def _rows(self, col: str, values) -> pd.DataFrame:
         found = [p.rows(col, values) for p in self.parts]
-        found = [f for f in found if not f.empty]
+        found = [f for f in found if f is not None and not f.empty]
         if not found:
-            return self.parts[0].frame.iloc[0:0] if self.parts else pd.DataFrame()
+            return schemas.empty("events")
         return pd.concat(found, ignore_index=True) if len(found) > 1 else found[0].reset_index(drop=True)
 
     def lookup(self, some_id: str, since: pd.Timestamp | None = None) -> pd.DataFrame:
@@ -130,8 +207,9 @@ class TraceIndex:
 class StoreTraceIndex:
     """A :class:`TraceIndex` kept in step with the ``events`` frame of a store.
 
-    :meth:`refresh` reads the manifest; parts not yet indexed are indexed, parts the
-    store dropped (retention, compaction) are forgotten. Thread-safe.
+    :meth:`refresh` reads the manifest; parts not yet open are opened from their saved
+    index (or indexed from their rows when it is missing), parts the store dropped
+    (retention, compaction) are forgotten. Thread-safe.
     """
 
     def __init__(self, store):
@@ -140,17 +218,29 @@ class StoreTraceIndex:
         self._version: str | None = None
         self._lock = threading.Lock()
 
-    def refresh(self) -> TraceIndex:
+    def _open(self, file: str, rows: int) -> PartIndex:
+        def loader() -> pd.DataFrame:
+            return self.store.load_part("events", file)
+        saved = PartIndex.open(self.store.part_path("events", file + INDEX_SUFFIX), loader, rows)
+        return saved if saved is not None else PartIndex(loader())
+
+    def refresh(self, force: bool = False) -> TraceIndex:
         """The index for the store's current parts (cheap when nothing changed)."""
         with self._lock:
             version = self.store.version("events")
-            if version != self._version:
-                current = dict(self.store.read_parts("events"))
-                self._parts = {f: self._parts.get(f) or PartIndex(frame) for f, frame in current.items()}
+            if force or version != self._version:
+                current = self.store.part_entries("events")
+                self._parts = {p["file"]: self._parts.get(p["file"]) or self._open(p["file"], p["rows"])
+                               for p in current}
                 self._version = version
             return TraceIndex(list(self._parts.values()))
 
     def lookup(self, some_id: str) -> pd.DataFrame:
         """Events of the trace ``some_id`` names, within the store's retention."""
         floor = pd.Timestamp.now(tz="UTC") - pd.Timedelta(seconds=self.store.retention.max_age_s)
-        return self.refresh().lookup(some_id, since=floor)
+        try:
+            return self.refresh().lookup(some_id, since=floor)
+        except FileNotFoundError:
+            # a part dropped by compaction after this index last read the manifest (its rows
+            # are in the merged part by now): read the manifest again, once
+            return self.refresh(force=True).lookup(some_id, since=floor)
