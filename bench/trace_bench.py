@@ -39,6 +39,7 @@ import threading
 import time
 import tracemalloc
 import uuid
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
@@ -230,6 +231,7 @@ def end_to_end(seconds: float = 30.0, rate: float = 20.0) -> None:
     workdir = Path(tempfile.mkdtemp(prefix="eventscope-trace-bench-"))
     kafka = redis_ = None
     produced: dict[str, float] = {}
+    where: dict[str, str] = {}
     lock = threading.Lock()
     originals = (KafkaBus.publish, RedisBus.publish)
 
@@ -242,6 +244,7 @@ def end_to_end(seconds: float = 30.0, rate: float = 20.0) -> None:
                 return out
             with lock:
                 produced.setdefault(eid, time.time())
+                where.setdefault(eid, f"{type(self).__name__[:-3].lower()}:{topic}")
             return out
         return publish
 
@@ -274,7 +277,12 @@ def end_to_end(seconds: float = 30.0, rate: float = 20.0) -> None:
             t.start()
         sim = SimulatorConfig(rate=rate, duration=seconds, seed=2, prefix="bench-")
         result = run_simulation(sim, kafka_bootstrap=kafka.address, redis_url=redis_.address)
-        time.sleep(cfg.collect.interval_s * 2 + 2)
+        waited_until = time.time() + 60  # late is measured, not lost: wait for stragglers
+        while time.time() < waited_until:
+            with lock:
+                if all(e in found for e in produced):
+                    break
+            time.sleep(0.5)
         stop.set()
         runner.stop_event.set()
         threads[0].join(timeout=60)
@@ -286,10 +294,19 @@ def end_to_end(seconds: float = 30.0, rate: float = 20.0) -> None:
         print(f"traces: end to end at the default {cfg.collect.interval_s:g} s interval (new events read every "
               f"{cfg.traces.interval_s:g} s), {rate:g} orders/s on "
               f"both brokers for {seconds:g} s ({published:,} events published, {len(produced):,} recorded, "
-              f"{missing} never found)")
+              f"{missing} not found within 60 s of the end)")
+        if missing:
+            lost = Counter(where[e] for e in produced if e not in found)
+            print("traces:   not found, by broker:topic: " + ", ".join(f"{k} {v}" for k, v in lost.most_common(8)))
         if delays:
             print(f"traces:   produced → findable: p50 {statistics.median(delays):.2f} s, "
-                  f"p95 {delays[int(0.95 * len(delays))]:.2f} s, max {delays[-1]:.2f} s")
+                  f"p95 {delays[int(0.95 * len(delays))]:.2f} s, p99 {delays[int(0.99 * len(delays))]:.2f} s, "
+                  f"max {delays[-1]:.2f} s")
+        health = store.read("health")
+        if not health.empty:
+            runs = health.groupby("collector")["duration_ms"].agg(["count", "median", "max"])
+            print("traces:   collector runs (ms): " + "; ".join(
+                f"{name} ×{int(r['count'])} p50 {r['median']:.0f} max {r['max']:.0f}" for name, r in runs.iterrows()))
     finally:
         KafkaBus.publish, RedisBus.publish = originals
         for broker in (kafka, redis_):

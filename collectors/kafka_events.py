@@ -4,7 +4,7 @@ The consumer is *assigned* partitions at explicit offsets and never subscribes,
 commits or stores offsets, so no group is joined or created on the broker (the
 ``group.id`` librdkafka insists on is a private, random one that never reaches a
 coordinator). Positions live in memory: on the first sample each partition starts at
-the offset of ``lookback_s`` ago (``offsets_for_times``), or, without a lookback,
+the offset of ``lookback_s`` ago (``list_offsets`` for that timestamp), or, without a lookback,
 ``backlog`` messages before its end, so a restart re-reads a bounded tail.
 
 Which topics: the ``topics`` regex and the ``globs`` must both match. With
@@ -23,6 +23,7 @@ import uuid
 
 import pandas as pd
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, TopicPartition
+from confluent_kafka.admin import AdminClient, OffsetSpec
 
 from collectors.events_common import DeadLetterBook, event_row, glob_filter, in_sample
 from eventscope import schemas
@@ -44,6 +45,10 @@ class KafkaEventsCollector:
                      "enable.auto.commit": False, "enable.auto.offset.store": False,
                      "enable.partition.eof": True, "auto.offset.reset": "earliest"})
         self.consumer = Consumer(conf)
+        # metadata and watermarks through an admin client: its own connection, so these small
+        # requests never queue behind the consumer's long-polling fetches (up to
+        # fetch.wait.max.ms each), and all partitions' offsets go in one batched request
+        self.admin = AdminClient(dict(client_conf))
         self.source = source
         self.topic_filter = re.compile(topics)
         self.dlq_filter = re.compile(dlq_pattern)
@@ -58,6 +63,7 @@ class KafkaEventsCollector:
         self.payload_max_chars = payload_max_chars
         self.assigned: set[tuple[str, int]] = set()
         self._high: dict[tuple[str, int], int] = {}  # end offset seen when a partition was assigned
+        self._next: dict[tuple[str, int], int] = {}  # next offset to read, per partition read from
         self.books: dict[str, DeadLetterBook] = {}
 
     def collect(self) -> dict[str, pd.DataFrame]:
@@ -67,41 +73,64 @@ class KafkaEventsCollector:
         return {"events": schemas.conform("events", rows), "dlq": self._dlq_rows(now)}
 
     def _assign_new(self) -> None:
-        meta = self.consumer.list_topics(timeout=self.timeout_s)
-        new = []
+        meta = self.admin.list_topics(timeout=self.timeout_s)
+        wanted = []
         for topic in meta.topics.values():
             if topic.error or not self.topic_filter.search(topic.topic) \
                     or not self.glob.match(topic.topic):
                 continue
-            for p in topic.partitions:
-                if (topic.topic, p) in self.assigned:
-                    continue
-                try:
-                    low, high = self.consumer.get_watermark_offsets(
-                        TopicPartition(topic.topic, p), timeout=self.timeout_s)
-                except KafkaException:
-                    continue  # no leader yet (new topic): assign it on a later sample
-                start = max(low, high - self.backlog) if high > 0 else OFFSET_BEGINNING
-                new.append(TopicPartition(topic.topic, p, start))
-                self._high[(topic.topic, p)] = high
-                self.assigned.add((topic.topic, p))
+            wanted += [TopicPartition(topic.topic, p) for p in topic.partitions
+                       if (topic.topic, p) not in self.assigned]
+        if not wanted:
+            return
+        lows = self._offsets(wanted, OffsetSpec.earliest())
+        highs = self._offsets(wanted, OffsetSpec.latest())
+        new = []
+        for tp in wanted:
+            key = (tp.topic, tp.partition)
+            if key not in lows or key not in highs:
+                continue  # no leader yet (new topic): assign it on a later sample
+            low, high = lows[key], highs[key]
+            start = max(low, high - self.backlog) if high > 0 else OFFSET_BEGINNING
+            new.append(TopicPartition(tp.topic, tp.partition, start))
+            self._high[key] = high
+            self.assigned.add(key)
         if new and self.lookback_s is not None:
             new = self._from_lookback(new)
+        for tp in new:  # where reading starts: a run is caught up once it has read to the end
+            self._next[(tp.topic, tp.partition)] = tp.offset if tp.offset >= 0 else lows[(tp.topic, tp.partition)]
         if new:
             self.consumer.incremental_assign(new)
+
+    def _offsets(self, partitions: list, spec) -> dict[tuple[str, int], int]:
+        """Offsets of ``partitions`` at ``spec`` (earliest / latest), one batched request;
+        a partition that fails (no leader for a moment) is left out."""
+        if not partitions:
+            return {}
+        futures = self.admin.list_offsets({TopicPartition(tp.topic, tp.partition): spec for tp in partitions},
+                                          request_timeout=self.timeout_s)
+        out = {}
+        for tp, fut in futures.items():
+            try:
+                out[(tp.topic, tp.partition)] = fut.result().offset
+            except KafkaException:
+                continue
+        return out
 
     def _from_lookback(self, wanted: list) -> list:
         """Start each partition at the first offset at or after ``lookback_s`` ago."""
         since_ms = int((time.time() - self.lookback_s) * 1000)
         try:
-            found = self.consumer.offsets_for_times(
-                [TopicPartition(tp.topic, tp.partition, since_ms) for tp in wanted], timeout=self.timeout_s)
+            found = self._offsets(wanted, OffsetSpec.for_timestamp(since_ms))
         except KafkaException:
             return wanted  # keep the bounded tail rather than read nothing
+        if not found:
+            return wanted
         out = []
-        for tp, hit in zip(wanted, found):
-            if hit.error is None and hit.offset >= 0:
-                out.append(TopicPartition(tp.topic, tp.partition, hit.offset))
+        for tp in wanted:
+            hit = found.get((tp.topic, tp.partition), -1)
+            if hit >= 0:
+                out.append(TopicPartition(tp.topic, tp.partition, hit))
             else:
                 # nothing that recent: start at the end offset read a moment ago. Not OFFSET_END,
                 # which resolves later and would skip what is produced in between.
@@ -109,25 +138,64 @@ class KafkaEventsCollector:
                 out.append(TopicPartition(tp.topic, tp.partition, high if high > 0 else OFFSET_BEGINNING))
         return out
 
+    def _targets(self) -> dict[tuple[str, int], int]:
+        """Per assigned partition, the end offset the client last heard of (from its fetch
+        responses; no request): what this run reads up to. Later messages wait for the next run,
+        so a run over a busy topic ends when it has caught up instead of chasing new traffic
+        until its time budget, which would hold back everything it read so far."""
+        targets = {}
+        for topic, part in self.assigned:
+            try:
+                _, high = self.consumer.get_watermark_offsets(TopicPartition(topic, part), cached=True)
+            except KafkaException:
+                continue
+            if high is not None and high >= 0:
+                targets[(topic, part)] = high
+        return targets
+
     def _read(self, now) -> list[dict]:
+        """Read up to the end offsets the client knows of (see :meth:`_targets`).
+
+        A partition is done when it has been read to its known end offset, or reported its
+        end (``PARTITION_EOF``); one the client has not fetched yet (just assigned) is waited
+        for, within ``budget_s``. At most ``max_events`` per run; the rest stays queued."""
         rows: list[dict] = []
         deadline = time.monotonic() + self.budget_s
-        at_eof: set[tuple[str, int]] = set()
-        while len(rows) < self.max_events and time.monotonic() < deadline:
-            batch = self.consumer.consume(num_messages=500, timeout=0.2)
-            if not batch:
+        targets = self._targets()
+        unknown = set(self.assigned) - targets.keys()
+        pending = {k for k, high in targets.items() if self._next.get(k, -1) < high}
+        if pending:  # the client's position also moves past transaction markers (never delivered)
+            try:
+                for tp in self.consumer.position([TopicPartition(t, p) for t, p in pending]):
+                    key = (tp.topic, tp.partition)
+                    if tp.error is None and tp.offset >= 0:
+                        self._next[key] = max(self._next.get(key, -1), tp.offset)
+            except KafkaException:
+                pass
+            pending = {k for k in pending if self._next.get(k, -1) < targets[k]}
+        while (unknown or pending) and len(rows) < self.max_events and time.monotonic() < deadline:
+            # fetched messages wait in the client's queue, so a short wait is enough; an empty
+            # answer while only known partitions are behind means the rest arrives with a
+            # later fetch, which the next run reads
+            batch = self.consumer.consume(num_messages=500, timeout=0.05)
+            if not batch and not unknown:
                 break
             for msg in batch:
+                key = (msg.topic(), msg.partition())
                 err = msg.error()
                 if err is not None:
                     if err.code() == KafkaError._PARTITION_EOF:
-                        at_eof.add((msg.topic(), msg.partition()))
+                        # the end, also past transaction markers no message is delivered for
+                        self._next[key] = max(self._next.get(key, 0), msg.offset())
+                        pending.discard(key)
+                        unknown.discard(key)
                     continue
+                self._next[key] = msg.offset() + 1
+                if key in pending and msg.offset() + 1 >= targets[key]:
+                    pending.discard(key)
                 row = self._row(now, msg)
                 if row is not None:
                     rows.append(row)
-            if at_eof >= self.assigned:
-                break
         return rows
 
     def _row(self, now, msg) -> dict | None:
@@ -148,20 +216,18 @@ class KafkaEventsCollector:
             if not self.dlq_filter.search(topic):
                 continue
             self.books.setdefault(topic, DeadLetterBook())
+        parts = [TopicPartition(t, p) for t, p in sorted(self.assigned) if t in self.books]
+        try:
+            lows = self._offsets(parts, OffsetSpec.earliest())
+            highs = self._offsets(parts, OffsetSpec.latest())
+        except KafkaException:
+            lows = highs = {}
         for topic, book in sorted(self.books.items()):
-            depth, oldest, complete = 0, None, True
-            for t, p in self.assigned:
-                if t != topic:
-                    continue
-                try:
-                    low, high = self.consumer.get_watermark_offsets(
-                        TopicPartition(t, p), timeout=self.timeout_s, cached=False)
-                except KafkaException:
-                    complete = False  # leaderless for a moment: skip rather than under-count
-                    break
-                depth += max(0, high - low)
-            if complete:
-                rows.append(book.row(now, self.source, "kafka", topic, depth, oldest))
+            keys = [(t, p) for t, p in self.assigned if t == topic]
+            if not all(k in lows and k in highs for k in keys):
+                continue  # leaderless for a moment: skip rather than under-count
+            depth = sum(max(0, highs[k] - lows[k]) for k in keys)
+            rows.append(book.row(now, self.source, "kafka", topic, depth, None))
         return schemas.conform("dlq", rows)
 
     def close(self) -> None:

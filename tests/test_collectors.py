@@ -230,3 +230,53 @@ def test_redis_lag_seconds_is_the_age_of_the_oldest_undelivered_entry(redis_url,
     assert row.loc["reader", "lag"] == 2
     assert 41.5 <= row.loc["reader", "lag_seconds"] <= 45
     assert row.loc["late", "lag"] == 0 and row.loc["late", "lag_seconds"] == 0.0
+
+
+class _CountingConsumer:
+    """The collector's consumer, counting ``consume`` calls (everything else passes through)."""
+
+    def __init__(self, consumer):
+        self._consumer, self.consumes = consumer, 0
+
+    def consume(self, *args, **kwargs):
+        self.consumes += 1
+        return self._consumer.consume(*args, **kwargs)
+
+    def __getattr__(self, name):
+        return getattr(self._consumer, name)
+
+
+def test_kafka_events_runs_read_to_the_known_end_then_stop(kafka_admin, kafka_bootstrap):
+    """Each run reads what the client knows is there and stops: every message exactly once over
+    the runs, including a transaction whose commit marker is never delivered as a message, and
+    a run with nothing new does not even poll."""
+    topic = f"tail-{uuid.uuid4().hex[:6]}"
+    for fut in kafka_admin.create_topics([NewTopic(topic, 3, 1)]).values():
+        fut.result()
+    producer = Producer({"bootstrap.servers": kafka_bootstrap})
+    for i in range(300):
+        producer.produce(topic, envelope(i).encode(), partition=i % 3)
+    producer.flush(10)
+    collector = KafkaEventsCollector({"bootstrap.servers": kafka_bootstrap}, topics=f"^{topic}$")
+    seen = []
+    try:
+        first = collector.collect()["events"]
+        assert len(first) == 300  # new partitions: waited for until they reported their end
+        seen += list(first["event_id"])
+        txn = Producer({"bootstrap.servers": kafka_bootstrap, "transactional.id": f"t-{topic}"})
+        txn.init_transactions(10)
+        txn.begin_transaction()
+        for i in range(300, 450):
+            txn.produce(topic, envelope(i).encode(), partition=i % 3)
+        txn.commit_transaction(10)
+        for _ in range(40):  # the new messages arrive with the next fetches
+            seen += list(collector.collect()["events"]["event_id"])
+            if len(seen) >= 450:
+                break
+        assert sorted(seen) == sorted(f"evt_{i}" for i in range(450))  # all, none twice
+        for _ in range(3):  # settle: the client learns the end offsets past the commit markers
+            assert collector.collect()["events"].empty
+        collector.consumer = counting = _CountingConsumer(collector.consumer)
+        assert collector.collect()["events"].empty and counting.consumes == 0
+    finally:
+        collector.close()
