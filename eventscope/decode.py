@@ -177,7 +177,10 @@ class Decoder:
         event_type = event_id = service = correlation_id = at = trace_id = span_id = None
         dlq_reason = original_topic = dlq_class = schema_version = None
         decode_error = ""
-        body, error = _json_body(value)
+        try:  # the common case inline: bytes of a JSON document
+            body, error = orjson.loads(value), None
+        except Exception:  # not JSON, empty, or not bytes/str: the careful path says why
+            body, error = _json_body(value)
         if body is None and headers:
             for name in self._h_payload:
                 if name in headers:
@@ -217,8 +220,13 @@ class Decoder:
                         meta = body.get("metadata")
                         version = meta.get("schemaVersion") if type(meta) is dict else None
             if version is not None:
-                schema_version = version if type(version) is str and 0 < len(version) <= MAX_FIELD \
-                    else _scalar(version)
+                kind = type(version)
+                if kind is int:  # the common case: a version number
+                    schema_version = str(version) if -10**100 < version < 10**100 else _scalar(version)
+                elif kind is str and 0 < len(version) <= MAX_FIELD:
+                    schema_version = version
+                else:
+                    schema_version = _scalar(version)
         elif "ce_type" not in headers:
             # CloudEvents binary mode carries any data format; anything else should be a JSON
             # object, and a broken one is counted as undecodable even when headers name the type
