@@ -85,12 +85,28 @@ def _phone(match: re.Match) -> str:
     return "***" if 7 <= digits <= 15 else match.group(0)
 
 
+_SEPARATOR = re.compile(r"[ -]")
+
+
 def _card(match: re.Match) -> str:
-    """Mask a 12–19 digit run only when it passes the Luhn check card numbers carry: epoch
-    milliseconds and Redis entry IDs (``1795841908571-0``) are digit runs too, and are data."""
-    digits = [int(c) for c in match.group(0) if c.isdigit()]
+    """Mask a 12–19 digit run only when it is shaped like a card number and passes the Luhn
+    check card numbers carry. Epoch milliseconds and Redis entry IDs (``1795841908571-0``) are
+    digit runs too, and are data:
+
+    * written in groups, a card's groups are 3 to 6 digits (``4111 1111 1111 1111``,
+      ``3782 822463 10005``), so ``1795841908571-0`` is not one;
+    * 13 digits starting with 1 are a millisecond time (2001–2286); no card network issues
+      13-digit numbers starting with 1.
+    """
+    found = match.group(0)
+    groups = _SEPARATOR.split(found)
+    if len(groups) > 1 and not all(3 <= len(g) <= 6 for g in groups):
+        return found
+    digits = [int(c) for c in found if c.isdigit()]
+    if len(digits) == 13 and digits[0] == 1:
+        return found
     total = sum(d if i % 2 == 0 else (d * 2 - 9 if d > 4 else d * 2) for i, d in enumerate(reversed(digits)))
-    return "****" if total % 10 == 0 else match.group(0)
+    return "****" if total % 10 == 0 else found
 
 
 def _mask(value, key: str = ""):

@@ -62,7 +62,7 @@ text_values = st.one_of(st.none(), st.just(np.nan), st.text(max_size=20), st.int
                         st.booleans(), st.text(max_size=5).map(str.encode))
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=120, deadline=None)
 @given(st.lists(st.fixed_dictionaries({}, optional={"event_type": text_values, "event_id": text_values}),
                 max_size=10))
 def test_text_columns_agree_with_a_frame_cast_to_string(rows):
