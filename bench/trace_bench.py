@@ -284,15 +284,16 @@ def end_to_end(seconds: float = 30.0, rate: float = 20.0) -> None:
         from eventscope.analysis.trace_index import StoreTraceIndex
         index = StoreTraceIndex(store)
         found: dict[str, float] = {}
-        seen_parts: set[int] = set()
+        seen_parts: set[str] = set()  # by file name: an id() of a dropped part object can come back
         stop = threading.Event()
 
         def watch():
             while not stop.is_set():
-                for part in index.refresh().parts:
-                    if id(part) in seen_parts:
+                index.refresh()
+                for file, part in index.parts().items():
+                    if file in seen_parts:
                         continue
-                    seen_parts.add(id(part))
+                    seen_parts.add(file)
                     now = time.time()
                     for eid in part.frame["event_id"].dropna():
                         found.setdefault(eid, now)

@@ -105,6 +105,7 @@ def test_a_new_process_opens_the_saved_indexes_and_reads_only_the_parts_it_needs
     index = StoreTraceIndex(reader)
     parts = index.refresh().parts
     assert [p.source for p in parts] == ["saved"] * 3 and not any(p.loaded for p in parts)
+    assert list(index.parts()) == [p["file"] for p in reader.part_entries("events")]
     assert index.refresh().events == len(everything) == 90
     got = index.lookup("b-4")
     assert sorted(got["event_id"]) == ["evtb-4-0", "evtb-4-1", "evtb-4-2"]

@@ -235,6 +235,11 @@ class StoreTraceIndex:
                 self._version = version
             return TraceIndex(list(self._parts.values()))
 
+    def parts(self) -> dict[str, PartIndex]:
+        """The current parts' indexes by part file name (after a :meth:`refresh`)."""
+        with self._lock:
+            return dict(self._parts)
+
     def lookup(self, some_id: str) -> pd.DataFrame:
         """Events of the trace ``some_id`` names, within the store's retention."""
         floor = pd.Timestamp.now(tz="UTC") - pd.Timedelta(seconds=self.store.retention.max_age_s)
