@@ -99,14 +99,14 @@ def _card(match: re.Match) -> str:
       13-digit numbers starting with 1.
     """
     found = match.group(0)
-    groups = _SEPARATOR.split(found)
+    groups = _SEPARATOR.split(found.rstrip(" -"))  # the match may end on a separator
     if len(groups) > 1 and not all(3 <= len(g) <= 6 for g in groups):
         return found
     digits = [int(c) for c in found if c.isdigit()]
     if len(digits) == 13 and digits[0] == 1:
         return found
     total = sum(d if i % 2 == 0 else (d * 2 - 9 if d > 4 else d * 2) for i, d in enumerate(reversed(digits)))
-    return "****" if total % 10 == 0 else found
+    return "****" + found[len(found.rstrip(" -")):] if total % 10 == 0 else found
 
 
 def _mask(value, key: str = ""):

@@ -159,7 +159,7 @@ def test_configured_paths_and_headers():
 def test_masking_personal_data_but_not_ids_and_times():
     from eventscope import mask
     masked = {"call +49 151 2345678 now": "call *** now", "(555) 123-4567": "***", "ada@example.com": "***@***",
-              "card 4111 1111 1111 1111": "card ****", "amex 3782 822463 10005": "amex ****",
+              "card 4111 1111 1111 1111": "card ****", "card 4111 1111 1111 1111 of x": "card **** of x", "amex 3782 822463 10005": "amex ****",
               "4111-1111-1111-1111": "****", "old visa 4222222222222": "old visa ****"}
     # Redis entry IDs and millisecond times that happen to pass the Luhn check are still data
     kept = ["1795841908571-0", "1795852084509-0", "at 1795852084509", "2026-11-28T10:00:00.000Z",
