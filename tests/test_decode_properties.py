@@ -63,7 +63,7 @@ def _payload(kind, data):
     return None
 
 
-@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.data())
 def test_decoder_never_raises_and_accounts_for_everything(data):
     kinds = data.draw(st.lists(st.sampled_from(["bytes", "invalid_utf8", "envelope", "truncated",
@@ -92,7 +92,7 @@ def test_decoder_never_raises_and_accounts_for_everything(data):
     assert undecodable + decoded == len(kinds) == len(frame)  # nothing lost, nothing doubled
 
 
-@settings(max_examples=500, deadline=None)
+@settings(max_examples=250, deadline=None)
 @given(traceparents)
 def test_traceparent_fast_path_agrees_with_the_otel_propagator(value):
     assert parse_traceparent(value) == parse_traceparent_otel(value)
@@ -127,7 +127,7 @@ def test_otel_rules_are_applied():
 
 
 @given(envelopes, headers)
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=100, deadline=None)
 def test_wrong_typed_fields_never_become_objects(body, hdrs):
     row = decode_message(json.dumps(body).encode(), hdrs)
     for key in ("event_type", "event_id", "service", "correlation_id", "at"):
@@ -251,7 +251,7 @@ nested_envelopes = st.recursive(st.dictionaries(st.sampled_from(nested_keys), js
 @given(st.one_of(nested_envelopes.map(lambda b: json.dumps(b).encode()), st.binary(max_size=60), st.none(),
                  st.lists(json_scalars, max_size=3).map(lambda b: json.dumps(b).encode())),
        all_headers, st.sampled_from(["default", "nested"]))
-@settings(max_examples=400, deadline=None)
+@settings(max_examples=200, deadline=None)
 def test_compiled_decoder_agrees_with_the_reference(value, hdrs, which):
     """Compiled paths, skipped header scans and the bytes fast path for traceparent headers give
     exactly what the plain decoder gives, field for field."""
@@ -291,7 +291,7 @@ mask_values = st.recursive(
 
 
 @given(mask_values, st.sampled_from([(), ("customer_id",), ("Kunde",), ("ſecret_code",)]))
-@settings(max_examples=400, deadline=None)
+@settings(max_examples=200, deadline=None)
 def test_fast_masking_agrees_with_the_reference_walk(body, fields):
     """The whole-text pre-check, the inlined walk and the seven-digit gate give exactly what
     masking every key and string with the regexes gives."""
@@ -313,7 +313,7 @@ def test_fast_masking_agrees_with_the_reference_walk(body, fields):
 
 @given(st.dictionaries(st.one_of(st.sampled_from(PII_KEYS), st.text(max_size=8)),
                        st.one_of(st.binary(max_size=40), st.sampled_from(PII_TEXT).map(str.encode)), max_size=6))
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=100, deadline=None)
 def test_headers_json_masks_and_is_json(hdrs):
     from eventscope import mask
     shown = json.loads(mask.headers_json(hdrs))

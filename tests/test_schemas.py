@@ -39,7 +39,7 @@ def _reference_time(values: list) -> pd.Series:
     return parsed.where(inside.fillna(False).astype(bool)).astype(schemas.TIME)
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=150, deadline=None)
 @given(st.one_of(st.lists(time_values, max_size=12), st.lists(st.one_of(st.none(), iso_times, nano_times),
                                                               min_size=1, max_size=12)))
 def test_time_fast_paths_agree_with_the_mixed_parser(values):
