@@ -26,6 +26,7 @@ from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaExcepti
 from confluent_kafka.admin import AdminClient, OffsetSpec
 
 from collectors.events_common import DeadLetterBook, event_row, glob_filter, in_sample
+from collectors.kafka_offsets import list_offsets
 from eventscope import schemas
 from eventscope.decode import headers_to_dict
 
@@ -103,19 +104,8 @@ class KafkaEventsCollector:
             self.consumer.incremental_assign(new)
 
     def _offsets(self, partitions: list, spec) -> dict[tuple[str, int], int]:
-        """Offsets of ``partitions`` at ``spec`` (earliest / latest), one batched request;
-        a partition that fails (no leader for a moment) is left out."""
-        if not partitions:
-            return {}
-        futures = self.admin.list_offsets({TopicPartition(tp.topic, tp.partition): spec for tp in partitions},
-                                          request_timeout=self.timeout_s)
-        out = {}
-        for tp, fut in futures.items():
-            try:
-                out[(tp.topic, tp.partition)] = fut.result().offset
-            except KafkaException:
-                continue
-        return out
+        """Offsets at ``spec``; a partition that fails (no leader for a moment) is left out."""
+        return list_offsets(self.admin, partitions, spec, self.timeout_s)[0]
 
     def _from_lookback(self, wanted: list) -> list:
         """Start each partition at the first offset at or after ``lookback_s`` ago."""

@@ -86,16 +86,7 @@ class KafkaOffsetsCollector:
                 "consumers": schemas.conform("consumers", member_rows)}
 
     def _offsets(self, partitions: list[TopicPartition], spec) -> dict[tuple[str, int], int]:
-        if not partitions:
-            return {}
-        futures = self.admin.list_offsets({tp: spec for tp in partitions},
-                                          request_timeout=self.timeout_s)
-        out, failed = {}, []
-        for tp, fut in futures.items():
-            try:
-                out[(tp.topic, tp.partition)] = fut.result().offset
-            except KafkaException as exc:
-                failed.append((tp, exc))
+        out, failed = list_offsets(self.admin, partitions, spec, self.timeout_s)
         if failed and not out:
             raise failed[0][1]
         if failed:
@@ -215,6 +206,23 @@ class KafkaOffsetsCollector:
         self.admin = None
         if self.probe:
             self.probe.close()
+
+
+def list_offsets(admin: AdminClient, partitions: list, spec, timeout_s: float
+                 ) -> tuple[dict[tuple[str, int], int], list]:
+    """Offsets of ``partitions`` at ``spec`` (earliest, latest, for a timestamp) in one batched
+    admin request: ``({(topic, partition): offset}, [(partition, error), ...])``."""
+    if not partitions:
+        return {}, []
+    futures = admin.list_offsets({TopicPartition(tp.topic, tp.partition): spec for tp in partitions},
+                                 request_timeout=timeout_s)
+    out, failed = {}, []
+    for tp, fut in futures.items():
+        try:
+            out[(tp.topic, tp.partition)] = fut.result().offset
+        except KafkaException as exc:
+            failed.append((tp, exc))
+    return out, failed
 
 
 def _state_name(desc) -> str | None:
