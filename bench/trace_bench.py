@@ -9,7 +9,8 @@ Figures depend on the machine's load: print ``uptime`` beside them.
 1. Throughput: 50,000 raw messages shaped like the simulator's (envelope JSON + Kafka
    headers; 2 % dead letters with Spring headers; 1 % undecodable) through
    ``decode_message`` alone, through ``event_row`` (decode + masking + headers, what a
-   collector does per message), then ``schemas.conform`` and the index build. One
+   collector does per message), then ``schemas.conform`` and the index build; and the
+   collector path at a sampling ratio of 0.1 (the sampling is decided before the masking). One
    thread, so one core; timed in CPU seconds of the process (``time.process_time``), so
    other work on a shared machine does not count against it; each stage five times, the
    median printed and the best beside it. Every message carries an e-mail address, so the
@@ -50,7 +51,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from collectors.events_common import event_row
+from collectors.events_common import decoded_row, event_row, in_sample, with_masked_text
 from eventscope import schemas
 from eventscope.analysis.trace_index import PartIndex, TraceIndex
 from eventscope.decode import decode_message, headers_to_dict
@@ -102,7 +103,7 @@ def throughput(repeats: int = 5) -> None:
     msgs = _messages(N_DECODE)
     now = pd.Timestamp.now(tz="UTC")
     times: dict[str, list[float]] = {k: [] for k in ("yardstick", "decode", "conform_decoded", "index_decoded",
-                                                     "row", "conform", "index")}
+                                                     "row", "conform", "index", "row_sampled")}
     payloads = [value for _, value, _ in msgs if value.endswith(b"}")]
     # The harness's 50,000 input messages stay alive throughout, and each full pass of the
     # garbage collector would walk them: move them out of its way (gc.freeze), as a collector
@@ -135,6 +136,15 @@ def throughput(repeats: int = 5) -> None:
         started = time.process_time()
         frame = schemas.conform("events", rows)
         times["conform"].append(time.process_time() - started)
+        started = time.process_time()  # what a collector does at traces.sample_ratio = 0.1
+        kept = []
+        for i, (topic, value, headers) in enumerate(msgs):
+            row, body = decoded_row(now, "bench", "kafka", topic, 0, str(i), value, headers, now,
+                                    topic.endswith(".DLT"))
+            if in_sample(row["correlation_id"], 0.1):
+                kept.append(with_masked_text(row, body, value, headers))
+        PartIndex(schemas.conform("events", kept))
+        times["row_sampled"].append(time.process_time() - started)
         started = time.process_time()
         PartIndex(frame)
         times["index"].append(time.process_time() - started)
@@ -158,6 +168,8 @@ def throughput(repeats: int = 5) -> None:
     print(f"traces:   the same, conforming full stored rows (+ masked payload, preview, headers text) "
           f"{rate('decode', 'conform', 'index')}")
     print(f"traces:   collector path (event_row + conform + index)       {rate('row', 'conform', 'index')}")
+    print(f"traces:   collector path at traces.sample_ratio = 0.1 (sampled before masking) "
+          f"{rate('row_sampled')} read ({len(kept):,} kept)")
     print(f"traces:     per event: decode {per_event('decode')}, conform of the decoded fields "
           f"{per_event('conform_decoded')}, index build {per_event('index_decoded')}; event_row (decode + "
           f"masked payload + preview + headers JSON) {per_event('row')}, conform of full rows {per_event('conform')}")

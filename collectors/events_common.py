@@ -24,6 +24,18 @@ def event_row(now, source: str, broker: str, topic: str, partition: int, offset:
     envelope's time as written (None when it has none): ``schemas.conform`` reads it and falls
     back to ``broker_at``, so the column stays text that parses in one vectorised pass.
     """
+    row, body = decoded_row(now, source, broker, topic, partition, offset, value, headers, broker_at,
+                            dead_letter, decoder=decoder)
+    return with_masked_text(row, body, value, headers, payload_max_chars)
+
+
+def decoded_row(now, source: str, broker: str, topic: str, partition: int, offset: str,
+                value: bytes | None, headers: dict[str, bytes], broker_at: pd.Timestamp | None,
+                dead_letter: bool, decoder=None) -> tuple[dict, object]:
+    """The first, cheap half of :func:`event_row`: the decoded fields and the broker's
+    metadata, without the masked text columns, plus the parsed JSON body (or None).
+
+    Collectors decide on sampling from this row, before paying for the masking."""
     fields = decode_message(value, headers, with_body=True, decoder=decoder)
     at = fields.pop("at")
     body = fields.pop("_body")
@@ -32,14 +44,21 @@ def event_row(now, source: str, broker: str, topic: str, partition: int, offset:
     row = {"observed_at": now, "source": source, "broker": broker, "topic": topic,
            "partition": partition, "offset": offset, "at": at,
            "broker_at": broker_at, "dead_letter": dead_letter, "size_bytes": size, **fields}
+    if dead_letter:
+        row["original_topic"] = row["original_topic"] or source_topic_from_name(topic)
+    return row, body
+
+
+def with_masked_text(row: dict, body, value: bytes | None, headers: dict[str, bytes],
+                     payload_max_chars: int = 4000) -> dict:
+    """The second half of :func:`event_row`: ``payload``, ``preview`` and ``headers`` text,
+    personal data masked, added to ``row``."""
     raw = value if value else headers.get("envelope") or headers.get("payload")
     # a payload far over the limit cannot fit once masked: skip masking megabytes for nothing
     fits = len(raw or b"") <= 4 * payload_max_chars
     row["payload"] = masked_payload(body, payload_max_chars) if fits else ""
     row["preview"] = row["payload"][:299] + "…" if len(row["payload"]) > 300 else (row["payload"] or preview(raw))
     row["headers"] = headers_json(headers)
-    if dead_letter:
-        row["original_topic"] = row["original_topic"] or source_topic_from_name(topic)
     return row
 
 

@@ -25,7 +25,7 @@ import pandas as pd
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, TopicPartition
 from confluent_kafka.admin import AdminClient, OffsetSpec
 
-from collectors.events_common import DeadLetterBook, event_row, glob_filter, in_sample
+from collectors.events_common import DeadLetterBook, decoded_row, glob_filter, in_sample, with_masked_text
 from collectors.kafka_offsets import list_offsets
 from eventscope import schemas
 from eventscope.decode import headers_to_dict
@@ -193,12 +193,14 @@ class KafkaEventsCollector:
         _, ts = msg.timestamp()
         broker_at = pd.Timestamp(ts, unit="ms", tz="UTC") if ts and ts > 0 else None
         dead = bool(self.dlq_filter.search(topic))
-        row = event_row(now, self.source, "kafka", topic, msg.partition(), str(msg.offset()),
-                        msg.value(), headers_to_dict(msg.headers()), broker_at, dead,
-                        payload_max_chars=self.payload_max_chars, decoder=self.decoder)
+        value, headers = msg.value(), headers_to_dict(msg.headers())
+        row, body = decoded_row(now, self.source, "kafka", topic, msg.partition(), str(msg.offset()),
+                                value, headers, broker_at, dead, decoder=self.decoder)
         if row["dead_letter"]:  # by name, or by the headers a DLQ publisher writes
             self.books.setdefault(topic, DeadLetterBook()).add(row)
-        return row if in_sample(row["correlation_id"], self.sample_ratio) else None
+        if not in_sample(row["correlation_id"], self.sample_ratio):
+            return None  # decided before the masking, the costly half of a row
+        return with_masked_text(row, body, value, headers, self.payload_max_chars)
 
     def _dlq_rows(self, now) -> pd.DataFrame:
         rows = []

@@ -21,7 +21,7 @@ import time
 import pandas as pd
 import redis
 
-from collectors.events_common import DeadLetterBook, event_row, glob_filter, in_sample
+from collectors.events_common import DeadLetterBook, decoded_row, glob_filter, in_sample, with_masked_text
 from eventscope import schemas
 
 
@@ -201,13 +201,12 @@ class RedisStreamsCollector:
             entry_id = _s(entry_id)
             headers = {(_s(k) or "").lower(): v if isinstance(v, bytes) else str(v).encode()
                        for k, v in fields.items()}
-            row = event_row(now, self.source, "redis", key, 0, entry_id, None, headers,
-                            entry_time(entry_id), dead, payload_max_chars=self.payload_max_chars,
-                            decoder=self.decoder)
+            row, body = decoded_row(now, self.source, "redis", key, 0, entry_id, None, headers,
+                                    entry_time(entry_id), dead, decoder=self.decoder)
             if row["dead_letter"]:
                 self.books.setdefault(key, DeadLetterBook()).add(row)
-            if in_sample(row["correlation_id"], self.sample_ratio):
-                rows.append(row)
+            if in_sample(row["correlation_id"], self.sample_ratio):  # before the costly masking
+                rows.append(with_masked_text(row, body, None, headers, self.payload_max_chars))
             self.positions[key] = entry_id
         return rows
 

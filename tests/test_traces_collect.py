@@ -58,7 +58,22 @@ def test_redis_lookback_and_globs(redis_client):
     assert sorted(events["event_id"]) == ["evt_new_0", "evt_new_1", "evt_new_2"]
 
 
-def test_sampling_keeps_whole_chains(redis_client, redis_url):
+def masking_counter(monkeypatch, module) -> list:
+    """Count the rows a collector masks (the costly half of a row)."""
+    calls = []
+    real = module.with_masked_text
+
+    def counting(row, *args, **kwargs):
+        calls.append(row["correlation_id"])
+        return real(row, *args, **kwargs)
+
+    monkeypatch.setattr(module, "with_masked_text", counting)
+    return calls
+
+
+def test_sampling_keeps_whole_chains(redis_client, redis_url, monkeypatch):
+    import collectors.redis_streams
+    masked = masking_counter(monkeypatch, collectors.redis_streams)
     cids = [str(uuid.uuid4()) for _ in range(200)]
     for stream in ("orders", "payments", "shipments"):
         for n, cid in enumerate(cids):
@@ -71,3 +86,33 @@ def test_sampling_keeps_whole_chains(redis_client, redis_url):
     assert 20 <= len(per_chain) <= 80  # about a quarter of the 200 chains
     assert set(per_chain.index) == {c for c in cids if in_sample(c, 0.25)}  # the same choice everywhere
     assert (events["decode_error"] != "").sum() == 1
+    assert len(masked) == len(events)  # the events left out were never masked
+
+
+def test_kafka_sampling_decides_before_masking_and_counts_every_dead_letter(kafka_admin, kafka_bootstrap,
+                                                                            monkeypatch):
+    import collectors.kafka_events
+    masked = masking_counter(monkeypatch, collectors.kafka_events)
+    base = f"sm{uuid.uuid4().hex[:6]}"
+    topics = [f"{base}-orders", f"{base}-orders.DLT"]
+    for fut in kafka_admin.create_topics([NewTopic(t, 1, 1) for t in topics]).values():
+        fut.result()
+    cids = [str(uuid.uuid4()) for _ in range(200)]
+    producer = Producer({"bootstrap.servers": kafka_bootstrap})
+    for n, cid in enumerate(cids):
+        producer.produce(topics[0], envelope(cid, n))
+        producer.produce(topics[1], envelope(cid, n), headers=[("kafka_dlt-exception-fqcn", b"x.DeclinedError")])
+    producer.flush(10)
+    collector = KafkaEventsCollector({"bootstrap.servers": kafka_bootstrap}, topics="^" + base,
+                                     lookback_s=600, sample_ratio=0.25)
+    try:
+        out = collector.collect()
+    finally:
+        collector.close()
+    events, dlq = out["events"], out["dlq"].set_index("dlq")
+    kept = {c for c in cids if in_sample(c, 0.25)}
+    assert set(events["correlation_id"]) == kept and len(events) == 2 * len(kept)
+    assert sorted(masked) == sorted(events["correlation_id"])  # only the kept events were masked
+    # the DLQ summary counts every dead letter, sampled or not
+    assert json.loads(dlq.loc[topics[1], "reasons"]) == {"DeclinedError": 200}  # the class, short
+    assert dlq.loc[topics[1], "source_topic"] == topics[0]
