@@ -103,8 +103,17 @@ def scenario(tmp_path_factory, kafka_bootstrap):
 def test_stalled_consumer_fires_after_for_and_resolves_on_resume(scenario):
     h = scenario["store"].read("alerts")
     stall = h[h["rule"] == "analytics_stalled"]
-    assert list(stall["transition"]) == ["pending", "firing", "resolved"], stall[["at", "transition", "detail"]]
-    pending, firing, resolved = (stall[stall["transition"] == t].iloc[0] for t in ("pending", "firing", "resolved"))
+    shown = stall[["at", "transition", "detail"]]
+    # One episode fires and resolves. With stall_after_s = 3, a partition still working through
+    # its backlog after the resume can look stuck for a moment: such a blip may go pending and
+    # be cancelled, but must never fire.
+    assert list(stall.loc[stall["transition"].isin(["firing", "resolved"]), "transition"]) == [
+        "firing", "resolved"], shown
+    assert set(stall["transition"]) <= {"pending", "firing", "resolved", "cancelled"}, shown
+    firing, resolved = (stall[stall["transition"] == t].iloc[0] for t in ("firing", "resolved"))
+    before = stall[stall["at"] <= firing["at"]]
+    pending = before[before["transition"] == "pending"].iloc[-1]  # the pending this episode fired from
+    assert list(before["transition"])[-2:] == ["pending", "firing"], shown
     assert firing["at"] - pending["at"] >= pd.Timedelta(seconds=FOR_S)
     assert firing["since"] == pending["at"] and firing["episode"] == resolved["episode"]
     assert pending["detail"] in ("STALL", "STOP")
