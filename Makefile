@@ -1,6 +1,6 @@
 # eventscope: `make run` (dashboard on sample data) and `make test` (everything, real brokers).
 PY      ?= python3
-VENV    := .venv
+VENV    ?= .venv
 BIN     := $(VENV)/bin
 STAMP   := $(VENV)/.installed
 PORT    ?= 8501

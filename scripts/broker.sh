@@ -11,4 +11,4 @@ fi
 kind="$1" action="$2" dir="$3"
 shift 3
 # PYTHONPATH rather than cd, so a relative DIR means the caller's directory.
-PYTHONPATH="$root${PYTHONPATH:+:$PYTHONPATH}" exec "$root/.venv/bin/python" -m eventscope.localbrokers "$action" "$kind" --dir "$dir" "$@"
+PYTHONPATH="$root${PYTHONPATH:+:$PYTHONPATH}" exec "${VENV:-$root/.venv}/bin/python" -m eventscope.localbrokers "$action" "$kind" --dir "$dir" "$@"

@@ -247,9 +247,7 @@ def test_hostile_names_fire_no_script(browser, tmp_path):
         for path, title in reversed(PAGES):
             page = _open(browser, f"{url}/{path}", dialogs)
             _settle(page, title)
-            if path == "flow_graph":
-                tooltips = _hover_every_node(page)
-                assert any("<script>alert(1)</script>" in t for t in tooltips), tooltips  # as text
+            if path == "flow_graph":  # every node's tooltip is opened in test_graph_browser.py
                 page.screenshot(path=str(SHOTS / "hostile-flow_graph.png"), full_page=True)
             assert page.locator('[data-testid="stException"]').count() == 0, title
             page.close()
