@@ -8,7 +8,7 @@ Figures depend on the machine's load: print ``uptime`` beside them.
 
 1. Throughput: 50,000 raw messages shaped like the simulator's (envelope JSON + Kafka
    headers; 2 % dead letters with Spring headers; 1 % undecodable) through
-   ``decode_message`` alone, through ``event_row`` (decode + masking + headers, what a
+   ``decoded_row`` (``decode_message`` and the broker metadata), through ``event_row`` (decode + masking + headers, what a
    collector does per message), then ``schemas.conform`` and the index build; and the
    collector path at a sampling ratio of 0.1 (the sampling is decided before the masking). One
    thread, so one core; timed in CPU seconds of the process (``time.process_time``), so
@@ -54,7 +54,7 @@ import pandas as pd
 from collectors.events_common import decoded_row, event_row, in_sample, with_masked_text
 from eventscope import schemas
 from eventscope.analysis.trace_index import PartIndex, TraceIndex
-from eventscope.decode import decode_message, headers_to_dict
+from eventscope.decode import headers_to_dict
 
 N_DECODE = 50_000
 N_INDEX = 1_000_000
@@ -116,12 +116,10 @@ def throughput(repeats: int = 5) -> None:
             json.loads(value)
         times["yardstick"].append(time.process_time() - started)
         started = time.process_time()
-        decoded = []
+        decoded = []  # the collectors' first half of a row: decode + the broker's metadata
         for i, (topic, value, headers) in enumerate(msgs):
-            row = decode_message(value, headers)  # + the broker's metadata: an events row without
-            row.update(observed_at=now, source="bench", broker="kafka", topic=topic, partition=0,  # payload text
-                       offset=str(i), broker_at=now, dead_letter=topic.endswith(".DLT"), size_bytes=len(value))
-            decoded.append(row)
+            decoded.append(decoded_row(now, "bench", "kafka", topic, 0, str(i), value, headers, now,
+                                       topic.endswith(".DLT"))[0])
         times["decode"].append(time.process_time() - started)
         started = time.process_time()
         decoded_frame = schemas.conform("events", decoded)
@@ -162,7 +160,7 @@ def throughput(repeats: int = 5) -> None:
     print(f"traces: {N_DECODE:,} messages ({undecodable:,} undecodable, all accounted for), one thread, "
           "per CPU second of this process (time.process_time, so other load on the machine does not count); "
           f"median of {repeats} runs, best in brackets")
-    print(f"traces:   decode only (decode_message + broker metadata)     {rate('decode')}")
+    print(f"traces:   decode only (decoded_row: decode_message + broker metadata) {rate('decode')}")
     print(f"traces:   decode + index (decode, conform the decoded fields, index build) "
           f"{rate('decode', 'conform_decoded', 'index_decoded')}   target ≥ 50,000")
     print(f"traces:   the same, conforming full stored rows (+ masked payload, preview, headers text) "
@@ -175,8 +173,8 @@ def throughput(repeats: int = 5) -> None:
           f"masked payload + preview + headers JSON) {per_event('row')}, conform of full rows {per_event('conform')}")
     print(f"traces:   index build alone                            {N_DECODE / statistics.median(times['index']):>9,.0f} events/s")
     print(f"traces:   yardstick: the standard library's json.loads of the same payloads, "
-          f"{1e6 * statistics.median(times['yardstick']) / len(payloads):.2f} µs each (this shared machine's "
-          "speed varies by up to 2x over minutes; compare runs by it)")
+          f"{1e6 * statistics.median(times['yardstick']) / len(payloads):.2f} µs each (a rough guide to "
+          "how fast this shared machine runs at the moment)")
 
 
 def _big_frame(n: int) -> pd.DataFrame:

@@ -36,14 +36,12 @@ def decoded_row(now, source: str, broker: str, topic: str, partition: int, offse
     metadata, without the masked text columns, plus the parsed JSON body (or None).
 
     Collectors decide on sampling from this row, before paying for the masking."""
-    fields = decode_message(value, headers, with_body=True, decoder=decoder)
-    at = fields.pop("at")
-    body = fields.pop("_body")
+    row = decode_message(value, headers, with_body=True, decoder=decoder)
+    body = row.pop("_body")
     size = len(value) if value else sum(len(v) for v in headers.values())
     dead_letter = dead_letter or is_dead_letter(headers)
-    row = {"observed_at": now, "source": source, "broker": broker, "topic": topic,
-           "partition": partition, "offset": offset, "at": at,
-           "broker_at": broker_at, "dead_letter": dead_letter, "size_bytes": size, **fields}
+    row.update(observed_at=now, source=source, broker=broker, topic=topic, partition=partition,
+               offset=offset, broker_at=broker_at, dead_letter=dead_letter, size_bytes=size)
     if dead_letter:
         row["original_topic"] = row["original_topic"] or source_topic_from_name(topic)
     return row, body

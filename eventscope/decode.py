@@ -38,6 +38,7 @@ _VOLATILE = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f
                        r"|(?<![0-9a-z])(?=[0-9a-f]*\d)[0-9a-f]{8,}(?![0-9a-z])|\d+", re.I)
 DLQ_HEADER_MARKERS = ("kafka_dlt-original-topic", "kafka_dlt-exception-fqcn", "__connect.errors.topic",
                       "__connect.errors.exception.class.name", "original_stream")
+_DLQ_MARKERS = frozenset(DLQ_HEADER_MARKERS)
 _ORIGIN_HEADERS = ("kafka_dlt-original-topic", "__connect.errors.topic", "original_topic",
                    "original_stream", "x-original-topic")
 
@@ -359,7 +360,7 @@ def failure_reason(headers: dict[str, bytes]) -> tuple[str | None, str | None]:
 
 def is_dead_letter(headers: dict[str, bytes]) -> bool:
     """True when a message carries the headers a dead-letter publisher writes."""
-    return any(h in headers for h in DLQ_HEADER_MARKERS)
+    return not _DLQ_MARKERS.isdisjoint(headers)
 
 
 def int_header(value: bytes | None) -> int | None:
