@@ -51,10 +51,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from collectors.events_common import decoded_row, event_row, in_sample, with_masked_text
+from collectors.events_common import EventBatch
 from eventscope import schemas
 from eventscope.analysis.trace_index import PartIndex, TraceIndex
-from eventscope.decode import headers_to_dict
+from eventscope.decode import default_decoder, headers_to_dict
 
 N_DECODE = 50_000
 N_INDEX = 1_000_000
@@ -102,50 +102,49 @@ def throughput(repeats: int = 5) -> None:
     printed (the best is the least disturbed by other work on a shared machine)."""
     msgs = _messages(N_DECODE)
     now = pd.Timestamp.now(tz="UTC")
-    times: dict[str, list[float]] = {k: [] for k in ("yardstick", "decode", "conform_decoded", "index_decoded",
-                                                     "row", "conform", "index", "row_sampled")}
+    broker_ms = int(now.value // 1_000_000)
+    times: dict[str, list[float]] = {k: [] for k in ("yardstick", "decode_many", "decode_frame", "index_decoded",
+                                                     "frame", "index", "sampled")}
     payloads = [value for _, value, _ in msgs if value.endswith(b"}")]
+
+    def batch(ratio: float = 1.0) -> EventBatch:
+        """What a collector's read loop builds: one add per message."""
+        out = EventBatch("bench", "kafka", sample_ratio=ratio)
+        for i, (topic, value, headers) in enumerate(msgs):
+            out.add(topic, 0, str(i), broker_ms + i, value, headers, topic.endswith(".DLT"))
+        return out
+
     # The harness's 50,000 input messages stay alive throughout, and each full pass of the
     # garbage collector would walk them: move them out of its way (gc.freeze), as a collector
     # holds only the batch it is reading. What the stages allocate is collected as usual.
     gc.collect()
     gc.freeze()
+    decoder = default_decoder()
+    values, headers = [m[1] for m in msgs], [m[2] for m in msgs]
     for _ in range(repeats):
         started = time.process_time()  # a fixed workload outside eventscope: the machine's speed now
         for value in payloads:
             json.loads(value)
         times["yardstick"].append(time.process_time() - started)
         started = time.process_time()
-        decoded = []  # the collectors' first half of a row: decode + the broker's metadata
-        for i, (topic, value, headers) in enumerate(msgs):
-            decoded.append(decoded_row(now, "bench", "kafka", topic, 0, str(i), value, headers, now,
-                                       topic.endswith(".DLT"))[0])
-        times["decode"].append(time.process_time() - started)
-        started = time.process_time()
-        decoded_frame = schemas.conform("events", decoded)
-        times["conform_decoded"].append(time.process_time() - started)
+        decoder.decode_many(values, headers)
+        times["decode_many"].append(time.process_time() - started)
+        started = time.process_time()  # decode + the broker's metadata + the frame, no masked text
+        decoded_frame = batch().frame(now, {}, text=False)
+        times["decode_frame"].append(time.process_time() - started)
         started = time.process_time()
         PartIndex(decoded_frame)
         times["index_decoded"].append(time.process_time() - started)
-        started = time.process_time()
-        rows = [event_row(now, "bench", "kafka", topic, 0, str(i), value, headers, now, topic.endswith(".DLT"))
-                for i, (topic, value, headers) in enumerate(msgs)]
-        times["row"].append(time.process_time() - started)
-        started = time.process_time()
-        frame = schemas.conform("events", rows)
-        times["conform"].append(time.process_time() - started)
-        started = time.process_time()  # what a collector does at traces.sample_ratio = 0.1
-        kept = []
-        for i, (topic, value, headers) in enumerate(msgs):
-            row, body = decoded_row(now, "bench", "kafka", topic, 0, str(i), value, headers, now,
-                                    topic.endswith(".DLT"))
-            if in_sample(row["correlation_id"], 0.1):
-                kept.append(with_masked_text(row, body, value, headers))
-        PartIndex(schemas.conform("events", kept))
-        times["row_sampled"].append(time.process_time() - started)
+        started = time.process_time()  # the whole collector path: + masked payload, preview, headers
+        frame = batch().frame(now, {})
+        times["frame"].append(time.process_time() - started)
         started = time.process_time()
         PartIndex(frame)
         times["index"].append(time.process_time() - started)
+        started = time.process_time()  # what a collector does at traces.sample_ratio = 0.1
+        kept = batch(0.1).frame(now, {})
+        PartIndex(kept)
+        times["sampled"].append(time.process_time() - started)
     gc.unfreeze()
     undecodable = int((frame["decode_error"] != "").sum())
 
@@ -160,17 +159,15 @@ def throughput(repeats: int = 5) -> None:
     print(f"traces: {N_DECODE:,} messages ({undecodable:,} undecodable, all accounted for), one thread, "
           "per CPU second of this process (time.process_time, so other load on the machine does not count); "
           f"median of {repeats} runs, best in brackets")
-    print(f"traces:   decode only (decoded_row: decode_message + broker metadata) {rate('decode')}")
-    print(f"traces:   decode + index (decode, conform the decoded fields, index build) "
-          f"{rate('decode', 'conform_decoded', 'index_decoded')}   target ≥ 50,000")
-    print(f"traces:   the same, conforming full stored rows (+ masked payload, preview, headers text) "
-          f"{rate('decode', 'conform', 'index')}")
-    print(f"traces:   collector path (event_row + conform + index)       {rate('row', 'conform', 'index')}")
+    print(f"traces:   decode + index (EventBatch: add each message, decode, frame without the masked text; "
+          f"index build) {rate('decode_frame', 'index_decoded')}   target ≥ 50,000")
+    print(f"traces:   decode alone (Decoder.decode_many)                {rate('decode_many')}")
+    print(f"traces:   collector path (+ masked payload, preview, headers text) {rate('frame', 'index')}")
     print(f"traces:   collector path at traces.sample_ratio = 0.1 (sampled before masking) "
-          f"{rate('row_sampled')} read ({len(kept):,} kept)")
-    print(f"traces:     per event: decode {per_event('decode')}, conform of the decoded fields "
-          f"{per_event('conform_decoded')}, index build {per_event('index_decoded')}; event_row (decode + "
-          f"masked payload + preview + headers JSON) {per_event('row')}, conform of full rows {per_event('conform')}")
+          f"{rate('sampled')} read ({len(kept):,} kept)")
+    print(f"traces:     per event: decode_many {per_event('decode_many')}, EventBatch without text "
+          f"{per_event('decode_frame')}, index build {per_event('index_decoded')}; EventBatch with the masked "
+          f"text {per_event('frame')}")
     print(f"traces:   index build alone                            {N_DECODE / statistics.median(times['index']):>9,.0f} events/s")
     print(f"traces:   yardstick: the standard library's json.loads of the same payloads, "
           f"{1e6 * statistics.median(times['yardstick']) / len(payloads):.2f} µs each (a rough guide to "

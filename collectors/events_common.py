@@ -2,62 +2,132 @@
 from __future__ import annotations
 
 import fnmatch
+import gc
 import json
 import re
 import zlib
 from collections import Counter
 from dataclasses import dataclass, field
+from operator import itemgetter
 
 import pandas as pd
 
-from eventscope.decode import decode_message, is_dead_letter
+from eventscope import schemas
+from eventscope.decode import DLQ_MARKER_SET, COLUMNS, Decoder, default_decoder, is_dead_letter
 from eventscope.mask import headers_json, masked_payload, preview
+
+
+class EventBatch:
+    """The messages one collector run read, turned into one ``events`` frame.
+
+    A collector adds each raw message as it reads it (:meth:`add`); :meth:`frame` then decodes them
+    all in one pass (:meth:`eventscope.decode.Decoder.decode_many`), counts the dead letters into
+    their :class:`DeadLetterBook`, applies ``sample_ratio`` (before the masking, the costly part
+    of a row), masks the payload, preview and headers of the events it keeps, and builds the frame
+    column by column. Nothing here raises on a bad payload: it becomes an undecodable row.
+    """
+
+    def __init__(self, source: str, broker: str, decoder=None, sample_ratio: float = 1.0,
+                 payload_max_chars: int = 4000):
+        self.source, self.broker = source, broker
+        self.decoder = decoder if decoder is not None else default_decoder()
+        self.sample_ratio = sample_ratio
+        self.payload_max_chars = payload_max_chars
+        self.messages: list[tuple] = []
+
+    def add(self, topic: str, partition: int, offset: str, broker_ms: int | None, value: bytes | None,
+            headers: dict[str, bytes], dead_letter: bool) -> None:
+        """One raw message: where it was read, the broker's time of it in epoch milliseconds
+        (None when unknown), its value and headers (:func:`eventscope.decode.headers_to_dict`),
+        and whether it sits in a dead-letter queue by name."""
+        self.messages.append((topic, partition, offset, broker_ms, value, headers, dead_letter))
+
+    def __len__(self) -> int:
+        return len(self.messages)
+
+    def frame(self, now, books: dict[str, "DeadLetterBook"] | None = None, text: bool = True) -> pd.DataFrame:
+        """The ``events`` frame of everything added, stamped ``observed_at = now``.
+
+        Dead letters (by topic name, or by the headers a dead-letter publisher writes) are counted
+        into ``books`` (per topic) before sampling, so the DLQ summary sees every one. With
+        ``text=False`` the masked ``payload``, ``preview`` and ``headers`` columns are left empty.
+
+        The cyclic garbage collector is paused meanwhile: the batch allocates a dozen small objects
+        per message, none of them in a reference cycle, and the collector's passes over the
+        growing batch would otherwise cost about a third of the time (``bench/trace_bench.py``).
+        Memory is still freed as usual (reference counting); collection resumes afterwards."""
+        enabled = gc.isenabled()
+        gc.disable()
+        try:
+            return self._frame(now, books, text)
+        finally:
+            if enabled:
+                gc.enable()
+
+    def _frame(self, now, books, text: bool) -> pd.DataFrame:
+        n = len(self.messages)
+        if not n:
+            return schemas.empty("events")
+        topics, partitions, offsets, broker_ms, values, headers, dead = zip(*self.messages)
+        cols, bodies = self.decoder.decode_many(values, headers)
+        dead = [d or not DLQ_MARKER_SET.isdisjoint(h) for d, h in zip(dead, headers)]
+        broker_at = pd.Series(pd.to_datetime(pd.array(broker_ms, dtype="Int64"), unit="ms", utc=True))
+        if any(dead):
+            origin, reasons, errors = cols["original_topic"], cols["dlq_reason"], cols["decode_error"]
+            for i in [i for i, d in enumerate(dead) if d]:
+                origin[i] = origin[i] or source_topic_from_name(topics[i])
+                if books is not None:
+                    seen = broker_at.iat[i]
+                    books.setdefault(topics[i], DeadLetterBook()).count(
+                        reasons[i] or errors[i] or None, origin[i], None if pd.isna(seen) else seen)
+        columns = {**cols, "topic": topics, "partition": partitions, "offset": offsets, "dead_letter": dead,
+                   "size_bytes": [len(v) if v else sum(map(len, h.values())) for v, h in zip(values, headers)]}
+        keep = None
+        if self.sample_ratio < 1.0:
+            keep = [i for i, cid in enumerate(cols["correlation_id"]) if in_sample(cid, self.sample_ratio)]
+            if not keep:
+                return schemas.empty("events")
+            if len(keep) < n:
+                pick = itemgetter(*keep) if len(keep) > 1 else (lambda seq: (seq[keep[0]],))
+                columns = {k: pick(v) for k, v in columns.items()}
+                broker_at = broker_at.take(keep).reset_index(drop=True)
+                values, headers, bodies = pick(values), pick(headers), pick(bodies)
+        if text:
+            body_of, limit = Decoder.parsed_body, self.payload_max_chars
+            columns["payload"], columns["preview"], columns["headers"] = (map(list, zip(*(
+                masked_text(body_of(b), v, h, limit) for b, v, h in zip(bodies, values, headers)))))
+        columns.update(observed_at=now, source=self.source, broker=self.broker, broker_at=broker_at)
+        return schemas.conform_columns("events", columns, len(columns["topic"]))
 
 
 def event_row(now, source: str, broker: str, topic: str, partition: int, offset: str,
               value: bytes | None, headers: dict[str, bytes], broker_at: pd.Timestamp | None,
               dead_letter: bool, payload_max_chars: int = 4000, decoder=None) -> dict:
-    """One ``events`` row from a raw message (never raises on bad payloads).
-
-    Headers, a 300-character preview and the whole payload (when it fits in
-    ``payload_max_chars``) are kept for every event, personal data masked. ``at`` is the
-    envelope's time as written (None when it has none): ``schemas.conform`` reads it and falls
-    back to ``broker_at``, so the column stays text that parses in one vectorised pass.
-    """
-    row, body = decoded_row(now, source, broker, topic, partition, offset, value, headers, broker_at,
-                            dead_letter, decoder=decoder)
-    return with_masked_text(row, body, value, headers, payload_max_chars)
-
-
-def decoded_row(now, source: str, broker: str, topic: str, partition: int, offset: str,
-                value: bytes | None, headers: dict[str, bytes], broker_at: pd.Timestamp | None,
-                dead_letter: bool, decoder=None) -> tuple[dict, object]:
-    """The first, cheap half of :func:`event_row`: the decoded fields and the broker's
-    metadata, without the masked text columns, plus the parsed JSON body (or None).
-
-    Collectors decide on sampling from this row, before paying for the masking."""
-    row = decode_message(value, headers, with_body=True, decoder=decoder)
-    body = row.pop("_body")
-    size = len(value) if value else sum(len(v) for v in headers.values())
+    """One ``events`` row from a raw message, as :class:`EventBatch` makes it (never raises on
+    bad payloads): the decoded fields, the broker's metadata, and the masked text columns."""
+    cols, bodies = (decoder or default_decoder()).decode_many([value], [headers])
+    row = {name: col[0] for name, col in cols.items()}
     dead_letter = dead_letter or is_dead_letter(headers)
     row.update(observed_at=now, source=source, broker=broker, topic=topic, partition=partition,
-               offset=offset, broker_at=broker_at, dead_letter=dead_letter, size_bytes=size)
+               offset=offset, broker_at=broker_at, dead_letter=dead_letter,
+               size_bytes=len(value) if value else sum(len(v) for v in headers.values()))
     if dead_letter:
         row["original_topic"] = row["original_topic"] or source_topic_from_name(topic)
-    return row, body
+    row["payload"], row["preview"], row["headers"] = masked_text(Decoder.parsed_body(bodies[0]), value, headers,
+                                                                 payload_max_chars)
+    return row
 
 
-def with_masked_text(row: dict, body, value: bytes | None, headers: dict[str, bytes],
-                     payload_max_chars: int = 4000) -> dict:
-    """The second half of :func:`event_row`: ``payload``, ``preview`` and ``headers`` text,
-    personal data masked, added to ``row``."""
+def masked_text(body, value: bytes | None, headers: dict[str, bytes], payload_max_chars: int = 4000
+                ) -> tuple[str, str, str]:
+    """``payload``, ``preview`` and ``headers`` text of one message, personal data masked: the
+    whole payload as JSON (when it fits in ``payload_max_chars``), its first 300 characters, and
+    the headers as a JSON object."""
     raw = value if value else headers.get("envelope") or headers.get("payload")
     # a payload far over the limit cannot fit once masked: skip masking megabytes for nothing
-    fits = len(raw or b"") <= 4 * payload_max_chars
-    row["payload"] = masked_payload(body, payload_max_chars) if fits else ""
-    row["preview"] = row["payload"][:299] + "…" if len(row["payload"]) > 300 else (row["payload"] or preview(raw))
-    row["headers"] = headers_json(headers)
-    return row
+    payload = masked_payload(body, payload_max_chars) if len(raw or b"") <= 4 * payload_max_chars else ""
+    shown = payload[:299] + "…" if len(payload) > 300 else (payload or preview(raw))
+    return payload, shown, headers_json(headers)
 
 
 def in_sample(correlation_id, ratio: float) -> bool:
@@ -95,10 +165,13 @@ class DeadLetterBook:
 
     def add(self, row: dict) -> None:
         """Count one dead-lettered event row."""
-        self.reasons[row.get("dlq_reason") or row.get("decode_error") or "unknown"] += 1
-        if row.get("original_topic"):
-            self.source_topics[row["original_topic"]] += 1
-        seen = row.get("broker_at")
+        self.count(row.get("dlq_reason") or row.get("decode_error"), row.get("original_topic"), row.get("broker_at"))
+
+    def count(self, reason: str | None, original_topic: str | None, seen: pd.Timestamp | None) -> None:
+        """Count one dead letter: its reason, the topic it came from, the broker's time of it."""
+        self.reasons[reason or "unknown"] += 1
+        if original_topic:
+            self.source_topics[original_topic] += 1
         if seen is not None and (self.oldest_seen is None or seen < self.oldest_seen):
             self.oldest_seen = seen
 

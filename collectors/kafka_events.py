@@ -25,7 +25,7 @@ import pandas as pd
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, TopicPartition
 from confluent_kafka.admin import AdminClient, OffsetSpec
 
-from collectors.events_common import DeadLetterBook, decoded_row, glob_filter, in_sample, with_masked_text
+from collectors.events_common import DeadLetterBook, EventBatch, glob_filter
 from collectors.kafka_offsets import list_offsets
 from eventscope import schemas
 from eventscope.decode import headers_to_dict
@@ -70,8 +70,8 @@ class KafkaEventsCollector:
     def collect(self) -> dict[str, pd.DataFrame]:
         self._assign_new()
         now = pd.Timestamp.now(tz="UTC")
-        rows = self._read(now)
-        return {"events": schemas.conform("events", rows), "dlq": self._dlq_rows(now)}
+        batch = self._read()
+        return {"events": batch.frame(now, self.books), "dlq": self._dlq_rows(now)}
 
     def _assign_new(self) -> None:
         meta = self.admin.list_topics(timeout=self.timeout_s)
@@ -143,17 +143,19 @@ class KafkaEventsCollector:
                 targets[(topic, part)] = high
         return targets
 
-    def _read(self, now) -> list[dict]:
+    def _read(self) -> EventBatch:
         """Read up to the end offsets the client knows of (see :meth:`_targets`).
 
         A partition is done when it has been read to its known end offset, or reported its
         end (``PARTITION_EOF``); one the client has not fetched yet (just assigned) is waited
         for, within ``budget_s``. At most ``max_events`` per run; the rest stays queued."""
-        rows: list[dict] = []
+        batch = EventBatch(self.source, "kafka", decoder=self.decoder, sample_ratio=self.sample_ratio,
+                           payload_max_chars=self.payload_max_chars)
         deadline = time.monotonic() + self.budget_s
         targets = self._targets()
         unknown = set(self.assigned) - targets.keys()
         pending = {k for k, high in targets.items() if self._next.get(k, -1) < high}
+        dead_letter_topics = {t for t, _ in self.assigned if self.dlq_filter.search(t)}
         if pending:  # the client's position also moves past transaction markers (never delivered)
             try:
                 for tp in self.consumer.position([TopicPartition(t, p) for t, p in pending]):
@@ -163,14 +165,14 @@ class KafkaEventsCollector:
             except KafkaException:
                 pass
             pending = {k for k in pending if self._next.get(k, -1) < targets[k]}
-        while (unknown or pending) and len(rows) < self.max_events and time.monotonic() < deadline:
+        while (unknown or pending) and len(batch) < self.max_events and time.monotonic() < deadline:
             # fetched messages wait in the client's queue, so a short wait is enough; an empty
             # answer while only known partitions are behind means the rest arrives with a
             # later fetch, which the next run reads
-            batch = self.consumer.consume(num_messages=500, timeout=0.05)
-            if not batch and not unknown:
+            fetched = self.consumer.consume(num_messages=500, timeout=0.05)
+            if not fetched and not unknown:
                 break
-            for msg in batch:
+            for msg in fetched:
                 key = (msg.topic(), msg.partition())
                 err = msg.error()
                 if err is not None:
@@ -183,24 +185,10 @@ class KafkaEventsCollector:
                 self._next[key] = msg.offset() + 1
                 if key in pending and msg.offset() + 1 >= targets[key]:
                     pending.discard(key)
-                row = self._row(now, msg)
-                if row is not None:
-                    rows.append(row)
-        return rows
-
-    def _row(self, now, msg) -> dict | None:
-        topic = msg.topic()
-        _, ts = msg.timestamp()
-        broker_at = pd.Timestamp(ts, unit="ms", tz="UTC") if ts and ts > 0 else None
-        dead = bool(self.dlq_filter.search(topic))
-        value, headers = msg.value(), headers_to_dict(msg.headers())
-        row, body = decoded_row(now, self.source, "kafka", topic, msg.partition(), str(msg.offset()),
-                                value, headers, broker_at, dead, decoder=self.decoder)
-        if row["dead_letter"]:  # by name, or by the headers a DLQ publisher writes
-            self.books.setdefault(topic, DeadLetterBook()).add(row)
-        if not in_sample(row["correlation_id"], self.sample_ratio):
-            return None  # decided before the masking, the costly half of a row
-        return with_masked_text(row, body, value, headers, self.payload_max_chars)
+                _, ts = msg.timestamp()
+                batch.add(key[0], key[1], str(msg.offset()), ts if ts and ts > 0 else None, msg.value(),
+                          headers_to_dict(msg.headers()), key[0] in dead_letter_topics)
+        return batch
 
     def _dlq_rows(self, now) -> pd.DataFrame:
         rows = []

@@ -21,18 +21,24 @@ import time
 import pandas as pd
 import redis
 
-from collectors.events_common import DeadLetterBook, decoded_row, glob_filter, in_sample, with_masked_text
+from collectors.events_common import DeadLetterBook, EventBatch, glob_filter
 from eventscope import schemas
+
+
+def entry_ms(entry_id: str | bytes) -> int | None:
+    """The millisecond part of a stream entry ID (epoch milliseconds); None when it is not one."""
+    if isinstance(entry_id, bytes):
+        entry_id = entry_id.decode()
+    try:
+        return int(str(entry_id).split("-")[0])
+    except ValueError:
+        return None
 
 
 def entry_time(entry_id: str | bytes) -> pd.Timestamp | None:
     """The millisecond part of a stream entry ID, as a UTC timestamp."""
-    if isinstance(entry_id, bytes):
-        entry_id = entry_id.decode()
-    try:
-        return pd.Timestamp(int(str(entry_id).split("-")[0]), unit="ms", tz="UTC")
-    except ValueError:
-        return None
+    ms = entry_ms(entry_id)
+    return None if ms is None else pd.Timestamp(ms, unit="ms", tz="UTC")
 
 
 class RedisStreamsCollector:
@@ -118,7 +124,8 @@ class RedisStreamsCollector:
                     pipe.xpending_range(key, name, min="-", max="+", count=self.stuck_scan)
                     reads.append(("pending", key, name))
         replies = pipe.execute(raise_on_error=False) if reads else []
-        first_unread, events, consumers, stuck = dict(first_unread_known), [], [], []
+        first_unread, consumers, stuck = dict(first_unread_known), [], []
+        batch = self._batch()
         for (kind, key, group), reply in zip(reads, replies):
             if isinstance(reply, Exception):
                 continue  # key deleted mid-sample: the other keys still count
@@ -139,7 +146,8 @@ class RedisStreamsCollector:
                              if p["times_delivered"] >= self.stuck_min_deliveries
                              or p["time_since_delivered"] >= self.stuck_idle_ms)
             else:
-                events.extend(self._event_rows(now, key, reply))
+                self._add_entries(batch, key, reply)
+        events = batch.frame(now, self.books)  # before the DLQ rows: it counts the dead letters
         active = {}
         for row in consumers:
             idle = row.get("idle_ms")
@@ -158,7 +166,7 @@ class RedisStreamsCollector:
                 book = self.books.setdefault(key, DeadLetterBook())
                 dlq.append(book.row(now, self.source, "redis", key, int(info.get("length") or 0), oldest))
         return {"lag": schemas.conform("lag", lag), "topics": schemas.conform("topics", topics),
-                "events": schemas.conform("events", events), "dlq": schemas.conform("dlq", dlq),
+                "events": events, "dlq": schemas.conform("dlq", dlq),
                 "consumers": schemas.conform("consumers", consumers),
                 "stuck": schemas.conform("stuck", stuck)}
 
@@ -176,11 +184,11 @@ class RedisStreamsCollector:
         pipe = self.client.pipeline(transaction=False)
         for key in keys:
             pipe.xrange(key, min="(" + self.positions[key], max="+", count=per_stream)
-        events = []
+        batch = self._batch()
         for key, reply in zip(keys, pipe.execute(raise_on_error=False)):
             if not isinstance(reply, Exception):  # a deleted key: the next full sample notices
-                events.extend(self._event_rows(now, key, reply))
-        return {"events": schemas.conform("events", events)}
+                self._add_entries(batch, key, reply)
+        return {"events": batch.frame(now, self.books)}
 
     def _start_id(self, key: str, info: dict) -> str:
         if key in self.positions:
@@ -194,21 +202,20 @@ class RedisStreamsCollector:
         tail = self.client.xrevrange(key, max="+", min="-", count=self.backlog)
         return _s(tail[-1][0]) if tail else "-"
 
-    def _event_rows(self, now, key: str, entries) -> list[dict]:
-        rows = []
+    def _batch(self) -> EventBatch:
+        return EventBatch(self.source, "redis", decoder=self.decoder, sample_ratio=self.sample_ratio,
+                          payload_max_chars=self.payload_max_chars)
+
+    def _add_entries(self, batch: EventBatch, key: str, entries) -> None:
+        """Add one XRANGE reply's entries to ``batch`` (the fields are the headers; the payload is
+        the ``envelope``/``payload`` field) and move the stream's position past them."""
         dead = bool(self.dlq_filter.search(key))
         for entry_id, fields in entries:
             entry_id = _s(entry_id)
             headers = {(_s(k) or "").lower(): v if isinstance(v, bytes) else str(v).encode()
                        for k, v in fields.items()}
-            row, body = decoded_row(now, self.source, "redis", key, 0, entry_id, None, headers,
-                                    entry_time(entry_id), dead, decoder=self.decoder)
-            if row["dead_letter"]:
-                self.books.setdefault(key, DeadLetterBook()).add(row)
-            if in_sample(row["correlation_id"], self.sample_ratio):  # before the costly masking
-                rows.append(with_masked_text(row, body, None, headers, self.payload_max_chars))
+            batch.add(key, 0, entry_id, entry_ms(entry_id), None, headers, dead)
             self.positions[key] = entry_id
-        return rows
 
     def _lag_row(self, now, key: str, group: dict, added, first_unread, active: dict) -> dict:
         name = _s(group.get("name"))

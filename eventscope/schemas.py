@@ -205,19 +205,68 @@ def _conform_rows(name: str, schema: dict, rows: list[dict]) -> pd.DataFrame:
     names = list(schema)
     # pandas' own row-dict transpose (what pd.DataFrame(rows) runs; a missing key becomes NaN)
     table = lib.dicts_to_array(rows, names) if rows else np.empty((0, len(names)), dtype=object)
+    out = {col: _column(table[:, j], dtype) for j, (col, (dtype, _)) in enumerate(schema.items())}
+    return pd.DataFrame(_fix_times(name, out), copy=False)
+
+
+def conform_columns(name: str, columns: dict, n: int) -> pd.DataFrame:
+    """:func:`conform` of column-wise data (what :class:`collectors.events_common.EventBatch`
+    builds): each value is a sequence of ``n`` values, a pandas Series of ``n`` values, or one
+    value for every row (a scalar, such as the time of the sample). A missing column is nulls
+    (False in a bool column); extra columns raise ``ValueError``."""
+    schema = SCHEMAS[name]
+    extra = [c for c in columns if c not in schema]
+    if extra:
+        raise ValueError(f"frame {name!r} has columns not in its schema: {sorted(extra, key=str)}")
     out = {}
-    for j, (col, (dtype, _)) in enumerate(schema.items()):
-        values = table[:, j]
-        text = _arrow_text(values) if dtype == STR else None
-        if text is not None:
-            out[col] = pd.Series(text)  # all text or null: one conversion
-        elif dtype == STR and lib.infer_dtype(values, skipna=True) in ("string", "empty"):
-            out[col] = pd.Series(_text_array(values))
-        elif dtype == STR:
-            out[col] = _cast(pd.Series(list(values)), dtype)  # numbers etc.: inferred first, as a frame would
-        else:
-            out[col] = _cast(pd.Series(values, dtype=object), dtype)
-    return pd.DataFrame(_fix_times(name, out))
+    for col, (dtype, _) in schema.items():
+        values = columns.get(col)
+        if isinstance(values, pd.Series):
+            out[col] = values.reset_index(drop=True) if str(values.dtype) == dtype else _cast(
+                values.reset_index(drop=True), dtype)
+        elif isinstance(values, (list, tuple, np.ndarray)):
+            if len(values) != n:
+                raise ValueError(f"column {col!r} has {len(values)} values, not {n}")
+            out[col] = _plain(values, dtype)
+            if out[col] is None:
+                out[col] = _column(values if isinstance(values, np.ndarray) or dtype == STR
+                                   else np.array(values, dtype=object), dtype)
+        elif dtype == TIME and isinstance(values, pd.Timestamp) and values is not pd.NaT:
+            stamp = values.tz_localize("UTC") if values.tzinfo is None else values.tz_convert("UTC")
+            out[col] = pd.Series(np.full(n, stamp.as_unit("ns").value, dtype="int64").view("datetime64[ns]")
+                                 ).dt.tz_localize("UTC")
+        elif dtype == STR and (values is None or type(values) is str):  # the same text (or null) everywhere
+            out[col] = pd.Series(_text_array(np.array([values], dtype=object)).repeat(n))
+        else:  # one value for all rows (None: nulls)
+            out[col] = _column(np.array([values] * n, dtype=object), dtype)
+    return pd.DataFrame(_fix_times(name, out), copy=False)
+
+
+def _plain(values, dtype: str) -> pd.Series | None:
+    """A list of Python ints (``int64``) or bools (``bool``) straight into numpy; None for anything
+    else (nulls, mixed types, other dtypes), which :func:`_column` converts with its checks."""
+    if dtype not in ("int64", "bool") or isinstance(values, np.ndarray):
+        return None
+    kind = lib.infer_dtype(values, skipna=False)
+    if (dtype, kind) in (("int64", "integer"), ("bool", "boolean")):
+        try:
+            return pd.Series(np.array(values, dtype=dtype))
+        except OverflowError:  # an integer beyond 64 bits: the careful path
+            return None
+    return None
+
+
+def _column(values, dtype: str) -> pd.Series:
+    """One column's values (an object array, or a list of text) as a Series of ``dtype``."""
+    text = _arrow_text(values) if dtype == STR else None
+    if text is not None:
+        return pd.Series(text)  # all text or null: one conversion
+    if dtype == STR:
+        values = np.array(values, dtype=object) if not isinstance(values, np.ndarray) else values
+        if lib.infer_dtype(values, skipna=True) in ("string", "empty"):
+            return pd.Series(_text_array(values))
+        return _cast(pd.Series(list(values)), dtype)  # numbers etc.: inferred first, as a frame would
+    return _cast(pd.Series(values, dtype=object), dtype)
 
 
 def _arrow_text(values: np.ndarray):

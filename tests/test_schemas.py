@@ -71,3 +71,31 @@ def test_text_columns_agree_with_a_frame_cast_to_string(rows):
     for col in ("event_type", "event_id"):
         want = frame[col].astype(object).astype("string")
         pd.testing.assert_series_equal(got[col], want.reset_index(drop=True), check_names=False)
+
+
+column_values = {
+    "topic": st.one_of(st.none(), st.text(max_size=8)), "event_type": text_values,
+    "partition": st.one_of(st.integers(-2**63, 2**63 - 1), st.none(), st.integers(), st.booleans()),
+    "size_bytes": st.one_of(st.integers(0, 2**40), st.none()), "dead_letter": st.one_of(st.booleans(), st.none()),
+    "at": time_values, "offset": text_values}
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.lists(st.fixed_dictionaries(column_values), min_size=1, max_size=8),
+       st.sampled_from([None, "kafka", "x" * 3]), st.sampled_from([None, pd.Timestamp("2026-11-28T10:00:00Z")]))
+def test_columns_conform_as_rows_do(rows, broker, observed_at):
+    """``conform_columns`` (what the event collectors build) gives what ``conform`` of the same
+    rows gives, for lists, repeated scalars and missing columns alike."""
+    n = len(rows)
+    columns = {key: [row[key] for row in rows] for key in column_values}
+    columns.update(broker=broker, observed_at=observed_at)
+    got = schemas.conform_columns("events", columns, n)
+    want = schemas.conform("events", [{**row, "broker": broker, "observed_at": observed_at} for row in rows])
+    pd.testing.assert_frame_equal(got, want)
+
+
+def test_columns_of_the_wrong_length_or_name_are_refused():
+    with pytest.raises(ValueError, match="not in its schema"):
+        schemas.conform_columns("events", {"nope": [1]}, 1)
+    with pytest.raises(ValueError, match="has 2 values, not 3"):
+        schemas.conform_columns("events", {"topic": ["a", "b"]}, 3)

@@ -58,22 +58,22 @@ def test_redis_lookback_and_globs(redis_client):
     assert sorted(events["event_id"]) == ["evt_new_0", "evt_new_1", "evt_new_2"]
 
 
-def masking_counter(monkeypatch, module) -> list:
-    """Count the rows a collector masks (the costly half of a row)."""
+def masking_counter(monkeypatch) -> list:
+    """The correlation ID of every payload the collectors mask (the costly part of a row)."""
+    import collectors.events_common
     calls = []
-    real = module.with_masked_text
+    real = collectors.events_common.masked_payload
 
-    def counting(row, *args, **kwargs):
-        calls.append(row["correlation_id"])
-        return real(row, *args, **kwargs)
+    def counting(body, *args, **kwargs):
+        calls.append(body.get("correlation_id") if isinstance(body, dict) else None)
+        return real(body, *args, **kwargs)
 
-    monkeypatch.setattr(module, "with_masked_text", counting)
+    monkeypatch.setattr(collectors.events_common, "masked_payload", counting)
     return calls
 
 
 def test_sampling_keeps_whole_chains(redis_client, redis_url, monkeypatch):
-    import collectors.redis_streams
-    masked = masking_counter(monkeypatch, collectors.redis_streams)
+    masked = masking_counter(monkeypatch)
     cids = [str(uuid.uuid4()) for _ in range(200)]
     for stream in ("orders", "payments", "shipments"):
         for n, cid in enumerate(cids):
@@ -91,8 +91,7 @@ def test_sampling_keeps_whole_chains(redis_client, redis_url, monkeypatch):
 
 def test_kafka_sampling_decides_before_masking_and_counts_every_dead_letter(kafka_admin, kafka_bootstrap,
                                                                             monkeypatch):
-    import collectors.kafka_events
-    masked = masking_counter(monkeypatch, collectors.kafka_events)
+    masked = masking_counter(monkeypatch)
     base = f"sm{uuid.uuid4().hex[:6]}"
     topics = [f"{base}-orders", f"{base}-orders.DLT"]
     for fut in kafka_admin.create_topics([NewTopic(t, 1, 1) for t in topics]).values():
