@@ -13,7 +13,7 @@ from operator import itemgetter
 import pandas as pd
 
 from eventscope import schemas
-from eventscope.decode import DLQ_MARKER_SET, COLUMNS, Decoder, default_decoder, is_dead_letter
+from eventscope.decode import DLQ_MARKER_SET, Decoder, default_decoder
 from eventscope.mask import headers_json, masked_payload, preview
 
 
@@ -98,24 +98,6 @@ class EventBatch:
                 masked_text(body_of(b), v, h, limit) for b, v, h in zip(bodies, values, headers)))))
         columns.update(observed_at=now, source=self.source, broker=self.broker, broker_at=broker_at)
         return schemas.conform_columns("events", columns, len(columns["topic"]))
-
-
-def event_row(now, source: str, broker: str, topic: str, partition: int, offset: str,
-              value: bytes | None, headers: dict[str, bytes], broker_at: pd.Timestamp | None,
-              dead_letter: bool, payload_max_chars: int = 4000, decoder=None) -> dict:
-    """One ``events`` row from a raw message, as :class:`EventBatch` makes it (never raises on
-    bad payloads): the decoded fields, the broker's metadata, and the masked text columns."""
-    cols, bodies = (decoder or default_decoder()).decode_many([value], [headers])
-    row = {name: col[0] for name, col in cols.items()}
-    dead_letter = dead_letter or is_dead_letter(headers)
-    row.update(observed_at=now, source=source, broker=broker, topic=topic, partition=partition,
-               offset=offset, broker_at=broker_at, dead_letter=dead_letter,
-               size_bytes=len(value) if value else sum(len(v) for v in headers.values()))
-    if dead_letter:
-        row["original_topic"] = row["original_topic"] or source_topic_from_name(topic)
-    row["payload"], row["preview"], row["headers"] = masked_text(Decoder.parsed_body(bodies[0]), value, headers,
-                                                                 payload_max_chars)
-    return row
 
 
 def masked_text(body, value: bytes | None, headers: dict[str, bytes], payload_max_chars: int = 4000
