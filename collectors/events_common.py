@@ -17,6 +17,9 @@ from eventscope.decode import DLQ_MARKER_SET, Decoder, default_decoder
 from eventscope.mask import headers_json, masked_payload, preview
 
 
+_MS_MAX = pd.Timestamp.max.value // 1_000_000  # the last millisecond a nanosecond timestamp holds
+
+
 class EventBatch:
     """The messages one collector run read, turned into one ``events`` frame.
 
@@ -71,6 +74,9 @@ class EventBatch:
         topics, partitions, offsets, broker_ms, values, headers, dead = zip(*self.messages)
         cols, bodies = self.decoder.decode_many(values, headers)
         dead = [d or not DLQ_MARKER_SET.isdisjoint(h) for d, h in zip(dead, headers)]
+        # a time a timestamp cannot hold (a Redis entry ID set by hand to 18446744073709551615-0,
+        # a producer's odd CreateTime) is unknown, not an error
+        broker_ms = [m if type(m) is int and 0 <= m <= _MS_MAX else None for m in broker_ms]
         broker_at = pd.Series(pd.to_datetime(pd.array(broker_ms, dtype="Int64"), unit="ms", utc=True))
         if any(dead):
             origin, reasons, errors = cols["original_topic"], cols["dlq_reason"], cols["decode_error"]

@@ -38,7 +38,10 @@ def entry_ms(entry_id: str | bytes) -> int | None:
 def entry_time(entry_id: str | bytes) -> pd.Timestamp | None:
     """The millisecond part of a stream entry ID, as a UTC timestamp."""
     ms = entry_ms(entry_id)
-    return None if ms is None else pd.Timestamp(ms, unit="ms", tz="UTC")
+    try:
+        return None if ms is None else pd.Timestamp(ms, unit="ms", tz="UTC")
+    except (ValueError, OverflowError):  # an ID set by hand beyond what a timestamp holds
+        return None
 
 
 class RedisStreamsCollector:

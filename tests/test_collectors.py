@@ -280,3 +280,37 @@ def test_kafka_events_runs_read_to_the_known_end_then_stop(kafka_admin, kafka_bo
         assert collector.collect()["events"].empty and counting.consumes == 0
     finally:
         collector.close()
+
+
+def test_times_no_timestamp_can_hold_are_unknown_not_a_crash(redis_url, redis_client, kafka_admin, kafka_bootstrap):
+    """A Redis entry ID set by hand to the largest one Redis takes, and a Kafka record whose
+    producer set a CreateTime far beyond the year 2262: the events are read, their broker time is
+    unknown (NaT), and every other event of the pass keeps its time."""
+    import redis
+    stream = f"far-{uuid.uuid4().hex[:6]}"
+    redis_client.xadd(stream, {"envelope": envelope(1)}, id="1795000000000-0")
+    redis_client.xadd(stream, {"envelope": envelope(2)}, id="18446744073709551615-0")
+    out = RedisStreamsCollector(redis.Redis.from_url(redis_url), pattern=stream).collect()
+    events = out["events"].set_index("offset")
+    assert list(events.index) == ["1795000000000-0", "18446744073709551615-0"]
+    assert events.loc["1795000000000-0", "broker_at"] == pd.Timestamp(1795000000000, unit="ms", tz="UTC")
+    assert pd.isna(events.loc["18446744073709551615-0", "broker_at"])
+    assert (events["decode_error"] == "").all() and len(out["lag"]) == 0
+
+    topic = f"far-{uuid.uuid4().hex[:6]}"  # a topic that takes any CreateTime (Kafka 4 refuses > 1 h ahead)
+    new = NewTopic(topic, 1, 1, config={"message.timestamp.after.max.ms": str(2**63 - 1)})
+    for fut in kafka_admin.create_topics([new]).values():
+        fut.result()
+    producer, errors = Producer({"bootstrap.servers": kafka_bootstrap}), []
+    for i, ts in ((3, 2**62), (4, 1795000000000)):
+        producer.produce(topic, envelope(i).encode(), timestamp=ts, on_delivery=lambda err, _: errors.append(err))
+    producer.flush(10)
+    assert errors == [None, None]
+    collector = KafkaEventsCollector({"bootstrap.servers": kafka_bootstrap}, topics=f"^{topic}$")
+    try:
+        events = collector.collect()["events"].set_index("offset")
+    finally:
+        collector.close()
+    assert pd.isna(events.loc["0", "broker_at"])
+    assert events.loc["1", "broker_at"] == pd.Timestamp(1795000000000, unit="ms", tz="UTC")
+    assert list(events["event_id"]) == ["evt_3", "evt_4"]

@@ -348,7 +348,7 @@ batch_payloads = st.one_of(
 
 
 @given(st.lists(st.tuples(batch_payloads, all_headers), min_size=1, max_size=8), st.sampled_from(["default", "nested"]))
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=150, deadline=None)
 def test_batch_decoder_agrees_with_decode(messages, which):
     """``decode_many`` (msgspec reading only the keys it needs, per message ``decode`` as the
     fallback) gives exactly the row ``decode`` gives for every message, and the same body."""
