@@ -1,6 +1,7 @@
 """Shared bookkeeping for the event collectors: rows and dead-letter summaries."""
 from __future__ import annotations
 
+import contextlib
 import fnmatch
 import gc
 import json
@@ -15,6 +16,21 @@ import pandas as pd
 from eventscope import schemas
 from eventscope.decode import DLQ_MARKER_SET, Decoder, default_decoder
 from eventscope.mask import headers_json, masked_payload, preview
+
+
+@contextlib.contextmanager
+def gc_paused():
+    """Pause the cyclic garbage collector for a batch of messages (reading them, decoding them):
+    they are many small objects in no reference cycle, which the collector would otherwise walk
+    again and again while the batch grows. Memory is still freed by reference counting; the
+    collector resumes afterwards (unless it was already off)."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
 
 
 _MS_MAX = pd.Timestamp.max.value // 1_000_000  # the last millisecond a nanosecond timestamp holds
@@ -36,17 +52,22 @@ class EventBatch:
         self.decoder = decoder if decoder is not None else default_decoder()
         self.sample_ratio = sample_ratio
         self.payload_max_chars = payload_max_chars
-        self.messages: list[tuple] = []
+        # one list per field, not a tuple per message: nothing new for the garbage collector to track
+        self.topics, self.partitions, self.offsets, self.broker_ms = [], [], [], []
+        self.values, self.headers, self.dead = [], [], []
+        self._add = (self.topics.append, self.partitions.append, self.offsets.append, self.broker_ms.append,
+                     self.values.append, self.headers.append, self.dead.append)
 
     def add(self, topic: str, partition: int, offset: str, broker_ms: int | None, value: bytes | None,
             headers: dict[str, bytes], dead_letter: bool) -> None:
         """One raw message: where it was read, the broker's time of it in epoch milliseconds
         (None when unknown), its value and headers (:func:`eventscope.decode.headers_to_dict`),
         and whether it sits in a dead-letter queue by name."""
-        self.messages.append((topic, partition, offset, broker_ms, value, headers, dead_letter))
+        a, b, c, d, e, f, g = self._add
+        a(topic), b(partition), c(offset), d(broker_ms), e(value), f(headers), g(dead_letter)
 
     def __len__(self) -> int:
-        return len(self.messages)
+        return len(self.topics)
 
     def frame(self, now, books: dict[str, "DeadLetterBook"] | None = None, text: bool = True) -> pd.DataFrame:
         """The ``events`` frame of everything added, stamped ``observed_at = now``.
@@ -55,23 +76,17 @@ class EventBatch:
         into ``books`` (per topic) before sampling, so the DLQ summary sees every one. With
         ``text=False`` the masked ``payload``, ``preview`` and ``headers`` columns are left empty.
 
-        The cyclic garbage collector is paused meanwhile: the batch allocates a dozen small objects
-        per message, none of them in a reference cycle, and the collector's passes over the
-        growing batch would otherwise cost about a third of the time (``bench/trace_bench.py``).
-        Memory is still freed as usual (reference counting); collection resumes afterwards."""
-        enabled = gc.isenabled()
-        gc.disable()
-        try:
+        The cyclic garbage collector is paused meanwhile (:func:`gc_paused`): its passes over the
+        growing batch would otherwise cost about a third of the time (``bench/trace_bench.py``)."""
+        with gc_paused():
             return self._frame(now, books, text)
-        finally:
-            if enabled:
-                gc.enable()
 
     def _frame(self, now, books, text: bool) -> pd.DataFrame:
-        n = len(self.messages)
+        n = len(self.topics)
         if not n:
             return schemas.empty("events")
-        topics, partitions, offsets, broker_ms, values, headers, dead = zip(*self.messages)
+        topics, partitions, offsets, broker_ms = self.topics, self.partitions, self.offsets, self.broker_ms
+        values, headers, dead = self.values, self.headers, self.dead
         cols, bodies = self.decoder.decode_many(values, headers)
         dead = [d or not DLQ_MARKER_SET.isdisjoint(h) for d, h in zip(dead, headers)]
         # a time a timestamp cannot hold (a Redis entry ID set by hand to 18446744073709551615-0,
