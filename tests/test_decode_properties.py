@@ -62,7 +62,7 @@ def _payload(kind, data):
     return None
 
 
-@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.data())
 def test_decoder_never_raises_and_accounts_for_everything(data):
     kinds = data.draw(st.lists(st.sampled_from(["bytes", "invalid_utf8", "envelope", "truncated",

@@ -80,7 +80,7 @@ column_values = {
     "at": time_values, "offset": text_values}
 
 
-@settings(max_examples=60, deadline=None)
+@settings(max_examples=30, deadline=None)
 @given(st.lists(st.fixed_dictionaries(column_values), min_size=1, max_size=8),
        st.sampled_from([None, "kafka", "x" * 3]), st.sampled_from([None, pd.Timestamp("2026-11-28T10:00:00Z")]))
 def test_columns_conform_as_rows_do(rows, broker, observed_at):
