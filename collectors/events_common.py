@@ -103,7 +103,6 @@ class EventBatch:
                         reasons[i] or errors[i] or None, origin[i], None if pd.isna(seen) else seen)
         columns = {**cols, "topic": topics, "partition": partitions, "offset": offsets, "dead_letter": dead,
                    "size_bytes": [len(v) if v else sum(map(len, h.values())) for v, h in zip(values, headers)]}
-        keep = None
         if self.sample_ratio < 1.0:
             keep = [i for i, cid in enumerate(cols["correlation_id"]) if in_sample(cid, self.sample_ratio)]
             if not keep:
@@ -165,10 +164,6 @@ class DeadLetterBook:
     reasons: Counter = field(default_factory=Counter)
     source_topics: Counter = field(default_factory=Counter)
     oldest_seen: pd.Timestamp | None = None
-
-    def add(self, row: dict) -> None:
-        """Count one dead-lettered event row."""
-        self.count(row.get("dlq_reason") or row.get("decode_error"), row.get("original_topic"), row.get("broker_at"))
 
     def count(self, reason: str | None, original_topic: str | None, seen: pd.Timestamp | None) -> None:
         """Count one dead letter: its reason, the topic it came from, the broker's time of it."""
