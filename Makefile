@@ -4,6 +4,8 @@ VENV    ?= .venv
 BIN     := $(VENV)/bin
 STAMP   := $(VENV)/.installed
 PORT    ?= 8501
+# Broker jars fetched for the tests and the demo stay inside the checkout.
+export EVENTSCOPE_CACHE_DIR ?= $(CURDIR)/.cache
 
 .PHONY: run test bench demo install system-deps record clean
 
@@ -15,11 +17,11 @@ $(STAMP): requirements.txt pyproject.toml
 	$(BIN)/pip install --quiet --disable-pip-version-check --no-compile --no-deps -e .
 	@touch $(STAMP)
 
-## Redis 7 (Debian), Chromium (Debian), the Kafka broker jars (Maven Central) and the AsyncAPI parser (npm)
-system-deps:
-	@scripts/install_redis.sh
-	@scripts/install_chromium.sh
-	@scripts/install_kafka.sh
+## Every program the tests run (scripts/system-programs.tsv: Graphviz, Redis 7, Chromium, Java,
+## Maven, Node.js, from Debian), the Kafka broker jars (Maven Central), the AsyncAPI parser (npm)
+system-deps: install
+	@scripts/install_system_deps.sh
+	@$(BIN)/python -m eventscope.localbrokers install kafka >/dev/null
 	@scripts/install_asyncapi.sh
 
 run: install

@@ -1,8 +1,8 @@
-"""Run-wide rule: a skipped broker or browser test is a failure, not a pass.
+"""Run-wide rule: a skipped test is a failure, not a pass.
 
-``make test`` (and so CI) exports ``STRICT_REAL_BROKERS=1``. Under it, any test
-marked ``broker`` or ``browser`` that is skipped (or xfailed) fails the run, and a
-run that executed no broker test at all fails too.
+``make test`` (and so CI) exports ``STRICT_REAL_BROKERS=1``. Under it, any skipped (or
+xfailed) test fails the run (a broker, a browser or a program it needs was missing), and
+a run that executed no broker test at all fails too.
 """
 from __future__ import annotations
 
@@ -19,12 +19,11 @@ def _strict() -> bool:
 
 
 def pytest_runtest_logreport(report: pytest.TestReport) -> None:
-    kinds = [k for k in ("broker", "browser") if k in report.keywords]
-    if not kinds:
-        return
     if report.skipped:
         _skipped.append(report.nodeid)
-    elif report.when == "call":
+        return
+    kinds = [k for k in ("broker", "browser") if k in report.keywords]
+    if report.when == "call":
         for kind in kinds:
             _ran[kind] += 1
 
@@ -34,7 +33,7 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
         return
     problems = []
     if _skipped:
-        problems.append(f"{len(_skipped)} broker/browser test(s) skipped: " + ", ".join(_skipped[:10]))
+        problems.append(f"{len(_skipped)} test(s) skipped: " + ", ".join(_skipped[:10]))
     if session.testscollected and _ran["broker"] == 0:
         problems.append("no broker-backed test ran")
     if problems:

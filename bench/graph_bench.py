@@ -80,7 +80,7 @@ def synthetic_lag(topics: int = TOPICS, end: pd.Timestamp | None = None) -> pd.D
 
 def bench_build() -> float:
     from eventscope.store import Retention, Store
-    from graph.build import build_graph
+    from eventscope.graph.build import build_graph
     root = tempfile.mkdtemp(prefix="eventscope-graph-bench-")
     store = Store(root, Retention(max_age_s=7 * 3600, max_rows=3_000_000))
     end = pd.Timestamp.now(tz="UTC").floor("s")
@@ -104,7 +104,7 @@ def bench_build() -> float:
 
 def graph_of(nodes: int = 300):
     """A synthetic flow graph of about ``nodes`` nodes (services, topics, groups, DLQs)."""
-    from graph.build import build_graph
+    from eventscope.graph.build import build_graph
     topics = nodes // 6  # each: a service, a group, and a topic and a DLQ on both brokers
     end = pd.Timestamp.now(tz="UTC").floor("s")
     events = synthetic_events(n=CHAIN * 4000, topics=topics, end=end)
@@ -119,7 +119,7 @@ def graph_of(nodes: int = 300):
 
 
 def bench_render(nodes: int = 300) -> float | None:
-    from graph.render import to_html
+    from eventscope.graph.render import to_html
     graph = graph_of(nodes)
     started = time.perf_counter()
     page = to_html(graph)

@@ -53,7 +53,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from collectors.events_common import EventBatch
+from eventscope.collectors.events_common import EventBatch
 from eventscope import schemas
 from eventscope.analysis.trace_index import PartIndex, TraceIndex
 from eventscope.decode import default_decoder, headers_to_dict
@@ -266,9 +266,9 @@ def end_to_end(seconds: float = 30.0, rate: float = 20.0) -> None:
     from eventscope.localbrokers import start_kafka, start_redis
     from eventscope.runner import Runner, build_collectors
     from eventscope.store import Store
-    from simulator import SimulatorConfig, run_simulation
-    from simulator.kafka_bus import KafkaBus
-    from simulator.redis_bus import RedisBus
+    from eventscope.simulator import SimulatorConfig, run_simulation
+    from eventscope.simulator.kafka_bus import KafkaBus
+    from eventscope.simulator.redis_bus import RedisBus
 
     workdir = Path(tempfile.mkdtemp(prefix="eventscope-trace-bench-"))
     kafka = redis_ = None

@@ -9,7 +9,7 @@ the offset of ``lookback_s`` ago (``list_offsets`` for that timestamp), or, with
 
 Which topics: the ``topics`` regex and the ``globs`` must both match. With
 ``sample_ratio`` < 1 only correlation IDs whose stable hash falls in the sample are
-kept (:func:`collectors.events_common.in_sample`); dead letters are counted in the
+kept (:func:`eventscope.collectors.events_common.in_sample`); dead letters are counted in the
 DLQ summary before sampling.
 
 Dead-letter topics (``dlq_pattern``) are read the same way; their rows are marked
@@ -25,8 +25,8 @@ import pandas as pd
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, TopicPartition
 from confluent_kafka.admin import AdminClient, OffsetSpec
 
-from collectors.events_common import DeadLetterBook, EventBatch, gc_paused, glob_filter
-from collectors.kafka_offsets import list_offsets
+from eventscope.collectors.events_common import DeadLetterBook, EventBatch, gc_paused, glob_filter
+from eventscope.collectors.kafka_offsets import list_offsets
 from eventscope import schemas
 from eventscope.decode import headers_to_dict
 

@@ -22,7 +22,7 @@ import pandas as pd
 from confluent_kafka import Consumer, ConsumerGroupTopicPartitions, KafkaError, KafkaException, TopicPartition
 from confluent_kafka.admin import AdminClient, OffsetSpec
 
-from collectors.timelag import OffsetClock
+from eventscope.collectors.timelag import OffsetClock
 from eventscope import schemas
 
 log = logging.getLogger("eventscope.kafka")

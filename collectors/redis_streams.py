@@ -21,7 +21,7 @@ import time
 import pandas as pd
 import redis
 
-from collectors.events_common import DeadLetterBook, EventBatch, gc_paused, glob_filter
+from eventscope.collectors.events_common import DeadLetterBook, EventBatch, gc_paused, glob_filter
 from eventscope import schemas
 
 

@@ -11,9 +11,11 @@ from pathlib import Path
 
 import pandas as pd
 
+from eventscope import __version__
 from eventscope.config import ConfigError, load_config
 
-ROOT = Path(__file__).resolve().parent.parent
+# The dashboard's Streamlit script, inside the package in a checkout and when installed.
+APP_SCRIPT = Path(__file__).resolve().parent / "app.py"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -37,6 +39,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="eventscope", description="Observability for Kafka and Redis Streams.")
+    p.add_argument("--version", action="version", version=f"eventscope {__version__}")
     p.add_argument("--config", help="TOML config file (default: $EVENTSCOPE_CONFIG)")
     sub = p.add_subparsers(dest="command", required=True)
 
@@ -167,8 +170,8 @@ def cmd_trace(args, config) -> int:
 
 
 def cmd_graph(args, config) -> int:
-    from graph.build import build_graph
-    from graph.export import to_dot, to_json
+    from eventscope.graph.build import build_graph
+    from eventscope.graph.export import to_dot, to_json
     store = _store(config)
     since = _since(args.window) if args.window else None
     events = store.read("events", since=since)
@@ -185,7 +188,7 @@ def cmd_graph(args, config) -> int:
 
 def _asyncapi(args, config, g, events) -> int:
     """All services as ``{name: document}``, one with ``--service``, or files with ``--out``."""
-    from graph.asyncapi import asyncapi_documents, component_key, server_hosts
+    from eventscope.graph.asyncapi import asyncapi_documents, component_key, server_hosts
     docs = asyncapi_documents(g, events, server_hosts(config.kafka.bootstrap, config.redis.url))
     indent = None if args.json else 2
     if args.service is not None:
@@ -254,11 +257,17 @@ def cmd_dashboard(args, config) -> int:
     env = dict(os.environ)
     if args.store:
         env["EVENTSCOPE_STORE"] = args.store
-    cmd = [sys.executable, "-m", "streamlit", "run", str(ROOT / "app.py"),
-           "--server.address", "127.0.0.1", "--server.port", str(args.port),
-           "--server.headless", "true", "--browser.gatherUsageStats", "false",
-           "--client.toolbarMode", "minimal"]
-    return subprocess.call(cmd, env=env)
+    return subprocess.call(dashboard_command(args.port), env=env)
+
+
+def dashboard_command(port: int) -> list[str]:
+    """The command that serves the dashboard on 127.0.0.1:``port``, from any directory."""
+    # The settings of .streamlit/config.toml, given on the command line: an installed
+    # eventscope runs from directories that have no such file.
+    return [sys.executable, "-m", "streamlit", "run", str(APP_SCRIPT),
+            "--server.address", "127.0.0.1", "--server.port", str(port),
+            "--server.headless", "true", "--browser.gatherUsageStats", "false",
+            "--client.toolbarMode", "minimal", "--theme.base", "light"]
 
 
 def cmd_demo(args, config) -> int:

@@ -17,6 +17,8 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
+from eventscope import sample_data
+
 
 class ConfigError(ValueError):
     """A configuration problem, with a one-line message naming the key."""
@@ -226,7 +228,7 @@ class Config:
         """Where the sample recording lives."""
         if self.replay.data_dir:
             return Path(self.replay.data_dir)
-        return Path(__file__).resolve().parent.parent / "sample_data"
+        return Path(next(iter(sample_data.__path__)))
 
     def sources_summary(self) -> list[dict]:
         """The configured sources, safe to show (no secrets, no URL passwords)."""
@@ -251,6 +253,11 @@ def redact_url(url: str) -> str:
     return urlunsplit(parts._replace(netloc=netloc))
 
 
+# Environment variables of ours that are not settings: the config file itself, and where
+# the local brokers' jars are cached (eventscope.localbrokers).
+NOT_SETTINGS_ENV = {"EVENTSCOPE_CONFIG", "EVENTSCOPE_CACHE_DIR"}
+
+
 def load_config(path: str | os.PathLike | None = None, env=None) -> Config:
     """Read ``path`` (TOML, optional) then apply ``EVENTSCOPE_*`` overrides."""
     env = os.environ if env is None else env
@@ -273,7 +280,7 @@ def load_config(path: str | os.PathLike | None = None, env=None) -> Config:
         for key, value in values.items():
             _set(cfg, section, key, value, origin=f"{section}.{key}")
     for name, value in env.items():
-        if not name.startswith("EVENTSCOPE_") or name == "EVENTSCOPE_CONFIG":
+        if not name.startswith("EVENTSCOPE_") or name in NOT_SETTINGS_ENV:
             continue
         if name in SHORT_ENV:
             section, key = SHORT_ENV[name]

@@ -434,7 +434,7 @@ def what_if_transitions(rules: list) -> pd.DataFrame:
 # -- flow graph and event catalog (graph/): built per time window, drawn by the pages --
 @st.cache_data(ttl=CACHE_TTL_S, max_entries=8, show_spinner=False)
 def _graph(key: tuple, stamp: tuple, window_s: float):
-    from graph.build import build_graph
+    from eventscope.graph.build import build_graph
     events, lag, dlq = (_read(key, n, v, window_s) for n, v in zip(("events", "lag", "dlq"), stamp))
     return build_graph(events, lag, dlq)
 
@@ -446,14 +446,14 @@ def flow_graph(window_s: float = WINDOW_S):
 
 @st.cache_data(ttl=CACHE_TTL_S, max_entries=8, show_spinner=False)
 def _asyncapi(key: tuple, stamp: tuple, window_s: float, hosts: tuple) -> dict:
-    from graph.asyncapi import asyncapi_documents
+    from eventscope.graph.asyncapi import asyncapi_documents
     return asyncapi_documents(_graph(key, stamp, window_s), _read(key, "events", stamp[0], window_s),
                               dict(hosts))
 
 
 def asyncapi(window_s: float = WINDOW_S) -> dict[str, dict]:
     """AsyncAPI 3.0 document per service, as ``eventscope graph --format asyncapi`` prints."""
-    from graph.asyncapi import server_hosts
+    from eventscope.graph.asyncapi import server_hosts
     cfg = config()
     hosts = tuple(sorted(server_hosts(cfg.kafka.bootstrap, cfg.redis.url).items()))
     return _asyncapi(_key(cfg), versions("events", "lag", "dlq"), float(window_s), hosts)
@@ -461,7 +461,7 @@ def asyncapi(window_s: float = WINDOW_S) -> dict[str, dict]:
 
 @st.cache_data(ttl=CACHE_TTL_S, max_entries=8, show_spinner=False)
 def _catalog(key: tuple, stamp: tuple, window_s: float) -> tuple[pd.DataFrame, dict]:
-    from graph.catalog import event_catalog, event_shapes
+    from eventscope.graph.catalog import event_catalog, event_shapes
     events = _read(key, "events", stamp[0], window_s)
     return event_catalog(events, _graph(key, stamp, window_s)), event_shapes(events)
 

@@ -2,52 +2,70 @@
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 import threading
 from pathlib import Path
 
-from eventscope.localbrokers import start_kafka, start_redis
-
-ROOT = Path(__file__).resolve().parent.parent
+from eventscope.cli import dashboard_command
+from eventscope.localbrokers import BrokerStartError, start_kafka, start_redis
+from eventscope.simulator.config import SimulatorConfig
+from eventscope.simulator.runner import run_simulation
 
 
 def run_demo(port: int = 8501, store: str | None = None) -> int:
-    """Start Redis, Kafka, the order pipeline on both, and the dashboard watching them."""
-    from simulator.config import SimulatorConfig
-    from simulator.runner import run_simulation
+    """Start Redis, Kafka, the order pipeline on both, and the dashboard watching them.
 
-    work = ROOT / ".eventscope" / "demo"
+    Runs until Ctrl-C or SIGTERM (how systemd, ``timeout`` and container runtimes stop a
+    program); either way the brokers, which run in sessions of their own, are stopped too.
+    """
+    work = Path(".eventscope", "demo").resolve()
     work.mkdir(parents=True, exist_ok=True)
-    print("starting Redis and Kafka on loopback (Kafka takes ~10-20 s)...", file=sys.stderr)
-    redis_broker = start_redis(work / "redis")
-    kafka_broker = start_kafka(work / "kafka")
+    signal.signal(signal.SIGTERM, _raise_interrupt)
     stop = threading.Event()
-    sim = SimulatorConfig(rate=3.0, duration=None, malformed_rate=0.01,
-                          schedule=[(120, {"stall": {"analytics-service"}}),
-                                    (180, {"payment_failure_rate": 0.5}),
-                                    (240, {"payment_failure_rate": 0.02})])
-    threads = [threading.Thread(target=run_simulation, daemon=True, args=(sim,),
-                                kwargs={"kafka_bootstrap": kafka_broker.address, "stop_event": stop}),
-               threading.Thread(target=run_simulation, daemon=True, args=(sim,),
-                                kwargs={"redis_url": redis_broker.address, "stop_event": stop})]
-    for t in threads:
-        t.start()
-    env = dict(os.environ, EVENTSCOPE_KAFKA_BOOTSTRAP=kafka_broker.address,
-               EVENTSCOPE_REDIS_URL=redis_broker.address,
-               EVENTSCOPE_STORE=store or str(work / "store"))
-    print(f"Kafka {kafka_broker.address}, Redis {redis_broker.address}; "
-          f"dashboard on http://127.0.0.1:{port}", file=sys.stderr)
+    threads: list[threading.Thread] = []
+    brokers = []
+    dashboard = None
     try:
-        return subprocess.call([sys.executable, "-m", "streamlit", "run", str(ROOT / "app.py"),
-                                "--server.address", "127.0.0.1", "--server.port", str(port),
-                                "--server.headless", "true", "--browser.gatherUsageStats", "false"],
-                               env=env)
+        print("starting Redis and Kafka on loopback (Kafka takes ~10-20 s)...", file=sys.stderr)
+        brokers.append(redis_broker := start_redis(work / "redis"))
+        brokers.append(kafka_broker := start_kafka(work / "kafka"))
+        sim = SimulatorConfig(rate=3.0, duration=None, malformed_rate=0.01,
+                              schedule=[(120, {"stall": {"analytics-service"}}),
+                                        (180, {"payment_failure_rate": 0.5}),
+                                        (240, {"payment_failure_rate": 0.02})])
+        for target in ({"kafka_bootstrap": kafka_broker.address}, {"redis_url": redis_broker.address}):
+            threads.append(threading.Thread(target=run_simulation, daemon=True, args=(sim,),
+                                            kwargs={**target, "stop_event": stop}))
+            threads[-1].start()
+        env = dict(os.environ, EVENTSCOPE_KAFKA_BOOTSTRAP=kafka_broker.address,
+                   EVENTSCOPE_REDIS_URL=redis_broker.address,
+                   EVENTSCOPE_STORE=store or str(work / "store"))
+        print(f"Kafka {kafka_broker.address}, Redis {redis_broker.address}; "
+              f"dashboard on http://127.0.0.1:{port}", file=sys.stderr)
+        dashboard = subprocess.Popen(dashboard_command(port), env=env)
+        return dashboard.wait()
+    except BrokerStartError as exc:
+        print(f"eventscope demo: {exc}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         return 0
     finally:
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)  # a second SIGTERM must not cut the cleanup short
+        if dashboard is not None and dashboard.poll() is None:
+            dashboard.terminate()
+            try:
+                dashboard.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                dashboard.kill()
         stop.set()
         for t in threads:
             t.join(timeout=10)
-        kafka_broker.stop()
-        redis_broker.stop()
+        for broker in reversed(brokers):
+            broker.stop()
+
+
+def _raise_interrupt(signum, frame) -> None:
+    """SIGTERM handler: stop as Ctrl-C does, through the cleanup in :func:`run_demo`."""
+    raise KeyboardInterrupt

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import base64
+import fcntl
 import json
 import os
 import re
@@ -12,14 +13,16 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import uuid
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
-KAFKA_POM = REPO_ROOT / "scripts" / "kafka" / "pom.xml"
-INSTALL_KAFKA = REPO_ROOT / "scripts" / "install_kafka.sh"
+from eventscope import resources
+
+# Maven resolves the broker and its runtime dependencies from this POM (shipped in the package).
+KAFKA_POM = Path(next(iter(resources.__path__))) / "kafka-pom.xml"
 HOST = "127.0.0.1"
 READY_TOPIC = "__eventscope_ready"
 # What each kind's command line contains, so `stop` never signals a recycled PID.
@@ -191,7 +194,8 @@ def start_redis(workdir: Path | str, timeout: float = 15.0) -> LocalBroker:
     data_dir.mkdir(parents=True, exist_ok=True)
     server = shutil.which("redis-server")
     if server is None:
-        raise BrokerStartError("redis-server not found: run scripts/install_redis.sh")
+        raise BrokerStartError("redis-server not found: apt-get install -y redis-server "
+                               "(or make system-deps)")
 
     def start_once() -> LocalBroker:
         port = free_port()
@@ -213,19 +217,60 @@ def start_redis(workdir: Path | str, timeout: float = 15.0) -> LocalBroker:
 # --- Kafka -----------------------------------------------------------------
 
 def kafka_version() -> str:
-    """Return the Kafka version pinned in scripts/kafka/pom.xml."""
+    """Return the Kafka version pinned in the packaged POM."""
     match = re.search(r"<kafka\.version>([^<]+)</kafka\.version>", KAFKA_POM.read_text())
     if match is None:
         raise BrokerStartError(f"no <kafka.version> in {KAFKA_POM}")
     return match.group(1)
 
 
+def cache_dir() -> Path:
+    """Where fetched broker jars live: $EVENTSCOPE_CACHE_DIR, else the user's cache directory."""
+    if os.environ.get("EVENTSCOPE_CACHE_DIR"):
+        return Path(os.environ["EVENTSCOPE_CACHE_DIR"])
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "eventscope"
+
+
 def kafka_libs() -> Path:
-    """Return the jar directory, running scripts/install_kafka.sh if needed."""
-    done = subprocess.run(["bash", str(INSTALL_KAFKA)], capture_output=True, text=True)
-    if done.returncode != 0:
-        raise BrokerStartError(f"{INSTALL_KAFKA} failed:\n{done.stdout}{done.stderr}")
-    return REPO_ROOT / ".cache" / f"kafka-{kafka_version()}" / "libs"
+    """Return the Kafka jar directory, fetching the jars from Maven Central the first time."""
+    version = kafka_version()
+    dest = cache_dir() / f"kafka-{version}" / "libs"
+    broker_jar = dest / f"kafka_2.13-{version}.jar"
+    # The directory only ever appears by the rename below, so the broker jar being there
+    # means the whole set is.
+    if broker_jar.exists():
+        return dest
+    for tool, package in (("mvn", "maven"), ("java", "openjdk-17-jre-headless")):
+        if shutil.which(tool) is None:
+            raise BrokerStartError(f"{tool} not found, needed to fetch and run Kafka: "
+                                   f"apt-get install -y {package} (or make system-deps)")
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    # Two runs may fetch at once: serialize, so neither replaces jars the other's broker loads.
+    with open(dest.parent / "install.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if broker_jar.exists():
+            return dest
+        print(f"fetching the Kafka {version} broker jars from Maven Central into {dest}...",
+              file=sys.stderr)
+        # Fetch into a sibling temp dir and rename, so an interrupted fetch never looks complete.
+        tmp = Path(tempfile.mkdtemp(prefix="libs.tmp.", dir=dest.parent))
+        try:
+            fetched = subprocess.run(
+                ["mvn", "-q", "-B", "-f", str(KAFKA_POM), "dependency:copy-dependencies",
+                 "-DincludeScope=runtime", f"-DoutputDirectory={tmp}"],
+                capture_output=True, text=True)
+            if fetched.returncode != 0:
+                raise BrokerStartError(f"fetching Kafka {version} with Maven failed:\n"
+                                       f"{_last_lines(fetched.stdout + fetched.stderr, 30)}")
+            shutil.rmtree(dest, ignore_errors=True)
+            tmp.rename(dest)
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+    return dest
+
+
+def _last_lines(text: str, n: int) -> str:
+    return "\n".join(text.splitlines()[-n:])
 
 
 def _cluster_id() -> str:
@@ -374,13 +419,24 @@ def _load(state: Path) -> LocalBroker:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Run `start KIND --dir DIR` or `stop KIND --dir DIR`."""
+    """Run `start KIND --dir DIR`, `stop KIND --dir DIR` or `install kafka`."""
     parser = argparse.ArgumentParser(prog="python -m eventscope.localbrokers", description=__doc__)
-    parser.add_argument("action", choices=["start", "stop"])
+    parser.add_argument("action", choices=["start", "stop", "install"])
     parser.add_argument("kind", choices=sorted(STARTERS))
-    parser.add_argument("--dir", required=True, type=Path, help="work dir for data, log and state")
+    parser.add_argument("--dir", type=Path, help="work dir for data, log and state (start, stop)")
     parser.add_argument("--json", action="store_true", help="print the broker record as JSON")
     args = parser.parse_args(argv)
+    if args.action == "install":
+        if args.kind != "kafka":  # redis-server comes from Debian (scripts/install_system_deps.sh)
+            parser.error("install: only kafka is fetched by eventscope")
+        try:
+            print(kafka_libs())
+        except BrokerStartError as exc:
+            print(exc, file=sys.stderr)
+            return 1
+        return 0
+    if args.dir is None:
+        parser.error(f"{args.action} needs --dir")
     workdir = args.dir.resolve()
     state = _state_file(workdir, args.kind)
 

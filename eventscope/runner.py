@@ -139,7 +139,7 @@ def open_store(config: Config) -> Store:
 
 def build_collectors(config: Config) -> list:
     """Collectors for the configured brokers, or the sample-data replay when none is."""
-    from collectors import EventsTail, unique_names
+    from eventscope.collectors import EventsTail, unique_names
     from eventscope import mask
     from eventscope.decode import Decoder
     mask.configure(config.mask.enabled, config.mask.fields)
@@ -148,8 +148,8 @@ def build_collectors(config: Config) -> list:
     collectors = []
     if config.kafka.bootstrap:
         from confluent_kafka.admin import AdminClient
-        from collectors.kafka_events import KafkaEventsCollector
-        from collectors.kafka_offsets import KafkaOffsetsCollector, kafka_client_config
+        from eventscope.collectors.kafka_events import KafkaEventsCollector
+        from eventscope.collectors.kafka_offsets import KafkaOffsetsCollector, kafka_client_config
         conf = kafka_client_config(config.kafka)
         collectors.append(KafkaOffsetsCollector(AdminClient(conf), topics=config.kafka.topics,
                                                 timeout_s=config.kafka.timeout_s, probe_conf=conf))
@@ -162,7 +162,7 @@ def build_collectors(config: Config) -> list:
         collectors[-1].interval_s = min(config.traces.interval_s, config.collect.interval_s)
     if config.redis.url:
         import redis
-        from collectors.redis_streams import RedisStreamsCollector
+        from eventscope.collectors.redis_streams import RedisStreamsCollector
         client = redis.Redis.from_url(config.redis.url, password=config.redis.password.get(),
                                       socket_timeout=config.redis.timeout_s,
                                       socket_connect_timeout=config.redis.timeout_s)

@@ -210,7 +210,7 @@ def _conform_rows(name: str, schema: dict, rows: list[dict]) -> pd.DataFrame:
 
 
 def conform_columns(name: str, columns: dict, n: int) -> pd.DataFrame:
-    """:func:`conform` of column-wise data (what :class:`collectors.events_common.EventBatch`
+    """:func:`conform` of column-wise data (what :class:`eventscope.collectors.events_common.EventBatch`
     builds): each value is a sequence of ``n`` values, a pandas Series of ``n`` values, or one
     value for every row (a scalar, such as the time of the sample). A missing column is nulls
     (False in a bool column); extra columns raise ``ValueError``."""

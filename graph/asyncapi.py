@@ -24,7 +24,7 @@ from urllib.parse import urlsplit
 import networkx as nx
 import pandas as pd
 
-from graph.infer import SAMPLES, message_shapes
+from eventscope.graph.infer import SAMPLES, message_shapes
 
 UNDECODABLE = "<undecodable>"
 PROTOCOLS = {"kafka": "kafka", "redis": "redis"}

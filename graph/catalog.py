@@ -9,8 +9,8 @@ from __future__ import annotations
 import networkx as nx
 import pandas as pd
 
-from graph.build import node_id
-from graph.infer import SAMPLES, message_shapes
+from eventscope.graph.build import node_id
+from eventscope.graph.infer import SAMPLES, message_shapes
 
 UNDECODABLE = "<undecodable>"
 COLUMNS = ["event_type", "schema_versions", "producers", "topics", "consumers", "events",

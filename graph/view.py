@@ -14,7 +14,7 @@ import re
 
 import networkx as nx
 
-from graph.build import HEALTH_RANK, node_id
+from eventscope.graph.build import HEALTH_RANK, node_id
 
 _SHARD = re.compile(r"^(?P<stem>.+?)(?P<sep>[-_.:])(?:p|part|partition|shard)?\{?\d+\}?$", re.I)
 _PREFIX = re.compile(r"^(?P<stem>[^-_.:]+)(?P<sep>[-_.:])")

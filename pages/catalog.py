@@ -5,7 +5,7 @@ import pandas as pd
 import streamlit as st
 
 from eventscope import dashboard as ui
-from graph.infer import schema_fields
+from eventscope.graph.infer import schema_fields
 
 WINDOWS = {"last 15 minutes": 900.0, "last hour": 3600.0, "last 6 hours": 21600.0,
            "last 24 hours": 86400.0}

@@ -7,9 +7,9 @@ import pandas as pd
 import streamlit as st
 
 from eventscope import dashboard as ui
-from graph.export import to_dot, to_json
-from graph.render import LEGEND_HEIGHT, canvas_size, drawn, to_html
-from graph.view import filter_graph, neighbourhood, readable
+from eventscope.graph.export import to_dot, to_json
+from eventscope.graph.render import LEGEND_HEIGHT, canvas_size, drawn, to_html
+from eventscope.graph.view import filter_graph, neighbourhood, readable
 
 WINDOWS = {"last 15 minutes": 900.0, "last hour": 3600.0, "last 6 hours": 21600.0,
            "last 24 hours": 86400.0}

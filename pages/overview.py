@@ -8,7 +8,7 @@ import streamlit as st
 from eventscope import dashboard as ui
 from eventscope.alerts_view import detail_link, format_value
 from eventscope.analysis import lag as lag_analysis
-from graph.export import dot_quote
+from eventscope.graph.export import dot_quote
 
 cfg = ui.config()
 st.title("Overview")

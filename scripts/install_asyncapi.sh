@@ -8,12 +8,6 @@ stamp=node_modules/.eventscope-installed
 if [[ -f $stamp && $stamp -nt package-lock.json ]]; then
     exit 0
 fi
-if ! command -v npm >/dev/null; then
-    echo "installing nodejs and npm from Debian (AsyncAPI validation in the tests)..." >&2
-    export DEBIAN_FRONTEND=noninteractive
-    SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
-    $SUDO apt-get update -qq
-    $SUDO apt-get install -y -qq nodejs npm >/dev/null
-fi
+command -v npm >/dev/null || { echo "install_asyncapi.sh: npm not found (scripts/install_system_deps.sh installs it)" >&2; exit 1; }
 npm ci --no-audit --no-fund --loglevel=error >/dev/null
 touch "$stamp"

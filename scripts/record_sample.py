@@ -29,8 +29,8 @@ from eventscope.localbrokers import start_kafka, start_redis  # noqa: E402
 from eventscope.replay import write_recording  # noqa: E402
 from eventscope.runner import Runner, build_collectors  # noqa: E402
 from eventscope.store import Store  # noqa: E402
-from simulator.config import SimulatorConfig  # noqa: E402
-from simulator.runner import run_simulation  # noqa: E402
+from eventscope.simulator.config import SimulatorConfig  # noqa: E402
+from eventscope.simulator.runner import run_simulation  # noqa: E402
 
 
 def incident_schedule(duration: float) -> list[tuple[float, dict]]:

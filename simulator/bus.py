@@ -69,8 +69,10 @@ class Bus(Protocol):
 
 
 def exception_fqcn(exc: BaseException) -> str:
-    """Return `module.QualName` of an exception's class."""
+    """Return `module.QualName` of an exception's class, as the simulated shop names it."""
     cls = type(exc)
     if cls.__module__ == "builtins":
         return cls.__qualname__
-    return f"{cls.__module__}.{cls.__qualname__}"
+    # The shop's modules are `simulator.*` whether it runs from a checkout or an installed
+    # eventscope, so recordings and live runs name a failure alike.
+    return f"{cls.__module__.removeprefix('eventscope.')}.{cls.__qualname__}"

@@ -18,7 +18,7 @@ from eventscope.alerting import build_evaluator
 from eventscope.config import load_config
 from eventscope.runner import Runner, build_collectors
 from eventscope.store import Store
-from simulator import SimulatorConfig, run_simulation
+from eventscope.simulator import SimulatorConfig, run_simulation
 
 pytestmark = pytest.mark.broker
 FOR_S = 4.0

@@ -24,6 +24,7 @@ from pathlib import Path
 import pytest
 
 from test_app import write_synthetic_store
+from programs import require_program
 
 pytestmark = pytest.mark.browser
 ROOT = Path(__file__).resolve().parent.parent
@@ -85,8 +86,7 @@ def _stop(proc) -> None:
 
 @pytest.fixture(scope="module")
 def browser():
-    if not Path(CHROMIUM).exists():
-        pytest.skip("Debian's chromium is not installed (make system-deps)")
+    require_program("chromium")
     from playwright.sync_api import sync_playwright
     with sync_playwright() as pw:
         chromium = pw.chromium.launch(executable_path=CHROMIUM, args=ARGS)

@@ -2,7 +2,7 @@
 
 Random bytes, invalid UTF-8, deep and huge JSON, envelopes with missing and wrong-typed
 fields, invalid traceparents and hostile strings go through the same path a collector
-uses (:class:`collectors.events_common.EventBatch`), into the ``events`` schema.
+uses (:class:`eventscope.collectors.events_common.EventBatch`), into the ``events`` schema.
 """
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from collectors.events_common import EventBatch
+from eventscope.collectors.events_common import EventBatch
 from eventscope.config import DecodeConfig
 from eventscope.decode import COLUMNS, UNDECODABLE, Decoder, decode_message, parse_traceparent, parse_traceparent_otel
 

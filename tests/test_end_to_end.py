@@ -11,7 +11,7 @@ from eventscope.analysis import traces
 from eventscope.config import load_config
 from eventscope.runner import Runner, build_collectors
 from eventscope.store import Store
-from simulator import SimulatorConfig, run_simulation
+from eventscope.simulator import SimulatorConfig, run_simulation
 
 pytestmark = pytest.mark.broker
 

@@ -1,5 +1,5 @@
 """Faults: a broker that goes away and comes back, wrong credentials, vanishing topics."""
-import shutil
+
 import subprocess
 import time
 import uuid
@@ -8,17 +8,18 @@ import pytest
 import redis
 from confluent_kafka.admin import NewTopic
 
-from collectors.kafka_offsets import KafkaOffsetsCollector
+from eventscope.collectors.kafka_offsets import KafkaOffsetsCollector
 from eventscope.config import load_config
 from eventscope.localbrokers import free_port
 from eventscope.runner import Runner, build_collectors
 from eventscope.store import Store
+from programs import require_program
 
 pytestmark = pytest.mark.broker
 
 
 def redis_server(port, *extra):
-    proc = subprocess.Popen([shutil.which("redis-server"), "--port", str(port), "--bind", "127.0.0.1",
+    proc = subprocess.Popen([require_program("redis-server"), "--port", str(port), "--bind", "127.0.0.1",
                              "--save", "", "--appendonly", "no", *extra],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     client = redis.Redis(port=port, password=extra[1] if extra else None)

@@ -3,16 +3,16 @@ from __future__ import annotations
 
 import json
 import re
-import shutil
 import subprocess
 
 import pandas as pd
 import pytest
 
 from eventscope import schemas
-from graph.build import build_graph
-from graph.export import dot_quote, to_dot, to_json
-from graph.render import drawn, levels, plain_text, to_html
+from eventscope.graph.build import build_graph
+from eventscope.graph.export import dot_quote, to_dot, to_json
+from eventscope.graph.render import drawn, levels, plain_text, to_html
+from programs import require_program
 
 T0 = pd.Timestamp("2026-01-01T12:00:00Z")
 SCRIPT = "<script>alert(1)</script>"
@@ -107,10 +107,11 @@ def test_dot_quotes_and_escapes_names():
         assert re.fullmatch(r'\s*"(?:[^"\\]|\\.)*"( -> "(?:[^"\\]|\\.)*")? \[.*\];', line), line
 
 
-@pytest.mark.skipif(shutil.which("dot") is None, reason="Graphviz not installed")
 def test_dot_parses_with_graphviz():
     dot = to_dot(build_graph(_events(order_service=SCRIPT), _lag(group='x";y')))
-    subprocess.run(["dot", "-Tsvg"], input=dot, text=True, check=True, capture_output=True)
+    rendered = subprocess.run([require_program("dot"), "-Tsvg"], input=dot, text=True, capture_output=True)
+    assert rendered.returncode == 0, rendered.stderr
+    assert "<svg" in rendered.stdout
 
 
 def test_hostile_names_never_reach_the_html_unescaped():

@@ -8,11 +8,11 @@ import pandas as pd
 import pytest
 
 from eventscope import schemas
-from graph.asyncapi import applications, asyncapi_documents, component_key
-from graph.build import build_graph
-from graph.catalog import event_catalog
-from graph.infer import correlation_location, message_shapes, pointer
-from graph.view import collapse_partitions, filter_graph, group_by_prefix, neighbourhood, readable
+from eventscope.graph.asyncapi import applications, asyncapi_documents, component_key
+from eventscope.graph.build import build_graph
+from eventscope.graph.catalog import event_catalog
+from eventscope.graph.infer import correlation_location, message_shapes, pointer
+from eventscope.graph.view import collapse_partitions, filter_graph, group_by_prefix, neighbourhood, readable
 from test_app import HOSTILE, _app, _visit, write_synthetic_store
 
 T0 = pd.Timestamp("2026-01-01T12:00:00Z")
@@ -266,7 +266,7 @@ def test_catalog_shows_hostile_names_as_text(monkeypatch, tmp_path):
 def test_schema_fields_flatten_nested_objects_and_arrays():
     from genson import SchemaBuilder
 
-    from graph.infer import schema_fields
+    from eventscope.graph.infer import schema_fields
     builder = SchemaBuilder()
     builder.add_object({"id": 1, "data": {"items": [{"sku": "a"}], "note": None}})
     builder.add_object({"id": "x", "data": {"items": []}})

@@ -20,11 +20,12 @@ from jsonschema import Draft7Validator
 from eventscope.config import load_config
 from eventscope.runner import Runner, build_collectors
 from eventscope.store import Store
-from graph.asyncapi import asyncapi_documents, server_hosts
-from graph.build import build_graph
-from graph.export import to_dot, to_json
-from simulator import SimulatorConfig, run_simulation
-from simulator.topology import Edge, declared_topology
+from eventscope.graph.asyncapi import asyncapi_documents, server_hosts
+from eventscope.graph.build import build_graph
+from eventscope.graph.export import to_dot, to_json
+from eventscope.simulator import SimulatorConfig, run_simulation
+from eventscope.simulator.topology import Edge, declared_topology
+from programs import require_program
 
 pytestmark = pytest.mark.broker
 ROOT = Path(__file__).resolve().parent.parent
@@ -111,9 +112,8 @@ def test_json_and_dot_exports_parse(observed, tmp_path):
     assert len(document["edges"]) == graph.number_of_edges()
     dot = to_dot(graph)
     assert dot.count(" -> ") == graph.number_of_edges()
-    rendered = subprocess.run(["dot", "-Tsvg"], input=dot, text=True, capture_output=True)
-    if rendered.returncode != 127:  # Graphviz is optional; when present it must accept the DOT
-        assert rendered.returncode == 0, rendered.stderr
+    rendered = subprocess.run([require_program("dot"), "-Tsvg"], input=dot, text=True, capture_output=True)
+    assert rendered.returncode == 0, rendered.stderr
 
 
 def validate_asyncapi(documents: dict[str, dict], tmp_path: Path) -> list[dict]:
@@ -123,7 +123,7 @@ def validate_asyncapi(documents: dict[str, dict], tmp_path: Path) -> list[dict]:
         path = tmp_path / f"doc{i}.json"
         path.write_text(json.dumps(doc))
         paths.append(str(path))
-    done = subprocess.run(["node", str(VALIDATOR), *paths], capture_output=True, text=True,
+    done = subprocess.run([require_program("node"), str(VALIDATOR), *paths], capture_output=True, text=True,
                           cwd=VALIDATOR.parent, timeout=120)
     reports = [json.loads(line) for line in done.stdout.splitlines() if line.startswith("{")]
     assert len(reports) == len(paths), done.stderr

@@ -8,11 +8,11 @@ import pytest
 from confluent_kafka import Consumer, Producer, TopicPartition
 from confluent_kafka.admin import NewTopic
 
-from collectors.kafka_offsets import KafkaOffsetsCollector
-from collectors.redis_streams import RedisStreamsCollector
+from eventscope.collectors.kafka_offsets import KafkaOffsetsCollector
+from eventscope.collectors.redis_streams import RedisStreamsCollector
 from eventscope import schemas
 from eventscope.analysis.lag import latest_lag
-from simulator import SimulatorConfig, run_simulation
+from eventscope.simulator import SimulatorConfig, run_simulation
 
 pytestmark = pytest.mark.broker
 

@@ -15,7 +15,7 @@ from confluent_kafka.admin import AdminClient
 from eventscope.config import load_config
 from eventscope.runner import Runner, build_collectors
 from eventscope.store import Store
-from simulator import SimulatorConfig, run_simulation
+from eventscope.simulator import SimulatorConfig, run_simulation
 
 pytestmark = pytest.mark.broker
 

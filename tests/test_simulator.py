@@ -21,10 +21,10 @@ from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
 from opentelemetry import trace
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
-from simulator import SimulatorConfig, run_simulation
-from simulator import envelope
-from simulator.config import parse_change
-from simulator.services import HandlerContext, PaymentDeclinedError, charge_payment, make_order
+from eventscope.simulator import SimulatorConfig, run_simulation
+from eventscope.simulator import envelope
+from eventscope.simulator.config import parse_change
+from eventscope.simulator.services import HandlerContext, PaymentDeclinedError, charge_payment, make_order
 
 BROKERS = ["kafka", "redis"]
 PIPELINE = ["orders", "payments", "inventory", "shipments"]

@@ -10,9 +10,10 @@ import redis
 from confluent_kafka import Producer
 from confluent_kafka.admin import NewTopic
 
-from collectors.events_common import in_sample
-from collectors.kafka_events import KafkaEventsCollector
-from collectors.redis_streams import RedisStreamsCollector
+from eventscope.collectors import events_common
+from eventscope.collectors.events_common import in_sample
+from eventscope.collectors.kafka_events import KafkaEventsCollector
+from eventscope.collectors.redis_streams import RedisStreamsCollector
 
 pytestmark = pytest.mark.broker
 
@@ -60,15 +61,14 @@ def test_redis_lookback_and_globs(redis_client):
 
 def masking_counter(monkeypatch) -> list:
     """The correlation ID of every payload the collectors mask (the costly part of a row)."""
-    import collectors.events_common
     calls = []
-    real = collectors.events_common.masked_payload
+    real = events_common.masked_payload
 
     def counting(body, *args, **kwargs):
         calls.append(body.get("correlation_id") if isinstance(body, dict) else None)
         return real(body, *args, **kwargs)
 
-    monkeypatch.setattr(collectors.events_common, "masked_payload", counting)
+    monkeypatch.setattr(events_common, "masked_payload", counting)
     return calls
 
 

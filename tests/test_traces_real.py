@@ -30,9 +30,9 @@ from eventscope.analysis.trace_index import StoreTraceIndex
 from eventscope.config import load_config
 from eventscope.runner import Runner, build_collectors
 from eventscope.store import Store
-from simulator import SimulatorConfig, run_simulation
-from simulator.kafka_bus import KafkaBus
-from simulator.redis_bus import RedisBus
+from eventscope.simulator import SimulatorConfig, run_simulation
+from eventscope.simulator.kafka_bus import KafkaBus
+from eventscope.simulator.redis_bus import RedisBus
 
 pytestmark = pytest.mark.broker
 ROOT = Path(__file__).resolve().parent.parent

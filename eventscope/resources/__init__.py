@@ -1,0 +1,1 @@
+"""Files eventscope ships beside its code (the POM that fetches the Kafka broker jars)."""
