@@ -1,4 +1,4 @@
-"""CLI: python -m simulator --kafka HOST:PORT --redis redis://... --rate 5 --duration 30"""
+"""CLI: python -m eventscope.simulator --kafka HOST:PORT --redis redis://... --rate 5 --duration 30"""
 from __future__ import annotations
 
 import argparse
@@ -14,7 +14,7 @@ from .runner import SimulationError, run_simulation
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m simulator", description=__doc__)
+    p = argparse.ArgumentParser(prog="python -m eventscope.simulator", description=__doc__)
     p.add_argument("--kafka", metavar="HOST:PORT",
                    default=os.environ.get("EVENTSCOPE_KAFKA_BOOTSTRAP"),
                    help="Kafka bootstrap servers (env EVENTSCOPE_KAFKA_BOOTSTRAP)")
@@ -52,7 +52,7 @@ def main(argv: list[str] | None = None) -> int:
                         if args.verbose else logging.WARNING,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     if not args.kafka and not args.redis:
-        print("python -m simulator: give --kafka and/or --redis", file=sys.stderr)
+        print("python -m eventscope.simulator: give --kafka and/or --redis", file=sys.stderr)
         return 2
     try:
         config = SimulatorConfig(
@@ -66,7 +66,7 @@ def main(argv: list[str] | None = None) -> int:
             schedule=[parse_change(entry) for entry in args.at], prefix=args.prefix,
         )
     except ValueError as exc:
-        print(f"python -m simulator: {exc}", file=sys.stderr)
+        print(f"python -m eventscope.simulator: {exc}", file=sys.stderr)
         return 2
     stop = threading.Event()  # Ctrl-C / SIGTERM: stop at once, commit, leave the groups
 
@@ -82,7 +82,7 @@ def main(argv: list[str] | None = None) -> int:
         stats = run_simulation(config, kafka_bootstrap=args.kafka, redis_url=args.redis,
                                stop_event=stop)
     except SimulationError as exc:
-        print(f"python -m simulator: {exc}", file=sys.stderr)
+        print(f"python -m eventscope.simulator: {exc}", file=sys.stderr)
         return 1
     print(json.dumps(stats, indent=2))
     return 0
