@@ -14,6 +14,7 @@ import importlib.metadata
 import json
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -216,8 +217,16 @@ def installed(tmp_path_factory) -> tuple[Path, Path]:
     """(bin dir of a fresh venv holding only the built wheel and its dependencies, a work
     directory outside the repository)."""
     tmp = tmp_path_factory.mktemp("wheel")
+    # Built from a copy of the files git would commit (no build/ leftovers, no ignored files).
+    source = tmp / "source"
+    listed = subprocess.run(["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
+                            capture_output=True, cwd=ROOT, check=True).stdout.decode().split("\0")
+    for name in filter(None, listed):
+        if (ROOT / name).is_file():
+            (source / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(ROOT / name, source / name)
     built = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--quiet",
-                            "--disable-pip-version-check", "-w", str(tmp / "dist"), str(ROOT)],
+                            "--disable-pip-version-check", "-w", str(tmp / "dist"), str(source)],
                            capture_output=True, text=True, cwd=tmp)
     assert built.returncode == 0, built.stderr[-3000:]
     (wheel,) = (tmp / "dist").glob("eventscope-*.whl")
