@@ -102,7 +102,7 @@ def _print(doc, as_json: bool, table: pd.DataFrame | None = None) -> None:
 
 
 def cmd_collect(args, config) -> int:
-    from eventscope.runner import Runner, StoreLock, build_collectors
+    from eventscope.runner import StoreLock, build_collectors, build_runner
     if args.interval:
         config.collect.interval_s = args.interval
     lock = StoreLock(config.store_dir)
@@ -111,10 +111,7 @@ def cmd_collect(args, config) -> int:
         return 2
     for s in config.sources_summary():
         print(f"collecting {s['source']} ({s['address']}) into {config.store_dir}", file=sys.stderr)
-    from eventscope.alerting import build_evaluator
-    store = _store(config)
-    runner = Runner(store, build_collectors(config), interval_s=config.collect.interval_s,
-                    max_backoff_s=config.collect.max_backoff_s, evaluator=build_evaluator(config, store))
+    runner = build_runner(config, _store(config), build_collectors(config))
     try:
         if args.once:
             health = runner.run_once(force=True)

@@ -20,6 +20,8 @@ import pandas as pd
 
 from eventscope import schemas
 from eventscope.config import Config, dlq_regex
+from eventscope.analysis.alerts import LAG_WINDOW_S
+from eventscope.recorder import Recorder
 from eventscope.store import Retention, Store
 
 log = logging.getLogger("eventscope.runner")
@@ -43,8 +45,10 @@ class Runner:
     max_backoff_s: float = 60.0
     stop_event: threading.Event = field(default_factory=threading.Event)
     evaluator: object | None = None  # alerting.AlertEvaluator: rules evaluated on every sample
+    stall_after_s: float = 60.0  # a partition whose committed offset has not moved this long stalls
 
     def __post_init__(self):
+        self.recorder = Recorder(self.store, window_s=LAG_WINDOW_S, stuck_after_s=self.stall_after_s)
         self.states = {id(c): _State() for c in self.collectors}
         self.samples = 0
         self._evaluated = float("-inf")
@@ -75,10 +79,7 @@ class Runner:
         now = pd.Timestamp.now(tz="UTC")
         rows, error = 0, ""
         try:
-            frames = collector.collect()
-            for name, frame in frames.items():
-                self.store.append(name, frame)
-                rows += len(frame)
+            rows = self.recorder.record(collector.collect())
             state.failures = 0
             state.last_success = now
             state.next_run = started + (getattr(collector, "interval_s", None) or self.interval_s)
@@ -135,6 +136,14 @@ def open_store(config: Config) -> Store:
     """The store the config points at, with its retention."""
     return Store(config.store_dir, Retention(max_age_s=config.store.retention_hours * 3600,
                                              max_rows=config.store.max_rows))
+
+
+def build_runner(config: Config, store: Store, collectors: list) -> Runner:
+    """The runner for a config: its collectors, interval, backoff and alert evaluator."""
+    from eventscope.alerting import build_evaluator
+    return Runner(store, collectors, interval_s=config.collect.interval_s,
+                  max_backoff_s=config.collect.max_backoff_s, evaluator=build_evaluator(config, store),
+                  stall_after_s=config.alerts.stall_after_s)
 
 
 def build_collectors(config: Config) -> list:
@@ -233,10 +242,7 @@ def ensure_background_collector(config: Config) -> Runner | None:
                 # A store holding only an earlier replay: start over, or two replays
                 # would interleave on the charts. A store with live data is never touched.
                 store.clear()
-            from eventscope.alerting import build_evaluator
-            runner = Runner(store, collectors, interval_s=config.collect.interval_s,
-                            max_backoff_s=config.collect.max_backoff_s,
-                            evaluator=build_evaluator(config, store))
+            runner = build_runner(config, store, collectors)
             runner.lock = lock
             thread = threading.Thread(target=runner.run, name="eventscope-collector", daemon=True)
             thread.start()

@@ -136,6 +136,54 @@ ALERTS = {
     "detail": (STR, "the lag status, a collector error, or why it resolved"),
 }
 
+# -- derived frames: written by eventscope.recorder when a sample is stored ------------------
+STATUS = (STR, "lag verdict over the last 5 minutes: `OK`, `WARN`, `ERR`, `STALL`, `STOP`, `REWIND` or `UNKNOWN`")
+
+LAG_LATEST = {**LAG, "status": STATUS}
+
+LAG_GROUPS = {
+    "sampled_at": (TIME, "newest sample of the group's partitions on this topic"),
+    "source": (STR, "configured source name"),
+    "broker": (STR, "`kafka` or `redis`"),
+    "group": (STR, "consumer group"),
+    "topic": (STR, "topic or stream key"),
+    "partitions": ("int64", "partitions of the topic the group has a row for"),
+    "lag": ("Int64", "sum of the partitions' lag; <NA> when none is known"),
+    "max_lag": ("Int64", "largest partition lag"),
+    "lag_seconds": ("float64", "largest partition lag in seconds"),
+    "status": (STR, "worst partition status"),
+    "members": ("Int64", "members (Kafka) or active consumers (Redis)"),
+    "group_state": (STR, "group states reported, comma-separated"),
+}
+
+LAG_1M = {
+    "minute": (TIME, "start of the minute (UTC)"),
+    "source": (STR, "configured source name"),
+    "broker": (STR, "`kafka` or `redis`"),
+    "group": (STR, "consumer group"),
+    "topic": (STR, "topic or stream key"),
+    "partitions": ("int64", "partitions in the minute's newest sample"),
+    "lag": ("Int64", "sum of partition lag in the minute's newest sample; <NA> when none is known"),
+    "lag_max": ("Int64", "largest summed lag of any sample in the minute"),
+    "lag_seconds": ("float64", "largest partition lag in seconds in the minute"),
+    "status": (STR, "worst group status of any sample in the minute"),
+    "members": ("Int64", "members in the minute's newest sample"),
+    "committed": ("Int64", "sum of committed offsets in the minute's newest sample"),
+    "consumed": ("int64", "messages consumed in the minute: forward steps of the committed offsets"),
+    "samples": ("int64", "samples rolled into the row"),
+}
+
+DLQ_1M = {
+    "minute": (TIME, "start of the minute (UTC)"),
+    "source": (STR, "configured source name"),
+    "broker": (STR, "`kafka` or `redis`"),
+    "dlq": (STR, "dead-letter topic or stream"),
+    "source_topic": (STR, "topic the failures came from, when known"),
+    "depth": ("int64", "messages held in the minute's newest sample"),
+    "depth_max": ("int64", "most messages held in any sample of the minute"),
+    "samples": ("int64", "samples rolled into the row"),
+}
+
 SCHEMAS: dict[str, dict[str, tuple[str, str]]] = {
     "lag": LAG,
     "dlq": DLQ,
@@ -145,12 +193,34 @@ SCHEMAS: dict[str, dict[str, tuple[str, str]]] = {
     "consumers": CONSUMERS,
     "stuck": STUCK,
     "alerts": ALERTS,
+    "lag_latest": LAG_LATEST,
+    "lag_groups": LAG_GROUPS,
+    "topics_latest": TOPICS,
+    "consumers_latest": CONSUMERS,
+    "stuck_latest": STUCK,
+    "dlq_latest": DLQ,
+    "lag_1m": LAG_1M,
+    "lag_1m_open": LAG_1M,
+    "dlq_1m": DLQ_1M,
+    "dlq_1m_open": DLQ_1M,
 }
+
+#: how each frame is kept (eventscope.store): ``log`` for the whole retention, ``raw`` for
+#: the raw window only, ``snapshot`` one file replaced whole on every write
+KIND = {"lag": "raw", "dlq": "raw", "topics": "raw", "consumers": "raw", "stuck": "raw",
+        "events": "log", "health": "log", "alerts": "log", "lag_1m": "log", "dlq_1m": "log",
+        "lag_latest": "snapshot", "lag_groups": "snapshot", "topics_latest": "snapshot",
+        "consumers_latest": "snapshot", "stuck_latest": "snapshot", "dlq_latest": "snapshot",
+        "lag_1m_open": "snapshot", "dlq_1m_open": "snapshot"}
 
 #: the column that orders each frame in time (retention and windows use it)
 TIME_COLUMN = {"lag": "sampled_at", "dlq": "sampled_at", "events": "observed_at",
                "health": "sampled_at", "topics": "sampled_at", "consumers": "sampled_at",
-               "stuck": "sampled_at", "alerts": "at"}
+               "stuck": "sampled_at", "alerts": "at", "lag_latest": "sampled_at",
+               "lag_groups": "sampled_at", "topics_latest": "sampled_at",
+               "consumers_latest": "sampled_at", "stuck_latest": "sampled_at",
+               "dlq_latest": "sampled_at", "lag_1m": "minute", "lag_1m_open": "minute",
+               "dlq_1m": "minute", "dlq_1m_open": "minute"}
 
 
 def empty(name: str) -> pd.DataFrame:
@@ -159,13 +229,14 @@ def empty(name: str) -> pd.DataFrame:
     return pd.DataFrame({col: pd.Series(dtype=dtype) for col, (dtype, _) in schema.items()})
 
 
-def conform(name: str, frame: pd.DataFrame | list[dict]) -> pd.DataFrame:
+def conform(name: str, frame: pd.DataFrame | list[dict], columns: list[str] | None = None) -> pd.DataFrame:
     """Return ``frame`` with exactly the schema's columns, in order, cast to its dtypes.
 
     Missing columns are filled with nulls (False for bool columns); extra columns
     raise ``ValueError`` so a typo in a collector fails loudly, not silently.
+    ``columns`` restricts the schema to those columns, in that order.
     """
-    schema = SCHEMAS[name]
+    schema = SCHEMAS[name] if columns is None else {c: SCHEMAS[name][c] for c in columns}
     if not isinstance(frame, pd.DataFrame):
         rows = list(frame)
         if all(type(row) is dict for row in rows):
@@ -190,7 +261,8 @@ def conform(name: str, frame: pd.DataFrame | list[dict]) -> pd.DataFrame:
 
 
 def _fix_times(name: str, out: dict) -> dict:
-    if name == "events":  # an envelope time that is missing or unreadable: the broker's time
+    if name == "events" and "at" in out and "broker_at" in out:
+        # an envelope time that is missing or unreadable: the broker's time
         out["at"] = out["at"].fillna(out["broker_at"])
     return out
 

@@ -1,19 +1,35 @@
-"""The store: append-only snapshots of frames, as Parquet parts under a directory.
+"""The store: frames as Parquet files under a directory, sized by what users look at.
 
-Layout: ``<root>/<frame>/MANIFEST.json`` lists the immutable part files that make
-up the frame, each with its row count and time range. Writers (one collector
-process; a file lock serialises them anyway) write a new part to a temporary name,
-``os.replace`` it into place, then replace the manifest the same way. Readers read
-the manifest once and then only the parts it names, so a reader running during a
-write sees either the old set of parts or the new one, never half a snapshot.
+Three kinds of frame (``schemas.KIND``):
 
-Retention: reads filter rows older than ``max_age_s``; every ``compact_every``
-appends the parts are merged into one, dropping expired rows and keeping at most
-``max_rows`` newest rows. Parts dropped by a compaction are deleted only after a
-grace period, because a reader may have read the previous manifest a moment ago.
+* **log** frames (``events``, ``health``, ``alerts``, the rollups ``lag_1m`` and
+  ``dlq_1m``) keep their rows for the whole retention (``Retention.max_age_s``).
+* **raw** frames (``lag``, ``topics``, ``consumers``, ``stuck``, ``dlq``): every row of
+  every sample, kept only for ``Retention.raw_window_s``. At 1,000 groups × 40 partitions
+  a sample holds 40,000 lag rows; six hours of them would be 170 million. What history
+  needs is in the rollups and the snapshots, computed when a sample is written
+  (:mod:`eventscope.recorder`).
+* **snapshot** frames (``*_latest``, ``lag_groups``, a rollup's open minute): one file,
+  replaced whole on each write.
 
-Parts never change once written, so each process caches decoded parts by file
-name: reading the same window twice costs a manifest read and a concat.
+Layout: ``<root>/<frame>/MANIFEST.json`` lists the immutable part files of a log or raw
+frame, each with its row count and time range; a snapshot frame is
+``<root>/<frame>/snapshot.parquet``. Writers (one collector process; a file lock
+serialises them anyway) write a file under a temporary name, flush it to disk, and
+``os.replace`` it into place, then replace the manifest the same way. Readers read the
+manifest once and then only the parts it names, so a reader running during a write
+sees either the old set of parts or the new one, never half a snapshot.
+
+Retention: reads filter rows older than the frame's age limit; every ``compact_every``
+appends a log frame's small parts are merged, dropping expired rows and keeping at
+most ``max_rows`` newest rows; a cut made by ``max_rows`` inside the retention is
+recorded in the manifest and reported by :meth:`Store.caps`, so a page or the CLI can
+say that history is shorter than promised. Raw frames only drop whole expired parts.
+Parts dropped are deleted after a grace period, because a reader may have read the
+previous manifest a moment ago.
+
+Reads push the time range, the columns and simple equality filters down to the
+Parquet files (pyarrow); nothing is cached here (the query layer caches results).
 
 Each ``events`` part has its trace index beside it (``<part>.trace-index.npz``, see
 ``analysis/trace_index.py``), written with the part and deleted with it.
@@ -23,7 +39,6 @@ from __future__ import annotations
 import fcntl
 import json
 import os
-import threading
 import time
 import uuid
 from contextlib import contextmanager
@@ -31,12 +46,15 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
 
 from eventscope import schemas
 from eventscope.analysis.trace_index import INDEX_SUFFIX, PartIndex
 
 GRACE_S = 60.0
 TARGET_ROWS = 250_000  # parts this big are never merged again
+SNAPSHOT_FILE = "snapshot.parquet"
 
 
 @dataclass(frozen=True)
@@ -46,6 +64,11 @@ class Retention:
     max_age_s: float = 6 * 3600.0
     max_rows: int = 2_000_000
     compact_every: int = 32
+    raw_window_s: float = 900.0
+
+    def age_s(self, name: str) -> float:
+        """How long rows of ``name`` are kept."""
+        return self.raw_window_s if schemas.KIND[name] == "raw" else self.max_age_s
 
 
 class Store:
@@ -54,12 +77,12 @@ class Store:
     def __init__(self, root: str | os.PathLike, retention: Retention | None = None):
         self.root = Path(root)
         self.retention = retention or Retention()
-        self._cache: dict[str, pd.DataFrame] = {}
-        self._cache_lock = threading.Lock()
 
     # -- writing ---------------------------------------------------------------
     def append(self, name: str, frame: pd.DataFrame) -> None:
-        """Append one snapshot (rows of one frame) as a new immutable part."""
+        """Append rows to a log or raw frame as a new immutable part."""
+        if schemas.KIND[name] == "snapshot":
+            raise ValueError(f"{name!r} is a snapshot frame: use put()")
         frame = schemas.conform(name, frame)
         if frame.empty:
             return
@@ -71,10 +94,20 @@ class Store:
             manifest = self._read_manifest(folder)
             manifest["parts"].append(_part_entry(part, frame, tcol))
             manifest["appends"] = manifest.get("appends", 0) + 1
-            if manifest["appends"] % self.retention.compact_every == 0:
+            if schemas.KIND[name] == "raw":
+                manifest = self._expire(name, manifest)
+            elif manifest["appends"] % self.retention.compact_every == 0:
                 manifest = self._compact(name, folder, manifest)
             self._write_manifest(folder, manifest)
             self._delete_expired_garbage(folder, manifest)
+
+    def put(self, name: str, frame: pd.DataFrame) -> None:
+        """Replace the whole of a snapshot frame."""
+        if schemas.KIND[name] != "snapshot":
+            raise ValueError(f"{name!r} is not a snapshot frame: use append()")
+        frame = schemas.conform(name, frame)
+        folder = self._folder(name)
+        _write_parquet(frame, folder / SNAPSHOT_FILE)
 
     def compact(self, name: str) -> None:
         """Merge all parts of ``name`` into one, applying retention now."""
@@ -89,58 +122,56 @@ class Store:
             folder = self.root / name
             if not folder.exists():
                 continue
+            if schemas.KIND[name] == "snapshot":
+                (folder / SNAPSHOT_FILE).unlink(missing_ok=True)
+                continue
             with self._locked(folder):
                 manifest = self._read_manifest(folder)
                 garbage = manifest.get("garbage", []) + [[p["file"], time.time()] for p in manifest["parts"]]
                 self._write_manifest(folder, {"parts": [], "garbage": garbage,
                                               "appends": manifest.get("appends", 0)})
-        with self._cache_lock:
-            self._cache.clear()
 
     # -- reading ---------------------------------------------------------------
-    def read(self, name: str, since: pd.Timestamp | None = None,
-             until: pd.Timestamp | None = None) -> pd.DataFrame:
-        """Rows of ``name`` with time in [since, until], oldest first."""
+    def read(self, name: str, since: pd.Timestamp | None = None, until: pd.Timestamp | None = None,
+             columns: list[str] | None = None, where: dict | None = None) -> pd.DataFrame:
+        """Rows of ``name`` with time in [since, until], oldest first.
+
+        ``columns`` picks columns (all by default); ``where`` maps a column to a value or a
+        list of values it must equal. Both are applied inside the Parquet reader."""
+        if schemas.KIND[name] == "snapshot":
+            return self.get(name, columns=columns, where=where)
         tcol = schemas.TIME_COLUMN[name]
-        floor = pd.Timestamp.now(tz="UTC") - pd.Timedelta(seconds=self.retention.max_age_s)
+        floor = pd.Timestamp.now(tz="UTC") - pd.Timedelta(seconds=self.retention.age_s(name))
         since = floor if since is None else max(_utc(since), floor)
         until = None if until is None else _utc(until)
+        filters = _filters(where) + [(tcol, ">=", since)] + ([(tcol, "<=", until)] if until is not None else [])
+        wanted = _columns(name, columns, tcol)
         for attempt in range(3):
             manifest = self._read_manifest(self._folder(name, create=False))
+            folder = self._folder(name, create=False)
             try:
-                frames = [self._load(name, p["file"]) for p in manifest["parts"]
-                          if _overlaps(p, since, until)]
+                tables = [pq.read_table(folder / p["file"], columns=wanted, filters=filters)
+                          for p in manifest["parts"] if _overlaps(p, since, until)]
                 break
             except FileNotFoundError:
                 # A part vanished between manifest read and file read: only possible
                 # if this reader stalled longer than GRACE_S. Read the new manifest.
                 if attempt == 2:
                     raise
-        frames = [f for f in frames if not f.empty]
-        if not frames:
-            return schemas.empty(name)
-        out = pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0]
-        mask = out[tcol] >= since
-        if until is not None:
-            mask &= out[tcol] <= until
-        out = out[mask]
+        out = _frame(name, tables, wanted)
         if not out[tcol].is_monotonic_increasing:
-            out = out.sort_values(tcol, kind="stable")
-        return out.reset_index(drop=True)
+            out = out.sort_values(tcol, kind="stable").reset_index(drop=True)
+        return out if columns is None or tcol in columns else out.drop(columns=[tcol])
 
-    def read_parts(self, name: str) -> list[tuple[str, pd.DataFrame]]:
-        """Every current part of ``name`` as (file name, frame), unfiltered.
-
-        For derived structures kept per part (the trace index): parts never change, so
-        a consumer can key its work on the file name. Apply retention yourself."""
-        for attempt in range(3):
-            manifest = self._read_manifest(self._folder(name, create=False))
-            try:
-                return [(p["file"], self._load(name, p["file"])) for p in manifest["parts"]]
-            except FileNotFoundError:
-                if attempt == 2:
-                    raise
-        return []
+    def get(self, name: str, columns: list[str] | None = None, where: dict | None = None) -> pd.DataFrame:
+        """The current rows of a snapshot frame (empty when never written)."""
+        wanted = _columns(name, columns, None)
+        try:
+            table = pq.read_table(self._folder(name, create=False) / SNAPSHOT_FILE, columns=wanted,
+                                  filters=_filters(where) or None)
+        except FileNotFoundError:
+            table = None
+        return _frame(name, [table] if table is not None else [], wanted)
 
     def part_entries(self, name: str) -> list[dict]:
         """The manifest's current parts of ``name``: ``{file, rows, tmin, tmax}`` each."""
@@ -151,22 +182,21 @@ class Store:
         return self._folder(name, create=False) / file
 
     def load_part(self, name: str, file: str) -> pd.DataFrame:
-        """One part of ``name`` (cached per process; parts never change)."""
-        return self._load(name, file)
+        """One whole part of ``name`` (for structures kept per part: the trace index)."""
+        return schemas.conform(name, pd.read_parquet(self._folder(name, create=False) / file))
 
-    def latest(self, name: str, window_s: float = 3600.0) -> pd.DataFrame:
-        """The newest snapshot per source: rows whose time equals that source's newest time."""
-        tcol = schemas.TIME_COLUMN[name]
-        since = pd.Timestamp.now(tz="UTC") - pd.Timedelta(seconds=window_s)
-        frame = self.read(name, since=since)
-        if frame.empty:
-            return frame
-        newest = frame.groupby("source", observed=True)[tcol].transform("max")
-        return frame[frame[tcol] == newest].reset_index(drop=True)
+    def files(self, name: str) -> list[Path]:
+        """The files holding ``name`` now (parts named by the manifest, or the snapshot)."""
+        folder = self._folder(name, create=False)
+        if schemas.KIND[name] == "snapshot":
+            path = folder / SNAPSHOT_FILE
+            return [path] if path.exists() else []
+        return [folder / p["file"] for p in self._read_manifest(folder)["parts"]]
 
     def version(self, name: str) -> str:
         """A token that changes whenever ``name`` gets new data (a cache key)."""
-        path = self._folder(name, create=False) / "MANIFEST.json"
+        folder = self._folder(name, create=False)
+        path = folder / (SNAPSHOT_FILE if schemas.KIND[name] == "snapshot" else "MANIFEST.json")
         try:
             st = path.stat()
         except FileNotFoundError:
@@ -174,11 +204,33 @@ class Store:
         return f"{st.st_mtime_ns}-{st.st_size}"
 
     def newest_time(self, name: str) -> pd.Timestamp | None:
-        """Time of the newest row of ``name``, from the manifest alone."""
+        """Time of the newest row of a log or raw frame, from its manifest alone."""
         parts = self._read_manifest(self._folder(name, create=False))["parts"]
         if not parts:
             return None
         return max(pd.Timestamp(p["tmax"]) for p in parts)
+
+    def oldest_time(self, name: str) -> pd.Timestamp | None:
+        """Time of the oldest row of a log or raw frame still within its retention."""
+        parts = self._read_manifest(self._folder(name, create=False))["parts"]
+        floor = pd.Timestamp.now(tz="UTC") - pd.Timedelta(seconds=self.retention.age_s(name))
+        times = [pd.Timestamp(p["tmin"]) for p in parts if pd.Timestamp(p["tmax"]) >= floor]
+        return max(min(times), floor) if times else None
+
+    def caps(self) -> list[dict]:
+        """Frames whose history ``max_rows`` cut short of the retention:
+        ``{frame, kept_since, max_rows, retention_hours}`` each."""
+        out = []
+        floor = pd.Timestamp.now(tz="UTC") - pd.Timedelta(seconds=self.retention.max_age_s)
+        for name, kind in schemas.KIND.items():
+            if kind != "log":
+                continue
+            capped = self._read_manifest(self._folder(name, create=False)).get("capped")
+            if capped and pd.Timestamp(capped["kept_since"]) > floor:
+                out.append({"frame": name, "kept_since": pd.Timestamp(capped["kept_since"]),
+                            "max_rows": int(capped["max_rows"]),
+                            "retention_hours": self.retention.max_age_s / 3600.0})
+        return out
 
     # -- internals -------------------------------------------------------------
     def _folder(self, name: str, create: bool = True) -> Path:
@@ -198,17 +250,15 @@ class Store:
             finally:
                 fcntl.flock(fh, fcntl.LOCK_UN)
 
-    def _load(self, name: str, file: str) -> pd.DataFrame:
-        key = f"{name}/{file}"
-        with self._cache_lock:
-            hit = self._cache.get(key)
-        if hit is not None:
-            return hit
-        frame = pd.read_parquet(self.root / name / file)
-        frame = schemas.conform(name, frame)
-        with self._cache_lock:
-            self._cache[key] = frame
-        return frame
+    def _expire(self, name: str, manifest: dict) -> dict:
+        """A raw frame drops the parts that left its window; nothing is merged."""
+        floor = pd.Timestamp.now(tz="UTC") - pd.Timedelta(seconds=self.retention.age_s(name))
+        expired = [p for p in manifest["parts"] if pd.Timestamp(p["tmax"]) < floor]
+        if not expired:
+            return manifest
+        gone = {p["file"] for p in expired}
+        return {**manifest, "parts": [p for p in manifest["parts"] if p["file"] not in gone],
+                "garbage": manifest.get("garbage", []) + [[f, time.time()] for f in sorted(gone)]}
 
     def _compact(self, name: str, folder: Path, manifest: dict, full: bool = False) -> dict:
         """Size-tiered: merge runs of small parts; drop parts wholly past retention.
@@ -217,15 +267,19 @@ class Store:
         same whether the frame holds a thousand rows or millions. ``full=True``
         rewrites everything and applies retention exactly.
         """
+        if schemas.KIND[name] == "raw":
+            return self._expire(name, manifest)
         tcol = schemas.TIME_COLUMN[name]
-        floor = pd.Timestamp.now(tz="UTC") - pd.Timedelta(seconds=self.retention.max_age_s)
+        floor = pd.Timestamp.now(tz="UTC") - pd.Timedelta(seconds=self.retention.age_s(name))
         parts = sorted(manifest["parts"], key=lambda p: p["tmin"])
         dropped = [p for p in parts if pd.Timestamp(p["tmax"]) < floor]
         parts = [p for p in parts if pd.Timestamp(p["tmax"]) >= floor]
         total = sum(p["rows"] for p in parts)
+        capped = manifest.get("capped")
         while parts and total - parts[0]["rows"] >= self.retention.max_rows:
             total -= parts[0]["rows"]
             dropped.append(parts.pop(0))
+            capped = {"kept_since": parts[0]["tmin"], "max_rows": self.retention.max_rows}
         groups: list[list[dict]] = []
         if full:
             groups = [parts] if parts else []
@@ -243,12 +297,13 @@ class Store:
         merged_away = {p["file"] for g in groups for p in g}
         kept = [p for p in parts if p["file"] not in merged_away]
         for group in groups:
-            frame = pd.concat([self._load(name, p["file"]) for p in group], ignore_index=True)
+            frame = pd.concat([self.load_part(name, p["file"]) for p in group], ignore_index=True)
             if full:
                 frame = frame[frame[tcol] >= floor]
                 frame = frame.sort_values(tcol, kind="stable")
                 if len(frame) > self.retention.max_rows:
                     frame = frame.iloc[-self.retention.max_rows:]
+                    capped = {"kept_since": frame[tcol].min().isoformat(), "max_rows": self.retention.max_rows}
             frame = frame.reset_index(drop=True)
             if frame.empty:
                 continue
@@ -257,11 +312,11 @@ class Store:
             kept.append(_part_entry(part, frame, tcol))
         old = [p["file"] for p in dropped] + sorted(merged_away)
         garbage = manifest.get("garbage", []) + [[f, time.time()] for f in old]
-        with self._cache_lock:
-            for f in old:
-                self._cache.pop(f"{name}/{f}", None)
         kept.sort(key=lambda p: p["tmin"])
-        return {"parts": kept, "garbage": garbage, "appends": manifest.get("appends", 0)}
+        out = {"parts": kept, "garbage": garbage, "appends": manifest.get("appends", 0)}
+        if capped:
+            out["capped"] = capped
+        return out
 
     def _delete_expired_garbage(self, folder: Path, manifest: dict) -> None:
         now = time.time()
@@ -281,13 +336,7 @@ class Store:
         a part a manifest names always has its index, unless the disk lost it)."""
         if name == "events":
             PartIndex(frame).save(path.with_name(path.name + INDEX_SUFFIX))
-        self._write_parquet(frame, path)
-
-    @staticmethod
-    def _write_parquet(frame: pd.DataFrame, path: Path) -> None:
-        tmp = path.with_name(path.name + ".tmp")
-        frame.to_parquet(tmp, index=False)
-        os.replace(tmp, path)
+        _write_parquet(frame, path)
 
     @staticmethod
     def _read_manifest(folder: Path) -> dict:
@@ -302,7 +351,54 @@ class Store:
         tmp = folder / f"MANIFEST.json.{os.getpid()}.tmp"
         with open(tmp, "w", encoding="utf-8") as fh:
             json.dump(manifest, fh)
+            fh.flush()
+            os.fsync(fh.fileno())
         os.replace(tmp, folder / "MANIFEST.json")
+
+
+def _write_parquet(frame: pd.DataFrame, path: Path) -> None:
+    """Write under a temporary name, flush to disk, then rename: a crash leaves the old
+    file or the new one, never a truncated one under the real name."""
+    tmp = path.with_name(f"{path.name}.{os.getpid()}.{uuid.uuid4().hex[:6]}.tmp")
+    try:
+        with open(tmp, "wb") as fh:
+            frame.to_parquet(fh, index=False)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def _columns(name: str, columns: list[str] | None, tcol: str | None) -> list[str]:
+    schema = schemas.SCHEMAS[name]
+    if columns is None:
+        return list(schema)
+    unknown = [c for c in columns if c not in schema]
+    if unknown:
+        raise KeyError(f"frame {name!r} has no column(s) {unknown}")
+    wanted = list(columns)
+    if tcol is not None and tcol not in wanted:
+        wanted.append(tcol)  # the time filter and the ordering need it
+    return wanted
+
+
+def _filters(where: dict | None) -> list[tuple]:
+    out = []
+    for column, value in (where or {}).items():
+        if isinstance(value, (list, tuple, set, frozenset)):
+            out.append((column, "in", list(value)))
+        else:
+            out.append((column, "==", value))
+    return out
+
+
+def _frame(name: str, tables: list, columns: list[str]) -> pd.DataFrame:
+    tables = [t for t in tables if t is not None and t.num_rows]
+    if not tables:
+        return schemas.empty(name)[columns]
+    table = pa.concat_tables(tables, promote_options="permissive") if len(tables) > 1 else tables[0]
+    return schemas.conform(name, table.to_pandas(), columns=columns)
 
 
 def _part_entry(file: str, frame: pd.DataFrame, tcol: str) -> dict:

@@ -16,7 +16,7 @@ def lag_snapshot(at, n=50, source="kafka", marker=0):
                          "committed": marker, "end": marker, "lag": 0})
 
 
-def test_append_read_window_and_latest(tmp_path):
+def test_append_read_window_columns_and_filters(tmp_path):
     store = Store(tmp_path)
     t0 = pd.Timestamp.now(tz="UTC") - pd.Timedelta(minutes=10)
     for i in range(5):
@@ -25,10 +25,41 @@ def test_append_read_window_and_latest(tmp_path):
     assert len(store.read("lag")) == 17
     window = store.read("lag", since=t0 + pd.Timedelta(minutes=2), until=t0 + pd.Timedelta(minutes=3))
     assert sorted(window["committed"].unique()) == [2, 3]
-    latest = store.latest("lag")
-    assert set(zip(latest["source"], latest["committed"])) == {("kafka", 4), ("redis", 0)}
     assert list(store.read("lag").columns) == list(schemas.LAG)
     assert store.read("lag")["sampled_at"].is_monotonic_increasing
+    picked = store.read("lag", columns=["committed", "partition"], where={"source": "redis"})
+    assert list(picked.columns) == ["committed", "partition"] and len(picked) == 2
+    assert picked["committed"].dtype == "Int64"
+    assert len(store.read("lag", where={"partition": [0, 2]})) == 11
+
+
+def test_raw_frames_keep_only_their_window(tmp_path):
+    """Every lag row of every sample is kept for the raw window only; a log frame keeps the
+    whole retention."""
+    store = Store(tmp_path, Retention(max_age_s=3600, raw_window_s=300))
+    now = pd.Timestamp.now(tz="UTC")
+    store.append("lag", lag_snapshot(now - pd.Timedelta(minutes=20), n=5, marker=1))
+    store.append("lag", lag_snapshot(now - pd.Timedelta(minutes=1), n=5, marker=2))
+    assert set(store.read("lag")["committed"]) == {2}
+    assert len(store.part_entries("lag")) == 1, "the expired part left the manifest"
+    store.append("health", pd.DataFrame({"sampled_at": [now - pd.Timedelta(minutes=20)], "source": "s",
+                                         "collector": "c", "ok": True}))
+    assert len(store.read("health")) == 1
+
+
+def test_snapshot_frames_are_replaced_whole(tmp_path):
+    store = Store(tmp_path)
+    assert store.get("lag_groups").empty and store.version("lag_groups") == "empty"
+    now = pd.Timestamp.now(tz="UTC")
+    rows = pd.DataFrame({"sampled_at": [now] * 3, "source": "kafka", "broker": "kafka",
+                         "group": ["a", "b", "c"], "topic": "t", "partitions": 1, "lag": [1, 2, None]})
+    store.put("lag_groups", rows)
+    first = store.version("lag_groups")
+    store.put("lag_groups", rows.iloc[:1])
+    assert list(store.get("lag_groups")["group"]) == ["a"] and store.version("lag_groups") != first
+    assert list(store.get("lag_groups", where={"group": "b"})["group"]) == []
+    with pytest.raises(ValueError):
+        store.append("lag_groups", rows)
 
 
 def test_empty_store_reads_empty_frames_with_schema(tmp_path):
@@ -39,19 +70,27 @@ def test_empty_store_reads_empty_frames_with_schema(tmp_path):
     assert store.version("lag") == "empty"
 
 
-def test_retention_by_age_and_rows(tmp_path):
+def health_rows(at, n, marker):
+    return pd.DataFrame({"sampled_at": [at] * n, "source": "kafka", "collector": "c", "ok": True,
+                         "rows": marker})
+
+
+def test_retention_by_age_and_rows_and_the_cap_is_reported(tmp_path):
     store = Store(tmp_path, Retention(max_age_s=3600, max_rows=100, compact_every=4))
     now = pd.Timestamp.now(tz="UTC")
-    store.append("lag", lag_snapshot(now - pd.Timedelta(hours=2), n=10, marker=-1))  # too old
+    store.append("health", health_rows(now - pd.Timedelta(hours=2), n=10, marker=-1))  # too old
     for i in range(8):
-        store.append("lag", lag_snapshot(now - pd.Timedelta(minutes=30 - i), n=30, marker=i))
-    frame = store.read("lag")
-    assert (frame["committed"] >= 0).all(), "expired rows must not be read"
-    store.compact("lag")
-    on_disk = sum(p["rows"] for p in store._read_manifest(tmp_path / "lag")["parts"])
+        store.append("health", health_rows(now - pd.Timedelta(minutes=30 - i), n=30, marker=i))
+    frame = store.read("health")
+    assert (frame["rows"] >= 0).all(), "expired rows must not be read"
+    assert store.caps()[0]["frame"] == "health", "the cap cut into the retention: it must be reported"
+    store.compact("health")
+    on_disk = sum(p["rows"] for p in store._read_manifest(tmp_path / "health")["parts"])
     assert on_disk <= 100
-    frame = store.read("lag")
-    assert len(frame) == 100 and frame["committed"].max() == 7  # the newest rows are the ones kept
+    frame = store.read("health")
+    assert len(frame) == 100 and frame["rows"].max() == 7  # the newest rows are the ones kept
+    (cap,) = store.caps()
+    assert cap["max_rows"] == 100 and cap["kept_since"] == frame["sampled_at"].min()
 
 
 def test_unknown_columns_are_rejected(tmp_path):

@@ -22,10 +22,12 @@ worst partition's (``group_summary``).
 """
 from __future__ import annotations
 
+import numpy as np
 import pandas as pd
 
 KEY = ["source", "broker", "group", "topic", "partition"]
 STATUSES = ["OK", "WARN", "ERR", "STOP", "STALL", "REWIND", "UNKNOWN"]
+NEVER = np.iinfo(np.int64).min  # an empty slot's time
 SEVERITY = {"OK": 0, "UNKNOWN": 1, "WARN": 2, "REWIND": 3, "STALL": 4, "STOP": 4, "ERR": 5}
 
 
@@ -127,3 +129,209 @@ def to_rows(latest: pd.DataFrame) -> list[dict]:
             "members": None if pd.isna(r.members) else int(r.members),
         })
     return rows
+
+
+class LagJudge:
+    """:func:`latest_lag`, kept up to date one sample at a time.
+
+    The collector's write path feeds every lag sample to :meth:`add`; :meth:`latest` then
+    gives what ``latest_lag`` would give over all rows added so far, at a cost that grows
+    with partitions × samples in the window, never with history. Per partition a ring of
+    (time, committed, lag) slots holds the samples of the window; the ring doubles when a
+    window holds more samples than it has slots. The newest full row of each partition is
+    kept beside it. The state is derived data: a restarted collector rebuilds it by adding
+    the stored raw rows of the last ``window_s``.
+
+    Rows of one partition are expected in time order (as samples are taken); a row no
+    newer than the partition's newest is ignored.
+    """
+
+    def __init__(self, window_s: float = 300.0, stuck_after_s: float = 60.0, slots: int = 16):
+        self.window_ns = int(window_s * 1e9)
+        self.window_s = float(window_s)
+        self.stuck_after_s = float(stuck_after_s)
+        self.index: dict[tuple, int] = {}  # partition key -> row of the arrays
+        self.keys: list[tuple] = []
+        self.slots = slots
+        self.t = np.full((0, slots), NEVER, dtype=np.int64)
+        self.committed = np.full((0, slots), np.nan)
+        self.lag = np.full((0, slots), np.nan)
+        self.pos = np.zeros(0, dtype=np.int64)  # next slot to write, per partition (mod slots)
+        # the newest full row of each partition, column by column (nullable arrays, so a new
+        # partition's row starts as missing values), and the dtypes to hand them back in
+        self.columns: dict[str, pd.api.extensions.ExtensionArray] = {}
+        self.dtypes: dict = {}
+        self.newest_ns: int | None = None
+
+    # -- feeding ---------------------------------------------------------------------
+    def add(self, lag: pd.DataFrame) -> pd.DataFrame:
+        """Take lag rows of one or more samples (any mix of sources); returns the rows taken,
+        each with the ``status`` it was judged to have when its sample was added and
+        ``consumed``, how far its committed offset moved forward since the partition's
+        previous sample (0 when it did not move, went back or is unknown)."""
+        if lag.empty:
+            return lag.assign(status=pd.Series(dtype="string"), consumed=pd.Series(dtype="int64"))
+        lag = lag.sort_values("sampled_at", kind="stable")
+        times = lag["sampled_at"].to_numpy(dtype="datetime64[ns]").view("int64")
+        taken = []
+        for at in np.unique(times):
+            taken.append(self._add_sample(lag[times == at], int(at)))
+        return pd.concat(taken, ignore_index=True) if len(taken) > 1 else taken[0]
+
+    def _add_sample(self, sample: pd.DataFrame, at: int) -> pd.DataFrame:
+        sample = sample.drop_duplicates(KEY, keep="last")
+        ids = self._ids(sample)
+        last_slot = (self.pos[ids] - 1) % self.slots
+        fresh = self.t[ids, last_slot] < at
+        if not fresh.all():
+            sample, ids, last_slot = sample[fresh], ids[fresh], last_slot[fresh]
+        committed = sample["committed"].to_numpy(dtype="float64", na_value=np.nan)
+        with np.errstate(invalid="ignore"):
+            forward = committed - self.committed[ids, last_slot]
+        consumed = np.where(forward > 0, forward, 0).astype("int64")
+        if len(ids):
+            self.newest_ns = at if self.newest_ns is None else max(self.newest_ns, at)
+            cutoff = self.newest_ns - self.window_ns
+            # the slot about to be overwritten must have left the window, or the ring grows
+            while (self.t[ids, self.pos[ids] % self.slots] >= cutoff).any():
+                self._grow()
+            slot = self.pos[ids] % self.slots
+            self.t[ids, slot] = at
+            self.committed[ids, slot] = committed
+            self.lag[ids, slot] = sample["lag"].to_numpy(dtype="float64", na_value=np.nan)
+            self.pos[ids] += 1
+            self._keep_rows(sample, ids)
+        status = self._judge(ids)
+        out = sample.reset_index(drop=True)
+        out["status"] = pd.array(status, dtype="string")
+        out["consumed"] = consumed
+        if len(self.keys) > 1000 and self._stale_share() > 0.5:
+            self._drop_stale()
+        return out
+
+    def _keep_rows(self, sample: pd.DataFrame, ids: np.ndarray) -> None:
+        for name in sample.columns:
+            values = pd.Series(sample[name].to_numpy(), dtype=sample[name].dtype)
+            if name not in self.columns:
+                self.dtypes[name] = sample[name].dtype
+                self.columns[name] = _nullable(values.iloc[:0]).reindex(range(len(self.keys))).array
+            column = self.columns[name]
+            if len(column) < len(self.keys):
+                column = self.columns[name] = pd.Series(column).reindex(range(len(self.keys))).array
+            column[ids] = _nullable(values).array
+
+    def _ids(self, sample: pd.DataFrame) -> np.ndarray:
+        keys = list(zip(*(sample[k].tolist() for k in KEY)))
+        ids = np.empty(len(keys), dtype=np.int64)
+        new = 0
+        for i, key in enumerate(keys):
+            row = self.index.get(key)
+            if row is None:
+                row = self.index[key] = len(self.keys)
+                self.keys.append(key)
+                new += 1
+            ids[i] = row
+        if new:
+            self.t = np.vstack([self.t, np.full((new, self.slots), NEVER, dtype=np.int64)])
+            self.committed = np.vstack([self.committed, np.full((new, self.slots), np.nan)])
+            self.lag = np.vstack([self.lag, np.full((new, self.slots), np.nan)])
+            self.pos = np.concatenate([self.pos, np.zeros(new, dtype=np.int64)])
+        return ids
+
+    def _chronological(self, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        order = (self.pos[ids, None] + np.arange(self.slots)[None, :]) % self.slots
+        return (np.take_along_axis(self.t[ids], order, axis=1),
+                np.take_along_axis(self.committed[ids], order, axis=1),
+                np.take_along_axis(self.lag[ids], order, axis=1))
+
+    def _grow(self) -> None:
+        t, committed, lag = self._chronological(np.arange(len(self.keys)))
+        pad = self.slots
+        self.t = np.hstack([t, np.full((len(t), pad), NEVER, dtype=np.int64)])
+        self.committed = np.hstack([committed, np.full((len(t), pad), np.nan)])
+        self.lag = np.hstack([lag, np.full((len(t), pad), np.nan)])
+        self.pos = np.full(len(t), self.slots, dtype=np.int64)
+        self.slots *= 2
+
+    def _newest_times(self) -> np.ndarray:
+        return self.t[np.arange(len(self.keys)), (self.pos - 1) % self.slots]
+
+    def _stale_share(self) -> float:
+        return float((self._newest_times() < self.newest_ns - self.window_ns).mean())
+
+    def _drop_stale(self) -> None:
+        keep = np.flatnonzero(self._newest_times() >= self.newest_ns - self.window_ns)
+        self.t, self.committed, self.lag = self.t[keep], self.committed[keep], self.lag[keep]
+        self.pos = self.pos[keep]
+        self.keys = [self.keys[i] for i in keep]
+        self.index = {key: i for i, key in enumerate(self.keys)}
+        self.columns = {name: column[keep] for name, column in self.columns.items()}
+
+    # -- judging ---------------------------------------------------------------------
+    def latest(self) -> pd.DataFrame:
+        """The newest row of every partition in the window, with its ``status``."""
+        if self.newest_ns is None:
+            return latest_lag(pd.DataFrame(columns=KEY + ["sampled_at", "lag", "committed"]))
+        ids = np.flatnonzero(self._newest_times() >= self.newest_ns - self.window_ns)
+        rows = self._rows(ids)
+        rows["status"] = pd.array(self._judge(ids), dtype="string")
+        return rows
+
+    def _judge(self, ids: np.ndarray) -> np.ndarray:
+        """The verdict of each partition in ``ids`` (each with a row in the window) now."""
+        if not len(ids):
+            return np.array([], dtype=object)
+        cutoff = self.newest_ns - self.window_ns
+        t, committed, lag = self._chronological(ids)
+        valid = t >= cutoff
+        newest_t = t[:, -1]
+        samples = valid.sum(axis=1)
+        first = self.slots - samples
+        pick = np.arange(len(t))
+        first_t, first_committed = t[pick, first], committed[pick, first]
+        pair = valid[:, :-1] & valid[:, 1:]
+        after_t = t[:, 1:]
+        with np.errstate(invalid="ignore"):
+            step = committed[:, 1:] - committed[:, :-1]
+            lag_step = lag[:, 1:] - lag[:, :-1]
+            rewound = (pair & (step < 0)).any(axis=1)
+            last_zero = np.where(valid & (lag == 0), t, NEVER).max(axis=1, initial=NEVER)
+            in_run = after_t > last_zero[:, None]  # no zero in the window: every step counts
+            not_rising = (pair & (lag_step <= 0) & in_run).any(axis=1)
+            run_steps = (pair & ~np.isnan(lag_step) & in_run).sum(axis=1)
+            moved = pair & ~np.isnan(step) & (step != 0)
+        last_move = np.where(moved, after_t, NEVER).max(axis=1, initial=NEVER)
+        since = np.where(moved.any(axis=1), last_move, first_t)
+        stuck_s = (newest_t - since) / 1e9
+        span_s = (newest_t - first_t) / 1e9
+        now_lag, now_committed = lag[:, -1], committed[:, -1]
+        members = self._numbers("members", ids)
+        seconds = self._numbers("lag_seconds", ids)
+        with np.errstate(invalid="ignore"):
+            went_on = now_committed > first_committed  # False when either is unknown
+            stopped = ~went_on | (stuck_s >= self.stuck_after_s)
+            no_members = np.isnan(members) | (members == 0)
+            too_old = seconds > np.maximum(self.window_s, span_s)
+            rising = ~not_rising & (run_steps >= 2)
+            return np.select(
+                [np.isnan(now_lag), rewound, now_lag == 0, samples < 2,
+                 stopped & no_members, stopped, rising & too_old, rising],
+                ["UNKNOWN", "REWIND", "OK", "UNKNOWN", "STOP", "STALL", "ERR", "WARN"], default="OK")
+
+    def _numbers(self, name: str, ids: np.ndarray) -> np.ndarray:
+        if name not in self.columns:
+            return np.full(len(ids), np.nan)
+        return pd.Series(self.columns[name][ids]).to_numpy(dtype="float64", na_value=np.nan)
+
+    def _rows(self, ids: np.ndarray) -> pd.DataFrame:
+        return pd.DataFrame({name: pd.Series(column[ids]).astype(self.dtypes[name])
+                             for name, column in self.columns.items()})
+
+
+def _nullable(values: pd.Series) -> pd.Series:
+    """``values`` in a dtype that can hold a missing value (int64 -> Int64, bool -> boolean)."""
+    if values.dtype == "int64":
+        return values.astype("Int64")
+    if values.dtype == "bool":
+        return values.astype("boolean")
+    return values
