@@ -50,8 +50,9 @@ class Recorder:
 
     def _restore(self) -> None:
         """Pick up where the last writer of this store stopped."""
-        since = pd.Timestamp.now(tz="UTC") - pd.Timedelta(seconds=self.window_s)
-        self.judge.add(self.store.read("lag", since=since))
+        newest = self.store.newest_time("lag")
+        if newest is not None:
+            self.judge.add(self.store.read("lag", since=newest - pd.Timedelta(seconds=self.window_s)))
         for name in (*ENTITY, *PER_GROUP):
             self.latest[name] = self.store.get(f"{name}_latest")
         for name in ("lag_1m", "dlq_1m"):
