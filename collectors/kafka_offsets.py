@@ -1,12 +1,19 @@
 """Kafka offsets and consumer-group lag.
 
 Per sample: one metadata request, one ``list_offsets`` round for the end offsets of
-every partition (and one for the earliest offsets), one ``list_consumer_groups``
-(which also gives each group's state), ``describe_consumer_groups`` only for groups
-that have members, and committed offsets for each group with at most
-``concurrency`` requests in flight (the client API takes one group per call). End
-offsets are shared by every group: requests grow with groups, never with
-groups × topics. A group that fails to answer is skipped for that sample only.
+every partition (and one for the earliest offsets, which only the topics frame needs: it
+is answered while the groups are), one ``list_consumer_groups`` (which also gives each
+group's state; it is answered while the end offsets are read), ``describe_consumer_groups``
+only for groups that have members, and committed offsets for each group (the client API
+takes one group per call), with at most ``concurrency`` group requests in flight.
+Committed offsets are asked for once the end offsets are in, so each committed offset is
+read after the end offset it is compared with. End offsets are shared by every group:
+requests grow with groups, never with groups × topics. A group that fails to answer is
+skipped for that sample only.
+
+Lag rows are built column by column: the groups' answers go into one array per column,
+lag is computed on whole columns, and lag in seconds comes from one table of (end offset,
+time) points for all partitions (:class:`~eventscope.collectors.timelag.OffsetClocks`).
 
 Read-only: the AdminClient never joins a group or commits.
 """
@@ -16,13 +23,15 @@ import logging
 import re
 import time
 import uuid
-from concurrent.futures import Future
+from collections import deque
 
+import numpy as np
 import pandas as pd
 from confluent_kafka import Consumer, ConsumerGroupTopicPartitions, KafkaError, KafkaException, TopicPartition
 from confluent_kafka.admin import AdminClient, OffsetSpec
 
-from eventscope.collectors.timelag import OffsetClock
+from eventscope.collectors.events_common import gc_paused
+from eventscope.collectors.timelag import OffsetClocks
 from eventscope import schemas
 
 log = logging.getLogger("eventscope.kafka")
@@ -48,45 +57,76 @@ class KafkaOffsetsCollector:
     name = "kafka.offsets"
 
     def __init__(self, admin: AdminClient, source: str = "kafka", topics: str = r"^(?!__).*",
-                 timeout_s: float = 10.0, concurrency: int = 16, probe_conf: dict | None = None,
+                 timeout_s: float = 10.0, concurrency: int = 1000, probe_conf: dict | None = None,
                  probe_max_lag: int = 5, probe_budget: int = 20):
         self.admin = admin
         self.source = source
         self.topic_filter = re.compile(topics)
         self.timeout_s = timeout_s
         self.concurrency = concurrency
-        self.clocks: dict[tuple[str, int], OffsetClock] = {}
+        self.clocks = OffsetClocks()
         self.probe = ControlRecordProbe(probe_conf, timeout_s) if probe_conf else None
         self.probe_max_lag = probe_max_lag
         self.probe_budget = probe_budget
         self.probes_left = probe_budget
         self.last_seen: dict[tuple[str, str, int], tuple[int, int]] = {}
         self.group_errors = 0
+        # wall seconds of the last sample's steps, in the order they are waited for
+        self.phases: dict[str, float] = {}
 
     def collect(self) -> dict[str, pd.DataFrame]:
+        # Thousands of futures, answers and row values, none in a reference cycle: the
+        # cyclic garbage collector would only walk them again and again while they pile up.
+        with gc_paused():
+            return self._collect()
+
+    def _collect(self) -> dict[str, pd.DataFrame]:
         now = pd.Timestamp.now(tz="UTC")
+        self.phases = {}
+        mark = time.perf_counter()
         meta = self.admin.list_topics(timeout=self.timeout_s)
         partitions = [TopicPartition(t.topic, p) for t in meta.topics.values()
                       if self.topic_filter.search(t.topic) and not t.error
                       for p in t.partitions]
+        mark = self._lap("metadata", mark)
+        # The group listing does not depend on any offset: it is answered meanwhile.
+        listing = self.admin.list_consumer_groups(request_timeout=self.timeout_s)
         ends = self._offsets(partitions, OffsetSpec.latest())
-        starts = self._offsets(partitions, OffsetSpec.earliest())
         wall = time.time()
-        for key, end in ends.items():
-            self.clocks.setdefault(key, OffsetClock()).record(end, wall)
-        topics = [{"sampled_at": now, "source": self.source, "broker": "kafka", "topic": t,
-                   "partition": p, "start": starts.get((t, p)), "end": e}
-                  for (t, p), e in sorted(ends.items())]
+        keys = sorted(ends)  # (topic, partition): each topic's partitions together, in order
+        end_col = np.fromiter((ends[key] for key in keys), dtype=np.int64, count=len(keys))
+        clock_rows = self.clocks.rows_of(keys)
+        self.clocks.record(clock_rows, end_col, wall)
+        # The earliest offsets only fill the topics frame: they are read while the groups answer.
+        earliest = request_offsets(self.admin, partitions, OffsetSpec.earliest(), self.timeout_s)
+        mark = self._lap("end offsets", mark)
         self.group_errors = 0
-        lag_rows, member_rows = self._group_rows(now, wall, ends)
+        lag, members = self._group_frames(now, wall, listing, keys, end_col, clock_rows, mark)
         if self.group_errors:
             log.warning("%d group request(s) failed; those groups are left out of this sample",
                         self.group_errors)
-        return {"topics": schemas.conform("topics", topics), "lag": schemas.conform("lag", lag_rows),
-                "consumers": schemas.conform("consumers", member_rows)}
+        mark = time.perf_counter()
+        starts = self._checked(offsets_of(earliest))
+        mark = self._lap("earliest offsets", mark)
+        topics = schemas.conform_columns("topics", {
+            "sampled_at": now, "source": self.source, "broker": "kafka", "topic": [t for t, _ in keys],
+            "partition": pd.Series([p for _, p in keys], dtype="int64"),
+            "start": _nullable([starts.get(key) for key in keys]), "end": _nullable(end_col)},
+            len(keys)) if keys else schemas.conform("topics", [])
+        self._lap("rows and frames", mark)
+        return {"topics": topics, "lag": lag, "consumers": members}
+
+    def _lap(self, phase: str, mark: float) -> float:
+        now = time.perf_counter()
+        self.phases[phase] = self.phases.get(phase, 0.0) + now - mark
+        return now
 
     def _offsets(self, partitions: list[TopicPartition], spec) -> dict[tuple[str, int], int]:
-        out, failed = list_offsets(self.admin, partitions, spec, self.timeout_s)
+        return self._checked(list_offsets(self.admin, partitions, spec, self.timeout_s))
+
+    @staticmethod
+    def _checked(answer: tuple[dict, list]) -> dict[tuple[str, int], int]:
+        out, failed = answer
         if failed and not out:
             raise failed[0][1]
         if failed:
@@ -95,71 +135,135 @@ class KafkaOffsetsCollector:
             log.warning("%d partition(s) left out of this sample: %s", len(failed), failed[0][1])
         return out
 
-    def _group_rows(self, now, wall: float, ends: dict) -> tuple[list[dict], list[dict]]:
-        listing = self.admin.list_consumer_groups(request_timeout=self.timeout_s).result()
+    def _group_frames(self, now, wall: float, listing, keys: list, end_col: np.ndarray,
+                      clock_rows: np.ndarray, mark: float) -> tuple[pd.DataFrame, pd.DataFrame]:
+        listing = listing.result()
         states = {g.group_id: _state_name(g) for g in listing.valid}
         group_ids = sorted(states)
+        mark = self._lap("group listing", mark)
         if not group_ids:
-            return [], []
+            return schemas.conform("lag", []), schemas.conform("consumers", [])
+        pending: deque = deque()  # (answers, group, future), in the order asked
+        described, committed = {}, {}
         # Only groups with members need describing; the listing already gives every
         # group's state, and an Empty or Dead group has no members to describe.
-        described = self._describe([g for g in group_ids if states[g] not in ("Empty", "Dead")])
-        committed = self._committed(group_ids)
-        by_topic: dict[str, list[int]] = {}
-        for topic, partition in ends:
-            by_topic.setdefault(topic, []).append(partition)
-        self.probes_left = self.probe_budget
-        rows, members = [], []
+        self._describe([g for g in group_ids if states[g] not in ("Empty", "Dead")], described, pending)
+        self._committed(group_ids, committed, pending)
+        mark = self._lap("committed offsets", mark)  # asking: each request leaves as it is made
+        while pending and pending[0][0] is described:
+            self._wait(pending, len(pending) - 1)
+        mark = self._lap("describe", mark)
+        self._wait(pending, 0)
+        mark = self._lap("committed offsets", mark)
+        frames = self._lag_frame(now, wall, group_ids, states, described, committed,
+                                 keys, end_col, clock_rows)
+        self._lap("rows and frames", mark)
+        return frames
+
+    def _describe(self, group_ids: list[str], described: dict, pending: deque) -> None:
+        """Ask for the groups' descriptions, ``concurrency`` groups at a time at most."""
+        for i in range(0, len(group_ids), self.concurrency):
+            chunk = group_ids[i:i + self.concurrency]
+            self._wait(pending, self.concurrency - len(chunk))
+            futures = self.admin.describe_consumer_groups(chunk, request_timeout=self.timeout_s)
+            pending.extend((described, gid, fut) for gid, fut in futures.items())
+
+    def _committed(self, group_ids: list[str], committed: dict, pending: deque) -> None:
+        """Ask for each group's committed offsets, with at most ``concurrency`` requests in flight."""
+        for gid in group_ids:
+            self._wait(pending, self.concurrency - 1)
+            futures = self.admin.list_consumer_group_offsets(
+                [ConsumerGroupTopicPartitions(gid)], request_timeout=self.timeout_s)
+            pending.append((committed, gid, futures[gid]))
+
+    def _wait(self, pending: deque, limit: int) -> None:
+        """Take answers, oldest first, until at most ``limit`` requests are left in flight."""
+        while len(pending) > max(0, limit):
+            answers, gid, fut = pending.popleft()
+            try:
+                answers[gid] = fut.result()
+            except KafkaException:
+                # deleted since the listing, coordinator loading, ...: this group is
+                # skipped this sample, not the others
+                self.group_errors += 1
+
+    def _lag_frame(self, now, wall: float, group_ids: list[str], states: dict, described: dict,
+                   committed: dict, keys: list, end_col: np.ndarray, clock_rows: np.ndarray
+                   ) -> tuple[pd.DataFrame, pd.DataFrame]:
+        """The ``lag`` and ``consumers`` frames: one lag row per partition of every topic a
+        group has committed on, groups and topics and partitions in order."""
+        spans: dict[str, tuple[int, int]] = {}  # topic -> its rows in keys: [first, last + 1)
+        for i, (topic, _) in enumerate(keys):
+            first = spans.get(topic, (i, i))[0]
+            spans[topic] = (first, i + 1)
+        partitions = [p for _, p in keys]
+        group_col, topic_col, state_col, count_col, offset_col, key_col = [], [], [], [], [], []
+        members = []
         for gid in group_ids:
             desc = described.get(gid)
             members.extend(_member_rows(now, self.source, gid, desc))
+            answer = committed.get(gid)
+            if answer is None:
+                continue  # the group vanished or its coordinator did not answer this time
             state = _state_name(desc) or states[gid]
             count = len(desc.members) if desc is not None else (0 if states[gid] in ("Empty", "Dead") else None)
-            offsets = committed.get(gid)
-            if offsets is None:
-                continue  # the group vanished or its coordinator did not answer this time
+            by_topic: dict[str, dict[int, int]] = {}
+            for tp in answer.topic_partitions:
+                if tp.error is None:
+                    offsets = by_topic.get(tp.topic)
+                    if offsets is None:
+                        offsets = by_topic[tp.topic] = {}
+                    offsets[tp.partition] = tp.offset
+            rows = 0
             # every partition of a topic the group commits to, so a partition that
             # has no committed offset yet shows up as unknown instead of vanishing
-            for topic in sorted({t for t, _ in offsets} & by_topic.keys()):
-                for partition in sorted(by_topic[topic]):
-                    rows.append(self._lag_row(now, wall, gid, topic, partition,
-                                              offsets.get((topic, partition)), ends[(topic, partition)],
-                                              state, count))
-        return rows, members
-
-    def _describe(self, group_ids: list[str]) -> dict:
-        """Describe groups, ``concurrency`` at a time; a group that fails is left out."""
-        out = {}
-        for i in range(0, len(group_ids), self.concurrency):
-            chunk = group_ids[i:i + self.concurrency]
-            for gid, fut in self.admin.describe_consumer_groups(chunk, request_timeout=self.timeout_s).items():
-                try:
-                    out[gid] = fut.result()
-                except KafkaException:
-                    self.group_errors += 1  # deleted since the listing, or coordinator loading
-        return out
-
-    def _lag_row(self, now, wall, gid, topic, partition, offset, end, state, members) -> dict:
-        known = offset is not None and offset >= 0
-        committed = offset if known else None
+            for topic in sorted(by_topic.keys() & spans.keys()):
+                first, last = spans[topic]
+                offsets = by_topic[topic]
+                # -1: no committed offset (as is any negative offset the broker reports)
+                offset_col.extend([offsets.get(p, -1) for p in partitions[first:last]])
+                key_col.extend(range(first, last))
+                topic_col.extend([topic] * (last - first))
+                rows += last - first
+            group_col.extend([gid] * rows)
+            state_col.extend([state] * rows)
+            count_col.extend([-1 if count is None else count] * rows)  # -1: not known
+        n = len(offset_col)
+        consumers = schemas.conform("consumers", members)
+        if not n:
+            return schemas.conform("lag", []), consumers
+        key_col = np.array(key_col, dtype=np.intp)
+        offset_col = np.array(offset_col, dtype=np.int64)
+        end = end_col[key_col]
+        known = offset_col >= 0
         # Clamp at zero: the committed offset and the end offset are read at
         # different moments, so a group that commits between the two reads can
         # appear ahead of the log end by a few messages.
-        lag = max(0, end - committed) if known else None
-        if lag and lag <= self.probe_max_lag and self._should_probe(gid, topic, partition, committed, end) \
-                and self.probe.only_control(topic, partition, committed, end):
-            # Transactional topics end with a commit marker that takes an offset but
-            # is never delivered; a consumer that committed past its last record
-            # stays "1 behind" forever. Nothing readable is left: the lag is 0.
-            lag = 0
-            committed_view = end
-        else:
-            committed_view = committed
-        clock = self.clocks.get((topic, partition))
-        lag_s = clock.lag_seconds(committed_view, end, wall) if clock else float("nan")
-        return {"sampled_at": now, "source": self.source, "broker": "kafka", "group": gid,
-                "topic": topic, "partition": partition, "committed": committed, "end": end,
-                "lag": lag, "lag_seconds": lag_s, "group_state": state, "members": members}
+        lag = np.maximum(0, end - offset_col)
+        view = offset_col.copy()  # the offset lag in seconds is dated from
+        self.probes_left = self.probe_budget
+        if self.probe is not None:
+            for i in np.flatnonzero(known & (lag >= 1) & (lag <= self.probe_max_lag)).tolist():
+                if self._only_markers(group_col[i], topic_col[i], partitions[key_col[i]],
+                                      int(offset_col[i]), int(end[i])):
+                    lag[i] = 0
+                    view[i] = end[i]
+        lag_s = self.clocks.lag_seconds(clock_rows[key_col], view, known, end, wall)
+        frame = schemas.conform_columns("lag", {
+            "sampled_at": now, "source": self.source, "broker": "kafka", "group": group_col,
+            "topic": topic_col, "partition": pd.Series(np.asarray(partitions, dtype=np.int64)[key_col]),
+            "committed": _nullable(offset_col, ~known), "end": _nullable(end), "lag": _nullable(lag, ~known),
+            "lag_seconds": pd.Series(lag_s), "group_state": state_col,
+            "members": _nullable(count_col, np.array(count_col) < 0)}, n)
+        return frame, consumers
+
+    def _only_markers(self, gid: str, topic: str, partition: int, committed: int, end: int) -> bool:
+        """True when a small lag is only transaction markers (see :class:`ControlRecordProbe`)."""
+        # Transactional topics end with a commit marker that takes an offset but
+        # is never delivered; a consumer that committed past its last record
+        # stays "1 behind" forever. Nothing readable is left: the lag is 0.
+        return self._should_probe(gid, topic, partition, committed, end) \
+            and self.probe.only_control(topic, partition, committed, end)
 
     def _should_probe(self, gid: str, topic: str, partition: int, committed: int, end: int) -> bool:
         """Probe only a small lag frozen across two samples, within the per-sample budget."""
@@ -177,30 +281,6 @@ class KafkaOffsetsCollector:
         self.probes_left -= 1
         return True
 
-    def _committed(self, group_ids: list[str]) -> dict[str, dict[tuple[str, int], int]]:
-        """Committed offsets per group, at most ``concurrency`` requests in flight."""
-        out: dict[str, dict] = {}
-        pending: list[tuple[str, Future]] = []
-
-        def drain(limit: int) -> None:
-            while len(pending) > limit:
-                gid, fut = pending.pop(0)
-                try:
-                    result = fut.result()
-                except KafkaException:
-                    self.group_errors += 1  # this group is skipped this sample, not the others
-                    continue
-                out[gid] = {(tp.topic, tp.partition): tp.offset for tp in result.topic_partitions
-                            if tp.error is None}
-
-        for gid in group_ids:
-            futs = self.admin.list_consumer_group_offsets(
-                [ConsumerGroupTopicPartitions(gid)], request_timeout=self.timeout_s)
-            pending.append((gid, futs[gid]))
-            drain(self.concurrency - 1)
-        drain(0)
-        return out
-
     def close(self) -> None:
         """Close the probe consumer; AdminClient has no close, dropping it frees it."""
         self.admin = None
@@ -208,14 +288,33 @@ class KafkaOffsetsCollector:
             self.probe.close()
 
 
+def _nullable(values, null=None) -> pd.Series:
+    """Integers as an ``Int64`` column; ``null`` marks <NA> (else None values are)."""
+    if null is None and not isinstance(values, np.ndarray):
+        null = np.fromiter((v is None for v in values), dtype=bool, count=len(values))
+        values = [0 if v is None else v for v in values]
+    data = np.asarray(values, dtype=np.int64)
+    mask = np.zeros(len(data), dtype=bool) if null is None else np.asarray(null, dtype=bool)
+    return pd.Series(pd.arrays.IntegerArray(data, mask))
+
+
 def list_offsets(admin: AdminClient, partitions: list, spec, timeout_s: float
                  ) -> tuple[dict[tuple[str, int], int], list]:
     """Offsets of ``partitions`` at ``spec`` (earliest, latest, for a timestamp) in one batched
     admin request: ``({(topic, partition): offset}, [(partition, error), ...])``."""
+    return offsets_of(request_offsets(admin, partitions, spec, timeout_s))
+
+
+def request_offsets(admin: AdminClient, partitions: list, spec, timeout_s: float) -> dict:
+    """Send the request of :func:`list_offsets` without waiting: ``{partition: future}``."""
     if not partitions:
-        return {}, []
-    futures = admin.list_offsets({TopicPartition(tp.topic, tp.partition): spec for tp in partitions},
-                                 request_timeout=timeout_s)
+        return {}
+    return admin.list_offsets({TopicPartition(tp.topic, tp.partition): spec for tp in partitions},
+                              request_timeout=timeout_s)
+
+
+def offsets_of(futures: dict) -> tuple[dict[tuple[str, int], int], list]:
+    """The answer of :func:`request_offsets`, as :func:`list_offsets` returns it."""
     out, failed = {}, []
     for tp, fut in futures.items():
         try:

@@ -7,12 +7,19 @@ Flat stretches (end offset unchanged) keep only their first point, because the
 first time an offset was the end is the time the message after it had not yet
 arrived. The table is bounded; beyond its oldest point the rate of the oldest
 segment is extrapolated, and with fewer than two points the answer is unknown.
+
+:class:`OffsetClock` is one partition's table; :class:`OffsetClocks` holds the tables of
+many partitions in two arrays and answers for whole columns of rows at once, with the
+same arithmetic in the same order (so the same floats).
 """
 from __future__ import annotations
 
 import bisect
 import math
 from collections import deque
+from collections.abc import Hashable, Sequence
+
+import numpy as np
 
 
 class OffsetClock:
@@ -57,3 +64,102 @@ class OffsetClock:
             return 0.0
         at = self.time_of(committed)
         return math.nan if at is None else max(0.0, now - at)
+
+
+class OffsetClocks:
+    """The :class:`OffsetClock` of every partition, as arrays: row ``r`` holds one partition's
+    points, oldest first, in ``offsets[r, :counts[r]]`` and ``times[r, :counts[r]]``.
+
+    A collector with thousands of partitions keeps two numbers per point instead of a tuple
+    of two objects, and looks up a whole column of committed offsets in a few array passes.
+    """
+
+    # rows compared at once in a lookup: bounds the temporary (rows × max_points) arrays
+    CHUNK = 4096
+
+    def __init__(self, max_points: int = 120):
+        self.max_points = max_points
+        self.rows: dict[Hashable, int] = {}
+        self.offsets = np.zeros((0, max_points), dtype=np.int64)
+        self.times = np.zeros((0, max_points), dtype=np.float64)
+        self.counts = np.zeros(0, dtype=np.int64)
+
+    def rows_of(self, keys: Sequence[Hashable]) -> np.ndarray:
+        """The row of each key (a partition), adding rows for keys not seen before."""
+        rows = self.rows
+        for key in keys:
+            if key not in rows:
+                rows[key] = len(rows)
+        if len(rows) > len(self.counts):
+            size = max(len(rows), 2 * len(self.counts))
+            grow = size - len(self.counts)
+            self.offsets = np.concatenate([self.offsets, np.zeros((grow, self.max_points), np.int64)])
+            self.times = np.concatenate([self.times, np.zeros((grow, self.max_points), np.float64)])
+            self.counts = np.concatenate([self.counts, np.zeros(grow, np.int64)])
+        return np.fromiter((rows[key] for key in keys), dtype=np.intp, count=len(keys))
+
+    def record(self, rows: np.ndarray, ends: np.ndarray, at: float) -> None:
+        """:meth:`OffsetClock.record` for each (row, end); ``rows`` are distinct."""
+        rows = np.asarray(rows, dtype=np.intp)
+        ends = np.asarray(ends, dtype=np.int64)
+        counts = self.counts[rows]
+        last = self.offsets[rows, np.maximum(counts - 1, 0)]
+        # topic recreated or truncated: start over, with this point only
+        self.counts[rows[(counts > 0) & (ends < last)]] = 0
+        adding = (counts == 0) | (ends != last)  # an unchanged end keeps the flat stretch's first point
+        rows, ends = rows[adding], ends[adding]
+        full = rows[self.counts[rows] == self.max_points]
+        if len(full):  # bounded: the oldest point goes
+            self.offsets[full, :-1] = self.offsets[full, 1:]
+            self.times[full, :-1] = self.times[full, 1:]
+            self.counts[full] -= 1
+        at_col = self.counts[rows]
+        self.offsets[rows, at_col] = ends
+        self.times[rows, at_col] = at
+        self.counts[rows] += 1
+
+    def times_of(self, rows: np.ndarray, offsets: np.ndarray) -> np.ndarray:
+        """:meth:`OffsetClock.time_of` for each (row, offset); NaN where that is None."""
+        rows = np.asarray(rows, dtype=np.intp)
+        offsets = np.asarray(offsets, dtype=np.int64)
+        out = np.full(len(rows), np.nan)
+        counts = self.counts[rows]
+        last = self.offsets[rows, np.maximum(counts - 1, 0)]
+        todo = np.flatnonzero((counts > 0) & (offsets < last))  # else caught up (or no points)
+        span = np.arange(self.max_points)
+        for c in range(0, len(todo), self.CHUNK):
+            pick = todo[c:c + self.CHUNK]
+            r, off, n = rows[pick], offsets[pick], counts[pick]
+            # bisect_right over each row's points: how many of them are <= the offset
+            i = ((self.offsets[r] <= off[:, None]) & (span < n[:, None])).sum(axis=1)
+            inside = i > 0
+            if inside.any():
+                ri, oi, ii = r[inside], off[inside], i[inside]
+                o1, t1 = self.offsets[ri, ii - 1], self.times[ri, ii - 1]
+                o2, t2 = self.offsets[ri, ii], self.times[ri, ii]
+                out[pick[inside]] = t1 + (t2 - t1) * (oi - o1) / (o2 - o1)
+            before = ~inside & (n >= 2)
+            if before.any():  # extrapolate before the oldest point at the oldest segment's rate
+                rb, ob = r[before], off[before]
+                o1, t1 = self.offsets[rb, 0], self.times[rb, 0]
+                o2, t2 = self.offsets[rb, 1], self.times[rb, 1]
+                moving = t2 > t1
+                rate = np.zeros(len(rb))
+                rate[moving] = (o2 - o1)[moving] / (t2 - t1)[moving]
+                ok = rate > 0
+                out[pick[before][ok]] = t1[ok] - (o1[ok] - ob[ok]) / rate[ok]
+        return out
+
+    def lag_seconds(self, rows: np.ndarray, committed: np.ndarray, known: np.ndarray, ends: np.ndarray,
+                    now: float) -> np.ndarray:
+        """:meth:`OffsetClock.lag_seconds` for each row: NaN where the committed offset is not
+        ``known``, 0 where it has reached the end, else the age of the oldest unconsumed message."""
+        committed = np.asarray(committed, dtype=np.int64)
+        out = np.full(len(committed), np.nan)
+        behind = known & (committed < ends)
+        out[known & ~behind] = 0.0
+        pick = np.flatnonzero(behind)
+        if len(pick):
+            waited = now - self.times_of(np.asarray(rows)[pick], committed[pick])
+            out[pick] = np.where(np.isnan(waited), np.nan, np.maximum(0.0, waited))
+        return out
