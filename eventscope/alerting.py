@@ -2,10 +2,12 @@
 
 The runner calls :meth:`AlertEvaluator.evaluate` after each pass over its collectors,
 so rules are evaluated whether or not a browser is open, in live collection and in
-sample-data replay alike. It reads only the recent window the rules need, steps the
-pure state machine once, appends the transitions to the store's ``alerts`` frame and
-hands them to the notifier (which never blocks). On start the state is rebuilt from
-the stored history, so a restart neither re-fires nor forgets a firing alert.
+sample-data replay alike. It reads the snapshots the recorder keeps (each group's status
+was judged when its sample was written), steps the pure state machine with only the
+observations that changed or belong to an active alert, appends the transitions to the
+store's ``alerts`` frame and hands them to the notifier (which never blocks). On start
+the state is rebuilt from the stored history, so a restart neither re-fires nor forgets
+a firing alert.
 """
 from __future__ import annotations
 
@@ -15,6 +17,7 @@ import pandas as pd
 
 from eventscope.analysis import alert_state, alerts
 from eventscope.notify import Notifier
+from eventscope.query import Queries
 from eventscope.store import Store
 
 log = logging.getLogger("eventscope.alerting")
@@ -32,26 +35,28 @@ class AlertEvaluator:
         self.rules = alerts_config.all_rules()
         self.metrics = {r.metric for r in self.rules if not r.silent}  # compute only what is judged
         self.notifier = notifier
-        self.state: dict | None = None
+        self.queries = Queries(store)
+        self.stepper: alert_state.Stepper | None = None
         self.observations = pd.DataFrame(columns=alert_state.OBSERVATION_COLUMNS)
+
+    @property
+    def state(self) -> dict | None:
+        """The alert state (None before the first evaluation)."""
+        return None if self.stepper is None else self.stepper.state
 
     def evaluate(self, now: pd.Timestamp | None = None) -> list[dict]:
         """One evaluation at ``now``; returns the transitions it recorded."""
         now = pd.Timestamp.now(tz="UTC") if now is None else pd.Timestamp(now)
-        if self.state is None:
+        if self.stepper is None:
             history = self.store.read("alerts")
-            self.state = alert_state.from_history(history)
+            self.stepper = alert_state.Stepper(self.rules, alert_state.from_history(history))
             if history.empty:
                 self._seed(now)  # no alert history: judge the samples the store already holds
             elif self.notifier is not None:
                 recent = history[history["at"] >= now - pd.Timedelta(seconds=RESEND_WINDOW_S)]
                 self.notifier.submit(recent.to_dict("records"))
-        since = now - pd.Timedelta(seconds=alerts.LAG_WINDOW_S)
-        frames = {name: self.store.read(name, since=since) for name in ("lag", "dlq", "stuck")}
-        health = self.store.read("health", since=now - pd.Timedelta(seconds=900))
-        self.observations = alerts.observe(frames["lag"], frames["dlq"], frames["stuck"], health, at=now,
-                                           stall_after_s=self.config.stall_after_s, metrics=self.metrics)
-        self.state, transitions = alert_state.step(self.state, self.observations, self.rules, now)
+        self.observations = self.queries.observations(now, frozenset(self.metrics))
+        transitions = self.stepper.step(self.observations, now)
         _touch(self.store.root / MARKER)
         if transitions:
             self.store.append("alerts", alert_state.transitions_frame(transitions))
@@ -67,13 +72,13 @@ class AlertEvaluator:
         A sample-data replay starts with minutes of backfilled history, and a collector may
         start on a store that already holds samples: an incident under way then fires as
         soon as it has held for `for_s` in those samples, not `for_s` after the start."""
-        since = now - pd.Timedelta(seconds=SEED_WINDOW_S)
-        frames = {n: self.store.read(n, since=since) for n in ("lag", "dlq", "stuck", "health")}
-        for name in ("lag", "dlq"):
-            frames[name] = frames[name][frames[name]["sampled_at"] < now]
-        self.state, history = alerts.replay(frames["lag"], frames["dlq"], self.rules, stuck=frames["stuck"],
-                                            health=frames["health"], max_steps=20,
-                                            stall_after_s=self.config.stall_after_s)
+        since = now - pd.Timedelta(seconds=min(SEED_WINDOW_S, self.store.retention.raw_window_s))
+        samples = self.store.read("lag_samples", since=since)
+        dlq = self.store.read("dlq", since=since)
+        state, history = alerts.replay_samples(samples[samples["sampled_at"] < now], dlq[dlq["sampled_at"] < now],
+                                               self.rules, health=self.store.read("health", since=since),
+                                               max_steps=20)
+        self.stepper = alert_state.Stepper(self.rules, state)
         if not history.empty:
             self.store.append("alerts", history)
             if self.notifier is not None:

@@ -2,48 +2,41 @@
 
 The collector's evaluation (``alerts`` frame) is the truth. A store nobody evaluated
 (an old store, or one written by hand) falls back to replaying the rules over the
-last hour, with the same state machine.
+per-minute rollups of its last 15 minutes, with the same state machine.
 """
 from __future__ import annotations
 
 import pandas as pd
 
+from eventscope.alerting import evaluated_recently
 from eventscope.analysis import alert_state, alerts
+from eventscope.query import Queries
 
 EPISODE_COLUMNS = ["rule", "metric", "subject", "severity", "state", "since", "fired_at", "ended_at",
                    "value", "threshold", "detail", "episode"]
 
 
-def _frames(store, now: pd.Timestamp, window_s: float) -> dict:
-    since = now - pd.Timedelta(seconds=window_s)
-    out = {n: store.read(n, since=since) for n in ("lag", "dlq", "stuck")}
-    out["health"] = store.read("health", since=now - pd.Timedelta(seconds=max(window_s, 900.0)))
-    return out
-
-
-def current_observations(store, alerts_cfg, now: pd.Timestamp | None = None) -> pd.DataFrame:
+def current_observations(store, alerts_cfg, now: pd.Timestamp | None = None,
+                         queries: Queries | None = None) -> pd.DataFrame:
     """Every (metric, subject) value now."""
     now = now or pd.Timestamp.now(tz="UTC")
-    f = _frames(store, now, alerts.LAG_WINDOW_S)
-    return alerts.observe(f["lag"], f["dlq"], f["stuck"], f["health"], at=now,
-                          stall_after_s=alerts_cfg.stall_after_s)
+    return (queries or Queries(store)).observations(now)
 
 
-FALLBACK_WINDOW_S, FALLBACK_STEPS = 900.0, 8  # coarse on purpose: it runs on page loads
+FALLBACK_WINDOW_S = 900.0  # what a store nobody evaluated is judged over
 
 
 def evaluated(store) -> bool:
     """True when the stored ``alerts`` frame is the truth (a collector evaluates this store)."""
-    from eventscope.alerting import evaluated_recently
     return store.newest_time("alerts") is not None or evaluated_recently(store)
 
 
-def fallback(store, alerts_cfg, now: pd.Timestamp | None = None) -> tuple[dict, pd.DataFrame]:
-    """For a store nobody evaluated: the rules replayed over its last 15 minutes (coarsely)."""
+def fallback(store, alerts_cfg, now: pd.Timestamp | None = None,
+             queries: Queries | None = None) -> tuple[dict, pd.DataFrame]:
+    """For a store nobody evaluated: the rules replayed over its last 15 minutes, per minute."""
     now = now or pd.Timestamp.now(tz="UTC")
-    f = _frames(store, now, FALLBACK_WINDOW_S)
-    return alerts.replay(f["lag"], f["dlq"], alerts_cfg.all_rules(), stuck=f["stuck"], health=f["health"],
-                         max_steps=FALLBACK_STEPS, stall_after_s=alerts_cfg.stall_after_s)
+    return (queries or Queries(store)).replay_rules(
+        alerts_cfg.all_rules(), now - pd.Timedelta(seconds=FALLBACK_WINDOW_S), repr(alerts_cfg))
 
 
 def current_state(store, alerts_cfg, now: pd.Timestamp | None = None) -> dict:
@@ -58,13 +51,11 @@ def firing_now(store, alerts_cfg) -> pd.DataFrame:
     return alerts.firing_frame(current_state(store, alerts_cfg), current_observations(store, alerts_cfg))
 
 
-def what_if(store, rules: list, alerts_cfg, window_s: float = 3600.0, max_steps: int = 240,
-            now: pd.Timestamp | None = None) -> tuple[dict, pd.DataFrame]:
-    """Replay ``rules`` over the last ``window_s`` of stored frames: (end state, transitions)."""
+def what_if(store, rules: list, alerts_cfg, window_s: float = 3600.0, now: pd.Timestamp | None = None,
+            queries: Queries | None = None) -> tuple[dict, pd.DataFrame]:
+    """Replay ``rules`` over the last ``window_s`` of stored rollups: (end state, transitions)."""
     now = now or pd.Timestamp.now(tz="UTC")
-    f = _frames(store, now, window_s)
-    return alerts.replay(f["lag"], f["dlq"], rules, stuck=f["stuck"], health=f["health"],
-                         max_steps=max_steps, stall_after_s=alerts_cfg.stall_after_s)
+    return (queries or Queries(store)).replay_rules(rules, now - pd.Timedelta(seconds=window_s), repr(rules))
 
 
 def episodes(transitions: pd.DataFrame, now: pd.Timestamp | None = None) -> pd.DataFrame:

@@ -12,7 +12,13 @@ from pathlib import Path
 import pandas as pd
 
 from eventscope import __version__
+from eventscope.analysis import dlq as dlq_analysis
+from eventscope.analysis import lag as lag_analysis
+from eventscope.analysis import traces
+from eventscope.analysis.trace_index import StoreTraceIndex
 from eventscope.config import ConfigError, load_config
+from eventscope.query import Queries
+from eventscope.runner import open_store
 
 # The dashboard's Streamlit script, inside the package in a checkout and when installed.
 APP_SCRIPT = Path(__file__).resolve().parent / "app.py"
@@ -85,8 +91,17 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _store(config):
-    from eventscope.runner import open_store
     return open_store(config)
+
+
+def _queries(config) -> Queries:
+    queries = Queries(open_store(config))
+    for cap in queries.store.caps():
+        since = cap["kept_since"].strftime("%Y-%m-%d %H:%M:%S")
+        print(f"eventscope: {cap['frame']} history in {config.store_dir} starts {since} UTC: "
+              f"store.max_rows ({cap['max_rows']:,}) cut it short of the "
+              f"{cap['retention_hours']:g} h retention", file=sys.stderr)
+    return queries
 
 
 def _print(doc, as_json: bool, table: pd.DataFrame | None = None) -> None:
@@ -130,34 +145,31 @@ def cmd_collect(args, config) -> int:
 
 
 def cmd_lag(args, config) -> int:
-    from eventscope.analysis import lag
-    latest = lag.latest_lag(_store(config).read("lag", since=_since(600)))
-    rows = lag.to_rows(latest)
-    _print(rows, args.json, latest.drop(columns=["source"], errors="ignore"))
+    latest = _queries(config).lag_partitions()
+    latest = latest.sort_values(["broker", "group", "topic", "partition"], kind="stable")
+    _print(lag_analysis.to_rows(latest), args.json, latest.drop(columns=["source"], errors="ignore"))
     return 0
 
 
 def cmd_dlq(args, config) -> int:
-    from eventscope.analysis import dlq
-    store = _store(config)
-    frame = dlq.summary(store.read("dlq", since=_since(900)), now=pd.Timestamp.now(tz="UTC"),
-                        lag=store.read("lag", since=_since(120)), stuck=store.read("stuck", since=_since(120)))
-    _print(dlq.to_rows(frame), args.json, frame)
+    frame = _queries(config).dlq_summary(now=pd.Timestamp.now(tz="UTC"))
+    _print(dlq_analysis.to_rows(frame), args.json, frame.drop(columns=["sampled_at"], errors="ignore"))
     return 0
 
 
 def cmd_trace(args, config) -> int:
-    from eventscope.analysis import traces
-    from eventscope.analysis.trace_index import StoreTraceIndex
-    store = _store(config)
+    queries = _queries(config)
+    store = queries.store
     rows = StoreTraceIndex(store).lookup(args.id)
     found = None
     if not rows.empty:
-        # the samples over the trace's own span split its hops; the newest decide the outcome
+        # the samples over the trace's own span split its hops (while the raw window holds
+        # them); the newest decide the outcome
+        topics = sorted(set(rows["topic"].astype(str)))
         first, last = rows["at"].min(), rows["at"].max()
         history = store.read("lag", since=first - pd.Timedelta(seconds=60),
-                             until=last + pd.Timedelta(seconds=300))
-        found = traces.from_rows(rows, lag=store.read("lag", since=_since(120)), lag_history=history,
+                             until=last + pd.Timedelta(seconds=300), where={"topic": topics})
+        found = traces.from_rows(rows, lag=queries.lag_partitions(topics=tuple(topics)), lag_history=history,
                                  quiet_s=config.traces.quiet_s)
     if found is None:
         print(f"eventscope: no event carries the ID {args.id!r} in {config.store_dir}", file=sys.stderr)
@@ -169,11 +181,13 @@ def cmd_trace(args, config) -> int:
 def cmd_graph(args, config) -> int:
     from eventscope.graph.build import build_graph
     from eventscope.graph.export import to_dot, to_json
-    store = _store(config)
+    queries = _queries(config)
+    store = queries.store
     since = _since(args.window) if args.window else None
     events = store.read("events", since=since)
-    lag_since = since if since is not None else _since(600)
-    g = build_graph(events, store.read("lag", since=lag_since), store.read("dlq", since=lag_since))
+    dlq = store.read("dlq_1m", since=since).rename(columns={"minute": "sampled_at"})
+    consumed = store.read("lag_1m", since=since, columns=["minute", "broker", "group", "topic", "consumed"])
+    g = build_graph(events, None, dlq, groups=queries.lag_groups(), consumed=consumed)
     if args.format == "asyncapi":
         return _asyncapi(args, config, g, events)
     if args.format == "dot":

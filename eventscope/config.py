@@ -91,6 +91,7 @@ class StoreConfig:
     dir: str = ".eventscope"
     retention_hours: float = 6.0
     max_rows: int = 2_000_000
+    raw_window_s: float = 900.0
 
 
 @dataclass
@@ -365,6 +366,7 @@ def _validate(cfg: Config) -> None:
         (cfg.collect.max_backoff_s >= cfg.collect.interval_s, "collect.max_backoff_s must be >= collect.interval_s"),
         (cfg.store.retention_hours > 0, "store.retention_hours must be > 0"),
         (cfg.store.max_rows > 0, "store.max_rows must be > 0"),
+        (cfg.store.raw_window_s >= 300, "store.raw_window_s must be >= 300 (the lag verdict looks back 5 minutes)"),
         (cfg.replay.speed > 0, "replay.speed must be > 0"),
         (cfg.dashboard.refresh_s >= 1, "dashboard.refresh_s must be >= 1"),
         (cfg.dashboard.collect in ("auto", "off"), "dashboard.collect must be 'auto' or 'off'"),

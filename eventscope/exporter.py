@@ -1,7 +1,7 @@
 """``eventscope exporter``: Prometheus ``/metrics`` served from the store.
 
-A custom prometheus-client Collector reads the newest frames on every scrape (no
-broker call: the collector process fills the store). Kafka lag uses
+A custom prometheus-client Collector reads the recorder's snapshots on every scrape
+through the query layer (no broker call: the collector process fills the store). Kafka lag uses
 kafka-lag-exporter's metric names and labels where they mean the same, so its
 Grafana dashboards work unchanged; everything else is ``eventscope_*``.
 ``cluster_name`` is the configured source name (``kafka``).
@@ -14,11 +14,9 @@ import pandas as pd
 from prometheus_client import CollectorRegistry, make_wsgi_app
 from prometheus_client.core import GaugeMetricFamily
 
-from eventscope.analysis import alert_state, alerts
-from eventscope.analysis import dlq as dlq_analysis
-from eventscope.analysis import lag as lag_analysis
+from eventscope.analysis import alert_state
+from eventscope.query import Queries
 
-WINDOW_S = 300.0
 PARTITION = ["cluster_name", "group", "topic", "partition"]
 #: name -> (help, labels); the README lists the same
 METRICS = {
@@ -60,36 +58,29 @@ METRICS = {
 class StoreMetrics:
     """prometheus-client Collector over a Store (``collect()`` runs on every scrape)."""
 
-    def __init__(self, store, stall_after_s: float = 60.0):
+    def __init__(self, store):
         self.store = store
-        self.stall_after_s = stall_after_s
+        self.queries = Queries(store)
 
     def describe(self):
         return []  # metric families vary with the data; nothing to check at registration
 
     def collect(self):
         now = pd.Timestamp.now(tz="UTC")
-        since = now - pd.Timedelta(seconds=WINDOW_S)
         fam = {name: GaugeMetricFamily(name, doc, labels=labels) for name, (doc, labels) in METRICS.items()}
-        lag = self.store.read("lag", since=since)
-        if not lag.empty:
-            latest = lag_analysis.latest_lag(lag, stuck_after_s=self.stall_after_s)
-            newest = lag.groupby("source", observed=True)["sampled_at"].max()
-            latest = latest[latest["sampled_at"] == latest["source"].map(newest)]
-            self._lag(fam, latest)
-            fam["eventscope_last_sample_timestamp_seconds"].add_metric([], lag["sampled_at"].max().timestamp())
-        topics = self.store.read("topics", since=since)
+        latest = _newest(self.queries.lag_partitions())
+        if not latest.empty:
+            self._lag(fam, latest, self.queries.lag_groups())
+            fam["eventscope_last_sample_timestamp_seconds"].add_metric([], latest["sampled_at"].max().timestamp())
+        topics = _newest(self.queries.topics())
         if not topics.empty:
-            topics = topics[topics["sampled_at"] == topics["source"].map(
-                topics.groupby("source", observed=True)["sampled_at"].max())]
             for r in topics[topics["broker"] == "kafka"].itertuples(index=False):
                 labels = [r.source, r.topic, str(r.partition)]
                 if not pd.isna(r.end):
                     fam["kafka_partition_latest_offset"].add_metric(labels, float(r.end))
                 if not pd.isna(r.start):
                     fam["kafka_partition_earliest_offset"].add_metric(labels, float(r.start))
-        dlq = self.store.read("dlq", since=since)
-        for r in dlq_analysis.summary(dlq, now=now).itertuples(index=False):
+        for r in self.queries.dlq_summary(now=now).itertuples(index=False):
             labels = [r.broker, r.dlq, "" if pd.isna(r.source_topic) else str(r.source_topic)]
             fam["eventscope_dlq_depth"].add_metric(labels, float(r.depth))
             fam["eventscope_dlq_growth_per_minute"].add_metric(labels, float(r.growth_per_min))
@@ -103,7 +94,7 @@ class StoreMetrics:
                 counts[a.severity] = counts.get(a.severity, 0) + 1
         for severity, count in counts.items():
             fam["eventscope_alerts_firing"].add_metric([severity], float(count))
-        health = self.store.read("health", since=now - pd.Timedelta(seconds=900))
+        health = self.queries.health(now - pd.Timedelta(seconds=900))
         for (source, collector), runs in health.groupby(["source", "collector"], observed=True):
             last = runs.iloc[-1]
             fam["eventscope_collector_up"].add_metric([source, collector], 1.0 if last["ok"] else 0.0)
@@ -113,7 +104,7 @@ class StoreMetrics:
         yield from fam.values()
 
     @staticmethod
-    def _lag(fam: dict, latest: pd.DataFrame) -> None:
+    def _lag(fam: dict, latest: pd.DataFrame, groups: pd.DataFrame) -> None:
         kafka = latest[latest["broker"] == "kafka"]
         for r in kafka.itertuples(index=False):
             labels = [r.source, r.group, r.topic, str(r.partition)]
@@ -145,15 +136,23 @@ class StoreMetrics:
                 fam["eventscope_redis_group_lag_seconds"].add_metric(labels, float(r.lag_seconds))
             if not pd.isna(r.pending):
                 fam["eventscope_redis_group_pending"].add_metric(labels, float(r.pending))
-        for r in lag_analysis.group_summary(latest).itertuples(index=False):
+        for r in groups.itertuples(index=False):
             fam["eventscope_consumergroup_status"].add_metric([r.broker, r.group, r.topic, r.status], 1.0)
 
 
+def _newest(rows: pd.DataFrame) -> pd.DataFrame:
+    """The rows of each source and broker's newest sample (what a scrape reports as now)."""
+    if rows.empty:
+        return rows
+    newest = rows.groupby(["source", "broker"], observed=True)["sampled_at"].transform("max")
+    return rows[rows["sampled_at"] == newest]
+
+
 def registry_for(store, config=None) -> CollectorRegistry:
-    """A registry holding only the store's metrics."""
+    """A registry holding only the store's metrics (``config`` is accepted for symmetry with
+    the other entry points; the verdicts were judged when the samples were written)."""
     registry = CollectorRegistry(auto_describe=False)
-    stall = config.alerts.stall_after_s if config is not None else 60.0
-    registry.register(StoreMetrics(store, stall_after_s=stall))
+    registry.register(StoreMetrics(store))
     return registry
 
 

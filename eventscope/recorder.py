@@ -88,7 +88,9 @@ class Recorder:
     # -- lag ----------------------------------------------------------------------
     def _record_lag(self, lag: pd.DataFrame, frames: dict[str, pd.DataFrame]) -> None:
         judged = self.judge.add(lag)  # each row with the status it had when its sample came
-        self._roll("lag_1m", lag_minute_rows(judged))
+        samples = sample_rows(judged)
+        self.store.append("lag_samples", samples)
+        self._roll("lag_1m", minute_rows(samples))
         # members and stuck entries, as of each group's newest sample in this run
         keys = ["source", "broker", "group"]
         newest = lag.groupby(keys, observed=True, dropna=False)["sampled_at"].max().reset_index()
@@ -155,22 +157,25 @@ class Recorder:
         self._changed.add(f"{name}_open")
 
 
-def lag_minute_rows(rows: pd.DataFrame) -> pd.DataFrame:
+def sample_rows(judged: pd.DataFrame) -> pd.DataFrame:
     """Judged lag rows (with ``status`` and ``consumed``) of any number of samples as
-    ``lag_1m`` rows: one per sample and group-topic, oldest sample first."""
-    rows = rows.sort_values("sampled_at", kind="stable")
+    ``lag_samples`` rows: one per sample and group-topic."""
     key = ["sampled_at"] + GROUP_KEY
-    g = rows.groupby(key, observed=True, sort=False, dropna=False)
+    g = judged.groupby(key, observed=True, sort=False, dropna=False)
     out = pd.DataFrame({"partitions": g["partition"].size(), "lag": g["lag"].sum(min_count=1),
-                        "lag_seconds": g["lag_seconds"].max(), "members": g["members"].max(),
-                        "committed": g["committed"].sum(min_count=1), "consumed": g["consumed"].sum()})
-    out["status"] = worst_status(rows, key).reindex(out.index)
-    out = out.reset_index()
-    out["minute"] = out["sampled_at"].dt.floor("1min")
-    out = out.drop(columns=["sampled_at"])
-    out["lag_max"] = out["lag"]
-    out["samples"] = 1
-    return schemas.conform("lag_1m", out)
+                        "max_lag": g["lag"].max(), "lag_seconds": g["lag_seconds"].max(),
+                        "members": g["members"].max(), "committed": g["committed"].sum(min_count=1),
+                        "consumed": g["consumed"].sum()})
+    out["status"] = worst_status(judged, key).reindex(out.index)
+    out = out.reset_index().sort_values("sampled_at", kind="stable")
+    return schemas.conform("lag_samples", out)
+
+
+def minute_rows(samples: pd.DataFrame) -> pd.DataFrame:
+    """``lag_samples`` rows as ``lag_1m`` rows of one sample each (:func:`fold` merges them)."""
+    out = samples.drop(columns=["max_lag"]).assign(minute=samples["sampled_at"].dt.floor("1min"),
+                                                   lag_max=samples["lag"], samples=1)
+    return schemas.conform("lag_1m", out.drop(columns=["sampled_at"]))
 
 
 def dlq_minute_rows(dlq: pd.DataFrame) -> pd.DataFrame:

@@ -135,7 +135,8 @@ def one_line(exc: BaseException) -> str:
 def open_store(config: Config) -> Store:
     """The store the config points at, with its retention."""
     return Store(config.store_dir, Retention(max_age_s=config.store.retention_hours * 3600,
-                                             max_rows=config.store.max_rows))
+                                             max_rows=config.store.max_rows,
+                                             raw_window_s=config.store.raw_window_s))
 
 
 def build_runner(config: Config, store: Store, collectors: list) -> Runner:

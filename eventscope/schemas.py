@@ -156,6 +156,22 @@ LAG_GROUPS = {
     "group_state": (STR, "group states reported, comma-separated"),
 }
 
+LAG_SAMPLES = {
+    "sampled_at": (TIME, "when the sample was taken"),
+    "source": (STR, "configured source name"),
+    "broker": (STR, "`kafka` or `redis`"),
+    "group": (STR, "consumer group"),
+    "topic": (STR, "topic or stream key"),
+    "partitions": ("int64", "partitions of the topic in the sample"),
+    "lag": ("Int64", "sum of the partitions' lag; <NA> when none is known"),
+    "max_lag": ("Int64", "largest partition lag"),
+    "lag_seconds": ("float64", "largest partition lag in seconds"),
+    "status": (STR, "worst partition status, as judged when the sample was written"),
+    "members": ("Int64", "members (Kafka) or active consumers (Redis)"),
+    "committed": ("Int64", "sum of the partitions' committed offsets"),
+    "consumed": ("int64", "messages consumed since the previous sample: forward steps of the committed offsets"),
+}
+
 LAG_1M = {
     "minute": (TIME, "start of the minute (UTC)"),
     "source": (STR, "configured source name"),
@@ -194,6 +210,7 @@ SCHEMAS: dict[str, dict[str, tuple[str, str]]] = {
     "stuck": STUCK,
     "alerts": ALERTS,
     "lag_latest": LAG_LATEST,
+    "lag_samples": LAG_SAMPLES,
     "lag_groups": LAG_GROUPS,
     "topics_latest": TOPICS,
     "consumers_latest": CONSUMERS,
@@ -207,7 +224,7 @@ SCHEMAS: dict[str, dict[str, tuple[str, str]]] = {
 
 #: how each frame is kept (eventscope.store): ``log`` for the whole retention, ``raw`` for
 #: the raw window only, ``snapshot`` one file replaced whole on every write
-KIND = {"lag": "raw", "dlq": "raw", "topics": "raw", "consumers": "raw", "stuck": "raw",
+KIND = {"lag": "raw", "lag_samples": "raw", "dlq": "raw", "topics": "raw", "consumers": "raw", "stuck": "raw",
         "events": "log", "health": "log", "alerts": "log", "lag_1m": "log", "dlq_1m": "log",
         "lag_latest": "snapshot", "lag_groups": "snapshot", "topics_latest": "snapshot",
         "consumers_latest": "snapshot", "stuck_latest": "snapshot", "dlq_latest": "snapshot",
@@ -216,7 +233,7 @@ KIND = {"lag": "raw", "dlq": "raw", "topics": "raw", "consumers": "raw", "stuck"
 #: the column that orders each frame in time (retention and windows use it)
 TIME_COLUMN = {"lag": "sampled_at", "dlq": "sampled_at", "events": "observed_at",
                "health": "sampled_at", "topics": "sampled_at", "consumers": "sampled_at",
-               "stuck": "sampled_at", "alerts": "at", "lag_latest": "sampled_at",
+               "stuck": "sampled_at", "alerts": "at", "lag_latest": "sampled_at", "lag_samples": "sampled_at",
                "lag_groups": "sampled_at", "topics_latest": "sampled_at",
                "consumers_latest": "sampled_at", "stuck_latest": "sampled_at",
                "dlq_latest": "sampled_at", "lag_1m": "minute", "lag_1m_open": "minute",

@@ -53,15 +53,25 @@ def node_id(kind: str, name: str, broker: str | None = None) -> str:
 
 def build_graph(events_df: pd.DataFrame | None, lag_df: pd.DataFrame | None,
                 dlq_df: pd.DataFrame | None = None, since: pd.Timestamp | None = None,
-                until: pd.Timestamp | None = None) -> nx.DiGraph:
+                until: pd.Timestamp | None = None, groups: pd.DataFrame | None = None,
+                consumed: pd.DataFrame | None = None) -> nx.DiGraph:
     """Build the producer → topic → group graph (plus DLQs and topic → topic causes).
 
     Only rows inside ``[since, until]`` count (events by event time, lag and DLQ rows by
-    sample time); ``None`` leaves that side open."""
+    sample time); ``None`` leaves that side open.
+
+    The consumer side comes either from raw ``lag_df`` samples, or, as the store keeps it,
+    from ``groups`` (``lag_groups`` rows: each group and topic now, with its status) and
+    ``consumed`` (``lag_1m`` rows of the window: ``minute``, ``broker``, ``group``,
+    ``topic``, ``consumed``)."""
     graph = nx.DiGraph()
     events = _clean_events(events_df, since, until)
-    lag = _in_window(lag_df, "sampled_at", since, until)
     dlq = _in_window(dlq_df, "sampled_at", since, until)
+    if groups is None:
+        groups, progress, lag_span_s = _consumer_side(_in_window(lag_df, "sampled_at", since, until))
+    else:
+        consumed = _in_window(consumed, "minute", since, until)
+        progress, lag_span_s = _consumed(consumed)
     window_s = _span_seconds(events["observed_at"] if events["observed_at"].notna().any()
                              else events["at"])
     coded = _Coded(events) if not events.empty else None
@@ -71,7 +81,7 @@ def build_graph(events_df: pd.DataFrame | None, lag_df: pd.DataFrame | None,
         _add_dead_letters(graph, events, coded, window_s)
         _add_causes(graph, events, coded, window_s)
         _add_topic_counts(graph, coded, dlq_names)
-    _add_consumes(graph, lag, dlq_names)
+    _add_consumes(graph, groups, progress, lag_span_s, dlq_names)
     _add_dlq_health(graph, dlq)
     _finish_health(graph)
     return graph
@@ -274,33 +284,42 @@ def _add_causes(graph, events, coded: _Coded, window_s) -> None:
                   p95_latency_ms=round(float(stats.at[key, 0.95]), 3))
 
 
-def _add_consumes(graph, lag_df, dlq_names) -> None:
-    if lag_df is None or lag_df.empty:
+def _consumer_side(lag: pd.DataFrame | None) -> tuple[pd.DataFrame | None, pd.Series, float]:
+    """From raw lag samples: (each group and topic now, progress per group and topic, span)."""
+    if lag is None or lag.empty:
+        return None, pd.Series(dtype="int64"), 1.0
+    lag = lag.sort_values("sampled_at", kind="stable")
+    groups = lag_analysis.group_summary(lag_analysis.latest_lag(lag))
+    return groups, _progress(lag), _span_seconds(lag["sampled_at"])
+
+
+def _consumed(rows: pd.DataFrame | None) -> tuple[pd.Series, float]:
+    """From ``lag_1m`` rows: messages consumed per group and topic, and the minutes' span."""
+    if rows is None or rows.empty:
+        return pd.Series(dtype="int64"), 1.0
+    progress = rows.groupby(["broker", "group", "topic"], observed=True)["consumed"].sum().astype("int64")
+    span = (rows["minute"].max() - rows["minute"].min()).total_seconds() + 60.0
+    return progress, span
+
+
+def _add_consumes(graph, groups: pd.DataFrame | None, progress: pd.Series, window_s: float,
+                  dlq_names) -> None:
+    if groups is None or groups.empty:
         return
-    lag = lag_df.sort_values("sampled_at", kind="stable")
-    window_s = _span_seconds(lag["sampled_at"])
-    latest = lag_analysis.group_summary(lag_analysis.latest_lag(lag))
-    status = {(str(b), str(g)): [] for b, g in zip(latest["broker"], latest["group"])}
-    for b, g, s in zip(latest["broker"], latest["group"], latest["status"]):
-        status[(str(b), str(g))].append(s)
-    keys = ["broker", "group", "topic"]
-    progress = _progress(lag)
-    newest = lag[lag["sampled_at"] == lag.groupby(keys, observed=True)["sampled_at"].transform("max")]
-    behind = newest.groupby(keys, observed=True).agg(
-        lag=("lag", lambda s: None if s.isna().all() else int(s.sum())),
-        lag_seconds=("lag_seconds", "max"))
-    for (broker, group, topic), row in behind.iterrows():
-        source = _topic_node(graph, str(broker), str(topic), dlq_names)
-        target = _add_node(graph, "group", str(group), str(broker))
+    for row in groups.itertuples(index=False):
+        broker, group, topic = str(row.broker), str(row.group), str(row.topic)
+        source = _topic_node(graph, broker, topic, dlq_names)
+        target = _add_node(graph, "group", group, broker)
         _add_edge(graph, source, target, "consumes", int(progress.get((broker, group, topic), 0)),
                   window_s)
         node = graph.nodes[target]
-        node["lag"] = _add_nullable(node.get("lag"), row["lag"])
-        if pd.notna(row["lag_seconds"]):
-            node["lag_seconds"] = max(node.get("lag_seconds") or 0.0, float(row["lag_seconds"]))
-        verdicts = status.get((str(broker), str(group))) or ["UNKNOWN"]
-        node["status"] = max(verdicts, key=lambda s: lag_analysis.SEVERITY.get(s, 0))
-        node["health"] = HEALTH.get(node["status"], "unknown")
+        node["lag"] = _add_nullable(node.get("lag"), row.lag)
+        if pd.notna(row.lag_seconds):
+            node["lag_seconds"] = max(node.get("lag_seconds") or 0.0, float(row.lag_seconds))
+        status = row.status if isinstance(row.status, str) else "UNKNOWN"
+        worst = max([node.get("status") or "OK", status], key=lambda s: lag_analysis.SEVERITY.get(s, 0))
+        node["status"] = worst
+        node["health"] = HEALTH.get(worst, "unknown")
 
 
 def _progress(lag: pd.DataFrame) -> pd.Series:

@@ -77,7 +77,7 @@ def alerts_now() -> None:
     """Firing alerts worst first, pending ones, and the last hour's timeline; refreshes itself."""
     firing = ui.firing_alerts()
     history = ui.alert_history()
-    if firing.empty and history.empty and ui.frame("lag").empty and ui.frame("dlq").empty:
+    if firing.empty and history.empty and ui.newest_sample("lag") is None and ui.newest_sample("dlq") is None:
         ui.empty_state("This page lists firing alerts (lag, stalled groups, dead letters, stuck "
                        "entries, collector failures) with their value, threshold and since when.")
         return

@@ -70,59 +70,70 @@ def _stale_banner() -> None:
     st.warning("\n".join(lines), icon=":material/schedule:")
 
 
-def _filters(table: pd.DataFrame) -> pd.DataFrame:
-    """Broker, status and name filters above the table; returns the rows they keep."""
+PAGE_SIZE = 50
+
+
+def _filters(counts: pd.DataFrame) -> tuple[str, tuple, tuple]:
+    """Broker, status and name filters above the table: (search, statuses, brokers)."""
     left, right = st.columns([1, 2], vertical_alignment="bottom")
     with left:
-        brokers = sorted(table["broker"].dropna().astype(str).unique())
+        brokers = sorted(counts["broker"].dropna().astype(str).unique())
         broker = st.segmented_control("Broker", ["all", *brokers], default="all", key="lag_broker")
     with right:
         text = st.text_input("Group or topic contains", key="lag_filter",
                              placeholder="e.g. payment", help="case-insensitive substring")
-    counts = table["status"].value_counts()
+    scope = counts if broker in (None, "all") else counts[counts["broker"] == broker]
+    per_status = scope.groupby("status")["count"].sum()
     # the statuses present now, plus any still selected (a selection never vanishes)
-    offered = [s for s in STATUSES if s in counts.index or s in st.session_state.get("lag_status", ())]
+    offered = [s for s in STATUSES if s in per_status.index or s in st.session_state.get("lag_status", ())]
     statuses = st.pills("Status", offered, selection_mode="multi", key="lag_status",
-                        format_func=lambda s: f"{s} · {int(counts.get(s, 0))}",
+                        format_func=lambda s: f"{s} · {int(per_status.get(s, 0)):,}",
                         help="none selected = every status; the number is how many rows have it")
-    shown = table
-    if broker not in (None, "all"):
-        shown = shown[shown["broker"] == broker]
-    if statuses:
-        shown = shown[shown["status"].isin(statuses)]
-    if text and text.strip():
-        needle = text.strip()
-        hit = (shown["group"].astype(str).str.contains(needle, case=False, regex=False)
-               | shown["topic"].astype(str).str.contains(needle, case=False, regex=False))
-        shown = shown[hit.fillna(False)]
+    return ((text or "").strip(), tuple(statuses or ()),
+            () if broker in (None, "all") else (broker,))
+
+
+def _group_table(search: str, statuses: tuple, brokers: tuple, total: int) -> pd.DataFrame:
+    """The rows matching the filters, one page at a time, worst first; returns the page."""
+    _, matched = ui.lag_page(search, statuses, brokers, 0, 1)
+    if matched == 0:
+        st.info(f"No group matches these filters (of {total:,} group/topic rows).",
+                icon=":material/filter_alt_off:")
+        return pd.DataFrame(columns=ui.LAG_TABLE_COLUMNS)
+    pages = max(1, -(-matched // PAGE_SIZE))
+    if st.session_state.get("lag_page_no", 1) > pages:
+        st.session_state["lag_page_no"] = 1  # the filters shrank the list under the reader
+    page_no = st.session_state.get("lag_page_no", 1) if pages > 1 else 1
+    shown, _ = ui.lag_page(search, statuses, brokers, (page_no - 1) * PAGE_SIZE, PAGE_SIZE)
+    st.dataframe(ui.styled(shown), hide_index=True, placeholder="—", key="lag_table",
+                 height=min(38 + 35 * len(shown), 565), column_config=TABLE_CONFIG)
+    first = (page_no - 1) * PAGE_SIZE + 1
+    cols = st.columns([3, 1], vertical_alignment="center")
+    cols[0].caption(f"Rows {first:,}–{first + len(shown) - 1:,} of {matched:,} matching "
+                    f"({total:,} group/topic rows in all) · worst status first, then longest behind.")
+    if pages > 1:
+        cols[1].number_input(f"Page (of {pages:,})", min_value=1, max_value=pages, step=1,
+                             key="lag_page_no")
     return shown
 
 
-def _group_table(shown: pd.DataFrame, total: int) -> None:
-    if shown.empty:
-        st.info(f"No group matches these filters (of {total} group/topic rows).",
-                icon=":material/filter_alt_off:")
-        return
-    st.dataframe(ui.styled(shown), hide_index=True, placeholder="—", key="lag_table",
-                 height=min(38 + 35 * len(shown), 565), column_config=TABLE_CONFIG)
-    st.caption(f"{len(shown)} of {total} group/topic rows · worst status first, then longest "
-               "behind · click a column header to sort by it.")
-
-
 def _drilldown(shown: pd.DataFrame, table: pd.DataFrame) -> None:
-    """One group in detail; ``shown`` (filtered) offers the groups, ``table`` has all its topics."""
+    """One group in detail; ``shown`` (this page of the table) offers the groups, ``table``
+    has all its topics. A link from another page (``?group=``) adds its group."""
     st.subheader("Group detail", divider="gray")
     pairs = list(dict.fromkeys(zip(shown["broker"].astype(str), shown["group"].astype(str))))
+    linked = (st.query_params.get("broker", "kafka"), st.query_params.get("group"))
+    if linked[1] and linked not in pairs and ((table["broker"] == linked[0]) & (table["group"] == linked[1])).any():
+        pairs.insert(0, linked)
     if not pairs:
         st.caption("Pick a group above: no group matches the filters.")
         return
     labels = {f"{group}  ·  {broker}": (broker, group) for broker, group in pairs}
     ui.open_from_link("group", "lag_group", labels)
     choice = st.selectbox("Group", list(labels), key="lag_group",
-                          help="groups in the table above, worst first")
+                          help="groups on this page of the table, worst first")
     broker, group = labels.get(choice, pairs[0])
-    parts = ui.lag_partitions()
-    parts = parts[(parts["broker"] == broker) & (parts["group"] == group)]
+    parts = ui.lag_partitions(broker, group)
     rows = table[(table["broker"] == broker) & (table["group"] == group)]
     members = ui.group_members(broker, group)
     stuck = ui.stuck_entries(broker, group) if broker == "redis" else None
@@ -207,14 +218,20 @@ def _stuck(stuck: pd.DataFrame, pending) -> None:
                                 "deliveries": st.column_config.NumberColumn("deliveries", format="%d")})
 
 
+HISTORY = {"1 h": 3600.0, "6 h": 6 * 3600.0, "24 h": 24 * 3600.0}
+
+
 def _charts(broker: str, group: str) -> None:
-    history = ui.group_history(broker, group)
+    span = st.segmented_control("History", [k for k, v in HISTORY.items()
+                                            if v <= cfg.store.retention_hours * 3600 or k == "1 h"],
+                                default="1 h", key="lag_history_span")
+    history = ui.group_history(broker, group, HISTORY.get(span or "1 h"))
     if history.empty:
         st.caption("No history for this group yet.")
         return
     left, right = st.columns(2)
     with left:
-        st.markdown("**Messages behind**, per topic (last hour)")
+        st.markdown(f"**Messages behind**, per topic and minute (last {span or '1 h'})")
         ui.history_chart(history, "lag", "messages")
     with right:
         st.markdown("**Seconds behind**, per topic (age of the oldest unconsumed message)")
@@ -228,19 +245,15 @@ def _charts(broker: str, group: str) -> None:
 def lag_page() -> None:
     """Stale banner, filters, the group table and one group's detail; refreshes itself."""
     _stale_banner()
-    table = ui.lag_table()
-    if table.empty:
-        if ui.newest_sample("lag") is not None:
-            st.info(f"No lag sample in the last {ui.duration(ui.WINDOW_S)}; this page shows the "
-                    "newest hour only.", icon=":material/hourglass_empty:")
-            return
+    counts = ui.status_counts()
+    if counts.empty:
         ui.empty_state("This page lists every consumer group with its lag per topic (messages "
                        "and seconds), and for one group its partitions, members and stuck "
                        "entries, and its lag over time.")
         return
-    shown = _filters(table)
-    _group_table(shown, len(table))
-    _drilldown(shown, table)
+    search, statuses, brokers = _filters(counts)
+    shown = _group_table(search, statuses, brokers, int(counts["count"].sum()))
+    _drilldown(shown, ui.lag_table())
 
 
 lag_page()

@@ -7,7 +7,6 @@ import streamlit as st
 
 from eventscope import dashboard as ui
 from eventscope.alerts_view import detail_link, format_value
-from eventscope.analysis import lag as lag_analysis
 from eventscope.graph.export import dot_quote
 
 cfg = ui.config()
@@ -15,6 +14,7 @@ st.title("Overview")
 ARROW = ":material/arrow_forward:"
 RED, AMBER, GREEN, GREY = "#d62728", "#f0a020", "#2ca02c", "#9e9e9e"
 STATUS_DOT = {"OK": GREEN, "WARN": AMBER, "UNKNOWN": GREY}
+HEALTH_DRAWN = 12  # group/topic rows the small health drawing shows at most
 
 
 def _link(page: str, label: str, query: dict | None = None) -> None:
@@ -106,7 +106,7 @@ def health_dot(groups: pd.DataFrame, dlqs: pd.DataFrame) -> str:
 def overview() -> None:
     """Headline metrics, then the incident front door; refreshes itself."""
     groups, dlqs, alerts = ui.lag_groups(), ui.dlq_summary(), ui.firing_alerts()
-    if groups.empty and dlqs.empty and ui.frame("events").empty:
+    if groups.empty and dlqs.empty and ui.newest_sample("events") is None:
         ui.empty_state("This page sums up firing alerts, consumer lag, dead-letter queues "
                        "and the latest failed request traces.")
         return
@@ -125,7 +125,7 @@ def overview() -> None:
     left, right = st.columns(2)
     with left:
         _firing(alerts)
-        _worst_groups(ui.lag_table())
+        _worst_groups(ui.lag_table().head(200))
     with right:
         _filling_dlqs(ui.dlq_table())
         _failed_traces()
@@ -141,18 +141,22 @@ def overview() -> None:
             st.success(f"All {healthy} consumer groups are keeping up and no DLQ holds a message.",
                        icon=":material/check_circle:")
         else:
-            st.graphviz_chart(health_dot(sick, full), height=260)
+            # the worst first (lag_groups is ordered so): a big incident stays a small drawing
+            drawn = sick.head(HEALTH_DRAWN)
+            st.graphviz_chart(health_dot(drawn, full.head(HEALTH_DRAWN)), height=260)
+            more = len(sick) - len(drawn)
             st.caption("Topics → the groups in trouble (amber WARN, red stalled or failing) and → the "
-                       f"DLQs holding messages; {healthy} healthy group(s) not drawn.")
+                       f"DLQs holding messages; {healthy} healthy group(s) not drawn"
+                       + (f", nor {more} more group/topic row(s) in trouble (see Lag)." if more > 0 else "."))
         st.page_link("pages/flow_graph.py", label="The full flow graph", icon=ARROW)
     with chart_col:
         st.subheader("Lag over the last hour (messages)")
-        history = lag_analysis.lag_history(ui.frame("lag"))
+        history = ui.worst_history(limit=5)
         if history.empty:
             st.caption("No lag samples yet.")
         else:
-            worst = history.groupby("series")["lag"].max().nlargest(5).index
-            ui.history_chart(history[history["series"].isin(worst)], "lag", "messages behind", height=260)
+            ui.history_chart(history, "lag", "messages behind", height=260)
+            st.caption("The five groups in the worst state now, per minute.")
 
 
 overview()

@@ -18,6 +18,7 @@ from streamlit.testing.v1 import AppTest
 
 from eventscope import schemas
 from eventscope.analysis import lag as lag_analysis
+from eventscope.recorder import Recorder
 from eventscope.store import Store
 
 APP = str(Path(__file__).resolve().parent.parent / "app.py")
@@ -80,10 +81,9 @@ def synthetic_frames(now: pd.Timestamp | None = None, orders: int = 120,
 
 
 def write_synthetic_store(root: Path, hostile: bool = False) -> Path:
-    """Fill a store directory with :func:`synthetic_frames`."""
-    store = Store(root)
-    for name, frame in synthetic_frames(hostile=hostile).items():
-        store.append(name, frame)
+    """Fill a store directory with :func:`synthetic_frames`, through the collectors' write path
+    (the recorder: raw rows, snapshots and rollups)."""
+    Recorder(Store(root)).record(synthetic_frames(hostile=hostile))
     return root
 
 
@@ -240,8 +240,7 @@ def _lag_store(root: Path, now: pd.Timestamp | None = None, health_error: str = 
             {"sampled_at": now - pd.Timedelta(seconds=1), "source": "redis",
              "collector": "redis.streams", "ok": False, "error": health_error,
              "duration_ms": 3.0, "rows": 0, "last_success": now - pd.Timedelta(minutes=9)}])])
-    for name, frame in frames.items():
-        store.append(name, frame)
+    Recorder(store).record(frames)
     return root
 
 
@@ -400,9 +399,7 @@ def _dlq_store(root: Path) -> Path:
         for s in (60, 0)] + [
         {"sampled_at": now, "source": "replay", "broker": "kafka", "dlq": "idle.DLT",
          "depth": 0, "reasons": "{}"}])], ignore_index=True)
-    store = Store(root)
-    for name, frame in frames.items():
-        store.append(name, frame)
+    Recorder(Store(root)).record(frames)
     return root
 
 

@@ -5,6 +5,7 @@ import pandas as pd
 
 from eventscope.alerting import AlertEvaluator
 from eventscope.config import AlertsConfig
+from eventscope.recorder import Recorder
 from eventscope.store import Store
 from test_app import _app, _visit, write_synthetic_store
 
@@ -84,7 +85,8 @@ def test_pages_read_the_collectors_evaluation(monkeypatch, tmp_path):
     assert {"pending", "firing"} <= set(history["transition"]) and history["at"].nunique() > 1
     # a store the collector evaluated and found healthy shows no replayed alert
     healthy = tmp_path / "healthy"
-    Store(healthy).append("lag", Store(root).read("lag").assign(lag=0, lag_seconds=0.0, committed=10, end=10))
+    Recorder(Store(healthy)).record(
+        {"lag": Store(root).read("lag").assign(lag=0, lag_seconds=0.0, committed=10, end=10)})
     AlertEvaluator(Store(healthy), AlertsConfig(for_s=0)).evaluate()
     at = _visit(_app(monkeypatch, healthy), "pages/alerts.py")
     assert [s.value for s in at.success] == ["No alert is firing."]

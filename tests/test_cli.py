@@ -7,6 +7,7 @@ import pandas as pd
 import pytest
 
 from eventscope import schemas
+from eventscope.recorder import Recorder
 from eventscope.store import Store
 
 
@@ -23,19 +24,20 @@ def store(tmp_path_factory):
     NOW = pd.Timestamp.now(tz="UTC").floor("s")
     root = tmp_path_factory.mktemp("store")
     s = Store(root)
+    recorder = Recorder(s)  # the collectors' write path: raw rows, snapshots and rollups
     for i in range(4):
         at = NOW - pd.Timedelta(seconds=30 * (3 - i))
-        s.append("lag", schemas.conform("lag", [
+        recorder.record({"lag": schemas.conform("lag", [
             {"sampled_at": at, "source": "kafka", "broker": "kafka", "group": "payment-service",
              "topic": "orders", "partition": 0, "committed": 10, "end": 10 + 100 * i, "lag": 100 * i,
              "lag_seconds": 120.0 * i, "group_state": "Stable", "members": 1},
             {"sampled_at": at, "source": "redis", "broker": "redis", "group": "email-service",
              "topic": "shipments", "partition": 0, "committed": None, "end": 5, "lag": None,
-             "lag_seconds": None, "group_state": "n/a", "members": 0}]))
-        s.append("dlq", schemas.conform("dlq", [
+             "lag_seconds": None, "group_state": "n/a", "members": 0}]),
+            "dlq": schemas.conform("dlq", [
             {"sampled_at": at, "source": "kafka", "broker": "kafka", "dlq": "payments.DLT",
              "source_topic": "payments", "depth": 50 * i, "oldest_at": NOW - pd.Timedelta(minutes=5),
-             "reasons": json.dumps({"card declined": 3})}]))
+             "reasons": json.dumps({"card declined": 3})}])})
     ev = lambda sec, topic, etype, svc, off, dead=False: {  # noqa: E731
         "observed_at": NOW, "source": "kafka", "broker": "kafka", "topic": topic, "partition": 0,
         "offset": str(off), "at": NOW - pd.Timedelta(minutes=2) + pd.Timedelta(seconds=sec),

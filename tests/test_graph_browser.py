@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import pytest
 
+from eventscope.recorder import Recorder
 from eventscope.store import Store
 from test_app import HOSTILE, synthetic_frames
 from test_browser import SHOTS, _hover_every_node, _open, _settle, _start, _stop, browser  # noqa: F401
@@ -25,9 +26,7 @@ def hostile_dashboard(tmp_path_factory):
     events = frames["events"]
     events["service"] = events["service"].replace("shipping-service", IMG)
     events["event_type"] = events["event_type"].replace("PaymentAuthorized", TYPE)
-    store = Store(tmp / "store")
-    for name, frame in frames.items():
-        store.append(name, frame)
+    Recorder(Store(tmp / "store")).record(frames)
     proc, url = _start(tmp / "store", tmp / "streamlit.log")
     yield url
     _stop(proc)

@@ -174,3 +174,37 @@ def _threshold(value) -> float | None:
 
 def _iso(ts) -> str:
     return pd.Timestamp(ts).isoformat().replace("+00:00", "Z")
+
+
+class Stepper:
+    """:func:`step`, fed only what can change a state: observations whose value or detail
+    differs from the last step, and every observation of a subject with an active alert.
+
+    An unchanged observation of a subject with no active alert cannot start one (it did
+    not last time), so a step costs what changed, not every subject of the cluster.
+    """
+
+    def __init__(self, rules: list[Rule], state: dict | None = None):
+        self.rules = rules
+        self.state = dict(state or {})
+        self.last: dict[tuple[str, str], tuple] = {}
+
+    def step(self, observations: pd.DataFrame, at: pd.Timestamp) -> list[dict]:
+        """Apply one moment's observations; returns its transitions."""
+        if observations.empty:
+            self.state, transitions = step(self.state, observations, self.rules, at)
+            return transitions
+        keys = list(zip(observations["metric"], observations["subject"]))
+        values = list(zip(observations["value"].map(_comparable), observations["detail"].map(_comparable)))
+        active = {s.subject for s in self.state.values()}
+        wanted = [self.last.get(k) != v or k[1] in active for k, v in zip(keys, values)]
+        self.last.update(zip(keys, values))
+        self.state, transitions = step(self.state, observations[wanted], self.rules, at)
+        return transitions
+
+
+def _comparable(value):
+    """NaN and None compare equal to themselves here (an unknown value that stays unknown)."""
+    if value is None or (isinstance(value, float) and value != value):
+        return None
+    return value

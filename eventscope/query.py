@@ -1,0 +1,278 @@
+"""The query layer: the one place pages, the CLI, the exporter and alerts read the store.
+
+Each method reads only what its caller shows: the snapshot frames the recorder keeps
+(``lag_groups``, ``lag_latest``, ``*_latest``), a rollup over a time range, or a filtered
+slice of ``events`` — with the filters and columns pushed down to the Parquet files —
+and returns a small pandas frame. Results are cached per store version of the frames
+they read, within a memory budget (:class:`ResultCache`); callers treat them as
+read-only.
+"""
+from __future__ import annotations
+
+import threading
+from collections import OrderedDict
+from collections.abc import Callable
+
+import pandas as pd
+
+from eventscope.analysis import alerts
+from eventscope.analysis import dlq as dlq_analysis
+from eventscope.analysis import lag as lag_analysis
+from eventscope.analysis import traces as trace_analysis
+from eventscope.store import Store
+
+CACHE_BYTES = 64 * 1024 * 1024
+DLQ_WINDOW_S = 300.0  # what a DLQ's growth is measured over
+LAG_TABLE_COLUMNS = ["status", "broker", "group", "topic", "partitions", "lag", "max_lag",
+                     "lag_seconds", "members", "group_state", "sampled_at"]
+
+
+class ResultCache:
+    """Least recently used results, evicted once their estimated size passes ``budget`` bytes."""
+
+    def __init__(self, budget: int = CACHE_BYTES):
+        self.budget = budget
+        self.used = 0
+        self._items: OrderedDict[tuple, tuple[object, int]] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, key: tuple, compute: Callable[[], object]) -> object:
+        with self._lock:
+            hit = self._items.get(key)
+            if hit is not None:
+                self._items.move_to_end(key)
+                return hit[0]
+        value = compute()
+        size = _size(value)
+        with self._lock:
+            if key not in self._items and size <= self.budget:
+                self._items[key] = (value, size)
+                self.used += size
+                while self.used > self.budget:
+                    _, (_, dropped) = self._items.popitem(last=False)
+                    self.used -= dropped
+        return value
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+
+def _size(value) -> int:
+    if isinstance(value, pd.DataFrame):
+        return int(value.memory_usage(index=True, deep=True).sum())
+    if isinstance(value, (tuple, list)):
+        return sum(_size(v) for v in value) + 64
+    if isinstance(value, dict):
+        return sum(_size(v) for v in value.values()) + 64 * len(value)
+    return 1024
+
+
+class Queries:
+    """Questions the dashboard, CLI, exporter and alerts ask of one store."""
+
+    def __init__(self, store: Store, cache: ResultCache | None = None):
+        self.store = store
+        self.cache = cache or ResultCache()
+
+    def _cached(self, name: str, frames: tuple[str, ...], args: tuple, compute: Callable[[], object]):
+        versions = tuple(self.store.version(f) for f in frames)
+        return self.cache.get((name, versions, args), compute)
+
+    # -- lag ------------------------------------------------------------------------
+    def lag_groups(self) -> pd.DataFrame:
+        """Every group and topic now (``lag_groups``), worst first: status, then seconds behind."""
+        return self._cached("lag_groups", ("lag_groups",), (), lambda: worst_first(self.store.get("lag_groups")))
+
+    def lag_page(self, search: str = "", statuses: tuple[str, ...] = (), brokers: tuple[str, ...] = (),
+                 offset: int = 0, limit: int = 50) -> tuple[pd.DataFrame, int]:
+        """One page of :meth:`lag_groups` matching a name search, statuses and brokers, and
+        how many rows match in all."""
+        def compute():
+            rows = self.lag_groups()
+            keep = pd.Series(True, index=rows.index)
+            if search:
+                needle = search.lower()
+                keep &= (rows["group"].str.lower().str.contains(needle, regex=False)
+                         | rows["topic"].str.lower().str.contains(needle, regex=False)).fillna(False)
+            if statuses:
+                keep &= rows["status"].isin(statuses).fillna(False)
+            if brokers:
+                keep &= rows["broker"].isin(brokers).fillna(False)
+            matched = rows[keep.to_numpy()]
+            return matched.iloc[offset:offset + limit].reset_index(drop=True), int(len(matched))
+        return self._cached("lag_page", ("lag_groups",), (search, statuses, brokers, offset, limit), compute)
+
+    def status_counts(self) -> pd.DataFrame:
+        """Group-topics per broker and status now."""
+        def compute():
+            rows = self.store.get("lag_groups", columns=["broker", "status"])
+            return rows.groupby(["broker", "status"], observed=True).size().rename("count").reset_index()
+        return self._cached("status_counts", ("lag_groups",), (), compute)
+
+    def lag_partitions(self, broker: str | None = None, group: str | None = None,
+                       topics: tuple[str, ...] = ()) -> pd.DataFrame:
+        """The newest row of every partition (``lag_latest``), of one group or topics if asked."""
+        where = {k: v for k, v in (("broker", broker), ("group", group)) if v is not None}
+        if topics:
+            where["topic"] = list(topics)
+        return self._cached("lag_partitions", ("lag_latest",), (broker, group, topics),
+                            lambda: self.store.get("lag_latest", where=where))
+
+    def group_history(self, broker: str, group: str, since: pd.Timestamp) -> pd.DataFrame:
+        """One group's lag per minute and topic since ``since`` (``lag_1m`` and the open minute)."""
+        def compute():
+            columns = ["minute", "topic", "lag", "lag_max", "lag_seconds", "status"]
+            where = {"broker": broker, "group": group}
+            closed = self.store.read("lag_1m", since=since, columns=columns, where=where)
+            open_rows = self.store.get("lag_1m_open", columns=columns, where=where)
+            out = pd.concat([closed, open_rows], ignore_index=True) if not open_rows.empty else closed
+            return out.sort_values("minute", kind="stable").reset_index(drop=True)
+        return self._cached("group_history", ("lag_1m", "lag_1m_open"), (broker, group, since.floor("1min")),
+                            compute)
+
+    def worst_history(self, since: pd.Timestamp, limit: int = 10) -> pd.DataFrame:
+        """Lag per minute of the ``limit`` worst groups now (the Overview's chart): one
+        ``series`` per broker:group, summed over its topics."""
+        def compute():
+            worst = self.lag_groups().drop_duplicates(["broker", "group"]).head(limit)
+            if worst.empty:
+                return pd.DataFrame(columns=["minute", "series", "lag", "lag_seconds"])
+            where = {"group": list(worst["group"])}
+            columns = ["minute", "broker", "group", "lag", "lag_seconds"]
+            rows = pd.concat([self.store.read("lag_1m", since=since, columns=columns, where=where),
+                              self.store.get("lag_1m_open", columns=columns, where=where)], ignore_index=True)
+            rows = rows.merge(worst[["broker", "group"]], on=["broker", "group"])
+            rows["series"] = rows["broker"] + ":" + rows["group"]
+            out = rows.groupby(["minute", "series"], observed=True).agg(
+                lag=("lag", "sum"), lag_seconds=("lag_seconds", "max")).reset_index()
+            return out
+        return self._cached("worst_history", ("lag_groups", "lag_1m", "lag_1m_open"),
+                            (since.floor("1min"), limit), compute)
+
+    def members(self, broker: str, group: str) -> pd.DataFrame:
+        """A group's members in its newest sample."""
+        return self._cached("members", ("consumers_latest",), (broker, group),
+                            lambda: self.store.get("consumers_latest", where={"broker": broker, "group": group}))
+
+    def stuck(self, broker: str | None = None, group: str | None = None) -> pd.DataFrame:
+        """Stuck pending entries in the newest sample (of one group if asked)."""
+        where = {k: v for k, v in (("broker", broker), ("group", group)) if v is not None}
+        return self._cached("stuck", ("stuck_latest",), (broker, group),
+                            lambda: self.store.get("stuck_latest", where=where))
+
+    def partition_history(self, broker: str, group: str, since: pd.Timestamp) -> pd.DataFrame:
+        """Raw per-partition lag rows of one group (within the store's raw window)."""
+        return self._cached("partition_history", ("lag",), (broker, group, since.floor("10s")),
+                            lambda: self.store.read("lag", since=since,
+                                                    where={"broker": broker, "group": group}))
+
+    # -- dead letters --------------------------------------------------------------------
+    def dlq_summary(self, now: pd.Timestamp | None = None) -> pd.DataFrame:
+        """One row per DLQ: depth, growth over 5 minutes, oldest age, reasons, unprocessed and
+        pre-DLQ pressure (``analysis.dlq.summary``), and ``sampled_at`` of its newest sample."""
+        def compute():
+            dlq = self.store.read("dlq", since=_newest(self.store, "dlq", DLQ_WINDOW_S))
+            if dlq.empty:
+                return dlq_analysis.summary(dlq).assign(sampled_at=pd.Series(dtype="datetime64[ns, UTC]"))
+            lag = self.store.get("lag_latest", where={"topic": sorted(set(dlq["dlq"].astype(str)))})
+            out = dlq_analysis.summary(dlq, window_s=DLQ_WINDOW_S, now=now, lag=lag,
+                                       stuck=self.store.get("stuck_latest"))
+            newest = dlq.groupby(["broker", "dlq"], observed=True)["sampled_at"].max().rename("sampled_at")
+            return out.join(newest, on=["broker", "dlq"])
+        return self._cached("dlq_summary", ("dlq", "lag_latest", "stuck_latest"), (now,), compute)
+
+    def dlq_history(self, since: pd.Timestamp) -> pd.DataFrame:
+        """Depth per minute of every DLQ since ``since`` (``dlq_1m`` and the open minute)."""
+        def compute():
+            columns = ["minute", "broker", "dlq", "depth", "depth_max"]
+            rows = pd.concat([self.store.read("dlq_1m", since=since, columns=columns),
+                              self.store.get("dlq_1m_open", columns=columns)], ignore_index=True)
+            return rows.sort_values("minute", kind="stable").reset_index(drop=True)
+        return self._cached("dlq_history", ("dlq_1m", "dlq_1m_open"), (since.floor("1min"),), compute)
+
+    def dead_letters(self, broker: str, dlq: str, since: pd.Timestamp) -> pd.DataFrame:
+        """The dead letters of one DLQ read since ``since`` (``events`` rows, filtered in the files)."""
+        return self._cached("dead_letters", ("events",), (broker, dlq, since.floor("10s")),
+                            lambda: self.store.read("events", since=since,
+                                                    where={"broker": broker, "topic": dlq, "dead_letter": True}))
+
+    def dlq_reasons_over_time(self, broker: str, dlq: str, since: pd.Timestamp) -> pd.DataFrame:
+        """Dead letters of one DLQ per minute and reason."""
+        return dlq_analysis.reasons_over_time(self.dead_letters(broker, dlq, since), broker, dlq)
+
+    def dlq_messages(self, broker: str, dlq: str, since: pd.Timestamp, limit: int = 100) -> pd.DataFrame:
+        """The newest dead letters of one DLQ."""
+        return dlq_analysis.recent_messages(self.dead_letters(broker, dlq, since), broker, dlq, limit=limit)
+
+    # -- events, traces, health ----------------------------------------------------------
+    def events(self, since: pd.Timestamp, columns: tuple[str, ...] | None = None) -> pd.DataFrame:
+        """``events`` since ``since``, only ``columns`` if given."""
+        return self._cached("events", ("events",), (since.floor("10s"), columns),
+                            lambda: self.store.read("events", since=since,
+                                                    columns=list(columns) if columns else None))
+
+    def trace_summary(self, since: pd.Timestamp, quiet_s: float) -> pd.DataFrame:
+        """Per correlation ID since ``since``: first/last time, events, duration, outcome."""
+        columns = ("correlation_id", "at", "broker_at", "dead_letter", "offset")
+        return self._cached("trace_summary", ("events",), (since.floor("10s"), quiet_s),
+                            lambda: trace_analysis.summary(self.events(since, columns), quiet_s=quiet_s))
+
+    def health(self, since: pd.Timestamp) -> pd.DataFrame:
+        """Collector runs since ``since``."""
+        return self._cached("health", ("health",), (since.floor("10s"),),
+                            lambda: self.store.read("health", since=since))
+
+    def observations(self, at: pd.Timestamp, metrics: frozenset | None = None) -> pd.DataFrame:
+        """Every (metric, subject) the alert rules judge, as of ``at`` (``analysis.alerts``)."""
+        def compute():
+            return alerts.observe_now(self.store.get("lag_groups"), self.dlq_summary(),
+                                      self.store.get("stuck_latest"),
+                                      self.health(at - pd.Timedelta(seconds=900)), at=at, metrics=metrics)
+        return self._cached("observations", ("lag_groups", "dlq", "stuck_latest", "health"),
+                            (at.floor("1s"), metrics), compute)
+
+    def replay_rules(self, rules: list, since: pd.Timestamp, key: str) -> tuple[dict, pd.DataFrame]:
+        """What ``rules`` would have done since ``since`` (``key`` names the rules for the
+        cache): sample by sample within the raw window, minute by minute further back."""
+        raw_floor = pd.Timestamp.now(tz="UTC") - pd.Timedelta(seconds=self.store.retention.raw_window_s)
+        if since >= raw_floor - pd.Timedelta(minutes=1):  # (the floor moved on a moment since)
+            return self._cached("replay_samples", ("lag_samples", "dlq", "health"), (since.floor("5s"), key),
+                                lambda: alerts.replay_samples(self.store.read("lag_samples", since=since),
+                                                              self.store.read("dlq", since=since), rules,
+                                                              health=self.health(since), since=since))
+
+        def compute():
+            # the minute in progress too: a store nobody evaluates is judged up to its newest sample
+            lag_1m = pd.concat([self.store.read("lag_1m", since=since), self.store.get("lag_1m_open")],
+                               ignore_index=True)
+            dlq_1m = pd.concat([self.store.read("dlq_1m", since=since), self.store.get("dlq_1m_open")],
+                               ignore_index=True)
+            return alerts.replay_minutes(lag_1m, dlq_1m, rules, health=self.health(since), since=since,
+                                         now=pd.Timestamp.now(tz="UTC"))
+        return self._cached("replay_rules", ("lag_1m", "lag_1m_open", "dlq_1m", "dlq_1m_open", "health"),
+                            (since.floor("1min"), key), compute)
+
+    def topics(self) -> pd.DataFrame:
+        """The newest offsets of every partition (``topics_latest``)."""
+        return self._cached("topics", ("topics_latest",), (), lambda: self.store.get("topics_latest"))
+
+
+def worst_first(groups: pd.DataFrame) -> pd.DataFrame:
+    """``lag_groups`` rows ordered for people: worst status, then the oldest unconsumed
+    message, then the most messages behind."""
+    if groups.empty:
+        return groups.reset_index(drop=True)
+    severity = groups["status"].map(lag_analysis.SEVERITY).fillna(0)
+    out = groups.assign(_sev=-severity, _sec=-groups["lag_seconds"].fillna(-1.0),
+                        _lag=-groups["lag"].astype("float64").fillna(-1.0))
+    out = out.sort_values(["_sev", "_sec", "_lag", "broker", "group", "topic"], kind="stable")
+    return out.drop(columns=["_sev", "_sec", "_lag"]).reset_index(drop=True)
+
+
+def _newest(store: Store, name: str, window_s: float) -> pd.Timestamp:
+    newest = store.newest_time(name)
+    if newest is None:
+        return pd.Timestamp.now(tz="UTC") - pd.Timedelta(seconds=window_s)
+    return newest - pd.Timedelta(seconds=window_s)
+
+
