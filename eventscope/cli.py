@@ -167,7 +167,7 @@ def cmd_trace(args, config) -> int:
         # them); the newest decide the outcome
         topics = sorted(set(rows["topic"].astype(str)))
         first, last = rows["at"].min(), rows["at"].max()
-        history = store.read("lag", since=first - pd.Timedelta(seconds=60),
+        history = queries.scan("lag", since=first - pd.Timedelta(seconds=60),
                              until=last + pd.Timedelta(seconds=300), where={"topic": topics})
         found = traces.from_rows(rows, lag=queries.lag_partitions(topics=tuple(topics)), lag_history=history,
                                  quiet_s=config.traces.quiet_s)
@@ -184,9 +184,9 @@ def cmd_graph(args, config) -> int:
     queries = _queries(config)
     store = queries.store
     since = _since(args.window) if args.window else None
-    events = store.read("events", since=since)
-    dlq = store.read("dlq_1m", since=since).rename(columns={"minute": "sampled_at"})
-    consumed = store.read("lag_1m", since=since, columns=["minute", "broker", "group", "topic", "consumed"])
+    events = queries.scan("events", since=since)
+    dlq = queries.scan("dlq_1m", since=since).rename(columns={"minute": "sampled_at"})
+    consumed = queries.scan("lag_1m", since=since, columns=["minute", "broker", "group", "topic", "consumed"])
     g = build_graph(events, None, dlq, groups=queries.lag_groups(), consumed=consumed)
     if args.format == "asyncapi":
         return _asyncapi(args, config, g, events)

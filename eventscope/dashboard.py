@@ -288,7 +288,7 @@ def find_trace(some_id: str) -> dict | None:
         rows = _trace_index(_key(cfg)).lookup(some_id)
         if rows.empty:
             return None
-        history = q.store.read("lag", since=rows["at"].min() - pd.Timedelta(seconds=60),
+        history = q.scan("lag", since=rows["at"].min() - pd.Timedelta(seconds=60),
                                until=rows["at"].max() + pd.Timedelta(seconds=300),
                                where={"topic": sorted(set(rows["topic"].astype(str)))})
         lag = q.lag_partitions(topics=tuple(sorted(set(rows["topic"].astype(str)))))
@@ -348,8 +348,8 @@ def flow_graph(window_s: float = WINDOW_S):
     since = _since(window_s)
 
     def compute():
-        consumed = q.store.read("lag_1m", since=since, columns=["minute", "broker", "group", "topic", "consumed"])
-        dlq = q.store.read("dlq_1m", since=since).rename(columns={"minute": "sampled_at"})
+        consumed = q.scan("lag_1m", since=since, columns=["minute", "broker", "group", "topic", "consumed"])
+        dlq = q.scan("dlq_1m", since=since).rename(columns={"minute": "sampled_at"})
         return build_graph(q.events(since, GRAPH_EVENT_COLUMNS), None, dlq, groups=q.lag_groups(),
                            consumed=consumed)
     return q._cached("flow_graph", ("events", "lag_groups", "lag_1m", "dlq_1m"), (since.floor("10s"),),

@@ -230,6 +230,10 @@ KIND = {"lag": "raw", "lag_samples": "raw", "dlq": "raw", "topics": "raw", "cons
         "consumers_latest": "snapshot", "stuck_latest": "snapshot", "dlq_latest": "snapshot",
         "lag_1m_open": "snapshot", "dlq_1m_open": "snapshot"}
 
+#: the order a log frame's merged parts are written in (default: time): a rollup sorted by
+#: subject lets a reader of one group skip every other group's row groups
+SORT = {"lag_1m": ["broker", "group", "topic", "minute"], "dlq_1m": ["broker", "dlq", "minute"]}
+
 #: the column that orders each frame in time (retention and windows use it)
 TIME_COLUMN = {"lag": "sampled_at", "dlq": "sampled_at", "events": "observed_at",
                "health": "sampled_at", "topics": "sampled_at", "consumers": "sampled_at",

@@ -55,6 +55,7 @@ from eventscope.analysis.trace_index import INDEX_SUFFIX, PartIndex
 GRACE_S = 60.0
 TARGET_ROWS = 250_000  # parts this big are never merged again
 SNAPSHOT_FILE = "snapshot.parquet"
+ROW_GROUP_ROWS = 65_536
 
 
 @dataclass(frozen=True)
@@ -304,6 +305,8 @@ class Store:
                 if len(frame) > self.retention.max_rows:
                     frame = frame.iloc[-self.retention.max_rows:]
                     capped = {"kept_since": frame[tcol].min().isoformat(), "max_rows": self.retention.max_rows}
+            if name in schemas.SORT:
+                frame = frame.sort_values(schemas.SORT[name], kind="stable")
             frame = frame.reset_index(drop=True)
             if frame.empty:
                 continue
@@ -362,7 +365,8 @@ def _write_parquet(frame: pd.DataFrame, path: Path) -> None:
     tmp = path.with_name(f"{path.name}.{os.getpid()}.{uuid.uuid4().hex[:6]}.tmp")
     try:
         with open(tmp, "wb") as fh:
-            frame.to_parquet(fh, index=False)
+            # row groups of 64k rows: a filtered read skips the ones whose statistics exclude it
+            frame.to_parquet(fh, index=False, row_group_size=ROW_GROUP_ROWS)
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, path)
