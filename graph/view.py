@@ -1,11 +1,14 @@
 """What part of the flow graph to draw: filters, focus on one node, and collapsing for big graphs.
 
 Pure functions, graph in, graph out (never mutating the input), so the page only picks
-options. Collapsing keeps big systems readable: shards of one stream (``orders-0``,
-``orders-1``, ``orders:{7}``) become one ``orders-*`` node, and past a size limit nodes
-of one kind that share a name prefix (``billing.invoices``, ``billing.refunds``) become
-one ``billing.*`` node. A merged node keeps ``members`` (how many it stands for), the
-worst ``health`` and summed ``events``; merged edges sum their ``events`` and rates.
+options. Collapsing keeps big systems readable, in this order until the graph fits:
+healthy consumer groups become one "N healthy groups" node per topic they read (per
+broker if that is still too many); shards of one stream (``orders-0``, ``orders-1``,
+``orders:{7}``) become one ``orders-*`` node; nodes of one kind that share a name prefix
+(``billing.invoices``, ``billing.refunds``) become one ``billing.*`` node. A group that
+is not healthy is never merged: at 3 a.m. it is the node to see. A merged node keeps
+``members`` (how many it stands for), the worst ``health`` and summed ``events``; merged
+edges sum their ``events`` and rates.
 """
 from __future__ import annotations
 
@@ -132,20 +135,55 @@ def collapse_partitions(graph: nx.DiGraph) -> nx.DiGraph:
 
 
 def group_by_prefix(graph: nx.DiGraph) -> nx.DiGraph:
-    """Nodes of one kind and broker sharing the first name segment as one ``prefix.*`` node."""
+    """Nodes of one kind and broker sharing the first name segment as one ``prefix.*`` node
+    (consumer groups that are not healthy stay on their own)."""
     def stem(label: str):
         match = _PREFIX.match(label)
         return (match["stem"], match["sep"]) if match else None
-    return _merge(graph, _grouped(graph, stem))
+
+    def signature(nid: str):
+        attrs = graph.nodes[nid]
+        return None if _unwell_group(attrs) else attrs.get("kind")
+    return _merge(graph, _grouped(graph, stem, signature))
+
+
+def _unwell_group(attrs: dict) -> bool:
+    return attrs.get("kind") == "group" and attrs.get("health") not in ("ok", None)
+
+
+def collapse_healthy_groups(graph: nx.DiGraph, per: str = "topic") -> nx.DiGraph:
+    """Healthy consumer groups as one node per topic they read first (``per="topic"``) or per
+    broker (``per="broker"``); a group that is not healthy is kept as it is."""
+    buckets: dict[tuple, list[str]] = {}
+    for nid, attrs in graph.nodes(data=True):
+        if attrs.get("kind") != "group" or attrs.get("health") != "ok":
+            continue
+        topics = sorted(graph.nodes[p].get("label", p) for p in graph.predecessors(nid)
+                        if graph.nodes[p].get("kind") in ("topic", "dlq"))
+        where = topics[0] if per == "topic" and topics else ""
+        buckets.setdefault((attrs.get("broker"), where), []).append(nid)
+    mapping = {}
+    for (broker, where), members in buckets.items():
+        if len(members) < 2:
+            continue
+        count = sum(int(graph.nodes[m].get("members", 1)) for m in members)  # merged ones count theirs
+        label = f"{count} healthy groups" + (f" of {where}" if where else "")
+        mapping.update({m: (node_id("group", label, broker), label) for m in members})
+    return _merge(graph, mapping)
 
 
 def readable(graph: nx.DiGraph, max_nodes: int = 120) -> tuple[nx.DiGraph, list[str]]:
-    """The graph collapsed just enough to stay under ``max_nodes``; the steps taken."""
+    """The graph collapsed just enough to stay under ``max_nodes``; the steps that merged
+    something."""
     steps = []
-    if graph.number_of_nodes() > max_nodes:
-        graph = collapse_partitions(graph)
-        steps.append("partitions collapsed")
-    if graph.number_of_nodes() > max_nodes:
-        graph = group_by_prefix(graph)
-        steps.append("grouped by name prefix")
+    for name, collapse in (("healthy groups merged per topic", lambda g: collapse_healthy_groups(g, "topic")),
+                           ("healthy groups merged per broker", lambda g: collapse_healthy_groups(g, "broker")),
+                           ("partitions collapsed", collapse_partitions),
+                           ("grouped by name prefix", group_by_prefix)):
+        if graph.number_of_nodes() <= max_nodes:
+            break
+        smaller = collapse(graph)
+        if smaller.number_of_nodes() < graph.number_of_nodes():
+            graph = smaller
+            steps.append(name)
     return graph, steps

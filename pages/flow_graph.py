@@ -39,8 +39,10 @@ focus = labels.get(picked)
 hops = hops_col.number_input("Hops", min_value=1, max_value=6, value=1, key="graph_hops",
                              help="How far from the focused node to draw.")
 everything = st.toggle("Show every node (no collapsing)", value=False, key="graph_everything",
-                       help=f"Past {MAX_NODES} nodes, shards of one stream and names sharing a "
-                            "prefix are drawn as one node each.")
+                       help=f"Past {MAX_NODES} nodes, healthy consumer groups are drawn as one node "
+                            "per topic (or per broker), then shards of one stream and names sharing a "
+                            "prefix as one node each. Groups in trouble are always drawn on their own; "
+                            "focus on any node to see its neighbourhood in full.")
 
 
 def _view(graph):
@@ -70,7 +72,8 @@ def flow_graph() -> None:
     shown = drawn(view).number_of_nodes()
     note = f"{shown} of {full.number_of_nodes()} nodes drawn"
     if steps:
-        note += " · " + ", ".join(steps) + " (turn on “Show every node” to expand)"
+        note += (" · " + ", ".join(steps) + " (focus on a node, or turn on “Show every node”, "
+                 "to expand)")
     st.caption(note)
     height = canvas_size(view)[1] + LEGEND_HEIGHT + 40
     st.iframe(to_html(view), height=height)

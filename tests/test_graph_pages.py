@@ -134,6 +134,31 @@ def test_collapse_partitions_and_prefixes():
     assert steps == ["partitions collapsed", "grouped by name prefix"]
 
 
+def test_a_thousand_groups_stay_readable_and_the_unhealthy_ones_stay_visible():
+    """1,000 groups on 100 topics: healthy groups merge into one node per topic and then per
+    broker; every group in trouble keeps its own node, however far collapsing goes."""
+    now = pd.Timestamp.now(tz="UTC")
+    rows = []
+    for i in range(1000):
+        sick = i % 250 == 7  # four groups in trouble
+        for s in range(3):
+            committed = 100 if sick else 100 + 10 * s
+            rows.append({"sampled_at": now + pd.Timedelta(seconds=10 * s), "source": "kafka",
+                         "broker": "kafka", "group": f"billing.group-{i:04d}", "topic": f"topic-{i % 100:03d}",
+                         "partition": 0, "committed": committed, "end": 100 + 10 * s + (50 if sick else 0),
+                         "lag": 10 * s + 50 if sick else 0, "members": 1})
+    graph = build_graph(None, schemas.conform("lag", rows))
+    unhealthy = {n for n, a in graph.nodes(data=True) if a["kind"] == "group" and a["health"] != "ok"}
+    assert len(unhealthy) == 4 and graph.number_of_nodes() == 1100
+    small, steps = readable(graph, max_nodes=120)
+    assert small.number_of_nodes() <= 120, steps
+    assert unhealthy <= set(small), "a group in trouble was merged away"
+    assert steps[:2] == ["healthy groups merged per topic", "healthy groups merged per broker"]
+    merged = [a for n, a in small.nodes(data=True) if a["kind"] == "group" and n not in unhealthy]
+    assert sum(a["members"] for a in merged) == 996 and {a["health"] for a in merged} == {"ok"}
+    assert [a["label"] for a in merged] == ["996 healthy groups"]
+
+
 # -- schemas, catalog, AsyncAPI ownership (offline) -----------------------------
 def test_pointer_and_correlation_location():
     assert pointer(["a/b", "c~d"]) == "/a~1b/c~0d"
