@@ -232,7 +232,11 @@ def group_table(latest: pd.DataFrame) -> pd.DataFrame:
                         "lag_seconds": g["lag_seconds"].max(), "members": g["members"].max()})
     out["status"] = worst_status(latest, GROUP_KEY).reindex(out.index)
     states = latest[GROUP_KEY + ["group_state"]].dropna(subset=["group_state"]).drop_duplicates()
-    joined = states.sort_values("group_state").groupby(GROUP_KEY, observed=True, dropna=False)["group_state"] \
-        .agg(", ".join)
+    states = states.sort_values("group_state", kind="stable")
+    several = states.duplicated(GROUP_KEY, keep=False)  # a group mid-rebalance reports more than one
+    joined = states[~several].set_index(GROUP_KEY)["group_state"]
+    if several.any():
+        joined = pd.concat([joined, states[several].groupby(GROUP_KEY, observed=True, dropna=False)
+                            ["group_state"].agg(", ".join)])
     out["group_state"] = joined.reindex(out.index).fillna("")
     return schemas.conform("lag_groups", out.reset_index())

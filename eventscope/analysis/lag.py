@@ -210,15 +210,19 @@ class LagJudge:
         return out
 
     def _keep_rows(self, sample: pd.DataFrame, ids: np.ndarray) -> None:
+        # plain numpy per column (objects for text, float with NaN for numbers, int64 ns for
+        # times): assigning 40,000 rows is a copy, not a pandas setitem
         for name in sample.columns:
-            values = pd.Series(sample[name].to_numpy(), dtype=sample[name].dtype)
+            series = sample[name]
             if name not in self.columns:
-                self.dtypes[name] = sample[name].dtype
-                self.columns[name] = _nullable(values.iloc[:0]).reindex(range(len(self.keys))).array
+                self.dtypes[name] = series.dtype
+                self.columns[name] = np.full(0, _EMPTY[_kind(series.dtype)], dtype=_NUMPY[_kind(series.dtype)])
             column = self.columns[name]
             if len(column) < len(self.keys):
-                column = self.columns[name] = pd.Series(column).reindex(range(len(self.keys))).array
-            column[ids] = _nullable(values).array
+                grown = np.full(len(self.keys), _EMPTY[_kind(series.dtype)], dtype=column.dtype)
+                grown[:len(column)] = column
+                column = self.columns[name] = grown
+            column[ids] = _plain(series)
 
     def _ids(self, sample: pd.DataFrame) -> np.ndarray:
         keys = list(zip(*(sample[k].tolist() for k in KEY)))
@@ -321,17 +325,42 @@ class LagJudge:
     def _numbers(self, name: str, ids: np.ndarray) -> np.ndarray:
         if name not in self.columns:
             return np.full(len(ids), np.nan)
-        return pd.Series(self.columns[name][ids]).to_numpy(dtype="float64", na_value=np.nan)
+        return self.columns[name][ids].astype("float64")
 
     def _rows(self, ids: np.ndarray) -> pd.DataFrame:
-        return pd.DataFrame({name: pd.Series(column[ids]).astype(self.dtypes[name])
+        return pd.DataFrame({name: _restore(column[ids], self.dtypes[name])
                              for name, column in self.columns.items()})
 
 
-def _nullable(values: pd.Series) -> pd.Series:
-    """``values`` in a dtype that can hold a missing value (int64 -> Int64, bool -> boolean)."""
-    if values.dtype == "int64":
-        return values.astype("Int64")
-    if values.dtype == "bool":
-        return values.astype("boolean")
-    return values
+def _kind(dtype) -> str:
+    if isinstance(dtype, pd.DatetimeTZDtype) or str(dtype).startswith("datetime64"):
+        return "time"
+    if pd.api.types.is_bool_dtype(dtype) or pd.api.types.is_numeric_dtype(dtype):
+        return "number"
+    return "text"
+
+
+_NUMPY = {"time": "int64", "number": "float64", "text": object}
+_EMPTY = {"time": NEVER, "number": np.nan, "text": None}
+
+
+def _plain(series: pd.Series) -> np.ndarray:
+    kind = _kind(series.dtype)
+    if kind == "time":
+        return series.to_numpy(dtype="datetime64[ns]").view("int64")
+    if kind == "number":
+        return series.to_numpy(dtype="float64", na_value=np.nan)
+    return series.to_numpy(dtype=object, na_value=None)
+
+
+def _restore(values: np.ndarray, dtype) -> pd.Series:
+    """A column kept as plain numpy, back in the dtype it came in."""
+    kind = _kind(dtype)
+    if kind == "time":
+        times = pd.Series(values.view("datetime64[ns]")).where(values != NEVER)
+        return times.dt.tz_localize("UTC").dt.tz_convert(dtype.tz) if isinstance(dtype, pd.DatetimeTZDtype) \
+            else times
+    if kind == "number" and dtype == "int64":
+        return pd.Series(values).astype("Int64").astype("int64") if not np.isnan(values).any() \
+            else pd.Series(values).astype("Int64")
+    return pd.Series(values).astype(dtype)
