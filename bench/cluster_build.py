@@ -34,6 +34,9 @@ GROUP_PREFIX = "scale-group-"
 STREAM_PREFIX = "scale:stream:"
 # alter_consumer_group_offsets takes one group per call; this many calls are in flight at once
 COMMIT_WINDOW = 250
+# The broker answers one request per connection at a time, and a commit waits for its
+# write to the offsets log: commits are spread over this many clients (connections).
+COMMIT_CLIENTS = 8
 
 
 def log(msg: str) -> None:
@@ -167,17 +170,18 @@ def end_offsets(admin: AdminClient, topics: list[str], partitions: int) -> dict[
     return {(tp.topic, tp.partition): fut.result().offset for tp, fut in futs.items()}
 
 
-def commit_offsets(admin: AdminClient, commits: dict[str, list[TopicPartition]], attempts: int = 5) -> int:
+def commit_offsets(bootstrap: str, commits: dict[str, list[TopicPartition]], attempts: int = 5) -> int:
     """Commit ``{group: [TopicPartition(topic, partition, offset)]}``, ``COMMIT_WINDOW`` groups in
-    flight; groups whose commit failed (the future, or any partition in it) are retried.
-    Returns the number of groups still failing."""
+    flight over ``COMMIT_CLIENTS`` clients; groups whose commit failed (the future, or any
+    partition in it) are retried. Returns the number of groups still failing."""
+    admins = [_admin(bootstrap) for _ in range(COMMIT_CLIENTS)]
     todo = list(commits)
     for attempt in range(attempts):
         failed = []
         for b in range(0, len(todo), COMMIT_WINDOW):
-            futs = [(gid, admin.alter_consumer_group_offsets(
+            futs = [(gid, admins[k % len(admins)].alter_consumer_group_offsets(
                 [ConsumerGroupTopicPartitions(gid, commits[gid])], request_timeout=60)[gid])
-                for gid in todo[b:b + COMMIT_WINDOW]]
+                for k, gid in enumerate(todo[b:b + COMMIT_WINDOW])]
             for gid, fut in futs:
                 try:
                     # the future succeeds even when partitions carry errors (e.g. while
@@ -229,7 +233,7 @@ def build_kafka(bootstrap: str, groups: int = 1000, topics_per_group: int = 2, p
         commits[gid] = [TopicPartition(topic, p, ends[(topic, p)] if role == "healthy"
                                        else _lagging_offset(ends[(topic, p)], 0))
                         for topic in topics for p in range(partitions)]
-    failing = commit_offsets(admin, commits)
+    failing = commit_offsets(bootstrap, commits)
     cluster.timings["commit offsets"] = time.perf_counter() - t
     log(f"kafka: {groups:,} groups committed {cluster.rows:,} offsets in "
         f"{cluster.timings['commit offsets']:.1f} s" + (f" ({failing} groups still failing)" if failing else ""))
@@ -257,7 +261,7 @@ def advance_kafka(cluster: KafkaCluster, messages: int = 2, topic_share: float =
         commits[gid] = [TopicPartition(topic, p, ends[(topic, p)] if role == "healthy"
                                        else _lagging_offset(ends[(topic, p)], cluster.rounds))
                         for topic in topics for p in range(cluster.partitions)]
-    commit_offsets(admin, commits)
+    commit_offsets(cluster.bootstrap, commits)
     cluster.timings["last advance"] = time.perf_counter() - t
     return roles
 

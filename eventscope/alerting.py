@@ -35,7 +35,8 @@ class AlertEvaluator:
         self.rules = alerts_config.all_rules()
         self.metrics = {r.metric for r in self.rules if not r.silent}  # compute only what is judged
         self.notifier = notifier
-        self.queries = Queries(store)
+        # small reads (snapshots, minutes of DLQ and health rows): no DuckDB in the collector
+        self.queries = Queries(store, engine="pyarrow")
         self.stepper: alert_state.Stepper | None = None
         self.observations = pd.DataFrame(columns=alert_state.OBSERVATION_COLUMNS)
 

@@ -5,7 +5,6 @@ import argparse
 import json
 import logging
 import os
-import subprocess
 import sys
 from pathlib import Path
 
@@ -268,7 +267,10 @@ def cmd_dashboard(args, config) -> int:
     env = dict(os.environ)
     if args.store:
         env["EVENTSCOPE_STORE"] = args.store
-    return subprocess.call(dashboard_command(args.port), env=env)
+    command = dashboard_command(args.port)
+    # Streamlit takes this process's place: signals (Ctrl-C, SIGTERM from systemd or a test)
+    # reach the server itself, and no parent lingers holding memory.
+    os.execve(command[0], command, env)
 
 
 def dashboard_command(port: int) -> list[str]:

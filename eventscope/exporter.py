@@ -60,7 +60,7 @@ class StoreMetrics:
 
     def __init__(self, store):
         self.store = store
-        self.queries = Queries(store)
+        self.queries = Queries(store, engine="pyarrow")  # snapshots and minutes of rows only
 
     def describe(self):
         return []  # metric families vary with the data; nothing to check at registration

@@ -141,15 +141,19 @@ class Scanner:
 class Queries:
     """Questions the dashboard, CLI, exporter and alerts ask of one store."""
 
-    def __init__(self, store: Store, cache: ResultCache | None = None, scanner: Scanner | None = None):
+    def __init__(self, store: Store, cache: ResultCache | None = None, engine: str = "duckdb"):
+        """``engine="pyarrow"`` reads ranges with pyarrow too: for a process that only asks
+        small questions (the collector's alert evaluation) and should not hold a DuckDB."""
         self.store = store
         self.cache = cache or ResultCache()
-        self.scanner = scanner or _scanner()
+        self.engine = engine
 
     def scan(self, name: str, since: pd.Timestamp | None = None, until: pd.Timestamp | None = None,
              columns: list[str] | None = None, where: dict | None = None) -> pd.DataFrame:
         """A time range of a log or raw frame (DuckDB over its parts; see :class:`Scanner`)."""
-        return self.scanner.scan(self.store, name, since, until, columns, where)
+        if self.engine == "pyarrow":
+            return self.store.read(name, since, until, columns=columns, where=where)
+        return _scanner().scan(self.store, name, since, until, columns, where)
 
     def _cached(self, name: str, frames: tuple[str, ...], args: tuple, compute: Callable[[], object]):
         versions = tuple(self.store.version(f) for f in frames)
