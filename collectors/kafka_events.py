@@ -44,7 +44,11 @@ class KafkaEventsCollector:
         conf = dict(client_conf)
         conf.update({"group.id": f"eventscope-observer-{uuid.uuid4().hex}",
                      "enable.auto.commit": False, "enable.auto.offset.store": False,
-                     "enable.partition.eof": True, "auto.offset.reset": "earliest"})
+                     "enable.partition.eof": True, "auto.offset.reset": "earliest",
+                     # librdkafka prefetches up to 64 MB per consumer by default; a run reads
+                     # at most max_events messages, so a smaller queue holds what it needs
+                     # (2,000 partitions × a 1 MB fetch would otherwise fill the default)
+                     "queued.max.messages.kbytes": 16384, "fetch.max.bytes": 8 * 1024 * 1024})
         self.consumer = Consumer(conf)
         # metadata and watermarks through an admin client: its own connection, so these small
         # requests never queue behind the consumer's long-polling fetches (up to

@@ -17,13 +17,14 @@ import pandas as pd
 
 from eventscope.analysis import alert_state, alerts
 from eventscope.notify import Notifier
-from eventscope.query import Queries
+from eventscope.query import Queries, ResultCache
 from eventscope.store import Store
 
 log = logging.getLogger("eventscope.alerting")
 RESEND_WINDOW_S = 900.0  # undelivered transitions this recent are re-sent after a restart
 SEED_WINDOW_S = 900.0  # a never-evaluated store: the rules are first replayed over this much
-MARKER = "alerts-evaluated"  # touched on every evaluation: readers trust the stored state
+MARKER = "alerts-evaluated"
+EVALUATOR_CACHE_BYTES = 4 * 1024 * 1024  # each evaluation asks new questions: little to reuse  # touched on every evaluation: readers trust the stored state
 
 
 class AlertEvaluator:
@@ -36,7 +37,7 @@ class AlertEvaluator:
         self.metrics = {r.metric for r in self.rules if not r.silent}  # compute only what is judged
         self.notifier = notifier
         # small reads (snapshots, minutes of DLQ and health rows): no DuckDB in the collector
-        self.queries = Queries(store, engine="pyarrow")
+        self.queries = Queries(store, ResultCache(EVALUATOR_CACHE_BYTES), engine="pyarrow")
         self.stepper: alert_state.Stepper | None = None
         self.observations = pd.DataFrame(columns=alert_state.OBSERVATION_COLUMNS)
 

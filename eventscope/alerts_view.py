@@ -59,23 +59,29 @@ def what_if(store, rules: list, alerts_cfg, window_s: float = 3600.0, now: pd.Ti
 
 
 def episodes(transitions: pd.DataFrame, now: pd.Timestamp | None = None) -> pd.DataFrame:
-    """One row per episode: how it went (``state``: pending, firing, resolved, cancelled)."""
+    """One row per episode: how it went (``state``: pending, firing, resolved, cancelled).
+
+    Column-wise, so an hour of a big incident (tens of thousands of transitions) costs a few
+    group-bys, not a Python loop per episode."""
     if transitions is None or transitions.empty:
         return pd.DataFrame(columns=EPISODE_COLUMNS)
-    rows = []
-    for episode, t in transitions.sort_values("at", kind="stable").groupby("episode", sort=False):
-        last = t.iloc[-1]
-        fired = t[t["transition"].isin(["firing", "escalated"])]
-        ended = last["at"] if last["transition"] in ("resolved", "cancelled") else pd.NaT
-        state = {"escalated": "firing"}.get(last["transition"], last["transition"])
-        severity = "critical" if (t["severity"] == "critical").any() and not fired.empty and \
-            (fired["severity"] == "critical").any() else last["severity"]
-        rows.append({"rule": last["rule"], "metric": last["metric"], "subject": last["subject"],
-                     "severity": severity, "state": state, "since": t["since"].iloc[0],
-                     "fired_at": fired["at"].iloc[0] if not fired.empty else pd.NaT, "ended_at": ended,
-                     "value": last["value"], "threshold": last["threshold"], "detail": last["detail"],
-                     "episode": episode})
-    out = pd.DataFrame(rows, columns=EPISODE_COLUMNS)
+    t = transitions.sort_values("at", kind="stable").reset_index(drop=True)
+    g = t.groupby("episode", sort=False)
+    last = g.tail(1).set_index("episode")
+    fired = t[t["transition"].isin(["firing", "escalated"])]
+    fired_at = fired.groupby("episode", sort=False)["at"].first()
+    # critical when it fired and some firing (or escalation) was critical
+    fired_critical = (fired["severity"] == "critical").groupby(fired["episode"], sort=False).any()
+    out = pd.DataFrame({
+        "rule": last["rule"], "metric": last["metric"], "subject": last["subject"],
+        "severity": last["severity"].where(~fired_critical.reindex(last.index, fill_value=False), "critical"),
+        "state": last["transition"].replace({"escalated": "firing"}),
+        "since": g["since"].first().reindex(last.index),
+        "fired_at": fired_at.reindex(last.index),
+        "ended_at": last["at"].where(last["transition"].isin(["resolved", "cancelled"])),
+        "value": last["value"], "threshold": last["threshold"], "detail": last["detail"],
+    })
+    out = out.reset_index()[EPISODE_COLUMNS]
     return out.sort_values("since", ascending=False, kind="stable").reset_index(drop=True)
 
 

@@ -15,8 +15,9 @@ from prometheus_client import CollectorRegistry, make_wsgi_app
 from prometheus_client.core import GaugeMetricFamily
 
 from eventscope.analysis import alert_state
-from eventscope.query import Queries
+from eventscope.query import Queries, ResultCache
 
+EXPORTER_CACHE_BYTES = 32 * 1024 * 1024
 PARTITION = ["cluster_name", "group", "topic", "partition"]
 #: name -> (help, labels); the README lists the same
 METRICS = {
@@ -60,7 +61,9 @@ class StoreMetrics:
 
     def __init__(self, store):
         self.store = store
-        self.queries = Queries(store, engine="pyarrow")  # snapshots and minutes of rows only
+        # snapshots and minutes of rows only; a scrape's answers serve the scrapes until the
+        # next sample, so a small cache suffices
+        self.queries = Queries(store, ResultCache(EXPORTER_CACHE_BYTES), engine="pyarrow")
 
     def describe(self):
         return []  # metric families vary with the data; nothing to check at registration

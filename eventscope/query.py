@@ -251,7 +251,9 @@ class Queries:
         """One row per DLQ: depth, growth over 5 minutes, oldest age, reasons, unprocessed and
         pre-DLQ pressure (``analysis.dlq.summary``), and ``sampled_at`` of its newest sample."""
         def compute():
-            dlq = self.scan("dlq", since=_newest(self.store, "dlq", DLQ_WINDOW_S))
+            start = _newest(self.store, "dlq", DLQ_WINDOW_S)
+            dlq = self.scan("dlq", since=start)
+            dlq = dlq[dlq["sampled_at"] > start]  # the window is (newest - 5 min, newest], as the alerts see it
             if dlq.empty:
                 return dlq_analysis.summary(dlq).assign(sampled_at=pd.Series(dtype="datetime64[ns, UTC]"))
             lag = self.store.get("lag_latest", where={"topic": sorted(set(dlq["dlq"].astype(str)))})

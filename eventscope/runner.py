@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from eventscope import schemas
+from eventscope import memory, schemas
 from eventscope.config import Config, dlq_regex
 from eventscope.analysis.alerts import LAG_WINDOW_S
 from eventscope.recorder import Recorder
@@ -64,6 +64,7 @@ class Runner:
         frame = schemas.conform("health", health)
         self.store.append("health", frame)
         self.samples += 1
+        memory.release()  # what this pass freed goes back to the OS, not to its high-water mark
         # Rules are evaluated once per interval, not after every short event read.
         if self.evaluator is not None and health and (
                 force or time.monotonic() - self._evaluated >= self.interval_s * 0.9):

@@ -14,6 +14,8 @@ from eventscope.analysis.rules import METRICS, STATUSES, RuleError, parse_rule
 cfg = ui.config()
 st.title("Alerts")
 SEVERITY_ORDER = {"critical": 0, "warning": 1}
+TABLE_ROWS = 200  # rows a table shows at most; an incident on a big cluster fires thousands
+TIMELINE_ROWS = 40  # episodes drawn on a timeline at most
 PHASE_COLORS = {"pending": "#c8c8c8", "warning": "#f0a020", "critical": "#d62728"}
 
 
@@ -21,6 +23,8 @@ def _firing_table(firing: pd.DataFrame) -> None:
     now = pd.Timestamp.now(tz="UTC")
     order = firing["severity"].map(SEVERITY_ORDER).fillna(2)
     firing = firing.assign(_o=order).sort_values(["_o", "since"]).drop(columns="_o")
+    total = len(firing)
+    firing = firing.head(TABLE_ROWS)
     view = pd.DataFrame({
         "severity": firing["severity"], "rule": firing["rule"].map(ui.safe_text),
         "subject": firing["subject"].map(ui.safe_text),
@@ -33,6 +37,9 @@ def _firing_table(firing: pd.DataFrame) -> None:
     st.dataframe(ui.styled(view, "severity"), hide_index=True, placeholder="—", key="alerts_table",
                  column_config={"since": st.column_config.DatetimeColumn(
                      "condition since (UTC)", format="YYYY-MM-DD HH:mm:ss")})
+    if total > TABLE_ROWS:
+        st.caption(f"The {TABLE_ROWS} most severe and oldest of {total:,} firing alerts; "
+                   "`eventscope alerts --json` lists every one.")
     links = [(s, detail_link(s)) for s in dict.fromkeys(firing["subject"])]
     links = [(s, link) for s, link in links if link][:6]
     if links:
@@ -100,7 +107,13 @@ def alerts_now() -> None:
     if shown.empty:
         st.caption("Nothing fired in the last hour.")
     else:
-        st.plotly_chart(timeline(shown, now), key="alerts_timeline", config={"displayModeBar": False})
+        # the ones to look at first: critical, still firing, then the newest
+        order = shown.assign(_c=shown["severity"] != "critical", _f=shown["state"] != "firing")
+        drawn = order.sort_values(["_c", "_f", "since"], ascending=[True, True, False], kind="stable")
+        st.plotly_chart(timeline(drawn.head(TIMELINE_ROWS), now), key="alerts_timeline",
+                        config={"displayModeBar": False})
+        if len(shown) > TIMELINE_ROWS:
+            st.caption(f"{TIMELINE_ROWS} of {len(shown):,} episodes drawn: critical and still firing first.")
 
 
 def rules_table() -> None:
@@ -112,8 +125,16 @@ def rules_table() -> None:
         return
     silent = table[table["state"] == "silenced"]
     table = table[table["state"] != "silenced"]
+    needle = st.text_input("Subject or rule contains", key="alert_rules_filter", placeholder="e.g. payment",
+                           help="case-insensitive substring")
+    if needle:
+        hit = (table["subject"].astype(str).str.contains(needle, case=False, regex=False)
+               | table["rule"].astype(str).str.contains(needle, case=False, regex=False))
+        table = table[hit.fillna(False)]
     order = table["state"].map({"firing": 0, "pending": 1}).fillna(2)
     table = table.assign(_o=order).sort_values(["_o", "rule", "subject"], kind="stable").drop(columns="_o")
+    total = len(table)
+    table = table.head(TABLE_ROWS)
 
     def fmt(column):
         return [v if isinstance(v, str) else format_value(m, v) for m, v in zip(table["metric"], table[column])]
@@ -124,6 +145,8 @@ def rules_table() -> None:
     st.dataframe(ui.styled(view, "severity"), hide_index=True, placeholder="—", key="alert_rules",
                  height=min(38 + 35 * len(view), 420),
                  column_config={"for_s": st.column_config.NumberColumn("for (s)", format="%g")})
+    if total > TABLE_ROWS:
+        st.caption(f"{TABLE_ROWS} of {total:,} rows (firing and pending first): filter by name to find a subject.")
     if not silent.empty:
         names = ", ".join(sorted({ui.md(r) for r in silent["rule"]}))
         st.caption(f"No threshold set (silenced): {names} on {silent['subject'].nunique()} subject(s).")

@@ -28,6 +28,7 @@ import pandas as pd
 KEY = ["source", "broker", "group", "topic", "partition"]
 STATUSES = ["OK", "WARN", "ERR", "STOP", "STALL", "REWIND", "UNKNOWN"]
 NEVER = np.iinfo(np.int64).min  # an empty slot's time
+JUDGE_CHUNK = 4096  # partitions judged at a time
 SEVERITY = {"OK": 0, "UNKNOWN": 1, "WARN": 2, "REWIND": 3, "STALL": 4, "STOP": 4, "ERR": 5}
 
 
@@ -249,7 +250,7 @@ class LagJudge:
                 np.take_along_axis(self.lag[ids], order, axis=1))
 
     def _grow(self) -> None:
-        t, committed, lag = self._chronological(np.arange(len(self.keys)))
+        t, committed, lag = self._chronological(np.arange(len(self.keys)))  # once per doubling
         pad = self.slots
         self.t = np.hstack([t, np.full((len(t), pad), NEVER, dtype=np.int64)])
         self.committed = np.hstack([committed, np.full((len(t), pad), np.nan)])
@@ -285,6 +286,12 @@ class LagJudge:
         """The verdict of each partition in ``ids`` (each with a row in the window) now."""
         if not len(ids):
             return np.array([], dtype=object)
+        # in chunks: the window arrays of 40,000 partitions × 64 slots are 20 MB each, and
+        # judging takes a dozen of them at once
+        return np.concatenate([self._judge_chunk(ids[i:i + JUDGE_CHUNK])
+                               for i in range(0, len(ids), JUDGE_CHUNK)])
+
+    def _judge_chunk(self, ids: np.ndarray) -> np.ndarray:
         cutoff = self.newest_ns - self.window_ns
         t, committed, lag = self._chronological(ids)
         valid = t >= cutoff
