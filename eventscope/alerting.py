@@ -59,9 +59,12 @@ class AlertEvaluator:
                 self.notifier.submit(recent.to_dict("records"))
         self.observations = self.queries.observations(now, frozenset(self.metrics))
         transitions = self.stepper.step(self.observations, now)
+        if transitions or self.store.version("alerts_active") == "empty":
+            self.store.append("alerts", alert_state.transitions_frame(transitions))
+            # readers take the state from here instead of replaying the whole history
+            self.store.put("alerts_active", alert_state.state_frame(self.stepper.state))
         _touch(self.store.root / MARKER)
         if transitions:
-            self.store.append("alerts", alert_state.transitions_frame(transitions))
             for t in transitions:
                 log.info("alert %s: %s [%s] %s", t["transition"], t["rule"], t["severity"], t["subject"])
             if self.notifier is not None:
@@ -83,6 +86,7 @@ class AlertEvaluator:
         self.stepper = alert_state.Stepper(self.rules, state)
         if not history.empty:
             self.store.append("alerts", history)
+            self.store.put("alerts_active", alert_state.state_frame(state))
             if self.notifier is not None:
                 self.notifier.submit(history.to_dict("records"))
 

@@ -40,10 +40,19 @@ def fallback(store, alerts_cfg, now: pd.Timestamp | None = None,
 
 
 def current_state(store, alerts_cfg, now: pd.Timestamp | None = None) -> dict:
-    """The alert state: from the stored transitions, else :func:`fallback`."""
+    """The alert state: what the collector's evaluation left (``alerts_active``, else its
+    transitions), else :func:`fallback`."""
     if evaluated(store):
-        return alert_state.from_history(store.read("alerts"))
+        return stored_state(store)
     return fallback(store, alerts_cfg, now)[0]
+
+
+def stored_state(store) -> dict:
+    """The evaluation's state: its snapshot, or (a store written before there was one) the
+    state its transition history leaves."""
+    if store.version("alerts_active") != "empty":
+        return alert_state.from_state_frame(store.get("alerts_active"))
+    return alert_state.from_history(store.read("alerts"))
 
 
 def firing_now(store, alerts_cfg) -> pd.DataFrame:

@@ -14,7 +14,6 @@ import streamlit as st
 
 from eventscope import alerts_view
 from eventscope.analysis import alerts as alert_rules
-from eventscope.analysis import alert_state
 from eventscope.analysis import traces as trace_analysis
 from eventscope.analysis.trace_index import StoreTraceIndex
 from eventscope.config import Config
@@ -307,12 +306,12 @@ def _alerts() -> dict:
         observations = q.observations(pd.Timestamp.now(tz="UTC").floor("5s"))
         if alerts_view.evaluated(q.store):
             history = q.store.read("alerts", since=_since())
-            state = alert_state.from_history(q.store.read("alerts"))
+            state = alerts_view.stored_state(q.store)
         else:  # nobody evaluates this store (collector off or an old one): replay the rules
             state, history = alerts_view.fallback(q.store, cfg.alerts, queries=q)
         return {"firing": alert_rules.firing_frame(state, observations), "history": history,
                 "rules": alert_rules.rule_table(cfg.alerts.all_rules(), observations, state)}
-    return q._cached("alerts_view", ("lag_groups", "dlq", "stuck_latest", "health", "alerts"),
+    return q._cached("alerts_view", ("lag_groups", "dlq", "stuck_latest", "health", "alerts", "alerts_active"),
                      (repr(cfg.alerts),), compute)
 
 

@@ -14,7 +14,7 @@ import pandas as pd
 from prometheus_client import CollectorRegistry, make_wsgi_app
 from prometheus_client.core import GaugeMetricFamily
 
-from eventscope.analysis import alert_state
+from eventscope.alerts_view import stored_state
 from eventscope.query import Queries, ResultCache
 
 EXPORTER_CACHE_BYTES = 32 * 1024 * 1024
@@ -89,7 +89,7 @@ class StoreMetrics:
             fam["eventscope_dlq_growth_per_minute"].add_metric(labels, float(r.growth_per_min))
             if not pd.isna(r.oldest_age_seconds):
                 fam["eventscope_dlq_oldest_age_seconds"].add_metric(labels, float(r.oldest_age_seconds))
-        state = alert_state.from_history(self.store.read("alerts"))
+        state = stored_state(self.store)
         counts = {"warning": 0, "critical": 0}
         for a in state.values():
             fam["eventscope_alert_state"].add_metric([a.rule, a.severity, a.subject, a.state], 1.0)

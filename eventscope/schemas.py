@@ -136,6 +136,20 @@ ALERTS = {
     "detail": (STR, "the lag status, a collector error, or why it resolved"),
 }
 
+ALERTS_ACTIVE = {
+    "rule": (STR, "rule name"),
+    "metric": (STR, "what the rule measures"),
+    "subject": (STR, "what it is about"),
+    "state": (STR, "`pending` or `firing`"),
+    "severity": (STR, "`warning` or `critical`"),
+    "since": (TIME, "when the condition began"),
+    "fired_at": (TIME, "when it started firing; NaT while pending"),
+    "value": ("float64", "the value at the last evaluation that changed it"),
+    "threshold": ("float64", "threshold of the severity; NaN for a status rule"),
+    "clear": ("float64", "a firing alert resolves below this value; NaN for a status rule"),
+    "detail": (STR, "the lag status or a collector error"),
+}
+
 # -- derived frames: written by eventscope.recorder when a sample is stored ------------------
 STATUS = (STR, "lag verdict over the last 5 minutes: `OK`, `WARN`, `ERR`, `STALL`, `STOP`, `REWIND` or `UNKNOWN`")
 
@@ -209,6 +223,7 @@ SCHEMAS: dict[str, dict[str, tuple[str, str]]] = {
     "consumers": CONSUMERS,
     "stuck": STUCK,
     "alerts": ALERTS,
+    "alerts_active": ALERTS_ACTIVE,
     "lag_latest": LAG_LATEST,
     "lag_samples": LAG_SAMPLES,
     "lag_groups": LAG_GROUPS,
@@ -225,7 +240,7 @@ SCHEMAS: dict[str, dict[str, tuple[str, str]]] = {
 #: how each frame is kept (eventscope.store): ``log`` for the whole retention, ``raw`` for
 #: the raw window only, ``snapshot`` one file replaced whole on every write
 KIND = {"lag": "raw", "lag_samples": "raw", "dlq": "raw", "topics": "raw", "consumers": "raw", "stuck": "raw",
-        "events": "log", "health": "log", "alerts": "log", "lag_1m": "log", "dlq_1m": "log",
+        "events": "log", "health": "log", "alerts": "log", "alerts_active": "snapshot", "lag_1m": "log", "dlq_1m": "log",
         "lag_latest": "snapshot", "lag_groups": "snapshot", "topics_latest": "snapshot",
         "consumers_latest": "snapshot", "stuck_latest": "snapshot", "dlq_latest": "snapshot",
         "lag_1m_open": "snapshot", "dlq_1m_open": "snapshot"}
@@ -237,7 +252,7 @@ SORT = {"lag_1m": ["broker", "group", "topic", "minute"], "dlq_1m": ["broker", "
 #: the column that orders each frame in time (retention and windows use it)
 TIME_COLUMN = {"lag": "sampled_at", "dlq": "sampled_at", "events": "observed_at",
                "health": "sampled_at", "topics": "sampled_at", "consumers": "sampled_at",
-               "stuck": "sampled_at", "alerts": "at", "lag_latest": "sampled_at", "lag_samples": "sampled_at",
+               "stuck": "sampled_at", "alerts": "at", "alerts_active": "since", "lag_latest": "sampled_at", "lag_samples": "sampled_at",
                "lag_groups": "sampled_at", "topics_latest": "sampled_at",
                "consumers_latest": "sampled_at", "stuck_latest": "sampled_at",
                "dlq_latest": "sampled_at", "lag_1m": "minute", "lag_1m_open": "minute",

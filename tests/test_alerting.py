@@ -16,7 +16,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from eventscope.alerting import build_evaluator
 from eventscope.config import load_config
-from eventscope.runner import Runner, build_collectors
+from eventscope.runner import build_collectors, build_runner
 from eventscope.store import Store
 from eventscope.simulator import SimulatorConfig, run_simulation
 
@@ -75,8 +75,9 @@ def scenario(tmp_path_factory, kafka_bootstrap):
                           schedule=[(STALL_AT, {"stall": {"analytics-service"}}), (RESUME_AT, {"stall": set()}),
                                     (BURST_AT, {"payment_failure_rate": 0.9})])
     store = Store(root)
-    evaluator = build_evaluator(cfg, store)
-    runner = Runner(store, build_collectors(cfg), interval_s=0.5, evaluator=evaluator)
+    runner = build_runner(cfg, store, build_collectors(cfg))  # as `eventscope collect` builds it
+    runner.interval_s = 0.5
+    evaluator = runner.evaluator
     sim_thread = threading.Thread(target=run_simulation, args=(sim,), kwargs={"kafka_bootstrap": kafka_bootstrap})
     started = pd.Timestamp.now(tz="UTC")
     sim_thread.start()

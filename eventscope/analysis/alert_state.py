@@ -150,6 +150,28 @@ def from_history(history: pd.DataFrame) -> dict:
     return state
 
 
+def state_frame(state: dict) -> pd.DataFrame:
+    """The active alerts as rows (``alerts_active``): what a reader needs instead of replaying
+    the whole transition history."""
+    rows = [{"rule": a.rule, "metric": a.metric, "subject": a.subject, "state": a.state, "severity": a.severity,
+             "since": a.since, "fired_at": a.fired_at, "value": a.value, "threshold": _threshold(a.threshold),
+             "clear": a.clear, "detail": a.detail} for a in state.values()]
+    return pd.DataFrame(rows, columns=["rule", "metric", "subject", "state", "severity", "since", "fired_at",
+                                       "value", "threshold", "clear", "detail"])
+
+
+def from_state_frame(rows: pd.DataFrame) -> dict:
+    """The state :func:`state_frame` wrote."""
+    state = {}
+    for r in rows.itertuples(index=False):
+        state[(r.rule, r.subject)] = AlertState(
+            r.rule, r.metric, r.subject, r.state, r.severity, pd.Timestamp(r.since),
+            None if pd.isna(r.fired_at) else pd.Timestamp(r.fired_at),
+            None if pd.isna(r.value) else float(r.value), _threshold(r.threshold),
+            None if pd.isna(r.clear) else float(r.clear), "" if pd.isna(r.detail) else str(r.detail))
+    return state
+
+
 def firing(state: dict) -> list[AlertState]:
     """Firing alerts, critical first, then oldest first."""
     alerts = [s for s in state.values() if s.state == "firing"]
