@@ -35,11 +35,11 @@ SCRIPT = Path(__file__).resolve()
 def _collector(store_dir: str, _config: Config) -> tuple[str, str]:
     """Start the background collector once per server process and store; say what it does."""
     try:
-        runner = ensure_background_collector(_config)
+        child = ensure_background_collector(_config)
     except Exception as exc:  # a broken collector must not take the dashboard down: show it
         return "error", one_line(exc)
-    if runner is not None:
-        return "running", "collecting in this dashboard process"
+    if child is not None:
+        return "running", "collecting (a process started by this dashboard)"
     if _config.dashboard.collect == "off":
         return "off", "off in this dashboard (dashboard.collect = off); showing what is in the store"
     return "elsewhere", "another process (eventscope collect) is filling the store"

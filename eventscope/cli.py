@@ -61,6 +61,7 @@ def _parser() -> argparse.ArgumentParser:
     c.add_argument("--duration", type=float, help="run for S seconds")
     c.add_argument("--interval", type=float, help="seconds between samples")
     c.add_argument("-v", "--verbose", action="store_true")
+    c.add_argument("--parent", type=int, help=argparse.SUPPRESS)  # the dashboard that started it
     c.set_defaults(func=cmd_collect)
     query("lag", "consumer lag per group/topic/partition", cmd_lag)
     query("dlq", "dead-letter queues", cmd_dlq)
@@ -134,7 +135,7 @@ def cmd_collect(args, config) -> int:
                 print(f"{r.source}/{r.collector}: {state} ({r.rows} rows, {r.duration_ms:.0f} ms)",
                       file=sys.stderr)
             return 0 if health["ok"].all() else 1
-        runner.run(duration_s=args.duration)
+        runner.run(duration_s=args.duration, parent=args.parent)
         return 0
     except KeyboardInterrupt:
         return 0
@@ -267,6 +268,8 @@ def cmd_dashboard(args, config) -> int:
     env = dict(os.environ)
     if args.store:
         env["EVENTSCOPE_STORE"] = args.store
+    if args.config:  # the Streamlit script (and its collector) load the config from the environment
+        env["EVENTSCOPE_CONFIG"] = str(Path(args.config).resolve())
     command = dashboard_command(args.port)
     # Streamlit takes this process's place: signals (Ctrl-C, SIGTERM from systemd or a test)
     # reach the server itself, and no parent lingers holding memory.

@@ -304,13 +304,13 @@ class Queries:
                             lambda: self.scan("health", since=since))
 
     def observations(self, at: pd.Timestamp, metrics: frozenset | None = None) -> pd.DataFrame:
-        """Every (metric, subject) the alert rules judge, as of ``at`` (``analysis.alerts``)."""
-        def compute():
-            return alerts.observe_now(self.store.get("lag_groups"), self.dlq_summary(),
-                                      self.store.get("stuck_latest"),
-                                      self.health(at - pd.Timedelta(seconds=900)), at=at, metrics=metrics)
-        return self._cached("observations", ("lag_groups", "dlq", "stuck_latest", "health"),
-                            (at.floor("1s"), metrics), compute)
+        """Every (metric, subject) the alert rules judge, as of ``at`` (``analysis.alerts``).
+
+        Not cached: each evaluation asks at a new moment, and the rows (a tuple of names
+        each) are large for what a cache could save."""
+        return alerts.observe_now(self.store.get("lag_groups"), self.dlq_summary(),
+                                  self.store.get("stuck_latest"),
+                                  self.health(at - pd.Timedelta(seconds=900)), at=at, metrics=metrics)
 
     def replay_rules(self, rules: list, since: pd.Timestamp, key: str) -> tuple[dict, pd.DataFrame]:
         """What ``rules`` would have done since ``since`` (``key`` names the rules for the

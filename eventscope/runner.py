@@ -9,8 +9,12 @@ a dashboard pointed at a store that ``eventscope collect`` already fills just re
 """
 from __future__ import annotations
 
+import atexit
 import fcntl
 import logging
+import os
+import subprocess
+import sys
 import threading
 import time
 from dataclasses import dataclass, field
@@ -96,10 +100,14 @@ class Runner:
                 "ok": not error, "error": error, "duration_ms": (time.monotonic() - started) * 1000,
                 "rows": rows, "last_success": state.last_success}
 
-    def run(self, duration_s: float | None = None) -> None:
-        """Loop until ``stop_event`` is set or ``duration_s`` has passed."""
+    def run(self, duration_s: float | None = None, parent: int | None = None) -> None:
+        """Loop until ``stop_event`` is set, ``duration_s`` has passed, or process ``parent``
+        (the dashboard that started this collector) is gone."""
         deadline = None if duration_s is None else time.monotonic() + duration_s
         while not self.stop_event.is_set():
+            if parent is not None and os.getppid() != parent:
+                log.info("the dashboard that started this collector is gone: stopping")
+                break
             self.run_once()
             if deadline is not None and time.monotonic() >= deadline:
                 break
@@ -221,32 +229,61 @@ class StoreLock:
             self.handle = None
 
 
-_background: dict[str, Runner | None] = {}
+@dataclass
+class ChildCollector:
+    """``eventscope collect`` in a process of its own, started by the dashboard.
+
+    A separate process, not a thread: a big cluster's sample takes a second of CPU, and in
+    the dashboard's process it would hold the interpreter's lock while pages render. It
+    stops when the dashboard does (it watches its parent), and takes the store's lock like
+    any collector."""
+
+    process: subprocess.Popen
+    log_path: Path
+
+    def running(self) -> bool:
+        """True while the collector process runs."""
+        return self.process.poll() is None
+
+    def stop(self) -> None:
+        """Stop the collector (it finishes its current pass)."""
+        if self.running():
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+
+
+_background: dict[str, ChildCollector | None] = {}
 _background_lock = threading.Lock()
 
 
-def ensure_background_collector(config: Config) -> Runner | None:
-    """Start (once per process and store) a runner thread; None if another process collects."""
+def ensure_background_collector(config: Config) -> ChildCollector | None:
+    """Start (once per process and store) a collector process; None when collection is off
+    or another process already collects into the store."""
     key = str(Path(config.store_dir).resolve())
     with _background_lock:
         if key in _background:
             return _background[key]
-        runner = None
+        child = None
         lock = StoreLock(config.store_dir)
         if config.dashboard.collect == "auto" and lock.acquire():
             try:
-                collectors = build_collectors(config)
-            except Exception:
-                lock.release()  # let a later attempt (or another process) collect
-                raise
-            store = open_store(config)
-            if not config.live and set(store.read("health")["source"].unique()) <= {"replay"}:
-                # A store holding only an earlier replay: start over, or two replays
-                # would interleave on the charts. A store with live data is never touched.
-                store.clear()
-            runner = build_runner(config, store, collectors)
-            runner.lock = lock
-            thread = threading.Thread(target=runner.run, name="eventscope-collector", daemon=True)
-            thread.start()
-        _background[key] = runner
-        return runner
+                store = open_store(config)
+                if not config.live and set(store.read("health")["source"].unique()) <= {"replay"}:
+                    # A store holding only an earlier replay: start over, or two replays
+                    # would interleave on the charts. A store with live data is never touched.
+                    store.clear()
+            finally:
+                lock.release()  # the child takes it
+            log_path = Path(config.store_dir) / "collector.log"
+            env = dict(os.environ, EVENTSCOPE_STORE=key)
+            with open(log_path, "ab") as log_file:
+                process = subprocess.Popen(
+                    [sys.executable, "-m", "eventscope", "collect", "--parent", str(os.getpid())],
+                    env=env, stdin=subprocess.DEVNULL, stdout=log_file, stderr=subprocess.STDOUT)
+            child = ChildCollector(process, log_path)
+            atexit.register(child.stop)
+        _background[key] = child
+        return child

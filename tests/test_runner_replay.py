@@ -126,7 +126,15 @@ def test_background_collector_is_one_per_process_and_store(tmp_path):
     for t in threads:
         t.join()
     assert len({id(r) for r in runners}) == 1 and runners[0] is not None
-    runners[0].stop_event.set()
+    assert runners[0].running()
+    # a second process cannot collect into the same store: the child holds its lock
+    lock, deadline = StoreLock(tmp_path), time.monotonic() + 60
+    while time.monotonic() < deadline and lock.acquire():
+        lock.release()
+        time.sleep(0.2)
+    assert not lock.acquire(), "the collector process never took the store's lock"
+    runners[0].stop()
+    assert not runners[0].running()
 
 
 def test_a_restarted_replay_starts_over_but_live_data_is_never_wiped(tmp_path):
@@ -138,12 +146,12 @@ def test_a_restarted_replay_starts_over_but_live_data_is_never_wiped(tmp_path):
         {"sampled_at": pd.Timestamp.now(tz="UTC"), "source": "kafka", "collector": "kafka.offsets", "ok": True}]))
     for store_dir in (replay_store, live_store):
         cfg = load_config(env={"EVENTSCOPE_STORE": str(store_dir), "EVENTSCOPE_COLLECT_INTERVAL_S": "30"})
-        runner = ensure_background_collector(cfg)
-        deadline = time.monotonic() + 30
-        while runner.samples < 1 and time.monotonic() < deadline:  # its first sample, then stop
-            time.sleep(0.05)
-        runner.stop_event.set()
-        runner.lock.release()
+        child = ensure_background_collector(cfg)
+        store = Store(store_dir)
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and not (store.read("health")["source"] == "replay").any():
+            time.sleep(0.1)  # its first sample, then stop
+        child.stop()
         runner_module._background.pop(str(store_dir.resolve()), None)
     assert set(Store(replay_store).read("health")["source"]) == {"replay"}
     assert len(Store(replay_store).read("health")) == 1  # only the new run's first sample

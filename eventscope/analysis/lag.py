@@ -212,9 +212,13 @@ class LagJudge:
 
     def _keep_rows(self, sample: pd.DataFrame, ids: np.ndarray) -> None:
         # plain numpy per column (objects for text, float with NaN for numbers, int64 ns for
-        # times): assigning 40,000 rows is a copy, not a pandas setitem
+        # times): assigning 40,000 rows is a copy, not a pandas setitem. The key columns are
+        # in self.keys already.
         for name in sample.columns:
             series = sample[name]
+            if name in KEY:
+                self.dtypes.setdefault(name, series.dtype)
+                continue
             if name not in self.columns:
                 self.dtypes[name] = series.dtype
                 self.columns[name] = np.full(0, _EMPTY[_kind(series.dtype)], dtype=_NUMPY[_kind(series.dtype)])
@@ -335,8 +339,12 @@ class LagJudge:
         return self.columns[name][ids].astype("float64")
 
     def _rows(self, ids: np.ndarray) -> pd.DataFrame:
-        return pd.DataFrame({name: _restore(column[ids], self.dtypes[name])
-                             for name, column in self.columns.items()})
+        keys = [self.keys[i] for i in ids]
+        out = {name: pd.Series([key[j] for key in keys], dtype=self.dtypes[name])
+               for j, name in enumerate(KEY)}
+        out.update({name: _restore(column[ids], self.dtypes[name]) for name, column in self.columns.items()})
+        order = [name for name in self.dtypes if name in out]  # the columns in the order they came
+        return pd.DataFrame(out)[order]
 
 
 def _kind(dtype) -> str:
