@@ -9,8 +9,9 @@ the lag moved over the window (in the spirit of Burrow's evaluation rules):
 * ``WARN`` — committing, but the lag rose at every sample (at least twice in a row)
   since it was last zero, or across the whole window;
 * ``ERR`` — as WARN, and the oldest message has waited longer than the window;
-* ``STALL`` — members present, lag > 0, but the committed offset has not moved over
-  the window or for ``stuck_after_s`` (a consumer that stopped mid-window);
+* ``STALL`` — members present, lag > 0, but the committed offset has not stepped forward
+  between two samples of the window, or not for ``stuck_after_s`` (a consumer that
+  stopped mid-window);
 * ``STOP`` — as STALL, with no members;
 * ``REWIND`` — the committed offset went backwards.
 
@@ -27,8 +28,7 @@ import pandas as pd
 
 KEY = ["source", "broker", "group", "topic", "partition"]
 STATUSES = ["OK", "WARN", "ERR", "STOP", "STALL", "REWIND", "UNKNOWN"]
-NEVER = np.iinfo(np.int64).min  # an empty slot's time
-JUDGE_CHUNK = 4096  # partitions judged at a time
+NEVER = np.iinfo(np.int64).min  # "never happened" (older than any window)
 SEVERITY = {"OK": 0, "UNKNOWN": 1, "WARN": 2, "REWIND": 3, "STALL": 4, "STOP": 4, "ERR": 5}
 
 
@@ -58,13 +58,14 @@ def latest_lag(lag: pd.DataFrame, window_s: float = 300.0, stuck_after_s: float 
     in_run = last_zero.isna() | (recent["sampled_at"] > last_zero)
     not_rising = ((lag_step <= 0).fillna(False) & in_run).groupby(keys, observed=True, dropna=False).any()
     run_steps = (lag_step.notna() & in_run).groupby(keys, observed=True, dropna=False).sum()
+    forward = (step > 0).fillna(False).groupby([recent[k] for k in KEY], observed=True, dropna=False).any()
     moved_at = recent["sampled_at"].where((step != 0).fillna(False).to_numpy())
     last_move = moved_at.groupby([recent[k] for k in KEY], observed=True, dropna=False).max()
     stuck_s = (latest["sampled_at"] - last_move.reindex(latest.index).fillna(first["sampled_at"])
                ).dt.total_seconds()
     latest = latest.assign(x_stuck_s=stuck_s, x_rising=~not_rising.reindex(latest.index).fillna(False),
                            x_run_steps=run_steps.reindex(latest.index).fillna(0),
-        x_first_committed=first["committed"], x_first_lag=first["lag"],
+        x_forward=forward.reindex(latest.index).fillna(False),
         x_samples=samples, x_rewound=rewound.reindex(latest.index).fillna(False),
         x_span_s=(latest["sampled_at"] - first["sampled_at"]).dt.total_seconds())
     latest["status"] = [_verdict(r, window_s, stuck_after_s) for r in latest.itertuples()]
@@ -80,8 +81,7 @@ def _verdict(r, window_s: float, stuck_after_s: float) -> str:
         return "OK"
     if r.x_samples < 2:
         return "UNKNOWN"  # behind, but one sample cannot say whether it is moving
-    moved = not pd.isna(r.committed) and not pd.isna(r.x_first_committed) and r.committed > r.x_first_committed
-    if not moved or r.x_stuck_s >= stuck_after_s:
+    if not r.x_forward or r.x_stuck_s >= stuck_after_s:
         no_members = pd.isna(r.members) or r.members == 0
         return "STOP" if no_members else "STALL"
     if r.x_rising and r.x_run_steps >= 2:
@@ -133,34 +133,38 @@ def to_rows(latest: pd.DataFrame) -> list[dict]:
 
 
 class LagJudge:
-    """:func:`latest_lag`, kept up to date one sample at a time.
+    """:func:`latest_lag`, kept up to date one sample at a time, in memory that grows with
+    partitions only.
 
     The collector's write path feeds every lag sample to :meth:`add`; :meth:`latest` then
-    gives what ``latest_lag`` would give over all rows added so far, at a cost that grows
-    with partitions × samples in the window, never with history. Per partition a ring of
-    (time, committed, lag) slots holds the samples of the window; the ring doubles when a
-    window holds more samples than it has slots. The newest full row of each partition is
-    kept beside it. The state is derived data: a restarted collector rebuilds it by adding
-    the stored raw rows of the last ``window_s``.
+    gives what ``latest_lag`` would give over all rows added so far. A verdict over the
+    window needs, per partition, only the newest of a few kinds of event, each with its time:
+    the last two samples, the last sample at lag 0, the last forward step of the committed
+    offset, the last step back, the last step where the lag did not rise, and the last two
+    steps whose lag was known. A step is in the window when its earlier sample is; an event
+    older than the window cannot matter, and one inside it is never outweighed by an older
+    one. So a partition costs a dozen numbers, not a row per sample (40,000 partitions:
+    about 5 MB), and a sample costs a few array operations.
 
-    Rows of one partition are expected in time order (as samples are taken); a row no
-    newer than the partition's newest is ignored.
+    The state is derived data: a restarted collector rebuilds it by adding the stored raw
+    rows of the last ``window_s``. Rows of one partition are expected in time order (as
+    samples are taken); a row no newer than the partition's newest is ignored.
     """
 
-    def __init__(self, window_s: float = 300.0, stuck_after_s: float = 60.0, slots: int = 16):
+    TIMES = ("t_last", "t_prev", "zero", "back_a", "fwd_a", "fwd_b", "flat_a", "flat_b",
+             "known_a", "known_b", "known2_a", "known2_b")
+
+    def __init__(self, window_s: float = 300.0, stuck_after_s: float = 60.0):
         self.window_ns = int(window_s * 1e9)
         self.window_s = float(window_s)
         self.stuck_after_s = float(stuck_after_s)
         self.index: dict[tuple, int] = {}  # partition key -> row of the arrays
         self.keys: list[tuple] = []
-        self.slots = slots
-        self.t = np.full((0, slots), NEVER, dtype=np.int64)
-        self.committed = np.full((0, slots), np.nan)
-        self.lag = np.full((0, slots), np.nan)
-        self.pos = np.zeros(0, dtype=np.int64)  # next slot to write, per partition (mod slots)
-        # the newest full row of each partition, column by column (nullable arrays, so a new
-        # partition's row starts as missing values), and the dtypes to hand them back in
-        self.columns: dict[str, pd.api.extensions.ExtensionArray] = {}
+        self.times = {name: np.full(0, NEVER, dtype=np.int64) for name in self.TIMES}
+        self.committed = np.full(0, np.nan)  # of the newest sample
+        self.lag = np.full(0, np.nan)
+        # the newest full row of each partition, column by column, and the dtypes to hand them back in
+        self.columns: dict[str, np.ndarray] = {}
         self.dtypes: dict = {}
         self.newest_ns: int | None = None
 
@@ -182,33 +186,44 @@ class LagJudge:
     def _add_sample(self, sample: pd.DataFrame, at: int) -> pd.DataFrame:
         sample = sample.drop_duplicates(KEY, keep="last")
         ids = self._ids(sample)
-        last_slot = (self.pos[ids] - 1) % self.slots
-        fresh = self.t[ids, last_slot] < at
+        t = self.times
+        fresh = t["t_last"][ids] < at
         if not fresh.all():
-            sample, ids, last_slot = sample[fresh], ids[fresh], last_slot[fresh]
+            sample, ids = sample[fresh], ids[fresh]
         committed = sample["committed"].to_numpy(dtype="float64", na_value=np.nan)
+        lag = sample["lag"].to_numpy(dtype="float64", na_value=np.nan)
+        before = t["t_last"][ids]
         with np.errstate(invalid="ignore"):
-            forward = committed - self.committed[ids, last_slot]
-        consumed = np.where(forward > 0, forward, 0).astype("int64")
+            step = committed - self.committed[ids]  # NaN without a previous sample or value
+            lag_step = lag - self.lag[ids]
+        consumed = np.where(step > 0, step, 0).astype("int64")
         if len(ids):
             self.newest_ns = at if self.newest_ns is None else max(self.newest_ns, at)
-            cutoff = self.newest_ns - self.window_ns
-            # the slot about to be overwritten must have left the window, or the ring grows
-            while (self.t[ids, self.pos[ids] % self.slots] >= cutoff).any():
-                self._grow()
-            slot = self.pos[ids] % self.slots
-            self.t[ids, slot] = at
-            self.committed[ids, slot] = committed
-            self.lag[ids, slot] = sample["lag"].to_numpy(dtype="float64", na_value=np.nan)
-            self.pos[ids] += 1
+            with np.errstate(invalid="ignore"):
+                self._remember(ids, step < 0, ("back_a",), (before,))
+                self._remember(ids, step > 0, ("fwd_a", "fwd_b"), (before, at))
+                self._remember(ids, lag_step <= 0, ("flat_a", "flat_b"), (before, at))
+                known = ~np.isnan(lag_step)
+                self._remember(ids, known, ("known2_a", "known2_b"), (t["known_a"][ids], t["known_b"][ids]))
+                self._remember(ids, known, ("known_a", "known_b"), (before, at))
+                self._remember(ids, lag == 0, ("zero",), (at,))
+            t["t_prev"][ids] = before
+            t["t_last"][ids] = at
+            self.committed[ids] = committed
+            self.lag[ids] = lag
             self._keep_rows(sample, ids)
-        status = self._judge(ids)
         out = sample.reset_index(drop=True)
-        out["status"] = pd.array(status, dtype="string")
+        out["status"] = pd.array(self._judge(ids), dtype="string")
         out["consumed"] = consumed
         if len(self.keys) > 1000 and self._stale_share() > 0.5:
             self._drop_stale()
         return out
+
+    def _remember(self, ids: np.ndarray, when: np.ndarray, names: tuple, values: tuple) -> None:
+        """Set the times ``names`` of the partitions where ``when`` holds (a new newest event)."""
+        hit = ids[when]
+        for name, value in zip(names, values):
+            self.times[name][hit] = value[when] if isinstance(value, np.ndarray) else value
 
     def _keep_rows(self, sample: pd.DataFrame, ids: np.ndarray) -> None:
         # plain numpy per column (objects for text, float with NaN for numbers, int64 ns for
@@ -241,37 +256,19 @@ class LagJudge:
                 new += 1
             ids[i] = row
         if new:
-            self.t = np.vstack([self.t, np.full((new, self.slots), NEVER, dtype=np.int64)])
-            self.committed = np.vstack([self.committed, np.full((new, self.slots), np.nan)])
-            self.lag = np.vstack([self.lag, np.full((new, self.slots), np.nan)])
-            self.pos = np.concatenate([self.pos, np.zeros(new, dtype=np.int64)])
+            self.times = {name: np.concatenate([v, np.full(new, NEVER, dtype=np.int64)])
+                          for name, v in self.times.items()}
+            self.committed = np.concatenate([self.committed, np.full(new, np.nan)])
+            self.lag = np.concatenate([self.lag, np.full(new, np.nan)])
         return ids
 
-    def _chronological(self, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        order = (self.pos[ids, None] + np.arange(self.slots)[None, :]) % self.slots
-        return (np.take_along_axis(self.t[ids], order, axis=1),
-                np.take_along_axis(self.committed[ids], order, axis=1),
-                np.take_along_axis(self.lag[ids], order, axis=1))
-
-    def _grow(self) -> None:
-        t, committed, lag = self._chronological(np.arange(len(self.keys)))  # once per doubling
-        pad = self.slots
-        self.t = np.hstack([t, np.full((len(t), pad), NEVER, dtype=np.int64)])
-        self.committed = np.hstack([committed, np.full((len(t), pad), np.nan)])
-        self.lag = np.hstack([lag, np.full((len(t), pad), np.nan)])
-        self.pos = np.full(len(t), self.slots, dtype=np.int64)
-        self.slots *= 2
-
-    def _newest_times(self) -> np.ndarray:
-        return self.t[np.arange(len(self.keys)), (self.pos - 1) % self.slots]
-
     def _stale_share(self) -> float:
-        return float((self._newest_times() < self.newest_ns - self.window_ns).mean())
+        return float((self.times["t_last"] < self.newest_ns - self.window_ns).mean())
 
     def _drop_stale(self) -> None:
-        keep = np.flatnonzero(self._newest_times() >= self.newest_ns - self.window_ns)
-        self.t, self.committed, self.lag = self.t[keep], self.committed[keep], self.lag[keep]
-        self.pos = self.pos[keep]
+        keep = np.flatnonzero(self.times["t_last"] >= self.newest_ns - self.window_ns)
+        self.times = {name: v[keep] for name, v in self.times.items()}
+        self.committed, self.lag = self.committed[keep], self.lag[keep]
         self.keys = [self.keys[i] for i in keep]
         self.index = {key: i for i, key in enumerate(self.keys)}
         self.columns = {name: column[keep] for name, column in self.columns.items()}
@@ -281,7 +278,7 @@ class LagJudge:
         """The newest row of every partition in the window, with its ``status``."""
         if self.newest_ns is None:
             return latest_lag(pd.DataFrame(columns=KEY + ["sampled_at", "lag", "committed"]))
-        ids = np.flatnonzero(self._newest_times() >= self.newest_ns - self.window_ns)
+        ids = np.flatnonzero(self.times["t_last"] >= self.newest_ns - self.window_ns)
         rows = self._rows(ids)
         rows["status"] = pd.array(self._judge(ids), dtype="string")
         return rows
@@ -290,46 +287,25 @@ class LagJudge:
         """The verdict of each partition in ``ids`` (each with a row in the window) now."""
         if not len(ids):
             return np.array([], dtype=object)
-        # in chunks: the window arrays of 40,000 partitions × 64 slots are 20 MB each, and
-        # judging takes a dozen of them at once
-        return np.concatenate([self._judge_chunk(ids[i:i + JUDGE_CHUNK])
-                               for i in range(0, len(ids), JUDGE_CHUNK)])
-
-    def _judge_chunk(self, ids: np.ndarray) -> np.ndarray:
         cutoff = self.newest_ns - self.window_ns
-        t, committed, lag = self._chronological(ids)
-        valid = t >= cutoff
-        newest_t = t[:, -1]
-        samples = valid.sum(axis=1)
-        first = self.slots - samples
-        pick = np.arange(len(t))
-        first_t, first_committed = t[pick, first], committed[pick, first]
-        pair = valid[:, :-1] & valid[:, 1:]
-        after_t = t[:, 1:]
-        with np.errstate(invalid="ignore"):
-            step = committed[:, 1:] - committed[:, :-1]
-            lag_step = lag[:, 1:] - lag[:, :-1]
-            rewound = (pair & (step < 0)).any(axis=1)
-            last_zero = np.where(valid & (lag == 0), t, NEVER).max(axis=1, initial=NEVER)
-            in_run = after_t > last_zero[:, None]  # no zero in the window: every step counts
-            not_rising = (pair & (lag_step <= 0) & in_run).any(axis=1)
-            run_steps = (pair & ~np.isnan(lag_step) & in_run).sum(axis=1)
-            moved = pair & ~np.isnan(step) & (step != 0)
-        last_move = np.where(moved, after_t, NEVER).max(axis=1, initial=NEVER)
-        since = np.where(moved.any(axis=1), last_move, first_t)
-        stuck_s = (newest_t - since) / 1e9
-        span_s = (newest_t - first_t) / 1e9
-        now_lag, now_committed = lag[:, -1], committed[:, -1]
+        t = {name: v[ids] for name, v in self.times.items()}
+        zero = np.where(t["zero"] >= cutoff, t["zero"], NEVER)  # the last zero in the window
+        rewound = t["back_a"] >= cutoff
+        went_on = t["fwd_a"] >= cutoff
+        stuck_s = (t["t_last"] - t["fwd_b"]) / 1e9  # up to the partition's own newest sample
+        not_rising = (t["flat_a"] >= cutoff) & (t["flat_b"] > zero)
+        two_steps = (t["known2_a"] >= cutoff) & (t["known2_b"] > zero)
+        now_lag = self.lag[ids]
         members = self._numbers("members", ids)
         seconds = self._numbers("lag_seconds", ids)
         with np.errstate(invalid="ignore"):
-            went_on = now_committed > first_committed  # False when either is unknown
             stopped = ~went_on | (stuck_s >= self.stuck_after_s)
             no_members = np.isnan(members) | (members == 0)
-            too_old = seconds > np.maximum(self.window_s, span_s)
-            rising = ~not_rising & (run_steps >= 2)
+            # the window's first sample is inside it, so its span never exceeds the window
+            too_old = seconds > self.window_s
+            rising = ~not_rising & two_steps
             return np.select(
-                [np.isnan(now_lag), rewound, now_lag == 0, samples < 2,
+                [np.isnan(now_lag), rewound, now_lag == 0, t["t_prev"] < cutoff,
                  stopped & no_members, stopped, rising & too_old, rising],
                 ["UNKNOWN", "REWIND", "OK", "UNKNOWN", "STOP", "STALL", "ERR", "WARN"], default="OK")
 
