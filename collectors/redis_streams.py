@@ -24,6 +24,8 @@ import redis
 from eventscope.collectors.events_common import DeadLetterBook, EventBatch, gc_paused, glob_filter
 from eventscope import schemas
 
+MIN_READ = 50  # entries read of a stream at least, when it is read at all
+
 
 def entry_ms(entry_id: str | bytes) -> int | None:
     """The millisecond part of a stream entry ID (epoch milliseconds); None when it is not one."""
@@ -62,6 +64,7 @@ class RedisStreamsCollector:
         self.dlq_filter = re.compile(dlq_pattern)
         self.max_events = max_events
         self.backlog = backlog
+        self._turn = 0  # where the next sample's share of busy streams starts
         self.stuck_min_deliveries = stuck_min_deliveries
         self.stuck_idle_ms = int(stuck_idle_s * 1000)
         self.stuck_scan = stuck_scan
@@ -101,8 +104,7 @@ class RedisStreamsCollector:
         positions_asked: dict = {}
         fresh = [k for k, (info, _) in infos.items()
                  if _s(info.get("last-generated-id")) != self.positions.get(k) and self.glob.match(k)]
-        # one budget per sample, shared by the streams that have news
-        per_stream = max(50, self.max_events // max(1, len(fresh)))
+        fresh, per_stream = self._share(fresh)
         for key in fresh:
             pipe.xrange(key, min=self._start_id(key, infos[key][0]), max="+", count=per_stream)
             reads.append(("events", key, None))
@@ -183,7 +185,7 @@ class RedisStreamsCollector:
         if not keys:
             return {"events": schemas.empty("events")}
         now = pd.Timestamp.now(tz="UTC")
-        per_stream = max(50, self.max_events // len(keys))
+        keys, per_stream = self._share(keys)
         pipe = self.client.pipeline(transaction=False)
         for key in keys:
             pipe.xrange(key, min="(" + self.positions[key], max="+", count=per_stream)
@@ -192,6 +194,19 @@ class RedisStreamsCollector:
             if not isinstance(reply, Exception):  # a deleted key: the next full sample notices
                 self._add_entries(batch, key, reply)
         return {"events": batch.frame(now, self.books)}
+
+    def _share(self, keys: list[str]) -> tuple[list[str], int]:
+        """The streams to read this sample and how many entries of each: one budget of
+        ``max_events`` per sample, at least ``MIN_READ`` entries a stream. When more streams
+        have news than that allows, they take turns (the rest stays for the next samples),
+        so 2,000 busy streams never make one sample read 100,000 entries."""
+        per_stream = max(MIN_READ, self.max_events // max(1, len(keys)))
+        if len(keys) * per_stream <= self.max_events:
+            return keys, per_stream
+        count = max(1, self.max_events // per_stream)
+        start = self._turn % len(keys)
+        self._turn += count
+        return (keys[start:] + keys[:start])[:count], per_stream
 
     def _start_id(self, key: str, info: dict) -> str:
         if key in self.positions:

@@ -4,6 +4,7 @@ import uuid
 
 import pandas as pd
 import pytest
+import redis
 from confluent_kafka import Consumer, Producer, TopicPartition
 from confluent_kafka.admin import NewTopic
 
@@ -314,3 +315,18 @@ def test_times_no_timestamp_can_hold_are_unknown_not_a_crash(redis_url, redis_cl
     assert pd.isna(events.loc["0", "broker_at"])
     assert events.loc["1", "broker_at"] == pd.Timestamp(1795000000000, unit="ms", tz="UTC")
     assert list(events["event_id"]) == ["evt_3", "evt_4"]
+
+
+def test_many_busy_streams_share_one_budget_per_sample(redis_client, redis_url):
+    """2,000 streams with news must not make one sample read 50 entries of each: the streams
+    take turns within max_events, and over enough samples every entry is read exactly once."""
+    for s in range(30):
+        for i in range(12):
+            redis_client.xadd(f"busy:{s:02d}", {"envelope": json.dumps({"event_id": f"e{s}-{i}"})})
+    collector = RedisStreamsCollector(redis.Redis.from_url(redis_url), max_events=100)
+    seen = []
+    for _ in range(20):
+        events = collector.collect()["events"]
+        assert len(events) <= 100, len(events)
+        seen += list(events["event_id"])
+    assert sorted(seen) == sorted(f"e{s}-{i}" for s in range(30) for i in range(12))
