@@ -803,10 +803,8 @@ def _size(path: Path) -> tuple[int, int]:
 
 
 def _uptime() -> str:
-    try:
-        return subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip()
-    except OSError:
-        return open("/proc/loadavg").read().strip()
+    one, five, fifteen = os.getloadavg()
+    return f"load average: {one:.2f}, {five:.2f}, {fifteen:.2f}"
 
 
 def main() -> None:
