@@ -293,7 +293,7 @@ def find_trace(some_id: str) -> dict | None:
         lag = q.lag_partitions(topics=tuple(sorted(set(rows["topic"].astype(str)))))
         return trace_analysis.from_rows(rows, lag=lag, lag_history=history,
                                         quiet_s=float(cfg.traces.quiet_s), details=True)
-    return q._cached("find_trace", ("events", "lag_latest"), (some_id,), compute)
+    return q.cached("find_trace", ("events", "lag_latest"), (some_id,), compute)
 
 
 # -- alerts ------------------------------------------------------------------------
@@ -311,7 +311,7 @@ def _alerts() -> dict:
             state, history = alerts_view.fallback(q.store, cfg.alerts, queries=q)
         return {"firing": alert_rules.firing_frame(state, observations), "history": history,
                 "rules": alert_rules.rule_table(cfg.alerts.all_rules(), observations, state)}
-    return q._cached("alerts_view", ("lag_groups", "dlq", "stuck_latest", "health", "alerts", "alerts_active"),
+    return q.cached("alerts_view", ("lag_groups", "dlq", "stuck_latest", "health", "alerts", "alerts_active"),
                      (repr(cfg.alerts),), compute)
 
 
@@ -351,7 +351,7 @@ def flow_graph(window_s: float = WINDOW_S):
         dlq = q.scan("dlq_1m", since=since).rename(columns={"minute": "sampled_at"})
         return build_graph(q.events(since, GRAPH_EVENT_COLUMNS), None, dlq, groups=q.lag_groups(),
                            consumed=consumed)
-    return q._cached("flow_graph", ("events", "lag_groups", "lag_1m", "dlq_1m"), (since.floor("10s"),),
+    return q.cached("flow_graph", ("events", "lag_groups", "lag_1m", "dlq_1m"), (since.floor("10s"),),
                      compute)
 
 
@@ -361,7 +361,7 @@ def asyncapi(window_s: float = WINDOW_S) -> dict[str, dict]:
     q = queries()
     since = _since(window_s)
     hosts = server_hosts(cfg.kafka.bootstrap, cfg.redis.url)
-    return q._cached("asyncapi", ("events", "lag_groups", "lag_1m", "dlq_1m"),
+    return q.cached("asyncapi", ("events", "lag_groups", "lag_1m", "dlq_1m"),
                      (since.floor("10s"), tuple(sorted(hosts.items()))),
                      lambda: asyncapi_documents(flow_graph(window_s), q.events(since), hosts))
 
@@ -374,7 +374,7 @@ def event_catalog(window_s: float = WINDOW_S) -> tuple[pd.DataFrame, dict]:
     def compute():
         events = q.events(since)
         return catalog_table(events, flow_graph(window_s)), event_shapes(events)
-    return q._cached("catalog", ("events", "lag_groups", "lag_1m", "dlq_1m"), (since.floor("10s"),), compute)
+    return q.cached("catalog", ("events", "lag_groups", "lag_1m", "dlq_1m"), (since.floor("10s"),), compute)
 
 
 # -- formatting ------------------------------------------------------------------

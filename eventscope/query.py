@@ -155,14 +155,16 @@ class Queries:
             return self.store.read(name, since, until, columns=columns, where=where)
         return _scanner().scan(self.store, name, since, until, columns, where)
 
-    def _cached(self, name: str, frames: tuple[str, ...], args: tuple, compute: Callable[[], object]):
+    def cached(self, name: str, frames: tuple[str, ...], args: tuple, compute: Callable[[], object]):
+        """``compute()``'s result, cached on ``name``, ``args`` and the store versions of ``frames``
+        (the frames it reads): a new sample in any of them means a new answer."""
         versions = tuple(self.store.version(f) for f in frames)
         return self.cache.get((name, versions, args), compute)
 
     # -- lag ------------------------------------------------------------------------
     def lag_groups(self) -> pd.DataFrame:
         """Every group and topic now (``lag_groups``), worst first: status, then seconds behind."""
-        return self._cached("lag_groups", ("lag_groups",), (), lambda: worst_first(self.store.get("lag_groups")))
+        return self.cached("lag_groups", ("lag_groups",), (), lambda: worst_first(self.store.get("lag_groups")))
 
     def lag_page(self, search: str = "", statuses: tuple[str, ...] = (), brokers: tuple[str, ...] = (),
                  offset: int = 0, limit: int = 50) -> tuple[pd.DataFrame, int]:
@@ -181,14 +183,14 @@ class Queries:
                 keep &= rows["broker"].isin(brokers).fillna(False)
             matched = rows[keep.to_numpy()]
             return matched.iloc[offset:offset + limit].reset_index(drop=True), int(len(matched))
-        return self._cached("lag_page", ("lag_groups",), (search, statuses, brokers, offset, limit), compute)
+        return self.cached("lag_page", ("lag_groups",), (search, statuses, brokers, offset, limit), compute)
 
     def status_counts(self) -> pd.DataFrame:
         """Group-topics per broker and status now."""
         def compute():
             rows = self.store.get("lag_groups", columns=["broker", "status"])
             return rows.groupby(["broker", "status"], observed=True).size().rename("count").reset_index()
-        return self._cached("status_counts", ("lag_groups",), (), compute)
+        return self.cached("status_counts", ("lag_groups",), (), compute)
 
     def lag_partitions(self, broker: str | None = None, group: str | None = None,
                        topics: tuple[str, ...] = ()) -> pd.DataFrame:
@@ -196,7 +198,7 @@ class Queries:
         where = {k: v for k, v in (("broker", broker), ("group", group)) if v is not None}
         if topics:
             where["topic"] = list(topics)
-        return self._cached("lag_partitions", ("lag_latest",), (broker, group, topics),
+        return self.cached("lag_partitions", ("lag_latest",), (broker, group, topics),
                             lambda: self.store.get("lag_latest", where=where))
 
     def group_history(self, broker: str, group: str, since: pd.Timestamp) -> pd.DataFrame:
@@ -208,7 +210,7 @@ class Queries:
             open_rows = self.store.get("lag_1m_open", columns=columns, where=where)
             out = pd.concat([closed, open_rows], ignore_index=True) if not open_rows.empty else closed
             return out.sort_values("minute", kind="stable").reset_index(drop=True)
-        return self._cached("group_history", ("lag_1m", "lag_1m_open"), (broker, group, since.floor("1min")),
+        return self.cached("group_history", ("lag_1m", "lag_1m_open"), (broker, group, since.floor("1min")),
                             compute)
 
     def worst_history(self, since: pd.Timestamp, limit: int = 10) -> pd.DataFrame:
@@ -227,23 +229,23 @@ class Queries:
             out = rows.groupby(["minute", "series"], observed=True).agg(
                 lag=("lag", "sum"), lag_seconds=("lag_seconds", "max")).reset_index()
             return out
-        return self._cached("worst_history", ("lag_groups", "lag_1m", "lag_1m_open"),
+        return self.cached("worst_history", ("lag_groups", "lag_1m", "lag_1m_open"),
                             (since.floor("1min"), limit), compute)
 
     def members(self, broker: str, group: str) -> pd.DataFrame:
         """A group's members in its newest sample."""
-        return self._cached("members", ("consumers_latest",), (broker, group),
+        return self.cached("members", ("consumers_latest",), (broker, group),
                             lambda: self.store.get("consumers_latest", where={"broker": broker, "group": group}))
 
     def stuck(self, broker: str | None = None, group: str | None = None) -> pd.DataFrame:
         """Stuck pending entries in the newest sample (of one group if asked)."""
         where = {k: v for k, v in (("broker", broker), ("group", group)) if v is not None}
-        return self._cached("stuck", ("stuck_latest",), (broker, group),
+        return self.cached("stuck", ("stuck_latest",), (broker, group),
                             lambda: self.store.get("stuck_latest", where=where))
 
     def partition_history(self, broker: str, group: str, since: pd.Timestamp) -> pd.DataFrame:
         """Raw per-partition lag rows of one group (within the store's raw window)."""
-        return self._cached("partition_history", ("lag",), (broker, group, since.floor("10s")),
+        return self.cached("partition_history", ("lag",), (broker, group, since.floor("10s")),
                             lambda: self.scan("lag", since=since, where={"broker": broker, "group": group}))
 
     # -- dead letters --------------------------------------------------------------------
@@ -261,7 +263,7 @@ class Queries:
                                        stuck=self.store.get("stuck_latest"))
             newest = dlq.groupby(["broker", "dlq"], observed=True)["sampled_at"].max().rename("sampled_at")
             return out.join(newest, on=["broker", "dlq"])
-        return self._cached("dlq_summary", ("dlq", "lag_latest", "stuck_latest"), (now,), compute)
+        return self.cached("dlq_summary", ("dlq", "lag_latest", "stuck_latest"), (now,), compute)
 
     def dlq_history(self, since: pd.Timestamp) -> pd.DataFrame:
         """Depth per minute of every DLQ since ``since`` (``dlq_1m`` and the open minute)."""
@@ -270,11 +272,11 @@ class Queries:
             rows = pd.concat([self.scan("dlq_1m", since=since, columns=columns),
                               self.store.get("dlq_1m_open", columns=columns)], ignore_index=True)
             return rows.sort_values("minute", kind="stable").reset_index(drop=True)
-        return self._cached("dlq_history", ("dlq_1m", "dlq_1m_open"), (since.floor("1min"),), compute)
+        return self.cached("dlq_history", ("dlq_1m", "dlq_1m_open"), (since.floor("1min"),), compute)
 
     def dead_letters(self, broker: str, dlq: str, since: pd.Timestamp) -> pd.DataFrame:
         """The dead letters of one DLQ read since ``since`` (``events`` rows, filtered in the files)."""
-        return self._cached("dead_letters", ("events",), (broker, dlq, since.floor("10s")),
+        return self.cached("dead_letters", ("events",), (broker, dlq, since.floor("10s")),
                             lambda: self.scan("events", since=since,
                                               where={"broker": broker, "topic": dlq, "dead_letter": True}))
 
@@ -289,18 +291,18 @@ class Queries:
     # -- events, traces, health ----------------------------------------------------------
     def events(self, since: pd.Timestamp, columns: tuple[str, ...] | None = None) -> pd.DataFrame:
         """``events`` since ``since``, only ``columns`` if given."""
-        return self._cached("events", ("events",), (since.floor("10s"), columns),
+        return self.cached("events", ("events",), (since.floor("10s"), columns),
                             lambda: self.scan("events", since=since, columns=list(columns) if columns else None))
 
     def trace_summary(self, since: pd.Timestamp, quiet_s: float) -> pd.DataFrame:
         """Per correlation ID since ``since``: first/last time, events, duration, outcome."""
         columns = ("correlation_id", "at", "broker_at", "dead_letter", "offset")
-        return self._cached("trace_summary", ("events",), (since.floor("10s"), quiet_s),
+        return self.cached("trace_summary", ("events",), (since.floor("10s"), quiet_s),
                             lambda: trace_analysis.summary(self.events(since, columns), quiet_s=quiet_s))
 
     def health(self, since: pd.Timestamp) -> pd.DataFrame:
         """Collector runs since ``since``."""
-        return self._cached("health", ("health",), (since.floor("10s"),),
+        return self.cached("health", ("health",), (since.floor("10s"),),
                             lambda: self.scan("health", since=since))
 
     def observations(self, at: pd.Timestamp, metrics: frozenset | None = None) -> pd.DataFrame:
@@ -317,7 +319,7 @@ class Queries:
         cache): sample by sample within the raw window, minute by minute further back."""
         raw_floor = pd.Timestamp.now(tz="UTC") - pd.Timedelta(seconds=self.store.retention.raw_window_s)
         if since >= raw_floor - pd.Timedelta(minutes=1):  # (the floor moved on a moment since)
-            return self._cached("replay_samples", ("lag_samples", "dlq", "health"), (since.floor("5s"), key),
+            return self.cached("replay_samples", ("lag_samples", "dlq", "health"), (since.floor("5s"), key),
                                 lambda: alerts.replay_samples(self.scan("lag_samples", since=since),
                                                               self.scan("dlq", since=since), rules,
                                                               health=self.health(since), since=since))
@@ -330,12 +332,12 @@ class Queries:
                                ignore_index=True)
             return alerts.replay_minutes(lag_1m, dlq_1m, rules, health=self.health(since), since=since,
                                          now=pd.Timestamp.now(tz="UTC"))
-        return self._cached("replay_rules", ("lag_1m", "lag_1m_open", "dlq_1m", "dlq_1m_open", "health"),
+        return self.cached("replay_rules", ("lag_1m", "lag_1m_open", "dlq_1m", "dlq_1m_open", "health"),
                             (since.floor("1min"), key), compute)
 
     def topics(self) -> pd.DataFrame:
         """The newest offsets of every partition (``topics_latest``)."""
-        return self._cached("topics", ("topics_latest",), (), lambda: self.store.get("topics_latest"))
+        return self.cached("topics", ("topics_latest",), (), lambda: self.store.get("topics_latest"))
 
 
 _SCANNER: Scanner | None = None

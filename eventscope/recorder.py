@@ -46,6 +46,8 @@ class Recorder:
         self.judge = LagJudge(window_s=window_s, stuck_after_s=stuck_after_s)
         self.latest: dict[str, pd.DataFrame] = {}
         self.open: dict[str, pd.DataFrame] = {}
+        self._changed: set[str] = set()  # snapshots a record() call has to write, once, at its end
+        self._closed: dict[str, list[pd.DataFrame]] = {}  # rollup minutes it closed, to append
         self._restore()
 
     def _restore(self) -> None:
@@ -70,8 +72,8 @@ class Recorder:
         for name, frame in frames.items():
             self.store.append(name, frame)
             rows += len(frame)
-        self._changed: set[str] = set()
-        self._closed: dict[str, list[pd.DataFrame]] = {"lag_1m": [], "dlq_1m": []}
+        self._changed = set()
+        self._closed = {"lag_1m": [], "dlq_1m": []}
         lag = frames.get("lag")
         if lag is not None and not lag.empty:
             self._record_lag(lag, frames)
