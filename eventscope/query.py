@@ -34,6 +34,7 @@ from eventscope.store import Store
 CACHE_BYTES = 64 * 1024 * 1024
 DUCKDB_MEMORY = "256MB"  # what one process's scans may hold before DuckDB spills to disk
 DLQ_WINDOW_S = 300.0  # what a DLQ's growth is measured over
+HISTORY_SERIES = 8  # topics of one group charted one by one; the rest are one series
 LAG_TABLE_COLUMNS = ["status", "broker", "group", "topic", "partitions", "lag", "max_lag",
                      "lag_seconds", "members", "group_state", "sampled_at"]
 
@@ -105,10 +106,49 @@ class Scanner:
              where: dict | None = None) -> pd.DataFrame:
         """Rows of ``name`` in [since, until] (within its retention), oldest first."""
         tcol = schemas.TIME_COLUMN[name]
-        floor = pd.Timestamp.now(tz="UTC") - pd.Timedelta(seconds=store.retention.age_s(name))
-        since = floor if since is None else max(pd.Timestamp(since), floor)
         wanted = list(schemas.SCHEMAS[name]) if columns is None else list(columns)
         select = wanted if tcol in wanted else [*wanted, tcol]
+        quoted = ", ".join(f'"{c}"' for c in select)  # `group`, `offset`, `end` are SQL words
+        table = self._run(store, name, since, until, where, quoted, [], f'ORDER BY "{tcol}"')
+        if table is None:
+            return schemas.empty(name)[wanted]
+        out = schemas.conform(name, table.to_pandas(), columns=select)
+        return out[wanted]
+
+    def grouped(self, store: Store, name: str, keys: list[str], aggregates: dict[str, str],
+                since: pd.Timestamp | None = None, where: dict | None = None,
+                relabel: tuple[str, list, str] | None = None) -> pd.DataFrame:
+        """``name``'s rows since ``since`` aggregated in DuckDB: one row per ``keys``, each of
+        ``aggregates`` (column → ``sum``/``max``/``min``) over the rows it stands for.
+        ``relabel = (column, kept, other)`` first renames every value of ``column`` outside
+        ``kept`` to ``other`` (so the long tail of a column becomes one row per key)."""
+        params: list = []
+        exprs = []
+        for key in keys:
+            if relabel is not None and key == relabel[0] and relabel[1]:
+                marks = ", ".join("?" * len(relabel[1]))
+                exprs.append(f'CASE WHEN "{key}" IN ({marks}) THEN "{key}" ELSE ? END AS "{key}"')
+                params += [*relabel[1], relabel[2]]
+            elif relabel is not None and key == relabel[0]:
+                exprs.append(f'?::VARCHAR AS "{key}"')
+                params.append(relabel[2])
+            else:
+                exprs.append(f'"{key}"')
+        exprs += [f'{fn}("{column}") AS "{column}"' for column, fn in aggregates.items()]
+        group = ", ".join(str(i + 1) for i in range(len(keys)))
+        table = self._run(store, name, since, None, where, ", ".join(exprs), params,
+                          f"GROUP BY {group} ORDER BY {group}")
+        if table is None:
+            return pd.DataFrame(columns=[*keys, *aggregates])
+        return table.to_pandas()
+
+    def _run(self, store: Store, name: str, since, until, where: dict | None, select: str,
+             select_params: list, tail: str):
+        """Runs ``SELECT select FROM name's parts WHERE time range and where tail``; None when
+        no part holds the range (or a ``where`` list is empty)."""
+        tcol = schemas.TIME_COLUMN[name]
+        floor = pd.Timestamp.now(tz="UTC") - pd.Timedelta(seconds=store.retention.age_s(name))
+        since = floor if since is None else max(pd.Timestamp(since), floor)
         clauses, params = [f'"{tcol}" >= ?::TIMESTAMPTZ_NS'], [since.isoformat()]
         if until is not None:
             clauses.append(f'"{tcol}" <= ?::TIMESTAMPTZ_NS')
@@ -116,26 +156,23 @@ class Scanner:
         for column, value in (where or {}).items():
             values = list(value) if isinstance(value, (list, tuple, set, frozenset)) else [value]
             if not values:
-                return schemas.empty(name)[wanted]
+                return None
             clauses.append(f'"{column}" IN ({", ".join("?" * len(values))})')
             params += values
-        quoted = ", ".join(f'"{c}"' for c in select)  # `group`, `offset`, `end` are SQL words
-        sql = (f"SELECT {quoted} FROM read_parquet(?, union_by_name=true) "
-               f'WHERE {" AND ".join(clauses)} ORDER BY "{tcol}"')
+        sql = (f"SELECT {select} FROM read_parquet(?, union_by_name=true) "
+               f'WHERE {" AND ".join(clauses)} {tail}')
         for attempt in range(2):
             files = [str(store.part_path(name, p["file"])) for p in store.part_entries(name)
                      if pd.Timestamp(p["tmax"]) >= since
                      and (until is None or pd.Timestamp(p["tmin"]) <= pd.Timestamp(until))]
             if not files:
-                return schemas.empty(name)[wanted]
+                return None
             try:
-                table = self._cursor().sql(sql, params=[files, *params]).to_arrow_table()
-                break
+                return self._cursor().sql(sql, params=[*select_params, files, *params]).to_arrow_table()
             except duckdb.IOException:
                 if attempt:
                     raise
-        out = schemas.conform(name, table.to_pandas(), columns=select)
-        return out[wanted]
+        return None
 
 
 class Queries:
@@ -201,17 +238,34 @@ class Queries:
         return self.cached("lag_partitions", ("lag_latest",), (broker, group, topics),
                             lambda: self.store.get("lag_latest", where=where))
 
-    def group_history(self, broker: str, group: str, since: pd.Timestamp) -> pd.DataFrame:
-        """One group's lag per minute and topic since ``since`` (``lag_1m`` and the open minute)."""
+    def group_history(self, broker: str, group: str, since: pd.Timestamp,
+                      top: int = HISTORY_SERIES) -> pd.DataFrame:
+        """One group's lag per minute and topic since ``since`` (``lag_1m`` and the open
+        minute). A group on more than ``top`` + 1 topics (a Redis group reading thousands
+        of streams) gets its ``top`` worst topics now, and one series for the rest
+        (:func:`other_series`: lag summed, seconds behind the most), aggregated by DuckDB."""
         def compute():
-            columns = ["minute", "topic", "lag", "lag_max", "lag_seconds", "status"]
+            columns = ["minute", "topic", "lag", "lag_max", "lag_seconds"]
             where = {"broker": broker, "group": group}
-            closed = self.scan("lag_1m", since=since, columns=columns, where=where)
+            now = self.lag_groups()
+            topics = list(now.loc[(now["broker"] == broker) & (now["group"] == group), "topic"])
             open_rows = self.store.get("lag_1m_open", columns=columns, where=where)
-            out = pd.concat([closed, open_rows], ignore_index=True) if not open_rows.empty else closed
-            return out.sort_values("minute", kind="stable").reset_index(drop=True)
-        return self.cached("group_history", ("lag_1m", "lag_1m_open"), (broker, group, since.floor("1min")),
-                            compute)
+            if len(topics) <= top + 1:
+                closed = self.scan("lag_1m", since=since, columns=columns, where=where)
+                out = pd.concat([closed, open_rows], ignore_index=True) if not open_rows.empty else closed
+                return out.sort_values("minute", kind="stable").reset_index(drop=True)
+            kept, other = topics[:top], other_series(len(topics) - top)
+            sums = {"lag": "sum", "lag_max": "max", "lag_seconds": "max"}
+            if self.engine == "pyarrow":
+                closed = _fold(self.scan("lag_1m", since=since, columns=columns, where=where), kept, other, sums)
+            else:
+                closed = _scanner().grouped(self.store, "lag_1m", ["minute", "topic"], sums, since=since,
+                                            where=where, relabel=("topic", kept, other))
+            out = pd.concat([closed, _fold(open_rows, kept, other, sums)], ignore_index=True)
+            out = schemas.conform("lag_1m", out, columns=columns)
+            return out.sort_values(["minute", "topic"], kind="stable").reset_index(drop=True)
+        return self.cached("group_history", ("lag_groups", "lag_1m", "lag_1m_open"),
+                            (broker, group, since.floor("1min"), top), compute)
 
     def worst_history(self, since: pd.Timestamp, limit: int = 10) -> pd.DataFrame:
         """Lag per minute of the ``limit`` worst groups now (the Overview's chart): one
@@ -372,3 +426,15 @@ def _newest(store: Store, name: str, window_s: float) -> pd.Timestamp:
     return newest - pd.Timedelta(seconds=window_s)
 
 
+def other_series(count: int) -> str:
+    """The name of the series that stands for ``count`` topics not charted one by one."""
+    return f"(other {count:,} topics)"
+
+
+def _fold(rows: pd.DataFrame, kept: list, other: str, aggregates: dict[str, str]) -> pd.DataFrame:
+    """``rows`` per minute and topic, with topics outside ``kept`` summed into ``other``."""
+    if rows.empty:
+        return pd.DataFrame(columns=["minute", "topic", *aggregates])
+    topic = rows["topic"].astype(object).where(rows["topic"].isin(kept), other)
+    return (rows.assign(topic=topic).groupby(["minute", "topic"], sort=True, observed=True)
+            .agg(aggregates).reset_index())

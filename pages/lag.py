@@ -71,6 +71,8 @@ def _stale_banner() -> None:
 
 
 PAGE_SIZE = 50
+HEADER_TOPICS = 10  # topics named in a group's header; the rest are counted
+PARTITION_ROWS = 500  # partitions listed for one group: its worst, when it has more
 
 
 def _filters(counts: pd.DataFrame) -> tuple[str, tuple, tuple]:
@@ -140,8 +142,12 @@ def _drilldown(shown: pd.DataFrame, table: pd.DataFrame) -> None:
 
     worst = max(rows["status"], key=lambda s: lag_analysis.SEVERITY.get(s, 0)) if len(rows) else "UNKNOWN"
     color = {"OK": "green", "WARN": "orange", "UNKNOWN": "gray"}.get(worst, "red")
-    st.markdown(f":{color}-badge[{worst}] **{ui.md(group)}** on {ui.md(broker)} · topics: "
-                f"{', '.join(ui.md(t) for t in rows['topic'].astype(str))}")
+    names = rows["topic"].astype(str)
+    listed = ", ".join(ui.md(t) for t in names.head(HEADER_TOPICS))
+    if len(names) > HEADER_TOPICS:
+        listed += f" and {len(names) - HEADER_TOPICS:,} more (worst first)"
+    st.markdown(f":{color}-badge[{worst}] **{ui.md(group)}** on {ui.md(broker)} · "
+                f"{len(names):,} topic{'s' if len(names) != 1 else ''}: {listed}")
     behind = rows["lag_seconds"].max() if len(rows) else None
     pending = pd.to_numeric(parts["pending"], errors="coerce").sum(min_count=1)
     stats = st.columns(6 if stuck is not None else 4)
@@ -157,9 +163,17 @@ def _drilldown(shown: pd.DataFrame, table: pd.DataFrame) -> None:
                         help=f"pending entries delivered ≥ {cfg.redis.stuck_min_deliveries} times "
                              f"or idle ≥ {ui.duration(cfg.redis.stuck_idle_s)}")
 
-    st.markdown("**Partitions** (newest sample)")
     table = parts[["topic", "partition", "committed", "end", "lag", "lag_seconds", "status"]]
-    table = table.sort_values(["topic", "partition"], kind="stable")
+    if len(table) > PARTITION_ROWS:
+        st.markdown(f"**Partitions** (newest sample): the {PARTITION_ROWS:,} worst of "
+                    f"{len(table):,}, most behind first")
+        severity = table["status"].map(lag_analysis.SEVERITY).fillna(0)
+        table = (table.assign(_sev=severity, _lag=pd.to_numeric(table["lag"], errors="coerce"))
+                 .sort_values(["_sev", "lag_seconds", "_lag"], ascending=False, kind="stable")
+                 .head(PARTITION_ROWS).drop(columns=["_sev", "_lag"]))
+    else:
+        st.markdown("**Partitions** (newest sample)")
+        table = table.sort_values(["topic", "partition"], kind="stable")
     st.dataframe(ui.styled(table), hide_index=True, placeholder="—", key="lag_partitions",
                  height=min(38 + 35 * len(table), 400),
                  column_config={"partition": st.column_config.NumberColumn("partition", format="%d"),
@@ -229,6 +243,11 @@ def _charts(broker: str, group: str) -> None:
     if history.empty:
         st.caption("No history for this group yet.")
         return
+    others = history["series"].astype(str).str.startswith("(other ")
+    if others.any():
+        st.caption(f"{ui.md(history.loc[others, 'series'].iloc[0])} are one series: their lag "
+                   f"summed, their seconds behind the most of them; the {history.loc[~others, 'series'].nunique()} "
+                   "worst topics now have a line each.")
     left, right = st.columns(2)
     with left:
         st.markdown(f"**Messages behind**, per topic and minute (last {span or '1 h'})")

@@ -477,3 +477,26 @@ def test_dead_letters_page_on_an_empty_store(monkeypatch, tmp_path):
     at = _visit(_app(monkeypatch, tmp_path / "empty"), "pages/dead_letters.py")
     assert any("Nothing to show yet" in i.value for i in at.info)
     assert not at.dataframe and not at.selectbox
+
+
+def test_lag_drilldown_of_a_group_on_hundreds_of_streams_stays_readable(monkeypatch, tmp_path):
+    """A Redis group reading 600 streams: the header names ten, the partition table lists
+    the 500 worst, and the charts draw the 8 worst streams and one series for the rest."""
+    store = Store(tmp_path / "s")
+    recorder = Recorder(store)
+    now = pd.Timestamp.now(tz="UTC").floor("s")
+    for back in (120, 60, 0):
+        at = now - pd.Timedelta(seconds=back)
+        recorder.record({"lag": schemas.conform("lag", [
+            {"sampled_at": at, "source": "redis", "broker": "redis", "group": "fan-in",
+             "topic": f"tenant:{t:04d}", "partition": 0, "committed": 100, "end": 100 + t % 97,
+             "lag": t % 97, "lag_seconds": float(t % 97), "members": 1, "group_state": "n/a"}
+            for t in range(600)])})
+    at = _pick(_visit(_app(monkeypatch, tmp_path / "s"), "pages/lag.py"), "redis", "fan-in")
+    header = next(m.value for m in at.markdown if "600 topics:" in m.value)
+    assert "and 590 more (worst first)" in header
+    assert header.count("tenant") == 10
+    parts = _frames_with(at, "committed")[0]
+    assert len(parts) == 500 and parts["lag"].max() == 96 and parts["lag"].min() >= 600 // 97 - 1
+    assert any("500 worst of 600" in m.value for m in at.markdown)
+    assert any("other 592 topics" in c.value for c in at.caption)

@@ -1,0 +1,77 @@
+"""The query layer's aggregates equal the same arithmetic done on the rows they stand for."""
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from eventscope import schemas
+from eventscope.query import Queries, other_series
+from eventscope.recorder import Recorder
+from eventscope.store import Store
+
+
+def wide_group_samples(start: pd.Timestamp, count: int, topics: int = 30) -> list[pd.DataFrame]:
+    """A Redis-like group reading ``topics`` streams (each lagging by its own amount) and a
+    Kafka group on two topics, one sample every 20 s."""
+    rng = np.random.default_rng(3)
+    frames = []
+    for i in range(count):
+        at = start + pd.Timedelta(seconds=20 * i)
+        rows = []
+        for t in range(topics):
+            end = 500 + 10 * i
+            lag = int(rng.integers(0, 40)) + t * (i % 4)
+            rows.append({"sampled_at": at, "source": "redis", "broker": "redis", "group": "wide",
+                         "topic": f"stream:{t:03d}", "partition": 0, "committed": end - lag, "end": end,
+                         "lag": lag, "lag_seconds": float(rng.uniform(0, 60)), "members": 1,
+                         "group_state": "n/a"})
+        for topic in ("orders", "payments"):
+            rows.append({"sampled_at": at, "source": "kafka", "broker": "kafka", "group": "narrow",
+                         "topic": topic, "partition": 0, "committed": 100 + i, "end": 100 + 2 * i,
+                         "lag": i, "lag_seconds": float(i), "members": 1, "group_state": "Stable"})
+        frames.append(schemas.conform("lag", rows))
+    return frames
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory) -> Store:
+    start = pd.Timestamp.now(tz="UTC").floor("1min") - pd.Timedelta(minutes=5)
+    store = Store(tmp_path_factory.mktemp("store"))
+    recorder = Recorder(store)
+    for frame in wide_group_samples(start, 17):  # five closed minutes and an open one
+        recorder.record({"lag": frame})
+    return store
+
+
+@pytest.mark.parametrize("engine", ["duckdb", "pyarrow"])
+def test_a_wide_group_charts_its_worst_topics_and_sums_the_rest(store, engine):
+    queries = Queries(store, engine=engine)
+    since = pd.Timestamp.now(tz="UTC") - pd.Timedelta(hours=1)
+    history = queries.group_history("redis", "wide", since, top=5)
+    minutes = pd.concat([store.read("lag_1m"), store.get("lag_1m_open")], ignore_index=True)
+    minutes = minutes[minutes["group"] == "wide"]
+    worst = list(queries.lag_groups().query("group == 'wide'")["topic"].head(5))
+    other = other_series(25)
+
+    assert set(history["topic"]) == {*worst, other}
+    assert history["minute"].nunique() == minutes["minute"].nunique() == 6
+    for topic in worst:  # each kept topic is its own rollup rows, unchanged
+        mine = history[history["topic"] == topic].set_index("minute")
+        theirs = minutes[minutes["topic"] == topic].set_index("minute")
+        assert mine["lag"].astype("int64").to_dict() == theirs["lag"].astype("int64").to_dict()
+        assert mine["lag_seconds"].to_dict() == pytest.approx(theirs["lag_seconds"].to_dict())
+    rest = minutes[~minutes["topic"].isin(worst)].groupby("minute")
+    mine = history[history["topic"] == other].set_index("minute")
+    assert mine["lag"].astype("int64").to_dict() == rest["lag"].sum().astype("int64").to_dict()
+    assert mine["lag_seconds"].to_dict() == pytest.approx(rest["lag_seconds"].max().to_dict())
+    assert mine["lag_max"].astype("int64").to_dict() == rest["lag_max"].max().astype("int64").to_dict()
+    assert str(history["lag"].dtype) == "Int64" and str(history["minute"].dtype) == "datetime64[ns, UTC]"
+
+
+def test_a_narrow_group_charts_every_topic(store):
+    queries = Queries(store)
+    since = pd.Timestamp.now(tz="UTC") - pd.Timedelta(hours=1)
+    history = queries.group_history("kafka", "narrow", since, top=1)  # two topics: no "other" of one
+    assert set(history["topic"]) == {"orders", "payments"}
+    assert len(history) == 12
