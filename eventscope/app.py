@@ -14,7 +14,7 @@ import streamlit as st
 from eventscope import dashboard as ui
 from eventscope import pages as page_files
 from eventscope.config import Config, ConfigError, load_config
-from eventscope.runner import ensure_background_collector, one_line
+from eventscope.runner import ChildCollector, ensure_background_collector, one_line
 
 # The pages in navigation order: file in eventscope.pages, title, icon.
 PAGES = (
@@ -32,17 +32,17 @@ SCRIPT = Path(__file__).resolve()
 
 
 @st.cache_resource(show_spinner=False)
-def _collector(store_dir: str, _config: Config) -> tuple[str, str]:
+def _collector(store_dir: str, _config: Config) -> tuple[str, str, ChildCollector | None]:
     """Start the background collector once per server process and store; say what it does."""
     try:
         child = ensure_background_collector(_config)
     except Exception as exc:  # a broken collector must not take the dashboard down: show it
-        return "error", one_line(exc)
+        return "error", one_line(exc), None
     if child is not None:
-        return "running", "collecting (a process started by this dashboard)"
+        return "running", child.describe(), child
     if _config.dashboard.collect == "off":
-        return "off", "off in this dashboard (dashboard.collect = off); showing what is in the store"
-    return "elsewhere", "another process (eventscope collect) is filling the store"
+        return "off", "off in this dashboard (dashboard.collect = off); showing what is in the store", None
+    return "elsewhere", "another process (eventscope collect) is filling the store", None
 
 
 def main() -> None:
@@ -55,7 +55,7 @@ def main() -> None:
                  "Fix the config file or the `EVENTSCOPE_*` environment variable it names, then reload.")
         st.stop()
 
-    state, collecting = _collector(str(config.store_dir.resolve()), config)
+    state, collecting, child = _collector(str(config.store_dir.resolve()), config)
     ui.set_config(config, (state, collecting))
     if state == "error":
         st.warning(f"The background collector could not start: {ui.md(collecting)}")
@@ -66,7 +66,7 @@ def main() -> None:
 
     @st.fragment(run_every=config.dashboard.refresh_s)
     def _sidebar() -> None:
-        ui.sidebar(config, "not running" if state == "error" else collecting)
+        ui.sidebar(config, "not running" if state == "error" else child.describe() if child else collecting)
 
     with st.sidebar:
         _sidebar()

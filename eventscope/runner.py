@@ -3,7 +3,8 @@
 Each collector runs in turn; a failure is recorded as a ``health`` row (never a
 crash) and that collector backs off exponentially (interval × 2^failures, capped)
 while the others keep going. ``eventscope collect`` runs it in the foreground; the
-dashboard runs one in a background thread per server process. An exclusive lock
+dashboard starts one in a process of its own per server process, and starts it again if
+it dies (:class:`ChildCollector`). An exclusive lock
 file in the store directory makes sure only one runner writes a store at a time:
 a dashboard pointed at a store that ``eventscope collect`` already fills just reads.
 """
@@ -13,6 +14,7 @@ import atexit
 import fcntl
 import logging
 import os
+import signal
 import subprocess
 import sys
 import threading
@@ -229,30 +231,90 @@ class StoreLock:
             self.handle = None
 
 
-@dataclass
 class ChildCollector:
     """``eventscope collect`` in a process of its own, started by the dashboard.
 
     A separate process, not a thread: a big cluster's sample takes a second of CPU, and in
     the dashboard's process it would hold the interpreter's lock while pages render. It
     stops when the dashboard does (it watches its parent), and takes the store's lock like
-    any collector."""
+    any collector. If it dies (a client library that aborts the process, the OOM killer),
+    a watcher thread says so in its log and starts it again after a pause that doubles with
+    each death in a row (``restart_s`` up to ``max_restart_s``; a run of ten minutes
+    resets it); the sidebar shows how often that happened."""
 
-    process: subprocess.Popen
-    log_path: Path
+    def __init__(self, command: list[str], env: dict, log_path: Path,
+                 restart_s: float = 5.0, max_restart_s: float = 300.0):
+        self.command, self.env, self.log_path = command, env, log_path
+        self.restart_s, self.max_restart_s = restart_s, max_restart_s
+        self.restarts = 0
+        self.last_exit: tuple[int, pd.Timestamp] | None = None
+        self._stopping = threading.Event()
+        self._lock = threading.Lock()
+        self.process = self._spawn()
+        self._watcher = threading.Thread(target=self._watch, name="eventscope-collector-watch", daemon=True)
+        self._watcher.start()
+
+    def _spawn(self) -> subprocess.Popen:
+        with open(self.log_path, "ab") as log_file:
+            return subprocess.Popen(self.command, env=self.env, stdin=subprocess.DEVNULL,
+                                    stdout=log_file, stderr=subprocess.STDOUT)
+
+    def _watch(self) -> None:
+        pause = self.restart_s
+        while not self._stopping.is_set():
+            started = time.monotonic()
+            code = self.process.wait()
+            if self._stopping.is_set():
+                return
+            self.last_exit = (code, pd.Timestamp.now(tz="UTC"))
+            if time.monotonic() - started >= 600:
+                pause = self.restart_s
+            with open(self.log_path, "a", encoding="utf-8") as log_file:
+                log_file.write(f"{self.last_exit[1]:%Y-%m-%d %H:%M:%S} the collector process exited "
+                               f"with {describe_exit(code)}; starting it again in {pause:g} s\n")
+            if self._stopping.wait(pause):
+                return
+            pause = min(self.max_restart_s, pause * 2)
+            with self._lock:
+                if self._stopping.is_set():
+                    return
+                self.process = self._spawn()
+                self.restarts += 1
 
     def running(self) -> bool:
         """True while the collector process runs."""
         return self.process.poll() is None
 
+    def describe(self) -> str:
+        """What the sidebar says of this collector: running, and any deaths it recovered from."""
+        text = "collecting (a process started by this dashboard)" if self.running() else \
+            "the collector process is not running (starting it again)"
+        if self.last_exit is not None:
+            code, at = self.last_exit
+            text += (f"; it exited {self.restarts + (0 if self.running() else 1)} time(s), last with "
+                     f"{describe_exit(code)} at {at:%H:%M:%S} UTC (see {self.log_path.name})")
+        return text
+
     def stop(self) -> None:
-        """Stop the collector (it finishes its current pass)."""
+        """Stop the collector (it finishes its current pass) and do not start it again."""
+        with self._lock:
+            self._stopping.set()
         if self.running():
             self.process.terminate()
             try:
                 self.process.wait(timeout=15)
             except subprocess.TimeoutExpired:
                 self.process.kill()
+
+
+def describe_exit(code: int) -> str:
+    """A process's exit status in words: ``exit code 1`` or ``signal 6 (SIGABRT)``."""
+    if code is not None and code < 0:
+        try:
+            return f"signal {-code} ({signal.Signals(-code).name})"
+        except ValueError:
+            return f"signal {-code}"
+    return f"exit code {code}"
 
 
 _background: dict[str, ChildCollector | None] = {}
@@ -277,13 +339,9 @@ def ensure_background_collector(config: Config) -> ChildCollector | None:
                     store.clear()
             finally:
                 lock.release()  # the child takes it
-            log_path = Path(config.store_dir) / "collector.log"
-            env = dict(os.environ, EVENTSCOPE_STORE=key)
-            with open(log_path, "ab") as log_file:
-                process = subprocess.Popen(
-                    [sys.executable, "-m", "eventscope", "collect", "--parent", str(os.getpid())],
-                    env=env, stdin=subprocess.DEVNULL, stdout=log_file, stderr=subprocess.STDOUT)
-            child = ChildCollector(process, log_path)
+            child = ChildCollector(
+                [sys.executable, "-m", "eventscope", "collect", "--parent", str(os.getpid())],
+                dict(os.environ, EVENTSCOPE_STORE=key), Path(config.store_dir) / "collector.log")
             atexit.register(child.stop)
         _background[key] = child
         return child

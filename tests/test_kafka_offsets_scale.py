@@ -132,6 +132,7 @@ class ScriptedAdmin:
 
     def __init__(self):
         self.script: dict = {}
+        self.group_timeouts: list[float] = []  # request_timeout of every group request
 
     def list_topics(self, timeout=None):
         parts = self.script["partitions"]
@@ -157,6 +158,7 @@ class ScriptedAdmin:
         return {g: done(described[g]) if g in described else done(error=failure()) for g in group_ids}
 
     def list_consumer_group_offsets(self, request, request_timeout=None) -> dict:
+        self.group_timeouts.append(request_timeout)
         gid = request[0].group_id
         answer = self.script["committed"].get(gid)
         if answer is None:
@@ -245,6 +247,23 @@ def test_columnar_frames_match_row_by_row_over_many_samples(monkeypatch):
             g not in script["described"] and script["states"][g] not in ("Empty", "Dead") for g in groups)
     assert compared > 3000 and lagging > 300 and probed_zero > 5  # the cases were really exercised
     assert collector.probe.calls == reference.probe.calls and collector.last_seen == reference.last_seen
+
+
+def test_group_requests_do_not_all_expire_in_one_instant():
+    """librdkafka aborts the process when many coordinator requests time out at once
+    (librdkafka issue 4605): the collector spreads their timeouts over half a timeout."""
+    rng = random.Random(5)
+    topics = {"t0": 4, "t1": 4}
+    ends = {(t, p): 100 for t, n in topics.items() for p in range(n)}
+    groups = {f"g{i:03d}": ["t0", "t1"] for i in range(300)}
+    admin = ScriptedAdmin()
+    admin.script = sample(rng, 0, ends, groups)
+    admin.script["partitions"] = {t: list(range(n)) for t, n in topics.items()}
+    collector = KafkaOffsetsCollector(admin, timeout_s=10.0)
+    collector.collect()
+    timeouts = admin.group_timeouts
+    assert len(timeouts) == 300 and min(timeouts) == 10.0 and max(timeouts) < 15.0
+    assert max(timeouts.count(t) for t in set(timeouts)) <= 5  # 300 requests, 64 distinct expiries
 
 
 def test_offset_clocks_answer_as_offset_clock_does():

@@ -202,3 +202,43 @@ def test_live_collectors_read_events_between_full_samples(tmp_path, redis_url, k
     finally:
         for c in collectors:
             c.close()
+
+
+def test_a_dead_dashboard_collector_is_started_again_and_the_sidebar_says_so(tmp_path):
+    """The collector process dies as librdkafka's abort() would kill it: the dashboard's
+    watcher logs it, starts a new one (which collects again), and stops for good on stop()."""
+    import os
+    import signal
+    import sys
+
+    from eventscope.runner import ChildCollector
+    store_dir = tmp_path / "store"
+    env = dict(os.environ, EVENTSCOPE_STORE=str(store_dir), EVENTSCOPE_COLLECT_INTERVAL_S="1")
+    for name in ("EVENTSCOPE_KAFKA_BOOTSTRAP", "EVENTSCOPE_REDIS_URL", "EVENTSCOPE_CONFIG"):
+        env.pop(name, None)
+    store_dir.mkdir()
+    child = ChildCollector([sys.executable, "-m", "eventscope", "collect"], env, store_dir / "collector.log",
+                           restart_s=0.2)
+    try:
+        def samples() -> int:
+            return len(Store(store_dir).read("health"))
+
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and samples() == 0:
+            time.sleep(0.1)
+        first = child.process
+        assert samples() > 0 and child.restarts == 0 and child.last_exit is None
+        first.send_signal(signal.SIGABRT)
+        while time.monotonic() < deadline and not (child.restarts == 1 and child.running()):
+            time.sleep(0.05)
+        assert child.process is not first and child.running() and child.restarts == 1
+        assert "exited 1 time(s), last with signal 6 (SIGABRT)" in child.describe()
+        assert "exited with signal 6 (SIGABRT); starting it again" in (store_dir / "collector.log").read_text()
+        before = samples()
+        while time.monotonic() < deadline and samples() <= before:
+            time.sleep(0.1)
+        assert samples() > before, "the new collector process wrote nothing"
+    finally:
+        child.stop()
+    time.sleep(0.5)
+    assert not child.running() and child.restarts == 1  # stopped on purpose: not started again
