@@ -5,11 +5,17 @@ offsets, row values). glibc keeps the freed pages in its heap and pyarrow's allo
 its own, so a process's RSS would stay at its busiest pass's high-water mark forever:
 measured on a 2,000-stream Redis, 330 MiB after a pass whose live Python objects were 2 MiB,
 200 MiB after trimming. Both calls are cheap (a few milliseconds) and safe at any time.
+
+pyarrow's own allocator (mimalloc or jemalloc in its wheels) keeps freed pages longer than
+glibc does after a trim: reading a big cluster's five minutes of raw lag parts left 146 MiB
+with it and 122 MiB with the system allocator. Importing this module makes the system
+allocator pyarrow's default, unless ``ARROW_DEFAULT_MEMORY_POOL`` chooses one.
 """
 from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import os
 
 import pyarrow as pa
 
@@ -24,6 +30,8 @@ def _trimmer():
 
 
 _MALLOC_TRIM = _trimmer()
+if not os.environ.get("ARROW_DEFAULT_MEMORY_POOL"):
+    pa.set_memory_pool(pa.system_memory_pool())
 
 
 def release() -> None:

@@ -21,7 +21,6 @@ import threading
 from collections import OrderedDict
 from collections.abc import Callable
 
-import duckdb
 import pandas as pd
 
 from eventscope import schemas
@@ -89,6 +88,8 @@ class Scanner:
     new manifest, once."""
 
     def __init__(self, memory_limit: str = DUCKDB_MEMORY, threads: int = 2):
+        import duckdb  # here, not at the top: a collector that only writes never loads it (30 MB)
+        self._io_error = duckdb.IOException
         self._spill = tempfile.mkdtemp(prefix="eventscope-duckdb-")
         self.connection = duckdb.connect(":memory:", config={
             "threads": threads, "memory_limit": memory_limit, "temp_directory": self._spill})
@@ -169,7 +170,7 @@ class Scanner:
                 return None
             try:
                 return self._cursor().sql(sql, params=[*select_params, files, *params]).to_arrow_table()
-            except duckdb.IOException:
+            except self._io_error:
                 if attempt:
                     raise
         return None

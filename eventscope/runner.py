@@ -70,7 +70,6 @@ class Runner:
         frame = schemas.conform("health", health)
         self.store.append("health", frame)
         self.samples += 1
-        memory.release()  # what this pass freed goes back to the OS, not to its high-water mark
         # Rules are evaluated once per interval, not after every short event read.
         if self.evaluator is not None and health and (
                 force or time.monotonic() - self._evaluated >= self.interval_s * 0.9):
@@ -79,6 +78,7 @@ class Runner:
                 self.evaluator.evaluate()
             except Exception as exc:  # alerting must never stop collection: log and go on
                 log.warning("alert evaluation failed: %s", one_line(exc))
+        memory.release()  # what this pass freed goes back to the OS, not to its high-water mark
         return frame
 
     def _run_one(self, collector, state: _State) -> dict:

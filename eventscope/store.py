@@ -47,10 +47,12 @@ from pathlib import Path
 
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from eventscope import schemas
 from eventscope.analysis.trace_index import INDEX_SUFFIX, PartIndex
+from eventscope.analysis.trace_index import KEYS as INDEX_KEYS
 
 GRACE_S = 60.0
 TARGET_ROWS = 250_000  # parts this big are never merged again
@@ -298,21 +300,11 @@ class Store:
         merged_away = {p["file"] for g in groups for p in g}
         kept = [p for p in parts if p["file"] not in merged_away]
         for group in groups:
-            frame = pd.concat([self.load_part(name, p["file"]) for p in group], ignore_index=True)
-            if full:
-                frame = frame[frame[tcol] >= floor]
-                frame = frame.sort_values(tcol, kind="stable")
-                if len(frame) > self.retention.max_rows:
-                    frame = frame.iloc[-self.retention.max_rows:]
-                    capped = {"kept_since": frame[tcol].min().isoformat(), "max_rows": self.retention.max_rows}
-            if name in schemas.SORT:
-                frame = frame.sort_values(schemas.SORT[name], kind="stable")
-            frame = frame.reset_index(drop=True)
-            if frame.empty:
-                continue
-            part = f"part-{time.time_ns():020d}-{uuid.uuid4().hex[:8]}.parquet"
-            self._write_part(name, frame, folder / part)
-            kept.append(_part_entry(part, frame, tcol))
+            entry = self._merge(name, folder, group, tcol, floor if full else None)
+            if entry is not None:
+                kept.append(entry)
+                if entry.pop("capped", False):
+                    capped = {"kept_since": entry["tmin"], "max_rows": self.retention.max_rows}
         old = [p["file"] for p in dropped] + sorted(merged_away)
         garbage = manifest.get("garbage", []) + [[f, time.time()] for f in old]
         kept.sort(key=lambda p: p["tmin"])
@@ -320,6 +312,41 @@ class Store:
         if capped:
             out["capped"] = capped
         return out
+
+    def _merge(self, name: str, folder: Path, group: list[dict], tcol: str,
+                     floor: pd.Timestamp | None) -> dict | None:
+        """Merge ``group``'s parts into one (a full compaction passes ``floor``: rows older are
+        dropped, and at most ``max_rows`` of the newest kept), in Arrow: a quarter million
+        rows of text columns take tens of MB as Arrow buffers and hundreds as Python
+        strings. Returns the new part's manifest entry (``capped`` when rows were cut)."""
+        tables = [pq.read_table(folder / p["file"]).replace_schema_metadata(None) for p in group]
+        table = pa.concat_tables(tables, promote_options="permissive")
+        del tables
+        capped = False
+        if floor is not None:
+            ns = pc.cast(table[tcol], pa.int64())
+            table = table.filter(pc.greater_equal(ns, pa.scalar(floor.value, pa.int64())))
+            table = table.sort_by([(tcol, "ascending")])
+            if table.num_rows > self.retention.max_rows:
+                table = table.slice(table.num_rows - self.retention.max_rows)
+                capped = True
+        if name in schemas.SORT:
+            table = table.sort_by([(c, "ascending") for c in schemas.SORT[name]])
+        if table.num_rows == 0:
+            return None
+        part = f"part-{time.time_ns():020d}-{uuid.uuid4().hex[:8]}.parquet"
+        if name == "events":  # its trace index first, as _write_part does
+            index = PartIndex(schemas.conform(name, table.select(list(INDEX_KEYS)).to_pandas(),
+                                              columns=list(INDEX_KEYS)))
+            index.save(folder / (part + INDEX_SUFFIX))
+        _write_table(table, folder / part)
+        bounds = pc.min_max(pc.cast(table[tcol], pa.int64()))
+        stamp = lambda v: pd.Timestamp(v.as_py(), tz="UTC").isoformat()  # noqa: E731
+        entry = {"file": part, "rows": int(table.num_rows), "tmin": stamp(bounds["min"]),
+                 "tmax": stamp(bounds["max"])}
+        if capped:
+            entry["capped"] = True
+        return entry
 
     def _delete_expired_garbage(self, folder: Path, manifest: dict) -> None:
         now = time.time()
@@ -362,11 +389,20 @@ class Store:
 def _write_parquet(frame: pd.DataFrame, path: Path) -> None:
     """Write under a temporary name, flush to disk, then rename: a crash leaves the old
     file or the new one, never a truncated one under the real name."""
+    _write_atomically(path, lambda fh: frame.to_parquet(fh, index=False, row_group_size=ROW_GROUP_ROWS))
+
+
+def _write_table(table: pa.Table, path: Path) -> None:
+    """:func:`_write_parquet` of an Arrow table."""
+    _write_atomically(path, lambda fh: pq.write_table(table, fh, row_group_size=ROW_GROUP_ROWS))
+
+
+def _write_atomically(path: Path, write) -> None:
     tmp = path.with_name(f"{path.name}.{os.getpid()}.{uuid.uuid4().hex[:6]}.tmp")
     try:
         with open(tmp, "wb") as fh:
             # row groups of 64k rows: a filtered read skips the ones whose statistics exclude it
-            frame.to_parquet(fh, index=False, row_group_size=ROW_GROUP_ROWS)
+            write(fh)
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, path)
