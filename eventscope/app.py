@@ -12,6 +12,7 @@ from pathlib import Path
 import streamlit as st
 
 from eventscope import dashboard as ui
+from eventscope import memory
 from eventscope import pages as page_files
 from eventscope.config import Config, ConfigError, load_config
 from eventscope.runner import ChildCollector, ensure_background_collector, one_line
@@ -72,6 +73,7 @@ def main() -> None:
         _sidebar()
 
     pages.run()
+    memory.release()  # what rendering this page freed goes back to the OS (a few ms)
 
 
 if __name__ == "__main__":
