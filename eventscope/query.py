@@ -31,7 +31,7 @@ from eventscope.analysis import traces as trace_analysis
 from eventscope.store import Store
 
 CACHE_BYTES = 64 * 1024 * 1024
-DUCKDB_MEMORY = __import__("os").environ.get("X_DUCK", "256MB")  # what one process's scans may hold before DuckDB spills to disk
+DUCKDB_MEMORY = "256MB"  # what one process's scans may hold before DuckDB spills to disk
 DLQ_WINDOW_S = 300.0  # what a DLQ's growth is measured over
 HISTORY_SERIES = 8  # topics of one group charted one by one; the rest are one series
 LAG_TABLE_COLUMNS = ["status", "broker", "group", "topic", "partitions", "lag", "max_lag",
