@@ -185,6 +185,9 @@ def settle(page, title: str, timeout_ms: int = 120_000) -> float:
         "?.getAttribute('data-test-script-state') === 'notRunning'"
         " && document.querySelectorAll('[data-testid=\"stSkeleton\"]').length === 0",
         timeout=timeout_ms)
+    failed = page.locator('[data-testid="stException"]')
+    if failed.count():  # a page that raised has no figure worth printing
+        raise RuntimeError(f"page {title!r} shows an exception: {failed.first.inner_text()[:500]}")
     return time.perf_counter() - started
 
 
@@ -207,8 +210,17 @@ def page_times(url: str, rounds: int = 3, shots: Path | None = None) -> dict[str
 
 
 def watch_memory(pid: int, stop: threading.Event, points: list) -> None:
+    """Every 5 s: (time, RSS of the process and its children, RSS of the process alone)."""
     while not stop.wait(5):
-        points.append((time.monotonic(), rss_kib(pid)))
+        points.append((time.monotonic(), rss_kib(pid), own_rss_kib(pid)))
+
+
+def own_rss_kib(pid: int) -> int:
+    try:
+        with open(f"/proc/{pid}/status") as status:
+            return next(int(line.split()[1]) for line in status if line.startswith("VmRSS:"))
+    except (OSError, StopIteration):
+        return 0
 
 
 def slope_mib_per_h(points: list) -> float:
@@ -335,10 +347,15 @@ def bench(workdir: Path, args) -> None:
         stop.set()
         mover.join(60)
         rss = [p[1] for p in points]
+        late = points[len(points) // 3:]
+        server = [(t, own) for t, _, own in late]
+        collector = [(t, total - own) for t, total, own in late]
         figure("dashboard process with its collector: RSS", "≤ 1 GiB, steady",
-               f"peak {max(rss) / 1024:,.0f} MiB, last {rss[-1] / 1024:,.0f} MiB, trend "
-               f"{slope_mib_per_h(points[len(points) // 3:]):+.0f} MiB/h over the last two thirds of "
-               f"{args.live_minutes} min")
+               f"peak {max(rss) / 1024:,.0f} MiB, last {rss[-1] / 1024:,.0f} MiB (server "
+               f"{points[-1][2] / 1024:,.0f}, collector {(points[-1][1] - points[-1][2]) / 1024:,.0f}), trend "
+               f"{slope_mib_per_h([(t, total) for t, total, _ in late]):+.0f} MiB/h (server "
+               f"{slope_mib_per_h(server):+.0f}, collector {slope_mib_per_h(collector):+.0f}) over the "
+               f"last two thirds of {args.live_minutes} min")
         health = Queries(open_store(load_config(env={"EVENTSCOPE_STORE": str(store_dir)}))).health(live_start)
         offsets = health[health["collector"] == "kafka.offsets"]["duration_ms"]
         if not offsets.empty:

@@ -13,7 +13,6 @@ import streamlit as st
 
 from eventscope import dashboard as ui
 from eventscope import memory
-from eventscope import pages as page_files
 from eventscope.config import Config, ConfigError, load_config
 from eventscope.runner import ChildCollector, ensure_background_collector, one_line
 
@@ -28,7 +27,7 @@ PAGES = (
     ("alerts.py", "Alerts", ":material/notifications_active:"),
 )
 # Absolute paths: the same list serves a checkout and an installed package, wherever it sits.
-PAGES_DIR = Path(next(iter(page_files.__path__)))
+PAGES_DIR = ui.PAGES_DIR
 SCRIPT = Path(__file__).resolve()
 
 

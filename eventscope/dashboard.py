@@ -8,11 +8,13 @@ from. ``app.py`` loads the config once per run and hands it over with :func:`set
 from __future__ import annotations
 
 import re
+from pathlib import Path
 
 import pandas as pd
 import streamlit as st
 
 from eventscope import alerts_view
+from eventscope import pages as page_files
 from eventscope.analysis import alerts as alert_rules
 from eventscope.analysis import traces as trace_analysis
 from eventscope.analysis.trace_index import StoreTraceIndex
@@ -32,6 +34,16 @@ STATUS_COLORS = {"OK": _GREEN, "WARN": _AMBER, "ERR": _RED, "STOP": _RED, "STALL
                  "REWIND": _RED, "UNKNOWN": "#e8e8e8", "completed": _GREEN, "in_flight": "#dbe8f7",
                  "dead_lettered": _RED, "critical": _RED, "warning": _AMBER}
 _CONFIG_KEY, _COLLECTOR_KEY = "_eventscope_config", "_eventscope_collector"  # session_state
+#: the pages' folder, wherever the package sits (a checkout or site-packages)
+PAGES_DIR = Path(next(iter(page_files.__path__)))
+
+
+def page_link(page: str, **kwargs) -> None:
+    """``st.page_link`` to ``page`` named as ``pages/<file>.py``. The dashboard registers
+    its pages by absolute path (:mod:`eventscope.app`), and Streamlit resolves a relative
+    link against the entry script, which is not beside ``pages/`` once installed: so the
+    link is made absolute here."""
+    st.page_link(str(PAGES_DIR / Path(page).name), **kwargs)
 
 
 def set_config(config: Config, collector: tuple[str, str] = ("running", "")) -> None:

@@ -39,12 +39,17 @@ LAG_TABLE_COLUMNS = ["status", "broker", "group", "topic", "partitions", "lag", 
 
 
 class ResultCache:
-    """Least recently used results, evicted once their estimated size passes ``budget`` bytes."""
+    """Least recently used results, evicted once their estimated size passes ``budget`` bytes.
+
+    A key is ``(name, versions, args)`` (see :meth:`Queries.cached`): once a result of
+    ``name`` is stored for newer store versions, the results for older ones can never be
+    asked for again and are dropped at once, not when the budget runs out."""
 
     def __init__(self, budget: int = CACHE_BYTES):
         self.budget = budget
         self.used = 0
         self._items: OrderedDict[tuple, tuple[object, int]] = OrderedDict()
+        self._versions: dict[object, object] = {}  # name -> the versions its entries are for
         self._lock = threading.Lock()
 
     def get(self, key: tuple, compute: Callable[[], object]) -> object:
@@ -54,8 +59,12 @@ class ResultCache:
                 self._items.move_to_end(key)
                 return hit[0]
         value = compute()
-        size = _size(value)
+        size = size_of(value)
         with self._lock:
+            if len(key) == 3 and self._versions.get(key[0], key[1]) != key[1]:
+                self._drop([k for k in self._items if k[0] == key[0] and len(k) == 3 and k[1] != key[1]])
+            if len(key) == 3:
+                self._versions[key[0]] = key[1]
             if key not in self._items and size <= self.budget:
                 self._items[key] = (value, size)
                 self.used += size
@@ -64,18 +73,44 @@ class ResultCache:
                     self.used -= dropped
         return value
 
+    def _drop(self, keys: list) -> None:
+        for k in keys:
+            self.used -= self._items.pop(k)[1]
+
     def __len__(self) -> int:
         return len(self._items)
 
 
-def _size(value) -> int:
-    if isinstance(value, pd.DataFrame):
-        return int(value.memory_usage(index=True, deep=True).sum())
-    if isinstance(value, (tuple, list)):
-        return sum(_size(v) for v in value) + 64
+def size_of(value, _seen: set | None = None, _depth: int = 0) -> int:
+    """Estimated bytes ``value`` holds: frames by pandas' deep count, text by length, arrays
+    by their buffers, containers, graphs and plain objects by what they contain (each object
+    counted once). A cached flow graph counted as a fixed 1 KB let results of many MB pile up
+    far past the cache's budget."""
+    seen = set() if _seen is None else _seen
+    if id(value) in seen:
+        return 0
+    seen.add(id(value))
+    if isinstance(value, (pd.DataFrame, pd.Series, pd.Index)):
+        usage = value.memory_usage(index=True, deep=True)
+        return int(usage.sum() if hasattr(usage, "sum") else usage)
+    if isinstance(value, (str, bytes, bytearray)):
+        return len(value) + 50
+    if hasattr(value, "nbytes") and not callable(value.nbytes):
+        return int(value.nbytes) + 100
+    if value is None or isinstance(value, (int, float, bool, complex, pd.Timestamp)):
+        return 32
+    if _depth > 12:
+        return 1024
     if isinstance(value, dict):
-        return sum(_size(v) for v in value.values()) + 64 * len(value)
+        return 64 + sum(size_of(k, seen, _depth + 1) + size_of(v, seen, _depth + 1) + 40
+                        for k, v in value.items())
+    if isinstance(value, (tuple, list, set, frozenset)):
+        return 64 + sum(size_of(v, seen, _depth + 1) + 8 for v in value)
+    state = getattr(value, "__dict__", None)
+    if isinstance(state, dict):  # a networkx graph, a dataclass: what its attributes hold
+        return 64 + size_of(state, seen, _depth + 1)
     return 1024
+
 
 
 class Scanner:

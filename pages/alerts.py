@@ -45,8 +45,9 @@ def _firing_table(firing: pd.DataFrame) -> None:
     if links:
         cols = st.columns(min(3, len(links)))
         for i, (subject, (page, query)) in enumerate(links):
-            cols[i % len(cols)].page_link(page, label=f"Open {ui.md(ui.safe_text(subject, 60))}",
-                                          icon=":material/arrow_forward:", query_params=query)
+            with cols[i % len(cols)]:
+                ui.page_link(page, label=f"Open {ui.md(ui.safe_text(subject, 60))}",
+                             icon=":material/arrow_forward:", query_params=query)
 
 
 def timeline(eps: pd.DataFrame, now: pd.Timestamp, height: int | None = None) -> go.Figure:

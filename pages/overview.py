@@ -18,7 +18,7 @@ HEALTH_DRAWN = 12  # group/topic rows the small health drawing shows at most
 
 
 def _link(page: str, label: str, query: dict | None = None) -> None:
-    st.page_link(page, label=ui.md(ui.safe_text(label, 80)), icon=ARROW, query_params=query)
+    ui.page_link(page, label=ui.md(ui.safe_text(label, 80)), icon=ARROW, query_params=query)
 
 
 def _firing(alerts: pd.DataFrame) -> None:
@@ -33,11 +33,11 @@ def _firing(alerts: pd.DataFrame) -> None:
         limit = "" if pd.isna(a.threshold) else f" ≥ {format_value(a.metric, a.threshold)}"
         color = "red" if a.severity == "critical" else "orange"
         page, query = detail_link(a.subject) or ("pages/alerts.py", {})
-        st.page_link(page, query_params=query, icon=":material/notifications_active:",
+        ui.page_link(page, query_params=query, icon=":material/notifications_active:",
                      label=f":{color}[**{a.severity}**] {ui.md(a.rule)} · "
                            f"{ui.md(ui.safe_text(a.subject, 70))} = {ui.md(value)}{ui.md(limit)}")
     more = f"All {len(alerts)} firing alerts" if len(alerts) > 5 else "Alerts: timeline and rules"
-    st.page_link("pages/alerts.py", label=more, icon=ARROW)
+    ui.page_link("pages/alerts.py", label=more, icon=ARROW)
 
 
 def _worst_groups(table: pd.DataFrame) -> None:
@@ -148,7 +148,7 @@ def overview() -> None:
             st.caption("Topics → the groups in trouble (amber WARN, red stalled or failing) and → the "
                        f"DLQs holding messages; {healthy} healthy group(s) not drawn"
                        + (f", nor {more} more group/topic row(s) in trouble (see Lag)." if more > 0 else "."))
-        st.page_link("pages/flow_graph.py", label="The full flow graph", icon=ARROW)
+        ui.page_link("pages/flow_graph.py", label="The full flow graph", icon=ARROW)
     with chart_col:
         st.subheader("Lag over the last hour (messages)")
         history = ui.worst_history(limit=5)

@@ -87,14 +87,14 @@ def write_synthetic_store(root: Path, hostile: bool = False) -> Path:
     return root
 
 
-def _app(monkeypatch, store_dir: Path) -> AppTest:
+def _app(monkeypatch, store_dir: Path, script: str = APP) -> AppTest:
     monkeypatch.setenv("EVENTSCOPE_STORE", str(store_dir))
     monkeypatch.setenv("EVENTSCOPE_DASHBOARD_COLLECT", "off")
     for name in ("EVENTSCOPE_KAFKA_BOOTSTRAP", "EVENTSCOPE_REDIS_URL", "EVENTSCOPE_CONFIG"):
         monkeypatch.delenv(name, raising=False)
     # not run here: every test opens its page with _visit, and the landing page (the Overview,
     # the costliest) has tests of its own
-    return AppTest.from_file(APP, default_timeout=60)
+    return AppTest.from_file(script, default_timeout=60)
 
 
 def _visit(at: AppTest, page: str) -> AppTest:

@@ -32,6 +32,22 @@ def test_overview_is_the_incident_front_door(monkeypatch, tmp_path):
     assert at.get("graphviz_chart"), "the small health graph"
 
 
+def test_links_work_from_the_entry_script_an_installed_dashboard_runs(monkeypatch, tmp_path):
+    """``eventscope dashboard`` runs ``eventscope/app.py``, not the checkout's ``app.py``:
+    a link Streamlit resolved against the entry script's folder broke every page that links
+    to another while an alert fired (the Overview and the Alerts page)."""
+    import eventscope.app
+    from eventscope.dashboard import PAGES_DIR
+
+    root = write_synthetic_store(tmp_path / "s")
+    for page in ("overview.py", "alerts.py"):
+        at = _app(monkeypatch, root, script=eventscope.app.__file__)
+        at.switch_page(str(PAGES_DIR / page)).run()
+        assert not at.exception, (page, at.exception)
+        pages = {p for _, p, _ in _links(at)}
+        assert {"lag", "dead_letters"} <= pages, (page, pages)
+
+
 def test_alerts_page_firing_timeline_and_rules(monkeypatch, tmp_path):
     at = _visit(_app(monkeypatch, write_synthetic_store(tmp_path / "s")), "pages/alerts.py")
     assert [e.value for e in at.error] == ["**3 alerts firing**, 2 critical"]

@@ -75,3 +75,31 @@ def test_a_narrow_group_charts_every_topic(store):
     history = queries.group_history("kafka", "narrow", since, top=1)  # two topics: no "other" of one
     assert set(history["topic"]) == {"orders", "payments"}
     assert len(history) == 12
+
+
+def test_the_result_cache_counts_what_results_hold_and_drops_stale_versions():
+    import networkx as nx
+
+    from eventscope.query import ResultCache, size_of
+
+    graph = nx.DiGraph()
+    for i in range(2000):
+        graph.add_edge(f"group-{i:04d}", f"topic-{i % 50:02d}", kind="consumes", count=i,
+                       label=f"consumes {i} events per minute")
+    assert size_of(graph) > 1_000_000  # not a flat 1 KB: it holds thousands of edges' attributes
+    assert size_of({"a": graph, "b": graph}) < 1.1 * size_of(graph)  # one object counted once
+    frame = pd.DataFrame({"text": ["x" * 100] * 1000})
+    assert size_of((frame, {"shape": "y" * 5000})) > 100_000 + 5000
+
+    cache = ResultCache(budget=3 * size_of(graph))
+    for version in range(20):  # a new sample every time: only the newest version is kept
+        for args in ("1 h", "6 h"):
+            cache.get(("flow_graph", (f"v{version}",), (args,)), lambda: nx.DiGraph(graph))
+    assert len(cache) == 2 and cache.used <= cache.budget
+    assert {k[1] for k in cache._items} == {("v19",)}
+    calls = []
+    cache.get(("flow_graph", ("v19",), ("1 h",)), lambda: calls.append(1))
+    assert not calls  # the newest results are still served from the cache
+    for i in range(10):  # results that differ only in their arguments: the budget evicts
+        cache.get(("other", ("v",), (i,)), lambda: nx.DiGraph(graph))
+    assert cache.used <= cache.budget and len(cache) <= 3
