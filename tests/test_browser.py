@@ -1,7 +1,7 @@
 """The dashboard in a real browser: every page shows its title and no exception box.
 
-Starts the dashboard the way ``make run`` does (``streamlit run app.py`` on loopback,
-headless) against a temporary store filled with the synthetic order pipeline of
+Starts the dashboard the way ``make run`` does (``eventscope dashboard``: the installed
+package's entry script on loopback, headless) against a temporary store filled with the synthetic order pipeline of
 ``test_app.py``, then drives Debian's Chromium with Playwright. Screenshots land in
 ``artifacts/screenshots/`` (git-ignored) for a human to look at; with
 ``UPDATE_DOCS_SCREENSHOT=1`` the Overview is also saved as ``docs/screenshot.png``.
@@ -57,10 +57,7 @@ def _start(store: Path, log: Path, collect: bool = False):
                EVENTSCOPE_DASHBOARD_COLLECT="auto" if collect else "off")
     for name in ("EVENTSCOPE_KAFKA_BOOTSTRAP", "EVENTSCOPE_REDIS_URL", "EVENTSCOPE_CONFIG"):
         env.pop(name, None)
-    streamlit = Path(sys.executable).parent / "streamlit"
-    proc = subprocess.Popen([str(streamlit), "run", "app.py", "--server.address", "127.0.0.1",
-                             "--server.port", str(port), "--server.headless", "true",
-                             "--browser.gatherUsageStats", "false"],
+    proc = subprocess.Popen([sys.executable, "-m", "eventscope", "dashboard", "--port", str(port)],
                             cwd=ROOT, env=env, stdout=log.open("w"), stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 60
