@@ -92,7 +92,7 @@ class Store:
         tcol = schemas.TIME_COLUMN[name]
         folder = self._folder(name)
         with self._locked(folder):
-            part = f"part-{time.time_ns():020d}-{uuid.uuid4().hex[:8]}.parquet"
+            part = _new_part_name()
             self._write_part(name, frame, folder / part)
             manifest = self._read_manifest(folder)
             manifest["parts"].append(_part_entry(part, frame, tcol))
@@ -300,10 +300,10 @@ class Store:
         merged_away = {p["file"] for g in groups for p in g}
         kept = [p for p in parts if p["file"] not in merged_away]
         for group in groups:
-            entry = self._merge(name, folder, group, tcol, floor if full else None)
+            entry, cut = self._merge(name, folder, group, tcol, floor if full else None)
             if entry is not None:
                 kept.append(entry)
-                if entry.pop("capped", False):
+                if cut:
                     capped = {"kept_since": entry["tmin"], "max_rows": self.retention.max_rows}
         old = [p["file"] for p in dropped] + sorted(merged_away)
         garbage = manifest.get("garbage", []) + [[f, time.time()] for f in old]
@@ -314,11 +314,12 @@ class Store:
         return out
 
     def _merge(self, name: str, folder: Path, group: list[dict], tcol: str,
-                     floor: pd.Timestamp | None) -> dict | None:
+               floor: pd.Timestamp | None) -> tuple[dict | None, bool]:
         """Merge ``group``'s parts into one (a full compaction passes ``floor``: rows older are
         dropped, and at most ``max_rows`` of the newest kept), in Arrow: a quarter million
         rows of text columns take tens of MB as Arrow buffers and hundreds as Python
-        strings. Returns the new part's manifest entry (``capped`` when rows were cut)."""
+        strings. Returns the new part's manifest entry (None when no row is left) and whether
+        ``max_rows`` cut rows."""
         tables = [pq.read_table(folder / p["file"]).replace_schema_metadata(None) for p in group]
         table = pa.concat_tables(tables, promote_options="permissive")
         del tables
@@ -333,8 +334,8 @@ class Store:
         if name in schemas.SORT:
             table = table.sort_by([(c, "ascending") for c in schemas.SORT[name]])
         if table.num_rows == 0:
-            return None
-        part = f"part-{time.time_ns():020d}-{uuid.uuid4().hex[:8]}.parquet"
+            return None, capped
+        part = _new_part_name()
         if name == "events":  # its trace index first, as _write_part does
             index = PartIndex(schemas.conform(name, table.select(list(INDEX_KEYS)).to_pandas(),
                                               columns=list(INDEX_KEYS)))
@@ -342,11 +343,8 @@ class Store:
         _write_table(table, folder / part)
         bounds = pc.min_max(pc.cast(table[tcol], pa.int64()))
         stamp = lambda v: pd.Timestamp(v.as_py(), tz="UTC").isoformat()  # noqa: E731
-        entry = {"file": part, "rows": int(table.num_rows), "tmin": stamp(bounds["min"]),
-                 "tmax": stamp(bounds["max"])}
-        if capped:
-            entry["capped"] = True
-        return entry
+        return {"file": part, "rows": int(table.num_rows), "tmin": stamp(bounds["min"]),
+                "tmax": stamp(bounds["max"])}, capped
 
     def _delete_expired_garbage(self, folder: Path, manifest: dict) -> None:
         now = time.time()
@@ -386,9 +384,14 @@ class Store:
         os.replace(tmp, folder / "MANIFEST.json")
 
 
+def _new_part_name() -> str:
+    """A part's file name: time-ordered, unique across processes."""
+    return f"part-{time.time_ns():020d}-{uuid.uuid4().hex[:8]}.parquet"
+
+
 def _write_parquet(frame: pd.DataFrame, path: Path) -> None:
-    """Write under a temporary name, flush to disk, then rename: a crash leaves the old
-    file or the new one, never a truncated one under the real name."""
+    """A frame's Parquet in row groups of 64k rows (a filtered read skips the ones whose
+    statistics exclude it), written by :func:`_write_atomically`."""
     _write_atomically(path, lambda fh: frame.to_parquet(fh, index=False, row_group_size=ROW_GROUP_ROWS))
 
 
@@ -398,10 +401,11 @@ def _write_table(table: pa.Table, path: Path) -> None:
 
 
 def _write_atomically(path: Path, write) -> None:
+    """``write(file)`` under a temporary name, flushed to disk, then renamed: a crash leaves
+    the old file or the new one, never a truncated one under the real name."""
     tmp = path.with_name(f"{path.name}.{os.getpid()}.{uuid.uuid4().hex[:6]}.tmp")
     try:
         with open(tmp, "wb") as fh:
-            # row groups of 64k rows: a filtered read skips the ones whose statistics exclude it
             write(fh)
             fh.flush()
             os.fsync(fh.fileno())
