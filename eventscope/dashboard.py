@@ -8,6 +8,7 @@ from. ``app.py`` loads the config once per run and hands it over with :func:`set
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from pathlib import Path
 
 import pandas as pd
@@ -19,7 +20,7 @@ from eventscope.analysis import alerts as alert_rules
 from eventscope.analysis import traces as trace_analysis
 from eventscope.analysis.trace_index import StoreTraceIndex
 from eventscope.config import Config
-from eventscope.graph.asyncapi import asyncapi_documents, server_hosts
+from eventscope.graph.asyncapi import applications, asyncapi_documents, server_hosts
 from eventscope.graph.build import build_graph
 from eventscope.graph.catalog import event_catalog as catalog_table
 from eventscope.graph.catalog import event_shapes
@@ -367,15 +368,24 @@ def flow_graph(window_s: float = WINDOW_S):
                      compute)
 
 
-def asyncapi(window_s: float = WINDOW_S) -> dict[str, dict]:
-    """AsyncAPI 3.0 document per service, as ``eventscope graph --format asyncapi`` prints."""
+def asyncapi(window_s: float = WINDOW_S) -> tuple[list[str], Callable[[str | None], dict]]:
+    """The services that get an AsyncAPI 3.0 document, and a function that builds them (all,
+    or one by name) as ``eventscope graph --format asyncapi`` prints them.
+
+    Building reads every event of the window, so it waits for a download to ask for it; the
+    function holds what it needs and may run outside the page's script thread."""
     cfg = config()
     q = queries()
     since = _since(window_s)
     hosts = server_hosts(cfg.kafka.bootstrap, cfg.redis.url)
-    return q.cached("asyncapi", ("events", "lag_groups", "lag_1m", "dlq_1m"),
-                     (since.floor("10s"), tuple(sorted(hosts.items()))),
-                     lambda: asyncapi_documents(flow_graph(window_s), q.events(since), hosts))
+    graph = flow_graph(window_s)
+
+    def build(service: str | None = None) -> dict:
+        docs = q.cached("asyncapi", ("events", "lag_groups", "lag_1m", "dlq_1m"),
+                        (since.floor("10s"), tuple(sorted(hosts.items()))),
+                        lambda: asyncapi_documents(graph, q.events(since), hosts))
+        return docs if service is None else {service: docs[service]} if service in docs else {}
+    return list(applications(graph)), build
 
 
 def event_catalog(window_s: float = WINDOW_S) -> tuple[pd.DataFrame, dict]:

@@ -306,12 +306,12 @@ def _add_consumes(graph, groups: pd.DataFrame | None, progress: pd.Series, windo
                   dlq_names) -> None:
     if groups is None or groups.empty:
         return
+    progress = {(str(b), str(g), str(t)): int(n) for (b, g, t), n in progress.items()}  # 6,000 lookups
     for row in groups.itertuples(index=False):
         broker, group, topic = str(row.broker), str(row.group), str(row.topic)
         source = _topic_node(graph, broker, topic, dlq_names)
         target = _add_node(graph, "group", group, broker)
-        _add_edge(graph, source, target, "consumes", int(progress.get((broker, group, topic), 0)),
-                  window_s)
+        _add_edge(graph, source, target, "consumes", progress.get((broker, group, topic), 0), window_s)
         node = graph.nodes[target]
         node["lag"] = _add_nullable(node.get("lag"), row.lag)
         if pd.notna(row.lag_seconds):

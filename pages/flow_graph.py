@@ -98,17 +98,19 @@ def downloads() -> None:
     st.subheader("Export")
     json_col, dot_col, service_col, asyncapi_col = st.columns([1, 1, 2, 1.3],
                                                              vertical_alignment="bottom")
-    json_col.download_button("Download JSON", json.dumps(to_json(view), indent=2),
-                             "eventscope-graph.json", "application/json", key="graph_json")
-    dot_col.download_button("Download DOT", to_dot(view), "eventscope-graph.dot",
-                            "text/vnd.graphviz", key="graph_dot")
-    docs = ui.asyncapi(WINDOWS[window])
-    service = service_col.selectbox("AsyncAPI 3.0 for", ["every service"] + list(docs),
+    # each file is made when its button is clicked (no rerun), not on every run of the page
+    json_col.download_button("Download JSON", lambda: json.dumps(to_json(view), indent=2),
+                             "eventscope-graph.json", "application/json", key="graph_json",
+                             on_click="ignore")
+    dot_col.download_button("Download DOT", lambda: to_dot(view), "eventscope-graph.dot",
+                            "text/vnd.graphviz", key="graph_dot", on_click="ignore")
+    services, build = ui.asyncapi(WINDOWS[window])
+    service = service_col.selectbox("AsyncAPI 3.0 for", ["every service"] + services,
                                     key="graph_asyncapi_service")
-    chosen_docs = docs if service == "every service" else docs.get(service, {})
-    asyncapi_col.download_button("Download AsyncAPI", json.dumps(chosen_docs, indent=2),
+    chosen = None if service == "every service" else service
+    asyncapi_col.download_button("Download AsyncAPI", lambda: json.dumps(build(chosen), indent=2),
                                  "eventscope-asyncapi.json", "application/json",
-                                 key="graph_asyncapi")
+                                 key="graph_asyncapi", on_click="ignore")
     st.caption("The same documents as `eventscope graph --format json|dot|asyncapi`; JSON and "
                "DOT hold what is drawn above, AsyncAPI one document per service.")
 

@@ -171,6 +171,36 @@ def test_page_renders(browser, dashboard, path, title):
     page.close()
 
 
+def test_flow_graph_downloads_in_the_browser(browser, dashboard):
+    """The export buttons make their files when clicked: the drawn graph as JSON and DOT,
+    and the AsyncAPI 3.0 documents of every service or of the one picked."""
+    import json
+    dialogs: list[str] = []
+    page = _open(browser, f"{dashboard}/flow_graph", dialogs)
+    _settle(page, "Flow graph")
+
+    def download(name: str) -> str:
+        with page.expect_download(timeout=30_000) as info:
+            page.get_by_role("button", name=name).click()
+        return Path(info.value.path()).read_text()
+
+    graph = json.loads(download("Download JSON"))
+    assert graph["nodes"] and graph["edges"]
+    assert any(n["kind"] == "service" for n in graph["nodes"])
+    assert download("Download DOT").startswith("digraph")
+    every = json.loads(download("Download AsyncAPI"))
+    assert "payment-service" in every and len(every) >= 2
+    assert all(doc["asyncapi"] == "3.0.0" for doc in every.values())
+    page.locator('[data-testid="stSelectbox"]', has_text="AsyncAPI 3.0 for").click()
+    page.locator('[role="option"]', has_text="payment-service").first.click()
+    _settle(page, "Flow graph")
+    one = json.loads(download("Download AsyncAPI"))
+    assert list(one) == ["payment-service"] and one["payment-service"] == every["payment-service"]
+    assert page.locator('[data-testid="stException"]').count() == 0
+    assert not dialogs
+    page.close()
+
+
 def test_alerts_what_if_in_the_browser(browser, dashboard):
     SHOTS.mkdir(parents=True, exist_ok=True)
     dialogs: list[str] = []
