@@ -8,8 +8,10 @@ measured on a 2,000-stream Redis, 330 MiB after a pass whose live Python objects
 
 pyarrow's own allocator (mimalloc or jemalloc in its wheels) keeps freed pages longer than
 glibc does after a trim: reading a big cluster's five minutes of raw lag parts left 146 MiB
-with it and 122 MiB with the system allocator. Importing this module makes the system
-allocator pyarrow's default, unless ``ARROW_DEFAULT_MEMORY_POOL`` chooses one.
+with it and 122 MiB with the system allocator. ``eventscope/__init__.py`` sets
+``ARROW_DEFAULT_MEMORY_POOL=system`` before pyarrow loads (the only way to reach the pool
+Arrow's C++ readers use); importing this module also makes it pyarrow's Python-side default,
+unless that variable chooses another.
 """
 from __future__ import annotations
 

@@ -80,6 +80,35 @@ def test_history_round_trip_restores_state():
     assert [t["transition"] for t in out] == ["resolved"]
 
 
+def test_history_restores_the_live_state_of_many_subjects():
+    """Restoring from history takes each alert's newest transition: it must give the state
+    stepping gave, whatever mix of pending, firing, escalated, cancelled and resolved runs
+    the subjects went through. Not kept between transitions, and brought back by the next
+    observation: the value and detail seen since, and a pending alert's current severity."""
+    import numpy as np
+    rng = np.random.default_rng(7)
+    stall = Rule(name="group_stall", metric="lag_status", critical=("STALL",), for_s=20)
+    subjects = [f"kafka:g{i}/t" for i in range(40)]
+    state, rows = {}, []
+    for i in range(60):
+        values = rng.choice([10.0, 50.0, 70.0, 350.0, float("nan")], size=len(subjects))
+        statuses = rng.choice(["OK", "STALL"], size=len(subjects), p=[0.6, 0.4])
+        frame = pd.concat([obs(v, subject=s) for v, s in zip(values, subjects)]
+                          + [obs(0.0, subject=s, metric="lag_status", detail=d) for d, s in zip(statuses, subjects)],
+                          ignore_index=True)
+        state, out = alert_state.step(state, frame, [LAG, stall], T0 + pd.Timedelta(seconds=10 * i))
+        rows += out
+    history = alert_state.transitions_frame(rows)
+    assert set(history["transition"]) == {"pending", "firing", "escalated", "cancelled", "resolved"}
+    assert {s.state for s in state.values()} == {"pending", "firing"}
+    restored = alert_state.from_history(history.sample(frac=1.0, random_state=1))
+
+    def settled(states: dict) -> dict:
+        return {k: (a.state, a.since, a.fired_at, a.clear, a.episode,
+                    a.severity if a.state == "firing" else None) for k, a in states.items()}
+    assert restored.keys() == state.keys() and settled(restored) == settled(state)
+
+
 def test_overrides_by_glob_and_silencing():
     default = Rule(name="lag_seconds", metric="lag_seconds", warning=60.0)
     slow_ok = Rule(name="analytics_lag", metric="lag_seconds", match=("analytics-*",), warning=600.0)
