@@ -19,6 +19,7 @@ Pure: no store, no clock, no network.
 """
 from __future__ import annotations
 
+from collections import namedtuple
 from dataclasses import dataclass, replace
 
 import pandas as pd
@@ -30,6 +31,7 @@ ACTIVE = ("pending", "firing")
 TRANSITION_COLUMNS = ["at", "rule", "metric", "severity", "subject", "transition", "value",
                       "threshold", "clear", "since", "fired_at", "episode", "detail"]
 OBSERVATION_COLUMNS = ["metric", "subject", "names", "value", "detail"]
+_Observation = namedtuple("_Observation", OBSERVATION_COLUMNS)
 
 
 @dataclass(frozen=True)
@@ -62,7 +64,9 @@ def step(state: dict, observations: pd.DataFrame, rules: list[Rule], at: pd.Time
     transitions: list[dict] = []
     seen: set[tuple[str, str]] = set()
     observed_subjects: set[str] = set()
-    for obs in observations.itertuples(index=False):
+    # whole columns to Python at once: per-row access to Arrow-backed cells costs ~1 µs each
+    columns = [observations[c].tolist() for c in OBSERVATION_COLUMNS]
+    for obs in (_Observation(*row) for row in zip(*columns)):
         observed_subjects.add(obs.subject)
         rule = select(rules, obs.metric, obs.names)
         if rule is None or rule.silent:
