@@ -572,7 +572,16 @@ def _first(body: dict, paths) -> str | None:
 
 
 def failure_reason(headers: dict[str, bytes]) -> tuple[str | None, str | None]:
-    """(exception class, grouped reason) from DLQ headers; the reason has IDs and numbers as ``#``."""
+    """(exception class, grouped reason) from DLQ headers; the reason has IDs and numbers as ``#``.
+
+    The exception a dead-letter publisher names is often a wrapper with the same text on every
+    record: Spring's ``ListenerExecutionFailedException`` ("Listener method ... threw
+    exception"), Kafka Connect's ``DataException`` ("Converting byte[] to Kafka Connect data
+    failed due to serialization error"). What failed is its cause: Spring names the cause's
+    class in ``kafka_dlt-exception-cause-fqcn``; both put the whole chain in a stacktrace
+    header. So the reason is the innermost ``Caused by:`` of the stacktrace (for Spring, the
+    one of the named cause class), else the cause class with the exception's message, else
+    the exception itself."""
     cls = next((text(headers[h], 200) for h in _CLASS_HEADERS if headers.get(h)), None)
     message = next((text(headers[h], 300) for h in _MESSAGE_HEADERS if headers.get(h)), None)
     if message:
@@ -580,12 +589,43 @@ def failure_reason(headers: dict[str, bytes]) -> tuple[str | None, str | None]:
         if match:  # "PaymentDeclinedError: card declined" carries its own class
             cls = cls or match.group(1)
             message = match.group(2)
+    cause_cls = text(headers.get("kafka_dlt-exception-cause-fqcn"), 200) or None
+    cause = _innermost_cause(headers, cause_cls)
+    if cause is not None:
+        cls, message = cause
+    elif cause_cls:
+        cls = cause_cls
     if not cls and not message:
         return None, None
     short = cls.rsplit(".", 1)[-1] if cls else None
     normal = " ".join(_VOLATILE.sub("#", message).split())[:160] if message else None
     reason = f"{short}: {normal}" if short and normal else (short or normal)
     return cls, reason
+
+
+_STACKTRACE_HEADERS = ("kafka_dlt-exception-stacktrace", "__connect.errors.exception.stacktrace")
+_CAUSED_BY = re.compile(r"^\s*Caused by: ([A-Za-z_$][\w.$]*)(?::[ \t]*([^\r\n]*))?", re.M)
+STACKTRACE_SCAN = 64 * 1024  # a Java trace's causes sit in its first few kB; bounded either way
+
+
+def _innermost_cause(headers: dict[str, bytes], cls: str | None) -> tuple[str, str] | None:
+    """(class, message) of the innermost ``Caused by:`` line of the stacktrace header, or of the
+    innermost one of class ``cls`` when given; None without a stacktrace or a match."""
+    trace = next((headers[h] for h in _STACKTRACE_HEADERS if headers.get(h)), None)
+    if trace is None:
+        return None
+    if isinstance(trace, str):
+        trace = trace.encode("utf-8", "replace")
+    if len(trace) > STACKTRACE_SCAN:  # whole lines only: a cut line would name a cut class
+        trace = trace[:trace.rfind(b"\n", 0, STACKTRACE_SCAN) + 1]
+    found = [(m.group(1), m.group(2) or "")
+             for m in _CAUSED_BY.finditer(trace.decode("utf-8", "replace"))]
+    if cls:
+        found = [f for f in found if f[0] == cls]
+    if not found:
+        return None
+    cause_cls, message = found[-1]
+    return text(cause_cls, 200), text(message.strip(), 300)
 
 
 def is_dead_letter(headers: dict[str, bytes]) -> bool:

@@ -51,6 +51,66 @@ def test_spring_and_connect_dead_letter_headers():
     assert row["dlq_reason"] == "bad schema" and row["original_topic"] == "orders"
 
 
+SPRING_WRAPPER = "org.springframework.kafka.listener.ListenerExecutionFailedException"
+SPRING_MESSAGE = b"Listener method 'public void com.example.Orders.listen(java.lang.String)' threw exception"
+
+
+def _spring(cause: str, message: str) -> dict:
+    trace = (f"{SPRING_WRAPPER}: {SPRING_MESSAGE.decode()}\n\tat org.springframework.kafka.listener."
+             f"KafkaMessageListenerContainer.invoke(KafkaMessageListenerContainer.java:2996)\n"
+             f"Caused by: {cause}: {message}\n\tat com.example.Orders.listen(Orders.java:21)\n\t... 14 more\n")
+    return headers_to_dict([("kafka_dlt-exception-fqcn", SPRING_WRAPPER.encode()),
+                            ("kafka_dlt-exception-cause-fqcn", cause.encode()),
+                            ("kafka_dlt-exception-message", SPRING_MESSAGE),
+                            ("kafka_dlt-exception-stacktrace", trace.encode()),
+                            ("kafka_dlt-original-topic", b"orders")])
+
+
+def test_spring_reasons_are_the_cause_not_the_listener_wrapper():
+    reasons = {decode_message(b"{}", _spring(cls, msg))["dlq_reason"]
+               for cls, msg in (("java.lang.IllegalStateException", "stock missing for order 7"),
+                                ("java.lang.IllegalStateException", "stock missing for order 8"),
+                                ("java.lang.NullPointerException", "stock missing for order 9"))}
+    # same message, different cause: two reasons; same cause, different IDs: one reason
+    assert reasons == {"IllegalStateException: stock missing for order #",
+                       "NullPointerException: stock missing for order #"}
+    row = decode_message(b"{}", _spring("java.lang.IllegalStateException", "x"))
+    assert row["dlq_class"] == "java.lang.IllegalStateException"
+    # the cause class without a stacktrace still beats the wrapper
+    bare = headers_to_dict([("kafka_dlt-exception-fqcn", SPRING_WRAPPER.encode()),
+                            ("kafka_dlt-exception-cause-fqcn", b"java.lang.ArithmeticException"),
+                            ("kafka_dlt-exception-message", b"/ by zero")])
+    assert decode_message(b"{}", bare)["dlq_reason"] == "ArithmeticException: / by zero"
+
+
+def test_connect_reasons_come_from_the_innermost_cause_of_the_stacktrace():
+    generic = b"Converting byte[] to Kafka Connect data failed due to serialization error: "
+
+    def connect(*causes: str) -> dict:
+        trace = "org.apache.kafka.connect.errors.DataException: " + generic.decode() + "\n\tat x.y(Z.java:1)\n"
+        trace += "".join(f"Caused by: {c}\n\tat a.b(C.java:2)\n\t... 9 more\n" for c in causes)
+        return headers_to_dict([("__connect.errors.exception.class.name",
+                                 b"org.apache.kafka.connect.errors.DataException"),
+                                ("__connect.errors.exception.message", generic),
+                                ("__connect.errors.exception.stacktrace", trace.encode()),
+                                ("__connect.errors.topic", b"orders")])
+    serialization = "org.apache.kafka.common.errors.SerializationException: wrapped"
+    parse = decode_message(b"{}", connect(serialization, "com.fasterxml.jackson.core.JsonParseException: "
+                                          "Unexpected character ('n' (code 110)): was expecting double-quote"))
+    eof = decode_message(b"{}", connect(serialization, "com.fasterxml.jackson.core.io.JsonEOFException: "
+                                        "Unexpected end-of-input: expected close marker for Object"))
+    assert parse["dlq_reason"] == "JsonParseException: Unexpected character ('n' (code #)): was expecting double-quote"
+    assert eof["dlq_class"] == "com.fasterxml.jackson.core.io.JsonEOFException"
+    assert eof["dlq_reason"].startswith("JsonEOFException: Unexpected end-of-input")
+    # no stacktrace (errors.deadletterqueue.context.headers.enable=false keeps none): the exception
+    plain = headers_to_dict([("__connect.errors.exception.class.name", b"org.apache.kafka.connect.errors.DataException"),
+                             ("__connect.errors.exception.message", b"bad schema")])
+    assert decode_message(b"{}", plain)["dlq_reason"] == "DataException: bad schema"
+    # a hostile or endless trace is read only so far, and never raises
+    endless = connect(*["java.lang.RuntimeException: deeper"] * 20_000)
+    assert decode_message(b"{}", endless)["dlq_reason"] == "RuntimeException: deeper"
+
+
 def test_hostile_payloads_never_raise():
     for value in (b"\xff\xfe\x00", b"", None, b"[1,2]", b'{"event_type": ' + b"9" * 10, b"x" * 2_000_000):
         row = decode_message(value, {})
