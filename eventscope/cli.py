@@ -169,8 +169,10 @@ def cmd_trace(args, config) -> int:
         first, last = rows["at"].min(), rows["at"].max()
         history = queries.scan("lag", since=first - pd.Timedelta(seconds=60),
                              until=last + pd.Timedelta(seconds=300), where={"topic": topics})
+        # what each service reads, learned from the last hour's traffic (as the dashboard does)
         found = traces.from_rows(rows, lag=queries.lag_partitions(topics=tuple(topics)), lag_history=history,
-                                 quiet_s=config.traces.quiet_s)
+                                 quiet_s=config.traces.quiet_s,
+                                 consumes=queries.consumed_topics(pd.Timestamp.now(tz="UTC") - pd.Timedelta(hours=1)))
     if found is None:
         print(f"eventscope: no event carries the ID {args.id!r} in {config.store_dir}", file=sys.stderr)
         return 1

@@ -291,6 +291,9 @@ def _trace_index(key: tuple) -> StoreTraceIndex:
     return StoreTraceIndex(_queries(key).store)
 
 
+CAUSALITY_WINDOW_S = 3600.0  # the traffic what each service reads is learned from (the graph's default)
+
+
 def find_trace(some_id: str) -> dict | None:
     """The trace ``some_id`` names (correlation, trace or event ID), or None."""
     cfg = config()
@@ -305,7 +308,8 @@ def find_trace(some_id: str) -> dict | None:
                                where={"topic": sorted(set(rows["topic"].astype(str)))})
         lag = q.lag_partitions(topics=tuple(sorted(set(rows["topic"].astype(str)))))
         return trace_analysis.from_rows(rows, lag=lag, lag_history=history,
-                                        quiet_s=float(cfg.traces.quiet_s), details=True)
+                                        quiet_s=float(cfg.traces.quiet_s), details=True,
+                                        consumes=q.consumed_topics(_since(CAUSALITY_WINDOW_S)))
     return q.cached("find_trace", ("events", "lag_latest"), (some_id,), compute)
 
 

@@ -24,7 +24,7 @@ from collections.abc import Callable
 import pandas as pd
 
 from eventscope import schemas
-from eventscope.analysis import alerts
+from eventscope.analysis import alerts, causality
 from eventscope.analysis import dlq as dlq_analysis
 from eventscope.analysis import lag as lag_analysis
 from eventscope.analysis import traces as trace_analysis
@@ -389,6 +389,14 @@ class Queries:
         columns = ("correlation_id", "at", "broker_at", "dead_letter", "offset")
         return self.cached("trace_summary", ("events",), (since.floor("10s"), quiet_s),
                             lambda: trace_analysis.summary(self.events(since, columns), quiet_s=quiet_s))
+
+    def consumed_topics(self, since: pd.Timestamp) -> dict:
+        """What each producer (service, event type) reads, learned from the events since
+        ``since`` and the consumer groups now (``analysis.causality``): the trace page's hops
+        follow it, as the flow graph's ``causes`` edges do."""
+        columns = ("broker", "topic", "service", "event_type", "correlation_id", "at", "dead_letter")
+        return self.cached("consumed_topics", ("events", "lag_groups"), (since.floor("10s"),),
+                           lambda: causality.consumed_topics(self.events(since, columns), self.lag_groups()))
 
     def health(self, since: pd.Timestamp) -> pd.DataFrame:
         """Collector runs since ``since``."""

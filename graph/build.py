@@ -19,9 +19,12 @@ Edges (attrs ``kind``, ``events``, ``rate_per_s``):
 - ``dead_letters``  topic → dlq, from dead-lettered events' ``original_topic`` (DLQ headers,
   else the DLQ's name), or from a DLQ that holds messages: its sampled source topic, else
   the one its name gives (``orders.DLT`` → ``orders``);
-- ``causes``        topic → topic through a service: within one correlation ID, an event on
-  topic A directly followed by an event that service S produced on topic B. Extra attrs
-  ``service`` (the most frequent one), ``p50_latency_ms``, ``p95_latency_ms``.
+- ``causes``        topic → topic through a service: within one correlation ID, an event
+  that service S produced on topic B, caused by the newest earlier event on a topic A that
+  S reads (learned from the traffic and the consumer groups: see
+  :mod:`eventscope.analysis.causality`; on a topic several services read, the event just
+  before is often a sibling, not the cause). Extra attrs ``service`` (the most frequent
+  one), ``p50_latency_ms``, ``p95_latency_ms``.
 
 Rates divide by the observed span of each frame inside the window (the events' span for
 ``produces``/``dead_letters``/``causes``, the lag samples' span for ``consumes``): a store
@@ -35,6 +38,7 @@ import pandas as pd
 
 from eventscope.collectors.events_common import source_topic_from_name
 from eventscope import schemas
+from eventscope.analysis import causality
 from eventscope.analysis import lag as lag_analysis
 
 UNDECODABLE = "<undecodable>"
@@ -79,7 +83,7 @@ def build_graph(events_df: pd.DataFrame | None, lag_df: pd.DataFrame | None,
     if coded is not None:
         _add_produces(graph, coded, window_s, dlq_names)
         _add_dead_letters(graph, events, coded, window_s)
-        _add_causes(graph, events, coded, window_s)
+        _add_causes(graph, events, coded, window_s, groups)
         _add_topic_counts(graph, coded, dlq_names)
     _add_consumes(graph, groups, progress, lag_span_s, dlq_names)
     _add_dlq_health(graph, dlq)
@@ -222,51 +226,26 @@ def _add_topic_counts(graph, coded: _Coded, dlq_names) -> None:
         graph.nodes[nid]["undecodable"] = int(bad[place])
 
 
-def _chain_order(chain: np.ndarray, at_us: np.ndarray, kind: np.ndarray) -> np.ndarray:
-    """Row order by (chain, time); within one chain and one instant, by event-type rank.
-
-    Two hops of one chain can share a timestamp (a fast consumer on the same host), and
-    sorting by time alone would pair them in either order. Such ties are broken by where
-    an event type usually stands in its chains (OrderPlaced first, PaymentRefunded late)."""
-    span = int(at_us.max() - at_us.min()) + 1
-    if (int(chain.max()) + 1) * span < 2 ** 62:
-        key = chain.astype("int64") * span + (at_us - at_us.min())
-        order = np.argsort(key)
-    else:  # an enormous window: two-key sort
-        order = np.lexsort((at_us, chain))
-        key = None
-    starts = np.r_[True, chain[order][1:] != chain[order][:-1]]
-    index = np.arange(len(order))
-    position = index - np.maximum.accumulate(np.where(starts, index, 0))
-    bins = int(kind.max()) + 1
-    rank = np.bincount(kind[order], weights=position, minlength=bins) / np.maximum(
-        np.bincount(kind[order], minlength=bins), 1)
-    if key is None:
-        return np.lexsort((rank[kind], at_us, chain))
-    sorted_key = key[order]
-    tied = np.flatnonzero(sorted_key[1:] == sorted_key[:-1])
-    if len(tied):
-        spots = np.unique(np.r_[tied, tied + 1])  # positions inside a run of equal keys
-        rows = order[spots]
-        order[spots] = rows[np.lexsort((rank[kind[rows]], key[rows]))]
-    return order
-
-
-def _add_causes(graph, events, coded: _Coded, window_s) -> None:
+def _add_causes(graph, events, coded: _Coded, window_s, groups: pd.DataFrame | None = None) -> None:
+    """Topic → topic edges: each event's cause by :mod:`eventscope.analysis.causality` (the
+    newest earlier event of its chain on a topic its producer consumes)."""
     usable = np.flatnonzero(~coded.dead & ~coded.undecodable & coded.timed & (coded.service >= 0)
                             & _named(events["correlation_id"]).to_numpy())
     if len(usable) < 2:
         return
     chain = pd.factorize(pd.factorize(events["correlation_id"])[0][usable])[0]
     at_us = coded.at[usable] // 1000
-    order = _chain_order(chain, at_us, coded.kind[usable])
+    order = causality.chain_order(chain, at_us, coded.kind[usable])
     place, service = coded.place[usable][order], coded.service[usable][order]
     chain, at_us = chain[order], at_us[order]
-    pick = np.flatnonzero((chain[1:] == chain[:-1]) & (place[1:] != place[:-1]))
+    producer = pd.factorize(service.astype("int64") * (int(coded.kind.max()) + 2)
+                            + coded.kind[usable][order])[0]
+    cause = causality.cause_rows(chain, at_us, place, producer, _topics_read(coded, groups))
+    pick = np.flatnonzero(cause >= 0)
     if not len(pick):
         return
-    pairs = pd.DataFrame({"a": place[pick], "b": place[pick + 1], "service": service[pick + 1],
-                          "latency_ms": (at_us[pick + 1] - at_us[pick]) / 1000.0})
+    pairs = pd.DataFrame({"a": place[cause[pick]], "b": place[pick], "service": service[pick],
+                          "latency_ms": (at_us[pick] - at_us[cause[pick]]) / 1000.0})
     # one integer key per (A, B) pair, then per key: count, p50/p95, most frequent service
     pairs["key"] = pairs["a"].astype("int64") * len(coded.places) + pairs["b"]
     grouped = pairs.groupby("key", sort=True)["latency_ms"]
@@ -282,6 +261,18 @@ def _add_causes(graph, events, coded: _Coded, window_s) -> None:
                   service=coded.services[through[key]],
                   p50_latency_ms=round(float(stats.at[key, 0.5]), 3),
                   p95_latency_ms=round(float(stats.at[key, 0.95]), 3))
+
+
+def _topics_read(coded: _Coded, groups: pd.DataFrame | None) -> np.ndarray | None:
+    """Per place: whether a consumer group reads it (None when no group is known on any of
+    the events' brokers: then nothing is ruled out)."""
+    if groups is None or groups.empty:
+        return None
+    read = set(zip(groups["broker"].astype(str), groups["topic"].astype(str)))
+    watched = {b for b, _ in read}
+    if not any(b in watched for b, _ in coded.places):
+        return None
+    return np.array([(b, t) in read or b not in watched for b, t in coded.places], dtype=bool)
 
 
 def _consumer_side(lag: pd.DataFrame | None) -> tuple[pd.DataFrame | None, pd.Series, float]:

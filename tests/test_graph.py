@@ -49,11 +49,12 @@ def _lag(group="shipping-service", topic="payments"):
 
 
 def test_graph_shape():
-    graph = build_graph(_events(), _lag())
+    graph = build_graph(_events(), pd.concat([_lag(), _lag("payment-service", "orders")], ignore_index=True))
     kinds = {n: a["kind"] for n, a in graph.nodes(data=True)}
     assert kinds == {"service:order-service": "service", "service:payment-service": "service",
                      "topic:kafka:orders": "topic", "topic:kafka:payments": "topic",
-                     "dlq:kafka:payments.DLT": "dlq", "group:kafka:shipping-service": "group"}
+                     "dlq:kafka:payments.DLT": "dlq", "group:kafka:shipping-service": "group",
+                     "group:kafka:payment-service": "group"}
     edges = {(s, t): a for s, t, a in graph.edges(data=True)}
     assert edges["service:order-service", "topic:kafka:orders"]["events"] == 11
     assert edges["service:payment-service", "topic:kafka:payments"]["kind"] == "produces"
@@ -67,6 +68,9 @@ def test_graph_shape():
     assert 100 <= causes["p50_latency_ms"] <= causes["p95_latency_ms"] <= 109
     assert ("topic:kafka:payments", "topic:kafka:payments.DLT") not in edges  # DLQ is not a cause
     assert graph.nodes["group:kafka:shipping-service"]["lag"] == 20
+    # no consumer group reads `orders` on a broker whose groups are known: it causes nothing
+    unread = build_graph(_events(), _lag())
+    assert not [e for e in unread.edges(data="kind") if e[2] == "causes"]
 
 
 def test_empty_frames_give_an_empty_graph():

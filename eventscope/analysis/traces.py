@@ -58,7 +58,7 @@ def find(events: pd.DataFrame, some_id: str, lag: pd.DataFrame | None = None,
 
 def from_rows(rows: pd.DataFrame, lag: pd.DataFrame | None = None, quiet_s: float = 30.0,
               now: pd.Timestamp | None = None, lag_history: pd.DataFrame | None = None,
-              details: bool = False) -> dict | None:
+              details: bool = False, consumes: dict | None = None) -> dict | None:
     """The trace document for the events of one trace (from :func:`resolve` or the index).
 
     ``lag`` (recent samples) decides the outcome; ``lag_history`` (samples over the
@@ -75,7 +75,8 @@ def from_rows(rows: pd.DataFrame, lag: pd.DataFrame | None = None, quiet_s: floa
     out_events = [_event(r, details) for r in rows.itertuples(index=False)]
     return {"correlation_id": cid.iloc[0] if len(cid) else None,
             "outcome": outcome(rows, lag, quiet_s, now),
-            "events": out_events, "hops": hops(rows, lag if lag_history is None else lag_history)}
+            "events": out_events,
+            "hops": hops(rows, lag if lag_history is None else lag_history, consumes)}
 
 
 def _event(r, details: bool = False) -> dict:
@@ -92,12 +93,16 @@ def _event(r, details: bool = False) -> dict:
     return out
 
 
-def hops(rows: pd.DataFrame, lag: pd.DataFrame | None = None) -> list[dict]:
-    """Topic → topic steps through a service, with latency and (where known) its split."""
+def hops(rows: pd.DataFrame, lag: pd.DataFrame | None = None, consumes: dict | None = None) -> list[dict]:
+    """Topic → topic steps through a service, with latency and (where known) its split.
+
+    ``consumes`` (:func:`eventscope.analysis.causality.consumed_topics`) is what each
+    producer reads: an event's cause is then the newest earlier event on one of those
+    topics, as for the flow graph's ``causes`` edges."""
     out = []
     seen = list(rows.itertuples(index=False))
     for i, b in enumerate(seen[1:], start=1):
-        a = _cause(seen[:i], b)
+        a = _cause(seen[:i], b, consumes)
         if a is None:
             continue
         if b.dead_letter:
@@ -116,7 +121,7 @@ def hops(rows: pd.DataFrame, lag: pd.DataFrame | None = None) -> list[dict]:
     return out
 
 
-def _cause(earlier: list, b):
+def _cause(earlier: list, b, consumes: dict | None = None):
     """The event ``b`` most likely followed from (None for the first of a chain)."""
     if b.dead_letter:
         same = [a for a in earlier if not a.dead_letter and _none(a.event_id) and a.event_id == b.event_id]
@@ -124,6 +129,11 @@ def _cause(earlier: list, b):
             same = [a for a in earlier if not a.dead_letter and a.topic == b.original_topic]
         if same:
             return same[-1]
+    inputs = None if consumes is None else consumes.get((_none(b.service), _none(b.event_type)))
+    if inputs is not None:  # learned: only a topic its producer reads (none: it starts chains)
+        read = [a for a in earlier if not a.dead_letter and (a.broker, a.topic) in inputs
+                and (a.topic != b.topic or a.broker != b.broker)]
+        return read[-1] if read else None
     prev = [a for a in earlier if not a.dead_letter and (a.topic != b.topic or a.broker != b.broker)]
     return prev[-1] if prev else None
 

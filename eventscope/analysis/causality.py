@@ -1,0 +1,218 @@
+"""Which earlier event of a correlation chain caused each event: the rule the flow graph's
+``causes`` edges and the trace page's hops share.
+
+Taking the event just before (in time, within one correlation ID) is right on a pipeline
+where each topic has one consumer. It is wrong as soon as a topic fans out: ``orders`` read
+by payment-service and inventory-service makes a ``payments`` event and an ``inventory``
+event race, and whichever lands second seems caused by the first. It is wrong again when
+one correlation ID spans several requests (one per customer is common): a new order seems
+caused by the previous order's last event.
+
+A service can only cause an event from a topic it consumes. What each producer consumes is
+learned from the traffic itself, per *producer* (a service and the event type it emits, so
+one handler at a time):
+
+1. its candidates are the topics an event of its kind was seen right after;
+2. a candidate is consumed when an event on it precedes (within the same chain, and within
+   the horizon) at least ``SUPPORT`` of the producer's events: a topic that only races with
+   the real input precedes about half of them, one from an earlier request precedes them by
+   far more than the horizon; unless another candidate's event almost always comes between
+   (it is then an ancestor of the input: ``orders`` before the ``payments`` a shipment
+   waits for, which would otherwise win when the customer's next order lands in between);
+3. a producer with no such candidate but whose events almost always have *some* candidate
+   within the horizon reads several topics (a handler fed by two): the candidates seen
+   before a fair share of its events are its inputs;
+4. a producer whose events have no candidate within the horizon starts its chains (an
+   order placed over HTTP): its events have no cause;
+5. too few events to judge (``MIN_EVENTS``): the event just before it, as before.
+
+The horizon is the time a hop can take: twice the producer's 95th-percentile gap to the
+event just before it, capped at ``HORIZON_CAP`` times the median gap over all producers (so
+the gaps between a customer's requests do not count as hops). The cause of an event is
+then the newest earlier event of its chain on a topic its producer consumes. When a
+``topics_read`` set is given (topics some consumer group reads, from lag samples), a topic
+no group reads causes nothing.
+
+Arrays in, arrays out (numpy, vectorised per producer and candidate topic): a window of
+800,000 events costs a few hundred milliseconds.
+"""
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+SUPPORT = 0.9  # share of a producer's events a consumed topic precedes
+SHARED = 0.1  # for a producer reading several topics: share each input precedes
+MIN_EVENTS = 5  # fewer events with a predecessor: no learning, the event just before
+HORIZON_FACTOR = 2.0
+HORIZON_CAP = 50.0  # times the median gap over all producers
+HORIZON_FLOOR_US = 1_000_000  # a cap never below one second
+
+
+def chain_order(chain: np.ndarray, at_us: np.ndarray, kind: np.ndarray) -> np.ndarray:
+    """Row order by (chain, time); within one chain and one instant, by event-type rank.
+
+    Two hops of one chain can share a timestamp (a fast consumer on the same host), and
+    sorting by time alone would pair them in either order. Such ties are broken by where
+    an event type usually stands in its chains (OrderPlaced first, PaymentRefunded late)."""
+    span = int(at_us.max() - at_us.min()) + 1
+    if (int(chain.max()) + 1) * span < 2 ** 62:
+        key = chain.astype("int64") * span + (at_us - at_us.min())
+        order = np.argsort(key)
+    else:  # an enormous window: two-key sort
+        order = np.lexsort((at_us, chain))
+        key = None
+    starts = np.r_[True, chain[order][1:] != chain[order][:-1]]
+    index = np.arange(len(order))
+    position = index - np.maximum.accumulate(np.where(starts, index, 0))
+    bins = int(kind.max()) + 1
+    rank = np.bincount(kind[order], weights=position, minlength=bins) / np.maximum(
+        np.bincount(kind[order], minlength=bins), 1)
+    if key is None:
+        return np.lexsort((rank[kind], at_us, chain))
+    sorted_key = key[order]
+    tied = np.flatnonzero(sorted_key[1:] == sorted_key[:-1])
+    if len(tied):
+        spots = np.unique(np.r_[tied, tied + 1])  # positions inside a run of equal keys
+        rows = order[spots]
+        order[spots] = rows[np.lexsort((rank[kind[rows]], key[rows]))]
+    return order
+
+
+def previous_other_place(chain: np.ndarray, place: np.ndarray) -> np.ndarray:
+    """Per row (rows in chain order): the row of the newest earlier event of its chain on
+    another place (topic), -1 when there is none."""
+    n = len(chain)
+    if not n:
+        return np.empty(0, dtype=np.int64)
+    index = np.arange(n)
+    run_start = np.r_[True, (chain[1:] != chain[:-1]) | (place[1:] != place[:-1])]
+    first = np.maximum.accumulate(np.where(run_start, index, 0))  # start of each row's run
+    before = first - 1
+    same_chain = before >= 0
+    same_chain[same_chain] = chain[before[same_chain]] == chain[same_chain]
+    return np.where(same_chain, before, -1).astype(np.int64)
+
+
+def _latest_on(rows_of_place: np.ndarray, chain: np.ndarray, targets: np.ndarray) -> np.ndarray:
+    """For each row in ``targets``: the newest earlier row of its chain among
+    ``rows_of_place`` (sorted positions), -1 when none."""
+    j = np.searchsorted(rows_of_place, targets, side="left") - 1
+    found = j >= 0
+    out = np.full(len(targets), -1, dtype=np.int64)
+    hit = rows_of_place[j[found]]
+    same = chain[hit] == chain[targets[found]]
+    out[np.flatnonzero(found)[same]] = hit[same]
+    return out
+
+
+def learn(chain: np.ndarray, at_us: np.ndarray, place: np.ndarray, producer: np.ndarray,
+          topics_read: np.ndarray | None = None) -> dict[int, np.ndarray | None]:
+    """Per producer code: the places it consumes (an array, maybe empty for one that starts
+    chains), or None when it has too few events to tell."""
+    prev = previous_other_place(chain, place)
+    has = prev >= 0
+    gaps = (at_us - np.where(has, at_us[np.maximum(prev, 0)], 0)).astype("float64")
+    cap = max(HORIZON_FLOOR_US, HORIZON_CAP * float(np.median(gaps[has]))) if has.any() else 0.0
+    by_place = _rows_by_place(place)
+    out: dict[int, np.ndarray | None] = {}
+    for code in np.unique(producer[producer >= 0]):
+        rows = np.flatnonzero((producer == code) & has)
+        if len(rows) < MIN_EVENTS:
+            out[int(code)] = None
+            continue
+        horizon = min(HORIZON_FACTOR * float(np.percentile(gaps[rows], 95)), cap)
+        candidates = np.unique(place[prev[rows]])
+        if topics_read is not None:
+            candidates = candidates[topics_read[candidates]]
+        support, latest, within_any = [], [], np.zeros(len(rows), dtype=bool)
+        for candidate in candidates:
+            found = _latest_on(by_place[candidate], chain, rows)
+            near = (found >= 0) & (at_us[rows] - at_us[np.maximum(found, 0)] <= horizon)
+            support.append(near.mean())
+            latest.append(np.where(near, found, -1))
+            within_any |= near
+        support = np.asarray(support)
+        if len(support) and support.max() >= SUPPORT:
+            kept = [i for i in np.flatnonzero(support >= SUPPORT)
+                    if not _shadowed(i, latest, support)]
+            out[int(code)] = candidates[kept]
+        elif len(support) and within_any.mean() >= SUPPORT:
+            out[int(code)] = candidates[support >= SHARED]
+        else:
+            out[int(code)] = candidates[:0]  # starts its chains
+    return out
+
+
+def _shadowed(i: int, latest: list[np.ndarray], support: np.ndarray) -> bool:
+    """True when one other consumed-looking candidate's event almost always lies between
+    candidate ``i``'s and the produced event: ``i`` is then an ancestor of the real input
+    (``orders`` before the ``payments`` a shipment waits for), not an input."""
+    mine = latest[i]
+    for j, other in enumerate(latest):
+        if j != i and support[j] >= SUPPORT and ((mine >= 0) & (other > mine)).mean() >= SUPPORT:
+            return True
+    return False
+
+
+def cause_rows(chain: np.ndarray, at_us: np.ndarray, place: np.ndarray, producer: np.ndarray,
+               topics_read: np.ndarray | None = None) -> np.ndarray:
+    """Per row (rows in chain order; ``producer`` -1 where unknown): the row of the event
+    that caused it, -1 for none. See the module docstring for the rule."""
+    n = len(chain)
+    cause = np.full(n, -1, dtype=np.int64)
+    if n < 2:
+        return cause
+    prev = previous_other_place(chain, place)
+    consumes = learn(chain, at_us, place, producer, topics_read)
+    by_place = _rows_by_place(place)
+    for code, inputs in consumes.items():
+        rows = np.flatnonzero(producer == code)
+        if inputs is None:
+            cause[rows] = prev[rows]
+            continue
+        for topic in inputs:
+            latest = _latest_on(by_place[topic], chain, rows)
+            newer = (latest > cause[rows]) & (place[rows] != topic)
+            cause[rows[newer]] = latest[newer]
+    return cause
+
+
+def _rows_by_place(place: np.ndarray) -> dict[int, np.ndarray]:
+    order = np.argsort(place, kind="stable")
+    bounds = np.flatnonzero(np.r_[True, place[order][1:] != place[order][:-1], True])
+    return {int(place[order[a]]): order[a:b] for a, b in zip(bounds[:-1], bounds[1:])}
+
+
+def consumed_topics(events: pd.DataFrame, groups: pd.DataFrame | None = None
+                    ) -> dict[tuple[str, str], frozenset | None]:
+    """What each producer consumes, learned from ``events`` (columns ``broker``, ``topic``,
+    ``service``, ``event_type``, ``correlation_id``, ``at``, ``dead_letter``):
+    ``{(service, event type): frozenset of (broker, topic)}``, empty for a producer that
+    starts its chains, None for one with too few events to tell. ``groups`` (``lag_groups``
+    rows) rules out topics no consumer group reads, as in the flow graph."""
+    usable = events[~events["dead_letter"].fillna(False).astype(bool) & events["at"].notna()
+                    & events["service"].fillna("").astype(str).ne("")
+                    & events["correlation_id"].fillna("").astype(str).ne("")
+                    & events["event_type"].ne("<undecodable>")]
+    if len(usable) < 2:
+        return {}
+    chain = pd.factorize(usable["correlation_id"])[0]
+    at_us = np.asarray(usable["at"].dt.tz_convert("UTC").dt.tz_localize(None), dtype="datetime64[us]").view("int64")
+    kind = pd.factorize(usable["event_type"])[0]
+    order = chain_order(chain, at_us, kind)
+    rows = usable.iloc[order]
+    place, places = pd.factorize(rows["broker"].astype(str) + "\x1f" + rows["topic"].astype(str))
+    producer, producers = pd.factorize(rows["service"].astype(str) + "\x1f" + rows["event_type"].astype(str))
+    read = None
+    if groups is not None and not groups.empty:
+        known = set(groups["broker"].astype(str) + "\x1f" + groups["topic"].astype(str))
+        watched = set(groups["broker"].astype(str))
+        read = np.array([p in known or p.split("\x1f", 1)[0] not in watched for p in places], dtype=bool)
+    learned = learn(chain[order], at_us[order], place, producer, read)
+    out: dict[tuple[str, str], frozenset | None] = {}
+    for code, inputs in learned.items():
+        service, event_type = producers[code].split("\x1f", 1)
+        out[(service, event_type)] = None if inputs is None else frozenset(
+            tuple(places[i].split("\x1f", 1)) for i in inputs)
+    return out
