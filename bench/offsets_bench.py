@@ -48,6 +48,7 @@ from confluent_kafka.admin import AdminClient
 
 from bench import cluster_build
 from eventscope.collectors.kafka_offsets import KafkaOffsetsCollector, kafka_client_config
+from eventscope.collectors.record_times import RecordTimes
 from eventscope.collectors.redis_streams import RedisStreamsCollector
 from eventscope.config import load_config
 from eventscope.localbrokers import start_kafka, start_redis
@@ -89,7 +90,8 @@ def collecting_process(conn, bootstrap: str, redis_url: str) -> None:
     config = load_config(env={"EVENTSCOPE_KAFKA_BOOTSTRAP": bootstrap, "EVENTSCOPE_REDIS_URL": redis_url})
     conf = kafka_client_config(config.kafka)
     kafka = KafkaOffsetsCollector(AdminClient(conf), topics=config.kafka.topics,
-                                  timeout_s=config.kafka.timeout_s, probe_conf=conf)
+                                  timeout_s=config.kafka.timeout_s, probe_conf=conf,
+                                  record_times=RecordTimes(conf))
     streams = RedisStreamsCollector(redis.Redis.from_url(config.redis.url, socket_timeout=config.redis.timeout_s,
                                                          socket_connect_timeout=config.redis.timeout_s),
                                     pattern=config.redis.stream_pattern)

@@ -17,7 +17,9 @@ skipped for that sample only.
 
 Lag rows are built column by column: the groups' answers go into one array per column,
 lag is computed on whole columns, and lag in seconds comes from one table of (end offset,
-time) points for all partitions (:class:`~eventscope.collectors.timelag.OffsetClocks`).
+time) points for all partitions (:class:`~eventscope.collectors.timelag.OffsetClocks`),
+replaced by the exact age of the record at the committed offset where that is read
+(:class:`~eventscope.collectors.record_times.RecordTimes`, budgeted and cached).
 
 Read-only: the AdminClient never joins a group or commits.
 """
@@ -35,6 +37,7 @@ from confluent_kafka import Consumer, ConsumerGroupTopicPartitions, KafkaError, 
 from confluent_kafka.admin import AdminClient, OffsetSpec
 
 from eventscope.collectors.events_common import gc_paused
+from eventscope.collectors.record_times import RecordTimes
 from eventscope.collectors.timelag import OffsetClocks
 from eventscope import schemas
 
@@ -62,7 +65,7 @@ class KafkaOffsetsCollector:
 
     def __init__(self, admin: AdminClient, source: str = "kafka", topics: str = r"^(?!__).*",
                  timeout_s: float = 10.0, concurrency: int = 200, probe_conf: dict | None = None,
-                 probe_max_lag: int = 5, probe_budget: int = 20):
+                 probe_max_lag: int = 5, probe_budget: int = 20, record_times: RecordTimes | None = None):
         self.admin = admin
         self.source = source
         self.topic_filter = re.compile(topics)
@@ -70,6 +73,7 @@ class KafkaOffsetsCollector:
         self.concurrency = concurrency
         self.clocks = OffsetClocks()
         self.probe = ControlRecordProbe(probe_conf, timeout_s) if probe_conf else None
+        self.record_times = record_times  # exact lag seconds from the record at the committed offset
         self.probe_max_lag = probe_max_lag
         self.probe_budget = probe_budget
         self.probes_left = probe_budget
@@ -259,6 +263,9 @@ class KafkaOffsetsCollector:
                     lag[i] = 0
                     view[i] = end[i]
         lag_s = self.clocks.lag_seconds(clock_rows[key_col], view, known, end, wall)
+        if self.record_times is not None:  # where interpolation cannot date the offset
+            weak = known & (view < end) & self.clocks.before_oldest(clock_rows[key_col], view)
+            self._exact_seconds(lag_s, weak, view, key_col, keys, wall)
         frame = schemas.conform_columns("lag", {
             "sampled_at": now, "source": self.source, "broker": "kafka", "group": group_col,
             "topic": topic_col, "partition": pd.Series(np.asarray(partitions, dtype=np.int64)[key_col]),
@@ -266,6 +273,24 @@ class KafkaOffsetsCollector:
             "lag_seconds": pd.Series(lag_s), "group_state": state_col,
             "members": _nullable(count_col, np.array(count_col) < 0)}, n)
         return frame, consumers
+
+    def _exact_seconds(self, lag_s: np.ndarray, behind: np.ndarray, view: np.ndarray, key_col: np.ndarray,
+                       keys: list, wall: float) -> None:
+        """Replace lag seconds, in place, by ``now - timestamp`` of the record at the committed
+        offset, for the rows in ``behind``: a committed offset older than the end-offset table
+        (a group stalled before eventscope started, or longer than the table reaches), where
+        interpolation is unknown or extrapolated. Unknown ones first, then the oldest, within
+        the per-sample fetch budget; the cache makes a stalled group free after one fetch."""
+        rows = np.flatnonzero(behind)
+        if not len(rows):
+            return
+        order = rows[np.lexsort((-np.nan_to_num(lag_s[rows], nan=0.0), ~np.isnan(lag_s[rows])))]
+        wanted = [(*keys[key_col[i]], int(view[i])) for i in order.tolist()]
+        stamps = self.record_times.lookup(list(dict.fromkeys(wanted)))
+        for i, key in zip(order.tolist(), wanted):
+            stamp = stamps.get(key)
+            if stamp is not None:
+                lag_s[i] = max(0.0, wall - stamp)
 
     def _only_markers(self, gid: str, topic: str, partition: int, committed: int, end: int) -> bool:
         """True when a small lag is only transaction markers (see :class:`ControlRecordProbe`)."""
@@ -296,6 +321,8 @@ class KafkaOffsetsCollector:
         self.admin = None
         if self.probe:
             self.probe.close()
+        if self.record_times is not None:
+            self.record_times.close()
 
 
 def _nullable(values, null=None) -> pd.Series:

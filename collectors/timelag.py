@@ -150,6 +150,12 @@ class OffsetClocks:
                 out[pick[before][ok]] = t1[ok] - (o1[ok] - ob[ok]) / rate[ok]
         return out
 
+    def before_oldest(self, rows: np.ndarray, offsets: np.ndarray) -> np.ndarray:
+        """True where ``offset`` is older than the row's oldest point (or the row has fewer
+        than two points): its time can only be extrapolated, or not known at all."""
+        rows = np.asarray(rows, dtype=np.intp)
+        return (self.counts[rows] < 2) | (np.asarray(offsets, dtype=np.int64) < self.offsets[rows, 0])
+
     def lag_seconds(self, rows: np.ndarray, committed: np.ndarray, known: np.ndarray, ends: np.ndarray,
                     now: float) -> np.ndarray:
         """:meth:`OffsetClock.lag_seconds` for each row: NaN where the committed offset is not

@@ -171,9 +171,11 @@ def build_collectors(config: Config) -> list:
         from confluent_kafka.admin import AdminClient
         from eventscope.collectors.kafka_events import KafkaEventsCollector
         from eventscope.collectors.kafka_offsets import KafkaOffsetsCollector, kafka_client_config
+        from eventscope.collectors.record_times import RecordTimes
         conf = kafka_client_config(config.kafka)
         collectors.append(KafkaOffsetsCollector(AdminClient(conf), topics=config.kafka.topics,
-                                                timeout_s=config.kafka.timeout_s, probe_conf=conf))
+                                                timeout_s=config.kafka.timeout_s, probe_conf=conf,
+                                                record_times=RecordTimes(conf)))
         collectors.append(KafkaEventsCollector(conf, topics=config.kafka.topics,
                                                dlq_pattern=dlq_regex(config.kafka.dlq_pattern,
                                                                      config.kafka.dlq_topics),

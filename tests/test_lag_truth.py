@@ -91,3 +91,44 @@ def test_stall_and_stop_on_the_real_brokers(kafka_bootstrap, redis_url):
     assert set(analytics.loc[["redis"]]) == {"STOP"}
     healthy = view[view["group"] == prefix + "payment-service"]
     assert set(healthy["status"]) == {"OK"} and (healthy["lag"] == 0).all()
+
+
+def test_kafka_lag_seconds_of_a_group_stalled_before_eventscope_started(kafka_admin, kafka_bootstrap):
+    """The committed offset is older than anything eventscope sampled: interpolation cannot
+    date it, the record at the committed offset can, from the very first sample."""
+    from eventscope.collectors.record_times import RecordTimes
+    topic, group = f"stalled-{uuid.uuid4().hex[:6]}", f"stalled-{uuid.uuid4().hex[:6]}"
+    kafka_admin.create_topics([NewTopic(topic, 2, 1)])[topic].result()
+    producer = Producer({"bootstrap.servers": kafka_bootstrap, "linger.ms": 0})
+    hours_ago = int((time.time() - 3 * 3600) * 1000)
+    for i in range(10):  # three hours ago, a second apart, on both partitions
+        for p in (0, 1):
+            producer.produce(topic, b"old", partition=p, timestamp=hours_ago + i * 1000)
+    producer.flush(10)
+    consumer = Consumer({"bootstrap.servers": kafka_bootstrap, "group.id": group, "enable.auto.commit": False})
+    consumer.commit(offsets=[TopicPartition(topic, 0, 3), TopicPartition(topic, 1, 10)], asynchronous=False)
+    consumer.close()
+    for p in (0, 1):
+        producer.produce(topic, b"new", partition=p)  # the stream went on without the group
+    producer.flush(10)
+    conf = {"bootstrap.servers": kafka_bootstrap}
+    times = RecordTimes(conf)
+    exact = KafkaOffsetsCollector(kafka_admin, topics=f"^{topic}$", record_times=times)
+    plain = KafkaOffsetsCollector(kafka_admin, topics=f"^{topic}$")
+    try:
+        rows = exact.collect()["lag"].set_index("partition")
+        truth = time.time() - (hours_ago + 3 * 1000) / 1000.0
+        assert list(rows["lag"]) == [8, 1]
+        assert abs(rows.loc[0, "lag_seconds"] - truth) <= 1.0, (rows.loc[0, "lag_seconds"], truth)
+        # partition 1 waits on the record produced just now
+        assert rows.loc[1, "lag_seconds"] <= 30
+        assert pd.isna(plain.collect()["lag"].set_index("partition").loc[0, "lag_seconds"])
+        # the record at an offset never changes: the next sample reads the cache, not the broker
+        again = exact.collect()["lag"].set_index("partition")
+        assert times.fetched == 0
+        assert abs(again.loc[0, "lag_seconds"] - (time.time() - (hours_ago + 3000) / 1000.0)) <= 1.0
+    finally:
+        exact.close()
+    # read-only: the fetching consumer never joined or committed as a group
+    groups = {g.group_id for g in kafka_admin.list_consumer_groups().result().valid}
+    assert not any(g.startswith("eventscope-times-") for g in groups)
