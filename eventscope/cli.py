@@ -291,7 +291,10 @@ def dashboard_command(port: int) -> list[str]:
             "--server.address", "127.0.0.1", "--server.port", str(port),
             "--server.headless", "true", "--browser.gatherUsageStats", "false",
             "--client.toolbarMode", "minimal", "--theme.base", "light",
-            "--server.disconnectedSessionTTL", str(DISCONNECTED_SESSION_TTL_S)]
+            "--server.disconnectedSessionTTL", str(DISCONNECTED_SESSION_TTL_S),
+            # an operator's dashboard does not reload its code when files change: no watcher
+            # polling thousands of module files, and a package upgrade applies on restart
+            "--server.fileWatcherType", "none"]
 
 
 def cmd_demo(args, config) -> int:
