@@ -180,3 +180,73 @@ class DeadLetterBook:
                 "source_topic": origin, "depth": depth,
                 "oldest_at": oldest_at if oldest_at is not None else (self.oldest_seen if depth else None),
                 "reasons": json.dumps(dict(self.reasons.most_common(50)))}
+
+
+# -- reading state: where each partition's reading stands, saved with the store ---------------
+BOOK_PARTITION = -1  # the reading_state row of a DLQ's book
+BOOK_REASONS_KEPT = 500  # distinct reasons a saved book keeps (the most frequent)
+
+
+def offset_key(broker: str, offset: str):
+    """A stored offset as something that orders: Kafka offsets as numbers, Redis entry IDs
+    as (milliseconds, sequence)."""
+    if broker == "redis":
+        ms, _, seq = str(offset).partition("-")
+        return (int(ms), int(seq or 0))
+    return int(offset)
+
+
+def reading_rows(now, source: str, broker: str, positions: dict, books: dict) -> list[dict]:
+    """``reading_state`` rows: one per (topic, partition) position, one per DLQ book."""
+    rows = [{"saved_at": now, "source": source, "broker": broker, "topic": topic, "partition": partition,
+             "position": str(position)} for (topic, partition), position in positions.items()]
+    for topic, book in books.items():
+        rows.append({"saved_at": now, "source": source, "broker": broker, "topic": topic,
+                     "partition": BOOK_PARTITION,
+                     "reasons": json.dumps(dict(book.reasons.most_common(BOOK_REASONS_KEPT))),
+                     "source_topics": json.dumps(dict(book.source_topics.most_common(BOOK_REASONS_KEPT))),
+                     "oldest_seen": book.oldest_seen})
+    return rows
+
+
+def restore_reading(rows: pd.DataFrame, events: pd.DataFrame | None, broker: str
+                    ) -> tuple[dict, dict[str, DeadLetterBook]]:
+    """(positions, books) from saved ``reading_state`` rows of one source, moved past the
+    stored ``events`` read after the save (a collector stopped between storing its events
+    and saving its state): those are not read twice, and their dead letters are counted."""
+    positions, books = {}, {}
+    for r in rows.itertuples(index=False):
+        if int(r.partition) == BOOK_PARTITION:
+            book = DeadLetterBook()
+            book.reasons.update(_counts(r.reasons))
+            book.source_topics.update(_counts(r.source_topics))
+            book.oldest_seen = None if pd.isna(r.oldest_seen) else pd.Timestamp(r.oldest_seen)
+            books[str(r.topic)] = book
+        elif isinstance(r.position, str) and r.position:
+            positions[(str(r.topic), int(r.partition))] = r.position
+    if events is None or events.empty:
+        return positions, books
+    redis = broker == "redis"
+    order = sorted(range(len(events)), key=lambda i: offset_key(broker, events["offset"].iat[i]))
+    for r in events.iloc[order].itertuples(index=False):
+        key = (str(r.topic), int(r.partition))
+        if key in positions:
+            at, saved = offset_key(broker, r.offset), offset_key(broker, positions[key])
+            if at <= saved if redis else at < saved:
+                continue  # read before the save: in the saved position and book already
+        positions[key] = str(r.offset) if redis else str(int(r.offset) + 1)
+        if bool(r.dead_letter):
+            book = books.setdefault(key[0], DeadLetterBook())
+            book.count(None if pd.isna(r.dlq_reason) else r.dlq_reason,
+                       None if pd.isna(r.original_topic) else r.original_topic,
+                       None if pd.isna(r.broker_at) else r.broker_at)
+    return positions, books
+
+
+def _counts(text) -> dict:
+    if not isinstance(text, str) or not text:
+        return {}
+    try:
+        return {str(k): int(v) for k, v in json.loads(text).items()}
+    except (TypeError, ValueError, AttributeError):
+        return {}

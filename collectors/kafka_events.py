@@ -3,9 +3,11 @@
 The consumer is *assigned* partitions at explicit offsets and never subscribes,
 commits or stores offsets, so no group is joined or created on the broker (the
 ``group.id`` librdkafka insists on is a private, random one that never reaches a
-coordinator). Positions live in memory: on the first sample each partition starts at
-the offset of ``lookback_s`` ago (``list_offsets`` for that timestamp), or, without a lookback,
-``backlog`` messages before its end, so a restart re-reads a bounded tail.
+coordinator). Positions are saved in the store after each run (``reading_state``, with
+the DLQ books): a restarted collector goes on from them, so each message is stored once.
+A partition with no saved position starts at the offset of ``lookback_s`` ago
+(``list_offsets`` for that timestamp), or, without a lookback, ``backlog`` messages before
+its end.
 
 Which topics: the ``topics`` regex and the ``globs`` must both match. With
 ``sample_ratio`` < 1 only correlation IDs whose stable hash falls in the sample are
@@ -25,7 +27,8 @@ import pandas as pd
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, TopicPartition
 from confluent_kafka.admin import AdminClient, OffsetSpec
 
-from eventscope.collectors.events_common import DeadLetterBook, EventBatch, gc_paused, glob_filter
+from eventscope.collectors.events_common import (DeadLetterBook, EventBatch, gc_paused, glob_filter,
+                                                 reading_rows, restore_reading)
 from eventscope.collectors.kafka_offsets import list_offsets
 from eventscope import schemas
 from eventscope.decode import headers_to_dict
@@ -35,6 +38,7 @@ class KafkaEventsCollector:
     """Observed events and DLQ summaries from Kafka."""
 
     name = "kafka.events"
+    broker = "kafka"
 
     def __init__(self, client_conf: dict, source: str = "kafka", topics: str = r"^(?!__).*",
                  dlq_pattern: str = r"\.DLT$", max_events: int = 5000, backlog: int = 5000,
@@ -70,6 +74,7 @@ class KafkaEventsCollector:
         self._high: dict[tuple[str, int], int] = {}  # end offset seen when a partition was assigned
         self._next: dict[tuple[str, int], int] = {}  # next offset to read, per partition read from
         self.books: dict[str, DeadLetterBook] = {}
+        self._resume: dict[tuple[str, int], int] = {}  # saved positions not assigned yet
 
     def collect(self) -> dict[str, pd.DataFrame]:
         self._assign_new()
@@ -103,10 +108,30 @@ class KafkaEventsCollector:
             self.assigned.add(key)
         if new and self.lookback_s is not None:
             new = self._from_lookback(new)
+        # where the store says an earlier run stopped: go on from there (what the retention
+        # deleted meanwhile is gone; a position past the end means the topic was recreated)
+        new = [TopicPartition(tp.topic, tp.partition,
+                              _within(self._resume.pop((tp.topic, tp.partition)), lows[(tp.topic, tp.partition)],
+                                      highs[(tp.topic, tp.partition)], tp.offset))
+               if (tp.topic, tp.partition) in self._resume else tp for tp in new]
         for tp in new:  # where reading starts: a run is caught up once it has read to the end
             self._next[(tp.topic, tp.partition)] = tp.offset if tp.offset >= 0 else lows[(tp.topic, tp.partition)]
         if new:
             self.consumer.incremental_assign(new)
+
+    def reading_state(self, now) -> list[dict]:
+        """``reading_state`` rows: the next offset of every partition read, and the DLQ books."""
+        positions = {key: offset for key, offset in self._next.items() if offset >= 0}
+        positions.update({key: offset for key, offset in self._resume.items() if key not in positions})
+        return reading_rows(now, self.source, "kafka", positions, self.books)
+
+    def restore(self, rows: pd.DataFrame, events: pd.DataFrame | None = None) -> None:
+        """Go on from saved ``reading_state`` rows (and the ``events`` stored after them):
+        every partition from its saved position instead of the lookback, each DLQ's book
+        with every reason it had counted."""
+        positions, books = restore_reading(rows, events, "kafka")
+        self._resume = {key: int(offset) for key, offset in positions.items()}
+        self.books.update(books)
 
     def _offsets(self, partitions: list, spec) -> dict[tuple[str, int], int]:
         """Offsets at ``spec``; a partition that fails (no leader for a moment) is left out."""
@@ -218,3 +243,11 @@ class KafkaEventsCollector:
     def close(self) -> None:
         """Close the consumer (it has no group to leave and nothing to commit)."""
         self.consumer.close()
+
+
+def _within(saved: int, low: int, high: int, otherwise: int) -> int:
+    """A saved next offset, moved up to the oldest one still kept; past the end (the topic
+    was deleted and created again) the start a new partition would get."""
+    if saved > high:
+        return otherwise
+    return max(saved, low)

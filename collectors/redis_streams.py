@@ -21,7 +21,8 @@ import time
 import pandas as pd
 import redis
 
-from eventscope.collectors.events_common import DeadLetterBook, EventBatch, gc_paused, glob_filter
+from eventscope.collectors.events_common import (DeadLetterBook, EventBatch, gc_paused, glob_filter,
+                                                 reading_rows, restore_reading)
 from eventscope import schemas
 
 MIN_READ = 50  # entries read of a stream at least, when it is read at all
@@ -50,6 +51,7 @@ class RedisStreamsCollector:
     """Streams, groups and entries from one Redis server."""
 
     name = "redis.streams"
+    broker = "redis"
 
     def __init__(self, client: redis.Redis, source: str = "redis", pattern: str = "*",
                  streams: list[str] | None = None, dlq_pattern: str = r"(\.dlq|:dlq)$",
@@ -219,6 +221,17 @@ class RedisStreamsCollector:
         # Start a bounded tail before the end: the entry ``backlog`` from the end.
         tail = self.client.xrevrange(key, max="+", min="-", count=self.backlog)
         return _s(tail[-1][0]) if tail else "-"
+
+    def reading_state(self, now) -> list[dict]:
+        """``reading_state`` rows: the last entry ID read of every stream, and the DLQ books."""
+        return reading_rows(now, self.source, "redis", {(key, 0): entry for key, entry in self.positions.items()},
+                            self.books)
+
+    def restore(self, rows: pd.DataFrame, events: pd.DataFrame | None = None) -> None:
+        """Go on from saved ``reading_state`` rows (and the ``events`` stored after them)."""
+        positions, books = restore_reading(rows, events, "redis")
+        self.positions.update({key: entry for (key, _), entry in positions.items()})
+        self.books.update(books)
 
     def _batch(self) -> EventBatch:
         return EventBatch(self.source, "redis", decoder=self.decoder, sample_ratio=self.sample_ratio,

@@ -58,6 +58,45 @@ class Runner:
         self.states = {id(c): _State() for c in self.collectors}
         self.samples = 0
         self._evaluated = float("-inf")
+        self.reading: dict[tuple[str, str], list[dict]] = {}  # (source, broker) -> its reading_state rows
+        self._restore_reading()
+
+    # -- reading state: where the event readers stand, saved with what they stored --------
+    def _readers(self) -> list:
+        """The collectors that read events and can save where they stand (once each)."""
+        owners = {}
+        for collector in self.collectors:
+            owner = getattr(collector, "parent", collector)
+            if hasattr(owner, "reading_state") and hasattr(owner, "restore"):
+                owners[id(owner)] = owner
+        return list(owners.values())
+
+    def _restore_reading(self) -> None:
+        """Each reader goes on where the last writer of this store stopped: from its saved
+        positions and books, moved past the events stored after that save (a run stopped
+        between storing its events and saving its state), so no message is stored twice."""
+        readers = self._readers()
+        if not readers:
+            return
+        saved = self.store.get("reading_state")
+        for reader in readers:
+            mine = saved[(saved["source"] == reader.source) & (saved["broker"] == reader.broker)]
+            self.reading[(reader.source, reader.broker)] = mine.to_dict("records")
+            if mine.empty:
+                continue
+            since = mine["saved_at"].min() - pd.Timedelta(seconds=60)
+            later = self.store.read("events", since=since, where={"source": reader.source, "broker": reader.broker},
+                                    columns=["topic", "partition", "offset", "dead_letter", "dlq_reason",
+                                             "original_topic", "broker_at"])
+            reader.restore(mine, later)
+
+    def _save_reading(self, collector) -> None:
+        owner = getattr(collector, "parent", collector)
+        if not (hasattr(owner, "reading_state") and hasattr(owner, "restore")):
+            return
+        self.reading[(owner.source, owner.broker)] = owner.reading_state(pd.Timestamp.now(tz="UTC"))
+        rows = [row for part in self.reading.values() for row in part]
+        self.store.put("reading_state", schemas.conform("reading_state", rows))
 
     def run_once(self, force: bool = False) -> pd.DataFrame:
         """One pass over the collectors that are due; returns their health rows."""
@@ -87,6 +126,7 @@ class Runner:
         rows, error = 0, ""
         try:
             rows = self.recorder.record(collector.collect())
+            self._save_reading(collector)  # after its events are stored: see _restore_reading
             state.failures = 0
             state.last_success = now
             state.next_run = started + (getattr(collector, "interval_s", None) or self.interval_s)

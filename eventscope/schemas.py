@@ -214,6 +214,18 @@ DLQ_1M = {
     "samples": ("int64", "samples rolled into the row"),
 }
 
+READING_STATE = {
+    "saved_at": (TIME, "when the collector saved it (after storing the events it covers)"),
+    "source": (STR, "configured source name"),
+    "broker": (STR, "`kafka` or `redis`"),
+    "topic": (STR, "topic or stream key"),
+    "partition": ("int64", "partition (0 for Redis); -1 on a DLQ's book row"),
+    "position": (STR, "Kafka: the next offset to read; Redis: the last entry ID read"),
+    "reasons": (STR, "book row: JSON `{reason: count}` of every dead letter read from the DLQ"),
+    "source_topics": (STR, "book row: JSON `{topic: count}` the dead letters came from"),
+    "oldest_seen": (TIME, "book row: broker time of the oldest dead letter read"),
+}
+
 SCHEMAS: dict[str, dict[str, tuple[str, str]]] = {
     "lag": LAG,
     "dlq": DLQ,
@@ -235,6 +247,7 @@ SCHEMAS: dict[str, dict[str, tuple[str, str]]] = {
     "lag_1m_open": LAG_1M,
     "dlq_1m": DLQ_1M,
     "dlq_1m_open": DLQ_1M,
+    "reading_state": READING_STATE,
 }
 
 #: how each frame is kept (eventscope.store): ``log`` for the whole retention, ``raw`` for
@@ -243,7 +256,7 @@ KIND = {"lag": "raw", "lag_samples": "raw", "dlq": "raw", "topics": "raw", "cons
         "events": "log", "health": "log", "alerts": "log", "alerts_active": "snapshot", "lag_1m": "log", "dlq_1m": "log",
         "lag_latest": "snapshot", "lag_groups": "snapshot", "topics_latest": "snapshot",
         "consumers_latest": "snapshot", "stuck_latest": "snapshot", "dlq_latest": "snapshot",
-        "lag_1m_open": "snapshot", "dlq_1m_open": "snapshot"}
+        "lag_1m_open": "snapshot", "dlq_1m_open": "snapshot", "reading_state": "snapshot"}
 
 #: the order a log frame's merged parts are written in (default: time): a rollup sorted by
 #: subject lets a reader of one group skip every other group's row groups
@@ -256,7 +269,7 @@ TIME_COLUMN = {"lag": "sampled_at", "dlq": "sampled_at", "events": "observed_at"
                "lag_groups": "sampled_at", "topics_latest": "sampled_at",
                "consumers_latest": "sampled_at", "stuck_latest": "sampled_at",
                "dlq_latest": "sampled_at", "lag_1m": "minute", "lag_1m_open": "minute",
-               "dlq_1m": "minute", "dlq_1m_open": "minute"}
+               "dlq_1m": "minute", "dlq_1m_open": "minute", "reading_state": "saved_at"}
 
 
 def empty(name: str) -> pd.DataFrame:
