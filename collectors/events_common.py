@@ -164,6 +164,10 @@ class DeadLetterBook:
     reasons: Counter = field(default_factory=Counter)
     source_topics: Counter = field(default_factory=Counter)
     oldest_seen: pd.Timestamp | None = None
+    # where the first read began per partition, when the read budget left older messages
+    # unread (Kafka offsets, a Redis entry ID), and how many it left
+    unread_until: dict = field(default_factory=dict)
+    unread: int = 0
 
     def count(self, reason: str | None, original_topic: str | None, seen: pd.Timestamp | None) -> None:
         """Count one dead letter: its reason, the topic it came from, the broker's time of it."""
@@ -173,13 +177,13 @@ class DeadLetterBook:
         if seen is not None and (self.oldest_seen is None or seen < self.oldest_seen):
             self.oldest_seen = seen
 
-    def row(self, now, source: str, broker: str, dlq: str, depth: int, oldest_at) -> dict:
-        """The ``dlq`` frame row for this queue."""
+    def row(self, now, source: str, broker: str, dlq: str, depth: int, oldest_at, unread: int = 0) -> dict:
+        """The ``dlq`` frame row for this queue (``unread``: messages held the reasons do not count)."""
         origin = self.source_topics.most_common(1)[0][0] if self.source_topics else None
         return {"sampled_at": now, "source": source, "broker": broker, "dlq": dlq,
                 "source_topic": origin, "depth": depth,
                 "oldest_at": oldest_at if oldest_at is not None else (self.oldest_seen if depth else None),
-                "reasons": json.dumps(dict(self.reasons.most_common(50)))}
+                "reasons": json.dumps(dict(self.reasons.most_common(50))), "unread": min(unread, depth)}
 
 
 # -- reading state: where each partition's reading stands, saved with the store ---------------
@@ -205,7 +209,9 @@ def reading_rows(now, source: str, broker: str, positions: dict, books: dict) ->
                      "partition": BOOK_PARTITION,
                      "reasons": json.dumps(dict(book.reasons.most_common(BOOK_REASONS_KEPT))),
                      "source_topics": json.dumps(dict(book.source_topics.most_common(BOOK_REASONS_KEPT))),
-                     "oldest_seen": book.oldest_seen})
+                     "oldest_seen": book.oldest_seen,
+                     "unread_until": json.dumps({str(k): str(v) for k, v in book.unread_until.items()})
+                     if book.unread_until else None, "unread": book.unread})
     return rows
 
 
@@ -221,6 +227,8 @@ def restore_reading(rows: pd.DataFrame, events: pd.DataFrame | None, broker: str
             book.reasons.update(_counts(r.reasons))
             book.source_topics.update(_counts(r.source_topics))
             book.oldest_seen = None if pd.isna(r.oldest_seen) else pd.Timestamp(r.oldest_seen)
+            book.unread_until = {int(k): v for k, v in _counts(r.unread_until, str).items()}
+            book.unread = 0 if pd.isna(r.unread) else int(r.unread)
             books[str(r.topic)] = book
         elif isinstance(r.position, str) and r.position:
             positions[(str(r.topic), int(r.partition))] = r.position
@@ -243,10 +251,10 @@ def restore_reading(rows: pd.DataFrame, events: pd.DataFrame | None, broker: str
     return positions, books
 
 
-def _counts(text) -> dict:
+def _counts(text, kind=int) -> dict:
     if not isinstance(text, str) or not text:
         return {}
     try:
-        return {str(k): int(v) for k, v in json.loads(text).items()}
+        return {str(k): kind(v) for k, v in json.loads(text).items()}
     except (TypeError, ValueError, AttributeError):
         return {}

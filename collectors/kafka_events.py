@@ -44,7 +44,7 @@ class KafkaEventsCollector:
                  dlq_pattern: str = r"\.DLT$", max_events: int = 5000, backlog: int = 5000,
                  timeout_s: float = 10.0, budget_s: float = 2.0, lookback_s: float | None = None,
                  globs: list | None = None, sample_ratio: float = 1.0, decoder=None,
-                 payload_max_chars: int = 4000):
+                 payload_max_chars: int = 4000, dlq_read_max: int = 10_000):
         conf = dict(client_conf)
         conf.update({"group.id": f"eventscope-observer-{uuid.uuid4().hex}",
                      "enable.auto.commit": False, "enable.auto.offset.store": False,
@@ -75,6 +75,7 @@ class KafkaEventsCollector:
         self._next: dict[tuple[str, int], int] = {}  # next offset to read, per partition read from
         self.books: dict[str, DeadLetterBook] = {}
         self._resume: dict[tuple[str, int], int] = {}  # saved positions not assigned yet
+        self.dlq_read_max = dlq_read_max  # a DLQ seen for the first time: read this much of it
 
     def collect(self) -> dict[str, pd.DataFrame]:
         self._assign_new()
@@ -113,11 +114,27 @@ class KafkaEventsCollector:
         new = [TopicPartition(tp.topic, tp.partition,
                               _within(self._resume.pop((tp.topic, tp.partition)), lows[(tp.topic, tp.partition)],
                                       highs[(tp.topic, tp.partition)], tp.offset))
-               if (tp.topic, tp.partition) in self._resume else tp for tp in new]
+               if (tp.topic, tp.partition) in self._resume
+               else self._dlq_start(tp, lows, highs, new) if self.dlq_filter.search(tp.topic)
+               else tp for tp in new]
         for tp in new:  # where reading starts: a run is caught up once it has read to the end
             self._next[(tp.topic, tp.partition)] = tp.offset if tp.offset >= 0 else lows[(tp.topic, tp.partition)]
         if new:
             self.consumer.incremental_assign(new)
+
+    def _dlq_start(self, tp, lows: dict, highs: dict, new: list) -> TopicPartition:
+        """A DLQ partition seen for the first time is read from its oldest message, so the
+        reasons describe all it holds, up to ``dlq_read_max`` messages per DLQ (shared by its
+        partitions): past that, from the newest, and the book notes what was left unread."""
+        key = (tp.topic, tp.partition)
+        low, high = lows[key], highs[key]
+        share = -(-self.dlq_read_max // max(1, sum(1 for t in new if t.topic == tp.topic)))
+        start = max(low, high - share)
+        if start > low:
+            book = self.books.setdefault(tp.topic, DeadLetterBook())
+            book.unread_until[tp.partition] = start
+            book.unread += start - low
+        return TopicPartition(tp.topic, tp.partition, start if high > 0 else OFFSET_BEGINNING)
 
     def reading_state(self, now) -> list[dict]:
         """``reading_state`` rows: the next offset of every partition read, and the DLQ books."""
@@ -237,7 +254,9 @@ class KafkaEventsCollector:
             if not all(k in lows and k in highs for k in keys):
                 continue  # leaderless for a moment: skip rather than under-count
             depth = sum(max(0, highs[k] - lows[k]) for k in keys)
-            rows.append(book.row(now, self.source, "kafka", topic, depth, None))
+            # left unread by the first read and still held (the retention deletes oldest first)
+            unread = sum(max(0, int(book.unread_until.get(p, 0)) - lows[(t, p)]) for t, p in keys)
+            rows.append(book.row(now, self.source, "kafka", topic, depth, None, unread))
         return schemas.conform("dlq", rows)
 
     def close(self) -> None:

@@ -58,7 +58,7 @@ class RedisStreamsCollector:
                  max_events: int = 5000, backlog: int = 5000, stuck_min_deliveries: int = 3,
                  stuck_idle_s: float = 60.0, stuck_scan: int = 100, lookback_s: float | None = None,
                  globs: list | None = None, sample_ratio: float = 1.0, decoder=None,
-                 payload_max_chars: int = 4000):
+                 payload_max_chars: int = 4000, dlq_read_max: int = 10_000):
         self.client = client
         self.source = source
         self.pattern = pattern
@@ -78,6 +78,7 @@ class RedisStreamsCollector:
         self.positions: dict[str, str] = {}
         self.first_unread_cache: dict[tuple[str, str], tuple[str, pd.Timestamp | None]] = {}
         self.books: dict[str, DeadLetterBook] = {}
+        self.dlq_read_max = dlq_read_max  # a DLQ stream seen for the first time: read this much of it
 
     def discover(self) -> list[str]:
         """Stream keys to watch."""
@@ -171,7 +172,11 @@ class RedisStreamsCollector:
                 first = info.get("first-entry")
                 oldest = entry_time(first[0]) if first else None
                 book = self.books.setdefault(key, DeadLetterBook())
-                dlq.append(book.row(now, self.source, "redis", key, int(info.get("length") or 0), oldest))
+                # what the first read left unread is held while the oldest entry predates its start
+                until = book.unread_until.get(0)
+                unread = book.unread if until and first and _older(_s(first[0]), until) else 0
+                dlq.append(book.row(now, self.source, "redis", key, int(info.get("length") or 0), oldest,
+                                    unread))
         return {"lag": schemas.conform("lag", lag), "topics": schemas.conform("topics", topics),
                 "events": events, "dlq": schemas.conform("dlq", dlq),
                 "consumers": schemas.conform("consumers", consumers),
@@ -213,6 +218,8 @@ class RedisStreamsCollector:
     def _start_id(self, key: str, info: dict) -> str:
         if key in self.positions:
             return "(" + self.positions[key]
+        if self.dlq_filter.search(key):
+            return self._dlq_start(key, int(info.get("length") or 0))
         if self.lookback_s is not None:  # entry IDs are times: start at now - lookback
             return f"{max(0, int((time.time() - self.lookback_s) * 1000))}-0"
         length = int(info.get("length") or 0)
@@ -232,6 +239,20 @@ class RedisStreamsCollector:
         positions, books = restore_reading(rows, events, "redis")
         self.positions.update({key: entry for (key, _), entry in positions.items()})
         self.books.update(books)
+
+    def _dlq_start(self, key: str, length: int) -> str:
+        """A DLQ stream seen for the first time is read from its oldest entry, up to
+        ``dlq_read_max`` entries: past that, from the newest, and the book notes the rest."""
+        if length <= self.dlq_read_max:
+            return "-"
+        tail = self.client.xrevrange(key, max="+", min="-", count=max(1, self.dlq_read_max))
+        if not tail:
+            return "-"
+        start = _s(tail[-1][0])
+        book = self.books.setdefault(key, DeadLetterBook())
+        book.unread_until = {0: start}
+        book.unread = length - len(tail)
+        return start
 
     def _batch(self) -> EventBatch:
         return EventBatch(self.source, "redis", decoder=self.decoder, sample_ratio=self.sample_ratio,
@@ -276,6 +297,14 @@ class RedisStreamsCollector:
     def close(self) -> None:
         """Close the connection pool."""
         self.client.close()
+
+
+def _older(entry: str, than: str) -> bool:
+    """True when Redis entry ID ``entry`` comes before ``than``."""
+    def key(value):
+        ms, _, seq = value.partition("-")
+        return int(ms), int(seq or 0)
+    return key(entry) < key(than)
 
 
 def _s(value) -> str | None:

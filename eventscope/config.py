@@ -56,6 +56,7 @@ class KafkaConfig:
     topics: str = r"^(?!__).*"
     dlq_pattern: str = r"(\.DLT|-dlt|\.dlq|-dlq|\.dead-letter)$|^dlq[.-]|^__connect\.errors|^dlq$"
     dlq_topics: list = field(default_factory=list)
+    dlq_read_max: int = 10_000
     max_events_per_sample: int = 5000
     timeout_s: float = 10.0
 
@@ -68,6 +69,7 @@ class RedisConfig:
     streams: list = field(default_factory=list)
     dlq_pattern: str = r"(\.dlq|:dlq|\.DLT|-dlt|-dlq|\.dead-letter)$|^dlq[.:-]"
     dlq_streams: list = field(default_factory=list)
+    dlq_read_max: int = 10_000
     max_events_per_sample: int = 5000
     timeout_s: float = 5.0
     stuck_min_deliveries: int = 3
@@ -375,6 +377,8 @@ def _validate(cfg: Config) -> None:
         (cfg.alerts.lag_seconds_crit >= cfg.alerts.lag_seconds_warn,
          "alerts.lag_seconds_crit must be >= alerts.lag_seconds_warn"),
         (cfg.collect.payload_max_chars >= 0, "collect.payload_max_chars must be >= 0"),
+        (cfg.kafka.dlq_read_max >= 0, "kafka.dlq_read_max must be >= 0"),
+        (cfg.redis.dlq_read_max >= 0, "redis.dlq_read_max must be >= 0"),
         (0 < cfg.traces.sample_ratio <= 1, "traces.sample_ratio must be > 0 and <= 1"),
         (cfg.traces.lookback_s >= 0, "traces.lookback_s must be >= 0"),
         (cfg.traces.quiet_s >= 0, "traces.quiet_s must be >= 0"),

@@ -197,7 +197,7 @@ def dlq_summary() -> pd.DataFrame:
 
 
 DLQ_TABLE_COLUMNS = ["broker", "dlq", "source_topic", "depth", "growth_per_min", "history",
-                     "oldest", "oldest_age_seconds", "reasons", "unprocessed",
+                     "oldest", "oldest_age_seconds", "reasons", "unread", "unprocessed",
                      "pre_dlq_pressure", "empty"]
 DLQ_MESSAGE_COLUMNS = ["at", "partition", "offset", "event_type", "correlation_id",
                        "original_topic", "reason", "dlq_class", "size_bytes", "decode_error",

@@ -17,6 +17,7 @@ its own.
 from __future__ import annotations
 
 import tempfile
+from pathlib import Path
 import threading
 from collections import OrderedDict
 from collections.abc import Callable
@@ -28,7 +29,7 @@ from eventscope.analysis import alerts, causality
 from eventscope.analysis import dlq as dlq_analysis
 from eventscope.analysis import lag as lag_analysis
 from eventscope.analysis import traces as trace_analysis
-from eventscope.store import Store
+from eventscope.store import Store, file_columns
 
 CACHE_BYTES = 64 * 1024 * 1024
 DUCKDB_MEMORY = "256MB"  # what one process's scans may hold before DuckDB spills to disk
@@ -144,7 +145,10 @@ class Scanner:
         tcol = schemas.TIME_COLUMN[name]
         wanted = list(schemas.SCHEMAS[name]) if columns is None else list(columns)
         select = wanted if tcol in wanted else [*wanted, tcol]
-        quoted = ", ".join(f'"{c}"' for c in select)  # `group`, `offset`, `end` are SQL words
+        def quoted(files: list[str]) -> str:  # `group`, `offset`, `end` are SQL words
+            # a column no part in range holds (a store written by an older eventscope) is null
+            present = frozenset().union(*(file_columns(Path(f)) for f in files))
+            return ", ".join(f'"{c}"' if c in present else f'NULL AS "{c}"' for c in select)
         table = self._run(store, name, since, until, where, quoted, [], f'ORDER BY "{tcol}"')
         if table is None:
             return schemas.empty(name)[wanted]
@@ -178,7 +182,7 @@ class Scanner:
             return pd.DataFrame(columns=[*keys, *aggregates])
         return table.to_pandas()
 
-    def _run(self, store: Store, name: str, since, until, where: dict | None, select: str,
+    def _run(self, store: Store, name: str, since, until, where: dict | None, select,
              select_params: list, tail: str):
         """Runs ``SELECT select FROM name's parts WHERE time range and where tail``; None when
         no part holds the range (or a ``where`` list is empty)."""
@@ -195,8 +199,6 @@ class Scanner:
                 return None
             clauses.append(f'"{column}" IN ({", ".join("?" * len(values))})')
             params += values
-        sql = (f"SELECT {select} FROM read_parquet(?, union_by_name=true) "
-               f'WHERE {" AND ".join(clauses)} {tail}')
         for attempt in range(2):
             files = [str(store.part_path(name, p["file"])) for p in store.part_entries(name)
                      if pd.Timestamp(p["tmax"]) >= since
@@ -204,8 +206,11 @@ class Scanner:
             if not files:
                 return None
             try:
+                sql = (f"SELECT {select(files) if callable(select) else select} "
+                       f"FROM read_parquet(?, union_by_name=true) "
+                       f'WHERE {" AND ".join(clauses)} {tail}')
                 return self._cursor().sql(sql, params=[*select_params, files, *params]).to_arrow_table()
-            except self._io_error:
+            except (self._io_error, FileNotFoundError):  # a part compacted away meanwhile
                 if attempt:
                     raise
         return None

@@ -221,6 +221,7 @@ def build_collectors(config: Config) -> list:
                                                                      config.kafka.dlq_topics),
                                                max_events=config.kafka.max_events_per_sample,
                                                timeout_s=config.kafka.timeout_s,
+                                               dlq_read_max=config.kafka.dlq_read_max,
                                                globs=config.traces.kafka_topics, **events))
         collectors[-1].interval_s = min(config.traces.interval_s, config.collect.interval_s)
     if config.redis.url:
@@ -236,6 +237,7 @@ def build_collectors(config: Config) -> list:
                                                 max_events=config.redis.max_events_per_sample,
                                                 stuck_min_deliveries=config.redis.stuck_min_deliveries,
                                                 stuck_idle_s=config.redis.stuck_idle_s,
+                                                dlq_read_max=config.redis.dlq_read_max,
                                                 globs=config.traces.redis_streams, **events))
         if config.traces.interval_s < config.collect.interval_s:
             collectors.append(EventsTail(collectors[-1], config.traces.interval_s))

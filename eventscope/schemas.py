@@ -45,6 +45,8 @@ DLQ = {
     "depth": ("int64", "messages currently held"),
     "oldest_at": (TIME, "time of the oldest message held; NaT when empty or unknown"),
     "reasons": (STR, "JSON object `{reason: count}` over the messages seen"),
+    "unread": ("Int64", "messages held that `reasons` does not count: a DLQ deeper than `dlq_read_max` "
+                        "when first seen was read from its newest messages; 0 when all were read"),
 }
 
 EVENTS = {
@@ -224,6 +226,9 @@ READING_STATE = {
     "reasons": (STR, "book row: JSON `{reason: count}` of every dead letter read from the DLQ"),
     "source_topics": (STR, "book row: JSON `{topic: count}` the dead letters came from"),
     "oldest_seen": (TIME, "book row: broker time of the oldest dead letter read"),
+    "unread_until": (STR, "book row: JSON `{partition: offset}` where the first read began, when "
+                          "`dlq_read_max` left older messages unread"),
+    "unread": ("Int64", "book row: how many messages that first read left unread"),
 }
 
 SCHEMAS: dict[str, dict[str, tuple[str, str]]] = {

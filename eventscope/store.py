@@ -37,6 +37,7 @@ Each ``events`` part has its trace index beside it (``<part>.trace-index.npz``, 
 from __future__ import annotations
 
 import fcntl
+import functools
 import json
 import os
 import time
@@ -153,7 +154,8 @@ class Store:
             manifest = self._read_manifest(self._folder(name, create=False))
             folder = self._folder(name, create=False)
             try:
-                tables = [pq.read_table(folder / p["file"], columns=wanted, filters=filters)
+                tables = [pq.read_table(folder / p["file"], columns=_in_file(folder / p["file"], wanted),
+                                        filters=filters)
                           for p in manifest["parts"] if _overlaps(p, since, until)]
                 break
             except FileNotFoundError:
@@ -170,8 +172,8 @@ class Store:
         """The current rows of a snapshot frame (empty when never written)."""
         wanted = _columns(name, columns, None)
         try:
-            table = pq.read_table(self._folder(name, create=False) / SNAPSHOT_FILE, columns=wanted,
-                                  filters=_filters(where) or None)
+            path = self._folder(name, create=False) / SNAPSHOT_FILE
+            table = pq.read_table(path, columns=_in_file(path, wanted), filters=_filters(where) or None)
         except FileNotFoundError:
             table = None
         return _frame(name, [table] if table is not None else [], wanted)
@@ -425,6 +427,23 @@ def _columns(name: str, columns: list[str] | None, tcol: str | None) -> list[str
     if tcol is not None and tcol not in wanted:
         wanted.append(tcol)  # the time filter and the ordering need it
     return wanted
+
+
+def file_columns(path: Path) -> frozenset[str]:
+    """The columns a Parquet file holds (its footer, read once per file: files never change)."""
+    return _file_columns(str(path), path.stat().st_mtime_ns)
+
+
+@functools.lru_cache(maxsize=4096)
+def _file_columns(path: str, _mtime_ns: int) -> frozenset[str]:
+    return frozenset(pq.read_schema(path).names)
+
+
+def _in_file(path: Path, wanted: list[str]) -> list[str]:
+    """``wanted`` without the columns ``path`` predates (a store written by an older
+    eventscope): :func:`_frame` fills them with nulls."""
+    present = file_columns(path)
+    return wanted if present.issuperset(wanted) else [c for c in wanted if c in present]
 
 
 def _filters(where: dict | None) -> list[tuple]:

@@ -34,6 +34,9 @@ TABLE_CONFIG = {
                                           help="age of the oldest message held"),
     "reasons": st.column_config.TextColumn("top reasons", width="medium",
                                            help="exception class and message, most frequent first"),
+    "unread": st.column_config.NumberColumn(
+        "not in reasons", format="%d", width="small",
+        help="messages held older than where eventscope started reading this queue (see `dlq_read_max`)"),
     "unprocessed": st.column_config.NumberColumn(
         "unprocessed", format="%d", width="small",
         help="messages a reprocessing group consuming this DLQ has not processed yet; "
@@ -92,7 +95,8 @@ def _overview(table: pd.DataFrame) -> pd.DataFrame:
                          help="queues that held no message in the last hour")
     shown = table[~table["empty"]] if hide else table
     shown = shown.assign(reasons=shown["reasons"].map(_reasons)).reset_index(drop=True)
-    view = shown.drop(columns=["empty", "oldest_age_seconds"])
+    view = shown.drop(columns=["empty", "oldest_age_seconds"]
+                      + (["unread"] if "unread" in shown and not shown["unread"].any() else []))
     st.dataframe(view, hide_index=True, placeholder="—", key="dlq_table",
                  height=min(38 + 35 * max(len(view), 1), 460), column_config=TABLE_CONFIG,
                  on_select=lambda: _pick("dlq_table", shown), selection_mode="single-row")
@@ -156,6 +160,13 @@ def _drilldown(table: pd.DataFrame) -> None:
                           x_label="minutes (0 = now)", y_label="messages held")
 
     st.markdown("**Reasons** (over the messages seen, most frequent first)")
+    if row.get("unread", 0):
+        counted = int(reasons["count"].sum()) if not reasons.empty else 0
+        st.warning(f"These reasons cover part of the queue: {row['unread']:,} of the {int(row['depth']):,} "
+                   f"messages it holds are older than where eventscope started reading it "
+                   f"({counted:,} counted). A queue seen for the first time is read from its oldest "
+                   f"message up to `dlq_read_max` messages (kafka/redis settings).",
+                   icon=":material/rule:")
     if reasons.empty:
         st.caption("No reason recorded.")
     else:

@@ -71,7 +71,7 @@ def test_dlq_json_contract(store):
     rows = json.loads(run(store, "dlq", "--json").stdout)
     assert rows == [{"broker": "kafka", "dlq": "payments.DLT", "source_topic": "payments", "depth": 150,
                      "growth_per_min": 100.0, "oldest_age_seconds": rows[0]["oldest_age_seconds"],
-                     "reasons": [{"reason": "card declined", "count": 3}],
+                     "reasons": [{"reason": "card declined", "count": 3}], "unread": 0,
                      "unprocessed": None, "pre_dlq_pressure": None}]
     age_now = (pd.Timestamp.now(tz="UTC") - (NOW - pd.Timedelta(minutes=5))).total_seconds()
     assert 300 <= rows[0]["oldest_age_seconds"] <= age_now + 1

@@ -131,3 +131,33 @@ def test_a_killed_collector_starts_again_where_it_stopped(tmp_path, traffic, kaf
                           capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr[-2000:]
     _check(tmp_path / "store", traffic)
+
+
+def test_a_dlq_seen_for_the_first_time_is_read_from_its_start(tmp_path, traffic, kafka_bootstrap, redis_url):
+    """Dead letters from hours before eventscope started count in the reasons (the events
+    lookback does not apply to a DLQ); past ``dlq_read_max`` the summary says what it left out."""
+    from eventscope.config import load_config
+    from eventscope.runner import Runner, build_collectors
+    hours_ago = int((time.time() - 2 * 3600) * 1000)
+    for i in range(30):
+        traffic.producer.produce(f"{traffic.prefix}orders.DLT", b"{}", partition=i % 3, timestamp=hours_ago + i,
+                                 headers=[("kafka_dlt-exception-fqcn", b"java.lang.IllegalStateException"),
+                                          ("kafka_dlt-exception-message", b"old failure")])
+        traffic.redis.xadd(f"{traffic.prefix}orders.dlq", {"envelope": b"{}", "error": "IllegalStateException: old"})
+    traffic.producer.flush(10)
+    results = {}
+    for read_max in (100, 12):
+        env = _env(traffic, kafka_bootstrap, redis_url, tmp_path / f"store-{read_max}")
+        env.update({"EVENTSCOPE_KAFKA_DLQ_READ_MAX": str(read_max), "EVENTSCOPE_REDIS_DLQ_READ_MAX": str(read_max),
+                    "EVENTSCOPE_TRACES_LOOKBACK_S": "300"})
+        config = load_config(env={k: v for k, v in env.items() if k.startswith("EVENTSCOPE_")})
+        runner = Runner(Store(tmp_path / f"store-{read_max}"), build_collectors(config), interval_s=0.5)
+        for _ in range(3):
+            runner.run_once(force=True)
+        runner.close()
+        results[read_max] = Store(tmp_path / f"store-{read_max}").get("dlq_latest").set_index("broker")
+    for broker, reason in (("kafka", "IllegalStateException: old failure"), ("redis", "IllegalStateException: old")):
+        whole, capped = results[100].loc[broker], results[12].loc[broker]
+        assert json.loads(whole["reasons"]) == {reason: 30} and whole["unread"] == 0, broker
+        assert sum(json.loads(capped["reasons"]).values()) == 12 and capped["unread"] == 18, broker
+        assert whole["depth"] == capped["depth"] == 30

@@ -165,3 +165,29 @@ def test_merging_parts_keeps_every_row_and_sorts_rollups_by_key(tmp_path, full):
     pd.testing.assert_frame_equal(stored[order], in_order)  # the rollup's key order: a group's rows together
     assert parts[0]["tmin"] == before["minute"].min().isoformat()
     assert parts[0]["tmax"] == before["minute"].max().isoformat()
+
+
+def test_a_store_written_before_a_column_existed_still_reads(tmp_path, monkeypatch):
+    """An upgrade adds a column (``dlq.unread``): parts and snapshots written without it read
+    with nulls there, through the store and through both query engines."""
+    from eventscope.query import Queries
+    now = pd.Timestamp.now(tz="UTC").floor("s")
+    row = {"sampled_at": now, "source": "kafka", "broker": "kafka", "dlq": "orders.DLT",
+           "source_topic": "orders", "depth": 3, "oldest_at": now, "reasons": "{}"}
+    old_schema = {k: v for k, v in schemas.SCHEMAS["dlq"].items() if k != "unread"}
+    monkeypatch.setitem(schemas.SCHEMAS, "dlq", old_schema)
+    monkeypatch.setitem(schemas.SCHEMAS, "dlq_latest", old_schema)
+    store = Store(tmp_path)
+    store.append("dlq", schemas.conform("dlq", [row]))
+    store.put("dlq_latest", schemas.conform("dlq_latest", [row]))
+    monkeypatch.undo()
+    assert "unread" in schemas.SCHEMAS["dlq"]
+    store = Store(tmp_path)
+    for frame in (store.read("dlq"), store.get("dlq_latest"), Queries(store).scan("dlq"),
+                  Queries(store, engine="pyarrow").scan("dlq")):
+        assert list(frame.columns) == list(schemas.SCHEMAS["dlq"])
+        assert frame["depth"].tolist() == [3] and frame["unread"].isna().all()
+    # a newer part beside the old one: both read, the old row null where it has no value
+    store.append("dlq", schemas.conform("dlq", [{**row, "sampled_at": now + pd.Timedelta(seconds=1), "unread": 7}]))
+    both = Queries(store).scan("dlq")
+    assert both["unread"].tolist()[1] == 7 and pd.isna(both["unread"].tolist()[0])

@@ -7,7 +7,7 @@ import pandas as pd
 
 KEY = ["source", "broker", "dlq"]
 COLUMNS = ["broker", "dlq", "source_topic", "depth", "growth_per_min", "oldest_age_seconds", "reasons",
-           "unprocessed", "pre_dlq_pressure"]
+           "unread", "unprocessed", "pre_dlq_pressure"]
 RECENT = ["at", "partition", "offset", "event_type", "correlation_id", "original_topic", "reason",
           "dlq_class", "size_bytes", "decode_error", "headers", "preview"]
 
@@ -34,6 +34,9 @@ def summary(dlq: pd.DataFrame, window_s: float = 300.0, now: pd.Timestamp | None
         "source_topic": last["source_topic"], "depth": last["depth"].astype("int64"),
         "growth_per_min": growth.round(2), "oldest_age_seconds": age.round(1),
         "reasons": pd.Series([parse_reasons(r) for r in last["reasons"]], index=last.index, dtype=object),
+        # held messages the reasons do not count (the first read of a deep DLQ was capped)
+        "unread": (last["unread"] if "unread" in last else pd.Series(0, index=last.index)).fillna(0)
+        .astype("int64"),
     }).reset_index()
     out["unprocessed"] = [_unprocessed(lag, b, d) for b, d in zip(out["broker"], out["dlq"])]
     out["pre_dlq_pressure"] = [_pressure(stuck, b, t) for b, t in zip(out["broker"], out["source_topic"])]
@@ -108,7 +111,7 @@ def to_rows(frame: pd.DataFrame) -> list[dict]:
                      "source_topic": None if pd.isna(r.source_topic) else r.source_topic,
                      "depth": int(r.depth), "growth_per_min": float(r.growth_per_min),
                      "oldest_age_seconds": None if pd.isna(r.oldest_age_seconds) else float(r.oldest_age_seconds),
-                     "reasons": r.reasons,
+                     "reasons": r.reasons, "unread": int(r.unread),
                      "unprocessed": None if r.unprocessed is None or pd.isna(r.unprocessed) else int(r.unprocessed),
                      "pre_dlq_pressure": None if r.pre_dlq_pressure is None or pd.isna(r.pre_dlq_pressure)
                      else int(r.pre_dlq_pressure)})
