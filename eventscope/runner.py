@@ -82,13 +82,16 @@ class Runner:
         for reader in readers:
             mine = saved[(saved["source"] == reader.source) & (saved["broker"] == reader.broker)]
             self.reading[(reader.source, reader.broker)] = mine.to_dict("records")
-            if mine.empty:
-                continue
-            since = mine["saved_at"].min() - pd.Timedelta(seconds=60)
+            if not mine.empty:
+                since = mine["saved_at"].min() - pd.Timedelta(seconds=60)
+            else:  # stopped before its first save: what it stored is within the window it reads first
+                since = pd.Timestamp.now(tz="UTC") - pd.Timedelta(
+                    seconds=(getattr(reader, "lookback_s", None) or 3600.0) + 60)
             later = self.store.read("events", since=since, where={"source": reader.source, "broker": reader.broker},
                                     columns=["topic", "partition", "offset", "dead_letter", "dlq_reason",
                                              "original_topic", "broker_at"])
-            reader.restore(mine, later)
+            if not mine.empty or not later.empty:
+                reader.restore(mine, later)
 
     def _save_reading(self, collector) -> None:
         owner = getattr(collector, "parent", collector)

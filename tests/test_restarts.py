@@ -117,7 +117,7 @@ def test_a_killed_collector_starts_again_where_it_stopped(tmp_path, traffic, kaf
     sender.start()
     log = open(tmp_path / "collect.log", "ab")
     try:
-        for kill_after in (2.3, 3.1, 1.7):
+        for kill_after in (2.0, 2.3, 3.1, 1.7):
             proc = subprocess.Popen(CLI + ["collect", "--interval", "0.5"], env=env, stdout=log, stderr=log)
             time.sleep(kill_after)
             proc.send_signal(signal.SIGKILL)
@@ -151,11 +151,17 @@ def test_a_dlq_seen_for_the_first_time_is_read_from_its_start(tmp_path, traffic,
         env.update({"EVENTSCOPE_KAFKA_DLQ_READ_MAX": str(read_max), "EVENTSCOPE_REDIS_DLQ_READ_MAX": str(read_max),
                     "EVENTSCOPE_TRACES_LOOKBACK_S": "300"})
         config = load_config(env={k: v for k, v in env.items() if k.startswith("EVENTSCOPE_")})
-        runner = Runner(Store(tmp_path / f"store-{read_max}"), build_collectors(config), interval_s=0.5)
-        for _ in range(3):
+        store = Store(tmp_path / f"store-{read_max}")
+        runner = Runner(store, build_collectors(config), interval_s=0.5)
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:  # until both DLQs are read as far as they will be
             runner.run_once(force=True)
+            rows = store.get("dlq_latest")
+            if len(rows) == 2 and all(sum(json.loads(r).values()) == min(30, read_max)
+                                      for r in rows["reasons"]):
+                break
         runner.close()
-        results[read_max] = Store(tmp_path / f"store-{read_max}").get("dlq_latest").set_index("broker")
+        results[read_max] = store.get("dlq_latest").set_index("broker")
     for broker, reason in (("kafka", "IllegalStateException: old failure"), ("redis", "IllegalStateException: old")):
         whole, capped = results[100].loc[broker], results[12].loc[broker]
         assert json.loads(whole["reasons"]) == {reason: 30} and whole["unread"] == 0, broker
