@@ -75,6 +75,7 @@ class KafkaEventsCollector:
         self._next: dict[tuple[str, int], int] = {}  # next offset to read, per partition read from
         self.books: dict[str, DeadLetterBook] = {}
         self._resume: dict[tuple[str, int], int] = {}  # saved positions not assigned yet
+        self._partitions: dict[str, int] = {}  # partitions per topic, from the newest metadata
         self.dlq_read_max = dlq_read_max  # a DLQ seen for the first time: read this much of it
 
     def collect(self) -> dict[str, pd.DataFrame]:
@@ -86,6 +87,7 @@ class KafkaEventsCollector:
 
     def _assign_new(self) -> None:
         meta = self.admin.list_topics(timeout=self.timeout_s)
+        self._partitions = {t.topic: len(t.partitions) for t in meta.topics.values() if not t.error}
         wanted = []
         for topic in meta.topics.values():
             if topic.error or not self.topic_filter.search(topic.topic) \
@@ -115,20 +117,20 @@ class KafkaEventsCollector:
                               _within(self._resume.pop((tp.topic, tp.partition)), lows[(tp.topic, tp.partition)],
                                       highs[(tp.topic, tp.partition)], tp.offset))
                if (tp.topic, tp.partition) in self._resume
-               else self._dlq_start(tp, lows, highs, new) if self.dlq_filter.search(tp.topic)
+               else self._dlq_start(tp, lows, highs) if self.dlq_filter.search(tp.topic)
                else tp for tp in new]
         for tp in new:  # where reading starts: a run is caught up once it has read to the end
             self._next[(tp.topic, tp.partition)] = tp.offset if tp.offset >= 0 else lows[(tp.topic, tp.partition)]
         if new:
             self.consumer.incremental_assign(new)
 
-    def _dlq_start(self, tp, lows: dict, highs: dict, new: list) -> TopicPartition:
+    def _dlq_start(self, tp, lows: dict, highs: dict) -> TopicPartition:
         """A DLQ partition seen for the first time is read from its oldest message, so the
         reasons describe all it holds, up to ``dlq_read_max`` messages per DLQ (shared by its
         partitions): past that, from the newest, and the book notes what was left unread."""
         key = (tp.topic, tp.partition)
         low, high = lows[key], highs[key]
-        share = -(-self.dlq_read_max // max(1, sum(1 for t in new if t.topic == tp.topic)))
+        share = -(-self.dlq_read_max // max(1, self._partitions.get(tp.topic, 1)))
         start = max(low, high - share)
         if start > low:
             book = self.books.setdefault(tp.topic, DeadLetterBook())
@@ -262,6 +264,7 @@ class KafkaEventsCollector:
     def close(self) -> None:
         """Close the consumer (it has no group to leave and nothing to commit)."""
         self.consumer.close()
+        self.admin = None  # AdminClient has no close: dropping it frees it
 
 
 def _within(saved: int, low: int, high: int, otherwise: int) -> int:

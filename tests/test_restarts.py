@@ -64,7 +64,10 @@ def traffic(kafka_admin, kafka_bootstrap, redis_url):
     prefix = f"rs{uuid.uuid4().hex[:6]}-"
     for topic in (f"{prefix}orders", f"{prefix}orders.DLT"):
         kafka_admin.create_topics([NewTopic(topic, 3, 1)])[topic].result()
-    return Traffic(prefix, kafka_bootstrap, redis_url)
+    traffic = Traffic(prefix, kafka_bootstrap, redis_url)
+    yield traffic
+    traffic.producer.flush(10)
+    traffic.producer = None  # its handle goes now, not after the broker at the end of the run
 
 
 def _env(traffic: Traffic, kafka_bootstrap: str, redis_url: str, store: Path) -> dict:
@@ -145,7 +148,7 @@ def test_a_dlq_seen_for_the_first_time_is_read_from_its_start(tmp_path, traffic,
                                           ("kafka_dlt-exception-message", b"old failure")])
         traffic.redis.xadd(f"{traffic.prefix}orders.dlq", {"envelope": b"{}", "error": "IllegalStateException: old"})
     traffic.producer.flush(10)
-    results = {}
+    results, errors = {}, {}
     for read_max in (100, 12):
         env = _env(traffic, kafka_bootstrap, redis_url, tmp_path / f"store-{read_max}")
         env.update({"EVENTSCOPE_KAFKA_DLQ_READ_MAX": str(read_max), "EVENTSCOPE_REDIS_DLQ_READ_MAX": str(read_max),
@@ -153,7 +156,7 @@ def test_a_dlq_seen_for_the_first_time_is_read_from_its_start(tmp_path, traffic,
         config = load_config(env={k: v for k, v in env.items() if k.startswith("EVENTSCOPE_")})
         store = Store(tmp_path / f"store-{read_max}")
         runner = Runner(store, build_collectors(config), interval_s=0.5)
-        deadline = time.monotonic() + 60
+        deadline = time.monotonic() + 120
         while time.monotonic() < deadline:  # until both DLQs are read as far as they will be
             runner.run_once(force=True)
             rows = store.get("dlq_latest")
@@ -161,9 +164,11 @@ def test_a_dlq_seen_for_the_first_time_is_read_from_its_start(tmp_path, traffic,
                                       for r in rows["reasons"]):
                 break
         runner.close()
+        health = store.read("health")
+        errors[read_max] = sorted(set(health.loc[~health["ok"], "error"]))
         results[read_max] = store.get("dlq_latest").set_index("broker")
     for broker, reason in (("kafka", "IllegalStateException: old failure"), ("redis", "IllegalStateException: old")):
         whole, capped = results[100].loc[broker], results[12].loc[broker]
         assert json.loads(whole["reasons"]) == {reason: 30} and whole["unread"] == 0, broker
-        assert sum(json.loads(capped["reasons"]).values()) == 12 and capped["unread"] == 18, broker
+        assert sum(json.loads(capped["reasons"]).values()) == 12 and capped["unread"] == 18, (broker, errors)
         assert whole["depth"] == capped["depth"] == 30
