@@ -272,6 +272,10 @@ def cmd_dashboard(args, config) -> int:
         env["EVENTSCOPE_STORE"] = args.store
     if args.config:  # the Streamlit script (and its collector) load the config from the environment
         env["EVENTSCOPE_CONFIG"] = str(Path(args.config).resolve())
+    # Streamlit runs each session's script on its own thread, and glibc gives threads up to
+    # 8 × cores heaps of their own, each keeping what it freed: on a big cluster's pages the
+    # server grew by hundreds of MB in such heaps. Two are enough for its threads.
+    env.setdefault("MALLOC_ARENA_MAX", "2")
     command = dashboard_command(args.port)
     # Streamlit takes this process's place: signals (Ctrl-C, SIGTERM from systemd or a test)
     # reach the server itself, and no parent lingers holding memory.
