@@ -14,7 +14,7 @@ from operator import itemgetter
 import pandas as pd
 
 from eventscope import schemas
-from eventscope.decode import DLQ_MARKER_SET, Decoder, default_decoder
+from eventscope.decode import DLQ_MARKER_SET, Decoder, default_decoder, int_header
 from eventscope.mask import headers_json, masked_payload, preview
 
 
@@ -93,15 +93,18 @@ class EventBatch:
         # a producer's odd CreateTime) is unknown, not an error
         broker_ms = [m if type(m) is int and 0 <= m <= _MS_MAX else None for m in broker_ms]
         broker_at = pd.Series(pd.to_datetime(pd.array(broker_ms, dtype="Int64"), unit="ms", utc=True))
+        where_from = [None] * n, [None] * n  # the original message's partition and offset
         if any(dead):
             origin, reasons, errors = cols["original_topic"], cols["dlq_reason"], cols["decode_error"]
             for i in [i for i, d in enumerate(dead) if d]:
                 origin[i] = origin[i] or source_topic_from_name(topics[i])
+                where_from[0][i], where_from[1][i] = original_position(headers[i])
                 if books is not None:
                     seen = broker_at.iat[i]
                     books.setdefault(topics[i], DeadLetterBook()).count(
                         reasons[i] or errors[i] or None, origin[i], None if pd.isna(seen) else seen)
         columns = {**cols, "topic": topics, "partition": partitions, "offset": offsets, "dead_letter": dead,
+                   "original_partition": where_from[0], "original_offset": where_from[1],
                    "size_bytes": [len(v) if v else sum(map(len, h.values())) for v, h in zip(values, headers)]}
         if self.sample_ratio < 1.0:
             keep = [i for i, cid in enumerate(cols["correlation_id"]) if in_sample(cid, self.sample_ratio)]
@@ -118,6 +121,25 @@ class EventBatch:
                 masked_text(body_of(b), v, h, limit) for b, v, h in zip(bodies, values, headers)))))
         columns.update(observed_at=now, source=self.source, broker=self.broker, broker_at=broker_at)
         return schemas.conform_columns("events", columns, len(columns["topic"]))
+
+
+def original_position(headers: dict[str, bytes]) -> tuple[int | None, int | None]:
+    """(partition, offset) of the message a dead letter copies: Spring writes them as 4- and
+    8-byte big-endian integers (``kafka_dlt-original-partition``/``-offset``), Kafka Connect
+    as text (``__connect.errors.partition``/``.offset``)."""
+    partition = int_header(headers.get("kafka_dlt-original-partition"))
+    offset = int_header(headers.get("kafka_dlt-original-offset"))
+    if partition is None and offset is None:
+        partition = _int_text(headers.get("__connect.errors.partition"))
+        offset = _int_text(headers.get("__connect.errors.offset"))
+    return partition, offset
+
+
+def _int_text(value: bytes | None) -> int | None:
+    try:
+        return int(value.decode("ascii")) if value else None
+    except (UnicodeDecodeError, ValueError):
+        return None
 
 
 def masked_text(body, value: bytes | None, headers: dict[str, bytes], payload_max_chars: int = 4000

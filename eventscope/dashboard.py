@@ -200,7 +200,8 @@ DLQ_TABLE_COLUMNS = ["broker", "dlq", "source_topic", "depth", "growth_per_min",
                      "oldest", "oldest_age_seconds", "reasons", "unread", "unprocessed",
                      "pre_dlq_pressure", "empty"]
 DLQ_MESSAGE_COLUMNS = ["at", "partition", "offset", "event_type", "correlation_id",
-                       "original_topic", "reason", "dlq_class", "size_bytes", "decode_error",
+                       "original_topic", "original_partition", "original_offset", "reason", "dlq_class",
+                       "size_bytes", "decode_error",
                        "headers", "preview"]
 TEXT_LIMIT = 2000  # longest text a DLQ cell shows (a huge header or reason is cut)
 

@@ -67,6 +67,8 @@ EVENTS = {
     "dead_letter": ("bool", "True when the message sits in a dead-letter queue"),
     "dlq_reason": (STR, "failure reason: exception class + message with IDs and numbers as `#`"),
     "original_topic": (STR, "topic a dead-lettered message came from"),
+    "original_partition": ("Int64", "dead letters: partition of the original message (Spring, Kafka Connect headers)"),
+    "original_offset": ("Int64", "dead letters: offset of the original message (Spring, Kafka Connect headers)"),
     "dlq_class": (STR, "dead letters: exception class from the DLQ headers"),
     "headers": (STR, "headers (Redis: fields other than the payload) as a JSON object of text; binary as hex, personal data masked"),
     "preview": (STR, "first 300 characters of the payload, personal data masked"),

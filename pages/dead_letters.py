@@ -56,7 +56,9 @@ MESSAGE_CONFIG = {
     "correlation_id": "correlation ID",
     "reason": st.column_config.TextColumn("reason", width="medium"),
     "dlq_class": st.column_config.TextColumn("exception", width="medium"),
-    "original_topic": "from topic",
+    "original_topic": st.column_config.TextColumn("original message", width="medium",
+                                                  help="topic (and partition and offset, when the DLQ "
+                                                       "publisher names them) of the message that failed"),
     "size_bytes": st.column_config.NumberColumn("bytes", format="%d", width="small"),
     "decode_error": "decode error",
     "preview": st.column_config.TextColumn("payload (masked)", width="large",
@@ -110,6 +112,16 @@ def _overview(table: pd.DataFrame) -> pd.DataFrame:
                    + ", ".join(ui.md(n) for n in growing["dlq"].head(5)),
                    icon=":material/trending_up:")
     return shown
+
+
+def _original(topic, partition, offset) -> str | None:
+    """Where the original message was: ``orders · partition 2 · offset 1041`` when the DLQ
+    publisher said (Spring, Kafka Connect), else its topic."""
+    if topic is None or pd.isna(topic):
+        return None
+    if offset is None or pd.isna(offset):
+        return str(topic)
+    return f"{topic} · partition {int(partition) if pd.notna(partition) else '?'} · offset {int(offset)}"
 
 
 def _trace_link(cid) -> str | None:
@@ -193,7 +205,10 @@ def _messages(broker: str, dlq: str) -> None:
         st.caption("No dead-lettered message of this queue was read in the last hour "
                    "(the queue may hold older ones).")
         return
-    view = messages.assign(trace=messages["correlation_id"].map(_trace_link))
+    view = messages.assign(trace=messages["correlation_id"].map(_trace_link),
+                           original_topic=[_original(t, p, o) for t, p, o in zip(
+                               messages["original_topic"], messages["original_partition"],
+                               messages["original_offset"])])
     columns = ["at", "trace", "correlation_id", "event_type", "reason", "preview", "dlq_class",
                "original_topic", "partition", "offset", "size_bytes", "decode_error"]
     if headers:

@@ -137,3 +137,31 @@ def test_unreadable_event_times_fall_back_to_the_broker_time():
     rows.append({"at": "2026-11-28T09:59:59.5Z", "broker_at": broker, "event_type": "X"})
     frame = schemas.conform("events", rows)
     assert list(frame["at"]) == [broker] * 4 + [pd.Timestamp("2026-11-28T09:59:59.5Z")]
+
+
+def test_the_original_message_of_a_dead_letter():
+    """Spring writes the original partition and offset as big-endian integers, Kafka Connect as
+    text; both reach the events row, and the trace links the dead letter to that message."""
+    from eventscope.analysis import traces
+    from eventscope.collectors.events_common import EventBatch
+    batch = EventBatch("kafka", "kafka")
+    body = b'{"event_type": "OrderPlaced", "event_id": "e1", "correlation_id": "c1", "source": "shop"}'
+    batch.add("orders", 2, "1041", 1_700_000_000_000, body, {}, False)
+    batch.add("orders", 2, "1042", 1_700_000_000_100, body, {}, False)  # a redelivery, same event ID
+    batch.add("orders.DLT", 0, "7", 1_700_000_001_000, body, headers_to_dict([
+        ("kafka_dlt-original-topic", b"orders"), ("kafka_dlt-original-partition", struct.pack(">i", 2)),
+        ("kafka_dlt-original-offset", struct.pack(">q", 1041))]), True)
+    batch.add("connect-dlq", 0, "3", 1_700_000_002_000, b"{not json", headers_to_dict([
+        ("__connect.errors.topic", b"orders"), ("__connect.errors.partition", b"2"),
+        ("__connect.errors.offset", b"1234")]), True)
+    rows = batch.frame(pd.Timestamp("2026-12-05T10:00:00Z"))
+    dead = rows[rows["dead_letter"]].set_index("topic")
+    assert (dead.loc["orders.DLT", "original_partition"], dead.loc["orders.DLT", "original_offset"]) == (2, 1041)
+    assert (dead.loc["connect-dlq", "original_partition"], dead.loc["connect-dlq", "original_offset"]) == (2, 1234)
+    assert rows[~rows["dead_letter"]]["original_offset"].isna().all()
+    found = traces.from_rows(rows[rows["correlation_id"] == "c1"])
+    hop = next(h for h in found["hops"] if h["dead_letter"])
+    assert hop["from_topic"] == "orders" and hop["from_event_id"] == "e1"
+    first = next(e for e in found["events"] if e["offset"] == "1041")
+    assert hop["latency_ms"] == round((pd.Timestamp(found["events"][-1]["at"]) - pd.Timestamp(first["at"]))
+                                      .total_seconds() * 1000, 1)

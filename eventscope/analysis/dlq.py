@@ -8,7 +8,8 @@ import pandas as pd
 KEY = ["source", "broker", "dlq"]
 COLUMNS = ["broker", "dlq", "source_topic", "depth", "growth_per_min", "oldest_age_seconds", "reasons",
            "unread", "unprocessed", "pre_dlq_pressure"]
-RECENT = ["at", "partition", "offset", "event_type", "correlation_id", "original_topic", "reason",
+RECENT = ["at", "partition", "offset", "event_type", "correlation_id", "original_topic", "original_partition",
+          "original_offset", "reason",
           "dlq_class", "size_bytes", "decode_error", "headers", "preview"]
 
 

@@ -124,6 +124,12 @@ def hops(rows: pd.DataFrame, lag: pd.DataFrame | None = None, consumes: dict | N
 def _cause(earlier: list, b, consumes: dict | None = None):
     """The event ``b`` most likely followed from (None for the first of a chain)."""
     if b.dead_letter:
+        offset = getattr(b, "original_offset", None)
+        if offset is not None and not pd.isna(offset):  # the publisher named the original message
+            same = [a for a in earlier if not a.dead_letter and a.topic == b.original_topic
+                    and a.partition == getattr(b, "original_partition", None) and a.offset == str(int(offset))]
+            if same:
+                return same[-1]
         same = [a for a in earlier if not a.dead_letter and _none(a.event_id) and a.event_id == b.event_id]
         if not same and _none(b.original_topic):
             same = [a for a in earlier if not a.dead_letter and a.topic == b.original_topic]
