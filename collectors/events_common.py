@@ -7,7 +7,7 @@ import gc
 import json
 import re
 import zlib
-from collections import Counter
+from collections import Counter, OrderedDict
 from dataclasses import dataclass, field
 from operator import itemgetter
 
@@ -47,8 +47,9 @@ class EventBatch:
     """
 
     def __init__(self, source: str, broker: str, decoder=None, sample_ratio: float = 1.0,
-                 payload_max_chars: int = 4000):
+                 payload_max_chars: int = 4000, origins: "RecordOrigins | None" = None):
         self.source, self.broker = source, broker
+        self.origins = origins  # where record bytes were seen: the source of a DLQ without headers
         self.decoder = decoder if decoder is not None else default_decoder()
         self.sample_ratio = sample_ratio
         self.payload_max_chars = payload_max_chars
@@ -94,10 +95,15 @@ class EventBatch:
         broker_ms = [m if type(m) is int and 0 <= m <= _MS_MAX else None for m in broker_ms]
         broker_at = pd.Series(pd.to_datetime(pd.array(broker_ms, dtype="Int64"), unit="ms", utc=True))
         where_from = [None] * n, [None] * n  # the original message's partition and offset
+        raw = [v if v else h.get("envelope") or h.get("payload") for v, h in zip(values, headers)] \
+            if self.origins is not None else values  # a Redis entry's payload is a field
+        if self.origins is not None:
+            self.origins.remember([(t, v) for t, v, d in zip(topics, raw, dead) if not d])
         if any(dead):
             origin, reasons, errors = cols["original_topic"], cols["dlq_reason"], cols["decode_error"]
             for i in [i for i, d in enumerate(dead) if d]:
-                origin[i] = origin[i] or source_topic_from_name(topics[i])
+                origin[i] = origin[i] or source_topic_from_name(topics[i]) \
+                    or (self.origins.topic_of(raw[i]) if self.origins is not None else None)
                 where_from[0][i], where_from[1][i] = original_position(headers[i])
                 if books is not None:
                     seen = broker_at.iat[i]
@@ -121,6 +127,44 @@ class EventBatch:
                 masked_text(body_of(b), v, h, limit) for b, v, h in zip(bodies, values, headers)))))
         columns.update(observed_at=now, source=self.source, broker=self.broker, broker_at=broker_at)
         return schemas.conform_columns("events", columns, len(columns["topic"]))
+
+
+class RecordOrigins:
+    """Which topic a record's bytes were last seen on, for the newest ``size`` records.
+
+    A dead letter without headers (Kafka Connect with
+    ``errors.deadletterqueue.context.headers.enable=false``, its default) is a copy of the
+    record that failed, byte for byte: seen on a watched topic first, it names its source.
+    Keyed by CRC-32 and length (a few bytes per record, never the record itself); a record
+    seen on two topics names neither."""
+
+    AMBIGUOUS = ""
+
+    def __init__(self, size: int = 20_000):
+        self.size = size
+        self.seen: OrderedDict[tuple[int, int], str] = OrderedDict()
+
+    @staticmethod
+    def _key(value: bytes | None) -> tuple[int, int] | None:
+        return (zlib.crc32(value), len(value)) if value and len(value) >= 8 else None
+
+    def remember(self, records) -> None:
+        """``(topic, value)`` pairs read from topics that are not DLQs."""
+        seen = self.seen
+        for topic, value in records:
+            key = self._key(value)
+            if key is None:
+                continue
+            known = seen.get(key)
+            seen[key] = topic if known is None or known == topic else self.AMBIGUOUS
+            seen.move_to_end(key)
+        while len(seen) > self.size:
+            seen.popitem(last=False)
+
+    def topic_of(self, value: bytes | None) -> str | None:
+        """The topic these bytes were seen on, or None (never seen, or seen on several)."""
+        key = self._key(value)
+        return (self.seen.get(key) or None) if key is not None else None
 
 
 def original_position(headers: dict[str, bytes]) -> tuple[int | None, int | None]:

@@ -27,8 +27,8 @@ import pandas as pd
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, TopicPartition
 from confluent_kafka.admin import AdminClient, OffsetSpec
 
-from eventscope.collectors.events_common import (DeadLetterBook, EventBatch, gc_paused, glob_filter,
-                                                 reading_rows, restore_reading)
+from eventscope.collectors.events_common import (DeadLetterBook, EventBatch, RecordOrigins, gc_paused,
+                                                 glob_filter, reading_rows, restore_reading)
 from eventscope.collectors.kafka_offsets import list_offsets
 from eventscope import schemas
 from eventscope.decode import headers_to_dict
@@ -76,6 +76,7 @@ class KafkaEventsCollector:
         self.books: dict[str, DeadLetterBook] = {}
         self._resume: dict[tuple[str, int], int] = {}  # saved positions not assigned yet
         self._partitions: dict[str, int] = {}  # partitions per topic, from the newest metadata
+        self.origins = RecordOrigins()  # a DLQ without headers: its records' bytes name their source
         self.dlq_read_max = dlq_read_max  # a DLQ seen for the first time: read this much of it
 
     def collect(self) -> dict[str, pd.DataFrame]:
@@ -199,6 +200,7 @@ class KafkaEventsCollector:
         end (``PARTITION_EOF``); one the client has not fetched yet (just assigned) is waited
         for, within ``budget_s``. At most ``max_events`` per run; the rest stays queued."""
         batch = EventBatch(self.source, "kafka", decoder=self.decoder, sample_ratio=self.sample_ratio,
+                           origins=self.origins,
                            payload_max_chars=self.payload_max_chars)
         deadline = time.monotonic() + self.budget_s
         targets = self._targets()

@@ -21,8 +21,8 @@ import time
 import pandas as pd
 import redis
 
-from eventscope.collectors.events_common import (DeadLetterBook, EventBatch, gc_paused, glob_filter,
-                                                 reading_rows, restore_reading)
+from eventscope.collectors.events_common import (DeadLetterBook, EventBatch, RecordOrigins, gc_paused,
+                                                 glob_filter, reading_rows, restore_reading)
 from eventscope import schemas
 
 MIN_READ = 50  # entries read of a stream at least, when it is read at all
@@ -79,6 +79,7 @@ class RedisStreamsCollector:
         self.first_unread_cache: dict[tuple[str, str], tuple[str, pd.Timestamp | None]] = {}
         self.books: dict[str, DeadLetterBook] = {}
         self.dlq_read_max = dlq_read_max  # a DLQ stream seen for the first time: read this much of it
+        self.origins = RecordOrigins()  # a DLQ without fields naming its source: its entries' bytes do
 
     def discover(self) -> list[str]:
         """Stream keys to watch."""
@@ -256,6 +257,7 @@ class RedisStreamsCollector:
 
     def _batch(self) -> EventBatch:
         return EventBatch(self.source, "redis", decoder=self.decoder, sample_ratio=self.sample_ratio,
+                          origins=self.origins,
                           payload_max_chars=self.payload_max_chars)
 
     def _add_entries(self, batch: EventBatch, key: str, entries) -> None:

@@ -165,3 +165,26 @@ def test_the_original_message_of_a_dead_letter():
     first = next(e for e in found["events"] if e["offset"] == "1041")
     assert hop["latency_ms"] == round((pd.Timestamp(found["events"][-1]["at"]) - pd.Timestamp(first["at"]))
                                       .total_seconds() * 1000, 1)
+
+
+def test_a_dead_letter_without_headers_names_its_source_by_its_bytes():
+    """Kafka Connect's DLQ with context headers off (its default) holds byte-for-byte copies of
+    the records that failed: seen first on a watched topic, a copy names its source."""
+    from eventscope.collectors.events_common import EventBatch, RecordOrigins
+    origins = RecordOrigins(size=100)
+    at = pd.Timestamp("2026-12-05T10:00:00Z")
+    first = EventBatch("kafka", "kafka", origins=origins)
+    first.add("orders", 0, "1", None, b'{"id": 1, "bad": tru', {}, False)
+    first.add("payments", 0, "1", None, b'{"id": 2, "ok": true}', {}, False)
+    first.add("orders", 0, "2", None, b'{"same": "bytes", "x": 1}', {}, False)
+    first.add("refunds", 0, "1", None, b'{"same": "bytes", "x": 1}', {}, False)  # on two topics
+    first.frame(at)
+    later = EventBatch("kafka", "kafka", origins=origins)
+    later.add("connect-errors", 0, "0", None, b'{"id": 1, "bad": tru', {}, True)
+    later.add("connect-errors", 0, "1", None, b'{"same": "bytes", "x": 1}', {}, True)
+    later.add("connect-errors", 0, "2", None, b'{"never": "seen before"}', {}, True)
+    books = {}
+    rows = later.frame(at, books)
+    assert rows["original_topic"].tolist()[0] == "orders"
+    assert rows["original_topic"].isna().tolist()[1:] == [True, True]  # ambiguous, unknown
+    assert books["connect-errors"].source_topics == {"orders": 1}
