@@ -1,0 +1,140 @@
+"""Dead letters written by programs nobody here wrote, on the real Kafka: spring-kafka's
+DeadLetterPublishingRecoverer behind a failing listener, and a Kafka Connect standalone
+worker whose sink connector dead-letters records its JSON converter cannot read, with
+context headers on and off (Connect's default). What eventscope makes of them is checked
+against what was sent, not against headers written by hand."""
+from __future__ import annotations
+
+import json
+import time
+import uuid
+
+import pytest
+from confluent_kafka import Producer
+from confluent_kafka.admin import AdminClient, NewTopic
+
+from eventscope.config import load_config
+from eventscope.runner import Runner, build_collectors
+from eventscope.store import Store
+from real_clients import ConnectWorker, run_spring
+
+pytestmark = pytest.mark.broker
+PREFIX = f"rc{uuid.uuid4().hex[:5]}-"
+GOOD = [b'{"order": 1}', b'{"order": 2}', b'{"order": 3}']
+NOT_JSON = [b"{not json at all", b"{also: not json"]  # JsonParseException
+CUT_SHORT = [b'{"order": [1, 2', b'{"order": {"id": 7']  # JsonEOFException
+
+
+def _topics(bootstrap: str, *specs: tuple[str, int]) -> None:
+    admin = AdminClient({"bootstrap.servers": bootstrap})
+    futures = admin.create_topics([NewTopic(name, partitions, 1) for name, partitions in specs])
+    for future in futures.values():
+        future.result()
+
+
+def _send(bootstrap: str, topic: str, values: list[bytes], keys: bool = False) -> dict:
+    """Produce ``values``; returns {value: (partition, offset)}."""
+    where = {}
+    producer = Producer({"bootstrap.servers": bootstrap, "linger.ms": 0})
+    for i, value in enumerate(values):
+        producer.produce(topic, value, key=str(i).encode() if keys else None,
+                         on_delivery=lambda err, msg: where.update({msg.value(): (msg.partition(), msg.offset())}))
+    producer.flush(10)
+    return where
+
+
+def _collect(tmp_path, bootstrap: str, redis_url: str, until, extra: dict | None = None) -> Store:
+    """Run eventscope's collectors on this test's topics until ``until(store)`` holds."""
+    env = {"EVENTSCOPE_KAFKA_BOOTSTRAP": bootstrap, "EVENTSCOPE_KAFKA_TOPICS": "^" + PREFIX,
+           "EVENTSCOPE_STORE": str(tmp_path / "store"), **(extra or {})}
+    store = Store(tmp_path / "store")
+    runner = Runner(store, build_collectors(load_config(env=env)), interval_s=0.5)
+    deadline = time.monotonic() + 90
+    try:
+        while time.monotonic() < deadline:
+            runner.run_once(force=True)
+            if until(store):
+                break
+            time.sleep(0.5)
+    finally:
+        runner.close()
+    return store
+
+
+def _dlq(store: Store, name: str):
+    rows = store.get("dlq_latest")
+    rows = rows[rows["dlq"] == name]
+    return None if rows.empty else rows.iloc[0]
+
+
+def _counted(store: Store, name: str, count: int) -> bool:
+    row = _dlq(store, name)
+    return row is not None and sum(json.loads(row["reasons"]).values()) >= count
+
+
+@pytest.fixture(scope="session")
+def connect_worker(kafka_bootstrap, tmp_path_factory):
+    """One Connect worker per test run, with two sink connectors: DLQ context headers on and off."""
+    connectors = {"sink-headers": {"topic": PREFIX + "connect-in", "dlq": PREFIX + "connect-in-dlq",
+                                   "context_headers": True},
+                  "sink-plain": {"topic": PREFIX + "plain-in", "dlq": PREFIX + "sink-errors",
+                                 "context_headers": False}}
+    _topics(kafka_bootstrap, (PREFIX + "connect-in", 1), (PREFIX + "plain-in", 1),
+            (PREFIX + "connect-in-dlq", 1), (PREFIX + "sink-errors", 1))
+    worker = ConnectWorker(kafka_bootstrap, tmp_path_factory.mktemp("connect"), connectors).start()
+    yield worker
+    worker.stop()
+
+
+def test_spring_dead_letters_are_filed_under_their_cause(tmp_path, kafka_bootstrap, redis_url):
+    topic = PREFIX + "orders"
+    _topics(kafka_bootstrap, (topic, 3), (topic + ".DLT", 3))
+    values = [b"state:stock missing for order 7", b"state:stock missing for order 8",
+              b"npe:stock missing for order 9", b"arg:negative amount", b"fine", b"fine too"]
+    sent = _send(kafka_bootstrap, topic, values, keys=True)
+    out = run_spring(kafka_bootstrap, topic, PREFIX + "spring-orders", failures=4)
+    assert "dead-lettered 4" in out
+    store = _collect(tmp_path, kafka_bootstrap, redis_url, lambda s: _counted(s, topic + ".DLT", 4))
+    row = _dlq(store, topic + ".DLT")
+    assert json.loads(row["reasons"]) == {"IllegalStateException: stock missing for order #": 2,
+                                          "NullPointerException: stock missing for order #": 1,
+                                          "IllegalArgumentException: negative amount": 1}
+    assert row["source_topic"] == topic
+    dead = store.read("events")
+    dead = dead[dead["dead_letter"] & (dead["topic"] == topic + ".DLT")]
+    assert sorted(dead["dlq_class"]) == sorted(["java.lang.IllegalStateException"] * 2
+                                               + ["java.lang.NullPointerException", "java.lang.IllegalArgumentException"])
+    # each dead letter names the very record that failed: its partition and offset
+    originals = {(int(p), int(o)) for p, o in zip(dead["original_partition"], dead["original_offset"])}
+    assert originals == {sent[v] for v in values[:4]}
+
+
+def test_connect_dead_letters_with_context_headers(tmp_path, connect_worker, kafka_bootstrap, redis_url):
+    topic, dlq = PREFIX + "connect-in", PREFIX + "connect-in-dlq"
+    sent = _send(kafka_bootstrap, topic, GOOD + NOT_JSON + CUT_SHORT)
+    store = _collect(tmp_path, kafka_bootstrap, redis_url, lambda s: _counted(s, dlq, 4))
+    row = _dlq(store, dlq)
+    reasons = json.loads(row["reasons"])
+    # Connect's message is one generic sentence for every record; the causes differ
+    assert {r.split(":")[0]: n for r, n in reasons.items()} == {"JsonParseException": 2, "JsonEOFException": 2}
+    assert row["source_topic"] == topic and row["depth"] == 4
+    dead = store.read("events")
+    dead = dead[dead["dead_letter"] & (dead["topic"] == dlq)]
+    assert {(int(p), int(o)) for p, o in zip(dead["original_partition"], dead["original_offset"])} == \
+        {sent[v] for v in NOT_JSON + CUT_SHORT}
+    headers = json.loads(dead["headers"].iloc[0])
+    assert headers["__connect.errors.connector.name"] == "sink-headers"
+    assert headers["__connect.errors.stage"] == "VALUE_CONVERTER"
+
+
+def test_connect_dead_letters_without_headers_find_their_source(tmp_path, connect_worker, kafka_bootstrap,
+                                                                redis_url):
+    """Context headers off (Connect's default): the DLQ is found through the configuration,
+    and its source topic through the record bytes eventscope saw on the source topic."""
+    topic, dlq = PREFIX + "plain-in", PREFIX + "sink-errors"
+    _send(kafka_bootstrap, topic, GOOD + NOT_JSON)
+    store = _collect(tmp_path, kafka_bootstrap, redis_url, lambda s: _counted(s, dlq, 2),
+                     extra={"EVENTSCOPE_KAFKA_DLQ_TOPICS": dlq})
+    row = _dlq(store, dlq)
+    assert row["depth"] == 2 and json.loads(row["reasons"]) == {"unknown": 2}
+    assert row["source_topic"] == topic
