@@ -23,6 +23,7 @@ from eventscope.localbrokers import HOST, cache_dir, free_port
 CLIENTS = Path(__file__).parent / "clients"
 POM = CLIENTS / "pom.xml"
 SPRING_SOURCE = CLIENTS / "SpringDeadLetters.java"
+LOGGING = f"-Dlog4j2.configurationFile={CLIENTS / 'log4j2.properties'}"
 
 
 def _digest(*paths: Path) -> str:
@@ -82,10 +83,11 @@ def spring_classes() -> Path:
 def run_spring(bootstrap: str, topic: str, group: str, failures: int) -> str:
     """Run the Spring listener on ``topic`` until it has dead-lettered ``failures`` records."""
     classes = spring_classes()
-    done = subprocess.run(["java", "-Xmx256m", "-cp", f"{classes}:{client_libs()}/*", "SpringDeadLetters",
+    done = subprocess.run(["java", "-Xmx256m", LOGGING, "-cp", f"{classes}:{client_libs()}/*", "SpringDeadLetters",
                            bootstrap, topic, group, str(failures)], capture_output=True, text=True, timeout=180)
     if done.returncode != 0:
-        raise RuntimeError(f"the Spring program failed:\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}")
+        errors = [line for line in (done.stdout + done.stderr).splitlines() if not line.startswith(("\tat ", "\t..."))]
+        raise RuntimeError("the Spring program failed:\n" + "\n".join(errors[:60]))
     return done.stdout
 
 
@@ -131,7 +133,7 @@ class ConnectWorker:
             files.append(str(path))
         log = open(self.workdir / "connect.log", "wb")
         self.proc = subprocess.Popen(
-            ["java", "-Xmx384m", "-XX:TieredStopAtLevel=1", "-cp", f"{libs}/*",
+            ["java", "-Xmx384m", "-XX:TieredStopAtLevel=1", LOGGING, "-cp", f"{libs}/*",
              "org.apache.kafka.connect.cli.ConnectStandalone", *files],
             stdout=log, stderr=subprocess.STDOUT)
         deadline = time.monotonic() + timeout_s

@@ -88,20 +88,21 @@ def connect_worker(kafka_bootstrap, tmp_path_factory):
 
 def test_spring_dead_letters_are_filed_under_their_cause(tmp_path, kafka_bootstrap, redis_url):
     topic = PREFIX + "orders"
-    _topics(kafka_bootstrap, (topic, 3), (topic + ".DLT", 3))
+    dlt = topic + "-dlt"  # spring-kafka 4's default name (".DLT" before 4.0); the default pattern has both
+    _topics(kafka_bootstrap, (topic, 3), (dlt, 3))
     values = [b"state:stock missing for order 7", b"state:stock missing for order 8",
               b"npe:stock missing for order 9", b"arg:negative amount", b"fine", b"fine too"]
     sent = _send(kafka_bootstrap, topic, values, keys=True)
     out = run_spring(kafka_bootstrap, topic, PREFIX + "spring-orders", failures=4)
     assert "dead-lettered 4" in out
-    store = _collect(tmp_path, kafka_bootstrap, redis_url, lambda s: _counted(s, topic + ".DLT", 4))
-    row = _dlq(store, topic + ".DLT")
+    store = _collect(tmp_path, kafka_bootstrap, redis_url, lambda s: _counted(s, dlt, 4))
+    row = _dlq(store, dlt)
     assert json.loads(row["reasons"]) == {"IllegalStateException: stock missing for order #": 2,
                                           "NullPointerException: stock missing for order #": 1,
                                           "IllegalArgumentException: negative amount": 1}
     assert row["source_topic"] == topic
     dead = store.read("events")
-    dead = dead[dead["dead_letter"] & (dead["topic"] == topic + ".DLT")]
+    dead = dead[dead["dead_letter"] & (dead["topic"] == dlt)]
     assert sorted(dead["dlq_class"]) == sorted(["java.lang.IllegalStateException"] * 2
                                                + ["java.lang.NullPointerException", "java.lang.IllegalArgumentException"])
     # each dead letter names the very record that failed: its partition and offset
@@ -116,7 +117,10 @@ def test_connect_dead_letters_with_context_headers(tmp_path, connect_worker, kaf
     row = _dlq(store, dlq)
     reasons = json.loads(row["reasons"])
     # Connect's message is one generic sentence for every record; the causes differ
-    assert {r.split(":")[0]: n for r, n in reasons.items()} == {"JsonParseException": 2, "JsonEOFException": 2}
+    by_class = {}
+    for reason, count in reasons.items():
+        by_class[reason.split(":")[0]] = by_class.get(reason.split(":")[0], 0) + count
+    assert by_class == {"JsonParseException": 2, "JsonEOFException": 2}, reasons
     assert row["source_topic"] == topic and row["depth"] == 4
     dead = store.read("events")
     dead = dead[dead["dead_letter"] & (dead["topic"] == dlq)]
@@ -136,5 +140,7 @@ def test_connect_dead_letters_without_headers_find_their_source(tmp_path, connec
     store = _collect(tmp_path, kafka_bootstrap, redis_url, lambda s: _counted(s, dlq, 2),
                      extra={"EVENTSCOPE_KAFKA_DLQ_TOPICS": dlq})
     row = _dlq(store, dlq)
-    assert row["depth"] == 2 and json.loads(row["reasons"]) == {"unknown": 2}
-    assert row["source_topic"] == topic
+    assert row["depth"] == 2 and row["source_topic"] == topic
+    # no header names a failure: the reason is what eventscope finds wrong with the records itself
+    reasons = json.loads(row["reasons"])
+    assert sum(reasons.values()) == 2 and all(r.startswith("not JSON") for r in reasons), reasons
