@@ -136,7 +136,8 @@ def test_connect_dead_letters_without_headers_find_their_source(tmp_path, connec
     """Context headers off (Connect's default): the DLQ is found through the configuration,
     and its source topic through the record bytes eventscope saw on the source topic."""
     topic, dlq = PREFIX + "plain-in", PREFIX + "sink-errors"
-    _send(kafka_bootstrap, topic, GOOD + NOT_JSON)
+    # bytes of their own: the same bytes on two watched topics would name neither
+    _send(kafka_bootstrap, topic, GOOD + [b"{plain: not json", b"{plain too: not json"])
     store = _collect(tmp_path, kafka_bootstrap, redis_url, lambda s: _counted(s, dlq, 2),
                      extra={"EVENTSCOPE_KAFKA_DLQ_TOPICS": dlq})
     row = _dlq(store, dlq)
