@@ -240,7 +240,11 @@ def _add_causes(graph, events, coded: _Coded, window_s, groups: pd.DataFrame | N
     chain, at_us = chain[order], at_us[order]
     producer = pd.factorize(service.astype("int64") * (int(coded.kind.max()) + 2)
                             + coded.kind[usable][order])[0]
-    cause = causality.cause_rows(chain, at_us, place, producer, _topics_read(coded, groups))
+    codes = pd.factorize(service.astype("int64") * (int(coded.kind.max()) + 2) + coded.kind[usable][order])[1]
+    reads = causality.service_reads(coded.services, coded.places, groups)
+    allowed = {p: reads[int(key) // (int(coded.kind.max()) + 2)] for p, key in enumerate(codes)
+               if int(key) // (int(coded.kind.max()) + 2) in reads}
+    cause = causality.cause_rows(chain, at_us, place, producer, _topics_read(coded, groups), allowed)
     pick = np.flatnonzero(cause >= 0)
     if not len(pick):
         return

@@ -40,6 +40,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="scheduled change, e.g. 60:stall=analytics-service or "
                         "90:payment_failure_rate=0.6 (repeatable)")
     p.add_argument("--prefix", default="", help="prefix for every topic/stream and group name")
+    p.add_argument("--shape", choices=("pipeline", "fanout"), default=d.shape,
+                   help="fanout: orders read by three services at once, one correlation ID per customer")
     p.add_argument("--drain", type=float, default=d.drain,
                    help="seconds allowed after --duration to finish in-flight messages")
     p.add_argument("-v", "--verbose", action="count", default=0)
@@ -63,7 +65,7 @@ def main(argv: list[str] | None = None) -> int:
             malformed_rate=args.malformed_rate,
             slow=dict(parse_slow(s) for s in args.slow), stall=set(args.stall),
             max_attempts=args.max_attempts, seed=args.seed, drain=args.drain,
-            schedule=[parse_change(entry) for entry in args.at], prefix=args.prefix,
+            schedule=[parse_change(entry) for entry in args.at], prefix=args.prefix, shape=args.shape,
         )
     except ValueError as exc:
         print(f"python -m eventscope.simulator: {exc}", file=sys.stderr)

@@ -19,6 +19,8 @@ REDIS_DLQ_SUFFIX = ".dlq"
 SERVICES = ("order-service", "payment-service", "inventory-service",
             "shipping-service", "email-service", "analytics-service")
 
+SHAPES = ("pipeline", "fanout")
+
 # Fields a schedule entry may change while the simulation runs.
 MUTABLE = {"rate", "payment_failure_rate", "inventory_failure_rate",
            "transient_failure_rate", "malformed_rate", "slow", "stall", "max_attempts"}
@@ -44,6 +46,10 @@ class SimulatorConfig:
     schedule: list[tuple[float, dict[str, Any]]] = field(default_factory=list)
     prefix: str = ""                       # prepended to every topic/stream and group name
     redis_maxlen: int | None = None        # approximate XADD MAXLEN; None = never trim
+    # "pipeline": one consumer per step, one correlation ID per order. "fanout": `orders` is
+    # read by payment, inventory and analytics at once (their events race), and a
+    # correlation ID is the customer's, shared by all of a customer's orders.
+    shape: str = "pipeline"
 
     def __post_init__(self) -> None:
         self.slow = {str(k): float(v) for k, v in dict(self.slow).items()}
@@ -61,6 +67,8 @@ class SimulatorConfig:
                 raise ValueError(f"{name} must be within 0..1")
         if self.rate < 0 or self.max_attempts < 1:
             raise ValueError("rate must be >= 0 and max_attempts >= 1")
+        if self.shape not in SHAPES:
+            raise ValueError(f"shape must be one of {', '.join(SHAPES)}")
 
     def with_changes(self, change: dict[str, Any]) -> "SimulatorConfig":
         """Return a copy with one schedule entry applied (schedule itself unchanged)."""

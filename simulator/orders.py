@@ -50,7 +50,9 @@ class OrderService:
                       data: dict | None = None) -> dict:
         """Publish one OrderPlaced in a new trace; return its envelope."""
         data = data or make_order(self.rng)
-        event = envelope.make_event("OrderPlaced", source, envelope.new_correlation_id(), data)
+        # fan-out shape: one correlation ID per customer, shared by all their orders
+        correlation = f"cor_{data['customer_id']}" if cfg.shape == "fanout" else envelope.new_correlation_id()
+        event = envelope.make_event("OrderPlaced", source, correlation, data)
         traceparent = envelope.make_traceparent(envelope.new_trace_id(), envelope.new_span_id())
         self.bus.publish(cfg.topic(ORDERS), envelope.encode(event), key=data["order_id"],
                          headers=header_map(event["correlation_id"], "OrderPlaced", traceparent))

@@ -18,7 +18,7 @@ from typing import Any, Callable
 from .bus import Bus
 from .config import TOPIC_PARTITIONS, SimulatorConfig
 from .orders import OrderService
-from .services import CONSUMERS
+from .services import consumers
 from .worker import Stats, Worker
 
 log = logging.getLogger(__name__)
@@ -40,7 +40,7 @@ def _rng(seed: int | None, *parts: str) -> random.Random:
 def groups_for(config: SimulatorConfig) -> dict[str, tuple[str, list[str]]]:
     """Return {prefixed group: (service, [prefixed topics])} for every consumer."""
     return {config.group(s.group): (s.service, [config.topic(t) for t in s.topics])
-            for s in CONSUMERS}
+            for s in consumers(config)}
 
 
 class BrokerRunner:
@@ -71,7 +71,7 @@ class BrokerRunner:
     def _loop(self, bus: Bus) -> None:
         cfg, seed = self.base, self.base.seed
         workers = [Worker(s, cfg, bus, self.stats, _rng(seed, self.broker, s.group))
-                   for s in CONSUMERS]
+                   for s in consumers(cfg)]
         orders = OrderService(bus, self.stats, _rng(seed, self.broker, "order-service"))
         schedule = list(cfg.schedule)
         began = time.monotonic()

@@ -179,3 +179,24 @@ CONSUMERS: tuple[ConsumerSpec, ...] = (
     ConsumerSpec("analytics-service", "analytics-service", (ORDERS,),
                  {"OrderPlaced": record_analytics}),
 )
+
+#: the fan-out shape (``SimulatorConfig.shape = "fanout"``): three services read ``orders``
+#: at once, so payments and inventory events of one order race, as on many real systems
+FANOUT_CONSUMERS: tuple[ConsumerSpec, ...] = (
+    ConsumerSpec("payment-service", "payment-service", (ORDERS,), {"OrderPlaced": charge_payment}),
+    ConsumerSpec("inventory-service", "inventory-service", (ORDERS,),
+                 {"OrderPlaced": reserve_inventory}),
+    ConsumerSpec("payment-service", "payment-compensation", (INVENTORY,),
+                 {"InventoryReservationFailed": refund_payment}),
+    ConsumerSpec("shipping-service", "shipping-service", (INVENTORY,),
+                 {"InventoryReserved": create_shipment}),
+    ConsumerSpec("email-service", "email-service", (SHIPMENTS, PAYMENTS),
+                 {"ShipmentCreated": send_email, "PaymentRefunded": send_email}),
+    ConsumerSpec("analytics-service", "analytics-service", (ORDERS, PAYMENTS),
+                 {"OrderPlaced": record_analytics, "PaymentCharged": record_analytics}),
+)
+
+
+def consumers(config: SimulatorConfig) -> tuple[ConsumerSpec, ...]:
+    """The consumer groups of the configured shape."""
+    return FANOUT_CONSUMERS if config.shape == "fanout" else CONSUMERS

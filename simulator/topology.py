@@ -1,7 +1,7 @@
 """The pipeline's declared topology: which edges its configuration can produce.
 
 This is the architecture diagram a team would draw by hand, derived from the same tables
-the simulator runs on (``CONSUMERS`` and what each handler may emit), so that the flow
+the simulator runs on (its consumers, ``services.consumers``, and what each handler may emit), so that the flow
 graph eventscope reconstructs from traffic can be checked edge for edge. Node IDs follow
 the ``eventscope graph`` contract: ``service:NAME``, ``topic:BROKER:NAME``,
 ``group:BROKER:NAME``, ``dlq:BROKER:NAME``.
@@ -18,7 +18,7 @@ from .config import (INVENTORY, KAFKA_DLQ_SUFFIX, ORDERS, PAYMENTS, REDIS_DLQ_SU
                      SimulatorConfig)
 from .orders import SCRIPT
 from .orders import SERVICE as ORDER_SERVICE
-from .services import (CONSUMERS, charge_payment, create_shipment, record_analytics,
+from .services import (charge_payment, consumers, create_shipment, record_analytics,
                        refund_payment, reserve_inventory, send_email)
 
 
@@ -68,7 +68,7 @@ def declared_topology(config: SimulatorConfig, broker: str) -> set[Edge]:
     changed = True
     while changed:  # follow the chain: a handler runs only if its input type can appear
         changed = False
-        for spec in CONSUMERS:
+        for spec in consumers(config):
             for name in spec.topics:
                 for event_type, handler in spec.handlers.items():
                     if event_type not in present.get(name, set()):
@@ -77,7 +77,7 @@ def declared_topology(config: SimulatorConfig, broker: str) -> set[Edge]:
                         if out_type not in present.setdefault(out_topic, set()):
                             present[out_topic].add(out_type)
                             changed = True
-    for spec in CONSUMERS:
+    for spec in consumers(config):
         for name in spec.topics:
             edges.add(Edge(topic(name), f"group:{broker}:{config.group(spec.group)}", "consumes"))
             for event_type, handler in spec.handlers.items():

@@ -38,6 +38,8 @@ Arrays in, arrays out (numpy, vectorised per producer and candidate topic): a wi
 """
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pandas as pd
 
@@ -107,9 +109,10 @@ def _latest_on(rows_of_place: np.ndarray, chain: np.ndarray, targets: np.ndarray
 
 
 def learn(chain: np.ndarray, at_us: np.ndarray, place: np.ndarray, producer: np.ndarray,
-          topics_read: np.ndarray | None = None) -> dict[int, np.ndarray | None]:
+          topics_read: np.ndarray | None = None, allowed: dict | None = None) -> dict[int, np.ndarray | None]:
     """Per producer code: the places it consumes (an array, maybe empty for one that starts
-    chains), or None when it has too few events to tell."""
+    chains), or None when it has too few events to tell. ``allowed`` maps a producer code to
+    the places (a bool array) its service's consumer groups read, where that is known."""
     prev = previous_other_place(chain, place)
     has = prev >= 0
     gaps = (at_us - np.where(has, at_us[np.maximum(prev, 0)], 0)).astype("float64")
@@ -121,13 +124,26 @@ def learn(chain: np.ndarray, at_us: np.ndarray, place: np.ndarray, producer: np.
         if len(rows) < MIN_EVENTS:
             out[int(code)] = None
             continue
-        horizon = min(HORIZON_FACTOR * float(np.percentile(gaps[rows], 95)), cap)
-        candidates = np.unique(place[prev[rows]])
-        if topics_read is not None:
-            candidates = candidates[topics_read[candidates]]
+        known = allowed is not None and int(code) in allowed
+        if known:  # its service's groups say what it reads: every such topic is a candidate,
+            # also one whose events never come right before (a faster sibling's always do)
+            mask = allowed[int(code)] & (topics_read if topics_read is not None else True)
+            candidates = np.array([c for c in np.flatnonzero(mask) if c in by_place], dtype=np.int64)
+        else:
+            candidates = np.unique(place[prev[rows]])
+            if topics_read is not None:
+                candidates = candidates[topics_read[candidates]]
+        found_all = [_latest_on(by_place[c], chain, rows) for c in candidates]
+        if known and found_all:  # a hop's time: to the nearest event it may have read
+            nearest = np.min([np.where(f >= 0, at_us[rows] - at_us[np.maximum(f, 0)], np.inf)
+                              for f in found_all], axis=0)
+            nearest = nearest[np.isfinite(nearest)]
+            spread = float(np.percentile(nearest, 95)) if len(nearest) else 0.0
+        else:
+            spread = float(np.percentile(gaps[rows], 95))
+        horizon = min(HORIZON_FACTOR * spread, cap)
         support, latest, within_any = [], [], np.zeros(len(rows), dtype=bool)
-        for candidate in candidates:
-            found = _latest_on(by_place[candidate], chain, rows)
+        for found in found_all:
             near = (found >= 0) & (at_us[rows] - at_us[np.maximum(found, 0)] <= horizon)
             support.append(near.mean())
             latest.append(np.where(near, found, -1))
@@ -156,7 +172,7 @@ def _shadowed(i: int, latest: list[np.ndarray], support: np.ndarray) -> bool:
 
 
 def cause_rows(chain: np.ndarray, at_us: np.ndarray, place: np.ndarray, producer: np.ndarray,
-               topics_read: np.ndarray | None = None) -> np.ndarray:
+               topics_read: np.ndarray | None = None, allowed: dict | None = None) -> np.ndarray:
     """Per row (rows in chain order; ``producer`` -1 where unknown): the row of the event
     that caused it, -1 for none. See the module docstring for the rule."""
     n = len(chain)
@@ -164,7 +180,7 @@ def cause_rows(chain: np.ndarray, at_us: np.ndarray, place: np.ndarray, producer
     if n < 2:
         return cause
     prev = previous_other_place(chain, place)
-    consumes = learn(chain, at_us, place, producer, topics_read)
+    consumes = learn(chain, at_us, place, producer, topics_read, allowed)
     by_place = _rows_by_place(place)
     for code, inputs in consumes.items():
         rows = np.flatnonzero(producer == code)
@@ -176,6 +192,57 @@ def cause_rows(chain: np.ndarray, at_us: np.ndarray, place: np.ndarray, producer
             newer = (latest > cause[rows]) & (place[rows] != topic)
             cause[rows[newer]] = latest[newer]
     return cause
+
+
+_SUFFIX = {"service", "svc", "consumer", "consumers", "group", "app", "worker"}
+_TOKENS = re.compile(r"[-_.:/ ]+")
+
+
+def _tokens(name: str) -> list[str]:
+    """A name's words, without a trailing ``service``/``consumer``/… word."""
+    words = [w for w in _TOKENS.split(str(name).strip().lower()) if w]
+    return words[:-1] if len(words) > 1 and words[-1] in _SUFFIX else words
+
+
+def _service_like(name: str) -> bool:
+    words = [w for w in _TOKENS.split(str(name).strip().lower()) if w]
+    return len(words) > 1 and words[-1] in _SUFFIX
+
+
+def _named_after(group: str, service: str) -> bool:
+    """True when ``group``'s name contains ``service``'s words in a row (``prod-payment-service``
+    and ``payment-compensation`` for ``payment-service``; environment prefixes are common)."""
+    words, mine = _tokens(group), _tokens(service)
+    return bool(mine) and any(words[i:i + len(mine)] == mine for i in range(len(words) - len(mine) + 1))
+
+
+def service_reads(services: list[str], places: list[tuple[str, str]], groups: pd.DataFrame | None
+                  ) -> dict[int, np.ndarray]:
+    """Per service (index into ``services``) whose consumer groups are known by name (a group
+    whose name holds the service's words: ``payment-service``, ``prod-payment-consumer``,
+    ``payment-compensation``): the places it may read, a bool array. Those are its own groups' topics and the topics of
+    groups named after no service (``payment-compensation`` could be anyone's); never the
+    topics only other services' groups read. A service without such a group is not limited."""
+    if groups is None or groups.empty:
+        return {}
+    index = {p: i for i, p in enumerate(places)}
+    owned: dict[int, set[int]] = {}
+    free: set[int] = set()
+    for group, rows in groups.groupby("group", observed=True):
+        read = {index[(str(b), str(t))] for b, t in zip(rows["broker"], rows["topic"]) if (str(b), str(t)) in index}
+        owners = [i for i, service in enumerate(services) if _named_after(str(group), service)]
+        # a group named like a service (`email-service`) that produced nothing seen is that
+        # service's: only a group named after no service could be anyone's
+        if not owners and not _service_like(str(group)):
+            free |= read
+        for owner in owners:
+            owned.setdefault(owner, set()).update(read)
+    out = {}
+    for service, read in owned.items():
+        mask = np.zeros(len(places), dtype=bool)
+        mask[list(read | free)] = True
+        out[service] = mask
+    return out
 
 
 def _rows_by_place(place: np.ndarray) -> dict[int, np.ndarray]:
@@ -209,7 +276,13 @@ def consumed_topics(events: pd.DataFrame, groups: pd.DataFrame | None = None
         known = set(groups["broker"].astype(str) + "\x1f" + groups["topic"].astype(str))
         watched = set(groups["broker"].astype(str))
         read = np.array([p in known or p.split("\x1f", 1)[0] not in watched for p in places], dtype=bool)
-    learned = learn(chain[order], at_us[order], place, producer, read)
+    pairs = [tuple(p.split("\x1f", 1)) for p in places]
+    service_of = [p.split("\x1f", 1)[0] for p in producers]
+    names = sorted(set(service_of))
+    by_service = service_reads(names, pairs, groups)
+    allowed = {code: by_service[names.index(service)] for code, service in enumerate(service_of)
+               if names.index(service) in by_service}
+    learned = learn(chain[order], at_us[order], place, producer, read, allowed)
     out: dict[tuple[str, str], frozenset | None] = {}
     for code, inputs in learned.items():
         service, event_type = producers[code].split("\x1f", 1)
