@@ -14,7 +14,7 @@ from operator import itemgetter
 import pandas as pd
 
 from eventscope import schemas
-from eventscope.decode import DLQ_MARKER_SET, Decoder, default_decoder, int_header
+from eventscope.decode import DLQ_MARKER_SET, Decoder, default_decoder, int_header, text
 from eventscope.mask import headers_json, masked_payload, preview
 
 
@@ -95,8 +95,8 @@ class EventBatch:
         broker_ms = [m if type(m) is int and 0 <= m <= _MS_MAX else None for m in broker_ms]
         broker_at = pd.Series(pd.to_datetime(pd.array(broker_ms, dtype="Int64"), unit="ms", utc=True))
         where_from = [None] * n, [None] * n  # the original message's partition and offset
-        raw = [v if v else h.get("envelope") or h.get("payload") for v, h in zip(values, headers)] \
-            if self.origins is not None else values  # a Redis entry's payload is a field
+        # a Redis entry's payload is one of its fields
+        raw = [v if v else h.get("envelope") or h.get("payload") for v, h in zip(values, headers)]
         if self.origins is not None:
             self.origins.remember([(t, v) for t, v, d in zip(topics, raw, dead) if not d])
         if any(dead):
@@ -109,7 +109,9 @@ class EventBatch:
                     seen = broker_at.iat[i]
                     books.setdefault(topics[i], DeadLetterBook()).count(
                         reasons[i] or errors[i] or None, origin[i], None if pd.isna(seen) else seen)
+        causes = [causation_of(v, h, b) for v, h, b in zip(raw, headers, bodies)]
         columns = {**cols, "topic": topics, "partition": partitions, "offset": offsets, "dead_letter": dead,
+                   "causation_id": causes,
                    "original_partition": where_from[0], "original_offset": where_from[1],
                    "size_bytes": [len(v) if v else sum(map(len, h.values())) for v, h in zip(values, headers)]}
         if self.sample_ratio < 1.0:
@@ -165,6 +167,29 @@ class RecordOrigins:
         """The topic these bytes were seen on, or None (never seen, or seen on several)."""
         key = self._key(value)
         return (self.seen.get(key) or None) if key is not None else None
+
+
+_CAUSATION_KEYS = ("causation_id", "causationId", "causationid")
+_CAUSATION_HEADERS = ("causation-id", "causation_id", "x-causation-id", "ce_causationid")
+
+
+def causation_of(value: bytes | None, headers: dict[str, bytes], body) -> str | None:
+    """The ID of the event that caused this one, when its envelope or headers carry one.
+    Most payloads have none: a byte search skips them without parsing them again."""
+    for name in _CAUSATION_HEADERS:
+        if headers.get(name):
+            return text(headers[name], 200)
+    if not value or b"ausation" not in value:
+        return None
+    parsed = Decoder.parsed_body(body)
+    if not isinstance(parsed, dict):
+        return None
+    meta = parsed.get("metadata") if isinstance(parsed.get("metadata"), dict) else {}
+    for key in _CAUSATION_KEYS:
+        found = parsed.get(key, meta.get(key))
+        if isinstance(found, (str, int)) and str(found):
+            return str(found)[:200]
+    return None
 
 
 def original_position(headers: dict[str, bytes]) -> tuple[int | None, int | None]:

@@ -356,7 +356,7 @@ def what_if_transitions(rules: list) -> pd.DataFrame:
 
 # -- flow graph and event catalog (graph/): built per time window, drawn by the pages --
 GRAPH_EVENT_COLUMNS = ("observed_at", "broker", "topic", "at", "broker_at", "event_type", "service",
-                       "correlation_id", "dead_letter", "original_topic")
+                       "correlation_id", "dead_letter", "original_topic", "causation_id")
 
 
 def flow_graph(window_s: float = WINDOW_S):
@@ -367,8 +367,10 @@ def flow_graph(window_s: float = WINDOW_S):
     def compute():
         consumed = q.scan("lag_1m", since=since, columns=["minute", "broker", "group", "topic", "consumed"])
         dlq = q.scan("dlq_1m", since=since).rename(columns={"minute": "sampled_at"})
-        return build_graph(q.events(since, GRAPH_EVENT_COLUMNS), None, dlq, groups=q.lag_groups(),
-                           consumed=consumed)
+        events = q.events(since, GRAPH_EVENT_COLUMNS)
+        if events["causation_id"].notna().any():  # event IDs only when some event names its cause
+            events = q.events(since, GRAPH_EVENT_COLUMNS + ("event_id",))
+        return build_graph(events, None, dlq, groups=q.lag_groups(), consumed=consumed)
     return q.cached("flow_graph", ("events", "lag_groups", "lag_1m", "dlq_1m"), (since.floor("10s"),),
                      compute)
 

@@ -62,6 +62,8 @@ EVENTS = {
     "event_id": (STR, "event ID from the envelope"),
     "service": (STR, "producing service (envelope `source`)"),
     "correlation_id": (STR, "correlation ID"),
+    "causation_id": (STR, "the event ID of the event that caused this one, when the envelope "
+                          "(`causation_id`, `causationId`, `metadata.causationId`) or a header says"),
     "trace_id": (STR, "W3C trace ID from `traceparent`"),
     "parent_span_id": (STR, "W3C parent span ID from `traceparent`"),
     "dead_letter": ("bool", "True when the message sits in a dead-letter queue"),

@@ -47,7 +47,7 @@ HEALTH = {"OK": "ok", "UNKNOWN": "unknown", "WARN": "warn", "REWIND": "critical"
 HEALTH_RANK = {"ok": 0, "unknown": 1, "warn": 2, "critical": 3}
 #: the only events columns the graph needs (the frame also carries payloads: never copied)
 EVENT_COLUMNS = ["observed_at", "broker", "topic", "at", "broker_at", "event_type", "service",
-                 "correlation_id", "dead_letter", "original_topic"]
+                 "correlation_id", "dead_letter", "original_topic", "event_id", "causation_id"]
 
 
 def node_id(kind: str, name: str, broker: str | None = None) -> str:
@@ -244,7 +244,11 @@ def _add_causes(graph, events, coded: _Coded, window_s, groups: pd.DataFrame | N
     reads = causality.service_reads(coded.services, coded.places, groups)
     allowed = {p: reads[int(key) // (int(coded.kind.max()) + 2)] for p, key in enumerate(codes)
                if int(key) // (int(coded.kind.max()) + 2) in reads}
-    cause = causality.cause_rows(chain, at_us, place, producer, _topics_read(coded, groups), allowed)
+    explicit = None
+    if events["causation_id"].notna().any() and events["event_id"].notna().any():
+        rows = events.iloc[usable[order]]
+        explicit = causality.explicit_causes(chain, rows["event_id"].tolist(), rows["causation_id"].tolist())
+    cause = causality.cause_rows(chain, at_us, place, producer, _topics_read(coded, groups), allowed, explicit)
     pick = np.flatnonzero(cause >= 0)
     if not len(pick):
         return

@@ -6,6 +6,8 @@ because it made them, and scores the edges and the per-event causes the graph an
 page draw from the events alone."""
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -174,3 +176,33 @@ def test_trace_hops_follow_the_same_rule():
         # every event but the orders has its hop
         assert len(found["hops"]) == sum(truth[e["event_id"]] is not None for e in found["events"])
     assert checked > 1000 and wrong / checked <= 0.03, (wrong, checked)
+
+
+def test_a_causation_id_in_the_envelope_is_the_cause():
+    """When events name their cause (``causation_id`` = the cause's event ID), no timing is
+    needed: even the case timing cannot solve (a sibling that always lands first, no
+    consumer groups known) comes out right, in the graph and in the trace's hops."""
+    from eventscope.analysis import traces
+    from eventscope.collectors.events_common import EventBatch
+    batch = EventBatch("kafka", "kafka")
+    t0 = 1_700_000_000_000
+    for c in range(30):
+        cid = f"order-{c}"
+        envelopes = [("orders", "order-service", "OrderPlaced", f"o{c}", None, 0),
+                     ("payments", "payment-service", "PaymentCharged", f"p{c}", f"o{c}", 5),  # always first
+                     ("inventory", "inventory-service", "StockReserved", f"i{c}", f"o{c}", 40)]
+        for topic, service, kind, eid, cause, ms in envelopes:
+            body = {"event_type": kind, "event_id": eid, "correlation_id": cid, "source": service,
+                    "metadata": {"causationId": cause} if cause else {}}
+            batch.add(topic, 0, str(c), t0 + c * 1000 + ms, json.dumps(body).encode(), {}, False)
+    events = batch.frame(pd.Timestamp("2026-12-05T10:00:00Z"))
+    assert events["causation_id"].notna().sum() == 60
+    edges = {(graph_nodes_label(g, a), graph_nodes_label(g, b)) for g in [build_graph(events, None)]
+             for a, b, kind in g.edges(data="kind") if kind == "causes"}
+    assert edges == {("orders", "payments"), ("orders", "inventory")}
+    hops = traces.from_rows(events[events["correlation_id"] == "order-3"])["hops"]
+    assert {(h["from_topic"], h["to_topic"]) for h in hops} == {("orders", "payments"), ("orders", "inventory")}
+
+
+def graph_nodes_label(graph, node: str) -> str:
+    return graph.nodes[node]["label"]

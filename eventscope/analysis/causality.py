@@ -26,6 +26,10 @@ one handler at a time):
    order placed over HTTP): its events have no cause;
 5. too few events to judge (``MIN_EVENTS``): the event just before it, as before.
 
+A causation ID in the envelope (``causation_id``: the event ID of the cause) needs no
+learning: where an event carries one that names an earlier event of its chain, that
+event is its cause.
+
 The horizon is the time a hop can take: twice the producer's 95th-percentile gap to the
 event just before it, capped at ``HORIZON_CAP`` times the median gap over all producers (so
 the gaps between a customer's requests do not count as hops). The cause of an event is
@@ -171,10 +175,25 @@ def _shadowed(i: int, latest: list[np.ndarray], support: np.ndarray) -> bool:
     return False
 
 
+def explicit_causes(chain: np.ndarray, event_ids, causation_ids) -> np.ndarray:
+    """Per row (rows in chain order): the row of the earlier event of its chain whose event
+    ID the row's causation ID names, -1 where it names none."""
+    out = np.full(len(chain), -1, dtype=np.int64)
+    seen: dict[tuple, int] = {}
+    for i, (c, eid, cause) in enumerate(zip(chain.tolist(), event_ids, causation_ids)):
+        if isinstance(cause, str) and cause:
+            out[i] = seen.get((c, cause), -1)
+        if isinstance(eid, str) and eid:
+            seen[(c, eid)] = i
+    return out
+
+
 def cause_rows(chain: np.ndarray, at_us: np.ndarray, place: np.ndarray, producer: np.ndarray,
-               topics_read: np.ndarray | None = None, allowed: dict | None = None) -> np.ndarray:
+               topics_read: np.ndarray | None = None, allowed: dict | None = None,
+               explicit: np.ndarray | None = None) -> np.ndarray:
     """Per row (rows in chain order; ``producer`` -1 where unknown): the row of the event
-    that caused it, -1 for none. See the module docstring for the rule."""
+    that caused it, -1 for none. See the module docstring for the rule; ``explicit``
+    (:func:`explicit_causes`) overrides it where the messages say."""
     n = len(chain)
     cause = np.full(n, -1, dtype=np.int64)
     if n < 2:
@@ -191,6 +210,9 @@ def cause_rows(chain: np.ndarray, at_us: np.ndarray, place: np.ndarray, producer
             latest = _latest_on(by_place[topic], chain, rows)
             newer = (latest > cause[rows]) & (place[rows] != topic)
             cause[rows[newer]] = latest[newer]
+    if explicit is not None:
+        said = explicit >= 0
+        cause[said] = explicit[said]
     return cause
 
 

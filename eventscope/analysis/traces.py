@@ -135,6 +135,11 @@ def _cause(earlier: list, b, consumes: dict | None = None):
             same = [a for a in earlier if not a.dead_letter and a.topic == b.original_topic]
         if same:
             return same[-1]
+    cause = _none(getattr(b, "causation_id", None))
+    if cause:  # the envelope names its cause
+        named = [a for a in earlier if _none(a.event_id) == cause]
+        if named:
+            return named[-1]
     inputs = None if consumes is None else consumes.get((_none(b.service), _none(b.event_type)))
     if inputs is not None:  # learned: only a topic its producer reads (none: it starts chains)
         read = [a for a in earlier if not a.dead_letter and (a.broker, a.topic) in inputs
