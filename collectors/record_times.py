@@ -15,7 +15,8 @@ offset older than the collector's table of end offsets), and:
   (its ``group.id`` is a random one librdkafka insists on and no broker ever hears of);
 - an answer is cached per (topic, partition, offset): the record at an offset never
   changes, so a stalled group costs one fetch, not one per sample;
-- each sample fetches at most ``budget`` positions within ``time_budget_s``, oldest
+- the first sample fetches at most ``first_budget`` positions within ``first_time_budget_s``
+  (2,000 in 1 s), every later one ``budget`` within ``time_budget_s`` (50 in 0.1 s), oldest
   unknown first; the rest keep the interpolated value and get their turn next sample;
 - prefetching is capped (a few kB per partition), so a fetch holds one record batch,
   not megabytes of a backlog.
@@ -39,16 +40,18 @@ log = logging.getLogger("eventscope.kafka")
 class RecordTimes:
     """Timestamps (epoch seconds) of the records at given (topic, partition, offset)."""
 
-    def __init__(self, conf: dict, budget: int = 200, time_budget_s: float = 0.25,
-                 max_cached: int = 20_000):
+    def __init__(self, conf: dict, budget: int = 50, time_budget_s: float = 0.1,
+                 first_budget: int = 2000, first_time_budget_s: float = 1.0, max_cached: int = 20_000):
         self.conf = dict(conf, **{"group.id": f"eventscope-times-{uuid.uuid4().hex}",
                                   "enable.auto.commit": False, "enable.auto.offset.store": False,
                                   "enable.partition.eof": True, "auto.offset.reset": "earliest",
                                   "fetch.wait.max.ms": 10, "max.partition.fetch.bytes": 4096,
                                   "fetch.max.bytes": 1_048_576, "queued.max.messages.kbytes": 1024,
                                   "queued.min.messages": 1})
-        self.budget = budget
-        self.time_budget_s = time_budget_s
+        # the first sample may spend more: a group that stalled before eventscope started is
+        # the one to date at once; later samples only add what moved, a little at a time
+        self.budget, self.time_budget_s = first_budget, first_time_budget_s
+        self.steady = (budget, time_budget_s)
         self.max_cached = max_cached
         self.cache: OrderedDict[tuple[str, int, int], float | None] = OrderedDict()
         self.consumer: Consumer | None = None
@@ -77,6 +80,7 @@ class RecordTimes:
                 self._remember(key, stamp)
                 if stamp is not None:
                     out[key] = stamp
+        self.budget, self.time_budget_s = self.steady
         return out
 
     def _remember(self, key, stamp) -> None:
