@@ -18,7 +18,7 @@ nothing but collect (as ``eventscope collect`` does, so its peak RSS is the coll
   were in);
 - Redis: ``RedisStreamsCollector.collect()``: the first sample (it reads every stream's
   backlog as events), then samples each after a round of new entries and reads;
-- the collecting process's peak RSS (``resource.getrusage``) after its imports, after the
+- the collecting process's peak RSS (``VmHWM``) after its imports, after the
   Kafka samples and after the Redis samples.
 
 In this process, for comparison: ``describe_consumer_groups`` of every group (what a sample
@@ -33,7 +33,6 @@ from __future__ import annotations
 import argparse
 import multiprocessing
 import os
-import resource
 import statistics
 import subprocess
 import sys
@@ -74,12 +73,22 @@ def load() -> str:
     return f"load average {one:.2f} (1 min) / {five:.2f} (5 min) on {os.cpu_count()} CPUs"
 
 
-def rss_now_kib() -> int:
-    with open("/proc/self/status") as status:
-        for line in status:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1])
+def rss_now_kib(field: str = "VmRSS", pid: int | str = "self") -> int:
+    try:
+        with open(f"/proc/{pid}/status") as status:
+            for line in status:
+                if line.startswith(field + ":"):
+                    return int(line.split()[1])
+    except OSError:
+        pass
     return 0
+
+
+def peak_kib(pid: int | str = "self") -> int:
+    """A process's peak RSS since it started its program (``VmHWM``). Not ``ru_maxrss``: Linux
+    keeps that across ``execve``, so a child forked from a big bench process reports the
+    bench's size, not its own."""
+    return rss_now_kib("VmHWM", pid)
 
 
 # --- the collecting process ----------------------------------------------------------
@@ -95,7 +104,7 @@ def collecting_process(conn, bootstrap: str, redis_url: str) -> None:
     streams = RedisStreamsCollector(redis.Redis.from_url(config.redis.url, socket_timeout=config.redis.timeout_s,
                                                          socket_connect_timeout=config.redis.timeout_s),
                                     pattern=config.redis.stream_pattern)
-    conn.send({"maxrss": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, "rss": rss_now_kib()})
+    conn.send({"maxrss": peak_kib(), "rss": rss_now_kib()})
     try:
         while True:
             what = conn.recv()
@@ -111,12 +120,12 @@ def collecting_process(conn, bootstrap: str, redis_url: str) -> None:
                 continue
             conn.send({"wall": wall, "cpu": cpu, "rows": {name: len(frame) for name, frame in out.items()},
                        "phases": dict(getattr(collector, "phases", {})),
-                       "maxrss": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, "rss": rss_now_kib()})
+                       "maxrss": peak_kib(), "rss": rss_now_kib()})
             del out
     finally:
         kafka.close()
         streams.close()
-        conn.send({"maxrss": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, "rss": rss_now_kib()})
+        conn.send({"maxrss": peak_kib(), "rss": rss_now_kib()})
 
 
 class Collecting:
@@ -213,15 +222,24 @@ def run_cli_collect(bootstrap: str, redis_url: str, seconds: float, workdir: Pat
         proc = subprocess.Popen(command + ["collect", "--duration", str(seconds), "--interval", "5"],
                                 env=env, stdout=out, stderr=subprocess.STDOUT)
     mover.start()
+    peak, exited = [0], threading.Event()
+
+    def watch_peak() -> None:  # VmHWM while it runs: ru_maxrss would include this process's size
+        while not exited.wait(0.2):
+            peak[0] = max(peak[0], peak_kib(proc.pid))
+    watcher = threading.Thread(target=watch_peak, daemon=True)
+    watcher.start()
     try:
         _, status, usage = os.wait4(proc.pid, 0)
     finally:
+        exited.set()
         stop.set()
         mover.join(60)
+        watcher.join(5)
     proc.returncode = os.waitstatus_to_exitcode(status)
     tail = (workdir / "collect.log").read_text(errors="replace").strip().splitlines()[-3:]
     print(f"eventscope collect --duration {seconds:.0f} --interval 5 (both brokers, cluster moving): "
-          f"exit {proc.returncode} after {time.perf_counter() - t:.0f} s, peak RSS {mib(usage.ru_maxrss)}, "
+          f"exit {proc.returncode} after {time.perf_counter() - t:.0f} s, peak RSS {mib(peak[0])}, "
           f"CPU {usage.ru_utime + usage.ru_stime:.1f} s" + (f"; last output: {tail}" if proc.returncode else ""))
 
 
