@@ -244,23 +244,30 @@ def kafka_libs() -> Path:
         if shutil.which(tool) is None:
             raise BrokerStartError(f"{tool} not found, needed to fetch and run Kafka: "
                                    f"apt-get install -y {package} (or make system-deps)")
+    return fetch_jars(KAFKA_POM, dest, broker_jar, f"the Kafka {version} broker jars")
+
+
+def fetch_jars(pom: Path, dest: Path, marker: Path, what: str) -> Path:
+    """Copy ``pom``'s runtime dependencies from Maven Central into ``dest`` once; ``marker``
+    (a file inside ``dest``) existing means the whole set is there."""
+    if marker.exists():
+        return dest
     dest.parent.mkdir(parents=True, exist_ok=True)
-    # Two runs may fetch at once: serialize, so neither replaces jars the other's broker loads.
+    # Two runs may fetch at once: serialize, so neither replaces jars the other's process loads.
     with open(dest.parent / "install.lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
-        if broker_jar.exists():
+        if marker.exists():
             return dest
-        print(f"fetching the Kafka {version} broker jars from Maven Central into {dest}...",
-              file=sys.stderr)
+        print(f"fetching {what} from Maven Central into {dest}...", file=sys.stderr)
         # Fetch into a sibling temp dir and rename, so an interrupted fetch never looks complete.
         tmp = Path(tempfile.mkdtemp(prefix="libs.tmp.", dir=dest.parent))
         try:
             fetched = subprocess.run(
-                ["mvn", "-q", "-B", "-f", str(KAFKA_POM), "dependency:copy-dependencies",
+                ["mvn", "-q", "-B", "-f", str(pom), "dependency:copy-dependencies",
                  "-DincludeScope=runtime", f"-DoutputDirectory={tmp}"],
                 capture_output=True, text=True)
             if fetched.returncode != 0:
-                raise BrokerStartError(f"fetching Kafka {version} with Maven failed:\n"
+                raise BrokerStartError(f"fetching {what} with Maven failed:\n"
                                        f"{_last_lines(fetched.stdout + fetched.stderr, 30)}")
             shutil.rmtree(dest, ignore_errors=True)
             tmp.rename(dest)

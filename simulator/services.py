@@ -166,16 +166,19 @@ class ConsumerSpec:
     handlers: dict[str, Handler]    # event_type -> handler; other types are skipped
 
 
+_PAYMENTS = ConsumerSpec("payment-service", "payment-service", (ORDERS,), {"OrderPlaced": charge_payment})
+_COMPENSATION = ConsumerSpec("payment-service", "payment-compensation", (INVENTORY,),
+                             {"InventoryReservationFailed": refund_payment})
+_SHIPPING = ConsumerSpec("shipping-service", "shipping-service", (INVENTORY,),
+                         {"InventoryReserved": create_shipment})
+_EMAIL = ConsumerSpec("email-service", "email-service", (SHIPMENTS, PAYMENTS),
+                      {"ShipmentCreated": send_email, "PaymentRefunded": send_email})
+
 CONSUMERS: tuple[ConsumerSpec, ...] = (
-    ConsumerSpec("payment-service", "payment-service", (ORDERS,), {"OrderPlaced": charge_payment}),
+    _PAYMENTS,
     ConsumerSpec("inventory-service", "inventory-service", (PAYMENTS,),
                  {"PaymentCharged": reserve_inventory}),
-    ConsumerSpec("payment-service", "payment-compensation", (INVENTORY,),
-                 {"InventoryReservationFailed": refund_payment}),
-    ConsumerSpec("shipping-service", "shipping-service", (INVENTORY,),
-                 {"InventoryReserved": create_shipment}),
-    ConsumerSpec("email-service", "email-service", (SHIPMENTS, PAYMENTS),
-                 {"ShipmentCreated": send_email, "PaymentRefunded": send_email}),
+    _COMPENSATION, _SHIPPING, _EMAIL,
     ConsumerSpec("analytics-service", "analytics-service", (ORDERS,),
                  {"OrderPlaced": record_analytics}),
 )
@@ -183,15 +186,10 @@ CONSUMERS: tuple[ConsumerSpec, ...] = (
 #: the fan-out shape (``SimulatorConfig.shape = "fanout"``): three services read ``orders``
 #: at once, so payments and inventory events of one order race, as on many real systems
 FANOUT_CONSUMERS: tuple[ConsumerSpec, ...] = (
-    ConsumerSpec("payment-service", "payment-service", (ORDERS,), {"OrderPlaced": charge_payment}),
+    _PAYMENTS,
     ConsumerSpec("inventory-service", "inventory-service", (ORDERS,),
                  {"OrderPlaced": reserve_inventory}),
-    ConsumerSpec("payment-service", "payment-compensation", (INVENTORY,),
-                 {"InventoryReservationFailed": refund_payment}),
-    ConsumerSpec("shipping-service", "shipping-service", (INVENTORY,),
-                 {"InventoryReserved": create_shipment}),
-    ConsumerSpec("email-service", "email-service", (SHIPMENTS, PAYMENTS),
-                 {"ShipmentCreated": send_email, "PaymentRefunded": send_email}),
+    _COMPENSATION, _SHIPPING, _EMAIL,
     ConsumerSpec("analytics-service", "analytics-service", (ORDERS, PAYMENTS),
                  {"OrderPlaced": record_analytics, "PaymentCharged": record_analytics}),
 )

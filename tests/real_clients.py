@@ -8,9 +8,9 @@ once per version of its source. Nothing downloads while a test runs after the fi
 """
 from __future__ import annotations
 
-import fcntl
 import hashlib
 import json
+import re
 import shutil
 import subprocess
 import tempfile
@@ -18,7 +18,7 @@ import time
 import urllib.request
 from pathlib import Path
 
-from eventscope.localbrokers import HOST, cache_dir, free_port
+from eventscope.localbrokers import HOST, cache_dir, fetch_jars, free_port
 
 CLIENTS = Path(__file__).parent / "clients"
 POM = CLIENTS / "pom.xml"
@@ -35,30 +35,12 @@ def _digest(*paths: Path) -> str:
 
 def client_libs() -> Path:
     """The clients' jars (fetched with Maven the first time)."""
-    home = cache_dir() / f"clients-{_digest(POM)}"
-    dest = home / "libs"
-    marker = home / "complete"
-    if marker.exists():
-        return dest
-    home.mkdir(parents=True, exist_ok=True)
-    with open(home / "install.lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        if marker.exists():
-            return dest
-        tmp = Path(tempfile.mkdtemp(prefix="libs.tmp.", dir=home))
-        try:
-            done = subprocess.run(["mvn", "-q", "-B", "-f", str(POM), "dependency:copy-dependencies",
-                                   "-DincludeScope=runtime", f"-DoutputDirectory={tmp}"],
-                                  capture_output=True, text=True)
-            if done.returncode != 0:
-                raise RuntimeError(f"fetching the test clients with Maven failed:\n{done.stdout[-3000:]}"
-                                   f"{done.stderr[-3000:]}")
-            shutil.rmtree(dest, ignore_errors=True)
-            tmp.rename(dest)
-            marker.touch()
-        finally:
-            shutil.rmtree(tmp, ignore_errors=True)
-    return dest
+    dest = cache_dir() / f"clients-{_digest(POM)}" / "libs"
+    return fetch_jars(POM, dest, dest / f"connect-runtime-{_kafka_version()}.jar", "the test clients' jars")
+
+
+def _kafka_version() -> str:
+    return re.search(r"<kafka.version>([^<]+)</kafka.version>", POM.read_text()).group(1)
 
 
 def spring_classes() -> Path:

@@ -37,20 +37,23 @@ SPEC = ROOT / "tools" / "asyncapi" / "node_modules" / "@asyncapi" / "specs" / "s
 @pytest.fixture(scope="module")
 def observed(tmp_path_factory, kafka_bootstrap, redis_url):
     """(simulator config, store, results) after a run on both brokers, collected throughout."""
-    prefix = f"topo{uuid.uuid4().hex[:5]}-"
-    sim = SimulatorConfig(rate=10, duration=7, seed=11, prefix=prefix, payment_failure_rate=0.15,
-                          inventory_failure_rate=0.3, transient_failure_rate=0.0)
+    sim = SimulatorConfig(rate=10, duration=7, seed=11, prefix=f"topo{uuid.uuid4().hex[:5]}-",
+                          payment_failure_rate=0.15, inventory_failure_rate=0.3, transient_failure_rate=0.0)
+    store, results = _simulate_and_collect(sim, tmp_path_factory.mktemp("topology"), kafka_bootstrap, redis_url)
+    return sim, store, results, (kafka_bootstrap, redis_url)
+
+
+def _simulate_and_collect(sim, folder, kafka_bootstrap: str, redis_url: str):
+    """Run ``sim`` on both brokers while the collectors fill a store in ``folder``;
+    returns (store, the simulation's results)."""
     results = {}
-
-    def simulate():
-        results.update(run_simulation(sim, kafka_bootstrap=kafka_bootstrap, redis_url=redis_url))
-
-    thread = threading.Thread(target=simulate)
+    thread = threading.Thread(target=lambda: results.update(
+        run_simulation(sim, kafka_bootstrap=kafka_bootstrap, redis_url=redis_url)))
     thread.start()
     cfg = load_config(env={"EVENTSCOPE_KAFKA_BOOTSTRAP": kafka_bootstrap, "EVENTSCOPE_REDIS_URL": redis_url,
-                           "EVENTSCOPE_KAFKA_TOPICS": "^" + prefix,
-                           "EVENTSCOPE_REDIS_STREAM_PATTERN": prefix + "*"})
-    store = Store(tmp_path_factory.mktemp("topology"))
+                           "EVENTSCOPE_KAFKA_TOPICS": "^" + sim.prefix,
+                           "EVENTSCOPE_REDIS_STREAM_PATTERN": sim.prefix + "*"})
+    store = Store(folder)
     runner = Runner(store, build_collectors(cfg), interval_s=1.0)
     try:
         runner.run(duration_s=10)
@@ -59,7 +62,7 @@ def observed(tmp_path_factory, kafka_bootstrap, redis_url):
     finally:
         runner.close()
     assert not thread.is_alive() and set(results["brokers"]) == {"kafka", "redis"}
-    return sim, store, results, (kafka_bootstrap, redis_url)
+    return store, results
 
 
 def _graph(store):
@@ -174,25 +177,10 @@ def test_the_validator_rejects_a_broken_document(tmp_path):
 def fanout(tmp_path_factory, kafka_bootstrap, redis_url):
     """The simulator's fan-out shape on both brokers: ``orders`` read by three services at
     once (payments and inventory race), one correlation ID per customer for all their orders."""
-    prefix = f"fan{uuid.uuid4().hex[:5]}-"
-    sim = SimulatorConfig(rate=12, duration=7, seed=5, prefix=prefix, payment_failure_rate=0.0,
-                          inventory_failure_rate=0.3, transient_failure_rate=0.0, shape="fanout")
-    results = {}
-    thread = threading.Thread(target=lambda: results.update(
-        run_simulation(sim, kafka_bootstrap=kafka_bootstrap, redis_url=redis_url)))
-    thread.start()
-    cfg = load_config(env={"EVENTSCOPE_KAFKA_BOOTSTRAP": kafka_bootstrap, "EVENTSCOPE_REDIS_URL": redis_url,
-                           "EVENTSCOPE_KAFKA_TOPICS": "^" + prefix,
-                           "EVENTSCOPE_REDIS_STREAM_PATTERN": prefix + "*"})
-    store = Store(tmp_path_factory.mktemp("fanout"))
-    runner = Runner(store, build_collectors(cfg), interval_s=1.0)
-    try:
-        runner.run(duration_s=10)
-        thread.join(timeout=90)
-        runner.run(duration_s=4)
-    finally:
-        runner.close()
-    assert not thread.is_alive() and set(results["brokers"]) == {"kafka", "redis"}
+    sim = SimulatorConfig(rate=12, duration=7, seed=5, prefix=f"fan{uuid.uuid4().hex[:5]}-",
+                          payment_failure_rate=0.0, inventory_failure_rate=0.3, transient_failure_rate=0.0,
+                          shape="fanout")
+    store, _ = _simulate_and_collect(sim, tmp_path_factory.mktemp("fanout"), kafka_bootstrap, redis_url)
     return sim, store
 
 
