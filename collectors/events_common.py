@@ -47,9 +47,11 @@ class EventBatch:
     """
 
     def __init__(self, source: str, broker: str, decoder=None, sample_ratio: float = 1.0,
-                 payload_max_chars: int = 4000, origins: "RecordOrigins | None" = None):
+                 payload_max_chars: int = 4000, origins: "RecordOrigins | None" = None,
+                 declared: dict[str, list[str]] | None = None):
         self.source, self.broker = source, broker
         self.origins = origins  # where record bytes were seen: the source of a DLQ without headers
+        self.declared = declared or {}  # DLQ -> the topics its writer says it reads (Kafka Connect)
         self.decoder = decoder if decoder is not None else default_decoder()
         self.sample_ratio = sample_ratio
         self.payload_max_chars = payload_max_chars
@@ -82,6 +84,19 @@ class EventBatch:
         with gc_paused():
             return self._frame(now, books, text)
 
+    def _origin(self, dlq: str, raw) -> str | None:
+        """Where a dead letter without a header naming it came from: the one topic its writer
+        reads, else the DLQ's name (``orders.DLT``), else where its bytes were seen (among the
+        writer's topics when it reads several)."""
+        declared = self.declared.get(dlq) or []
+        if len(declared) == 1:
+            return declared[0]
+        by_name = source_topic_from_name(dlq)
+        if by_name and (not declared or by_name in declared):
+            return by_name
+        seen = self.origins.topic_of(raw) if self.origins is not None else None
+        return seen if seen and (not declared or seen in declared) else None
+
     def _frame(self, now, books, text: bool) -> pd.DataFrame:
         n = len(self.topics)
         if not n:
@@ -102,8 +117,8 @@ class EventBatch:
         if any(dead):
             origin, reasons, errors = cols["original_topic"], cols["dlq_reason"], cols["decode_error"]
             for i in [i for i, d in enumerate(dead) if d]:
-                origin[i] = origin[i] or source_topic_from_name(topics[i]) \
-                    or (self.origins.topic_of(raw[i]) if self.origins is not None else None)
+                if not origin[i]:
+                    origin[i] = self._origin(topics[i], raw[i])
                 where_from[0][i], where_from[1][i] = original_position(headers[i])
                 if books is not None:
                     seen = broker_at.iat[i]
@@ -268,9 +283,13 @@ class DeadLetterBook:
         if seen is not None and (self.oldest_seen is None or seen < self.oldest_seen):
             self.oldest_seen = seen
 
-    def row(self, now, source: str, broker: str, dlq: str, depth: int, oldest_at, unread: int = 0) -> dict:
-        """The ``dlq`` frame row for this queue (``unread``: messages held the reasons do not count)."""
-        origin = self.source_topics.most_common(1)[0][0] if self.source_topics else None
+    def row(self, now, source: str, broker: str, dlq: str, depth: int, oldest_at, unread: int = 0,
+            declared: list[str] | None = None) -> dict:
+        """The ``dlq`` frame row for this queue (``unread``: messages held the reasons do not
+        count; ``declared``: the topics its writer's configuration says it reads, the source
+        while no dead letter named one)."""
+        origin = self.source_topics.most_common(1)[0][0] if self.source_topics \
+            else declared[0] if declared and len(declared) == 1 else None
         return {"sampled_at": now, "source": source, "broker": broker, "dlq": dlq,
                 "source_topic": origin, "depth": depth,
                 "oldest_at": oldest_at if oldest_at is not None else (self.oldest_seen if depth else None),

@@ -44,7 +44,7 @@ class KafkaEventsCollector:
                  dlq_pattern: str = r"\.DLT$", max_events: int = 5000, backlog: int = 5000,
                  timeout_s: float = 10.0, budget_s: float = 2.0, lookback_s: float | None = None,
                  globs: list | None = None, sample_ratio: float = 1.0, decoder=None,
-                 payload_max_chars: int = 4000, dlq_read_max: int = 10_000):
+                 payload_max_chars: int = 4000, dlq_read_max: int = 10_000, connect=None):
         conf = dict(client_conf)
         conf.update({"group.id": f"eventscope-observer-{uuid.uuid4().hex}",
                      "enable.auto.commit": False, "enable.auto.offset.store": False,
@@ -78,6 +78,17 @@ class KafkaEventsCollector:
         self._partitions: dict[str, int] = {}  # partitions per topic, from the newest metadata
         self.origins = RecordOrigins()  # a DLQ without headers: its records' bytes name their source
         self.dlq_read_max = dlq_read_max  # a DLQ seen for the first time: read this much of it
+        self.connect = connect  # ConnectDirectory: DLQs Kafka Connect is configured with, and their sources
+
+    def is_dlq(self, topic: str) -> bool:
+        """A dead-letter topic by its name (``dlq_pattern``) or by a Connect connector's configuration."""
+        return bool(self.dlq_filter.search(topic)) or (self.connect is not None and self.connect.is_dlq(topic))
+
+    def _declared(self) -> dict[str, list[str]]:
+        """DLQ -> the topics the Connect connector writing it reads."""
+        if self.connect is None:
+            return {}
+        return {dlq: self.connect.sources(dlq, self._partitions) for dlq in self.connect.connectors}
 
     def collect(self) -> dict[str, pd.DataFrame]:
         self._assign_new()
@@ -118,7 +129,7 @@ class KafkaEventsCollector:
                               _within(self._resume.pop((tp.topic, tp.partition)), lows[(tp.topic, tp.partition)],
                                       highs[(tp.topic, tp.partition)], tp.offset))
                if (tp.topic, tp.partition) in self._resume
-               else self._dlq_start(tp, lows, highs) if self.dlq_filter.search(tp.topic)
+               else self._dlq_start(tp, lows, highs) if self.is_dlq(tp.topic)
                else tp for tp in new]
         for tp in new:  # where reading starts: a run is caught up once it has read to the end
             self._next[(tp.topic, tp.partition)] = tp.offset if tp.offset >= 0 else lows[(tp.topic, tp.partition)]
@@ -200,13 +211,13 @@ class KafkaEventsCollector:
         end (``PARTITION_EOF``); one the client has not fetched yet (just assigned) is waited
         for, within ``budget_s``. At most ``max_events`` per run; the rest stays queued."""
         batch = EventBatch(self.source, "kafka", decoder=self.decoder, sample_ratio=self.sample_ratio,
-                           origins=self.origins,
+                           origins=self.origins, declared=self._declared(),
                            payload_max_chars=self.payload_max_chars)
         deadline = time.monotonic() + self.budget_s
         targets = self._targets()
         unknown = set(self.assigned) - targets.keys()
         pending = {k for k, high in targets.items() if self._next.get(k, -1) < high}
-        dead_letter_topics = {t for t, _ in self.assigned if self.dlq_filter.search(t)}
+        dead_letter_topics = {t for t, _ in self.assigned if self.is_dlq(t)}
         if pending:  # the client's position also moves past transaction markers (never delivered)
             try:
                 for tp in self.consumer.position([TopicPartition(t, p) for t, p in pending]):
@@ -244,9 +255,10 @@ class KafkaEventsCollector:
     def _dlq_rows(self, now) -> pd.DataFrame:
         rows = []
         for topic, p in sorted(self.assigned):
-            if not self.dlq_filter.search(topic):
+            if not self.is_dlq(topic):
                 continue
             self.books.setdefault(topic, DeadLetterBook())
+        declared = self._declared()
         parts = [TopicPartition(t, p) for t, p in sorted(self.assigned) if t in self.books]
         try:
             lows = self._offsets(parts, OffsetSpec.earliest())
@@ -260,7 +272,8 @@ class KafkaEventsCollector:
             depth = sum(max(0, highs[k] - lows[k]) for k in keys)
             # left unread by the first read and still held (the retention deletes oldest first)
             unread = sum(max(0, int(book.unread_until.get(p, 0)) - lows[(t, p)]) for t, p in keys)
-            rows.append(book.row(now, self.source, "kafka", topic, depth, None, unread))
+            rows.append(book.row(now, self.source, "kafka", topic, depth, None, unread,
+                                 declared=declared.get(topic)))
         return schemas.conform("dlq", rows)
 
     def close(self) -> None:

@@ -57,6 +57,8 @@ class KafkaConfig:
     dlq_pattern: str = r"(\.DLT|-dlt|\.dlq|-dlq|\.dead-letter)$|^dlq[.-]|^__connect\.errors|^dlq$"
     dlq_topics: list = field(default_factory=list)
     dlq_read_max: int = 10_000
+    # Kafka Connect workers' REST URLs: their connectors' DLQs and the topics those read
+    connect_urls: list = field(default_factory=list)
     max_events_per_sample: int = 5000
     timeout_s: float = 10.0
 
@@ -396,6 +398,9 @@ def _validate(cfg: Config) -> None:
     _parse_alerts(cfg.alerts)
     if cfg.redis.url and urlsplit(cfg.redis.url).scheme not in ("redis", "rediss", "unix"):
         raise ConfigError("redis.url must start with redis://, rediss:// or unix://")
+    for url in cfg.kafka.connect_urls:
+        if urlsplit(str(url)).scheme not in ("http", "https") or not urlsplit(str(url)).hostname:
+            raise ConfigError(f"kafka.connect_urls: {redact_url(str(url))!r} is not an http:// or https:// URL")
     for key, pattern in (("kafka.topics", cfg.kafka.topics), ("kafka.dlq_pattern", cfg.kafka.dlq_pattern),
                          ("redis.dlq_pattern", cfg.redis.dlq_pattern)):
         try:

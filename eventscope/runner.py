@@ -219,7 +219,12 @@ def build_collectors(config: Config) -> list:
         collectors.append(KafkaOffsetsCollector(AdminClient(conf), topics=config.kafka.topics,
                                                 timeout_s=config.kafka.timeout_s, probe_conf=conf,
                                                 record_times=RecordTimes(conf)))
-        collectors.append(KafkaEventsCollector(conf, topics=config.kafka.topics,
+        connect = None
+        if config.kafka.connect_urls:
+            from eventscope.collectors.kafka_connect import ConnectDirectory
+            connect = ConnectDirectory(config.kafka.connect_urls, timeout_s=min(config.kafka.timeout_s, 5.0))
+            collectors.append(connect)  # ahead of the events: its DLQs are known when they are read
+        collectors.append(KafkaEventsCollector(conf, topics=config.kafka.topics, connect=connect,
                                                dlq_pattern=dlq_regex(config.kafka.dlq_pattern,
                                                                      config.kafka.dlq_topics),
                                                max_events=config.kafka.max_events_per_sample,

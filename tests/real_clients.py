@@ -128,6 +128,11 @@ class ConnectWorker:
         self.stop()
         raise RuntimeError(f"Kafka Connect's connectors did not start in {timeout_s:.0f} s: {self.log_tail()}")
 
+    @property
+    def url(self) -> str:
+        """The worker's REST API."""
+        return f"http://{HOST}:{self.port}"
+
     def state(self, name: str) -> str | None:
         """The state of a connector's first task, from the worker's REST API."""
         try:

@@ -14,6 +14,7 @@ from confluent_kafka import Producer
 from confluent_kafka.admin import AdminClient, NewTopic
 
 from eventscope.config import load_config
+from eventscope.graph.build import build_graph
 from eventscope.runner import Runner, build_collectors
 from eventscope.store import Store
 from real_clients import ConnectWorker, run_spring
@@ -74,13 +75,17 @@ def _counted(store: Store, name: str, count: int) -> bool:
 
 @pytest.fixture(scope="session")
 def connect_worker(kafka_bootstrap, tmp_path_factory):
-    """One Connect worker per test run, with two sink connectors: DLQ context headers on and off."""
+    """One Connect worker per test run, with three sink connectors: DLQ context headers on
+    and off, and one whose DLQ only its configuration names."""
     connectors = {"sink-headers": {"topic": PREFIX + "connect-in", "dlq": PREFIX + "connect-in-dlq",
                                    "context_headers": True},
                   "sink-plain": {"topic": PREFIX + "plain-in", "dlq": PREFIX + "sink-errors",
+                                 "context_headers": False},
+                  "sink-quiet": {"topic": PREFIX + "quiet-in", "dlq": PREFIX + "quiet-failures",
                                  "context_headers": False}}
-    _topics(kafka_bootstrap, (PREFIX + "connect-in", 1), (PREFIX + "plain-in", 1),
-            (PREFIX + "connect-in-dlq", 1), (PREFIX + "sink-errors", 1))
+    _topics(kafka_bootstrap, (PREFIX + "connect-in", 1), (PREFIX + "plain-in", 1), (PREFIX + "quiet-in", 1),
+            (PREFIX + "connect-in-dlq", 1), (PREFIX + "sink-errors", 1), (PREFIX + "quiet-failures", 1),
+            (PREFIX + "quiet-elsewhere", 1))
     worker = ConnectWorker(kafka_bootstrap, tmp_path_factory.mktemp("connect"), connectors).start()
     yield worker
     worker.stop()
@@ -145,3 +150,61 @@ def test_connect_dead_letters_without_headers_find_their_source(tmp_path, connec
     # no header names a failure: the reason is what eventscope finds wrong with the records itself
     reasons = json.loads(row["reasons"])
     assert sum(reasons.values()) == 2 and all(r.startswith("not JSON") for r in reasons), reasons
+
+
+def test_connect_dead_letters_found_through_the_worker(tmp_path, connect_worker, kafka_bootstrap, redis_url):
+    """No headers, a name no rule knows, bytes that also went to a topic the connector does
+    not read: only the connector's configuration (the worker's REST API) says that
+    ``quiet-failures`` is a DLQ and that its records came from ``quiet-in``."""
+    topic, dlq, other = PREFIX + "quiet-in", PREFIX + "quiet-failures", PREFIX + "quiet-elsewhere"
+    bad = [b"{quiet: not json", b"{quiet too: not json"]
+    _send(kafka_bootstrap, other, bad)  # the same bytes on a second watched topic name neither
+    _send(kafka_bootstrap, topic, GOOD + bad)
+    deadline = time.monotonic() + 60
+    while _watermark(kafka_bootstrap, dlq) < 2 and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert _watermark(kafka_bootstrap, dlq) == 2, connect_worker.log_tail()
+
+    blind = _collect(tmp_path / "blind", kafka_bootstrap, redis_url, lambda s: not s.get("dlq_latest").empty)
+    assert _dlq(blind, dlq) is None  # without the worker nothing tells it apart from any topic
+
+    store = _collect(tmp_path, kafka_bootstrap, redis_url, lambda s: _counted(s, dlq, 2),
+                     extra={"EVENTSCOPE_KAFKA_CONNECT_URLS": connect_worker.url})
+    row = _dlq(store, dlq)
+    assert row is not None and row["depth"] == 2 and row["source_topic"] == topic
+    dead = store.read("events")
+    dead = dead[dead["topic"] == dlq]
+    assert len(dead) == 2 and dead["dead_letter"].all() and set(dead["original_topic"]) == {topic}
+    graph = build_graph(store.read("events"), None, store.read("dlq"))
+    assert graph.has_edge(f"topic:kafka:{topic}", f"dlq:kafka:{dlq}")
+    assert not graph.has_edge(f"topic:kafka:{other}", f"dlq:kafka:{dlq}")
+    health = store.read("health")
+    assert health[health["collector"] == "kafka.connect"]["ok"].all()
+
+
+def test_an_unreachable_connect_worker_is_health_not_a_stop(tmp_path, kafka_bootstrap, redis_url):
+    """A Connect URL nothing answers on: one line in the health frame naming the worker,
+    without its password; events are still collected."""
+    from eventscope.localbrokers import free_port
+    topic = PREFIX + "unreachable-connect"
+    _topics(kafka_bootstrap, (topic, 1))
+    _send(kafka_bootstrap, topic, GOOD)
+    url = f"http://admin:s3cret@127.0.0.1:{free_port()}"
+    store = _collect(tmp_path, kafka_bootstrap, redis_url,
+                     lambda s: (s.read("events")["topic"] == topic).sum() >= 3,
+                     extra={"EVENTSCOPE_KAFKA_CONNECT_URLS": url})
+    health = store.read("health")
+    connect = health[health["collector"] == "kafka.connect"]
+    assert not connect.empty and not connect["ok"].any()
+    error = connect["error"].iloc[-1]
+    assert "Kafka Connect not readable at http://127.0.0.1:" in error and "s3cret" not in error, error
+    assert (store.read("events")["topic"] == topic).sum() == 3
+
+
+def _watermark(bootstrap: str, topic: str) -> int:
+    from confluent_kafka import Consumer, TopicPartition
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": "unused"})
+    try:
+        return consumer.get_watermark_offsets(TopicPartition(topic, 0), timeout=10)[1]
+    finally:
+        consumer.close()
