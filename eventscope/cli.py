@@ -172,7 +172,8 @@ def cmd_trace(args, config) -> int:
         # what each service reads, learned from the last hour's traffic (as the dashboard does)
         found = traces.from_rows(rows, lag=queries.lag_partitions(topics=tuple(topics)), lag_history=history,
                                  quiet_s=config.traces.quiet_s,
-                                 consumes=queries.consumed_topics(pd.Timestamp.now(tz="UTC") - pd.Timedelta(hours=1)))
+                                 consumes=queries.consumed_topics(pd.Timestamp.now(tz="UTC") - pd.Timedelta(hours=1)),
+                                 spans=queries.trace_spans(rows["trace_id"], rows["observed_at"].min()))
     if found is None:
         print(f"eventscope: no event carries the ID {args.id!r} in {config.store_dir}", file=sys.stderr)
         return 1
@@ -189,7 +190,9 @@ def cmd_graph(args, config) -> int:
     events = queries.scan("events", since=since)
     dlq = queries.scan("dlq_1m", since=since).rename(columns={"minute": "sampled_at"})
     consumed = queries.scan("lag_1m", since=since, columns=["minute", "broker", "group", "topic", "consumed"])
-    g = build_graph(events, None, dlq, groups=queries.lag_groups(), consumed=consumed)
+    g = build_graph(events, None, dlq, groups=queries.lag_groups(), consumed=consumed,
+                    spans=queries.span_links(since if since is not None else
+                                             pd.Timestamp.now(tz="UTC") - pd.Timedelta(days=3650)))
     if args.format == "asyncapi":
         return _asyncapi(args, config, g, events)
     if args.format == "dot":

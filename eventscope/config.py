@@ -183,6 +183,9 @@ class TracesConfig:
     sample_ratio: float = 1.0
     quiet_s: float = 30.0
     interval_s: float = 1.0
+    # OTLP JSON Lines files (paths or glob patterns) of OpenTelemetry spans: which consumed
+    # message each produced one was made from
+    otlp_files: list = field(default_factory=list)
 
 
 SECTIONS = {

@@ -310,8 +310,9 @@ def find_trace(some_id: str) -> dict | None:
         lag = q.lag_partitions(topics=tuple(sorted(set(rows["topic"].astype(str)))))
         return trace_analysis.from_rows(rows, lag=lag, lag_history=history,
                                         quiet_s=float(cfg.traces.quiet_s), details=True,
-                                        consumes=q.consumed_topics(_since(CAUSALITY_WINDOW_S)))
-    return q.cached("find_trace", ("events", "lag_latest"), (some_id,), compute)
+                                        consumes=q.consumed_topics(_since(CAUSALITY_WINDOW_S)),
+                                        spans=q.trace_spans(rows["trace_id"], rows["observed_at"].min()))
+    return q.cached("find_trace", ("events", "lag_latest", "spans"), (some_id,), compute)
 
 
 # -- alerts ------------------------------------------------------------------------
@@ -368,10 +369,16 @@ def flow_graph(window_s: float = WINDOW_S):
         consumed = q.scan("lag_1m", since=since, columns=["minute", "broker", "group", "topic", "consumed"])
         dlq = q.scan("dlq_1m", since=since).rename(columns={"minute": "sampled_at"})
         events = q.events(since, GRAPH_EVENT_COLUMNS)
+        extra = ()
         if events["causation_id"].notna().any():  # event IDs only when some event names its cause
-            events = q.events(since, GRAPH_EVENT_COLUMNS + ("event_id",))
-        return build_graph(events, None, dlq, groups=q.lag_groups(), consumed=consumed)
-    return q.cached("flow_graph", ("events", "lag_groups", "lag_1m", "dlq_1m"), (since.floor("10s"),),
+            extra += ("event_id",)
+        spans = q.span_links(since)
+        if spans:  # message spans only when spans were collected
+            extra += ("parent_span_id",)
+        if extra:
+            events = q.events(since, GRAPH_EVENT_COLUMNS + extra)
+        return build_graph(events, None, dlq, groups=q.lag_groups(), consumed=consumed, spans=spans)
+    return q.cached("flow_graph", ("events", "lag_groups", "lag_1m", "dlq_1m", "spans"), (since.floor("10s"),),
                      compute)
 
 

@@ -403,6 +403,26 @@ class Queries:
         return self.cached("consumed_topics", ("events", "lag_groups"), (since.floor("10s"),),
                            lambda: causality.consumed_topics(self.events(since, columns), self.lag_groups()))
 
+    def span_links(self, since: pd.Timestamp) -> dict:
+        """OpenTelemetry spans read since ``since`` (and a few minutes before: a send span is
+        exported before the spans that point at it): ``{span_id: (parent_span_id, links)}``,
+        what :func:`eventscope.analysis.causality.span_causes` walks. Empty without spans."""
+        def compute():
+            rows = self.scan("spans", since=since - pd.Timedelta(minutes=5),
+                             columns=["span_id", "parent_span_id", "links"])
+            return causality.span_index(rows)
+        return self.cached("span_links", ("spans",), (since.floor("10s"),), compute)
+
+    def trace_spans(self, trace_ids, since: pd.Timestamp) -> dict:
+        """:meth:`span_links` of the spans of ``trace_ids`` only (a message's span and the
+        spans above it share its trace), read since ``since``: what one trace's hops need."""
+        wanted = sorted({t for t in trace_ids if isinstance(t, str) and t})
+        if not wanted:
+            return {}
+        return self.cached("trace_spans", ("spans",), (tuple(wanted), since.floor("10s")), lambda: causality.span_index(
+            self.scan("spans", since=since - pd.Timedelta(minutes=5), columns=["span_id", "parent_span_id", "links"],
+                      where={"trace_id": wanted})))
+
     def health(self, since: pd.Timestamp) -> pd.DataFrame:
         """Collector runs since ``since``."""
         return self.cached("health", ("health",), (since.floor("10s"),),

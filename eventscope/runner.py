@@ -253,6 +253,9 @@ def build_collectors(config: Config) -> list:
         from eventscope.replay import ReplaySource
         collectors.append(ReplaySource(config.replay_dir(), speed=config.replay.speed,
                                        loop=config.replay.loop))
+    if config.traces.otlp_files:
+        from eventscope.collectors.otlp_files import OtlpFilesCollector
+        collectors.append(OtlpFilesCollector(config.traces.otlp_files))
     return unique_names(collectors)
 
 

@@ -226,13 +226,27 @@ READING_STATE = {
     "broker": (STR, "`kafka` or `redis`"),
     "topic": (STR, "topic or stream key"),
     "partition": ("int64", "partition (0 for Redis); -1 on a DLQ's book row"),
-    "position": (STR, "Kafka: the next offset to read; Redis: the last entry ID read"),
+    "position": (STR, "Kafka: the next offset to read; Redis: the last entry ID read; an OTLP file (`otel`): `inode:byte offset`"),
     "reasons": (STR, "book row: JSON `{reason: count}` of every dead letter read from the DLQ"),
     "source_topics": (STR, "book row: JSON `{topic: count}` the dead letters came from"),
     "oldest_seen": (TIME, "book row: broker time of the oldest dead letter read"),
     "unread_until": (STR, "book row: JSON `{partition: offset}` where the first read began, when "
                           "`dlq_read_max` left older messages unread"),
     "unread": ("Int64", "book row: how many messages that first read left unread"),
+}
+
+SPANS = {
+    "observed_at": (TIME, "when the collector read the span"),
+    "source": (STR, "configured source name (`otel`)"),
+    "trace_id": (STR, "W3C trace ID, 32 hex digits"),
+    "span_id": (STR, "span ID, 16 hex digits"),
+    "parent_span_id": (STR, "the parent span's ID; null for a root span"),
+    "links": (STR, "span IDs the span links to, space-separated (a messaging consumer's process span "
+                   "links to the send span of the message it processes)"),
+    "name": (STR, "span name"),
+    "kind": (STR, "`INTERNAL`, `SERVER`, `CLIENT`, `PRODUCER`, `CONSUMER` or `UNSPECIFIED`"),
+    "service": (STR, "`service.name` of the span's resource"),
+    "start_at": (TIME, "when the span started"),
 }
 
 SCHEMAS: dict[str, dict[str, tuple[str, str]]] = {
@@ -257,6 +271,7 @@ SCHEMAS: dict[str, dict[str, tuple[str, str]]] = {
     "dlq_1m": DLQ_1M,
     "dlq_1m_open": DLQ_1M,
     "reading_state": READING_STATE,
+    "spans": SPANS,
 }
 
 #: how each frame is kept (eventscope.store): ``log`` for the whole retention, ``raw`` for
@@ -265,7 +280,7 @@ KIND = {"lag": "raw", "lag_samples": "raw", "dlq": "raw", "topics": "raw", "cons
         "events": "log", "health": "log", "alerts": "log", "alerts_active": "snapshot", "lag_1m": "log", "dlq_1m": "log",
         "lag_latest": "snapshot", "lag_groups": "snapshot", "topics_latest": "snapshot",
         "consumers_latest": "snapshot", "stuck_latest": "snapshot", "dlq_latest": "snapshot",
-        "lag_1m_open": "snapshot", "dlq_1m_open": "snapshot", "reading_state": "snapshot"}
+        "lag_1m_open": "snapshot", "dlq_1m_open": "snapshot", "reading_state": "snapshot", "spans": "log"}
 
 #: the order a log frame's merged parts are written in (default: time): a rollup sorted by
 #: subject lets a reader of one group skip every other group's row groups
@@ -278,7 +293,8 @@ TIME_COLUMN = {"lag": "sampled_at", "dlq": "sampled_at", "events": "observed_at"
                "lag_groups": "sampled_at", "topics_latest": "sampled_at",
                "consumers_latest": "sampled_at", "stuck_latest": "sampled_at",
                "dlq_latest": "sampled_at", "lag_1m": "minute", "lag_1m_open": "minute",
-               "dlq_1m": "minute", "dlq_1m_open": "minute", "reading_state": "saved_at"}
+               "dlq_1m": "minute", "dlq_1m_open": "minute", "reading_state": "saved_at",
+               "spans": "observed_at"}
 
 
 def empty(name: str) -> pd.DataFrame:

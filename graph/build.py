@@ -58,7 +58,7 @@ def node_id(kind: str, name: str, broker: str | None = None) -> str:
 def build_graph(events_df: pd.DataFrame | None, lag_df: pd.DataFrame | None,
                 dlq_df: pd.DataFrame | None = None, since: pd.Timestamp | None = None,
                 until: pd.Timestamp | None = None, groups: pd.DataFrame | None = None,
-                consumed: pd.DataFrame | None = None) -> nx.DiGraph:
+                consumed: pd.DataFrame | None = None, spans: dict | None = None) -> nx.DiGraph:
     """Build the producer → topic → group graph (plus DLQs and topic → topic causes).
 
     Only rows inside ``[since, until]`` count (events by event time, lag and DLQ rows by
@@ -67,7 +67,11 @@ def build_graph(events_df: pd.DataFrame | None, lag_df: pd.DataFrame | None,
     The consumer side comes either from raw ``lag_df`` samples, or, as the store keeps it,
     from ``groups`` (``lag_groups`` rows: each group and topic now, with its status) and
     ``consumed`` (``lag_1m`` rows of the window: ``minute``, ``broker``, ``group``,
-    ``topic``, ``consumed``)."""
+    ``topic``, ``consumed``).
+
+    ``spans`` (:func:`eventscope.analysis.causality.span_index` of the window's
+    OpenTelemetry spans, with a ``parent_span_id`` column in ``events_df``) names causes
+    the way a causation ID does."""
     graph = nx.DiGraph()
     events = _clean_events(events_df, since, until)
     dlq = _in_window(dlq_df, "sampled_at", since, until)
@@ -83,7 +87,7 @@ def build_graph(events_df: pd.DataFrame | None, lag_df: pd.DataFrame | None,
     if coded is not None:
         _add_produces(graph, coded, window_s, dlq_names)
         _add_dead_letters(graph, events, coded, window_s)
-        _add_causes(graph, events, coded, window_s, groups)
+        _add_causes(graph, events, coded, window_s, groups, spans)
         _add_topic_counts(graph, coded, dlq_names)
     _add_consumes(graph, groups, progress, lag_span_s, dlq_names)
     _add_dlq_health(graph, dlq)
@@ -105,7 +109,8 @@ def _in_window(frame: pd.DataFrame | None, column: str, since, until) -> pd.Data
 def _clean_events(events_df: pd.DataFrame | None, since, until) -> pd.DataFrame:
     if events_df is None or events_df.empty:
         return schemas.empty("events")[EVENT_COLUMNS]
-    events = events_df[[c for c in EVENT_COLUMNS if c in events_df]]
+    # the message's span only when given (it names causes together with the spans)
+    events = events_df[[c for c in EVENT_COLUMNS + ["parent_span_id"] if c in events_df]]
     missing = {c: pd.Series(False if schemas.EVENTS[c][0] == "bool" else None, index=events.index,
                             dtype=schemas.EVENTS[c][0]) for c in EVENT_COLUMNS if c not in events}
     events = events.assign(**missing) if missing else events
@@ -226,7 +231,8 @@ def _add_topic_counts(graph, coded: _Coded, dlq_names) -> None:
         graph.nodes[nid]["undecodable"] = int(bad[place])
 
 
-def _add_causes(graph, events, coded: _Coded, window_s, groups: pd.DataFrame | None = None) -> None:
+def _add_causes(graph, events, coded: _Coded, window_s, groups: pd.DataFrame | None = None,
+                spans: dict | None = None) -> None:
     """Topic → topic edges: each event's cause by :mod:`eventscope.analysis.causality` (the
     newest earlier event of its chain on a topic its producer consumes)."""
     usable = np.flatnonzero(~coded.dead & ~coded.undecodable & coded.timed & (coded.service >= 0)
@@ -248,6 +254,9 @@ def _add_causes(graph, events, coded: _Coded, window_s, groups: pd.DataFrame | N
     if events["causation_id"].notna().any() and events["event_id"].notna().any():
         rows = events.iloc[usable[order]]
         explicit = causality.explicit_causes(chain, rows["event_id"].tolist(), rows["causation_id"].tolist())
+    if spans and "parent_span_id" in events.columns:  # the message's own span, from its traceparent
+        by_span = causality.span_causes(chain, events["parent_span_id"].iloc[usable[order]].tolist(), spans)
+        explicit = by_span if explicit is None else np.where(explicit >= 0, explicit, by_span)
     cause = causality.cause_rows(chain, at_us, place, producer, _topics_read(coded, groups), allowed, explicit)
     pick = np.flatnonzero(cause >= 0)
     if not len(pick):

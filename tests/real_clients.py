@@ -18,7 +18,10 @@ import time
 import urllib.request
 from pathlib import Path
 
+from eventscope.config import load_config
 from eventscope.localbrokers import HOST, cache_dir, fetch_jars, free_port
+from eventscope.runner import Runner, build_collectors
+from eventscope.store import Store
 
 CLIENTS = Path(__file__).parent / "clients"
 POM = CLIENTS / "pom.xml"
@@ -155,3 +158,20 @@ class ConnectWorker:
                 self.proc.kill()
                 self.proc.wait(10)
         self.proc = None
+
+
+def collect_until(env: dict, until, timeout_s: float = 90.0):
+    """Run eventscope's collectors for the config ``env`` describes, a run every half second,
+    until ``until(store)`` holds (or ``timeout_s`` passed); returns the store."""
+    store = Store(env["EVENTSCOPE_STORE"])
+    runner = Runner(store, build_collectors(load_config(env=env)), interval_s=0.5)
+    deadline = time.monotonic() + timeout_s
+    try:
+        while time.monotonic() < deadline:
+            runner.run_once(force=True)
+            if until(store):
+                break
+            time.sleep(0.5)
+    finally:
+        runner.close()
+    return store

@@ -13,11 +13,9 @@ import pytest
 from confluent_kafka import Producer
 from confluent_kafka.admin import AdminClient, NewTopic
 
-from eventscope.config import load_config
 from eventscope.graph.build import build_graph
-from eventscope.runner import Runner, build_collectors
 from eventscope.store import Store
-from real_clients import ConnectWorker, run_spring
+from real_clients import ConnectWorker, collect_until, run_spring
 
 pytestmark = pytest.mark.broker
 PREFIX = f"rc{uuid.uuid4().hex[:5]}-"
@@ -46,20 +44,8 @@ def _send(bootstrap: str, topic: str, values: list[bytes], keys: bool = False) -
 
 def _collect(tmp_path, bootstrap: str, redis_url: str, until, extra: dict | None = None) -> Store:
     """Run eventscope's collectors on this test's topics until ``until(store)`` holds."""
-    env = {"EVENTSCOPE_KAFKA_BOOTSTRAP": bootstrap, "EVENTSCOPE_KAFKA_TOPICS": "^" + PREFIX,
-           "EVENTSCOPE_STORE": str(tmp_path / "store"), **(extra or {})}
-    store = Store(tmp_path / "store")
-    runner = Runner(store, build_collectors(load_config(env=env)), interval_s=0.5)
-    deadline = time.monotonic() + 90
-    try:
-        while time.monotonic() < deadline:
-            runner.run_once(force=True)
-            if until(store):
-                break
-            time.sleep(0.5)
-    finally:
-        runner.close()
-    return store
+    return collect_until({"EVENTSCOPE_KAFKA_BOOTSTRAP": bootstrap, "EVENTSCOPE_KAFKA_TOPICS": "^" + PREFIX,
+                          "EVENTSCOPE_STORE": str(tmp_path / "store"), **(extra or {})}, until)
 
 
 def _dlq(store: Store, name: str):

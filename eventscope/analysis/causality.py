@@ -28,7 +28,9 @@ one handler at a time):
 
 A causation ID in the envelope (``causation_id``: the event ID of the cause) needs no
 learning: where an event carries one that names an earlier event of its chain, that
-event is its cause.
+event is its cause. So do OpenTelemetry spans (:func:`span_causes`): an event whose send
+span descends from a span that is, or links to, an earlier event's span was made while
+that event was processed.
 
 The horizon is the time a hop can take: twice the producer's 95th-percentile gap to the
 event just before it, capped at ``HORIZON_CAP`` times the median gap over all producers (so
@@ -188,12 +190,75 @@ def explicit_causes(chain: np.ndarray, event_ids, causation_ids) -> np.ndarray:
     return out
 
 
+SPAN_DEPTH = 16  # ancestors walked up from a message's span
+NO_CAUSE = -2  # explicitly no cause (span_causes)
+
+
+def span_index(rows: pd.DataFrame) -> dict[str, tuple[str | None, tuple[str, ...]]]:
+    """``spans`` rows (``span_id``, ``parent_span_id``, ``links``) as
+    ``{span_id: (parent_span_id, linked span IDs)}``."""
+    out: dict[str, tuple[str | None, tuple[str, ...]]] = {}
+    if rows is None or rows.empty:
+        return out
+    for span, parent, links in zip(rows["span_id"].tolist(), rows["parent_span_id"].tolist(),
+                                   rows["links"].tolist()):
+        if isinstance(span, str):
+            out[span] = (parent if isinstance(parent, str) and parent else None,
+                         tuple(links.split()) if isinstance(links, str) and links else ())
+    return out
+
+
+def span_causes(chain: np.ndarray, span_ids, spans: dict) -> np.ndarray:
+    """Per row (rows in chain order; ``span_ids`` the span each message carries in its
+    ``traceparent``): the row of the earlier event of its chain that the message was made
+    from, by OpenTelemetry spans, -1 where they do not say.
+
+    The message's span and then its ancestors (``spans``: :func:`span_index`) are walked up
+    to :data:`SPAN_DEPTH`: the first that is an earlier message's span (a context passed on
+    unchanged), or links to one (the Kafka instrumentation's process span links to the send
+    span of the message it processes, often in another trace), names the cause. Where a span
+    is carried by several messages, the first of them is the one it stands for.
+
+    :data:`NO_CAUSE` (-2) where the spans say there is none: the walk reached a root span,
+    every span on the way known, without meeting a message (an order placed over HTTP, whose
+    send span descends from the request's span). A walk that meets a span nobody exported
+    says nothing (-1)."""
+    out = np.full(len(chain), -1, dtype=np.int64)
+    if not spans and not any(isinstance(s, str) for s in span_ids):
+        return out
+    first: dict[tuple, int] = {}  # (chain, span ID) -> the first row carrying it
+    for i, (c, span) in enumerate(zip(chain.tolist(), span_ids)):
+        if not isinstance(span, str) or not span:
+            continue
+        current, depth = span, 0
+        while depth <= SPAN_DEPTH:
+            hit = first.get((c, current))
+            if hit is not None:
+                out[i] = hit
+                break
+            known = spans.get(current)
+            if known is None:
+                break  # a span nobody exported: the spans say nothing
+            parent, links = known
+            hits = [first[(c, link)] for link in links if (c, link) in first]
+            if hits:
+                out[i] = max(hits)
+                break
+            if parent is None:
+                out[i] = NO_CAUSE  # a root, every step known, no message met
+                break
+            current, depth = parent, depth + 1
+        first.setdefault((c, span), i)
+    return out
+
+
 def cause_rows(chain: np.ndarray, at_us: np.ndarray, place: np.ndarray, producer: np.ndarray,
                topics_read: np.ndarray | None = None, allowed: dict | None = None,
                explicit: np.ndarray | None = None) -> np.ndarray:
     """Per row (rows in chain order; ``producer`` -1 where unknown): the row of the event
     that caused it, -1 for none. See the module docstring for the rule; ``explicit``
-    (:func:`explicit_causes`) overrides it where the messages say."""
+    (:func:`explicit_causes`, :func:`span_causes`) overrides it where the messages say,
+    also where they say there is no cause (:data:`NO_CAUSE`)."""
     n = len(chain)
     cause = np.full(n, -1, dtype=np.int64)
     if n < 2:
@@ -213,6 +278,7 @@ def cause_rows(chain: np.ndarray, at_us: np.ndarray, place: np.ndarray, producer
     if explicit is not None:
         said = explicit >= 0
         cause[said] = explicit[said]
+        cause[explicit == NO_CAUSE] = -1
     return cause
 
 

@@ -3,12 +3,14 @@
 An ID may be a correlation ID, a W3C trace ID or an event ID; the latter two are
 resolved to the correlation ID of the event(s) they name.
 
-Hops: the envelope carries no causation ID, so each event after the first is linked
-to the latest earlier event of the trace that sits in a different topic (and is not a
-dead letter), which is exact for a pipeline where a service consumes one event and
-then produces the next; ``latency_ms`` is the gap between the two events' times. A
-dead letter is linked to the event it copies (same event ID, else its original
-topic), and its hop's service is the consumer group the DLQ headers name.
+Hops: each event after the first is linked to its cause, by the rule the flow graph's
+``causes`` edges follow (:mod:`eventscope.analysis.causality`): the event its causation ID
+names, else the one its OpenTelemetry spans lead to, else the newest earlier event on a
+topic its producer consumes (learned from traffic), else the latest earlier event of the
+trace in a different topic; ``latency_ms`` is the gap between the two events' times. A
+dead letter is linked to the event it copies (its original partition and offset, the
+same event ID, else its original topic), and its hop's service is the consumer group the
+DLQ headers name.
 
 Broker wait vs. service time (``broker_wait_ms`` / ``service_ms``, ``split``): only
 estimated where the lag samples bracket the moment the consuming group took the
@@ -29,7 +31,10 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import pandas as pd
+
+from eventscope.analysis import causality
 
 EVENT_FIELDS = ["at", "broker", "topic", "partition", "offset", "event_type", "event_id",
                 "source", "trace_id", "dead_letter"]
@@ -58,12 +63,14 @@ def find(events: pd.DataFrame, some_id: str, lag: pd.DataFrame | None = None,
 
 def from_rows(rows: pd.DataFrame, lag: pd.DataFrame | None = None, quiet_s: float = 30.0,
               now: pd.Timestamp | None = None, lag_history: pd.DataFrame | None = None,
-              details: bool = False, consumes: dict | None = None) -> dict | None:
+              details: bool = False, consumes: dict | None = None, spans: dict | None = None) -> dict | None:
     """The trace document for the events of one trace (from :func:`resolve` or the index).
 
     ``lag`` (recent samples) decides the outcome; ``lag_history`` (samples over the
     trace's own time span, default ``lag``) the broker/service split of each hop. With
-    ``details`` each event also carries its stored (masked) ``headers`` and ``payload``."""
+    ``details`` each event also carries its stored (masked) ``headers`` and ``payload``.
+    ``consumes`` and ``spans`` (:func:`eventscope.analysis.causality.span_index`) name
+    each hop's cause (see :func:`hops`)."""
     if rows.empty:
         return None
     rows = rows.drop_duplicates(["broker", "topic", "partition", "offset"])
@@ -76,7 +83,7 @@ def from_rows(rows: pd.DataFrame, lag: pd.DataFrame | None = None, quiet_s: floa
     return {"correlation_id": cid.iloc[0] if len(cid) else None,
             "outcome": outcome(rows, lag, quiet_s, now),
             "events": out_events,
-            "hops": hops(rows, lag if lag_history is None else lag_history, consumes)}
+            "hops": hops(rows, lag if lag_history is None else lag_history, consumes, spans)}
 
 
 def _event(r, details: bool = False) -> dict:
@@ -93,16 +100,26 @@ def _event(r, details: bool = False) -> dict:
     return out
 
 
-def hops(rows: pd.DataFrame, lag: pd.DataFrame | None = None, consumes: dict | None = None) -> list[dict]:
+def hops(rows: pd.DataFrame, lag: pd.DataFrame | None = None, consumes: dict | None = None,
+         spans: dict | None = None) -> list[dict]:
     """Topic → topic steps through a service, with latency and (where known) its split.
 
     ``consumes`` (:func:`eventscope.analysis.causality.consumed_topics`) is what each
     producer reads: an event's cause is then the newest earlier event on one of those
-    topics, as for the flow graph's ``causes`` edges."""
+    topics, as for the flow graph's ``causes`` edges. ``spans`` (OpenTelemetry, see
+    :func:`eventscope.analysis.causality.span_causes`) name a cause ahead of that."""
     out = []
     seen = list(rows.itertuples(index=False))
+    by_span = np.full(len(seen), -1, dtype=np.int64)
+    if spans and "parent_span_id" in rows.columns:
+        live = ~rows["dead_letter"].fillna(False).astype(bool).to_numpy()
+        found = causality.span_causes(np.zeros(int(live.sum()), dtype=np.int64),
+                                      rows["parent_span_id"][live].tolist(), spans)
+        index = np.flatnonzero(live)
+        by_span[index[found >= 0]] = index[found[found >= 0]]
+        by_span[index[found == causality.NO_CAUSE]] = causality.NO_CAUSE
     for i, b in enumerate(seen[1:], start=1):
-        a = _cause(seen[:i], b, consumes)
+        a = _cause(seen[:i], b, consumes, seen[by_span[i]] if by_span[i] >= 0 else by_span[i])
         if a is None:
             continue
         if b.dead_letter:
@@ -121,8 +138,10 @@ def hops(rows: pd.DataFrame, lag: pd.DataFrame | None = None, consumes: dict | N
     return out
 
 
-def _cause(earlier: list, b, consumes: dict | None = None):
-    """The event ``b`` most likely followed from (None for the first of a chain)."""
+def _cause(earlier: list, b, consumes: dict | None = None, by_span=None):
+    """The event ``b`` most likely followed from (None for the first of a chain);
+    ``by_span``: the one its OpenTelemetry spans lead to, :data:`causality.NO_CAUSE`
+    when they say it has none, -1 when they say nothing."""
     if b.dead_letter:
         offset = getattr(b, "original_offset", None)
         if offset is not None and not pd.isna(offset):  # the publisher named the original message
@@ -140,6 +159,11 @@ def _cause(earlier: list, b, consumes: dict | None = None):
         named = [a for a in earlier if _none(a.event_id) == cause]
         if named:
             return named[-1]
+    if isinstance(by_span, (int, np.integer)):  # the spans say there is none, or nothing
+        if by_span == causality.NO_CAUSE:
+            return None
+    elif by_span is not None:
+        return by_span
     inputs = None if consumes is None else consumes.get((_none(b.service), _none(b.event_type)))
     if inputs is not None:  # learned: only a topic its producer reads (none: it starts chains)
         read = [a for a in earlier if not a.dead_letter and (a.broker, a.topic) in inputs
