@@ -6,10 +6,19 @@ is answered while the groups are), one ``list_consumer_groups`` (which also give
 group's state; it is answered while the end offsets are read), ``describe_consumer_groups``
 only for groups that have members, and committed offsets for each group (the client API
 takes one group per call), with at most ``concurrency`` group requests in flight.
-In-flight requests are bounded and their timeouts staggered: librdkafka aborts the
-process when many coordinator requests expire in the same instant (librdkafka issue
-4605), which a slow or restarting broker can cause; 200 in flight are as fast as 1,000
-on a 1,000-group cluster.
+In-flight requests are bounded (200 in flight are as fast as 1,000 on a 1,000-group
+cluster), and a group request never reaches its own deadline in librdkafka: librdkafka
+2.x aborts the whole process (``rd_kafka_enq_once_del_source_return`` assertion, issue
+4605) when a group request's deadline passes while its coordinator lookup is in flight,
+which any broker that stalls longer than the deadline (a GC pause, a restart, a network
+hiccup) causes; stopping the broker for 7 s with a 5 s deadline did it every time.
+Group requests are therefore made with an hour-long deadline
+(:data:`GROUP_REQUEST_DEADLINE_S`); a stalled request fails at the socket timeout
+instead (``socket.timeout.ms``, ``timeout_s``), which librdkafka handles, and the sample
+keeps its own time by waiting for the answers at most ``timeout_s`` (half again for the
+last ones). A request still unanswered then is left to finish on its own and counted as
+a failed group; while :data:`UNANSWERED_MAX` such requests are outstanding, a sample asks
+for no groups and says so, rather than pile more onto a broker that is not answering.
 Committed offsets are asked for once the end offsets are in, so each committed offset is
 read after the end offset it is compared with. End offsets are shared by every group:
 requests grow with groups, never with groups × topics. A group that fails to answer is
@@ -42,6 +51,8 @@ from eventscope.collectors.timelag import OffsetClocks
 from eventscope import schemas
 
 log = logging.getLogger("eventscope.kafka")
+GROUP_REQUEST_DEADLINE_S = 3600.0  # librdkafka's own deadline for a group request: never reached
+UNANSWERED_MAX = 400  # group requests left unanswered by earlier samples before a sample asks for none
 
 
 def kafka_client_config(cfg) -> dict:
@@ -79,6 +90,8 @@ class KafkaOffsetsCollector:
         self.probes_left = probe_budget
         self.last_seen: dict[tuple[str, str, int], tuple[int, int]] = {}
         self.group_errors = 0
+        self.unanswered: list = []  # futures of group requests earlier samples stopped waiting for
+        self._deadline = 0.0  # monotonic time the current sample stops waiting for group answers
         # wall seconds of the last sample's steps, in the order they are waited for
         self.phases: dict[str, float] = {}
 
@@ -151,6 +164,12 @@ class KafkaOffsetsCollector:
         mark = self._lap("group listing", mark)
         if not group_ids:
             return schemas.conform("lag", []), schemas.conform("consumers", [])
+        self.unanswered = [f for f in self.unanswered if not f.done()]
+        if len(self.unanswered) >= UNANSWERED_MAX:
+            raise KafkaException(KafkaError(KafkaError._TIMED_OUT,
+                                            f"{len(self.unanswered)} group requests of earlier samples are still "
+                                            "unanswered: the broker is not answering group requests"))
+        self._deadline = time.monotonic() + self.timeout_s
         pending: deque = deque()  # (answers, group, future), in the order asked
         described, committed = {}, {}
         # Only groups with members need describing; the listing already gives every
@@ -173,29 +192,35 @@ class KafkaOffsetsCollector:
         for i in range(0, len(group_ids), self.concurrency):
             chunk = group_ids[i:i + self.concurrency]
             self._wait(pending, self.concurrency - len(chunk))
-            futures = self.admin.describe_consumer_groups(chunk, request_timeout=self._timeout(i))
+            if time.monotonic() > self._deadline:  # the broker stalled: ask no more this sample
+                self.group_errors += len(group_ids) - i
+                return
+            futures = self.admin.describe_consumer_groups(chunk, request_timeout=GROUP_REQUEST_DEADLINE_S)
             pending.extend((described, gid, fut) for gid, fut in futures.items())
 
     def _committed(self, group_ids: list[str], committed: dict, pending: deque) -> None:
         """Ask for each group's committed offsets, with at most ``concurrency`` requests in flight."""
         for i, gid in enumerate(group_ids):
             self._wait(pending, self.concurrency - 1)
+            if time.monotonic() > self._deadline:
+                self.group_errors += len(group_ids) - i
+                return
             futures = self.admin.list_consumer_group_offsets(
-                [ConsumerGroupTopicPartitions(gid)], request_timeout=self._timeout(i))
+                [ConsumerGroupTopicPartitions(gid)], request_timeout=GROUP_REQUEST_DEADLINE_S)
             pending.append((committed, gid, futures[gid]))
 
-    def _timeout(self, i: int) -> float:
-        """The ``i``-th group request's timeout: ``timeout_s`` plus up to half of it again,
-        spread over the requests, so a broker that stops answering does not make them all
-        expire in one instant."""
-        return self.timeout_s * (1.0 + (i % 64) / 128)
-
     def _wait(self, pending: deque, limit: int) -> None:
-        """Take answers, oldest first, until at most ``limit`` requests are left in flight."""
+        """Take answers, oldest first, until at most ``limit`` requests are left in flight.
+        Past the sample's deadline (half again for the last answers) a request is not
+        waited for: it finishes on its own, its group is left out of this sample."""
         while len(pending) > max(0, limit):
             answers, gid, fut = pending.popleft()
             try:
-                answers[gid] = fut.result()
+                until = self._deadline + (self.timeout_s / 2 if not limit else 0.0)
+                answers[gid] = fut.result(timeout=max(0.0, until - time.monotonic()))
+            except TimeoutError:
+                self.unanswered.append(fut)
+                self.group_errors += 1
             except KafkaException:
                 # deleted since the listing, coordinator loading, ...: this group is
                 # skipped this sample, not the others

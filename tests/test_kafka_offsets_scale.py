@@ -17,6 +17,7 @@ from concurrent.futures import Future
 from types import SimpleNamespace
 
 import numpy as np
+import pytest
 import pandas as pd
 from confluent_kafka import (Consumer, ConsumerGroupTopicPartitions, KafkaError, KafkaException, Producer,
                              TopicPartition)
@@ -249,9 +250,12 @@ def test_columnar_frames_match_row_by_row_over_many_samples(monkeypatch):
     assert collector.probe.calls == reference.probe.calls and collector.last_seen == reference.last_seen
 
 
-def test_group_requests_do_not_all_expire_in_one_instant():
-    """librdkafka aborts the process when many coordinator requests time out at once
-    (librdkafka issue 4605): the collector spreads their timeouts over half a timeout."""
+def test_group_requests_outlive_the_sample_that_stops_waiting_for_them():
+    """librdkafka aborts the process when a group request's own deadline passes while its
+    coordinator lookup is in flight (issue 4605; ``test_broker_stall`` does it on a real
+    broker): group requests get a deadline librdkafka never reaches, and the sample keeps
+    its time by waiting at most its timeout. Requests left unanswered are not asked again
+    while too many are outstanding: the sample says the broker is not answering."""
     rng = random.Random(5)
     topics = {"t0": 4, "t1": 4}
     ends = {(t, p): 100 for t, n in topics.items() for p in range(n)}
@@ -259,11 +263,27 @@ def test_group_requests_do_not_all_expire_in_one_instant():
     admin = ScriptedAdmin()
     admin.script = sample(rng, 0, ends, groups)
     admin.script["partitions"] = {t: list(range(n)) for t, n in topics.items()}
-    collector = KafkaOffsetsCollector(admin, timeout_s=10.0)
-    collector.collect()
-    timeouts = admin.group_timeouts
-    assert len(timeouts) == 300 and min(timeouts) == 10.0 and max(timeouts) < 15.0
-    assert max(timeouts.count(t) for t in set(timeouts)) <= 5  # 300 requests, 64 distinct expiries
+    collector = KafkaOffsetsCollector(admin, timeout_s=0.2)
+    answered = collector.collect()["lag"]
+    scripted_failures = collector.group_errors  # the script makes some groups fail
+    assert len(admin.group_timeouts) == 300 and set(admin.group_timeouts) == {kafka_offsets.GROUP_REQUEST_DEADLINE_S}
+
+    stalled = Future()  # a broker that stopped answering: nothing ever resolves
+    admin.list_consumer_group_offsets = lambda request, request_timeout=None: {request[0].group_id: stalled}
+    admin.describe_consumer_groups = lambda ids, request_timeout=None: {g: stalled for g in ids}
+    started = time.monotonic()
+    frames = collector.collect()
+    assert time.monotonic() - started < 0.2 * 2  # its timeout, half again for the last answers
+    assert frames["lag"].empty and collector.group_errors >= 300 and collector.unanswered
+    while len(collector.unanswered) < kafka_offsets.UNANSWERED_MAX:
+        collector.collect()
+    with pytest.raises(KafkaException, match="still unanswered"):
+        collector.collect()
+    stalled.set_result(SimpleNamespace(topic_partitions=[]))  # the broker answers again
+    admin.list_consumer_group_offsets = ScriptedAdmin.list_consumer_group_offsets.__get__(admin)
+    admin.describe_consumer_groups = ScriptedAdmin.describe_consumer_groups.__get__(admin)
+    assert len(collector.collect()["lag"]) == len(answered) and collector.group_errors == scripted_failures
+    assert not collector.unanswered
 
 
 def test_offset_clocks_answer_as_offset_clock_does():
