@@ -24,6 +24,7 @@ from eventscope.graph.asyncapi import applications, asyncapi_documents, server_h
 from eventscope.graph.build import build_graph
 from eventscope.graph.catalog import event_catalog as catalog_table
 from eventscope.graph.catalog import event_shapes
+from eventscope.graph.infer import SAMPLES as SHAPE_SAMPLES
 from eventscope.mask import mask_text
 from eventscope.query import Queries, ResultCache
 from eventscope.store import Retention, Store
@@ -402,14 +403,18 @@ def asyncapi(window_s: float = WINDOW_S) -> tuple[list[str], Callable[[str | Non
     return list(applications(graph)), build
 
 
+CATALOG_EVENT_COLUMNS = ("event_type", "schema_version", "service", "broker", "topic", "dead_letter", "at", "broker_at")
+
+
 def event_catalog(window_s: float = WINDOW_S) -> tuple[pd.DataFrame, dict]:
     """(one row per event type, inferred shape per (event type, schema version))."""
     q = queries()
     since = _since(window_s)
 
     def compute():
-        events = q.events(since)
-        return catalog_table(events, flow_graph(window_s)), event_shapes(events)
+        # the table needs a few columns of every event; the shapes only the newest payloads
+        events = q.events(since, CATALOG_EVENT_COLUMNS)
+        return catalog_table(events, flow_graph(window_s)), event_shapes(q.event_samples(since, SHAPE_SAMPLES))
     return q.cached("catalog", ("events", "lag_groups", "lag_1m", "dlq_1m"), (since.floor("10s"),), compute)
 
 

@@ -29,6 +29,7 @@ from eventscope.analysis import alerts, causality
 from eventscope.analysis import dlq as dlq_analysis
 from eventscope.analysis import lag as lag_analysis
 from eventscope.analysis import traces as trace_analysis
+from eventscope.graph import infer
 from eventscope.store import Store, file_columns
 
 CACHE_BYTES = 64 * 1024 * 1024
@@ -154,6 +155,25 @@ class Scanner:
             return schemas.empty(name)[wanted]
         out = schemas.conform(name, table.to_pandas(), columns=select)
         return out[wanted]
+
+    def newest_per(self, store: Store, name: str, keys: list[str], per: int, columns: list[str],
+                   since: pd.Timestamp | None = None, condition: str = "TRUE") -> pd.DataFrame:
+        """The newest ``per`` rows of ``name`` (since ``since``) for each value of ``keys``
+        (nulls as ``''``), where the SQL ``condition`` holds: ``columns`` only, oldest first.
+        DuckDB picks them (``QUALIFY row_number()``), so only those rows are decoded."""
+        tcol = schemas.TIME_COLUMN[name]
+        wanted = list(dict.fromkeys([*columns, *keys, tcol]))
+        def select(files: list[str]) -> str:
+            present = frozenset().union(*(file_columns(Path(f)) for f in files))
+            return ", ".join((f'COALESCE("{c}", \'\') AS "{c}"' if c in keys else f'"{c}"') if c in present
+                             else f'NULL AS "{c}"' for c in wanted)
+        partition = ", ".join(f'COALESCE("{k}", \'\')' for k in keys)
+        table = self._run(store, name, since, None, None, select, [],
+                          f'AND ({condition}) QUALIFY row_number() OVER (PARTITION BY {partition} '
+                          f'ORDER BY "{tcol}" DESC) <= {int(per)} ORDER BY "{tcol}"')
+        if table is None:
+            return schemas.empty(name)[wanted]
+        return table.to_pandas()
 
     def grouped(self, store: Store, name: str, keys: list[str], aggregates: dict[str, str],
                 since: pd.Timestamp | None = None, where: dict | None = None,
@@ -388,6 +408,20 @@ class Queries:
         """``events`` since ``since``, only ``columns`` if given."""
         return self.cached("events", ("events",), (since.floor("10s"), columns),
                             lambda: self.scan("events", since=since, columns=list(columns) if columns else None))
+
+    def event_samples(self, since: pd.Timestamp, per_type: int) -> pd.DataFrame:
+        """The newest ``per_type`` live, decoded events of each (event type, schema version)
+        since ``since``, with their masked payload and headers: what the catalog infers
+        shapes from, without decoding every payload of the window."""
+        columns = ["event_type", "schema_version", "payload", "headers", "correlation_id", "broker", "topic",
+                   "service", "at", "dead_letter"]
+        condition = """NOT coalesce("dead_letter", FALSE) AND "event_type" IS NOT NULL AND "event_type" <> '<undecodable>'"""
+        def compute():
+            if self.engine == "duckdb":
+                return _scanner().newest_per(self.store, "events", ["event_type", "schema_version"], per_type,
+                                             columns, since=since, condition=condition)
+            return infer.samples(self.scan("events", since=since, columns=columns), per_type)
+        return self.cached("event_samples", ("events",), (since.floor("10s"), per_type), compute)
 
     def trace_summary(self, since: pd.Timestamp, quiet_s: float) -> pd.DataFrame:
         """Per correlation ID since ``since``: first/last time, events, duration, outcome."""

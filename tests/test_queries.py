@@ -103,3 +103,30 @@ def test_the_result_cache_counts_what_results_hold_and_drops_stale_versions():
     for i in range(10):  # results that differ only in their arguments: the budget evicts
         cache.get(("other", ("v",), (i,)), lambda: nx.DiGraph(graph))
     assert cache.used <= cache.budget and len(cache) <= 3
+
+
+@pytest.mark.parametrize("engine", ["duckdb", "pyarrow"])
+def test_event_samples_are_the_newest_of_each_type_and_version(tmp_path, engine):
+    """What the catalog infers shapes from, picked in DuckDB, equals the newest live decoded
+    events of each (type, version) picked from the whole frame (``graph.infer.samples``)."""
+    from eventscope.graph.infer import samples
+    rng = np.random.default_rng(3)
+    store = Store(tmp_path / "store")
+    start = pd.Timestamp.now(tz="UTC") - pd.Timedelta(minutes=30)
+    for part in range(6):  # several parts: the newest of a type may sit in any of them
+        n = 400
+        types = rng.choice(["OrderPlaced", "PaymentCharged", "<undecodable>", None], n, p=[0.5, 0.3, 0.1, 0.1])
+        store.append("events", schemas.conform("events", pd.DataFrame({
+            "observed_at": start + pd.to_timedelta(part * 60 + np.arange(n) * 0.1, unit="s"),
+            "at": start + pd.to_timedelta(part * 60 + np.arange(n) * 0.1, unit="s"),
+            "source": "kafka", "broker": "kafka", "topic": rng.choice(["orders", "orders.DLT"], n),
+            "partition": 0, "offset": [str(part * n + i) for i in range(n)],
+            "event_type": types, "schema_version": rng.choice(["1", "2", None], n),
+            "dead_letter": rng.random(n) < 0.2, "service": "shop", "correlation_id": "c",
+            "payload": [f'{{"n": {part * n + i}}}' for i in range(n)], "headers": "{}"})))
+    since = start - pd.Timedelta(minutes=1)
+    picked = Queries(store, engine=engine).event_samples(since, 25)
+    expected = samples(store.read("events", since=since), 25)
+    key = ["event_type", "schema_version", "payload"]
+    assert len(picked) == len(expected) == 2 * 3 * 25
+    assert sorted(map(tuple, picked[key].astype(str).values)) == sorted(map(tuple, expected[key].astype(str).values))
