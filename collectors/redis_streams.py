@@ -80,21 +80,39 @@ class RedisStreamsCollector:
         self.books: dict[str, DeadLetterBook] = {}
         self.dlq_read_max = dlq_read_max  # a DLQ stream seen for the first time: read this much of it
         self.origins = RecordOrigins()  # a DLQ without fields naming its source: its entries' bytes do
+        self._raw: dict[str, bytes] = {}  # shown name -> key bytes, for keys that are not UTF-8
 
     def discover(self) -> list[str]:
         """Stream keys to watch."""
         if self.explicit:
             return self.explicit
         keys = self.client.scan_iter(match=self.pattern, count=1000, _type="stream")
-        return sorted(k.decode() if isinstance(k, bytes) else k for k in keys)
+        return sorted(self._name(k) for k in keys)
+
+    def _name(self, key) -> str:
+        """A stream key as text. A key that is not UTF-8 (Redis keys are bytes) is shown with
+        its odd bytes escaped (``bad\\xffkey``) and reached under its own bytes (:meth:`_k`),
+        so one such key neither stops the sample nor hides its stream."""
+        if not isinstance(key, bytes):
+            return key
+        try:
+            return key.decode()
+        except UnicodeDecodeError:
+            name = key.decode("utf-8", "backslashreplace")
+            self._raw[name] = key
+            return name
+
+    def _k(self, name: str):
+        """What to send Redis for the stream shown as ``name``."""
+        return self._raw.get(name, name)
 
     def collect(self) -> dict[str, pd.DataFrame]:
         keys = self.discover()
         now = pd.Timestamp.now(tz="UTC")
         pipe = self.client.pipeline(transaction=False)
         for key in keys:
-            pipe.xinfo_stream(key)
-            pipe.xinfo_groups(key)
+            pipe.xinfo_stream(self._k(key))
+            pipe.xinfo_groups(self._k(key))
         replies = pipe.execute(raise_on_error=False) if keys else []
         infos = {}
         for i, key in enumerate(keys):
@@ -110,7 +128,7 @@ class RedisStreamsCollector:
                  if _s(info.get("last-generated-id")) != self.positions.get(k) and self.glob.match(k)]
         fresh, per_stream = self._share(fresh)
         for key in fresh:
-            pipe.xrange(key, min=self._start_id(key, infos[key][0]), max="+", count=per_stream)
+            pipe.xrange(self._k(key), min=self._start_id(key, infos[key][0]), max="+", count=per_stream)
             reads.append(("events", key, None))
         for key, (info, groups) in infos.items():
             for group in groups:
@@ -122,15 +140,15 @@ class RedisStreamsCollector:
                         # same delivery position as last sample: same oldest undelivered entry
                         first_unread_known[(key, name)] = cached[1]
                     else:
-                        pipe.xrange(key, min="(" + last, max="+", count=1)
+                        pipe.xrange(self._k(key), min="(" + last, max="+", count=1)
                         reads.append(("first_unread", key, name))
                         positions_asked[(key, name)] = last
                 if group.get("consumers"):
-                    pipe.xinfo_consumers(key, name)
+                    pipe.xinfo_consumers(self._k(key), name)
                     reads.append(("consumers", key, name))
                 if group.get("pending"):
                     # the oldest pending entries are the ones that can be stuck
-                    pipe.xpending_range(key, name, min="-", max="+", count=self.stuck_scan)
+                    pipe.xpending_range(self._k(key), name, min="-", max="+", count=self.stuck_scan)
                     reads.append(("pending", key, name))
         replies = pipe.execute(raise_on_error=False) if reads else []
         first_unread, consumers, stuck = dict(first_unread_known), [], []
@@ -196,7 +214,7 @@ class RedisStreamsCollector:
         keys, per_stream = self._share(keys)
         pipe = self.client.pipeline(transaction=False)
         for key in keys:
-            pipe.xrange(key, min="(" + self.positions[key], max="+", count=per_stream)
+            pipe.xrange(self._k(key), min="(" + self.positions[key], max="+", count=per_stream)
         batch = self._batch()
         for key, reply in zip(keys, pipe.execute(raise_on_error=False)):
             if not isinstance(reply, Exception):  # a deleted key: the next full sample notices
@@ -227,7 +245,7 @@ class RedisStreamsCollector:
         if length <= self.backlog:
             return "-"
         # Start a bounded tail before the end: the entry ``backlog`` from the end.
-        tail = self.client.xrevrange(key, max="+", min="-", count=self.backlog)
+        tail = self.client.xrevrange(self._k(key), max="+", min="-", count=self.backlog)
         return _s(tail[-1][0]) if tail else "-"
 
     def reading_state(self, now) -> list[dict]:
@@ -246,7 +264,7 @@ class RedisStreamsCollector:
         ``dlq_read_max`` entries: past that, from the newest, and the book notes the rest."""
         if length <= self.dlq_read_max:
             return "-"
-        tail = self.client.xrevrange(key, max="+", min="-", count=max(1, self.dlq_read_max))
+        tail = self.client.xrevrange(self._k(key), max="+", min="-", count=max(1, self.dlq_read_max))
         if not tail:
             return "-"
         start = _s(tail[-1][0])

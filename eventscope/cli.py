@@ -5,6 +5,7 @@ import argparse
 import json
 import logging
 import os
+import re
 import sys
 from pathlib import Path
 
@@ -104,12 +105,25 @@ def _queries(config) -> Queries:
     return queries
 
 
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+
+
+def terminal_safe(table: pd.DataFrame) -> pd.DataFrame:
+    """``table`` with control characters in its text cells written as ``\\x1b``: a topic or
+    group named with terminal escape sequences must not recolour, move or retitle the
+    terminal that prints it."""
+    def clean(value):
+        return _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", value) if isinstance(value, str) else value
+    text = [c for c in table.columns if table[c].dtype == object or pd.api.types.is_string_dtype(table[c])]
+    return table.assign(**{c: table[c].map(clean, na_action="ignore") for c in text}) if text else table
+
+
 def _print(doc, as_json: bool, table: pd.DataFrame | None = None) -> None:
     if as_json:
-        print(json.dumps(doc, default=str))
+        print(json.dumps(doc, default=str))  # JSON escapes control characters itself
     elif table is not None and not table.empty:
         with pd.option_context("display.max_rows", 500, "display.width", 200, "display.max_columns", 20):
-            print(table.to_string(index=False))
+            print(terminal_safe(table).to_string(index=False))
     elif table is not None:
         print("(nothing yet: is a collector writing this store? see `eventscope collect`)")
     else:

@@ -162,3 +162,19 @@ def test_graph_asyncapi_one_document_per_service(store, tmp_path):
     assert sorted(p.rsplit("/", 1)[1] for p in written.values()) == [
         "email-service.asyncapi.json", "order-service.asyncapi.json", "payment-service.asyncapi.json"]
     assert json.loads((tmp_path / "specs" / "order-service.asyncapi.json").read_text()) == order
+
+def test_table_output_never_sends_terminal_escapes(tmp_path):
+    """A group named with escape sequences (retitle the window, turn the text red) prints as
+    visible text in the table output; JSON escapes them itself."""
+    evil = "pay\x1b]0;pwned\x07\x1b[31mred\x9b2J"
+    now = pd.Timestamp.now(tz="UTC")
+    Recorder(Store(tmp_path)).record({"lag": schemas.conform("lag", [
+        {"sampled_at": now, "source": "kafka", "broker": "kafka", "group": evil, "topic": "orders",
+         "partition": 0, "committed": 1, "end": 2, "lag": 1, "lag_seconds": 1.0, "group_state": "Stable",
+         "members": 1}])})
+    table = run(tmp_path, "lag")
+    assert table.returncode == 0, table.stderr
+    assert not any(c in table.stdout for c in "\x1b\x07\x9b")
+    assert "pay\\x1b]0;pwned\\x07\\x1b[31mred\\x9b2J" in table.stdout
+    as_json = run(tmp_path, "lag", "--json")
+    assert json.loads(as_json.stdout)[0]["group"] == evil and "\x1b" not in as_json.stdout

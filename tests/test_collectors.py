@@ -330,3 +330,21 @@ def test_many_busy_streams_share_one_budget_per_sample(redis_client, redis_url):
         assert len(events) <= 100, len(events)
         seen += list(events["event_id"])
     assert sorted(seen) == sorted(f"e{s}-{i}" for s in range(30) for i in range(12))
+
+
+@pytest.mark.broker
+def test_a_redis_key_that_is_not_utf8_is_watched_not_fatal(redis_url):
+    """Redis keys are bytes: one that is not UTF-8 is shown escaped and read like any other,
+    and the streams beside it are not lost."""
+    client = redis.Redis.from_url(redis_url)
+    prefix = f"utf{uuid.uuid4().hex[:5]}-"
+    odd, plain = (prefix + "bad-").encode() + b"\xff\xfe-key", prefix + "plain"
+    for key in (odd, plain):
+        client.xadd(key, {"envelope": json.dumps({"event_type": "OrderPlaced", "correlation_id": "c1"})})
+        client.xgroup_create(key, "workers", id="0")
+    collector = RedisStreamsCollector(redis.Redis.from_url(redis_url), pattern=prefix + "*", lookback_s=3600)
+    frames = collector.collect()
+    shown = prefix + "bad-\\xff\\xfe-key"
+    assert set(frames["lag"]["topic"]) == {shown, plain}
+    assert set(frames["events"]["topic"]) == {shown, plain}
+    assert frames["lag"].set_index("topic").loc[shown, "lag"] == 1
