@@ -57,7 +57,7 @@ if not versions:
     st.info("No payload of this type was sampled yet.", icon=":material/data_object:")
 for version in versions:
     shape = shapes[(event_type, version)]
-    with st.expander(f"Schema version {version or '(none)'} · {shape['sampled']} payloads sampled",
+    with st.expander(f"Schema version {ui.md(version) if version else '(none)'} · {shape['sampled']} payloads sampled",
                      expanded=version == versions[-1]):
         where = shape.get("correlation_id")
         st.text(f"Correlation ID: {where or 'not found in payload or headers'}")

@@ -27,6 +27,7 @@ PAGES = {"pages/overview.py": "Overview", "pages/lag.py": "Consumer lag",
          "pages/flow_graph.py": "Flow graph", "pages/catalog.py": "Event catalog",
          "pages/alerts.py": "Alerts"}
 HOSTILE = "<script>alert(1)</script>"
+HOSTILE_VERSION = "![pixel](http://127.0.0.1:9/pixel.png)"  # Markdown that would fetch an image
 
 
 def synthetic_frames(now: pd.Timestamp | None = None, orders: int = 120,
@@ -54,7 +55,8 @@ def synthetic_frames(now: pd.Timestamp | None = None, orders: int = 120,
                 "trace_id": f"{i:032x}", "dead_letter": dead,
                 "dlq_reason": "TimeoutException: inventory did not answer" if dead else None,
                 "original_topic": "payments" if dead else None, "size_bytes": 310,
-                "schema_version": "2", "headers": '{"x-correlation-id": "%s"}' % cid,
+                "schema_version": HOSTILE_VERSION if hostile else "2",
+                "headers": '{"x-correlation-id": "%s"}' % cid,
                 "payload": json.dumps({"event_type": kind, "schema_version": 2, "source": service,
                                        "correlation_id": cid, "data": {"order_id": f"ord_{i}",
                                                                        "amount": 10.5 + i}})})

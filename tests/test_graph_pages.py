@@ -286,6 +286,10 @@ def test_catalog_shows_hostile_names_as_text(monkeypatch, tmp_path):
     assert HOSTILE in at.dataframe[0].value["producers"].tolist()
     at.selectbox(key="catalog_type").set_value("PaymentAuthorized").run()
     assert HOSTILE in [t.value for t in at.text]  # st.text: shown literally, never markup
+    # a schema version from a payload is a label's text, not Markdown (no image fetched)
+    labels = [e.label for e in at.expander]
+    assert labels and all("![" not in label for label in labels)
+    assert any("\\!\\[pixel\\]\\(http" in label for label in labels), labels
 
 
 def test_schema_fields_flatten_nested_objects_and_arrays():
