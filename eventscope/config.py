@@ -12,6 +12,7 @@ plus the short forms of the CLI contract: ``EVENTSCOPE_KAFKA_BOOTSTRAP``,
 from __future__ import annotations
 
 import os
+import re
 import tomllib
 from dataclasses import dataclass, field, fields
 from pathlib import Path
@@ -205,7 +206,6 @@ TABLES = {("alerts", "rules"), ("alerts", "webhooks")}
 
 def dlq_regex(pattern: str, names: list) -> str:
     """The DLQ pattern widened by an explicit list of names."""
-    import re
     exact = "|".join(f"^{re.escape(n)}$" for n in names)
     return f"{pattern}|{exact}" if exact else pattern
 
@@ -250,9 +250,18 @@ class Config:
         return out
 
 
+_SECRET_PARAM = re.compile(r"pass|pwd|secret|token|key|auth|cred", re.IGNORECASE)
+
+
 def redact_url(url: str) -> str:
-    """``redis://user:pw@host`` → ``redis://user:***@host``."""
+    """``redis://user:pw@host`` → ``redis://user:***@host``; a query parameter named like a
+    secret (``?password=``, ``?token=``) → ``***`` too."""
     parts = urlsplit(url)
+    if parts.query:
+        query = "&".join(f"{k}=***" if _SECRET_PARAM.search(k) else (f"{k}={v}" if sep else k)
+                         for k, sep, v in (p.partition("=") for p in parts.query.split("&")))
+        url = url.replace("?" + parts.query, "?" + query, 1)
+        parts = urlsplit(url)
     if parts.password is None:
         return url
     user = parts.username or ""
@@ -367,7 +376,6 @@ def _coerce(value, current, annotation: str, origin: str, from_env: bool):
 
 
 def _validate(cfg: Config) -> None:
-    import re
     checks = [
         (cfg.collect.interval_s > 0, "collect.interval_s must be > 0"),
         (cfg.collect.max_backoff_s >= cfg.collect.interval_s, "collect.max_backoff_s must be >= collect.interval_s"),

@@ -59,6 +59,16 @@ def test_secrets_never_print(tmp_path):
     assert cfg.redis.password.get() == "s3cr3t"
 
 
+@pytest.mark.parametrize("url", ["redis://h:6379/0?password=qu3ry&db=1", "unix:///run/redis.sock?password=qu3ry",
+                                 "rediss://u:qu3ry@h:6380/0?ssl_cert_reqs=none&password=qu3ry"])
+def test_a_password_in_the_url_query_never_prints(url):
+    """redis-py takes ``?password=`` in the URL too: shown like a userinfo password."""
+    cfg = load_config(env={"EVENTSCOPE_REDIS_URL": url})
+    shown = repr(cfg) + str(cfg.sources_summary())
+    assert "qu3ry" not in shown and "password=***" in shown
+    assert cfg.redis.url == url  # what the client is given is untouched
+
+
 def test_cli_reports_config_error_in_one_line(tmp_path):
     path = write(tmp_path, "[store]\nretention = 3\n")
     proc = subprocess.run([sys.executable, "-m", "eventscope.cli", "--config", path, "lag", "--json"],
