@@ -196,6 +196,9 @@ def preview(payload: bytes | None) -> str:
     return shown if len(shown) <= PREVIEW_CHARS else shown[:PREVIEW_CHARS - 1] + "…"
 
 
+HEADER_KEY_CHARS = 100  # a header name longer than this is cut
+
+
 def headers_json(headers: dict[str, bytes], limit: int = 200) -> str:
     """Headers as a compact JSON object of text; binary values as hex; personal data masked."""
     out = {}
@@ -210,6 +213,8 @@ def headers_json(headers: dict[str, bytes], limit: int = 200) -> str:
             shown = "***"
         elif "@" in shown or _SEVEN_DIGITS.search(shown):
             shown = mask_text(shown)
+        if len(key) > HEADER_KEY_CHARS:  # a name is a label: 200 kB of it is data nobody reads
+            key = key[:HEADER_KEY_CHARS - 1] + "…"
         out[key] = shown if len(shown) <= limit else shown[:limit - 1] + "…"
     try:
         return orjson.dumps(out).decode("utf-8")

@@ -188,3 +188,15 @@ def test_a_dead_letter_without_headers_names_its_source_by_its_bytes():
     assert rows["original_topic"].tolist()[0] == "orders"
     assert rows["original_topic"].isna().tolist()[1:] == [True, True]  # ambiguous, unknown
     assert books["connect-errors"].source_topics == {"orders": 1}
+
+
+def test_header_names_are_cut_like_their_values():
+    """50 Redis fields with 200 kB names made a 10-million-character headers cell."""
+    import json as _json
+    from eventscope.mask import HEADER_KEY_CHARS, headers_json
+    headers = {f"{i:02d}" + "k" * 200_000: b"v" * 1000 for i in range(60)}
+    shown = headers_json(headers)
+    parsed = _json.loads(shown)
+    assert len(parsed) == 50 and len(shown) < 50 * (HEADER_KEY_CHARS + 200 + 10)
+    assert all(len(k) == HEADER_KEY_CHARS and k.endswith("…") for k in parsed)
+    assert len({k[:2] for k in parsed}) == 50  # cut names stay apart by their start
