@@ -52,6 +52,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from eventscope import schemas
+from eventscope.files import write_atomically as _write_atomically
 from eventscope.analysis.trace_index import INDEX_SUFFIX, PartIndex
 from eventscope.analysis.trace_index import KEYS as INDEX_KEYS
 
@@ -242,8 +243,10 @@ class Store:
         if name not in schemas.SCHEMAS:
             raise KeyError(f"unknown frame {name!r}")
         folder = self.root / name
-        if create:
-            folder.mkdir(parents=True, exist_ok=True)
+        if create and not folder.is_dir():
+            # what the store holds (payloads, reasons, names) is its owner's alone
+            self.root.mkdir(mode=0o700, parents=True, exist_ok=True)
+            folder.mkdir(mode=0o700, exist_ok=True)
         return folder
 
     @contextmanager
@@ -378,12 +381,7 @@ class Store:
 
     @staticmethod
     def _write_manifest(folder: Path, manifest: dict) -> None:
-        tmp = folder / f"MANIFEST.json.{os.getpid()}.tmp"
-        with open(tmp, "w", encoding="utf-8") as fh:
-            json.dump(manifest, fh)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, folder / "MANIFEST.json")
+        _write_atomically(folder / "MANIFEST.json", lambda fh: fh.write(json.dumps(manifest).encode("utf-8")))
 
 
 def _new_part_name() -> str:
@@ -400,20 +398,6 @@ def _write_parquet(frame: pd.DataFrame, path: Path) -> None:
 def _write_table(table: pa.Table, path: Path) -> None:
     """:func:`_write_parquet` of an Arrow table."""
     _write_atomically(path, lambda fh: pq.write_table(table, fh, row_group_size=ROW_GROUP_ROWS))
-
-
-def _write_atomically(path: Path, write) -> None:
-    """``write(file)`` under a temporary name, flushed to disk, then renamed: a crash leaves
-    the old file or the new one, never a truncated one under the real name."""
-    tmp = path.with_name(f"{path.name}.{os.getpid()}.{uuid.uuid4().hex[:6]}.tmp")
-    try:
-        with open(tmp, "wb") as fh:
-            write(fh)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
 
 
 def _columns(name: str, columns: list[str] | None, tcol: str | None) -> list[str]:

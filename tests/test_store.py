@@ -191,3 +191,25 @@ def test_a_store_written_before_a_column_existed_still_reads(tmp_path, monkeypat
     store.append("dlq", schemas.conform("dlq", [{**row, "sampled_at": now + pd.Timedelta(seconds=1), "unread": 7}]))
     both = Queries(store).scan("dlq")
     assert both["unread"].tolist()[1] == 7 and pd.isna(both["unread"].tolist()[0])
+
+
+def test_the_store_is_its_owners_alone(tmp_path):
+    """Payloads, failure reasons and names are nobody else's business: folders 0700, files
+    0600, whatever the umask; temporary files are never left behind."""
+    import os
+    import stat
+    old = os.umask(0o022)
+    try:
+        store = Store(tmp_path / "store")
+        now = pd.Timestamp.now(tz="UTC")
+        store.append("events", schemas.conform("events", [{"observed_at": now, "source": "kafka", "broker": "kafka",
+                                                           "topic": "t", "partition": 0, "offset": "1"}]))
+        store.put("lag_latest", schemas.conform("lag_latest", []))
+    finally:
+        os.umask(old)
+    for path in [tmp_path / "store", *(tmp_path / "store").rglob("*")]:
+        mode = stat.S_IMODE(path.stat().st_mode)
+        if path.name == ".lock":
+            continue  # an empty lock file
+        assert mode == (0o700 if path.is_dir() else 0o600), (path, oct(mode))
+        assert not path.name.endswith(".tmp")

@@ -19,7 +19,6 @@ stays valid.
 """
 from __future__ import annotations
 
-import os
 import threading
 import zipfile
 from pathlib import Path
@@ -29,6 +28,7 @@ import numpy as np
 import pandas as pd
 
 from eventscope import schemas
+from eventscope.files import write_atomically
 
 KEYS = ("correlation_id", "trace_id", "event_id")
 
@@ -91,10 +91,7 @@ class PartIndex:
         arrays = {"format": np.array([_FORMAT, self.n_rows], dtype=np.int64)}
         for col, (hashes, pos) in self.keys.items():
             arrays[f"{col}.hash"], arrays[f"{col}.pos"] = hashes, pos
-        tmp = path.with_name(path.name + f".{os.getpid()}.tmp")
-        with open(tmp, "wb") as fh:
-            np.savez(fh, **arrays)
-        os.replace(tmp, path)
+        write_atomically(path, lambda fh: np.savez(fh, **arrays))
 
     @classmethod
     def open(cls, path: Path, loader: Callable[[], pd.DataFrame], rows: int) -> "PartIndex | None":
