@@ -25,6 +25,8 @@ from typing import Annotated, Iterable, Union
 import msgspec
 import orjson
 
+from eventscope.mask import mask_text
+
 UNDECODABLE = "<undecodable>"
 MAX_FIELD = 512
 _TRACEPARENT = re.compile(r"^00-([0-9a-f]{32})-([0-9a-f]{16})-[0-9a-f]{2}$")
@@ -598,7 +600,8 @@ def failure_reason(headers: dict[str, bytes]) -> tuple[str | None, str | None]:
     if not cls and not message:
         return None, None
     short = cls.rsplit(".", 1)[-1] if cls else None
-    normal = " ".join(_VOLATILE.sub("#", message).split())[:160] if message else None
+    # an exception message quotes what failed: an e-mail address, a token (masked like payloads)
+    normal = " ".join(_VOLATILE.sub("#", mask_text(message)).split())[:160] if message else None
     reason = f"{short}: {normal}" if short and normal else (short or normal)
     return cls, reason
 

@@ -69,10 +69,29 @@ def _needs_text_mask(value: str) -> bool:
     return "@" in value or _SEVEN_DIGITS.search(value) is not None
 
 
+# a credential written into free text: "Authorization: Bearer eyJ…", "password=hunter2",
+# "api_key: 8f1e…" (an exception message quoting the request that failed)
+CREDENTIAL = re.compile(r"\b((?i:bearer|basic))(\s+)(?=[\w.~+/=-]*[0-9A-Z=+/._~-])[\w.~+/=-]{8,}"
+                        r"|\b((?i:passw(?:or)?d|pwd|secret|token|api[_-]?key|access[_-]?key|client[_-]?secret))"
+                        r"(\s*[=:]\s*)(\"[^\"]*\"|'[^']*'|[^\s,;&\"']+)")
+
+
+_CREDENTIAL_HINT = re.compile(r"(?i)bearer|basic|passw|pwd|secret|token|key")
+
+
+def _credential(match: re.Match) -> str:
+    if match.group(1):
+        return f"{match.group(1)}{match.group(2)}***"
+    return f"{match.group(3)}{match.group(4)}***"
+
+
 def mask_text(value: str) -> str:
-    """E-mail addresses, card-like numbers and phone numbers in free text, masked."""
+    """E-mail addresses, card-like numbers, phone numbers and credentials (``Bearer …``,
+    ``password=…``) in free text, masked."""
     if not _enabled:
         return value
+    if _CREDENTIAL_HINT.search(value):
+        value = CREDENTIAL.sub(_credential, value)
     if "@" in value:
         value = EMAIL.sub("***@***", value)
     if _SEVEN_DIGITS.search(value):  # neither a card nor a phone number has fewer digits in a run

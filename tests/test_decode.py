@@ -200,3 +200,16 @@ def test_header_names_are_cut_like_their_values():
     assert len(parsed) == 50 and len(shown) < 50 * (HEADER_KEY_CHARS + 200 + 10)
     assert all(len(k) == HEADER_KEY_CHARS and k.endswith("…") for k in parsed)
     assert len({k[:2] for k in parsed}) == 50  # cut names stay apart by their start
+
+
+def test_dead_letter_reasons_are_masked_like_payloads():
+    """An exception message quoting an e-mail address or a bearer token must not reach the
+    DLQ reasons (stored, shown on the page, printed by the CLI)."""
+    from eventscope.decode import failure_reason
+    cls, reason = failure_reason({
+        "kafka_dlt-exception-fqcn": b"org.example.NotifyException",
+        "kafka_dlt-exception-message": b"mail to jane.doe@example.com refused; Authorization: Bearer eyJhbGciOi.J9x.yz "
+                                       b"password=hunter2"})
+    assert cls == "org.example.NotifyException"
+    assert "jane.doe" not in reason and "eyJhbGciOi" not in reason and "hunter2" not in reason, reason
+    assert reason.startswith("NotifyException: mail to ***@*** refused")
