@@ -312,7 +312,8 @@ def find_trace(some_id: str) -> dict | None:
         return trace_analysis.from_rows(rows, lag=lag, lag_history=history,
                                         quiet_s=float(cfg.traces.quiet_s), details=True,
                                         consumes=q.consumed_topics(_since(CAUSALITY_WINDOW_S)),
-                                        spans=q.trace_spans(rows["trace_id"], rows["observed_at"].min()))
+                                        spans=q.trace_spans(rows["trace_id"], rows["observed_at"].min()),
+                                        max_events=PAGE_TRACE_EVENTS)
     return q.cached("find_trace", ("events", "lag_latest", "spans"), (some_id,), compute)
 
 
@@ -403,6 +404,7 @@ def asyncapi(window_s: float = WINDOW_S) -> tuple[list[str], Callable[[str | Non
     return list(applications(graph)), build
 
 
+PAGE_TRACE_EVENTS = 200  # events of one trace the page draws: the first and the last 100 of a longer one
 CATALOG_EVENT_COLUMNS = ("event_type", "schema_version", "service", "broker", "topic", "dead_letter", "at", "broker_at")
 
 

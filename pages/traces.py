@@ -52,7 +52,8 @@ def _pick(key: str) -> None:
 def _banner(trace: dict, events: pd.DataFrame) -> None:
     path = " → ".join(ui.md(t) for t in dict.fromkeys(events["topic"].astype(str)))
     outcome = trace["outcome"]
-    words = (f"**{OUTCOME_WORDS.get(outcome, outcome)}** · {len(events)} events · "
+    total = trace.get("events_total", len(events))
+    words = (f"**{OUTCOME_WORDS.get(outcome, outcome)}** · {total:,} events · "
              f"{ui.duration(events['after'].max() / 1000)} end to end  \n{path}")
     if outcome == "dead_lettered":
         dead = events[events["dead_letter"]].iloc[0]
@@ -66,6 +67,11 @@ def _banner(trace: dict, events: pd.DataFrame) -> None:
         st.info(words, icon=":material/pending:")
     else:
         st.success(words, icon=":material/check_circle:")
+    if total > len(events):
+        half = len(events) // 2
+        st.warning(f"This ID is carried by {total:,} events: the first {half:,} and the last {len(events) - half:,} "
+                   "are shown, with the hops between them; the outcome counts all of them.",
+                   icon=":material/content_cut:")
 
 
 def _timeline(trace: dict) -> None:

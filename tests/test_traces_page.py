@@ -92,3 +92,41 @@ def test_waterfall_marks_the_split_and_the_dlq():
     assert bars["waiting in the broker (estimated)"] == (0.0, 60000.0)
     assert bars["in the service (estimated)"] == (60000.0, 20000.0)
     assert bars["into a dead-letter queue"] == (80000.0, 1000.0)
+
+
+def _hot_chain(n: int, dead_at: int | None = None) -> pd.DataFrame:
+    start = pd.Timestamp.now(tz="UTC").floor("s") - pd.Timedelta(minutes=30)
+    at = start + pd.to_timedelta(range(0, 10 * n, 10), unit="ms")
+    return schemas.conform("events", pd.DataFrame({
+        "observed_at": at, "at": at, "broker_at": at, "source": "replay", "broker": "kafka",
+        "topic": ["orders" if i % 2 else "payments" for i in range(n)] if dead_at is None else
+        ["orders.DLT" if i == dead_at else "orders" if i % 2 else "payments" for i in range(n)],
+        "partition": 0, "offset": [str(i) for i in range(n)], "event_type": "Tick",
+        "event_id": [f"tick-{i}" for i in range(n)], "service": "loop", "correlation_id": "tenant-7",
+        "dead_letter": [i == dead_at for i in range(n)]}))
+
+
+def test_a_hot_id_keeps_its_start_and_end_and_counts_every_event():
+    """One correlation ID per tenant, or a retry loop: 30,000 events. Linking hops grows with
+    the square of the events (100,000 took minutes), so the document keeps the first and the
+    last 1,000 with the hops inside each, and the outcome still sees the dead letter between."""
+    from eventscope.analysis import traces
+    doc = traces.from_rows(_hot_chain(30_000, dead_at=15_000))
+    assert doc["events_total"] == 30_000 and len(doc["events"]) == traces.MAX_EVENTS
+    assert [e["event_id"] for e in doc["events"][:2]] == ["tick-0", "tick-1"]
+    assert doc["events"][-1]["event_id"] == "tick-29999"
+    assert doc["outcome"] == "dead_lettered"
+    ids = {e["event_id"] for e in doc["events"]}
+    assert all(h["from_event_id"] in ids and h["to_event_id"] in ids for h in doc["hops"])
+    assert len(doc["hops"]) == traces.MAX_EVENTS - 2  # none across the cut
+
+
+def test_the_page_says_when_a_trace_is_cut(monkeypatch, tmp_path):
+    root = tmp_path / "hot"
+    write_synthetic_store(root)
+    Store(root).append("events", _hot_chain(5_000))
+    at = _visit(_app(monkeypatch, root), "pages/traces.py")
+    at.text_input(key="trace_id").input("tenant-7").run()
+    assert not at.exception, at.exception
+    warned = [w.value for w in at.warning]
+    assert any("5,000 events" in w and "first 100" in w for w in warned), warned

@@ -36,6 +36,8 @@ import pandas as pd
 
 from eventscope.analysis import causality
 
+MAX_EVENTS = 2000  # events a trace document holds: the first and the last half of a longer trace
+
 EVENT_FIELDS = ["at", "broker", "topic", "partition", "offset", "event_type", "event_id",
                 "source", "trace_id", "dead_letter"]
 
@@ -63,14 +65,20 @@ def find(events: pd.DataFrame, some_id: str, lag: pd.DataFrame | None = None,
 
 def from_rows(rows: pd.DataFrame, lag: pd.DataFrame | None = None, quiet_s: float = 30.0,
               now: pd.Timestamp | None = None, lag_history: pd.DataFrame | None = None,
-              details: bool = False, consumes: dict | None = None, spans: dict | None = None) -> dict | None:
+              details: bool = False, consumes: dict | None = None, spans: dict | None = None,
+              max_events: int = MAX_EVENTS) -> dict | None:
     """The trace document for the events of one trace (from :func:`resolve` or the index).
 
     ``lag`` (recent samples) decides the outcome; ``lag_history`` (samples over the
     trace's own time span, default ``lag``) the broker/service split of each hop. With
     ``details`` each event also carries its stored (masked) ``headers`` and ``payload``.
     ``consumes`` and ``spans`` (:func:`eventscope.analysis.causality.span_index`) name
-    each hop's cause (see :func:`hops`)."""
+    each hop's cause (see :func:`hops`).
+
+    A trace of more than ``max_events`` events (a correlation ID per tenant, a retry
+    loop) keeps its first and last ``max_events / 2`` events and their hops, and says how
+    many it had (``events_total``); its outcome is decided over all of them. Linking hops
+    costs time in the square of the events: 100,000 of them took minutes."""
     if rows.empty:
         return None
     rows = rows.drop_duplicates(["broker", "topic", "partition", "offset"])
@@ -79,11 +87,21 @@ def from_rows(rows: pd.DataFrame, lag: pd.DataFrame | None = None, quiet_s: floa
     dead_at = rows["broker_at"].where(rows["dead_letter"] & rows["broker_at"].notna(), rows["at"])
     rows = rows.assign(at=dead_at).sort_values(["at", "broker_at"], kind="stable")
     cid = rows["correlation_id"].dropna()
-    out_events = [_event(r, details) for r in rows.itertuples(index=False)]
+    verdict = outcome(rows, lag, quiet_s, now)  # over every event
+    total = len(rows)
+    history = lag if lag_history is None else lag_history
+    if total > max_events:  # a hot ID (one per tenant, a stuck retry loop): its start and its end
+        half = max_events // 2
+        parts = [rows.iloc[:half], rows.iloc[-half:]]
+        found_hops = hops(parts[0], history, consumes, spans) + hops(parts[1], history, consumes, spans)
+        rows = pd.concat(parts)
+    else:
+        found_hops = hops(rows, history, consumes, spans)
     return {"correlation_id": cid.iloc[0] if len(cid) else None,
-            "outcome": outcome(rows, lag, quiet_s, now),
-            "events": out_events,
-            "hops": hops(rows, lag if lag_history is None else lag_history, consumes, spans)}
+            "outcome": verdict,
+            "events_total": total,
+            "events": [_event(r, details) for r in rows.itertuples(index=False)],
+            "hops": found_hops}
 
 
 def _event(r, details: bool = False) -> dict:
