@@ -173,8 +173,14 @@ class Store:
         """The current rows of a snapshot frame (empty when never written)."""
         wanted = _columns(name, columns, None)
         try:
-            path = self._folder(name, create=False) / SNAPSHOT_FILE
-            table = pq.read_table(path, columns=_in_file(path, wanted), filters=_filters(where) or None)
+            # one open for the footer and the pages: a writer replacing the snapshot between two
+            # opens by name made a reader mix the old footer with the new file ("Page was
+            # smaller than expected"); an open file keeps its own inode
+            with open(self._folder(name, create=False) / SNAPSHOT_FILE, "rb") as fh:
+                present = set(pq.read_schema(fh).names)
+                fh.seek(0)
+                table = pq.read_table(fh, columns=[c for c in wanted if c in present],
+                                      filters=_filters(where) or None)
         except FileNotFoundError:
             table = None
         return _frame(name, [table] if table is not None else [], wanted)
