@@ -55,7 +55,9 @@ def _banner(trace: dict, events: pd.DataFrame) -> None:
     total = trace.get("events_total", len(events))
     words = (f"**{OUTCOME_WORDS.get(outcome, outcome)}** · {total:,} events · "
              f"{ui.duration(events['after'].max() / 1000)} end to end  \n{path}")
-    if outcome == "dead_lettered":
+    if outcome == "dead_lettered" and not events["dead_letter"].any():  # cut out of a long trace
+        st.error(f"{words}  \nDied in a dead-letter queue", icon=":material/error:")
+    elif outcome == "dead_lettered":
         dead = events[events["dead_letter"]].iloc[0]
         reason = dead.get("dlq_reason") or "no reason recorded"
         hop = next((h for h in trace["hops"] if h.get("dead_letter")), None)
@@ -68,9 +70,9 @@ def _banner(trace: dict, events: pd.DataFrame) -> None:
     else:
         st.success(words, icon=":material/check_circle:")
     if total > len(events):
-        half = len(events) // 2
-        st.warning(f"This ID is carried by {total:,} events: the first {half:,} and the last {len(events) - half:,} "
-                   "are shown, with the hops between them; the outcome counts all of them.",
+        half = trace.get("events_each_end", len(events) // 2)
+        st.warning(f"This ID is carried by {total:,} events: the first {half:,} and the last {half:,} are shown "
+                   "(and where it died, if in between), with the hops among them; the outcome counts all of them.",
                    icon=":material/content_cut:")
 
 

@@ -112,10 +112,11 @@ def test_a_hot_id_keeps_its_start_and_end_and_counts_every_event():
     last 1,000 with the hops inside each, and the outcome still sees the dead letter between."""
     from eventscope.analysis import traces
     doc = traces.from_rows(_hot_chain(30_000, dead_at=15_000))
-    assert doc["events_total"] == 30_000 and len(doc["events"]) == traces.MAX_EVENTS
+    assert doc["events_total"] == 30_000 and len(doc["events"]) == traces.MAX_EVENTS + 1
     assert [e["event_id"] for e in doc["events"][:2]] == ["tick-0", "tick-1"]
     assert doc["events"][-1]["event_id"] == "tick-29999"
     assert doc["outcome"] == "dead_lettered"
+    assert [e["event_id"] for e in doc["events"] if e["dead_letter"]] == ["tick-15000"]  # where it died, kept
     ids = {e["event_id"] for e in doc["events"]}
     assert all(h["from_event_id"] in ids and h["to_event_id"] in ids for h in doc["hops"])
     assert len(doc["hops"]) == traces.MAX_EVENTS - 2  # none across the cut
@@ -124,9 +125,10 @@ def test_a_hot_id_keeps_its_start_and_end_and_counts_every_event():
 def test_the_page_says_when_a_trace_is_cut(monkeypatch, tmp_path):
     root = tmp_path / "hot"
     write_synthetic_store(root)
-    Store(root).append("events", _hot_chain(5_000))
+    Store(root).append("events", _hot_chain(5_000, dead_at=2_500))
     at = _visit(_app(monkeypatch, root), "pages/traces.py")
     at.text_input(key="trace_id").input("tenant-7").run()
     assert not at.exception, at.exception
     warned = [w.value for w in at.warning]
     assert any("5,000 events" in w and "first 100" in w for w in warned), warned
+    assert any("Died in" in e.value for e in at.error)  # the dead letter between the halves is shown

@@ -37,6 +37,7 @@ import pandas as pd
 from eventscope.analysis import causality
 
 MAX_EVENTS = 2000  # events a trace document holds: the first and the last half of a longer trace
+DEAD_SHOWN = 10  # dead letters from between the two halves kept in a cut trace
 
 EVENT_FIELDS = ["at", "broker", "topic", "partition", "offset", "event_type", "event_id",
                 "source", "trace_id", "dead_letter"]
@@ -76,7 +77,8 @@ def from_rows(rows: pd.DataFrame, lag: pd.DataFrame | None = None, quiet_s: floa
     each hop's cause (see :func:`hops`).
 
     A trace of more than ``max_events`` events (a correlation ID per tenant, a retry
-    loop) keeps its first and last ``max_events / 2`` events and their hops, and says how
+    loop) keeps its first and last ``max_events / 2`` events and their hops, plus the first
+    :data:`DEAD_SHOWN` dead letters between them, and says how
     many it had (``events_total``); its outcome is decided over all of them. Linking hops
     costs time in the square of the events: 100,000 of them took minutes."""
     if rows.empty:
@@ -94,12 +96,15 @@ def from_rows(rows: pd.DataFrame, lag: pd.DataFrame | None = None, quiet_s: floa
         half = max_events // 2
         parts = [rows.iloc[:half], rows.iloc[-half:]]
         found_hops = hops(parts[0], history, consumes, spans) + hops(parts[1], history, consumes, spans)
-        rows = pd.concat(parts)
+        middle = rows.iloc[half:-half]
+        dead = middle[middle["dead_letter"].fillna(False).astype(bool).to_numpy()].head(DEAD_SHOWN)
+        rows = pd.concat([parts[0], dead, parts[1]])  # where it died stays in view
     else:
         found_hops = hops(rows, history, consumes, spans)
+        half = None
     return {"correlation_id": cid.iloc[0] if len(cid) else None,
             "outcome": verdict,
-            "events_total": total,
+            "events_total": total, **({"events_each_end": half} if half else {}),
             "events": [_event(r, details) for r in rows.itertuples(index=False)],
             "hops": found_hops}
 
