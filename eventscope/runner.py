@@ -203,6 +203,9 @@ def build_runner(config: Config, store: Store, collectors: list) -> Runner:
 
 def build_collectors(config: Config) -> list:
     """Collectors for the configured brokers, or the sample-data replay when none is."""
+    # Imports here, not at the top: each source's client library (confluent-kafka, redis, the
+    # Connect and OTLP readers) loads only when that source is configured, and the runner
+    # module stays importable by readers that never collect.
     from eventscope.collectors import EventsTail, unique_names
     from eventscope import mask
     from eventscope.decode import Decoder
