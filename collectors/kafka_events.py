@@ -164,6 +164,16 @@ class KafkaEventsCollector:
         self._resume = {key: int(offset) for key, offset in positions.items()}
         self.books.update(books)
 
+    def rewind(self, rows: pd.DataFrame, events: pd.DataFrame | None = None) -> None:
+        """Back to what the store holds (its last store failed): every partition is assigned
+        again from the saved positions, moved past the events stored since, as after a restart."""
+        if self.assigned:
+            self.consumer.unassign()
+        self.assigned.clear()
+        self._high.clear()
+        self.books = {}
+        self.restore(rows, events)
+
     def _offsets(self, partitions: list, spec) -> dict[tuple[str, int], int]:
         """Offsets at ``spec``; a partition that fails (no leader for a moment) is left out."""
         return list_offsets(self.admin, partitions, spec, self.timeout_s)[0]

@@ -184,5 +184,10 @@ class OtlpFilesCollector:
             except ValueError:
                 continue  # not ours to understand: the file is read as new
 
+    def rewind(self, rows: pd.DataFrame, events: pd.DataFrame | None = None) -> None:
+        """Back to the saved positions (its last store failed): the spans read since are read again."""
+        self.positions.clear()
+        self.restore(rows, events)
+
     def close(self) -> None:
         pass

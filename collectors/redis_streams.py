@@ -259,6 +259,12 @@ class RedisStreamsCollector:
         self.positions.update({key: entry for (key, _), entry in positions.items()})
         self.books.update(books)
 
+    def rewind(self, rows: pd.DataFrame, events: pd.DataFrame | None = None) -> None:
+        """Back to what the store holds (its last store failed), as after a restart."""
+        self.positions.clear()
+        self.books = {}
+        self.restore(rows, events)
+
     def _dlq_start(self, key: str, length: int) -> str:
         """A DLQ stream seen for the first time is read from its oldest entry, up to
         ``dlq_read_max`` entries: past that, from the newest, and the book notes the rest."""

@@ -23,3 +23,7 @@ def write_atomically(path: Path, write) -> None:
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
+
+
+class DamagedPart(Exception):
+    """A part of the store that cannot be read (a truncated or corrupted file)."""

@@ -30,7 +30,7 @@ from eventscope.analysis import dlq as dlq_analysis
 from eventscope.analysis import lag as lag_analysis
 from eventscope.analysis import traces as trace_analysis
 from eventscope.graph import infer
-from eventscope.store import Store, file_columns
+from eventscope.store import UNREADABLE, Store, file_columns
 
 CACHE_BYTES = 64 * 1024 * 1024
 DUCKDB_MEMORY = "256MB"  # what one process's scans may hold before DuckDB spills to disk
@@ -127,6 +127,7 @@ class Scanner:
     def __init__(self, memory_limit: str = DUCKDB_MEMORY, threads: int = 2):
         import duckdb  # here, not at the top: a collector that only writes never loads it (30 MB)
         self._io_error = duckdb.IOException
+        self._error = duckdb.Error
         self._spill = tempfile.mkdtemp(prefix="eventscope-duckdb-")
         self.connection = duckdb.connect(":memory:", config={
             "threads": threads, "memory_limit": memory_limit, "temp_directory": self._spill})
@@ -219,8 +220,8 @@ class Scanner:
                 return None
             clauses.append(f'"{column}" IN ({", ".join("?" * len(values))})')
             params += values
-        for attempt in range(2):
-            files = [str(store.part_path(name, p["file"])) for p in store.part_entries(name)
+        for attempt in range(3):
+            files = [str(store.part_path(name, p["file"])) for p in store.readable(name, store.part_entries(name))
                      if pd.Timestamp(p["tmax"]) >= since
                      and (until is None or pd.Timestamp(p["tmin"]) <= pd.Timestamp(until))]
             if not files:
@@ -230,8 +231,11 @@ class Scanner:
                        f"FROM read_parquet(?, union_by_name=true) "
                        f'WHERE {" AND ".join(clauses)} {tail}')
                 return self._cursor().sql(sql, params=[*select_params, files, *params]).to_arrow_table()
-            except (self._io_error, FileNotFoundError):  # a part compacted away meanwhile
-                if attempt:
+            except (self._error, *UNREADABLE) as exc:
+                # a part compacted away meanwhile (read the manifest again), or a damaged part:
+                # the store names it, and the query runs again without it
+                if attempt == 2 or not (store.find_damaged(name, files)
+                                        or isinstance(exc, (self._io_error, FileNotFoundError))):
                     raise
         return None
 

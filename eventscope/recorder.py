@@ -24,6 +24,7 @@ import pandas as pd
 
 from eventscope import schemas
 from eventscope.analysis.lag import KEY, SEVERITY, LagJudge
+from eventscope.files import DamagedPart
 from eventscope.store import Store
 
 GROUP_KEY = ["source", "broker", "group", "topic"]
@@ -59,7 +60,10 @@ class Recorder:
             # rows are millions, and only one sample at a time needs to be in memory
             for part in sorted(self.store.part_entries("lag"), key=lambda p: p["tmin"]):
                 if pd.Timestamp(part["tmax"]) >= since:
-                    rows = self.store.load_part("lag", part["file"])
+                    try:
+                        rows = self.store.load_part("lag", part["file"])
+                    except (DamagedPart, FileNotFoundError):  # that sample is missing, not the rest
+                        continue
                     self.judge.add(rows[rows["sampled_at"] >= since])
         for name in (*ENTITY, *PER_GROUP):
             self.latest[name] = self.store.get(f"{name}_latest")

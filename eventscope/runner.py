@@ -31,6 +31,11 @@ from eventscope.recorder import Recorder
 from eventscope.store import Retention, Store
 
 log = logging.getLogger("eventscope.runner")
+HEALTH_PENDING_MAX = 10_000
+
+
+class StoreWriteFailed(Exception):
+    """A collector's sample was read but could not be stored (a full disk, a lost mount)."""
 
 
 @dataclass
@@ -59,6 +64,7 @@ class Runner:
         self.samples = 0
         self._evaluated = float("-inf")
         self.reading: dict[tuple[str, str], list[dict]] = {}  # (source, broker) -> its reading_state rows
+        self._pending_health: list[pd.DataFrame] = []
         self._restore_reading()
 
     # -- reading state: where the event readers stand, saved with what they stored --------
@@ -82,16 +88,34 @@ class Runner:
         for reader in readers:
             mine = saved[(saved["source"] == reader.source) & (saved["broker"] == reader.broker)]
             self.reading[(reader.source, reader.broker)] = mine.to_dict("records")
-            if not mine.empty:
-                since = mine["saved_at"].min() - pd.Timedelta(seconds=60)
-            else:  # stopped before its first save: what it stored is within the window it reads first
-                since = pd.Timestamp.now(tz="UTC") - pd.Timedelta(
-                    seconds=(getattr(reader, "lookback_s", None) or 3600.0) + 60)
-            later = self.store.read("events", since=since, where={"source": reader.source, "broker": reader.broker},
-                                    columns=["topic", "partition", "offset", "dead_letter", "dlq_reason",
-                                             "original_topic", "broker_at"])
+            later = self._stored_since(reader, mine)
             if not mine.empty or not later.empty:
                 reader.restore(mine, later)
+
+    def _stored_since(self, reader, mine: pd.DataFrame) -> pd.DataFrame:
+        """The events ``reader`` stored after its saved state ``mine`` (the rows a restore
+        moves past)."""
+        if not mine.empty:
+            since = mine["saved_at"].min() - pd.Timedelta(seconds=60)
+        else:  # stopped before its first save: what it stored is within the window it reads first
+            since = pd.Timestamp.now(tz="UTC") - pd.Timedelta(
+                seconds=(getattr(reader, "lookback_s", None) or 3600.0) + 60)
+        return self.store.read("events", since=since, where={"source": reader.source, "broker": reader.broker},
+                               columns=["topic", "partition", "offset", "dead_letter", "dlq_reason",
+                                        "original_topic", "broker_at"])
+
+    def _rewind(self, collector) -> None:
+        """After a failed store (a full disk): the reader goes back to what the store holds,
+        so the events it read and could not store are read again, not lost."""
+        owner = getattr(collector, "parent", collector)
+        if not hasattr(owner, "rewind") or (owner.source, owner.broker) not in self.reading:
+            return
+        mine = schemas.conform("reading_state", self.reading[(owner.source, owner.broker)])
+        try:
+            owner.rewind(mine, self._stored_since(owner, mine))
+        except Exception as exc:  # noqa: BLE001 - the reader keeps its place; the loss is logged
+            log.warning("%s/%s could not go back to its stored position: %s",
+                        owner.source, owner.name, one_line(exc))
 
     def _save_reading(self, collector) -> None:
         owner = getattr(collector, "parent", collector)
@@ -110,7 +134,7 @@ class Runner:
                 continue
             health.append(self._run_one(collector, state))
         frame = schemas.conform("health", health)
-        self.store.append("health", frame)
+        self._append_health(frame)
         self.samples += 1
         # Rules are evaluated once per interval, not after every short event read.
         if self.evaluator is not None and health and (
@@ -123,18 +147,35 @@ class Runner:
         memory.release()  # what this pass freed goes back to the OS, not to its high-water mark
         return frame
 
+    def _append_health(self, frame: pd.DataFrame) -> None:
+        """Store health rows; rows a failing store refused wait for the next pass (at most
+        ``HEALTH_PENDING_MAX``), so a full disk costs samples, not the collector."""
+        pending = pd.concat([*self._pending_health, frame], ignore_index=True) if self._pending_health else frame
+        try:
+            self.store.append("health", pending)
+            self._pending_health = []
+        except Exception as exc:  # noqa: BLE001 - never stops collection
+            self._pending_health = [pending.tail(HEALTH_PENDING_MAX)]
+            log.warning("storing health rows failed (kept for the next sample): %s", one_line(exc))
+
     def _run_one(self, collector, state: _State) -> dict:
         started = time.monotonic()
         now = pd.Timestamp.now(tz="UTC")
         rows, error = 0, ""
         try:
-            rows = self.recorder.record(collector.collect())
-            self._save_reading(collector)  # after its events are stored: see _restore_reading
+            frames = collector.collect()
+            try:
+                rows = self.recorder.record(frames)
+                self._save_reading(collector)  # after its events are stored: see _restore_reading
+            except Exception as exc:
+                raise StoreWriteFailed(f"the store refused this sample: {one_line(exc)}") from exc
             state.failures = 0
             state.last_success = now
             state.next_run = started + (getattr(collector, "interval_s", None) or self.interval_s)
         except Exception as exc:  # a collector's failure is data, not a crash
             error = one_line(exc)
+            if isinstance(exc, StoreWriteFailed):
+                self._rewind(collector)
             state.failures += 1
             state.last_error = error
             backoff = min(self.max_backoff_s, self.interval_s * 2 ** state.failures)

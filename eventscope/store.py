@@ -33,12 +33,19 @@ Parquet files (pyarrow); nothing is cached here (the query layer caches results)
 
 Each ``events`` part has its trace index beside it (``<part>.trace-index.npz``, see
 ``analysis/trace_index.py``), written with the part and deleted with it.
+
+A part that cannot be read (a disk that lost its end, a file someone truncated) costs its
+own rows and nothing else: readers skip it, and :meth:`Store.damage` names it with its time
+range so pages and the CLI can say which history is missing; the writer moves it to
+``<frame>/damaged/`` when it next touches it (compaction) and keeps that record in the
+manifest. A damaged snapshot reads as empty until the next sample replaces it.
 """
 from __future__ import annotations
 
 import fcntl
 import functools
 import json
+import logging
 import os
 import time
 import uuid
@@ -52,14 +59,21 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from eventscope import schemas
+from eventscope.files import DamagedPart
 from eventscope.files import write_atomically as _write_atomically
 from eventscope.analysis.trace_index import INDEX_SUFFIX, PartIndex
 from eventscope.analysis.trace_index import KEYS as INDEX_KEYS
+
+log = logging.getLogger("eventscope.store")
 
 GRACE_S = 60.0
 TARGET_ROWS = 250_000  # parts this big are never merged again
 SNAPSHOT_FILE = "snapshot.parquet"
 ROW_GROUP_ROWS = 65_536
+DAMAGED_KEPT = 100  # quarantined parts a manifest remembers
+# what reading a file that is not (or no longer) whole Parquet raises; FileNotFoundError is not
+# damage (a part compacted away) and is handled where it can happen
+UNREADABLE = (pa.ArrowException, OSError, ValueError)
 
 
 @dataclass(frozen=True)
@@ -82,6 +96,8 @@ class Store:
     def __init__(self, root: str | os.PathLike, retention: Retention | None = None):
         self.root = Path(root)
         self.retention = retention or Retention()
+        self._damaged: dict[tuple[str, str], dict] = {}  # (frame, part file) -> its record
+        self._checked: set[str] = set()  # part paths whose footer was found whole
 
     # -- writing ---------------------------------------------------------------
     def append(self, name: str, frame: pd.DataFrame) -> None:
@@ -96,7 +112,7 @@ class Store:
         with self._locked(folder):
             part = _new_part_name()
             self._write_part(name, frame, folder / part)
-            manifest = self._read_manifest(folder)
+            manifest = self._quarantine(name, folder, self._read_manifest(folder))
             manifest["parts"].append(_part_entry(part, frame, tcol))
             manifest["appends"] = manifest.get("appends", 0) + 1
             if schemas.KIND[name] == "raw":
@@ -155,9 +171,8 @@ class Store:
             manifest = self._read_manifest(self._folder(name, create=False))
             folder = self._folder(name, create=False)
             try:
-                tables = [pq.read_table(folder / p["file"], columns=_in_file(folder / p["file"], wanted),
-                                        filters=filters)
-                          for p in manifest["parts"] if _overlaps(p, since, until)]
+                tables = [self._read_part(name, folder, p, wanted, filters)
+                          for p in self.readable(name, manifest["parts"]) if _overlaps(p, since, until)]
                 break
             except FileNotFoundError:
                 # A part vanished between manifest read and file read: only possible
@@ -183,6 +198,9 @@ class Store:
                                       filters=_filters(where) or None)
         except FileNotFoundError:
             table = None
+        except UNREADABLE as exc:  # the next sample replaces it; until then, nothing to show
+            log.warning("store: %s snapshot unreadable, shown empty until the next sample: %s", name, exc)
+            table = None
         return _frame(name, [table] if table is not None else [], wanted)
 
     def part_entries(self, name: str) -> list[dict]:
@@ -194,8 +212,105 @@ class Store:
         return self._folder(name, create=False) / file
 
     def load_part(self, name: str, file: str) -> pd.DataFrame:
-        """One whole part of ``name`` (for structures kept per part: the trace index)."""
-        return schemas.conform(name, pd.read_parquet(self._folder(name, create=False) / file))
+        """One whole part of ``name`` (for structures kept per part: the trace index).
+        Raises :class:`DamagedPart` (and remembers it) when the file cannot be read."""
+        path = self._folder(name, create=False) / file
+        try:
+            return schemas.conform(name, pd.read_parquet(path))
+        except FileNotFoundError:
+            raise
+        except UNREADABLE as exc:
+            self.mark_damaged(name, file, exc)
+            raise DamagedPart(f"{name}/{file}: {exc}") from exc
+
+    # -- damaged parts ---------------------------------------------------------
+    def readable(self, name: str, parts: list[dict]) -> list[dict]:
+        """``parts`` without the ones found damaged."""
+        return [p for p in parts if (name, p["file"]) not in self._damaged]
+
+    def mark_damaged(self, name: str, file: str, exc: BaseException) -> None:
+        """Remember that a part of ``name`` cannot be read (warned once per part)."""
+        if (name, file) in self._damaged:
+            return
+        entry = next((p for p in self._read_manifest(self._folder(name, create=False))["parts"]
+                      if p["file"] == file), {"file": file, "rows": None, "tmin": None, "tmax": None})
+        error = " ".join(str(exc).split())[:200] or exc.__class__.__name__
+        self._damaged[(name, file)] = {**entry, "frame": name, "error": error}
+        log.warning("store: %s part %s (%s rows, %s to %s) cannot be read and is skipped: %s",
+                    name, file, entry["rows"], entry["tmin"], entry["tmax"], error)
+
+    def find_damaged(self, name: str, files: list[str]) -> bool:
+        """Check the footers of ``files`` (paths of parts of ``name``) not checked before;
+        True when one of them is damaged (now remembered). For a query engine that failed
+        on a list of parts and cannot say which."""
+        found = False
+        for path in files:
+            if path in self._checked:
+                continue
+            try:
+                pq.read_metadata(path)
+                if len(self._checked) >= 100_000:  # parts come and go: a bound, not a ledger
+                    self._checked.clear()
+                self._checked.add(path)
+            except FileNotFoundError:
+                continue
+            except UNREADABLE as exc:
+                self.mark_damaged(name, Path(path).name, exc)
+                found = True
+        return found
+
+    def damage(self) -> list[dict]:
+        """Parts that could not be read and whose time range is still within retention:
+        ``{frame, file, rows, tmin, tmax, error}`` each (moved aside by the writer, or found
+        by this process). Their rows are missing from every answer."""
+        out, seen = [], set()
+        for name, kind in schemas.KIND.items():
+            if kind == "snapshot":
+                continue
+            floor = pd.Timestamp.now(tz="UTC") - pd.Timedelta(seconds=self.retention.age_s(name))
+            recorded = self._read_manifest(self._folder(name, create=False)).get("damaged", [])
+            mine = [d for (frame, _), d in self._damaged.items() if frame == name]
+            for d in [*recorded, *mine]:
+                if d["file"] in seen or (d.get("tmax") and pd.Timestamp(d["tmax"]) < floor):
+                    continue
+                seen.add(d["file"])
+                out.append({"frame": name, "file": d["file"], "rows": d.get("rows"),
+                            "tmin": None if not d.get("tmin") else pd.Timestamp(d["tmin"]),
+                            "tmax": None if not d.get("tmax") else pd.Timestamp(d["tmax"]),
+                            "error": d.get("error", "")})
+        return out
+
+    def _read_part(self, name: str, folder: Path, part: dict, wanted: list[str], filters) -> pa.Table | None:
+        path = folder / part["file"]
+        try:
+            return pq.read_table(path, columns=_in_file(path, wanted), filters=filters)
+        except FileNotFoundError:
+            raise
+        except UNREADABLE as exc:
+            self.mark_damaged(name, part["file"], exc)
+            return None
+
+    def _quarantine(self, name: str, folder: Path, manifest: dict) -> dict:
+        """(Writer, under the lock.) Parts of ``name`` found damaged leave the manifest for
+        ``<frame>/damaged/``; the manifest keeps their record."""
+        bad = {file for (frame, file) in self._damaged if frame == name}
+        moved = [p for p in manifest["parts"] if p["file"] in bad]
+        if not moved:
+            return manifest
+        aside = folder / "damaged"
+        aside.mkdir(mode=0o700, exist_ok=True)
+        for part in moved:
+            for file in (part["file"], part["file"] + INDEX_SUFFIX):
+                try:
+                    os.replace(folder / file, aside / file)
+                except FileNotFoundError:
+                    pass
+            record = self._damaged.pop((name, part["file"]))
+            manifest.setdefault("damaged", []).append({**part, "error": record["error"],
+                                                       "moved_at": pd.Timestamp.now(tz="UTC").isoformat()})
+        manifest["damaged"] = manifest["damaged"][-DAMAGED_KEPT:]
+        manifest["parts"] = [p for p in manifest["parts"] if p["file"] not in bad]
+        return manifest
 
     def files(self, name: str) -> list[Path]:
         """The files holding ``name`` now (parts named by the manifest, or the snapshot)."""
@@ -283,6 +398,9 @@ class Store:
         """
         if schemas.KIND[name] == "raw":
             return self._expire(name, manifest)
+        # footers first (each file once): a damaged part goes aside instead of failing the merge
+        self.find_damaged(name, [str(folder / p["file"]) for p in manifest["parts"]])
+        manifest = self._quarantine(name, folder, manifest)
         tcol = schemas.TIME_COLUMN[name]
         floor = pd.Timestamp.now(tz="UTC") - pd.Timedelta(seconds=self.retention.age_s(name))
         parts = sorted(manifest["parts"], key=lambda p: p["tmin"])
@@ -310,9 +428,16 @@ class Store:
                 groups.append(run)
         merged_away = {p["file"] for g in groups for p in g}
         kept = [p for p in parts if p["file"] not in merged_away]
+        written = []
         for group in groups:
-            entry, cut = self._merge(name, folder, group, tcol, floor if full else None)
+            try:
+                entry, cut = self._merge(name, folder, group, tcol, floor if full else None)
+            except DamagedPart:  # a page inside a part with a whole footer: aside now, merge next time
+                manifest = {**manifest, "garbage": manifest.get("garbage", []) + [
+                    [e["file"], time.time()] for e in written]}
+                return self._quarantine(name, folder, manifest)
             if entry is not None:
+                written.append(entry)
                 kept.append(entry)
                 if cut:
                     capped = {"kept_since": entry["tmin"], "max_rows": self.retention.max_rows}
@@ -320,9 +445,11 @@ class Store:
         garbage = manifest.get("garbage", []) + [[f, time.time()] for f in old]
         kept.sort(key=lambda p: p["tmin"])
         out = {"parts": kept, "garbage": garbage, "appends": manifest.get("appends", 0)}
+        if manifest.get("damaged"):
+            out["damaged"] = manifest["damaged"]
         if capped:
             out["capped"] = capped
-        return out
+        return self._quarantine(name, folder, out)
 
     def _merge(self, name: str, folder: Path, group: list[dict], tcol: str,
                floor: pd.Timestamp | None) -> tuple[dict | None, bool]:
@@ -331,7 +458,15 @@ class Store:
         rows of text columns take tens of MB as Arrow buffers and hundreds as Python
         strings. Returns the new part's manifest entry (None when no row is left) and whether
         ``max_rows`` cut rows."""
-        tables = [pq.read_table(folder / p["file"]).replace_schema_metadata(None) for p in group]
+        tables = []
+        for p in group:
+            try:
+                tables.append(pq.read_table(folder / p["file"]).replace_schema_metadata(None))
+            except FileNotFoundError:
+                raise
+            except UNREADABLE as exc:
+                self.mark_damaged(name, p["file"], exc)
+                raise DamagedPart(f"{name}/{p['file']}: {exc}") from exc
         table = pa.concat_tables(tables, promote_options="permissive")
         del tables
         capped = False

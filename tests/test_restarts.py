@@ -172,3 +172,51 @@ def test_a_dlq_seen_for_the_first_time_is_read_from_its_start(tmp_path, traffic,
         assert json.loads(whole["reasons"]) == {reason: 30} and whole["unread"] == 0, broker
         assert sum(json.loads(capped["reasons"]).values()) == 12 and capped["unread"] == 18, (broker, errors)
         assert whole["depth"] == capped["depth"] == 30
+
+
+@pytest.mark.parametrize("refused", ["every frame", "all but the events"])
+def test_a_store_that_refuses_writes_loses_no_message(tmp_path, traffic, kafka_bootstrap, redis_url,
+                                                       monkeypatch, refused):
+    """A full disk for a while: the samples in between fail (health says so, the collector
+    goes on), and afterwards every message is stored once and every DLQ's reasons are
+    counted once. With "all but the events", events are stored but the reading positions
+    and DLQ summaries are not: the readers must neither read them again nor lose count."""
+    import errno
+    from eventscope.config import load_config
+    from eventscope.runner import Runner, build_collectors
+    env = _env(traffic, kafka_bootstrap, redis_url, tmp_path / "store")
+    config = load_config(env={k: v for k, v in env.items() if k.startswith("EVENTSCOPE_")})
+    store = Store(tmp_path / "store")
+    runner = Runner(store, build_collectors(config), interval_s=0.5)
+    traffic.send(10)
+    for _ in range(3):
+        runner.run_once(force=True)
+    real_append, real_put = Store.append, Store.put
+
+    def full(kind):
+        def refuse(self, name, frame):
+            if refused == "all but the events" and name == "events":
+                return (real_append if kind == "append" else real_put)(self, name, frame)
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return refuse
+    monkeypatch.setattr(Store, "append", full("append"))
+    monkeypatch.setattr(Store, "put", full("put"))
+    traffic.send(15)
+    failed = [runner.run_once(force=True) for _ in range(4)]
+    assert not any(h["ok"].any() for h in failed if "events" in " ".join(h["collector"]))
+    monkeypatch.setattr(Store, "append", real_append)
+    monkeypatch.setattr(Store, "put", real_put)
+    traffic.send(10)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        runner.run_once(force=True)
+        events = store.read("events", columns=["event_id", "broker"])
+        if (events["event_id"].str.startswith(traffic.prefix).sum() >= 2 * traffic.sent
+                and len(store.get("dlq_latest")) == 2):
+            break
+    for _ in range(2):
+        runner.run_once(force=True)
+    runner.close()
+    health = store.read("health")
+    assert health["error"].str.contains("No space left on device").any(), "the failed samples are in health"
+    _check(tmp_path / "store", traffic)

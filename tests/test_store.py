@@ -253,3 +253,96 @@ def test_a_snapshot_read_while_it_is_replaced_is_one_version_or_the_other(tmp_pa
         thread.join()
     assert not errors, errors[:3]
     assert len(seen) > 5  # the writer really replaced it under the reader
+
+
+def _orders(t0, first, n):
+    return schemas.conform("events", [
+        {"observed_at": t0 + pd.Timedelta(seconds=i), "source": "kafka", "broker": "kafka", "topic": "orders",
+         "partition": 0, "offset": str(i), "at": t0 + pd.Timedelta(seconds=i), "event_type": "OrderPlaced",
+         "event_id": f"evt-{i}", "correlation_id": f"order-{i}", "dead_letter": False}
+        for i in range(first, first + n)])
+
+
+def _truncate(path):
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2])
+
+
+def test_a_truncated_part_costs_its_own_rows_and_is_named(tmp_path):
+    """A part cut in half (a disk that lost its end) is skipped by every reader (the store,
+    both query engines, the trace index), named with its rows and time range, and moved
+    aside by the writer's next compaction, which then goes on as before."""
+    from eventscope.analysis.trace_index import StoreTraceIndex
+    from eventscope.query import Queries
+    t0 = pd.Timestamp.now(tz="UTC").floor("s") - pd.Timedelta(minutes=30)
+    writer = Store(tmp_path, Retention(compact_every=1000))
+    for k in range(4):
+        writer.append("events", _orders(t0, k * 10, 10))
+    damaged = writer.part_entries("events")[1]
+    _truncate(tmp_path / "events" / damaged["file"])
+    (tmp_path / "events" / (damaged["file"] + ".trace-index.npz")).unlink()  # rebuilt from the rows: fails too
+
+    reader = Store(tmp_path)
+    wanted = [f"evt-{i}" for i in [*range(10), *range(20, 40)]]
+    assert sorted(reader.read("events")["event_id"], key=lambda e: int(e[4:])) == wanted
+    assert sorted(Queries(reader).scan("events")["event_id"], key=lambda e: int(e[4:])) == wanted
+    assert sorted(Queries(Store(tmp_path)).scan("events")["event_id"], key=lambda e: int(e[4:])) == wanted
+    index = StoreTraceIndex(Store(tmp_path))
+    assert index.lookup("order-25")["event_id"].tolist() == ["evt-25"]
+    assert index.lookup("order-15").empty
+    (named,) = reader.damage()
+    assert (named["frame"], named["file"], named["rows"]) == ("events", damaged["file"], 10)
+    assert named["tmin"] == t0 + pd.Timedelta(seconds=10) and named["tmax"] == t0 + pd.Timedelta(seconds=19)
+    assert "parquet" in named["error"].lower() or "magic" in named["error"].lower()
+
+    writer.compact("events")  # the writer finds it on its own, moves it aside, merges the rest
+    assert (tmp_path / "events" / "damaged" / damaged["file"]).exists()
+    assert [p["rows"] for p in writer.part_entries("events")] == [30]
+    fresh = Store(tmp_path)  # a process started later still learns what is missing
+    assert [(d["file"], d["rows"]) for d in fresh.damage()] == [(damaged["file"], 10)]
+    writer.append("events", _orders(t0, 40, 5))
+    assert len(fresh.read("events")) == 35
+
+
+def test_a_damaged_part_found_by_a_merge_is_moved_aside_on_an_append(tmp_path):
+    """Appends that trigger compaction keep working when a small part is damaged."""
+    t0 = pd.Timestamp.now(tz="UTC").floor("s") - pd.Timedelta(minutes=30)
+    store = Store(tmp_path, Retention(compact_every=3))
+    store.append("events", _orders(t0, 0, 5))
+    store.append("events", _orders(t0, 5, 5))
+    _truncate(tmp_path / "events" / store.part_entries("events")[0]["file"])
+    for k in range(2, 8):
+        store.append("events", _orders(t0, k * 5, 5))
+    assert len(store.read("events")) == 35
+    assert [d["rows"] for d in store.damage()] == [5]
+    assert len(list((tmp_path / "events" / "damaged").glob("part-*.parquet"))) == 1
+
+
+def test_a_truncated_snapshot_reads_empty_until_the_next_sample(tmp_path):
+    now = pd.Timestamp.now(tz="UTC")
+    store = Store(tmp_path)
+    store.put("lag_latest", lag_snapshot(now, n=5))
+    _truncate(tmp_path / "lag_latest" / "snapshot.parquet")
+    assert store.get("lag_latest").empty
+    store.put("lag_latest", lag_snapshot(now, n=7))
+    assert len(store.get("lag_latest")) == 7
+
+
+def test_a_reader_holds_no_more_than_the_store_does(tmp_path):
+    """200 appends: a reader that looks every few appends holds indexes of the current parts
+    only and a result cache within its budget (a reader once kept every part it had ever
+    decoded: 519 of them after 640 appends)."""
+    from eventscope.analysis.trace_index import StoreTraceIndex
+    from eventscope.query import Queries, ResultCache
+    t0 = pd.Timestamp.now(tz="UTC").floor("s") - pd.Timedelta(hours=1)
+    writer = Store(tmp_path, Retention(max_rows=1000, compact_every=8))
+    reader = Queries(Store(tmp_path), cache=ResultCache(budget=2 * 1024 * 1024))
+    index = StoreTraceIndex(reader.store)
+    for k in range(200):
+        writer.append("events", _orders(t0, k * 10, 10))
+        if k % 5 == 0:
+            reader.cached("count", ("events",), (), lambda: reader.scan("events", columns=["event_id"]))
+            assert not index.lookup(f"order-{k * 10}").empty
+    index.refresh()
+    assert len(index.parts()) == len(writer.part_entries("events")) <= 8
+    assert reader.cache.used <= reader.cache.budget

@@ -28,7 +28,7 @@ import numpy as np
 import pandas as pd
 
 from eventscope import schemas
-from eventscope.files import write_atomically
+from eventscope.files import DamagedPart, write_atomically
 
 KEYS = ("correlation_id", "trace_id", "event_id")
 
@@ -165,8 +165,14 @@ class TraceIndex:
         return sum(p.nbytes for p in self.parts)
 
     def _rows(self, col: str, values) -> pd.DataFrame:
-        found = [p.rows(col, values) for p in self.parts]
-        found = [f for f in found if f is not None and not f.empty]
+        found = []
+        for part in self.parts:
+            try:
+                rows = part.rows(col, values)
+            except DamagedPart:  # its index is whole but its rows are not: the store names it
+                continue
+            if rows is not None and not rows.empty:
+                found.append(rows)
         if not found:
             return schemas.empty("events")
         return pd.concat(found, ignore_index=True) if len(found) > 1 else found[0].reset_index(drop=True)
@@ -226,9 +232,13 @@ class StoreTraceIndex:
         with self._lock:
             version = self.store.version("events")
             if force or version != self._version:
-                current = self.store.part_entries("events")
-                self._parts = {p["file"]: self._parts.get(p["file"]) or self._open(p["file"], p["rows"])
-                               for p in current}
+                parts = {}
+                for p in self.store.part_entries("events"):
+                    try:
+                        parts[p["file"]] = self._parts.get(p["file"]) or self._open(p["file"], p["rows"])
+                    except DamagedPart:  # its rows are missing (the store says so); the rest is found
+                        continue
+                self._parts = parts
                 self._version = version
             return TraceIndex(list(self._parts.values()))
 
