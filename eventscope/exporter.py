@@ -8,16 +8,21 @@ Grafana dashboards work unchanged; everything else is ``eventscope_*``.
 """
 from __future__ import annotations
 
+import socket
+import sys
 from wsgiref.simple_server import WSGIRequestHandler, make_server
 
 import pandas as pd
 from prometheus_client import CollectorRegistry, make_wsgi_app
 from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.exposition import ThreadingWSGIServer
 
 from eventscope.alerts_view import stored_state
 from eventscope.query import Queries, ResultCache
 
 EXPORTER_CACHE_BYTES = 32 * 1024 * 1024
+#: seconds a connection may stay silent (request unsent, answer unread) before it is dropped
+DEFAULT_TIMEOUT_S = 10.0
 PARTITION = ["cluster_name", "group", "topic", "partition"]
 #: name -> (help, labels); the README lists the same
 METRICS = {
@@ -159,18 +164,64 @@ def registry_for(store, config=None) -> CollectorRegistry:
     return registry
 
 
-class _QuietHandler(WSGIRequestHandler):
-    def log_message(self, format, *args):  # noqa: A002 - one line per scrape is noise
+class _Handler(WSGIRequestHandler):
+    """One connection: quiet (a line per scrape is noise), and dropped when the client sends
+    or reads nothing for ``timeout`` seconds (``StreamRequestHandler.setup`` puts it on the
+    socket, so it bounds every read of the request and every write of the answer)."""
+
+    timeout = DEFAULT_TIMEOUT_S
+
+    def handle(self):
+        try:
+            super().handle()
+        except (TimeoutError, ConnectionError):
+            self.close_connection = True  # a slow or vanished client: just drop it
+
+    def log_message(self, format, *args):  # noqa: A002 - the base class's name
         pass
 
 
-def make_server_for(store, config=None, host: str = "127.0.0.1", port: int = 9308):
-    """A WSGI server answering ``/metrics`` (port 0 picks a free one)."""
-    app = make_wsgi_app(registry_for(store, config))
-    return make_server(host, port, app, handler_class=_QuietHandler)
+class _Server(ThreadingWSGIServer):
+    """prometheus-client's thread-per-connection WSGI server (daemon threads: a stuck client
+    never holds up the process's exit)."""
+
+    daemon_threads = True
+    block_on_close = False
+
+    def handle_error(self, request, client_address):
+        if isinstance(sys.exc_info()[1], OSError):
+            return  # a client that timed out or went away mid-answer: nothing to report
+        super().handle_error(request, client_address)
 
 
-def serve(store, config=None, host: str = "127.0.0.1", port: int = 9308) -> None:
+def _app(registry: CollectorRegistry):
+    """``/healthz`` answers ``ok``; every other path is prometheus-client's metrics app
+    (which serves the metrics on any path, as it always did)."""
+    metrics = make_wsgi_app(registry)
+
+    def app(environ, start_response):
+        if environ.get("PATH_INFO") == "/healthz":
+            start_response("200 OK", [("Content-Type", "text/plain; charset=utf-8"), ("Content-Length", "2")])
+            return [b"ok"]
+        return metrics(environ, start_response)
+    return app
+
+
+def make_server_for(store, config=None, host: str = "127.0.0.1", port: int = 9308,
+                    timeout_s: float = DEFAULT_TIMEOUT_S):
+    """A threaded WSGI server answering ``/metrics`` and ``/healthz`` (port 0 picks a free
+    one). Each connection has its own thread, so a slow client delays only itself, and a
+    client silent for ``timeout_s`` seconds (half a request held open, or an answer not
+    read) is disconnected."""
+    family = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)[0][0]
+    server_class = type("MetricsServer", (_Server,), {"address_family": family})
+    handler_class = type("MetricsHandler", (_Handler,), {"timeout": timeout_s})
+    return make_server(host, port, _app(registry_for(store, config)),
+                       server_class=server_class, handler_class=handler_class)
+
+
+def serve(store, config=None, host: str = "127.0.0.1", port: int = 9308,
+          timeout_s: float = DEFAULT_TIMEOUT_S) -> None:
     """Serve until interrupted."""
-    with make_server_for(store, config, host, port) as server:
+    with make_server_for(store, config, host, port, timeout_s) as server:
         server.serve_forever()
