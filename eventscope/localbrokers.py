@@ -109,6 +109,8 @@ class LocalBroker:
     pid: int
     workdir: Path
     log_path: Path
+    # Kafka started with ``sasl_users``: the SASL_PLAINTEXT (PLAIN) listener's host:port
+    sasl_address: str | None = None
 
     def stop(self, timeout: float = 15.0) -> None:
         """SIGTERM the broker, then SIGKILL it if it outlives `timeout` seconds."""
@@ -288,8 +290,15 @@ def _cluster_id() -> str:
             return text
 
 
-def _server_properties(port: int, controller_port: int, data_dir: Path) -> str:
-    """Return server.properties for a single-node KRaft broker+controller."""
+def _server_properties(port: int, controller_port: int, data_dir: Path,
+                       sasl_port: int | None = None, sasl_users: dict[str, str] | None = None) -> str:
+    """Return server.properties for a single-node KRaft broker+controller.
+
+    With ``sasl_port`` and ``sasl_users`` (name -> password), a SASL_PLAINTEXT listener
+    (mechanism PLAIN) takes those users, and the broker authorizes every request with
+    KRaft's ``StandardAuthorizer``: a SASL user may do only what ACLs grant it, while the
+    PLAINTEXT and controller listeners (principal ``User:ANONYMOUS``) stay unrestricted.
+    """
     settings = {
         "process.roles": "broker,controller",
         "node.id": 1,
@@ -319,6 +328,23 @@ def _server_properties(port: int, controller_port: int, data_dir: Path) -> str:
         "num.network.threads": 2,
         "num.io.threads": 2,
     }
+    if sasl_port is not None:
+        users = "".join(f' user_{name}="{password}"' for name, password in (sasl_users or {}).items())
+        settings.update({
+            "listeners": settings["listeners"] + f",SASL://{HOST}:{sasl_port}",
+            "advertised.listeners": settings["advertised.listeners"] + f",SASL://{HOST}:{sasl_port}",
+            "listener.security.protocol.map": settings["listener.security.protocol.map"]
+            + ",SASL:SASL_PLAINTEXT",
+            "sasl.enabled.mechanisms": "PLAIN",
+            "listener.name.sasl.sasl.enabled.mechanisms": "PLAIN",
+            "listener.name.sasl.plain.sasl.jaas.config":
+                f"org.apache.kafka.common.security.plain.PlainLoginModule required{users};",
+            "authorizer.class.name": "org.apache.kafka.metadata.authorizer.StandardAuthorizer",
+            # The PLAINTEXT and controller listeners authenticate nobody: their principal,
+            # ANONYMOUS (the broker itself, the controller, test setup), may do anything.
+            "super.users": "User:ANONYMOUS",
+            "allow.everyone.if.no.acl.found": "false",
+        })
     return "".join(f"{key}={value}\n" for key, value in settings.items())
 
 
@@ -337,6 +363,10 @@ rootLogger.appenderRef.stdout.ref = STDOUT
 # The one INFO line worth keeping: "Kafka Server started".
 logger.raft.name = kafka.server.KafkaRaftServer
 logger.raft.level = INFO
+# With an authorizer (start_kafka's sasl_users), every denied request: "Principal = ... is
+# Denied operation = ...". Allowed ones are logged at DEBUG, so stay out.
+logger.authorizer.name = kafka.authorizer.logger
+logger.authorizer.level = INFO
 """
 
 
@@ -374,8 +404,13 @@ def _java(libs: Path, log4j: Path, *args: str) -> list[str]:
             f"-Dlog4j2.configurationFile={log4j}", "-Djava.awt.headless=true", *args]
 
 
-def start_kafka(workdir: Path | str, timeout: float = 90.0) -> LocalBroker:
-    """Start a fresh single-node KRaft Kafka on free loopback ports under `workdir`."""
+def start_kafka(workdir: Path | str, timeout: float = 90.0,
+                sasl_users: dict[str, str] | None = None) -> LocalBroker:
+    """Start a fresh single-node KRaft Kafka on free loopback ports under `workdir`.
+
+    With ``sasl_users`` (name -> password) the broker also listens for SASL/PLAIN clients
+    (``LocalBroker.sasl_address``) and enforces ACLs on them (see :func:`_server_properties`);
+    ``address`` stays the unrestricted PLAINTEXT listener."""
     workdir = Path(workdir).resolve()
     workdir.mkdir(parents=True, exist_ok=True)
     libs = kafka_libs()
@@ -385,11 +420,13 @@ def start_kafka(workdir: Path | str, timeout: float = 90.0) -> LocalBroker:
     log4j.write_text(LOG4J2_PROPERTIES)
 
     def start_once() -> LocalBroker:
-        port, controller_port = free_ports(2)
+        port, controller_port, sasl_port = free_ports(3)
+        if sasl_users is None:
+            sasl_port = None
         data_dir = workdir / "kafka-data"
         shutil.rmtree(data_dir, ignore_errors=True)  # each start is a new cluster
         config = workdir / "kafka-server.properties"
-        config.write_text(_server_properties(port, controller_port, data_dir))
+        config.write_text(_server_properties(port, controller_port, data_dir, sasl_port, sasl_users))
         log_path = workdir / "kafka.log"
         # With a static controller.quorum.voters, format takes no --standalone.
         fmt = subprocess.run(
@@ -401,7 +438,8 @@ def start_kafka(workdir: Path | str, timeout: float = 90.0) -> LocalBroker:
             raise BrokerStartError(f"Kafka storage format failed:\n{fmt.stdout}{fmt.stderr}")
         cmd = _java(libs, log4j, "-Xmx512m", "-Xms256m", "kafka.Kafka", str(config))
         pid = _spawn(cmd, log_path, workdir)
-        broker = LocalBroker("kafka", f"{HOST}:{port}", pid, workdir, log_path)
+        broker = LocalBroker("kafka", f"{HOST}:{port}", pid, workdir, log_path,
+                             sasl_address=f"{HOST}:{sasl_port}" if sasl_port else None)
         _wait_ready(broker, _kafka_ready, timeout)
         return broker
 
@@ -422,7 +460,7 @@ def _load(state: Path) -> LocalBroker:
     """Read a broker record written by `start`."""
     data = json.loads(state.read_text())
     return LocalBroker(data["kind"], data["address"], data["pid"],
-                       Path(data["workdir"]), Path(data["log_path"]))
+                       Path(data["workdir"]), Path(data["log_path"]), data.get("sasl_address"))
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,18 +1,38 @@
-"""Session fixtures: one real Redis and one real Kafka per test run, on loopback."""
+"""Session fixtures: one real Redis and one real Kafka per test run, on loopback.
+
+Both brokers also hold a read-only identity for eventscope, so a test can run the
+collectors with no more rights than a production deployment grants them
+(``redis_ro_url``, ``kafka_ro_env``). The Kafka broker enforces ACLs (KRaft's
+``StandardAuthorizer``) on its SASL listener, where eventscope logs in as
+``User:eventscope``; its PLAINTEXT listener (``kafka_bootstrap``) stays unrestricted
+for test setup and the simulator, as does the default Redis user.
+"""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Iterator
 
 import pytest
 import redis
-from confluent_kafka.admin import AdminClient
+from confluent_kafka.admin import (AclBinding, AclBindingFilter, AclOperation, AclPermissionType,
+                                   AdminClient, ResourcePatternType, ResourceType)
 
 from eventscope.localbrokers import BrokerStartError, LocalBroker, start_kafka, start_redis
 
 # Fixtures that start a real broker; tests using them get the `broker` marker.
-BROKER_FIXTURES = {"redis_broker", "redis_url", "redis_client",
-                   "kafka_broker", "kafka_bootstrap", "kafka_admin"}
+BROKER_FIXTURES = {"redis_broker", "redis_url", "redis_client", "redis_ro_url",
+                   "kafka_broker", "kafka_bootstrap", "kafka_admin", "kafka_ro_env"}
+
+# eventscope's read-only identities (README, "Read-only rights"). Redis: read commands on every
+# key, nothing else (no PING, no INFO: the collectors need neither). Kafka: Describe and
+# Read on topics, Describe on groups, nothing on the cluster.
+REDIS_RO_USER, REDIS_RO_PASSWORD = "eventscope-ro", "eventscope-ro-secret"
+REDIS_RO_RULES = ["~*", "resetchannels", "-@all", "+@read", "-@dangerous"]
+KAFKA_RO_USER, KAFKA_RO_PASSWORD = "eventscope", "eventscope-secret"
+KAFKA_RO_PRINCIPAL = "User:" + KAFKA_RO_USER
+KAFKA_RO_ACLS = [(ResourceType.TOPIC, AclOperation.DESCRIBE), (ResourceType.TOPIC, AclOperation.READ),
+                 (ResourceType.GROUP, AclOperation.DESCRIBE)]
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -52,6 +72,18 @@ def redis_url(redis_broker: LocalBroker) -> str:
     return redis_broker.address
 
 
+@pytest.fixture(scope="session")
+def redis_ro_url(redis_broker: LocalBroker) -> str:
+    """URL of the session Redis as a user allowed only read commands (``REDIS_RO_RULES``)."""
+    admin = redis.Redis.from_url(redis_broker.address)
+    try:
+        admin.execute_command("ACL", "SETUSER", REDIS_RO_USER, "reset", "on", ">" + REDIS_RO_PASSWORD,
+                              *REDIS_RO_RULES)
+    finally:
+        admin.close()
+    return redis_broker.address.replace("redis://", f"redis://{REDIS_RO_USER}:{REDIS_RO_PASSWORD}@", 1)
+
+
 @pytest.fixture
 def redis_client(redis_url: str) -> Iterator[redis.Redis]:
     """A str-decoding client on an emptied session Redis (it is ours alone)."""
@@ -64,14 +96,15 @@ def redis_client(redis_url: str) -> Iterator[redis.Redis]:
 @pytest.fixture(scope="session")
 def kafka_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalBroker]:
     """A throwaway single-node KRaft Kafka for the whole run."""
-    broker = _started(start_kafka, tmp_path_factory.mktemp("kafka"))
+    broker = _started(lambda workdir: start_kafka(workdir, sasl_users={KAFKA_RO_USER: KAFKA_RO_PASSWORD}),
+                      tmp_path_factory.mktemp("kafka"))
     yield broker
     broker.stop()
 
 
 @pytest.fixture(scope="session")
 def kafka_bootstrap(kafka_broker: LocalBroker) -> str:
-    """bootstrap.servers of the session Kafka, e.g. 127.0.0.1:PORT."""
+    """bootstrap.servers of the session Kafka, e.g. 127.0.0.1:PORT (PLAINTEXT: no restriction)."""
     return kafka_broker.address
 
 
@@ -79,3 +112,27 @@ def kafka_bootstrap(kafka_broker: LocalBroker) -> str:
 def kafka_admin(kafka_bootstrap: str) -> AdminClient:
     """An AdminClient on the session Kafka (topics persist across tests: use unique names)."""
     return AdminClient({"bootstrap.servers": kafka_bootstrap})
+
+
+@pytest.fixture(scope="session")
+def kafka_ro_env(kafka_broker: LocalBroker) -> dict[str, str]:
+    """``EVENTSCOPE_KAFKA_*`` settings that connect to the session Kafka as ``User:eventscope``,
+    through the SASL listener, with only the ACLs of ``KAFKA_RO_ACLS``."""
+    admin = AdminClient({"bootstrap.servers": kafka_broker.address})
+    bindings = [AclBinding(kind, "*", ResourcePatternType.LITERAL, KAFKA_RO_PRINCIPAL, "*", operation,
+                           AclPermissionType.ALLOW) for kind, operation in KAFKA_RO_ACLS]
+    for future in admin.create_acls(bindings).values():
+        future.result(timeout=30)
+    # The controller commits them; wait until the broker's authorizer holds them too.
+    mine = AclBindingFilter(ResourceType.ANY, None, ResourcePatternType.ANY, KAFKA_RO_PRINCIPAL, None,
+                            AclOperation.ANY, AclPermissionType.ANY)
+    deadline = time.monotonic() + 30
+    while len(admin.describe_acls(mine).result(timeout=10)) < len(bindings):
+        if time.monotonic() > deadline:
+            pytest.fail("the read-only ACLs never reached the broker's authorizer", pytrace=False)
+        time.sleep(0.1)
+    return {"EVENTSCOPE_KAFKA_BOOTSTRAP": kafka_broker.sasl_address,
+            "EVENTSCOPE_KAFKA_SECURITY_PROTOCOL": "SASL_PLAINTEXT",
+            "EVENTSCOPE_KAFKA_SASL_MECHANISM": "PLAIN",
+            "EVENTSCOPE_KAFKA_SASL_USERNAME": KAFKA_RO_USER,
+            "EVENTSCOPE_KAFKA_SASL_PASSWORD": KAFKA_RO_PASSWORD}

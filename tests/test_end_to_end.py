@@ -16,7 +16,7 @@ from eventscope.simulator import SimulatorConfig, run_simulation
 pytestmark = pytest.mark.broker
 
 
-def test_simulated_traffic_reaches_the_store(tmp_path, kafka_bootstrap, redis_url):
+def test_simulated_traffic_reaches_the_store(tmp_path, kafka_bootstrap, redis_url, kafka_ro_env, redis_ro_url):
     prefix = f"e2e{uuid.uuid4().hex[:5]}-"
     sim = SimulatorConfig(rate=8, duration=6, seed=3, prefix=prefix, payment_failure_rate=0.2,
                           schedule=[(2.0, {"stall": {"analytics-service"}})])
@@ -27,7 +27,8 @@ def test_simulated_traffic_reaches_the_store(tmp_path, kafka_bootstrap, redis_ur
                              ("redis", {"redis_url": redis_url}))]
     for t in threads:
         t.start()
-    cfg = load_config(env={"EVENTSCOPE_KAFKA_BOOTSTRAP": kafka_bootstrap, "EVENTSCOPE_REDIS_URL": redis_url,
+    # eventscope connects with read-only rights, as in production (tests/test_read_only.py)
+    cfg = load_config(env={**kafka_ro_env, "EVENTSCOPE_REDIS_URL": redis_ro_url,
                            "EVENTSCOPE_KAFKA_TOPICS": "^" + prefix, "EVENTSCOPE_REDIS_STREAM_PATTERN": prefix + "*"})
     store = Store(tmp_path)
     runner = Runner(store, build_collectors(cfg), interval_s=1.0)

@@ -70,9 +70,10 @@ def traffic(kafka_admin, kafka_bootstrap, redis_url):
     traffic.producer = None  # its handle goes now, not after the broker at the end of the run
 
 
-def _env(traffic: Traffic, kafka_bootstrap: str, redis_url: str, store: Path) -> dict:
+def _env(traffic: Traffic, kafka_ro_env: dict, redis_ro_url: str, store: Path) -> dict:
+    """`eventscope collect`'s environment: the brokers as its read-only identities see them."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("EVENTSCOPE_")}
-    env.update({"EVENTSCOPE_KAFKA_BOOTSTRAP": kafka_bootstrap, "EVENTSCOPE_REDIS_URL": redis_url,
+    env.update({**kafka_ro_env, "EVENTSCOPE_REDIS_URL": redis_ro_url,
                 "EVENTSCOPE_STORE": str(store), "EVENTSCOPE_KAFKA_TOPICS": "^" + traffic.prefix,
                 "EVENTSCOPE_REDIS_STREAM_PATTERN": traffic.prefix + "*",
                 "EVENTSCOPE_TRACES_INTERVAL_S": "0.5"})
@@ -98,8 +99,8 @@ def _check(store: Path, traffic: Traffic) -> None:
         assert pd.notna(row["oldest_at"])
 
 
-def test_collect_once_again_and_again_stores_each_message_once(tmp_path, traffic, kafka_bootstrap, redis_url):
-    env = _env(traffic, kafka_bootstrap, redis_url, tmp_path / "store")
+def test_collect_once_again_and_again_stores_each_message_once(tmp_path, traffic, kafka_ro_env, redis_ro_url):
+    env = _env(traffic, kafka_ro_env, redis_ro_url, tmp_path / "store")
     for round_ in range(3):
         traffic.send(15 if round_ < 2 else 0)  # the third run finds nothing new
         done = subprocess.run(CLI + ["collect", "--once"], env=env, capture_output=True, text=True, timeout=120)
@@ -107,9 +108,9 @@ def test_collect_once_again_and_again_stores_each_message_once(tmp_path, traffic
     _check(tmp_path / "store", traffic)
 
 
-def test_a_killed_collector_starts_again_where_it_stopped(tmp_path, traffic, kafka_bootstrap, redis_url):
+def test_a_killed_collector_starts_again_where_it_stopped(tmp_path, traffic, kafka_ro_env, redis_ro_url):
     """SIGKILL at moments of the run nobody chose, three times, while orders keep coming."""
-    env = _env(traffic, kafka_bootstrap, redis_url, tmp_path / "store")
+    env = _env(traffic, kafka_ro_env, redis_ro_url, tmp_path / "store")
     stop = threading.Event()
 
     def keep_sending():
@@ -136,7 +137,7 @@ def test_a_killed_collector_starts_again_where_it_stopped(tmp_path, traffic, kaf
     _check(tmp_path / "store", traffic)
 
 
-def test_a_dlq_seen_for_the_first_time_is_read_from_its_start(tmp_path, traffic, kafka_bootstrap, redis_url):
+def test_a_dlq_seen_for_the_first_time_is_read_from_its_start(tmp_path, traffic, kafka_ro_env, redis_ro_url):
     """Dead letters from hours before eventscope started count in the reasons (the events
     lookback does not apply to a DLQ); past ``dlq_read_max`` the summary says what it left out."""
     from eventscope.config import load_config
@@ -150,7 +151,7 @@ def test_a_dlq_seen_for_the_first_time_is_read_from_its_start(tmp_path, traffic,
     traffic.producer.flush(10)
     results, errors = {}, {}
     for read_max in (100, 12):
-        env = _env(traffic, kafka_bootstrap, redis_url, tmp_path / f"store-{read_max}")
+        env = _env(traffic, kafka_ro_env, redis_ro_url, tmp_path / f"store-{read_max}")
         env.update({"EVENTSCOPE_KAFKA_DLQ_READ_MAX": str(read_max), "EVENTSCOPE_REDIS_DLQ_READ_MAX": str(read_max),
                     "EVENTSCOPE_TRACES_LOOKBACK_S": "300"})
         config = load_config(env={k: v for k, v in env.items() if k.startswith("EVENTSCOPE_")})
