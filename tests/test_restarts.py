@@ -176,7 +176,7 @@ def test_a_dlq_seen_for_the_first_time_is_read_from_its_start(tmp_path, traffic,
 
 
 @pytest.mark.parametrize("refused", ["every frame", "all but the events"])
-def test_a_store_that_refuses_writes_loses_no_message(tmp_path, traffic, kafka_bootstrap, redis_url,
+def test_a_store_that_refuses_writes_loses_no_message(tmp_path, traffic, kafka_ro_env, redis_ro_url,
                                                        monkeypatch, refused):
     """A full disk for a while: the samples in between fail (health says so, the collector
     goes on), and afterwards every message is stored once and every DLQ's reasons are
@@ -185,7 +185,7 @@ def test_a_store_that_refuses_writes_loses_no_message(tmp_path, traffic, kafka_b
     import errno
     from eventscope.config import load_config
     from eventscope.runner import Runner, build_collectors
-    env = _env(traffic, kafka_bootstrap, redis_url, tmp_path / "store")
+    env = _env(traffic, kafka_ro_env, redis_ro_url, tmp_path / "store")
     config = load_config(env={k: v for k, v in env.items() if k.startswith("EVENTSCOPE_")})
     store = Store(tmp_path / "store")
     runner = Runner(store, build_collectors(config), interval_s=0.5)
