@@ -117,9 +117,9 @@ class RedisStreamsCollector:
         infos = {}
         for i, key in enumerate(keys):
             info, groups = replies[2 * i], replies[2 * i + 1]
-            if isinstance(info, Exception):
+            if _gone(info):
                 continue  # the key vanished or changed type between SCAN and XINFO
-            infos[key] = (info, groups if not isinstance(groups, Exception) else [])
+            infos[key] = (info, groups if not _gone(groups) else [])
         pipe = self.client.pipeline(transaction=False)
         reads = []
         first_unread_known: dict = {}
@@ -154,8 +154,8 @@ class RedisStreamsCollector:
         first_unread, consumers, stuck = dict(first_unread_known), [], []
         batch = self._batch()
         for (kind, key, group), reply in zip(reads, replies):
-            if isinstance(reply, Exception):
-                continue  # key deleted mid-sample: the other keys still count
+            if _gone(reply):
+                continue  # key or group deleted mid-sample: the other keys still count
             if kind == "first_unread":
                 first_unread[(key, group)] = entry_time(reply[0][0]) if reply else None
                 self.first_unread_cache[(key, group)] = (positions_asked[(key, group)],
@@ -217,7 +217,7 @@ class RedisStreamsCollector:
             pipe.xrange(self._k(key), min="(" + self.positions[key], max="+", count=per_stream)
         batch = self._batch()
         for key, reply in zip(keys, pipe.execute(raise_on_error=False)):
-            if not isinstance(reply, Exception):  # a deleted key: the next full sample notices
+            if not _gone(reply):  # a deleted key: the next full sample notices
                 self._add_entries(batch, key, reply)
         return {"events": batch.frame(now, self.books)}
 
@@ -335,3 +335,19 @@ def _older(entry: str, than: str) -> bool:
 
 def _s(value) -> str | None:
     return value.decode("utf-8", "replace") if isinstance(value, bytes) else value
+
+
+_GONE = ("no such key", "wrongtype", "nogroup")
+
+
+def _gone(reply) -> bool:
+    """True when a pipelined reply says its key or group went away (or changed type) since
+    it was listed: that stream is skipped this sample. Any other error (a command the ACL
+    user may not run, a lost connection) is raised: the sample fails and says why, rather
+    than leaving the stream out with every health row ok."""
+    if not isinstance(reply, Exception):
+        return False
+    if isinstance(reply, redis.ResponseError) and not isinstance(reply, redis.exceptions.NoPermissionError) \
+            and str(reply).lower().startswith(_GONE):
+        return True
+    raise reply

@@ -348,3 +348,33 @@ def test_a_redis_key_that_is_not_utf8_is_watched_not_fatal(redis_url):
     assert set(frames["lag"]["topic"]) == {shown, plain}
     assert set(frames["events"]["topic"]) == {shown, plain}
     assert frames["lag"].set_index("topic").loc[shown, "lag"] == 1
+
+
+def test_a_refused_redis_command_fails_the_sample_and_says_which(redis_url, redis_client):
+    """An ACL user without XPENDING (or any command the collector needs) gets a failed sample
+    that names the command, not a sample with every health row ok and the pending entries
+    silently missing; a stream deleted in the middle of a sample is still just skipped."""
+    prefix = f"acl{uuid.uuid4().hex[:5]}-"
+    redis_client.xadd(prefix + "orders", {"envelope": "{}"})
+    redis_client.xgroup_create(prefix + "orders", "workers", id="0")
+    redis_client.xreadgroup("workers", "w1", {prefix + "orders": ">"})  # one pending entry
+    user = f"nopending{uuid.uuid4().hex[:5]}"
+    redis_client.execute_command("ACL", "SETUSER", user, "reset", "on", ">pw", "~*", "-@all", "+@read",
+                                 "-xpending")
+    limited = redis.Redis.from_url(redis_url.replace("redis://", f"redis://{user}:pw@", 1))
+    try:
+        with pytest.raises(redis.exceptions.NoPermissionError, match="(?i)xpending"):
+            RedisStreamsCollector(limited, pattern=prefix + "*").collect()
+    finally:
+        limited.close()
+        redis_client.execute_command("ACL", "DELUSER", user)
+
+    class DeletesMidSample(redis.Redis):
+        """Deletes the stream as soon as the collector has listed it."""
+        def scan_iter(self, *args, **kwargs):
+            keys = list(super().scan_iter(*args, **kwargs))
+            redis_client.delete(prefix + "gone")
+            return iter(keys)
+    redis_client.xadd(prefix + "gone", {"envelope": "{}"})
+    frames = RedisStreamsCollector(DeletesMidSample.from_url(redis_url), pattern=prefix + "*").collect()
+    assert set(frames["lag"]["topic"]) == {prefix + "orders"}
