@@ -278,8 +278,15 @@ class DeadLetterBook:
     def count(self, reason: str | None, original_topic: str | None, seen: pd.Timestamp | None) -> None:
         """Count one dead letter: its reason, the topic it came from, the broker's time of it."""
         self.reasons[reason or "unknown"] += 1
+        if len(self.reasons) > 2 * BOOK_REASONS_KEPT:  # a DLQ whose every message has its own reason
+            kept = dict(self.reasons.most_common(BOOK_REASONS_KEPT - 1))
+            other = sum(self.reasons.values()) - sum(kept.values())
+            self.reasons = Counter(kept)
+            self.reasons[OTHER_REASONS] += other  # counted, never dropped
         if original_topic:
             self.source_topics[original_topic] += 1
+            if len(self.source_topics) > 2 * BOOK_REASONS_KEPT:
+                self.source_topics = Counter(dict(self.source_topics.most_common(BOOK_REASONS_KEPT)))
         if seen is not None and (self.oldest_seen is None or seen < self.oldest_seen):
             self.oldest_seen = seen
 
@@ -298,7 +305,8 @@ class DeadLetterBook:
 
 # -- reading state: where each partition's reading stands, saved with the store ---------------
 BOOK_PARTITION = -1  # the reading_state row of a DLQ's book
-BOOK_REASONS_KEPT = 500  # distinct reasons a saved book keeps (the most frequent)
+BOOK_REASONS_KEPT = 500  # distinct reasons a book keeps (the most frequent); the rest are one
+OTHER_REASONS = "(other reasons)"
 
 
 def offset_key(broker: str, offset: str):

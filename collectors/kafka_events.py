@@ -100,6 +100,7 @@ class KafkaEventsCollector:
     def _assign_new(self) -> None:
         meta = self.admin.list_topics(timeout=self.timeout_s)
         self._partitions = {t.topic: len(t.partitions) for t in meta.topics.values() if not t.error}
+        self._forget_deleted(meta.topics.keys())
         wanted = []
         for topic in meta.topics.values():
             if topic.error or not self.topic_filter.search(topic.topic) \
@@ -135,6 +136,21 @@ class KafkaEventsCollector:
             self._next[(tp.topic, tp.partition)] = tp.offset if tp.offset >= 0 else lows[(tp.topic, tp.partition)]
         if new:
             self.consumer.incremental_assign(new)
+
+    def _forget_deleted(self, existing) -> None:
+        """Partitions of topics the cluster no longer has (not merely erroring) are unassigned
+        and their state goes: a cluster where topics come and go must not grow this process."""
+        existing = set(existing)
+        gone = [key for key in self.assigned if key[0] not in existing]
+        if gone:
+            self.consumer.incremental_unassign([TopicPartition(t, p) for t, p in gone])
+            for key in gone:
+                self.assigned.discard(key)
+                self._high.pop(key, None)
+                self._next.pop(key, None)
+        for topic in [t for t in self.books if t not in existing]:
+            del self.books[topic]
+        self._resume = {key: v for key, v in self._resume.items() if key[0] in existing}
 
     def _dlq_start(self, tp, lows: dict, highs: dict) -> TopicPartition:
         """A DLQ partition seen for the first time is read from its oldest message, so the

@@ -59,7 +59,10 @@ def kafka_client_config(cfg) -> dict:
     """librdkafka settings from a KafkaConfig (the secret is passed, never printed)."""
     conf = {"bootstrap.servers": cfg.bootstrap, "security.protocol": cfg.security_protocol,
             "socket.timeout.ms": int(cfg.timeout_s * 1000), "client.id": "eventscope",
-            "log.connection.close": False}
+            "log.connection.close": False,
+            # a sample every few seconds needs no reconnect every 100 ms: while a broker is
+            # down, the default filled the log with some 35 "Connect ... failed" lines a second
+            "reconnect.backoff.ms": 1000}
     if cfg.sasl_mechanism:
         conf["sasl.mechanism"] = cfg.sasl_mechanism
     if cfg.sasl_username:
@@ -89,6 +92,8 @@ class KafkaOffsetsCollector:
         self.probe_budget = probe_budget
         self.probes_left = probe_budget
         self.last_seen: dict[tuple[str, str, int], tuple[int, int]] = {}
+        self._seen_now: dict[tuple[str, str, int], tuple[int, int]] = {}
+        self._probe_until = float("inf")
         self.group_errors = 0
         self.unanswered: list = []  # futures of group requests earlier samples stopped waiting for
         self._deadline = 0.0  # monotonic time the current sample stops waiting for group answers
@@ -116,6 +121,8 @@ class KafkaOffsetsCollector:
         wall = time.time()
         keys = sorted(ends)  # (topic, partition): each topic's partitions together, in order
         end_col = np.fromiter((ends[key] for key in keys), dtype=np.int64, count=len(keys))
+        if len(self.clocks.rows) > len(keys) + max(1000, len(keys) // 2):
+            self.clocks.retain(keys)  # many partitions deleted since: their clocks go
         clock_rows = self.clocks.rows_of(keys)
         self.clocks.record(clock_rows, end_col, wall)
         # The earliest offsets only fill the topics frame: they are read while the groups answer.
@@ -281,12 +288,16 @@ class KafkaOffsetsCollector:
         lag = np.maximum(0, end - offset_col)
         view = offset_col.copy()  # the offset lag in seconds is dated from
         self.probes_left = self.probe_budget
+        self._probe_until = time.monotonic() + self.timeout_s  # all probes of a sample together
         if self.probe is not None:
+            self._seen_now = {}
             for i in np.flatnonzero(known & (lag >= 1) & (lag <= self.probe_max_lag)).tolist():
                 if self._only_markers(group_col[i], topic_col[i], partitions[key_col[i]],
                                       int(offset_col[i]), int(end[i])):
                     lag[i] = 0
                     view[i] = end[i]
+            if len(self.last_seen) > 2 * len(self._seen_now) + 10_000:
+                self.last_seen = self._seen_now  # groups gone, lags caught up: their positions go
         lag_s = self.clocks.lag_seconds(clock_rows[key_col], view, known, end, wall)
         if self.record_times is not None:  # where interpolation cannot date the offset
             weak = known & (view < end) & self.clocks.before_oldest(clock_rows[key_col], view)
@@ -331,12 +342,12 @@ class KafkaOffsetsCollector:
             return False
         key = (gid, topic, partition)
         frozen = self.last_seen.get(key) == (committed, end)
-        self.last_seen[key] = (committed, end)
+        self.last_seen[key] = self._seen_now[key] = (committed, end)
         if not frozen:
             return False
         if self.probe.known(topic, partition, committed, end):
             return True
-        if self.probes_left <= 0:
+        if self.probes_left <= 0 or time.monotonic() > self._probe_until:
             return False  # report the lag as read; the probe gets to it next sample
         self.probes_left -= 1
         return True

@@ -196,10 +196,20 @@ class RedisStreamsCollector:
                 unread = book.unread if until and first and _older(_s(first[0]), until) else 0
                 dlq.append(book.row(now, self.source, "redis", key, int(info.get("length") or 0), oldest,
                                     unread))
+        self._forget(infos)
         return {"lag": schemas.conform("lag", lag), "topics": schemas.conform("topics", topics),
                 "events": events, "dlq": schemas.conform("dlq", dlq),
                 "consumers": schemas.conform("consumers", consumers),
                 "stuck": schemas.conform("stuck", stuck)}
+
+    def _forget(self, infos: dict) -> None:
+        """Per-stream state of streams (and groups) that no longer exist goes: a Redis where
+        streams come and go (one per job, per tenant, per day) must not grow this process."""
+        live_groups = {(key, _s(g.get("name"))) for key, (_, groups) in infos.items() for g in groups}
+        self.positions = {k: v for k, v in self.positions.items() if k in infos}
+        self.books = {k: v for k, v in self.books.items() if k in infos}
+        self.first_unread_cache = {k: v for k, v in self.first_unread_cache.items() if k in live_groups}
+        self._raw = {k: v for k, v in self._raw.items() if k in infos}
 
     def collect_events(self) -> dict[str, pd.DataFrame]:
         """Only the new entries of the streams already being tailed (one pipelined XRANGE each).

@@ -98,6 +98,13 @@ class OffsetClocks:
             self.counts = np.concatenate([self.counts, np.zeros(grow, np.int64)])
         return np.fromiter((rows[key] for key in keys), dtype=np.intp, count=len(keys))
 
+    def retain(self, keys: Sequence[Hashable]) -> None:
+        """Keep only the clocks of ``keys`` (the partitions that exist now); rows are renumbered."""
+        keep = [key for key in dict.fromkeys(keys) if key in self.rows]
+        old = np.fromiter((self.rows[key] for key in keep), dtype=np.intp, count=len(keep))
+        self.offsets, self.times, self.counts = self.offsets[old], self.times[old], self.counts[old]
+        self.rows = {key: i for i, key in enumerate(keep)}
+
     def record(self, rows: np.ndarray, ends: np.ndarray, at: float) -> None:
         """:meth:`OffsetClock.record` for each (row, end); ``rows`` are distinct."""
         rows = np.asarray(rows, dtype=np.intp)

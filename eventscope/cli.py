@@ -6,7 +6,9 @@ import json
 import logging
 import os
 import re
+import signal
 import sys
+import threading
 from pathlib import Path
 
 import pandas as pd
@@ -141,6 +143,11 @@ def cmd_collect(args, config) -> int:
     for s in config.sources_summary():
         print(f"collecting {s['source']} ({s['address']}) into {config.store_dir}", file=sys.stderr)
     runner = build_runner(config, _store(config), build_collectors(config))
+    # SIGTERM (systemd, `timeout`, a container runtime) and SIGHUP stop like Ctrl-C: the sample in
+    # progress ends, the clients close, the exit status is 0
+    if threading.current_thread() is threading.main_thread():
+        for signum in (signal.SIGTERM, signal.SIGHUP):
+            signal.signal(signum, lambda *_: runner.stop_event.set())
     try:
         if args.once:
             health = runner.run_once(force=True)

@@ -111,6 +111,24 @@ class LocalBroker:
     log_path: Path
     # Kafka started with ``sasl_users``: the SASL_PLAINTEXT (PLAIN) listener's host:port
     sasl_address: str | None = None
+    command: list[str] | None = None  # what started it: restart() runs it again
+
+    def kill(self) -> None:
+        """SIGKILL the broker (an outage: no clean shutdown) and wait until it is gone."""
+        if _alive(self.pid) and _is_kind(self.pid, self.kind):
+            os.kill(self.pid, signal.SIGKILL)
+            while _alive(self.pid):
+                time.sleep(0.05)
+
+    def restart(self, timeout: float = 90.0) -> None:
+        """Start the broker again after :meth:`stop` or :meth:`kill`: the same ports and the
+        same data directory (Kafka keeps its topics and offsets; this Redis keeps nothing)."""
+        if self.command is None:
+            raise BrokerStartError(f"{self.kind} at {self.address} was not started here")
+        if _alive(self.pid) and _is_kind(self.pid, self.kind):
+            raise BrokerStartError(f"{self.kind} at {self.address} is still running")
+        self.pid = _spawn(self.command, self.log_path, self.workdir)
+        _wait_ready(self, _kafka_ready if self.kind == "kafka" else _redis_pings, timeout)
 
     def stop(self, timeout: float = 15.0) -> None:
         """SIGTERM the broker, then SIGKILL it if it outlives `timeout` seconds."""
@@ -209,7 +227,7 @@ def start_redis(workdir: Path | str, timeout: float = 15.0) -> LocalBroker:
             "--daemonize", "no", "--logfile", "",
         ]
         pid = _spawn(cmd, log_path, data_dir)
-        broker = LocalBroker("redis", f"redis://{HOST}:{port}/0", pid, workdir, log_path)
+        broker = LocalBroker("redis", f"redis://{HOST}:{port}/0", pid, workdir, log_path, command=cmd)
         _wait_ready(broker, _redis_pings, timeout)
         return broker
 
@@ -439,7 +457,7 @@ def start_kafka(workdir: Path | str, timeout: float = 90.0,
         cmd = _java(libs, log4j, "-Xmx512m", "-Xms256m", "kafka.Kafka", str(config))
         pid = _spawn(cmd, log_path, workdir)
         broker = LocalBroker("kafka", f"{HOST}:{port}", pid, workdir, log_path,
-                             sasl_address=f"{HOST}:{sasl_port}" if sasl_port else None)
+                             sasl_address=f"{HOST}:{sasl_port}" if sasl_port else None, command=cmd)
         _wait_ready(broker, _kafka_ready, timeout)
         return broker
 

@@ -15,12 +15,15 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
+import pandas as pd
 import pytest
 from confluent_kafka import Consumer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 
 from eventscope.localbrokers import start_kafka
+from eventscope.store import Store
 
 pytestmark = pytest.mark.broker
 
@@ -92,3 +95,56 @@ def test_a_stalling_broker_costs_samples_not_the_collector(stalling_kafka):
     assert max(s["seconds"] for s in samples) < 3 * TIMEOUT_S, max(s["seconds"] for s in samples)
     # and once the broker answers again, every group is back
     assert samples[-1]["rows"] == full and not samples[-1]["error"], samples[-3:]
+
+
+def test_a_kafka_outage_costs_samples_within_their_deadline_and_then_recovers(stalling_kafka, tmp_path):
+    """Kafka killed (SIGKILL: no goodbye to its clients) for a while, then started again on
+    the same port with its data: `eventscope collect` keeps sampling, each failed sample
+    takes about its timeout (not the client's default of minutes), health names the
+    problem, and once Kafka is back every group is back without a restart."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("EVENTSCOPE_")}
+    env.update({"EVENTSCOPE_KAFKA_BOOTSTRAP": stalling_kafka.address, "EVENTSCOPE_KAFKA_TIMEOUT_S": str(TIMEOUT_S),
+                "EVENTSCOPE_KAFKA_TOPICS": r"^s\d", "EVENTSCOPE_STORE": str(tmp_path / "store"),
+                "EVENTSCOPE_COLLECT_INTERVAL_S": "1", "EVENTSCOPE_COLLECT_MAX_BACKOFF_S": "2"})
+    log = open(tmp_path / "collect.log", "wb")
+    child = subprocess.Popen([str(Path(sys.executable).with_name("eventscope")), "collect"],
+                             env=env, stdout=log, stderr=subprocess.STDOUT)
+    try:
+        store = Store(tmp_path / "store")
+        _wait_for(lambda: _healthy(store, since=None), 60, "the first good samples", child)
+        down_at = pd.Timestamp.now(tz="UTC")
+        stalling_kafka.kill()
+        time.sleep(4 * TIMEOUT_S)
+        up_at = pd.Timestamp.now(tz="UTC")
+        stalling_kafka.restart()
+        _wait_for(lambda: _healthy(store, since=up_at), 90, "good samples after the restart", child)
+        lag = store.get("lag_latest")
+        assert lag["group"].nunique() == GROUPS and len(lag) == GROUPS * PARTITIONS
+    finally:
+        child.send_signal(signal.SIGTERM)
+        code = child.wait(30)
+    assert code == 0, (tmp_path / "collect.log").read_text()[-3000:]
+    health = store.read("health")
+    outage = health[(health["sampled_at"] > down_at + pd.Timedelta(seconds=1)) & (health["sampled_at"] < up_at)]
+    failed = outage[~outage["ok"]]
+    assert set(failed["collector"]) >= {"kafka.offsets", "kafka.events"}, outage
+    assert failed["error"].str.len().gt(0).all()
+    # one failed sample of a collector takes its timeout (and a little), never a client default
+    assert health["duration_ms"].max() < 3 * TIMEOUT_S * 1000, health.sort_values("duration_ms").tail(5)
+
+
+def _healthy(store, since) -> bool:
+    health = store.read("health", since=since)
+    kafka = health[health["source"] == "kafka"]
+    latest = kafka.drop_duplicates("collector", keep="last")
+    return len(latest) >= 2 and bool(latest["ok"].all()) and len(store.get("lag_latest")) > 0
+
+
+def _wait_for(check, seconds: float, what: str, child) -> None:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        assert child.poll() is None, f"the collector exited with {child.returncode}"
+        if check():
+            return
+        time.sleep(0.5)
+    raise AssertionError(f"no {what} within {seconds:.0f} s")
