@@ -104,20 +104,30 @@ def _queries(config) -> Queries:
         print(f"eventscope: {cap['frame']} history in {config.store_dir} starts {since} UTC: "
               f"store.max_rows ({cap['max_rows']:,}) cut it short of the "
               f"{cap['retention_hours']:g} h retention", file=sys.stderr)
+    for lost in queries.store.damage():
+        span = "" if lost["tmin"] is None else (f" from {lost['tmin']:%Y-%m-%d %H:%M:%S} to "
+                                                f"{lost['tmax']:%Y-%m-%d %H:%M:%S} UTC")
+        rows = "some" if lost["rows"] is None else f"{lost['rows']:,}"
+        print(safe_text(f"eventscope: {rows} {lost['frame']} rows{span} are missing: "
+                        f"{lost['file']} in {config.store_dir} could not be read ({lost['error']})"),
+              file=sys.stderr)
     return queries
 
 
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 
 
+def safe_text(value):
+    """``value`` with control characters written as ``\\x1b`` (other values as they are)."""
+    return _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", value) if isinstance(value, str) else value
+
+
 def terminal_safe(table: pd.DataFrame) -> pd.DataFrame:
     """``table`` with control characters in its text cells written as ``\\x1b``: a topic or
     group named with terminal escape sequences must not recolour, move or retitle the
     terminal that prints it."""
-    def clean(value):
-        return _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", value) if isinstance(value, str) else value
     text = [c for c in table.columns if table[c].dtype == object or pd.api.types.is_string_dtype(table[c])]
-    return table.assign(**{c: table[c].map(clean, na_action="ignore") for c in text}) if text else table
+    return table.assign(**{c: table[c].map(safe_text, na_action="ignore") for c in text}) if text else table
 
 
 def _print(doc, as_json: bool, table: pd.DataFrame | None = None) -> None:

@@ -191,6 +191,11 @@ def history_caps() -> list[dict]:
     return queries().store.caps()
 
 
+def history_damage() -> list[dict]:
+    """Store parts that could not be read: their rows are missing (see ``Store.damage``)."""
+    return queries().store.damage()
+
+
 # -- dead letters: overview, one DLQ's reasons over time and recent messages -------
 def dlq_summary() -> pd.DataFrame:
     """One row per dead-letter queue (depth, growth, oldest age, reasons)."""
@@ -530,6 +535,11 @@ def sidebar(cfg: Config, collecting: str) -> None:
         st.caption(f":orange[**{md(cap['frame'])}** history starts {ago(cap['kept_since'])}: "
                    f"`store.max_rows` ({cap['max_rows']:,}) cut it short of the "
                    f"{cap['retention_hours']:g} h retention]")
+    for lost in history_damage():
+        rows = "some" if lost["rows"] is None else f"{lost['rows']:,}"
+        st.caption(f":orange[**{md(lost['frame'])}**: {rows} rows from {ago(lost['tmin'])} to "
+                   f"{ago(lost['tmax'])} are missing: a store file could not be read "
+                   f"({md(lost['error'][:120])})]")
 
 
 def open_from_link(param: str, key: str, labels) -> None:

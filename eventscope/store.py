@@ -115,10 +115,10 @@ class Store:
             manifest = self._quarantine(name, folder, self._read_manifest(folder))
             manifest["parts"].append(_part_entry(part, frame, tcol))
             manifest["appends"] = manifest.get("appends", 0) + 1
-            if schemas.KIND[name] == "raw":
+            if manifest["appends"] % self.retention.compact_every == 0:
+                manifest = self._compact(name, folder, manifest)  # a raw frame: footers and expiry
+            elif schemas.KIND[name] == "raw":
                 manifest = self._expire(name, manifest)
-            elif manifest["appends"] % self.retention.compact_every == 0:
-                manifest = self._compact(name, folder, manifest)
             self._write_manifest(folder, manifest)
             self._delete_expired_garbage(folder, manifest)
 
@@ -396,11 +396,11 @@ class Store:
         same whether the frame holds a thousand rows or millions. ``full=True``
         rewrites everything and applies retention exactly.
         """
-        if schemas.KIND[name] == "raw":
-            return self._expire(name, manifest)
         # footers first (each file once): a damaged part goes aside instead of failing the merge
         self.find_damaged(name, [str(folder / p["file"]) for p in manifest["parts"]])
         manifest = self._quarantine(name, folder, manifest)
+        if schemas.KIND[name] == "raw":
+            return self._expire(name, manifest)
         tcol = schemas.TIME_COLUMN[name]
         floor = pd.Timestamp.now(tz="UTC") - pd.Timedelta(seconds=self.retention.age_s(name))
         parts = sorted(manifest["parts"], key=lambda p: p["tmin"])
