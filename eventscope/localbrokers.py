@@ -207,8 +207,10 @@ def _redis_pings(broker: LocalBroker) -> bool:
         client.close()
 
 
-def start_redis(workdir: Path | str, timeout: float = 15.0) -> LocalBroker:
-    """Start a non-persistent redis-server on a free loopback port under `workdir`."""
+def start_redis(workdir: Path | str, timeout: float = 15.0, persistent: bool = False) -> LocalBroker:
+    """Start a redis-server on a free loopback port under `workdir`: non-persistent, or with
+    ``persistent`` an append-only file synced on every write (what it acknowledged survives
+    SIGKILL and :meth:`LocalBroker.restart`)."""
     workdir = Path(workdir).resolve()
     data_dir = workdir / "redis-data"
     data_dir.mkdir(parents=True, exist_ok=True)
@@ -222,7 +224,8 @@ def start_redis(workdir: Path | str, timeout: float = 15.0) -> LocalBroker:
         log_path = workdir / "redis.log"
         # No config file, so Debian's /etc/redis/redis.conf never applies.
         cmd = [
-            server, "--bind", HOST, "--port", str(port), "--save", "", "--appendonly", "no",
+            server, "--bind", HOST, "--port", str(port), "--save", "",
+            *(("--appendonly", "yes", "--appendfsync", "always") if persistent else ("--appendonly", "no")),
             "--dir", str(data_dir), "--pidfile", str(workdir / "redis.pid"),
             "--daemonize", "no", "--logfile", "",
         ]
