@@ -99,7 +99,7 @@ class AlertEvaluator:
 
 def _touch(path) -> None:
     try:
-        path.touch()
+        path.touch(mode=0o600)
     except OSError as exc:  # a read-only store still evaluates; readers fall back to replaying
         log.debug("cannot mark the store as evaluated: %s", exc)
 

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import ipaddress
 import json
 import logging
 import os
@@ -79,10 +80,14 @@ def _parser() -> argparse.ArgumentParser:
     a.add_argument("--exit-code", action="store_true", help="exit 1 when a critical alert fires")
     e = sub.add_parser("exporter", help="serve /metrics for Prometheus from the store")
     e.add_argument("--store")
-    e.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
+    e.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1; "
+                   "/metrics has no authentication: see README, Security)")
     e.add_argument("--port", type=int, default=9308)
     e.set_defaults(func=cmd_exporter)
-    d = sub.add_parser("dashboard", help="the Streamlit dashboard on 127.0.0.1")
+    d = sub.add_parser("dashboard", help="the Streamlit dashboard, on 127.0.0.1 by default")
+    d.add_argument("--host", default="127.0.0.1",
+                   help="address to bind (default 127.0.0.1; the dashboard has no authentication: "
+                        "beyond loopback, put a reverse proxy with authentication in front)")
     d.add_argument("--port", type=int, default=8501)
     d.add_argument("--store")
     d.set_defaults(func=cmd_dashboard)
@@ -289,8 +294,39 @@ def cmd_alerts(args, config) -> int:
     return 0
 
 
+def is_loopback(host: str) -> bool:
+    """Whether binding ``host`` keeps a server to this machine: ``localhost`` or a loopback
+    address (127.0.0.0/8, ``::1``); ``0.0.0.0``, ``::`` and every other address do not."""
+    host = host.strip().strip("[]").lower()
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:  # a host name: it may resolve to any interface
+        return False
+
+
+def exposure_warning(what: str, host: str, port: int) -> str | None:
+    """The warning to print when ``what`` (the dashboard, the exporter) binds beyond loopback:
+    neither has authentication of its own. None on loopback."""
+    if is_loopback(host):
+        return None
+    where = f"[{host}]:{port}" if ":" in host and not host.startswith("[") else f"{host}:{port}"
+    return (f"eventscope: WARNING: {what} listens on {where}, beyond loopback, and has no "
+            "authentication: anyone who can reach that port sees the brokers' topics, groups, "
+            "services and (masked) messages. Bind it to 127.0.0.1 (the default) and put a "
+            "reverse proxy with authentication and TLS in front of it (README: Security).")
+
+
+def _warn_exposure(what: str, host: str, port: int) -> None:
+    warning = exposure_warning(what, host, port)
+    if warning:
+        print(warning, file=sys.stderr, flush=True)
+
+
 def cmd_exporter(args, config) -> int:
     from eventscope.exporter import serve
+    _warn_exposure("the Prometheus exporter", args.host, args.port)
     print(f"serving Prometheus metrics on http://{args.host}:{args.port}/metrics "
           f"from {config.store_dir}", file=sys.stderr)
     try:
@@ -310,7 +346,8 @@ def cmd_dashboard(args, config) -> int:
     # 8 × cores heaps of their own, each keeping what it freed: on a big cluster's pages the
     # server grew by hundreds of MB in such heaps. Two are enough for its threads.
     env.setdefault("MALLOC_ARENA_MAX", "2")
-    command = dashboard_command(args.port)
+    _warn_exposure("the dashboard", args.host, args.port)
+    command = dashboard_command(args.port, args.host)
     # Streamlit takes this process's place: signals (Ctrl-C, SIGTERM from systemd or a test)
     # reach the server itself, and no parent lingers holding memory.
     os.execve(command[0], command, env)
@@ -321,12 +358,12 @@ def cmd_dashboard(args, config) -> int:
 DISCONNECTED_SESSION_TTL_S = 30
 
 
-def dashboard_command(port: int) -> list[str]:
-    """The command that serves the dashboard on 127.0.0.1:``port``, from any directory."""
+def dashboard_command(port: int, host: str = "127.0.0.1") -> list[str]:
+    """The command that serves the dashboard on ``host``:``port``, from any directory."""
     # The settings of .streamlit/config.toml, given on the command line: an installed
     # eventscope runs from directories that have no such file.
     return [sys.executable, "-m", "streamlit", "run", str(APP_SCRIPT),
-            "--server.address", "127.0.0.1", "--server.port", str(port),
+            "--server.address", host, "--server.port", str(port),
             "--server.headless", "true", "--browser.gatherUsageStats", "false",
             "--client.toolbarMode", "minimal", "--theme.base", "light",
             "--server.disconnectedSessionTTL", str(DISCONNECTED_SESSION_TTL_S),

@@ -1,4 +1,5 @@
-"""``eventscope demo``: local brokers + the simulator + the dashboard, until Ctrl-C."""
+"""``eventscope demo``: local brokers + the simulator + the dashboard, until Ctrl-C,
+SIGTERM or SIGHUP."""
 from __future__ import annotations
 
 import os
@@ -13,16 +14,22 @@ from eventscope.localbrokers import BrokerStartError, start_kafka, start_redis
 from eventscope.simulator.config import SimulatorConfig
 from eventscope.simulator.runner import run_simulation
 
+#: signals that stop the demo as Ctrl-C does: SIGTERM (systemd, ``timeout``, container
+#: runtimes) and SIGHUP (its terminal closed). The brokers run in sessions of their own, so
+#: none of these reaches them: the demo stops them itself.
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGHUP)
+
 
 def run_demo(port: int = 8501, store: str | None = None) -> int:
     """Start Redis, Kafka, the order pipeline on both, and the dashboard watching them.
 
-    Runs until Ctrl-C or SIGTERM (how systemd, ``timeout`` and container runtimes stop a
-    program); either way the brokers, which run in sessions of their own, are stopped too.
+    Runs until Ctrl-C, SIGTERM (how systemd, ``timeout`` and container runtimes stop a
+    program) or SIGHUP (its terminal closed), also while the brokers are still starting;
+    any of them stops the dashboard and the brokers, which run in sessions of their own.
     """
     work = Path(".eventscope", "demo").resolve()
     work.mkdir(parents=True, exist_ok=True)
-    signal.signal(signal.SIGTERM, _raise_interrupt)
+    previous = {signum: signal.signal(signum, _raise_interrupt) for signum in STOP_SIGNALS}
     stop = threading.Event()
     threads: list[threading.Thread] = []
     brokers = []
@@ -52,7 +59,10 @@ def run_demo(port: int = 8501, store: str | None = None) -> int:
     except KeyboardInterrupt:
         return 0
     finally:
-        signal.signal(signal.SIGTERM, signal.SIG_IGN)  # a second SIGTERM must not cut the cleanup short
+        # a second signal (or Ctrl-C) must not cut the cleanup short: it is bounded in time
+        previous_int = signal.signal(signal.SIGINT, signal.SIG_IGN)
+        for signum in STOP_SIGNALS:
+            signal.signal(signum, signal.SIG_IGN)
         if dashboard is not None and dashboard.poll() is None:
             dashboard.terminate()
             try:
@@ -64,8 +74,12 @@ def run_demo(port: int = 8501, store: str | None = None) -> int:
             t.join(timeout=10)
         for broker in reversed(brokers):
             broker.stop()
+        signal.signal(signal.SIGINT, previous_int)
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
 
 
 def _raise_interrupt(signum, frame) -> None:
-    """SIGTERM handler: stop as Ctrl-C does, through the cleanup in :func:`run_demo`."""
+    """SIGTERM and SIGHUP handler: stop as Ctrl-C does, through the cleanup in :func:`run_demo`
+    (a broker still starting is stopped by :mod:`eventscope.localbrokers` itself)."""
     raise KeyboardInterrupt

@@ -25,5 +25,12 @@ def write_atomically(path: Path, write) -> None:
         tmp.unlink(missing_ok=True)
 
 
+def open_private(path: Path, mode: str = "a+", **kwargs):
+    """``open(path, mode)`` for appending (``a``, ``ab``, ``a+``: logs, lock files), a file it
+    creates made 0600 like the rest of the store, whatever the umask."""
+    flags = os.O_CREAT | os.O_APPEND | (os.O_RDWR if "+" in mode else os.O_WRONLY)
+    return os.fdopen(os.open(path, flags, 0o600), mode, **kwargs)
+
+
 class DamagedPart(Exception):
     """A part of the store that cannot be read (a truncated or corrupted file)."""

@@ -164,19 +164,27 @@ def _spawn(cmd: list[str], log_path: Path, cwd: Path) -> int:
 
 
 def _wait_ready(broker: LocalBroker, probe, timeout: float) -> None:
-    """Poll `probe(broker)` until it returns True; on failure kill and raise."""
+    """Poll `probe(broker)` until it returns True; on failure kill and raise.
+
+    Interrupted meanwhile (Ctrl-C, or a signal handler raising, as ``eventscope demo``'s
+    SIGTERM handler does), it stops the broker before the interruption goes on: the caller
+    never got it, and in its own session it would outlive everything."""
     deadline = time.monotonic() + timeout
     problem = f"not ready after {timeout:.0f} s"
-    while time.monotonic() < deadline:
-        if not _alive(broker.pid):
-            problem = "process exited during start"
-            break
-        try:
-            if probe(broker):
-                return
-        except Exception as exc:  # any client error just means "not yet"
-            problem = f"not ready after {timeout:.0f} s (last probe error: {exc!r})"
-        time.sleep(0.1)
+    try:
+        while time.monotonic() < deadline:
+            if not _alive(broker.pid):
+                problem = "process exited during start"
+                break
+            try:
+                if probe(broker):
+                    return
+            except Exception as exc:  # any client error just means "not yet"
+                problem = f"not ready after {timeout:.0f} s (last probe error: {exc!r})"
+            time.sleep(0.1)
+    except BaseException:
+        broker.stop(timeout=5)
+        raise
     broker.stop(timeout=5)
     raise BrokerStartError(
         f"{broker.kind} at {broker.address} failed to start: {problem}\n"

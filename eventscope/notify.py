@@ -223,7 +223,7 @@ class Notifier:
                 return
             data = json.dumps(self.delivered).encode()
             try:
-                self.path.parent.mkdir(parents=True, exist_ok=True)
+                self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
                 write_atomically(self.path, lambda fh: fh.write(data))
             except OSError as exc:
                 log.warning("could not record delivered notifications: %s", exc)

@@ -26,6 +26,7 @@ import pandas as pd
 
 from eventscope import memory, schemas
 from eventscope.config import Config, dlq_regex
+from eventscope.files import open_private
 from eventscope.analysis.alerts import LAG_WINDOW_S
 from eventscope.recorder import Recorder
 from eventscope.store import Retention, Store
@@ -307,13 +308,13 @@ class StoreLock:
     """An exclusive, non-blocking lock on a store: one writer per store."""
 
     def __init__(self, store_dir: Path):
-        Path(store_dir).mkdir(parents=True, exist_ok=True)
+        Path(store_dir).mkdir(mode=0o700, parents=True, exist_ok=True)  # as the store makes it
         self.path = Path(store_dir) / ".collector.lock"
         self.handle = None
 
     def acquire(self) -> bool:
         """True if this process now owns the store's writing."""
-        handle = open(self.path, "a+")
+        handle = open_private(self.path)
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -354,7 +355,7 @@ class ChildCollector:
         self._watcher.start()
 
     def _spawn(self) -> subprocess.Popen:
-        with open(self.log_path, "ab") as log_file:
+        with open_private(self.log_path, "ab") as log_file:
             return subprocess.Popen(self.command, env=self.env, stdin=subprocess.DEVNULL,
                                     stdout=log_file, stderr=subprocess.STDOUT)
 
@@ -368,7 +369,7 @@ class ChildCollector:
             self.last_exit = (code, pd.Timestamp.now(tz="UTC"))
             if time.monotonic() - started >= 600:
                 pause = self.restart_s
-            with open(self.log_path, "a", encoding="utf-8") as log_file:
+            with open_private(self.log_path, "a", encoding="utf-8") as log_file:
                 log_file.write(f"{self.last_exit[1]:%Y-%m-%d %H:%M:%S} the collector process exited "
                                f"with {describe_exit(code)}; starting it again in {pause:g} s\n")
             if self._stopping.wait(pause):

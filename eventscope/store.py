@@ -60,6 +60,7 @@ import pyarrow.parquet as pq
 
 from eventscope import schemas
 from eventscope.files import DamagedPart
+from eventscope.files import open_private
 from eventscope.files import write_atomically as _write_atomically
 from eventscope.analysis.trace_index import INDEX_SUFFIX, PartIndex
 from eventscope.analysis.trace_index import KEYS as INDEX_KEYS
@@ -372,7 +373,7 @@ class Store:
 
     @contextmanager
     def _locked(self, folder: Path):
-        with open(folder / ".lock", "a+") as fh:
+        with open_private(folder / ".lock") as fh:
             fcntl.flock(fh, fcntl.LOCK_EX)
             try:
                 yield

@@ -28,6 +28,15 @@ PAGES = {"pages/overview.py": "Overview", "pages/lag.py": "Consumer lag",
          "pages/alerts.py": "Alerts"}
 HOSTILE = "<script>alert(1)</script>"
 HOSTILE_VERSION = "![pixel](http://127.0.0.1:9/pixel.png)"  # Markdown that would fetch an image
+# the hostile store's other attacker-chosen names: each one would run a script, were it markup
+HOSTILE_GROUP = "<img src=x onerror=alert(2)>"  # the stalled consumer group
+HOSTILE_REASON = "<svg onload=alert(3)>"  # opens the dead-letter reason
+HOSTILE_CID = "<img src=y onerror=alert(4)>"  # opens every correlation ID
+#: the hostile name each page shows (``synthetic_frames(hostile=True)``), literally, as text
+HOSTILE_SHOWN = {"pages/overview.py": [HOSTILE_GROUP, HOSTILE_CID], "pages/lag.py": [HOSTILE_GROUP],
+                 "pages/dead_letters.py": [HOSTILE_REASON], "pages/traces.py": [HOSTILE_CID],
+                 "pages/flow_graph.py": [HOSTILE, HOSTILE_GROUP], "pages/catalog.py": [HOSTILE],
+                 "pages/alerts.py": [HOSTILE_GROUP]}
 
 
 def synthetic_frames(now: pd.Timestamp | None = None, orders: int = 120,
@@ -35,10 +44,11 @@ def synthetic_frames(now: pd.Timestamp | None = None, orders: int = 120,
     """Ten minutes of an order pipeline: orders → payments → shipments, with a DLQ."""
     now = now or pd.Timestamp.now(tz="UTC").floor("s")
     payer = HOSTILE if hostile else "payment-service"
-    analytics = "href=javascript:alert(2)" if hostile else "analytics"
+    analytics = HOSTILE_GROUP if hostile else "analytics"
+    reason = f"{HOSTILE_REASON if hostile else 'TimeoutException'}: inventory did not answer"
     events, start = [], now - pd.Timedelta(minutes=10)
     for i in range(orders):
-        t, cid = start + pd.Timedelta(seconds=5 * i), f"order-{i:04d}"
+        t, cid = start + pd.Timedelta(seconds=5 * i), f"{HOSTILE_CID if hostile else ''}order-{i:04d}"
         chain = [("orders", "OrderPlaced", "order-service", 0, False),
                  ("payments", "PaymentAuthorized", payer, 130, False)]
         if i % 10 == 7:
@@ -53,7 +63,7 @@ def synthetic_frames(now: pd.Timestamp | None = None, orders: int = 120,
                 "offset": str(i), "at": at, "broker_at": at, "event_type": kind,
                 "event_id": f"evt-{i:04d}-{step}", "service": service, "correlation_id": cid,
                 "trace_id": f"{i:032x}", "dead_letter": dead,
-                "dlq_reason": "TimeoutException: inventory did not answer" if dead else None,
+                "dlq_reason": reason if dead else None,
                 "original_topic": "payments" if dead else None, "size_bytes": 310,
                 "schema_version": HOSTILE_VERSION if hostile else "2",
                 "headers": '{"x-correlation-id": "%s"}' % cid,
@@ -75,7 +85,7 @@ def synthetic_frames(now: pd.Timestamp | None = None, orders: int = 120,
         dlq.append({"sampled_at": at, "source": "replay", "broker": "kafka", "dlq": "payments.DLT",
                     "source_topic": "payments", "depth": (done + 2) // 10,
                     "oldest_at": start + pd.Timedelta(seconds=35),
-                    "reasons": '{"TimeoutException: inventory did not answer": %d}' % ((done + 2) // 10)})
+                    "reasons": json.dumps({reason: (done + 2) // 10})})
         health.append({"sampled_at": at, "source": "replay", "collector": "replay", "ok": True,
                        "error": "", "duration_ms": 12.5, "rows": 40, "last_success": at})
     return {"events": schemas.conform("events", events), "lag": schemas.conform("lag", lag),
@@ -127,9 +137,47 @@ def test_every_page_explains_an_empty_store(monkeypatch, tmp_path, page):
     assert texts, "an empty page must say what it will show"
 
 
+#: elements whose value Streamlit renders as Markdown (every element's label is Markdown too)
+MARKDOWN_VALUES = {"markdown", "caption", "title", "header", "subheader", "error", "warning",
+                   "info", "success", "page_link", "toast"}
+
+
+def _shown_strings(at: AppTest) -> tuple[list[str], list[str]]:
+    """The page's text as (Markdown it renders, plain text it shows as is): labels and the
+    values of Markdown elements; cells, options and the values of every other element."""
+    markdown, plain = [], []
+
+    def walk(node) -> None:
+        children = getattr(node, "children", None)
+        for child in (children.values() if isinstance(children, dict) else ()):
+            walk(child)
+        kind, value, label = getattr(node, "type", ""), getattr(node, "value", None), getattr(node, "label", None)
+        if isinstance(label, str):
+            markdown.append(label)
+        if isinstance(value, str):
+            (markdown if kind in MARKDOWN_VALUES else plain).append(value)
+        elif isinstance(value, pd.DataFrame):
+            plain.extend(value.astype(str).to_numpy().ravel().tolist())
+        plain.extend(str(o) for o in getattr(node, "options", None) or ())
+
+    walk(at.main)
+    walk(at.sidebar)
+    return markdown, plain
+
+
 @pytest.mark.parametrize("page", list(PAGES))
 def test_hostile_names_render(monkeypatch, tmp_path, page):
-    _visit(_app(monkeypatch, write_synthetic_store(tmp_path / "hostile", hostile=True)), page)
+    """Each page shows the attacker-chosen names of its data literally: as plain text, or
+    Markdown-escaped where it renders Markdown; never as markup (the browser's view of the
+    same: tests/test_browser.py::test_hostile_names_fire_no_script)."""
+    from eventscope.dashboard import md
+    at = _visit(_app(monkeypatch, write_synthetic_store(tmp_path / "hostile", hostile=True)), page)
+    markdown, plain = _shown_strings(at)
+    for name in HOSTILE_SHOWN[page]:
+        assert any(name in text for text in plain) or any(md(name) in text for text in markdown), \
+            f"{page} does not show {name!r}"
+        raw = [text for text in markdown if name in text]
+        assert raw == [], f"{page} renders {name!r} as Markdown, unescaped"
 
 
 def test_overview_metrics(monkeypatch, populated):

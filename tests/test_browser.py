@@ -5,8 +5,9 @@ package's entry script on loopback, headless) against a temporary store filled w
 ``test_app.py``, then drives Debian's Chromium with Playwright. Screenshots land in
 ``artifacts/screenshots/`` (git-ignored) for a human to look at; with
 ``UPDATE_DOCS_SCREENSHOT=1`` the Overview is also saved as ``docs/screenshot.png``.
-A second server with hostile names (``<script>``, ``href=javascript:``) proves that no
-script fires, and that a deep link as the very first request lands on its page.
+A second server with hostile names (``<script>``, ``<img onerror>``, ``<svg onload>``) proves
+that every page shows them literally as text, that none became an element or ran a
+script, and that a deep link as the very first request lands on its page.
 """
 from __future__ import annotations
 
@@ -23,7 +24,7 @@ from pathlib import Path
 
 import pytest
 
-from test_app import write_synthetic_store
+from test_app import HOSTILE_SHOWN, write_synthetic_store
 from programs import require_program
 
 pytestmark = pytest.mark.browser
@@ -264,7 +265,40 @@ def _hover_every_node(page) -> list[str]:
     return texts
 
 
+#: markup a hostile name would have become: an inline handler, a script, an image or a
+#: link of the injected kind (the pyvis iframe's own scripts carry the names as JSON data)
+INJECTED = """() => {
+    const found = [];
+    for (const el of document.querySelectorAll('*')) {
+        for (const a of el.attributes) {
+            const name = a.name.toLowerCase(), value = a.value.trim();
+            if ((name.startsWith('on') && value.includes('alert('))
+                || (['src', 'href', 'data', 'action', 'formaction', 'xlink:href'].includes(name)
+                    && (value === 'x' || value === 'y' || value.toLowerCase().startsWith('javascript:'))))
+                found.push(el.outerHTML.slice(0, 200));
+        }
+        if (el.tagName === 'SCRIPT' && /^\\s*alert\\(\\d\\)\\s*$/.test(el.textContent))
+            found.push(el.outerHTML);
+    }
+    return found;
+}"""
+
+
+def _shown_text(page) -> str:
+    """What the page shows as text: its visible text, plus the cells of its data grids
+    (drawn on a canvas; their accessible table holds the text)."""
+    cells = page.locator('td[role="gridcell"]').all_text_contents()
+    return page.inner_text("body") + "\n" + "\n".join(cells)
+
+
+def _injected(page) -> list[str]:
+    """Elements a hostile name turned into, in the page and each of its frames."""
+    return [html for frame in page.frames for html in frame.evaluate(INJECTED)]
+
+
 def test_hostile_names_fire_no_script(browser, tmp_path):
+    """Every page shows the attacker-chosen names of its data literally, as text, and none
+    of them became an element or ran a script."""
     proc, url = _start(write_synthetic_store(tmp_path / "store", hostile=True),
                        tmp_path / "streamlit.log")
     try:
@@ -277,6 +311,10 @@ def test_hostile_names_fire_no_script(browser, tmp_path):
             if path == "flow_graph":  # every node's tooltip is opened in test_graph_browser.py
                 page.screenshot(path=str(SHOTS / "hostile-flow_graph.png"), full_page=True)
             assert page.locator('[data-testid="stException"]').count() == 0, title
+            shown = _shown_text(page)
+            for name in HOSTILE_SHOWN[f"pages/{path or 'overview'}.py"]:
+                assert name in shown, f"{title} does not show {name!r} as text"
+            assert _injected(page) == [], title
             page.close()
         assert dialogs == [], f"a hostile name ran a script: {dialogs}"
     finally:

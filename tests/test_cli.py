@@ -178,3 +178,63 @@ def test_table_output_never_sends_terminal_escapes(tmp_path):
     assert "pay\\x1b]0;pwned\\x07\\x1b[31mred\\x9b2J" in table.stdout
     as_json = run(tmp_path, "lag", "--json")
     assert json.loads(as_json.stdout)[0]["group"] == evil and "\x1b" not in as_json.stdout
+
+
+# -- --host: a server beyond loopback warns that it has no authentication ------------------
+@pytest.mark.parametrize("host", ["127.0.0.1", "127.0.0.53", "localhost", "LOCALHOST", "::1", "[::1]"])
+def test_loopback_binds_need_no_warning(host):
+    from eventscope.cli import exposure_warning, is_loopback
+    assert is_loopback(host)
+    assert exposure_warning("the dashboard", host, 8501) is None
+
+
+@pytest.mark.parametrize("host", ["0.0.0.0", "::", "192.168.1.20", "10.0.0.5", "fe80::1", "dashboard.example.com"])
+def test_binds_beyond_loopback_warn(host):
+    from eventscope.cli import exposure_warning, is_loopback
+    assert not is_loopback(host)
+    warning = exposure_warning("the dashboard", host, 8501)
+    assert warning.startswith("eventscope: WARNING: the dashboard listens on")
+    assert (f"[{host}]:8501" if ":" in host else f"{host}:8501") in warning
+    assert "no authentication" in warning and "127.0.0.1" in warning
+    assert "reverse proxy with authentication" in warning
+
+
+class _Execed(Exception):
+    """Raised in place of exec'ing Streamlit."""
+
+
+def _dashboard(monkeypatch, tmp_path, *args) -> list[str]:
+    """``eventscope dashboard ARGS`` up to the exec of Streamlit; returns its command."""
+    from eventscope import cli
+
+    def execve(path, argv, env):
+        raise _Execed(argv)
+    monkeypatch.setattr(cli.os, "execve", execve)
+    monkeypatch.delenv("EVENTSCOPE_CONFIG", raising=False)
+    with pytest.raises(_Execed) as execed:
+        cli.main(["dashboard", "--store", str(tmp_path), *args])
+    return execed.value.args[0]
+
+
+def test_dashboard_on_all_interfaces_prints_the_warning(monkeypatch, tmp_path, capsys):
+    command = _dashboard(monkeypatch, tmp_path, "--host", "0.0.0.0", "--port", "8765")
+    assert command[command.index("--server.address") + 1] == "0.0.0.0"
+    assert command[command.index("--server.port") + 1] == "8765"
+    err = capsys.readouterr().err
+    assert "WARNING: the dashboard listens on 0.0.0.0:8765" in err and "no authentication" in err
+
+
+def test_dashboard_binds_loopback_by_default_without_a_warning(monkeypatch, tmp_path, capsys):
+    command = _dashboard(monkeypatch, tmp_path)
+    assert command[command.index("--server.address") + 1] == "127.0.0.1"
+    assert "WARNING" not in capsys.readouterr().err
+
+
+def test_exporter_on_all_interfaces_prints_the_warning(monkeypatch, tmp_path, capsys):
+    from eventscope import cli, exporter
+    served = {}
+    monkeypatch.setattr(exporter, "serve", lambda store, config, host, port: served.update(host=host, port=port))
+    monkeypatch.delenv("EVENTSCOPE_CONFIG", raising=False)
+    assert cli.main(["exporter", "--store", str(tmp_path), "--host", "::", "--port", "9999"]) == 0
+    assert served == {"host": "::", "port": 9999}
+    assert "WARNING: the Prometheus exporter listens on [::]:9999" in capsys.readouterr().err

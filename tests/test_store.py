@@ -197,7 +197,6 @@ def test_the_store_is_its_owners_alone(tmp_path):
     """Payloads, failure reasons and names are nobody else's business: folders 0700, files
     0600, whatever the umask; temporary files are never left behind."""
     import os
-    import stat
     old = os.umask(0o022)
     try:
         store = Store(tmp_path / "store")
@@ -207,12 +206,37 @@ def test_the_store_is_its_owners_alone(tmp_path):
         store.put("lag_latest", schemas.conform("lag_latest", []))
     finally:
         os.umask(old)
-    for path in [tmp_path / "store", *(tmp_path / "store").rglob("*")]:
+    _assert_owners_alone(tmp_path / "store")
+
+
+def _assert_owners_alone(root) -> None:
+    import stat
+    paths = [root, *root.rglob("*")]
+    assert any(p.name == ".lock" for p in paths)
+    for path in paths:  # lock files included: nothing in the store is anyone else's to open
         mode = stat.S_IMODE(path.stat().st_mode)
-        if path.name == ".lock":
-            continue  # an empty lock file
         assert mode == (0o700 if path.is_dir() else 0o600), (path, oct(mode))
         assert not path.name.endswith(".tmp")
+
+
+def test_a_collected_store_is_its_owners_alone(tmp_path, monkeypatch):
+    """``eventscope collect`` makes the store folder itself (its writer's lock, the alerts'
+    marker) and the dashboard's collector appends its log there: all 0700/0600 too."""
+    import os
+    from eventscope import cli
+    from eventscope.files import open_private
+    for name in ("EVENTSCOPE_KAFKA_BOOTSTRAP", "EVENTSCOPE_REDIS_URL", "EVENTSCOPE_CONFIG"):
+        monkeypatch.delenv(name, raising=False)
+    old = os.umask(0o022)
+    try:  # no broker configured: one sample of the packaged recording
+        assert cli.main(["collect", "--once", "--store", str(tmp_path / "store")]) == 0
+        for mode in ("ab", "a"):
+            with open_private(tmp_path / "store" / "collector.log", mode) as log:
+                log.write(b"x" if mode == "ab" else "x")
+    finally:
+        os.umask(old)
+    assert {".collector.lock", "alerts-evaluated", "collector.log"} <= {p.name for p in (tmp_path / "store").iterdir()}
+    _assert_owners_alone(tmp_path / "store")
 
 
 def test_a_snapshot_read_while_it_is_replaced_is_one_version_or_the_other(tmp_path):
