@@ -309,14 +309,17 @@ def _first_ok_after(store: Store, collectors: set[str], after: float, timeout_s:
     return None
 
 
-def _missed(health: pd.DataFrame, collector: str, start: float, end: float) -> int:
-    """Samples a collector did not store between ``start`` and ``end``: each gap between ok
-    rows longer than the interval counts the samples that would have fitted in it."""
+def _missed(health: pd.DataFrame, collector: str, start: float, calm_until: float, end: float) -> tuple[int, float]:
+    """Samples a collector did not store between ``start`` and ``end``, and its cadence:
+    the median time between its good samples before the first fault (``calm_until``); a gap
+    between good samples counts the samples of that cadence that would have fitted in it."""
     times = sorted(t.timestamp() for t in health.loc[health["ok"].astype(bool)
                                                       & (health["collector"] == collector), "sampled_at"])
-    times = [start] + [t for t in times if start <= t <= end] + [end]
-    slack = 2 * INTERVAL_S  # one late sample is not a missed one
-    return int(sum(max(0, round((b - a - slack) / INTERVAL_S)) for a, b in zip(times, times[1:]) if b - a > slack))
+    times = [t for t in times if start <= t <= end]
+    calm = [b - a for a, b in zip(times, times[1:]) if b <= calm_until]
+    cadence = float(pd.Series(calm).median()) if calm else INTERVAL_S
+    times = [start] + times + [end]
+    return int(sum(max(0, round((b - a) / cadence) - 1) for a, b in zip(times, times[1:]))), cadence
 
 
 def run_soak(minutes: float, workdir: Path, say=print) -> dict:
@@ -417,8 +420,9 @@ def run_soak(minutes: float, workdir: Path, say=print) -> dict:
             time.sleep(2)
         health = store.read("health")
         figures.update({
-            "samples missed": {c: _missed(health, c, started + 5, end)
-                               for c in ("kafka.offsets", "kafka.events", "redis.streams")},
+            "samples missed (cadence s)": {
+                c: "%d (%.2f)" % _missed(health, c, started - 5 + ready, started + 0.15 * duration, end)
+                for c in ("kafka.offsets", "kafka.events", "redis.streams")},
             "samples failed": int((~health["ok"].astype(bool)).sum()),
             "events acknowledged": {b: len(ids) for b, ids in wanted.items()},
             "events stored twice": int(stored.duplicated(["broker", "event_id"]).sum()),
