@@ -292,6 +292,10 @@ def _fill(path: Path) -> Path:
     return filler
 
 
+def _size_mib(path: Path) -> float:
+    return sum(f.stat().st_size for f in path.rglob("*") if f.is_file()) / 2 ** 20
+
+
 def _first_ok_after(store: Store, collectors: set[str], after: float, timeout_s: float) -> float | None:
     """Seconds from ``after`` (epoch) until every collector in ``collectors`` has an ok
     health row sampled after it; None when not within ``timeout_s``."""
@@ -401,6 +405,7 @@ def run_soak(minutes: float, workdir: Path, say=print) -> dict:
         time.sleep(hold_s)
         filler.unlink()
         freed = time.time()
+        figures["store MiB when the disk was freed"] = round(_size_mib(store_dir / "store"), 1)
         figures["faults"]["disk full, then freed"] = _first_ok_after(
             store, {"kafka.offsets", "kafka.events", "redis.streams"}, freed, 120)
         at(1.0)
@@ -442,6 +447,8 @@ def run_soak(minutes: float, workdir: Path, say=print) -> dict:
         })
         figures["collector exit code"] = collector.stop()
         collector = None
+        figures["store MiB at the end"] = round(_size_mib(store_dir / "store"), 1)
+        health.to_parquet(workdir / "health.parquet")  # for a look after the run (--keep)
         return figures
     finally:
         stop.set()

@@ -47,8 +47,11 @@ class Recorder:
         self.judge = LagJudge(window_s=window_s, stuck_after_s=stuck_after_s)
         self.latest: dict[str, pd.DataFrame] = {}
         self.open: dict[str, pd.DataFrame] = {}
-        self._changed: set[str] = set()  # snapshots a record() call has to write, once, at its end
-        self._closed: dict[str, list[pd.DataFrame]] = {}  # rollup minutes it closed, to append
+        # what record() has to write at its end: snapshots, once, and the rollup minutes it
+        # closed. Both stay until written: after a store failure (a full disk) the next call
+        # writes them too, so no closed minute is lost
+        self._changed: set[str] = set()
+        self._closed: dict[str, list[pd.DataFrame]] = {"lag_1m": [], "dlq_1m": []}
         self._restore()
 
     def _restore(self) -> None:
@@ -76,8 +79,6 @@ class Recorder:
         for name, frame in frames.items():
             self.store.append(name, frame)
             rows += len(frame)
-        self._changed = set()
-        self._closed = {"lag_1m": [], "dlq_1m": []}
         lag = frames.get("lag")
         if lag is not None and not lag.empty:
             self._record_lag(lag, frames)
@@ -92,9 +93,11 @@ class Recorder:
         for name, closed in self._closed.items():
             if closed:
                 self.store.append(name, pd.concat(closed, ignore_index=True))
+                closed.clear()
         for name in sorted(self._changed):
             self.store.put(name, self.latest[name.removesuffix("_latest")] if name.endswith("_latest")
                            else self.open[name.removesuffix("_open")])
+            self._changed.discard(name)
         return rows
 
     # -- lag ----------------------------------------------------------------------

@@ -146,3 +146,29 @@ def test_group_table_and_members_follow_the_newest_sample(tmp_path):
     rows = latest[(latest["group"] == "g0") & (latest["topic"] == "orders")]
     assert g0["lag"] == rows["lag"].sum() and g0["max_lag"] == rows["lag"].max()
     assert g0["sampled_at"] == later
+
+
+def test_rollup_minutes_closed_while_the_store_refused_writes_are_written_later(tmp_path, monkeypatch):
+    """A full disk for a few samples around a minute's end: the samples it refused are
+    missing, but every minute the rollup closed meanwhile is written once the disk has
+    room, and the open minute's snapshot too."""
+    import errno
+    start = pd.Timestamp.now(tz="UTC").floor("1min") - pd.Timedelta(minutes=4)
+    frames = samples(start, 40)
+    store = Store(tmp_path)
+    recorder = Recorder(store, window_s=60.0, stuck_after_s=20.0)
+    real_append = Store.append
+
+    def refuse_rollups(self, name, frame):  # the raw rows still fit, the rollup does not
+        if name == "lag_1m":
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real_append(self, name, frame)
+    for i, frame in enumerate(frames):
+        monkeypatch.setattr(Store, "append", refuse_rollups if 10 <= i < 30 else real_append)
+        try:
+            recorder.record({"lag": frame})
+        except OSError:
+            assert 10 <= i < 30
+    stored = pd.concat([store.read("lag_1m"), store.get("lag_1m_open")], ignore_index=True)
+    reference = reference_minutes(pd.concat(frames, ignore_index=True), 60.0, 20.0)
+    pd.testing.assert_frame_equal(_sorted(stored), _sorted(reference), check_dtype=False)
