@@ -39,6 +39,7 @@ import re
 import time
 import uuid
 from collections import deque
+from collections.abc import Callable
 
 import numpy as np
 import pandas as pd
@@ -52,6 +53,8 @@ from eventscope import schemas
 
 log = logging.getLogger("eventscope.kafka")
 GROUP_REQUEST_DEADLINE_S = 3600.0  # librdkafka's own deadline for a group request: never reached
+SILENT_SAMPLES_MAX = 3  # samples in a row without any group answer before the admin client is replaced
+RENEW_EVERY_S = 60.0
 UNANSWERED_MAX = 400  # group requests left unanswered by earlier samples before a sample asks for none
 
 
@@ -79,8 +82,14 @@ class KafkaOffsetsCollector:
 
     def __init__(self, admin: AdminClient, source: str = "kafka", topics: str = r"^(?!__).*",
                  timeout_s: float = 10.0, concurrency: int = 200, probe_conf: dict | None = None,
-                 probe_max_lag: int = 5, probe_budget: int = 20, record_times: RecordTimes | None = None):
+                 probe_max_lag: int = 5, probe_budget: int = 20, record_times: RecordTimes | None = None,
+                 admin_factory: Callable[[], AdminClient] | None = None):
         self.admin = admin
+        # a new admin client when this one stops getting group answers (see _renew_if_stuck)
+        self.admin_factory = admin_factory
+        self.silent_samples = 0  # samples in a row in which no group request was answered
+        self.renewals = 0
+        self._renewed_at = float("-inf")
         self.source = source
         self.topic_filter = re.compile(topics)
         self.timeout_s = timeout_s
@@ -172,6 +181,7 @@ class KafkaOffsetsCollector:
         if not group_ids:
             return schemas.conform("lag", []), schemas.conform("consumers", [])
         self.unanswered = [f for f in self.unanswered if not f.done()]
+        self._renew_if_stuck()
         if len(self.unanswered) >= UNANSWERED_MAX:
             raise KafkaException(KafkaError(KafkaError._TIMED_OUT,
                                             f"{len(self.unanswered)} group requests of earlier samples are still "
@@ -189,10 +199,29 @@ class KafkaOffsetsCollector:
         mark = self._lap("describe", mark)
         self._wait(pending, 0)
         mark = self._lap("committed offsets", mark)
+        # the broker listed the groups, yet answered none of them
+        self.silent_samples = self.silent_samples + 1 if not described and not committed else 0
         frames = self._lag_frame(now, wall, group_ids, states, described, committed,
                                  keys, end_col, clock_rows)
         self._lap("rows and frames", mark)
         return frames
+
+    def _renew_if_stuck(self) -> None:
+        """Replace the admin client when it has stopped getting group answers although the
+        broker answers its metadata and group listing: seen after a broker was killed and
+        started again under a busy cluster, where the old client's group requests all timed
+        out for as long as it lived while a new client's were answered at once. Only with an
+        ``admin_factory``, at most once a minute; the old client's requests are dropped with it."""
+        stuck = self.silent_samples >= SILENT_SAMPLES_MAX or len(self.unanswered) >= UNANSWERED_MAX
+        if not stuck or self.admin_factory is None or time.monotonic() - self._renewed_at < RENEW_EVERY_S:
+            return
+        log.warning("the Kafka admin client got no answer to any group request for %d samples "
+                    "(%d requests outstanding): a new client takes over", self.silent_samples, len(self.unanswered))
+        self.admin = self.admin_factory()
+        self.unanswered = []
+        self.silent_samples = 0
+        self.renewals += 1
+        self._renewed_at = time.monotonic()
 
     def _describe(self, group_ids: list[str], described: dict, pending: deque) -> None:
         """Ask for the groups' descriptions, ``concurrency`` groups at a time at most."""

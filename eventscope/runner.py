@@ -263,7 +263,8 @@ def build_collectors(config: Config) -> list:
         conf = kafka_client_config(config.kafka)
         collectors.append(KafkaOffsetsCollector(AdminClient(conf), topics=config.kafka.topics,
                                                 timeout_s=config.kafka.timeout_s, probe_conf=conf,
-                                                record_times=RecordTimes(conf)))
+                                                record_times=RecordTimes(conf),
+                                                admin_factory=lambda: AdminClient(conf)))
         connect = None
         if config.kafka.connect_urls:
             from eventscope.collectors.kafka_connect import ConnectDirectory

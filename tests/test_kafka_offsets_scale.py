@@ -286,6 +286,38 @@ def test_group_requests_outlive_the_sample_that_stops_waiting_for_them():
     assert not collector.unanswered
 
 
+def test_an_admin_client_that_stopped_getting_group_answers_is_replaced():
+    """After a broker was killed and started again under a busy cluster, the collector's
+    admin client answered metadata and the group listing, yet timed out every group request
+    for as long as it lived, while a new client was answered at once (bench/soak.py found
+    it). Three samples in a row without a single group answer: a new client takes over."""
+    rng = random.Random(3)
+    topics = {"t0": 2}
+    ends = {("t0", p): 100 for p in range(2)}
+    groups = {f"g{i}": ["t0"] for i in range(5)}
+    script = sample(rng, 0, ends, groups)
+    script["partitions"] = {"t0": [0, 1]}
+    stuck = ScriptedAdmin()
+    stuck.script = script
+    never = Future()
+    stuck.list_consumer_group_offsets = lambda request, request_timeout=None: {request[0].group_id: never}
+    stuck.describe_consumer_groups = lambda ids, request_timeout=None: {g: never for g in ids}
+    fresh = ScriptedAdmin()
+    fresh.script = script
+    made = []
+    collector = KafkaOffsetsCollector(stuck, timeout_s=0.05, admin_factory=lambda: made.append(fresh) or fresh)
+    for _ in range(kafka_offsets.SILENT_SAMPLES_MAX):
+        assert collector.collect()["lag"].empty
+    assert collector.admin is stuck and not made
+    lag = collector.collect()["lag"]  # the next sample starts on a new client
+    assert made == [fresh] and collector.admin is fresh and collector.renewals == 1
+    assert not lag.empty and not collector.unanswered
+    without = KafkaOffsetsCollector(stuck, timeout_s=0.05)  # no factory (a client handed in): kept
+    for _ in range(kafka_offsets.SILENT_SAMPLES_MAX + 1):
+        without.collect()
+    assert without.admin is stuck
+
+
 def test_offset_clocks_answer_as_offset_clock_does():
     rng = random.Random(7)
     for max_points in (2, 3, 8, 120):
