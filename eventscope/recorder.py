@@ -31,7 +31,10 @@ GROUP_KEY = ["source", "broker", "group", "topic"]
 DLQ_KEY = ["source", "broker", "dlq"]
 # the entity each row of a snapshot frame describes: a newer row replaces an older one
 ENTITY = {"topics": ["source", "broker", "topic", "partition"],
-          "dlq": DLQ_KEY}
+          "dlq": DLQ_KEY,
+          # RabbitMQ: a queue, and an exchange -> queue binding (or a queue's dead-letter route)
+          "queues": ["source", "broker", "vhost", "queue"],
+          "bindings": ["source", "broker", "vhost", "exchange", "queue", "routing_key", "kind"]}
 # members and stuck entries are replaced per group, as of the group's newest lag sample
 PER_GROUP = ("consumers", "stuck")
 SEVERITY_CODES = {status: code for status, code in SEVERITY.items()}
