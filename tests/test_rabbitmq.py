@@ -24,6 +24,7 @@ from eventscope import schemas
 from eventscope.analysis.queues import queue_status, queue_statuses
 from eventscope.collectors.rabbitmq import RabbitMQCollector, RabbitMQError, queue_key
 from eventscope.graph.rabbitmq import bindings_graph_edges
+from eventscope.simulator import SimulatorConfig, run_simulation
 from eventscope.localbrokers import (NO_RIGHTS, RABBITMQ_ADMIN, _exists, add_rabbitmq_user, free_port, rabbitmq_api,
                                      start_rabbitmq)
 
@@ -380,6 +381,55 @@ def test_a_node_stops_with_its_epmd(tmp_path):
     assert not _exists(broker.pid) and not _exists(broker.epmd_pid)
     with pytest.raises(ProcessLookupError):
         os.killpg(broker.pid, 0)  # nothing of the node's process group is left
+
+
+def test_the_simulator_runs_the_order_pipeline_on_rabbitmq(rabbitmq_broker, rabbitmq_ro):
+    """The simulator's RabbitMQ leg, watched by the collector: every group has its queue, half
+    the payments fail and RabbitMQ dead-letters them (reasons read from the stream DLQ, not
+    from the classic one), and a stalled analytics-service holds its messages unacknowledged."""
+    user, _ = rabbitmq_ro
+    prefix = "sim."
+    vhost = _vhost(rabbitmq_broker, user, ro_permissions={
+        "configure": "^$", "write": "^$", "read": r"^sim\.payment-service\.audit$"})
+    host, port = rabbitmq_broker.amqp_address.rsplit(":", 1)
+    url = f"amqp://{quote(RABBITMQ_ADMIN[0])}:{quote(RABBITMQ_ADMIN[1])}@{host}:{port}/{quote(vhost, safe='')}"
+    cfg = SimulatorConfig(rate=8, duration=3, seed=21, prefix=prefix, drain=5, payment_failure_rate=0.5,
+                          inventory_failure_rate=0.0, transient_failure_rate=0.0, malformed_rate=0.0,
+                          backoff_base=0.02, stall={"analytics-service"})
+    try:
+        stats = run_simulation(cfg, rabbitmq_url=url)
+        assert stats["brokers"] == ["rabbitmq"]
+        dead = stats["dead_lettered"].get("sim.payment-service.dlq", 0)
+        placed = stats["published"]["OrderPlaced"]
+        assert dead > 0 and placed > dead
+        collector = _collector(rabbitmq_broker, rabbitmq_ro, vhost, amqp_address=rabbitmq_broker.amqp_address)
+
+        def ready(frames):
+            d = _by(frames["dlq"], "dlq", vhost)
+            return (d["sim.payment-service.dlq"]["depth"] == dead
+                    and json.loads(d["sim.payment-service.audit"]["reasons"]) == {"rejected": dead})
+        frames = _settled(collector, ready)
+        queues = _by(frames["queues"], "queue")
+        groups = {"sim.payment-service", "sim.inventory-service", "sim.payment-compensation",
+                  "sim.shipping-service", "sim.email-service", "sim.analytics-service"}
+        assert groups <= set(queues)
+        assert queues["sim.payment-service"]["type"] == "quorum"
+        assert queues["sim.payment-service.audit"]["type"] == "stream"
+        dlq = _by(frames["dlq"], "dlq", vhost)
+        classic, stream = dlq["sim.payment-service.dlq"], dlq["sim.payment-service.audit"]
+        assert (classic["depth"], json.loads(classic["reasons"]), classic["unread"]) == (dead, {}, dead)
+        assert (stream["depth"], json.loads(stream["reasons"]), stream["unread"]) == (dead, {"rejected": dead}, 0)
+        assert stream["source_topic"] == queue_key(vhost, "sim.payment-service")
+        # the stalled consumer is gone with the simulator; what it held is back in the queue
+        assert queues["sim.analytics-service"]["ready"] == placed
+        lag = _by(frames["lag"], "topic", vhost)
+        assert lag["sim.analytics-service"]["lag"] == placed and lag["sim.analytics-service"]["members"] == 0
+        assert queue_status(placed, 0, 0.0, 0.0, 0.0, math.nan) == "STOP"
+        edges = {(a, b) for a, b, _ in bindings_graph_edges(frames["bindings"])}
+        assert (f"exchange:rabbitmq:{vhost}/sim.orders", f"queue:rabbitmq:{vhost}/sim.payment-service") in edges
+        assert (f"queue:rabbitmq:{vhost}/sim.payment-service", f"exchange:rabbitmq:{vhost}/sim.dlx") in edges
+    finally:
+        rabbitmq_api(rabbitmq_broker, "DELETE", f"/api/vhosts/{quote(vhost, safe='')}")
 
 
 # -- pure parts ----------------------------------------------------------------------------------
