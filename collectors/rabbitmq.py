@@ -31,10 +31,14 @@ redelivered). So:
   its reason and source queue. That read needs ``read`` permission on those stream
   queues and on nothing else. A classic or quorum DLQ keeps ``reasons = {}`` and
   ``unread = depth``: its reasons cannot be known without consuming it.
+  Nothing of these reads is saved in the store: a restarted collector counts a stream DLQ
+  again from its first offset (the stream still holds its messages, up to its retention),
+  so none is counted twice.
 """
 from __future__ import annotations
 
 import base64
+import http.client
 import json
 import math
 import re
@@ -74,7 +78,13 @@ def queue_key(vhost: str, queue: str) -> str:
 
 
 class RabbitMQCollector:
-    """Queues, consumers, bindings and DLQs of one RabbitMQ cluster, through its management API."""
+    """Queues, consumers, bindings and DLQs of one RabbitMQ cluster, through its management API.
+
+    ``api_url`` is the management API's base URL (``http://host:15672``); ``vhosts`` limits
+    the sample to those vhosts (default: every vhost the user has a permission entry on);
+    ``queues_pattern`` (a regex searched in the name) to those queues; ``amqp_address``
+    (``host:port``) turns on the reading of stream DLQs with the same credentials.
+    """
 
     name = "rabbitmq.queues"
     broker = "rabbitmq"
@@ -122,7 +132,8 @@ class RabbitMQCollector:
             if exc.code == 404:
                 raise _NotFound(f"{where}: no {path}") from None
             raise RabbitMQError(f"{where}: HTTP {exc.code} on GET {path}") from None
-        except (urllib.error.URLError, socket.timeout, TimeoutError, ConnectionError) as exc:
+        except (urllib.error.URLError, socket.timeout, TimeoutError, ConnectionError,
+                http.client.HTTPException) as exc:
             reason = getattr(exc, "reason", exc)
             raise RabbitMQError(f"{where} unreachable: {_one_line(reason)}") from None
         except ValueError as exc:
@@ -155,21 +166,22 @@ class RabbitMQCollector:
                 if page >= int(answer.get("page_count") or 0):
                     break
                 page += 1
-        if self.queues_filter is not None:
-            queues = [q for q in queues if self.queues_filter.search(q.get("name", ""))]
         return queues
 
     # -- one sample ----------------------------------------------------------------------
     def collect(self) -> dict[str, pd.DataFrame]:
-        queues = self._queues()
+        every = self._queues()  # dead-letter routes are found among all, rows kept for the watched
+        queues = every if self.queues_filter is None else [
+            q for q in every if self.queues_filter.search(q.get("name", ""))]
         exchanges = {(e.get("vhost"), e.get("name")): e.get("type") or ""
                      for e in self._per_vhost("exchanges", {"columns": "name,vhost,type"})}
         bindings = [b for b in self._per_vhost("bindings") if b.get("destination_type") == "queue"]
         consumers = self._per_vhost("consumers")
         now = pd.Timestamp.now(tz="UTC")
         watched = {(q.get("vhost"), q.get("name")) for q in queues}
-        routes = dead_letter_routes(queues)
-        dlqs = dead_letter_queues(queues, bindings, routes, self.dlq_filter)
+        routes = dead_letter_routes(every)
+        dlqs = {k: v for k, v in dead_letter_queues(every, bindings, routes, self.dlq_filter).items()
+                if k in watched}
         stream_dlqs = [q for q in queues if (q.get("vhost"), q.get("name")) in dlqs and q.get("type") == "stream"]
         if self.amqp_address and stream_dlqs:
             self._read_streams(stream_dlqs)
@@ -192,10 +204,10 @@ class RabbitMQCollector:
         binding_rows += [{"sampled_at": now, "source": self.source, "broker": "rabbitmq", "vhost": vhost,
                           "exchange": exchange, "exchange_type": exchanges.get((vhost, exchange), ""),
                           "queue": name, "routing_key": key or "", "kind": "dlx"}
-                         for (vhost, name), (exchange, key) in sorted(routes.items())]
+                         for (vhost, name), (exchange, key) in sorted(routes.items()) if (vhost, name) in watched]
         consumer_rows = [consumer_row(now, self.source, c) for c in consumers
                          if (c.get("queue", {}).get("vhost"), c.get("queue", {}).get("name")) in watched]
-        self._forget({k for k in dlqs})
+        self._forget(set(dlqs))
         return {"lag": schemas.conform("lag", lag_rows), "topics": schemas.conform("topics", topic_rows),
                 "queues": schemas.conform("queues", queue_rows), "dlq": schemas.conform("dlq", dlq_rows),
                 "bindings": schemas.conform("bindings", binding_rows),

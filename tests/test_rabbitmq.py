@@ -243,6 +243,13 @@ def test_dead_letter_queues_and_their_reasons(rabbitmq_broker, rabbitmq_ro, shop
     again = _by(collector.collect()["dlq"], "dlq", shop["vhost"])
     assert json.loads(again["payments-audit"]["reasons"]) == {"rejected": 2}
     assert again["payments-audit"]["unread"] == 0
+    # watching some queues only: their dead-letter sources are still found among the others
+    narrow = _collector(rabbitmq_broker, rabbitmq_ro, shop["vhost"], queues_pattern=r"-(failures|parked)$")
+    frames = narrow.collect()
+    assert set(frames["queues"]["queue"]) == set(frames["bindings"]["queue"]) == {"payment-failures",
+                                                                                   "shipping-parked"}
+    narrowed = _by(frames["dlq"], "dlq", shop["vhost"])
+    assert narrowed["shipping-parked"]["source_topic"] == queue_key(shop["vhost"], "shipping")
 
 
 def test_stream_dlq_without_read_permission_stays_unread(rabbitmq_broker, rabbitmq_ro):
@@ -270,13 +277,21 @@ def test_collector_only_reads(rabbitmq_broker, rabbitmq_ro, shop):
     collector = _collector(rabbitmq_broker, rabbitmq_ro, shop["vhost"], opener=opener,
                            amqp_address=rabbitmq_broker.amqp_address)
     frames = _settled(collector, lambda f: _by(f["queues"], "queue")["payments"]["unacked"] == 3)
-    before = rabbitmq_api(rabbitmq_broker, "GET", f"/api/queues/{quote(shop['vhost'], safe='')}/payments")
+    path = f"/api/queues/{quote(shop['vhost'], safe='')}/payments"
+    deadline = time.monotonic() + SETTLE_S
+    while True:  # the fixture's own traffic fully counted: 2 got, 2 + 3 delivered, 2 acked
+        before = rabbitmq_api(rabbitmq_broker, "GET", path)
+        stats = before.get("message_stats", {})
+        if (stats.get("deliver_get"), stats.get("ack")) == (7, 2) or time.monotonic() > deadline:
+            break
+        time.sleep(0.5)
     for _ in range(3):
         collector.collect()
     time.sleep(2.5)  # let the statistics of anything the collector might have done show
-    after = rabbitmq_api(rabbitmq_broker, "GET", f"/api/queues/{quote(shop['vhost'], safe='')}/payments")
+    after = rabbitmq_api(rabbitmq_broker, "GET", path)
     assert opener.requests and {method for method, _ in opener.requests} == {"GET"}
     assert all(url.startswith(rabbitmq_broker.address + "/api/") for _, url in opener.requests)
+    assert (before["message_stats"]["deliver_get"], before["message_stats"]["ack"]) == (7, 2)
     for counter in ("deliver_get", "ack", "redeliver", "get"):
         assert before["message_stats"].get(counter) == after["message_stats"].get(counter), counter
     assert (after["messages_ready"], after["messages_unacknowledged"]) == (3, 3)
@@ -406,8 +421,10 @@ def test_the_simulator_runs_the_order_pipeline_on_rabbitmq(rabbitmq_broker, rabb
 
         def ready(frames):
             d = _by(frames["dlq"], "dlq", vhost)
-            return (d["sim.payment-service.dlq"]["depth"] == dead
-                    and json.loads(d["sim.payment-service.audit"]["reasons"]) == {"rejected": dead})
+            q = _by(frames["queues"], "queue")
+            return (d["sim.payment-service.dlq"]["depth"] == dead and d["sim.payment-service.audit"]["depth"] == dead
+                    and json.loads(d["sim.payment-service.audit"]["reasons"]) == {"rejected": dead}
+                    and q["sim.analytics-service"]["ready"] == placed)
         frames = _settled(collector, ready)
         queues = _by(frames["queues"], "queue")
         groups = {"sim.payment-service", "sim.inventory-service", "sim.payment-compensation",
