@@ -588,7 +588,19 @@ def _rabbitmq_ready(broker: LocalBroker) -> bool:
 
 
 def _reap_group(pgid: int) -> None:
-    """SIGKILL what is left of a stopped node's process group (erl_child_setup, inet_gethost)."""
+    """SIGKILL what is left of a stopped node's process group (the Erlang VM, if its
+    ``rabbitmq-server`` script is gone), once a member is seen to be a RabbitMQ VM: a
+    recycled group ID is never signalled."""
+    proc = Path("/proc")
+    for stat in proc.glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+            if int(fields[2]) == pgid and b"rabbit" in (stat.parent / "cmdline").read_bytes():
+                break
+        except (OSError, IndexError, ValueError):
+            continue
+    else:
+        return
     try:
         os.killpg(pgid, signal.SIGKILL)
     except (ProcessLookupError, PermissionError):
