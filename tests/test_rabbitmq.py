@@ -25,6 +25,8 @@ from eventscope.analysis.queues import queue_status, queue_statuses
 from eventscope.collectors.rabbitmq import RabbitMQCollector, RabbitMQError, queue_key
 from eventscope.graph.rabbitmq import bindings_graph_edges
 from eventscope.simulator import SimulatorConfig, run_simulation
+from eventscope.recorder import Recorder
+from eventscope.store import Store
 from eventscope.localbrokers import (NO_RIGHTS, RABBITMQ_ADMIN, _exists, add_rabbitmq_user, free_port, rabbitmq_api,
                                      start_rabbitmq)
 
@@ -482,6 +484,29 @@ def test_queue_statuses_judge_only_rabbitmq_rows():
     judged = queue_statuses(latest, queues)
     assert judged["status"].tolist() == ["OK", "STOP", "STALL"]
     assert str(judged["status"].dtype) == str(latest["status"].dtype)
+
+
+def test_the_recorder_judges_queues_by_their_rates(tmp_path):
+    """A queue with a backlog that drains is OK, one whose consumers take nothing is STALL,
+    in the samples and in lag_latest, where offsets alone would call both stalled."""
+    recorder = Recorder(Store(tmp_path), window_s=300.0)
+    start = pd.Timestamp.now(tz="UTC").floor("s") - pd.Timedelta(seconds=20)
+    for i, at in enumerate([start, start + pd.Timedelta(seconds=10)]):
+        lag, queues = [], []
+        for name, deliver in (("draining", 5.0), ("hung", 0.0)):
+            lag.append({"sampled_at": at, "source": "rabbitmq", "broker": "rabbitmq", "group": name, "topic": name,
+                        "partition": 0, "lag": 40 - i, "lag_seconds": 4.0, "members": 2, "pending": 2,
+                        "group_state": "running"})
+            queues.append({"sampled_at": at, "source": "rabbitmq", "broker": "rabbitmq", "vhost": "/", "queue": name,
+                           "type": "classic", "ready": 40 - i, "consumers": 2, "publish_rate": 1.0,
+                           "deliver_rate": deliver, "ack_rate": deliver})
+        recorder.record({"lag": schemas.conform("lag", lag), "queues": schemas.conform("queues", queues)})
+    latest = recorder.store.get("lag_latest").set_index("group")["status"]
+    assert latest.to_dict() == {"draining": "OK", "hung": "STALL"}
+    samples = recorder.store.read("lag_samples")
+    newest = samples[samples["sampled_at"] == samples["sampled_at"].max()].set_index("group")["status"]
+    assert newest.to_dict() == {"draining": "OK", "hung": "STALL"}
+    assert set(recorder.store.get("queues_latest")["queue"]) == {"draining", "hung"}
 
 
 def test_bindings_graph_edges():

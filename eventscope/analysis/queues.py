@@ -16,10 +16,12 @@ queue is judged on one sample of those (:func:`queue_status`), with the same wor
 * ``ERR`` — as WARN, and the head message has waited longer than the window.
 
 :func:`queue_statuses` puts these verdicts on the ``rabbitmq`` rows of a judged lag frame
-(``lag_latest``), whose generic verdict would call any backlog without offsets STALL/STOP.
+(the recorder's samples and ``lag_latest``), whose generic verdict would call any backlog
+without offsets STALL or STOP.
 """
 from __future__ import annotations
 
+import bisect
 import math
 
 import pandas as pd
@@ -54,25 +56,32 @@ def queue_status(ready, consumers, publish_rate, deliver_rate, ack_rate, lag_sec
 
 def queue_statuses(latest: pd.DataFrame, queues: pd.DataFrame, window_s: float = 300.0) -> pd.DataFrame:
     """``latest`` (lag rows with ``status``) with the ``rabbitmq`` rows judged by
-    :func:`queue_status` from the newest ``queues`` row of each queue; other rows unchanged.
-    A queue row is matched by source and its lag key (``vhost/queue``, or the name in ``/``)."""
-    if latest.empty or queues.empty or "status" not in latest.columns:
+    :func:`queue_status`, each from the newest ``queues`` row of its queue sampled at or before
+    it (matched by source and lag key: ``vhost/queue``, or the name in ``/``); a row with no
+    such queue row is ``UNKNOWN``. Other rows are returned unchanged."""
+    if latest.empty or "status" not in latest.columns:
         return latest
-    mine = latest["broker"] == "rabbitmq"
+    mine = (latest["broker"] == "rabbitmq").to_numpy(dtype=bool, na_value=False)
     if not mine.any():
         return latest
-    newest = queues.sort_values("sampled_at", kind="stable").drop_duplicates(["source", "vhost", "queue"], keep="last")
-    keys = [q if v == "/" else f"{v}/{q}" for v, q in zip(newest["vhost"], newest["queue"])]
-    by_key = {(s, k): r for s, k, r in zip(newest["source"], keys, newest.itertuples(index=False))}
-    out = latest.copy()
-    statuses = out["status"].astype(object).to_numpy(copy=True)
-    for i in mine.to_numpy().nonzero()[0]:
-        row = out.iloc[i]
-        q = by_key.get((row["source"], row["topic"]))
-        if q is None:
+    history: dict[tuple, list] = {}
+    if not queues.empty:
+        ordered = queues.sort_values("sampled_at", kind="stable")
+        keys = [q if v == "/" else f"{v}/{q}" for v, q in zip(ordered["vhost"], ordered["queue"])]
+        for source, key, row in zip(ordered["source"], keys, ordered.itertuples(index=False)):
+            history.setdefault((source, key), []).append(row)
+    statuses = latest["status"].astype(object).to_numpy(copy=True)
+    rows = latest[mine]
+    for i, source, topic, at, lag, lag_s in zip(mine.nonzero()[0], rows["source"], rows["topic"],
+                                                rows["sampled_at"], rows["lag"], rows["lag_seconds"]):
+        seen = history.get((source, topic), [])
+        # the newest queue row not newer than the lag row (one sample: the same sampled_at)
+        at_or_before = bisect.bisect_right([q.sampled_at for q in seen], at)
+        if at_or_before == 0:
             statuses[i] = "UNKNOWN"
             continue
-        statuses[i] = queue_status(row["lag"], q.consumers, q.publish_rate, q.deliver_rate, q.ack_rate,
-                                   row["lag_seconds"], window_s)
+        q = seen[at_or_before - 1]
+        statuses[i] = queue_status(lag, q.consumers, q.publish_rate, q.deliver_rate, q.ack_rate, lag_s, window_s)
+    out = latest.copy()
     out["status"] = pd.Series(statuses, index=out.index, dtype=latest["status"].dtype)
     return out
