@@ -188,11 +188,11 @@ class LocalBroker:
         return {k: str(v) if isinstance(v, Path) else v for k, v in asdict(self).items()}
 
 
-def _spawn(cmd: list[str], log_path: Path, cwd: Path) -> int:
-    """Start `cmd` detached in its own session, output appended to `log_path`."""
+def _spawn(cmd: list[str], log_path: Path, cwd: Path, env: dict[str, str] | None = None) -> int:
+    """Start `cmd` detached in its own session (with `env`, else ours), output appended to `log_path`."""
     with open(log_path, "ab") as log:
         proc = subprocess.Popen(
-            cmd, cwd=cwd, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+            cmd, cwd=cwd, env=env, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
             start_new_session=True,  # Ctrl-C in the caller's terminal must not reach it
         )
     return proc.pid
@@ -652,10 +652,9 @@ def start_rabbitmq(workdir: Path | str, timeout: float = 60.0,
             # the VM must not start an epmd of its own: ours runs on the private port
             "RABBITMQ_SERVER_ADDITIONAL_ERL_ARGS": "-start_epmd false -kernel inet_dist_use_interface {127,0,0,1}",
         }
-        epmd_pid = _spawn_env([str(epmd), "-port", str(epmd_port), "-address", HOST],
-                              workdir / "epmd.log", node_dir, {**env, "ERL_EPMD_PORT": str(epmd_port)})
+        epmd_pid = _spawn([epmd, "-port", str(epmd_port), "-address", HOST], workdir / "epmd.log", node_dir, env)
         cmd = [RABBITMQ_SERVER]
-        pid = _spawn_env(cmd, log_path, node_dir, env)
+        pid = _spawn(cmd, log_path, node_dir, env)
         broker = LocalBroker("rabbitmq", f"http://{HOST}:{mgmt_port}", pid, workdir, log_path,
                              command=cmd, amqp_address=f"{HOST}:{amqp_port}", epmd_pid=epmd_pid)
         _wait_ready(broker, _rabbitmq_ready, timeout)
@@ -668,14 +667,6 @@ def start_rabbitmq(workdir: Path | str, timeout: float = 60.0,
         return broker
 
     return _retry_port_clash(start_once)
-
-
-def _spawn_env(cmd: list[str], log_path: Path, cwd: Path, env: dict[str, str]) -> int:
-    """:func:`_spawn` with its own environment."""
-    with open(log_path, "ab") as log:
-        proc = subprocess.Popen(cmd, cwd=cwd, env=env, stdin=subprocess.DEVNULL, stdout=log,
-                                stderr=subprocess.STDOUT, start_new_session=True)
-    return proc.pid
 
 
 # --- Command line ------------------------------------------------------------
