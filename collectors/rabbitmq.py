@@ -57,6 +57,8 @@ from eventscope.collectors.events_common import DeadLetterBook
 
 DLQ_PATTERN = r"(\.dlq|-dlq|\.dead-letter)$|^dlq\."  # README, "Dead-letter queues"
 PAGE_SIZE = 500  # queues per /api/queues page
+# a head message stamped later than this ahead of our clock has a timestamp we cannot read
+CLOCK_SKEW = pd.Timedelta(minutes=5)
 STREAM_READ_MAX = 1000  # dead letters read from one stream DLQ per sample (the prefetch)
 QUEUE_COLUMNS = ",".join([
     "name", "vhost", "type", "state", "messages", "messages_ready", "messages_unacknowledged", "consumers",
@@ -296,7 +298,7 @@ class RabbitMQCollector:
                     continue  # a stream delivers from the start of the chunk holding the offset
                 self.positions[key] = max(self.positions.get(key, 0), offset + 1)
             reason, origin = death_reason(headers)
-            seen = pd.Timestamp(props.timestamp, unit="s", tz="UTC") if props.timestamp else None
+            seen = epoch_seconds(props.timestamp)
             book.count(reason, queue_key(vhost, origin) if origin else None, seen)
 
     def close(self) -> None:
@@ -311,6 +313,18 @@ def _rate(stats: dict | None, key: str) -> float:
         return math.nan
     details = stats.get(f"{key}_details") or {}
     return float(details.get("rate", 0.0))
+
+
+def epoch_seconds(value) -> pd.Timestamp | None:
+    """An AMQP ``timestamp`` (seconds since the epoch, set by the publisher) as a UTC time;
+    None when absent or not a time pandas can hold (a publisher that wrote milliseconds
+    there gives a date ages ahead, which :func:`lag_row` treats as unknown)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or value != value:
+        return None
+    try:
+        return pd.Timestamp(value, unit="s", tz="UTC")
+    except (OverflowError, ValueError, pd.errors.OutOfBoundsDatetime):
+        return None
 
 
 def dead_letter_target(q: dict) -> tuple[str | None, str | None]:
@@ -374,7 +388,7 @@ def queue_row(now, source: str, q: dict, is_dlq: bool) -> dict:
             "consumer_utilisation": math.nan if utilisation is None else float(utilisation),
             "publish_rate": _rate(stats, "publish"), "deliver_rate": _rate(stats, "deliver_get"),
             "ack_rate": _rate(stats, "ack"),
-            "head_at": pd.Timestamp(head, unit="s", tz="UTC") if isinstance(head, (int, float)) else None,
+            "head_at": epoch_seconds(head),
             "dead_letter_exchange": exchange or "", "dead_letter_routing_key": key or "",
             "policy": q.get("policy") or "", "is_dlq": is_dlq}
 
@@ -387,7 +401,7 @@ def lag_row(now, source: str, q: dict, row: dict) -> dict:
         lag_s = math.nan
     elif ready == 0:
         lag_s = 0.0
-    elif row["head_at"] is not None:
+    elif row["head_at"] is not None and row["head_at"] <= now + CLOCK_SKEW:
         lag_s = max(0.0, (now - row["head_at"]).total_seconds())
     else:
         lag_s = math.nan

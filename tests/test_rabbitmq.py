@@ -22,7 +22,7 @@ import pytest
 
 from eventscope import schemas
 from eventscope.analysis.queues import queue_status, queue_statuses
-from eventscope.collectors.rabbitmq import RabbitMQCollector, RabbitMQError, queue_key
+from eventscope.collectors.rabbitmq import RabbitMQCollector, RabbitMQError, lag_row, queue_key, queue_row
 from eventscope.graph.rabbitmq import bindings_graph_edges
 from eventscope.simulator import SimulatorConfig, run_simulation
 from eventscope.recorder import Recorder
@@ -507,6 +507,22 @@ def test_the_recorder_judges_queues_by_their_rates(tmp_path):
     newest = samples[samples["sampled_at"] == samples["sampled_at"].max()].set_index("group")["status"]
     assert newest.to_dict() == {"draining": "OK", "hung": "STALL"}
     assert set(recorder.store.get("queues_latest")["queue"]) == {"draining", "hung"}
+
+
+@pytest.mark.parametrize("stamp, expected", [
+    (None, math.nan), (1_700_000_000, None), (1_700_000_000_000, math.nan),  # milliseconds: unknown
+    (10**20, math.nan), (-5, None), ("yesterday", math.nan), (True, math.nan), (float("nan"), math.nan)])
+def test_head_timestamps_publishers_set_badly_are_unknown(stamp, expected):
+    now = pd.Timestamp.now(tz="UTC")
+    q = {"name": "q", "vhost": "/", "type": "classic", "state": "running", "messages": 3, "messages_ready": 3,
+         "messages_unacknowledged": 0, "consumers": 1, "head_message_timestamp": stamp}
+    row = queue_row(now, "rabbitmq", q, is_dlq=False)
+    lag_s = lag_row(now, "rabbitmq", q, row)["lag_seconds"]
+    if expected is None:  # a readable time: its age
+        assert lag_s == pytest.approx((now - pd.Timestamp(stamp, unit="s", tz="UTC")).total_seconds())
+    else:
+        assert math.isnan(lag_s)
+    schemas.conform("queues", [row])
 
 
 def test_bindings_graph_edges():
