@@ -1,4 +1,4 @@
-"""Start and stop throwaway Redis and Kafka brokers on free loopback ports."""
+"""Start and stop throwaway Redis, Kafka and RabbitMQ brokers on free loopback ports."""
 
 from __future__ import annotations
 
@@ -26,7 +26,8 @@ KAFKA_POM = Path(next(iter(resources.__path__))) / "kafka-pom.xml"
 HOST = "127.0.0.1"
 READY_TOPIC = "__eventscope_ready"
 # What each kind's command line contains, so `stop` never signals a recycled PID.
-CMDLINE_MARKERS = {"redis": b"redis-server", "kafka": b"kafka.Kafka"}
+CMDLINE_MARKERS = {"redis": b"redis-server", "kafka": b"kafka.Kafka", "rabbitmq": b"rabbitmq-server",
+                   "epmd": b"epmd"}
 # Only a lost race for a port is worth a second try; other failures repeat.
 PORT_CLASH = "Address already in use"
 START_ATTEMPTS = 3
@@ -112,13 +113,40 @@ class LocalBroker:
     # Kafka started with ``sasl_users``: the SASL_PLAINTEXT (PLAIN) listener's host:port
     sasl_address: str | None = None
     command: list[str] | None = None  # what started it: restart() runs it again
+    # RabbitMQ: ``address`` is the management API's URL; this is the AMQP listener's host:port
+    amqp_address: str | None = None
+    # RabbitMQ: the node's private epmd (Erlang's port mapper), stopped with the node
+    epmd_pid: int | None = None
 
     def kill(self) -> None:
         """SIGKILL the broker (an outage: no clean shutdown) and wait until it is gone."""
         if _alive(self.pid) and _is_kind(self.pid, self.kind):
-            os.kill(self.pid, signal.SIGKILL)
+            self._signal(signal.SIGKILL)
             while _alive(self.pid):
                 time.sleep(0.05)
+        self._stop_epmd()
+
+    def _signal(self, signum: int) -> None:
+        """Send ``signum`` to the broker: to its whole process group for RabbitMQ, whose
+        ``rabbitmq-server`` script runs the Erlang VM as a child (a SIGKILL of the script
+        alone would leave the VM running)."""
+        if self.kind == "rabbitmq":
+            try:
+                os.killpg(self.pid, signum)  # started in its own session: group id = pid
+                return
+            except ProcessLookupError:
+                pass
+        os.kill(self.pid, signum)
+
+    def _stop_epmd(self) -> None:
+        """Stop the node's private epmd, if we started one and it still runs."""
+        if self.epmd_pid is not None and _alive(self.epmd_pid) and _is_kind(self.epmd_pid, "epmd"):
+            os.kill(self.epmd_pid, signal.SIGTERM)
+            deadline = time.monotonic() + 5
+            while _alive(self.epmd_pid) and time.monotonic() < deadline:
+                time.sleep(0.05)
+            if _alive(self.epmd_pid):
+                os.kill(self.epmd_pid, signal.SIGKILL)
 
     def restart(self, timeout: float = 90.0) -> None:
         """Start the broker again after :meth:`stop` or :meth:`kill`: the same ports and the
@@ -127,22 +155,29 @@ class LocalBroker:
             raise BrokerStartError(f"{self.kind} at {self.address} was not started here")
         if _alive(self.pid) and _is_kind(self.pid, self.kind):
             raise BrokerStartError(f"{self.kind} at {self.address} is still running")
+        if self.kind == "rabbitmq":
+            raise BrokerStartError("a RabbitMQ node is not restarted: start a new one")
         self.pid = _spawn(self.command, self.log_path, self.workdir)
         _wait_ready(self, _kafka_ready if self.kind == "kafka" else _redis_pings, timeout)
 
     def stop(self, timeout: float = 15.0) -> None:
         """SIGTERM the broker, then SIGKILL it if it outlives `timeout` seconds."""
-        if not _alive(self.pid) or not _is_kind(self.pid, self.kind):
-            return
-        os.kill(self.pid, signal.SIGTERM)
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if not _alive(self.pid):
+        try:
+            if not _alive(self.pid) or not _is_kind(self.pid, self.kind):
                 return
-            time.sleep(0.05)
-        os.kill(self.pid, signal.SIGKILL)
-        while _alive(self.pid):
-            time.sleep(0.05)
+            self._signal(signal.SIGTERM)
+            deadline = time.monotonic() + timeout
+            while time.monotonic() < deadline:
+                if not _alive(self.pid):
+                    return
+                time.sleep(0.05)
+            self._signal(signal.SIGKILL)
+            while _alive(self.pid):
+                time.sleep(0.05)
+        finally:
+            if self.kind == "rabbitmq":
+                _reap_group(self.pid)
+            self._stop_epmd()
 
     def log_tail(self, n: int = 40) -> str:
         """Return the last `n` lines of the broker log."""
@@ -153,11 +188,11 @@ class LocalBroker:
         return {k: str(v) if isinstance(v, Path) else v for k, v in asdict(self).items()}
 
 
-def _spawn(cmd: list[str], log_path: Path, cwd: Path) -> int:
-    """Start `cmd` detached in its own session, output appended to `log_path`."""
+def _spawn(cmd: list[str], log_path: Path, cwd: Path, env: dict[str, str] | None = None) -> int:
+    """Start `cmd` detached in its own session (with `env`, else ours), output appended to `log_path`."""
     with open(log_path, "ab") as log:
         proc = subprocess.Popen(
-            cmd, cwd=cwd, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+            cmd, cwd=cwd, env=env, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
             start_new_session=True,  # Ctrl-C in the caller's terminal must not reach it
         )
     return proc.pid
@@ -475,9 +510,168 @@ def start_kafka(workdir: Path | str, timeout: float = 90.0,
     return _retry_port_clash(start_once)
 
 
+# --- RabbitMQ --------------------------------------------------------------
+
+RABBITMQ_SERVER = "/usr/lib/rabbitmq/bin/rabbitmq-server"  # Debian's; /usr/sbin's wrapper su's to `rabbitmq`
+# The throwaway node's administrator (test setup, the simulator): loopback only, like Kafka's
+# unrestricted PLAINTEXT listener.
+RABBITMQ_ADMIN = ("eventscope-admin", "eventscope-admin-secret")
+# What a monitoring identity may do over AMQP: nothing (no declare, no publish, no consume).
+# The management API's GETs need only the `monitoring` tag.
+NO_RIGHTS = {"configure": "^$", "write": "^$", "read": "^$"}
+
+
+def _rabbitmq_config(amqp_port: int, mgmt_port: int) -> str:
+    """rabbitmq.conf for a loopback-only node with the management API."""
+    user, password = RABBITMQ_ADMIN
+    return "\n".join([
+        f"listeners.tcp.default = {HOST}:{amqp_port}",
+        f"management.tcp.ip = {HOST}",
+        f"management.tcp.port = {mgmt_port}",
+        # the node listens on loopback only; its users may log in from there
+        "loopback_users = none",
+        f"default_user = {user}",
+        f"default_pass = {password}",
+        "default_user_tags.administrator = true",
+        "default_permissions.configure = .*",
+        "default_permissions.read = .*",
+        "default_permissions.write = .*",
+        # a throwaway node on a shared machine: never block publishers on disk or memory alarms
+        "disk_free_limit.absolute = 1MB",
+        "vm_memory_high_watermark.relative = 0.9",
+        # rates and queue stats refresh every second (default 5 s), so tests see them promptly
+        "collect_statistics_interval = 1000",
+        "management.rates_mode = basic",
+        "log.console = true",
+        "log.console.level = warning",
+        "log.file = false",
+        "",
+    ])
+
+
+def rabbitmq_api(broker: LocalBroker, method: str, path: str, body: dict | None = None,
+                 auth: tuple[str, str] = RABBITMQ_ADMIN, timeout: float = 10.0):
+    """Call the management API of a node started here (as its administrator by default);
+    returns the decoded JSON answer, or None for an empty one."""
+    import urllib.request  # setup only: the collector has its own read-only client
+
+    data = None if body is None else json.dumps(body).encode()
+    request = urllib.request.Request(broker.address + path, data=data, method=method,
+                                     headers={"content-type": "application/json",
+                                              "authorization": "Basic " + base64.b64encode(
+                                                  f"{auth[0]}:{auth[1]}".encode()).decode()})
+    with urllib.request.urlopen(request, timeout=timeout) as answer:
+        text = answer.read()
+    return json.loads(text) if text else None
+
+
+def add_rabbitmq_user(broker: LocalBroker, name: str, password: str, tags: str = "monitoring",
+                      permissions: dict[str, str] | None = None, vhost: str = "/") -> None:
+    """Create (or replace) a user on a node started here, with ``tags`` and, on ``vhost``,
+    ``permissions`` (``configure``/``write``/``read`` regexes; default: none at all)."""
+    from urllib.parse import quote
+
+    rabbitmq_api(broker, "PUT", f"/api/users/{quote(name, safe='')}", {"password": password, "tags": tags})
+    rabbitmq_api(broker, "PUT", f"/api/permissions/{quote(vhost, safe='')}/{quote(name, safe='')}",
+                 permissions or NO_RIGHTS)
+
+
+def _rabbitmq_ready(broker: LocalBroker) -> bool:
+    """Tell whether the management API answers and the AMQP port accepts connections."""
+    host, port = broker.amqp_address.rsplit(":", 1)
+    with socket.socket() as sock:
+        sock.settimeout(0.5)
+        if sock.connect_ex((host, int(port))) != 0:
+            return False
+    overview = rabbitmq_api(broker, "GET", "/api/overview", timeout=2)
+    return bool(overview and overview.get("node"))
+
+
+def _reap_group(pgid: int) -> None:
+    """SIGKILL what is left of a stopped node's process group (the Erlang VM, if its
+    ``rabbitmq-server`` script is gone), once a member is seen to be a RabbitMQ VM: a
+    recycled group ID is never signalled."""
+    proc = Path("/proc")
+    for stat in proc.glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+            if int(fields[2]) == pgid and b"rabbit" in (stat.parent / "cmdline").read_bytes():
+                break
+        except (OSError, IndexError, ValueError):
+            continue
+    else:
+        return
+    try:
+        os.killpg(pgid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        pass
+
+
+def start_rabbitmq(workdir: Path | str, timeout: float = 60.0,
+                   monitoring_users: dict[str, str] | None = None) -> LocalBroker:
+    """Start a fresh RabbitMQ node (Debian's rabbitmq-server, management plugin on) on free
+    loopback ports under `workdir`, with its own epmd on a private port.
+
+    ``address`` is the management API's URL, ``amqp_address`` the AMQP listener. The node's
+    administrator is :data:`RABBITMQ_ADMIN`; each of ``monitoring_users`` (name -> password)
+    gets only the ``monitoring`` tag and no AMQP rights (:data:`NO_RIGHTS`)."""
+    workdir = Path(workdir).resolve()
+    workdir.mkdir(parents=True, exist_ok=True)
+    epmd = shutil.which("epmd")  # Debian's erlang-base, a dependency of rabbitmq-server
+    if not Path(RABBITMQ_SERVER).exists() or epmd is None:
+        raise BrokerStartError("rabbitmq-server not found: apt-get install -y rabbitmq-server "
+                               "(or make system-deps)")
+
+    def start_once() -> LocalBroker:
+        amqp_port, mgmt_port, dist_port, epmd_port = free_ports(4)
+        node_dir = workdir / f"rabbitmq-{amqp_port}"
+        shutil.rmtree(node_dir, ignore_errors=True)  # each start is a new node
+        (node_dir / "home").mkdir(parents=True)
+        config = node_dir / "rabbitmq.conf"
+        config.write_text(_rabbitmq_config(amqp_port, mgmt_port))
+        plugins = node_dir / "enabled_plugins"
+        plugins.write_text("[rabbitmq_management].\n")
+        log_path = workdir / "rabbitmq.log"
+        env = {
+            **os.environ,
+            "HOME": str(node_dir / "home"),  # the Erlang cookie is written here
+            "RABBITMQ_NODENAME": f"eventscope-{uuid.uuid4().hex[:12]}@localhost",
+            "RABBITMQ_NODE_IP_ADDRESS": HOST,
+            "RABBITMQ_NODE_PORT": str(amqp_port),
+            "RABBITMQ_DIST_PORT": str(dist_port),
+            "ERL_EPMD_PORT": str(epmd_port),
+            "ERL_EPMD_ADDRESS": HOST,
+            "RABBITMQ_MNESIA_BASE": str(node_dir / "mnesia"),
+            "RABBITMQ_LOG_BASE": str(node_dir / "log"),
+            "RABBITMQ_LOGS": "-",
+            "RABBITMQ_PID_FILE": str(node_dir / "rabbitmq.pid"),
+            "RABBITMQ_CONFIG_FILE": str(config),
+            "RABBITMQ_ADVANCED_CONFIG_FILE": str(node_dir / "advanced.config"),
+            "RABBITMQ_CONF_ENV_FILE": str(node_dir / "rabbitmq-env.conf"),  # never /etc's
+            "RABBITMQ_ENABLED_PLUGINS_FILE": str(plugins),
+            # the VM must not start an epmd of its own: ours runs on the private port
+            "RABBITMQ_SERVER_ADDITIONAL_ERL_ARGS": "-start_epmd false -kernel inet_dist_use_interface {127,0,0,1}",
+        }
+        epmd_pid = _spawn([epmd, "-port", str(epmd_port), "-address", HOST], workdir / "epmd.log", node_dir, env)
+        cmd = [RABBITMQ_SERVER]
+        pid = _spawn(cmd, log_path, node_dir, env)
+        broker = LocalBroker("rabbitmq", f"http://{HOST}:{mgmt_port}", pid, workdir, log_path,
+                             command=cmd, amqp_address=f"{HOST}:{amqp_port}", epmd_pid=epmd_pid)
+        _wait_ready(broker, _rabbitmq_ready, timeout)
+        try:
+            for name, password in (monitoring_users or {}).items():
+                add_rabbitmq_user(broker, name, password)
+        except BaseException:
+            broker.stop(timeout=5)
+            raise
+        return broker
+
+    return _retry_port_clash(start_once)
+
+
 # --- Command line ------------------------------------------------------------
 
-STARTERS = {"redis": start_redis, "kafka": start_kafka}
+STARTERS = {"redis": start_redis, "kafka": start_kafka, "rabbitmq": start_rabbitmq}
 
 
 def _state_file(workdir: Path, kind: str) -> Path:
@@ -489,7 +683,8 @@ def _load(state: Path) -> LocalBroker:
     """Read a broker record written by `start`."""
     data = json.loads(state.read_text())
     return LocalBroker(data["kind"], data["address"], data["pid"],
-                       Path(data["workdir"]), Path(data["log_path"]), data.get("sasl_address"))
+                       Path(data["workdir"]), Path(data["log_path"]), data.get("sasl_address"),
+                       amqp_address=data.get("amqp_address"), epmd_pid=data.get("epmd_pid"))
 
 
 def main(argv: list[str] | None = None) -> int:

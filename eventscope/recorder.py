@@ -24,6 +24,7 @@ import pandas as pd
 
 from eventscope import schemas
 from eventscope.analysis.lag import KEY, SEVERITY, LagJudge
+from eventscope.analysis.queues import queue_statuses
 from eventscope.files import DamagedPart
 from eventscope.store import Store
 
@@ -31,7 +32,10 @@ GROUP_KEY = ["source", "broker", "group", "topic"]
 DLQ_KEY = ["source", "broker", "dlq"]
 # the entity each row of a snapshot frame describes: a newer row replaces an older one
 ENTITY = {"topics": ["source", "broker", "topic", "partition"],
-          "dlq": DLQ_KEY}
+          "dlq": DLQ_KEY,
+          # RabbitMQ: a queue, and an exchange -> queue binding (or a queue's dead-letter route)
+          "queues": ["source", "broker", "vhost", "queue"],
+          "bindings": ["source", "broker", "vhost", "exchange", "queue", "routing_key", "kind"]}
 # members and stuck entries are replaced per group, as of the group's newest lag sample
 PER_GROUP = ("consumers", "stuck")
 SEVERITY_CODES = {status: code for status, code in SEVERITY.items()}
@@ -103,6 +107,11 @@ class Recorder:
     # -- lag ----------------------------------------------------------------------
     def _record_lag(self, lag: pd.DataFrame, frames: dict[str, pd.DataFrame]) -> None:
         judged = self.judge.add(lag)  # each row with the status it had when its sample came
+        # RabbitMQ queues have no offsets to judge by: their verdict comes from the same
+        # sample's queue rates (analysis/queues.py), here and in lag_latest below
+        queues = frames.get("queues")
+        if queues is not None and not queues.empty:
+            judged = queue_statuses(judged, queues, self.window_s)
         samples = sample_rows(judged)
         self.store.append("lag_samples", samples)
         self._roll("lag_1m", minute_rows(samples))
@@ -112,6 +121,9 @@ class Recorder:
         for name in PER_GROUP:
             self._replace_groups(name, newest, frames.get(name))
         latest = self.judge.latest()
+        known = [f for f in (self.latest["queues"], queues) if f is not None and not f.empty]
+        if known:
+            latest = queue_statuses(latest, pd.concat(known, ignore_index=True), self.window_s)
         self.store.put("lag_latest", latest)
         self.store.put("lag_groups", group_table(latest))
         self._expire_latest()

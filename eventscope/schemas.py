@@ -156,6 +156,41 @@ ALERTS_ACTIVE = {
     "detail": (STR, "the lag status or a collector error"),
 }
 
+QUEUES = {
+    "sampled_at": (TIME, "when the sample was taken"),
+    "source": (STR, "configured source name"),
+    "broker": (STR, "`rabbitmq`"),
+    "vhost": (STR, "RabbitMQ virtual host"),
+    "queue": (STR, "queue name"),
+    "type": (STR, "`classic`, `quorum` or `stream`"),
+    "state": (STR, "queue state as RabbitMQ reports it (`running`, `idle`, `flow`, ...)"),
+    "ready": ("Int64", "messages ready for delivery; <NA> when the API gives none (a stream: see `messages`)"),
+    "unacked": ("Int64", "messages delivered to consumers and not yet acknowledged"),
+    "messages": ("Int64", "messages held (ready + unacked; a stream: the messages it keeps)"),
+    "consumers": ("Int64", "consumers attached to the queue"),
+    "consumer_utilisation": ("float64", "share of time (0..1) the queue could deliver to its consumers at once; NaN when unknown"),
+    "publish_rate": ("float64", "messages published into the queue per second (management rates); NaN when absent"),
+    "deliver_rate": ("float64", "messages delivered to consumers or fetched per second; NaN when absent"),
+    "ack_rate": ("float64", "messages acknowledged per second; NaN when absent"),
+    "head_at": (TIME, "`timestamp` property of the message at the head of the queue, when publishers set it; NaT otherwise"),
+    "dead_letter_exchange": (STR, "exchange its dead letters go to (queue argument, else policy); empty when none"),
+    "dead_letter_routing_key": (STR, "routing key its dead letters are republished with; empty when theirs is kept"),
+    "policy": (STR, "policy applied to the queue; empty when none"),
+    "is_dlq": ("bool", "True when the queue receives dead letters (bound to a dead-letter exchange, or named like a DLQ)"),
+}
+
+BINDINGS = {
+    "sampled_at": (TIME, "when the sample was taken"),
+    "source": (STR, "configured source name"),
+    "broker": (STR, "`rabbitmq`"),
+    "vhost": (STR, "RabbitMQ virtual host"),
+    "exchange": (STR, "exchange name (`binding`: the source of the binding; `dlx`: the dead-letter exchange)"),
+    "exchange_type": (STR, "`direct`, `topic`, `fanout`, `headers`, ...; empty when unknown"),
+    "queue": (STR, "`binding`: the queue bound; `dlx`: the queue whose dead letters go to the exchange"),
+    "routing_key": (STR, "binding key (`binding`); dead-letter routing key, empty when kept (`dlx`)"),
+    "kind": (STR, "`binding` (exchange → queue) or `dlx` (queue → its dead-letter exchange)"),
+}
+
 # -- derived frames: written by eventscope.recorder when a sample is stored ------------------
 STATUS = (STR, "lag verdict over the last 5 minutes: `OK`, `WARN`, `ERR`, `STALL`, `STOP`, `REWIND` or `UNKNOWN`")
 
@@ -272,6 +307,10 @@ SCHEMAS: dict[str, dict[str, tuple[str, str]]] = {
     "dlq_1m_open": DLQ_1M,
     "reading_state": READING_STATE,
     "spans": SPANS,
+    "queues": QUEUES,
+    "queues_latest": QUEUES,
+    "bindings": BINDINGS,
+    "bindings_latest": BINDINGS,
 }
 
 #: how each frame is kept (eventscope.store): ``log`` for the whole retention, ``raw`` for
@@ -280,7 +319,8 @@ KIND = {"lag": "raw", "lag_samples": "raw", "dlq": "raw", "topics": "raw", "cons
         "events": "log", "health": "log", "alerts": "log", "alerts_active": "snapshot", "lag_1m": "log", "dlq_1m": "log",
         "lag_latest": "snapshot", "lag_groups": "snapshot", "topics_latest": "snapshot",
         "consumers_latest": "snapshot", "stuck_latest": "snapshot", "dlq_latest": "snapshot",
-        "lag_1m_open": "snapshot", "dlq_1m_open": "snapshot", "reading_state": "snapshot", "spans": "log"}
+        "lag_1m_open": "snapshot", "dlq_1m_open": "snapshot", "reading_state": "snapshot", "spans": "log",
+        "queues": "raw", "queues_latest": "snapshot", "bindings": "raw", "bindings_latest": "snapshot"}
 
 #: the order a log frame's merged parts are written in (default: time): a rollup sorted by
 #: subject lets a reader of one group skip every other group's row groups
@@ -294,7 +334,8 @@ TIME_COLUMN = {"lag": "sampled_at", "dlq": "sampled_at", "events": "observed_at"
                "consumers_latest": "sampled_at", "stuck_latest": "sampled_at",
                "dlq_latest": "sampled_at", "lag_1m": "minute", "lag_1m_open": "minute",
                "dlq_1m": "minute", "dlq_1m_open": "minute", "reading_state": "saved_at",
-               "spans": "observed_at"}
+               "spans": "observed_at", "queues": "sampled_at", "queues_latest": "sampled_at",
+               "bindings": "sampled_at", "bindings_latest": "sampled_at"}
 
 
 def empty(name: str) -> pd.DataFrame:

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Installs, from Debian, every program in scripts/system-programs.tsv that is missing
-# (dot, redis-server, chromium, java, mvn, node and npm). Idempotent and quiet when
+# (dot, redis-server, rabbitmq-server, chromium, java, mvn, node and npm). Idempotent and quiet when
 # everything is there; run as root or with sudo. Only the binaries are needed: the project
 # starts its own throwaway servers, so package services are kept from starting.
 set -euo pipefail

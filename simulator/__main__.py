@@ -1,4 +1,4 @@
-"""CLI: python -m eventscope.simulator --kafka HOST:PORT --redis redis://... --rate 5 --duration 30"""
+"""CLI: python -m eventscope.simulator --kafka HOST:PORT --redis redis://... --rabbitmq amqp://... --rate 5 --duration 30"""
 from __future__ import annotations
 
 import argparse
@@ -20,6 +20,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="Kafka bootstrap servers (env EVENTSCOPE_KAFKA_BOOTSTRAP)")
     p.add_argument("--redis", metavar="URL", default=os.environ.get("EVENTSCOPE_REDIS_URL"),
                    help="Redis URL, e.g. redis://127.0.0.1:6379/0 (env EVENTSCOPE_REDIS_URL)")
+    p.add_argument("--rabbitmq", metavar="URL",
+                   help="RabbitMQ AMQP URL of a user that may declare, publish and consume, "
+                        "e.g. amqp://user:password@127.0.0.1:5672/%%2F")
     d = SimulatorConfig()
     p.add_argument("--rate", type=float, default=d.rate, help="orders per second")
     p.add_argument("--duration", type=float, default=d.duration,
@@ -53,8 +56,8 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.DEBUG if args.verbose > 1 else logging.INFO
                         if args.verbose else logging.WARNING,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    if not args.kafka and not args.redis:
-        print("python -m eventscope.simulator: give --kafka and/or --redis", file=sys.stderr)
+    if not args.kafka and not args.redis and not args.rabbitmq:
+        print("python -m eventscope.simulator: give --kafka, --redis and/or --rabbitmq", file=sys.stderr)
         return 2
     try:
         config = SimulatorConfig(
@@ -82,7 +85,7 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, on_signal)
     try:
         stats = run_simulation(config, kafka_bootstrap=args.kafka, redis_url=args.redis,
-                               stop_event=stop)
+                               stop_event=stop, rabbitmq_url=args.rabbitmq)
     except SimulationError as exc:
         print(f"python -m eventscope.simulator: {exc}", file=sys.stderr)
         return 1

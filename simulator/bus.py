@@ -1,7 +1,7 @@
 """The tiny broker interface the services run on, and the message they receive.
 
-Two implementations: `kafka_bus.KafkaBus` and `redis_bus.RedisBus`. Both are used
-from one thread only (the broker's runner thread).
+Three implementations: `kafka_bus.KafkaBus`, `redis_bus.RedisBus` and
+`rabbitmq_bus.RabbitMQBus`, each used from one thread only (the broker's runner thread).
 """
 from __future__ import annotations
 
@@ -34,7 +34,7 @@ def header_map(correlation_id: str | None, event_type: str | None,
 class Bus(Protocol):
     """What a broker must offer the runner."""
 
-    name: str          # "kafka" or "redis"
+    name: str          # "kafka", "redis" or "rabbitmq"
 
     def setup(self, topics: dict[str, int], groups: dict[str, tuple[str, list[str]]]) -> None:
         """Create topics/streams, their DLQs and the groups {group: (service, [topics])}."""

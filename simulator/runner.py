@@ -1,6 +1,7 @@
-"""Run the whole pipeline on one or both brokers: one cooperative loop per broker.
+"""Run the whole pipeline on one or more brokers: one cooperative loop per broker.
 
-`run_simulation(config, kafka_bootstrap=None, redis_url=None, stop_event=None)`
+`run_simulation(config, kafka_bootstrap=None, redis_url=None, stop_event=None,
+rabbitmq_url=None)`
 produces orders for `config.duration` seconds (counted from the moment every
 Kafka group has its partitions), then lets the consumers finish in-flight work
 for at most `config.drain` seconds, and returns counters. Setting `stop_event`
@@ -121,17 +122,19 @@ def _sum(dicts: list[dict[str, int]]) -> dict[str, int]:
 
 def run_simulation(config: SimulatorConfig, kafka_bootstrap: str | None = None,
                    redis_url: str | None = None,
-                   stop_event: threading.Event | None = None) -> dict[str, Any]:
+                   stop_event: threading.Event | None = None,
+                   rabbitmq_url: str | None = None) -> dict[str, Any]:
     """Run the order pipeline on the given broker(s); return counters.
 
     The result has, summed over brokers, `published` (event type -> n), `handled`,
     `skipped`, `retries`, `dead_lettered_by_group` (group -> n), `dead_lettered`
     (DLQ name -> n), `dead_letter_reasons`, `malformed_published` (kind -> n), plus
-    `brokers`, `elapsed_s` and `by_broker` ({"kafka"|"redis": same counters}).
-    Raises SimulationError if a broker loop failed.
+    `brokers`, `elapsed_s` and `by_broker` ({"kafka"|"redis"|"rabbitmq": same counters}).
+    ``rabbitmq_url`` is an AMQP URL (``amqp://user:password@host:port/%2F``) of a user that
+    may declare, publish and consume there. Raises SimulationError if a broker loop failed.
     """
-    if not kafka_bootstrap and not redis_url:
-        raise ValueError("run_simulation needs kafka_bootstrap and/or redis_url")
+    if not kafka_bootstrap and not redis_url and not rabbitmq_url:
+        raise ValueError("run_simulation needs kafka_bootstrap, redis_url and/or rabbitmq_url")
     stop_event = stop_event or threading.Event()
     halt = threading.Event()  # ours: set on Ctrl-C or a failure, stops every loop
     runners = []
@@ -141,6 +144,10 @@ def run_simulation(config: SimulatorConfig, kafka_bootstrap: str | None = None,
     if redis_url:
         from .redis_bus import RedisBus
         runners.append(BrokerRunner(lambda: RedisBus(redis_url, config.redis_maxlen), "redis",
+                                    config, halt))
+    if rabbitmq_url:
+        from .rabbitmq_bus import RabbitMQBus
+        runners.append(BrokerRunner(lambda: RabbitMQBus(rabbitmq_url, config.prefix), "rabbitmq",
                                     config, halt))
     threads = [threading.Thread(target=r.run, name=f"simulator-{r.broker}", daemon=True)
                for r in runners]

@@ -1,11 +1,13 @@
-"""Session fixtures: one real Redis and one real Kafka per test run, on loopback.
+"""Session fixtures: one real Redis, one real Kafka and one real RabbitMQ per test run, on loopback.
 
-Both brokers also hold a read-only identity for eventscope, so a test can run the
+Each broker also holds a read-only identity for eventscope, so a test can run the
 collectors with no more rights than a production deployment grants them
 (``redis_ro_url``, ``kafka_ro_env``). The Kafka broker enforces ACLs (KRaft's
 ``StandardAuthorizer``) on its SASL listener, where eventscope logs in as
 ``User:eventscope``; its PLAINTEXT listener (``kafka_bootstrap``) stays unrestricted
-for test setup and the simulator, as does the default Redis user.
+for test setup and the simulator, as does the default Redis user. RabbitMQ's ``eventscope``
+user has only the ``monitoring`` tag (the management API's reads) and no AMQP rights;
+``RABBITMQ_ADMIN`` sets up what the tests watch.
 """
 
 from __future__ import annotations
@@ -18,11 +20,12 @@ import redis
 from confluent_kafka.admin import (AclBinding, AclBindingFilter, AclOperation, AclPermissionType,
                                    AdminClient, ResourcePatternType, ResourceType)
 
-from eventscope.localbrokers import BrokerStartError, LocalBroker, start_kafka, start_redis
+from eventscope.localbrokers import BrokerStartError, LocalBroker, start_kafka, start_rabbitmq, start_redis
 
 # Fixtures that start a real broker; tests using them get the `broker` marker.
 BROKER_FIXTURES = {"redis_broker", "redis_url", "redis_client", "redis_ro_url",
-                   "kafka_broker", "kafka_bootstrap", "kafka_admin", "kafka_ro_env"}
+                   "kafka_broker", "kafka_bootstrap", "kafka_admin", "kafka_ro_env", "rabbitmq_broker",
+                   "rabbitmq_ro"}
 
 # eventscope's read-only identities (README, "Read-only rights"). Redis: read commands on every
 # key, nothing else (no PING, no INFO: the collectors need neither). Kafka: Describe and
@@ -33,6 +36,7 @@ KAFKA_RO_USER, KAFKA_RO_PASSWORD = "eventscope", "eventscope-secret"
 KAFKA_RO_PRINCIPAL = "User:" + KAFKA_RO_USER
 KAFKA_RO_ACLS = [(ResourceType.TOPIC, AclOperation.DESCRIBE), (ResourceType.TOPIC, AclOperation.READ),
                  (ResourceType.GROUP, AclOperation.DESCRIBE)]
+RABBITMQ_RO_USER, RABBITMQ_RO_PASSWORD = "eventscope", "eventscope-rabbit-secret"
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -100,6 +104,22 @@ def kafka_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalBrok
                       tmp_path_factory.mktemp("kafka"))
     yield broker
     broker.stop()
+
+
+@pytest.fixture(scope="session")
+def rabbitmq_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalBroker]:
+    """A throwaway RabbitMQ node (management API on) for the whole run, with the monitoring
+    user ``RABBITMQ_RO_USER``; ``address`` is the management URL, ``amqp_address`` AMQP's."""
+    broker = _started(lambda workdir: start_rabbitmq(
+        workdir, monitoring_users={RABBITMQ_RO_USER: RABBITMQ_RO_PASSWORD}), tmp_path_factory.mktemp("rabbitmq"))
+    yield broker
+    broker.stop()
+
+
+@pytest.fixture(scope="session")
+def rabbitmq_ro(rabbitmq_broker: LocalBroker) -> tuple[str, str]:
+    """(user, password) of the session RabbitMQ's monitoring-only identity."""
+    return RABBITMQ_RO_USER, RABBITMQ_RO_PASSWORD
 
 
 @pytest.fixture(scope="session")
