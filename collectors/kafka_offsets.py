@@ -116,6 +116,7 @@ class KafkaOffsetsCollector:
             return self._collect()
 
     def _collect(self) -> dict[str, pd.DataFrame]:
+        self._renew_if_stuck()  # first: no request of this sample may be left on a dropped client
         now = pd.Timestamp.now(tz="UTC")
         self.phases = {}
         mark = time.perf_counter()
@@ -143,7 +144,7 @@ class KafkaOffsetsCollector:
             log.warning("%d group request(s) failed; those groups are left out of this sample",
                         self.group_errors)
         mark = time.perf_counter()
-        starts = self._checked(offsets_of(earliest))
+        starts = self._checked(offsets_of(earliest, self.timeout_s))
         mark = self._lap("earliest offsets", mark)
         topics = schemas.conform_columns("topics", {
             "sampled_at": now, "source": self.source, "broker": "kafka", "topic": [t for t, _ in keys],
@@ -174,14 +175,16 @@ class KafkaOffsetsCollector:
 
     def _group_frames(self, now, wall: float, listing, keys: list, end_col: np.ndarray,
                       clock_rows: np.ndarray, mark: float) -> tuple[pd.DataFrame, pd.DataFrame]:
-        listing = listing.result()
+        try:  # asked with request_timeout=timeout_s: librdkafka answers by then, or this says so
+            listing = listing.result(timeout=self.timeout_s * 1.5)
+        except TimeoutError:
+            raise KafkaException(KafkaError(KafkaError._TIMED_OUT, "no answer to the group listing")) from None
         states = {g.group_id: _state_name(g) for g in listing.valid}
         group_ids = sorted(states)
         mark = self._lap("group listing", mark)
         if not group_ids:
             return schemas.conform("lag", []), schemas.conform("consumers", [])
         self.unanswered = [f for f in self.unanswered if not f.done()]
-        self._renew_if_stuck()
         if len(self.unanswered) >= UNANSWERED_MAX:
             raise KafkaException(KafkaError(KafkaError._TIMED_OUT,
                                             f"{len(self.unanswered)} group requests of earlier samples are still "
@@ -404,7 +407,7 @@ def list_offsets(admin: AdminClient, partitions: list, spec, timeout_s: float
                  ) -> tuple[dict[tuple[str, int], int], list]:
     """Offsets of ``partitions`` at ``spec`` (earliest, latest, for a timestamp) in one batched
     admin request: ``({(topic, partition): offset}, [(partition, error), ...])``."""
-    return offsets_of(request_offsets(admin, partitions, spec, timeout_s))
+    return offsets_of(request_offsets(admin, partitions, spec, timeout_s), timeout_s)
 
 
 def request_offsets(admin: AdminClient, partitions: list, spec, timeout_s: float) -> dict:
@@ -415,14 +418,19 @@ def request_offsets(admin: AdminClient, partitions: list, spec, timeout_s: float
                               request_timeout=timeout_s)
 
 
-def offsets_of(futures: dict) -> tuple[dict[tuple[str, int], int], list]:
-    """The answer of :func:`request_offsets`, as :func:`list_offsets` returns it."""
+def offsets_of(futures: dict, timeout_s: float) -> tuple[dict[tuple[str, int], int], list]:
+    """The answer of :func:`request_offsets`, as :func:`list_offsets` returns it. Waits
+    ``timeout_s`` (and half again) at most for all of them: a future librdkafka never
+    resolves counts as a failed partition instead of holding the sample for ever."""
     out, failed = {}, []
+    until = time.monotonic() + timeout_s * 1.5
     for tp, fut in futures.items():
         try:
-            out[(tp.topic, tp.partition)] = fut.result().offset
+            out[(tp.topic, tp.partition)] = fut.result(timeout=max(0.0, until - time.monotonic())).offset
         except KafkaException as exc:
             failed.append((tp, exc))
+        except TimeoutError:
+            failed.append((tp, KafkaException(KafkaError(KafkaError._TIMED_OUT, "no answer to list_offsets"))))
     return out, failed
 
 

@@ -19,6 +19,9 @@ import subprocess
 import sys
 import threading
 import time
+import queue
+from concurrent.futures import Future
+from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -33,6 +36,38 @@ from eventscope.store import Retention, Store
 
 log = logging.getLogger("eventscope.runner")
 HEALTH_PENDING_MAX = 10_000
+WATCHDOG_S = 60.0  # a collect() running longer than this (or 4 × its timeout) is left behind
+
+
+class _Worker:
+    """One daemon thread that runs calls in order: a call that never returns holds only this
+    thread, and never the process's exit (a ThreadPoolExecutor's threads are joined at exit)."""
+
+    def __init__(self, name: str):
+        self._calls: queue.SimpleQueue = queue.SimpleQueue()
+        threading.Thread(target=self._loop, name=name, daemon=True).start()
+
+    def submit(self, call) -> Future:
+        future: Future = Future()
+        self._calls.put((call, future))
+        return future
+
+    def stop(self) -> None:
+        self._calls.put(None)
+
+    def _loop(self) -> None:
+        while (item := self._calls.get()) is not None:
+            call, future = item
+            if not future.set_running_or_notify_cancel():
+                continue
+            try:
+                future.set_result(call())
+            except BaseException as exc:  # noqa: BLE001 - handed to the waiting runner
+                future.set_exception(exc)
+
+
+class CollectorStuck(Exception):
+    """A collector's ``collect()`` has not returned within its watchdog time."""
 
 
 class StoreWriteFailed(Exception):
@@ -66,6 +101,8 @@ class Runner:
         self._evaluated = float("-inf")
         self.reading: dict[tuple[str, str], list[dict]] = {}  # (source, broker) -> its reading_state rows
         self._pending_health: list[pd.DataFrame] = []
+        self._workers: dict[int, _Worker] = {}  # one thread per collector (owner) that samples
+        self._busy: dict[int, tuple] = {}  # owner -> (future, since) of a collect() past its watchdog
         self._restore_reading()
 
     # -- reading state: where the event readers stand, saved with what they stored --------
@@ -159,12 +196,37 @@ class Runner:
             self._pending_health = [pending.tail(HEALTH_PENDING_MAX)]
             log.warning("storing health rows failed (kept for the next sample): %s", one_line(exc))
 
+    def _collect(self, collector) -> dict:
+        """``collector.collect()`` in its owner's own thread, waited for at most its watchdog
+        time (``WATCHDOG_S``, or four times the collector's own timeout when longer): a call that
+        never returns (a client library waiting for an answer that will not come) costs that
+        collector its samples, and says so, instead of stopping every collector. Its result,
+        should it come later, is dropped, and an event reader goes back to what the store holds."""
+        owner = getattr(collector, "parent", collector)
+        busy = self._busy.get(id(owner))
+        if busy is not None:
+            future, since = busy
+            if not future.done():
+                raise CollectorStuck(f"its collect() called {time.monotonic() - since:.0f} s ago has not returned")
+            del self._busy[id(owner)]
+            self._rewind(collector)  # what that late call read was never stored
+        worker = self._workers.get(id(owner))
+        if worker is None:
+            worker = self._workers[id(owner)] = _Worker(f"eventscope-{owner.name}")
+        future = worker.submit(collector.collect)
+        limit = max(WATCHDOG_S, 4 * (getattr(owner, "timeout_s", None) or 0.0))
+        try:
+            return future.result(timeout=limit)
+        except FutureTimeout:
+            self._busy[id(owner)] = (future, time.monotonic() - limit)
+            raise CollectorStuck(f"collect() did not return within {limit:g} s") from None
+
     def _run_one(self, collector, state: _State) -> dict:
         started = time.monotonic()
         now = pd.Timestamp.now(tz="UTC")
         rows, error = 0, ""
         try:
-            frames = collector.collect()
+            frames = self._collect(collector)
             try:
                 rows = self.recorder.record(frames)
                 self._save_reading(collector)  # after its events are stored: see _restore_reading
@@ -213,6 +275,8 @@ class Runner:
     def close(self) -> None:
         """Stop the loop and close every collector's client."""
         self.stop_event.set()
+        for worker in self._workers.values():
+            worker.stop()
         if self.evaluator is not None:
             self.evaluator.close()
         for collector in self.collectors:

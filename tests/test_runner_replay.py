@@ -48,6 +48,49 @@ def test_failures_become_health_rows_and_back_off(tmp_path):
     assert list(health["ok"]) == [False, False, True]
 
 
+def test_a_collect_call_that_never_returns_costs_only_its_own_samples(tmp_path, monkeypatch):
+    """A client library waiting for an answer that never comes (seen: futures of a dropped
+    Kafka admin client) held the runner, and so every collector, until the process was
+    killed. The call runs in its collector's own thread with a watchdog: that collector's
+    samples fail and say why, the others go on, a late result is dropped, and the collector
+    works again once its call returns."""
+    import eventscope.runner as runner_module
+    monkeypatch.setattr(runner_module, "WATCHDOG_S", 0.3)
+    release = threading.Event()
+
+    class Hangs(Flaky):
+        name = "hangs"
+
+        def collect(self):
+            if self.calls == 1:
+                release.wait(30)  # the second call hangs until the test lets it go
+            frames = super().collect()
+            frames["topics"]["topic"] = "hung"
+            return frames
+    hangs, other = Hangs(fail_times=0), Flaky(fail_times=0)
+    runner = Runner(Store(tmp_path), [hangs, other], interval_s=10)
+    assert runner.run_once(force=True)["ok"].all()
+    started = time.monotonic()
+    stuck = runner.run_once(force=True).set_index("collector")
+    assert time.monotonic() - started < 2
+    assert not stuck.loc["hangs", "ok"] and stuck.loc["hangs", "error"].startswith(
+        "CollectorStuck: collect() did not return within 0.3 s")
+    assert stuck.loc["flaky", "ok"]  # the other collector was sampled all the same
+    still = runner.run_once(force=True).set_index("collector")
+    assert "has not returned" in still.loc["hangs", "error"] and still.loc["flaky", "ok"]
+    assert hangs.calls == 1  # still inside its second call: no third one piled up behind it
+    release.set()
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline and not runner.run_once(force=True).set_index("collector").loc["hangs", "ok"]:
+        time.sleep(0.05)
+    health = Store(tmp_path).read("health")
+    assert health.loc[health["collector"] == "hangs", "ok"].tolist()[-1] and hangs.calls >= 3
+    # the hung call's result (end = 2) came too late and was never stored
+    topics = Store(tmp_path).read("topics")
+    assert 2 not in topics.loc[topics["topic"] == "hung", "end"].tolist() and len(topics) > 4
+    runner.close()
+
+
 @pytest.mark.broker
 def test_unreachable_kafka_is_reported_not_raised(tmp_path):
     from eventscope.localbrokers import free_port
