@@ -116,3 +116,86 @@ def test_a_closed_pipe_is_not_an_error(tmp_path, monkeypatch):
 def test_an_unknown_asyncapi_service_exits_1(tmp_path, capsys, argv):
     assert main([*argv, "--store", str(tmp_path)]) == 1
     assert "no service 'nobody'" in capsys.readouterr().err
+
+
+def test_collect_once_exits_1_when_a_collector_fails(tmp_path, capsys, monkeypatch):
+    for name in ("EVENTSCOPE_KAFKA_BOOTSTRAP", "EVENTSCOPE_REDIS_URL", "EVENTSCOPE_CONFIG"):
+        monkeypatch.delenv(name, raising=False)
+    config = tmp_path / "refused.toml"
+    config.write_text('[redis]\nurl = "redis://127.0.0.1:1/0"\ntimeout_s = 1.0\n')  # nothing listens on port 1
+    assert main(["--config", str(config), "collect", "--once", "--store", str(tmp_path / "s")]) == 1
+    err = capsys.readouterr().err
+    assert "redis/redis.streams: FAILED: ConnectionError" in err
+    assert "collecting redis (redis://127.0.0.1:1/0)" in err
+
+
+def test_collect_once_exits_0_when_every_collector_succeeds(tmp_path, capsys, monkeypatch):
+    for name in ("EVENTSCOPE_KAFKA_BOOTSTRAP", "EVENTSCOPE_REDIS_URL", "EVENTSCOPE_CONFIG"):
+        monkeypatch.delenv(name, raising=False)
+    # no broker configured: the sample data is replayed, and succeeds
+    assert main(["collect", "--once", "--store", str(tmp_path / "s")]) == 0
+    err = capsys.readouterr().err
+    assert "replay/replay: ok (" in err
+    from eventscope.runner import StoreLock
+    lock = StoreLock(tmp_path / "s")
+    assert lock.acquire()  # released on the way out
+    lock.release()
+
+
+from test_cli import store  # noqa: E402,F401 - the CLI contract's store: a dead-lettered order-42
+
+
+def test_a_found_trace_exits_0_with_its_events_and_hops(store, capsys):  # noqa: F811
+    assert main(["trace", "order-42", "--json", "--store", str(store)]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert doc["correlation_id"] == "order-42" and doc["outcome"] == "dead_lettered"
+    assert [e["topic"] for e in doc["events"]] == ["orders", "payments", "payments.DLT"]
+    assert [(h["from_topic"], h["to_topic"], h["service"]) for h in doc["hops"]] == [
+        ("orders", "payments", "payment-service"), ("payments", "payments.DLT", "dead-letter")]
+    # by its trace ID too, and as a table
+    assert main(["trace", "f" * 32, "--store", str(store)]) == 0
+    table = capsys.readouterr().out
+    assert "PaymentCharged" in table and "payments.DLT" in table
+
+
+def test_asyncapi_documents_one_service_or_files_exit_0(store, tmp_path, capsys):  # noqa: F811
+    assert main(["graph", "--format", "asyncapi", "--json", "--store", str(store)]) == 0
+    compact = capsys.readouterr().out
+    docs = json.loads(compact)
+    assert set(docs) == {"order-service", "payment-service", "email-service"}
+    assert "\n" not in compact.strip()  # --json: one line
+    assert main(["graph", "--format", "asyncapi", "--service", "payment-service", "--store", str(store)]) == 0
+    one = capsys.readouterr().out
+    assert json.loads(one) == docs["payment-service"] and '\n  "asyncapi"' in one  # indented by 2
+    assert main(["graph", "--format", "asyncapi", "--store", str(store)]) == 0
+    assert json.loads(capsys.readouterr().out) == docs
+    assert main(["graph", "--format", "asyncapi", "--service", "nobody", "--store", str(store)]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("eventscope: no service 'nobody' in the observed traffic; known: ")
+    assert err.rstrip().endswith("known: " + ", ".join(docs))
+    out = tmp_path / "specs" / "deeper"
+    assert main(["graph", "--format", "asyncapi", "--out", str(out), "--store", str(store)]) == 0
+    written = json.loads(capsys.readouterr().out)
+    assert {k: v.rsplit("/", 1)[1] for k, v in written.items()} == {
+        name: f"{name}.asyncapi.json" for name in docs}
+    for name, path in written.items():
+        text = (out / f"{name}.asyncapi.json").read_text(encoding="utf-8")
+        assert text.endswith("}\n") and json.loads(text) == docs[name] and path == str(out / f"{name}.asyncapi.json")
+    assert main(["graph", "--format", "asyncapi", "--service", "order-service", "--out", str(tmp_path / "one"),
+                 "--store", str(store)]) == 0
+    assert list(json.loads(capsys.readouterr().out)) == ["order-service"]
+    assert [p.name for p in (tmp_path / "one").iterdir()] == ["order-service.asyncapi.json"]
+
+
+def test_asyncapi_files_of_services_with_the_same_key_do_not_overwrite(tmp_path, capsys, monkeypatch):
+    import eventscope.graph.asyncapi as asyncapi
+    monkeypatch.setattr(asyncapi, "asyncapi_documents", lambda g, events, hosts: {
+        "Billing Service": {"n": 1}, "billing-service": {"n": 2}, "billing/service": {"n": 3}})
+    monkeypatch.setattr(asyncapi, "component_key", lambda name: "billing-service")
+    assert main(["graph", "--format", "asyncapi", "--out", str(tmp_path / "o"), "--store", str(tmp_path)]) == 0
+    written = json.loads(capsys.readouterr().out)
+    names = {k: v.rsplit("/", 1)[1] for k, v in written.items()}
+    assert names == {"Billing Service": "billing-service.asyncapi.json",
+                     "billing-service": "billing-service-2.asyncapi.json",
+                     "billing/service": "billing-service-3.asyncapi.json"}
+    assert json.loads((tmp_path / "o" / "billing-service-3.asyncapi.json").read_text()) == {"n": 3}

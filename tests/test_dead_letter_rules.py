@@ -31,7 +31,20 @@ def test_sampling_keeps_an_id_by_its_crc32():
     assert kept == {"order-3", "abc"}
 
 
+def test_sampling_line_is_strict_and_exact():
+    crc = 247275203  # zlib.crc32(b"order-3")
+    assert not in_sample("order-3", crc / 2**32)  # kept only below the line (crc / 2**32 is exact)
+    assert in_sample("order-3", (crc + 1) / 2**32)
+
+
+def test_an_id_that_is_not_valid_unicode_is_hashed_not_refused():
+    lone = "order-\ud800"  # a lone surrogate (JSON can carry one); encoded with "?" in its place
+    assert not in_sample(lone, 0.02) and not in_sample("order-?", 0.02)  # crc32(b"order-?") / 2**32: 0.0275
+    assert in_sample(lone, 0.03) and in_sample("order-?", 0.03)
+
+
 def test_sampling_keeps_everything_at_ratio_one_and_events_without_an_id():
+    assert in_sample("", 0.0) and in_sample(None, 0.0)
     assert in_sample("order-1", 1.0) and in_sample("order-1", 1.5)
     assert in_sample(None, 0.01) and in_sample("", 0.01) and in_sample(42, 0.01)
     assert not in_sample("order-3", 0.0)
@@ -197,3 +210,55 @@ def test_a_damaged_saved_book_restores_empty_not_crashing():
     book = books["d.DLT"]
     assert not book.reasons and not book.source_topics and book.oldest_seen is None
     assert book.unread_until == {} and book.unread == 0
+
+
+def test_reading_rows_are_the_reading_state_frame():
+    book = DeadLetterBook()
+    book.count("boom", "orders", T0)
+    rows = reading_rows(T0, "kafka", "kafka", {("orders", 1): 17}, {"orders.DLT": book})
+    assert rows[0] == {"saved_at": T0, "source": "kafka", "broker": "kafka", "topic": "orders", "partition": 1,
+                       "position": "17"}
+    assert rows[1] == {"saved_at": T0, "source": "kafka", "broker": "kafka", "topic": "orders.DLT",
+                       "partition": BOOK_PARTITION, "reasons": '{"boom": 1}', "source_topics": '{"orders": 1}',
+                       "oldest_seen": T0, "unread_until": None, "unread": 0}
+
+
+def test_a_saved_book_keeps_its_500_most_frequent_reasons():
+    book = DeadLetterBook()
+    for i in range(501):
+        book.reasons[f"r{i}"] = i + 1
+        book.source_topics[f"t{i}"] = i + 1
+    row = reading_rows(T0, "kafka", "kafka", {}, {"d": book})[0]
+    reasons, topics = json.loads(row["reasons"]), json.loads(row["source_topics"])
+    assert len(reasons) == len(topics) == 500 and "r0" not in reasons and "t0" not in topics
+
+
+def test_restore_keeps_the_saved_oldest_and_counts_dead_letters_at_the_saved_position():
+    book = DeadLetterBook()
+    book.count("old", "orders", T0 - pd.Timedelta(hours=1))
+    saved = pd.DataFrame(reading_rows(T0, "kafka", "kafka", {("orders.DLT", 0): "3"}, {"orders.DLT": book})
+                         + [{"saved_at": T0, "source": "kafka", "broker": "kafka", "topic": "orders", "partition": 1,
+                             "position": float("nan")}])
+    dead = {"topic": "orders.DLT", "dead_letter": True}
+    events = _events([
+        dict(dead, offset="2", dlq_reason="read before the save"),
+        dict(dead, offset="3", dlq_reason=None, broker_at=T0),  # the saved position is the next to read
+        # a DLQ with no saved book, its dead letters out of order: both counted
+        dict(dead, topic="new.DLT", offset="1", dlq_reason="b", original_topic="payments"),
+        dict(dead, topic="new.DLT", offset="0", dlq_reason="a", broker_at=pd.NaT),
+    ])
+    positions, books = restore_reading(saved, events, "kafka")
+    assert positions == {("orders.DLT", 0): "4", ("new.DLT", 0): "2"}  # the NaN position is no position
+    assert books["orders.DLT"].reasons == {"old": 1, "unknown": 1}
+    assert books["orders.DLT"].source_topics == {"orders": 1}  # no original topic: nothing counted
+    assert books["orders.DLT"].oldest_seen == T0 - pd.Timedelta(hours=1)
+    assert books["new.DLT"].reasons == {"a": 1, "b": 1} and books["new.DLT"].source_topics == {"payments": 1}
+    assert books["new.DLT"].oldest_seen is None  # an unknown time is no time
+
+
+def test_redis_restore_skips_the_entry_at_the_saved_id():
+    saved = pd.DataFrame(reading_rows(T0, "redis", "redis", {("q:dlq", 0): "5-0"}, {"q:dlq": DeadLetterBook()}))
+    events = _events([{"topic": "q:dlq", "offset": "5-0", "dead_letter": True, "dlq_reason": "seen"},
+                      {"topic": "q:dlq", "offset": "5-1", "dead_letter": True, "dlq_reason": "new"}])
+    positions, books = restore_reading(saved, events, "redis")
+    assert positions == {("q:dlq", 0): "5-1"} and books["q:dlq"].reasons == {"new": 1}

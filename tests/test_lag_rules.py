@@ -184,8 +184,9 @@ def _done(value):
 class OneGroupAdmin:
     """An AdminClient answering for one topic and one group (the collector's calls only)."""
 
-    def __init__(self, ends: dict[int, int], committed: dict[int, int]):
+    def __init__(self, ends: dict[int, int], committed: dict[int, int], described_state="STABLE", members=0):
         self.ends, self.committed = ends, committed
+        self.described_state, self.members = described_state, members
 
     def list_topics(self, timeout=None):
         return SimpleNamespace(topics={"orders": SimpleNamespace(topic="orders", error=None,
@@ -199,7 +200,11 @@ class OneGroupAdmin:
                                                             state=SimpleNamespace(name="STABLE"))], errors=[]))
 
     def describe_consumer_groups(self, group_ids, request_timeout=None):
-        return {g: _done(SimpleNamespace(state=SimpleNamespace(name="STABLE"), members=[])) for g in group_ids}
+        return {g: _done(SimpleNamespace(state=SimpleNamespace(name=self.described_state),
+                                         members=[SimpleNamespace(client_id=f"c{i}", host="/10.0.0.1",
+                                                                  assignment=SimpleNamespace(topic_partitions=[]))
+                                                  for i in range(self.members)]))
+                for g in group_ids}
 
     def list_consumer_group_offsets(self, request, request_timeout=None):
         gid = request[0].group_id
@@ -221,3 +226,12 @@ def test_kafka_lag_is_never_negative_and_unknown_without_a_commit():
     # caught up or ahead: no age; behind: an age that is not negative
     assert rows.loc[1, "lag_seconds"] == 0.0
     assert math.isnan(rows.loc[2, "lag_seconds"]) or rows.loc[2, "lag_seconds"] >= 0
+
+
+def test_kafka_group_state_and_members_come_from_the_description():
+    from eventscope.collectors.kafka_offsets import KafkaOffsetsCollector
+    admin = OneGroupAdmin(ends={0: 10}, committed={0: 4}, described_state="PREPARING_REBALANCE", members=2)
+    rows = KafkaOffsetsCollector(admin).collect()["lag"]
+    assert rows["group_state"].tolist() == ["Preparing_Rebalance"]  # the description is newer than the listing
+    assert rows["members"].tolist() == [2]
+    assert rows["lag"].tolist() == [6] and rows["committed"].tolist() == [4]

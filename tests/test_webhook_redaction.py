@@ -84,3 +84,41 @@ def test_a_full_queue_is_logged_without_the_token(tmp_path, caplog):
     text = caplog.text
     assert "full: dropped firing r" in text and "/services/***" in text
     assert "SECRET" not in text
+
+
+# -- webhook tables: parsing and who gets what ----------------------------------------------------
+def test_webhook_table_defaults_and_format_by_host():
+    from eventscope.analysis.rules import RuleError
+    slack = parse_webhook({"url": "https://hooks.slack.com/services/T/B/x"}, "w")
+    assert (slack.format, slack.name, slack.min_severity, slack.match) == ("slack", "", "warning", ("*",))
+    generic = parse_webhook("http://alerts.internal/hook", "w")
+    assert generic.format == "generic"
+    forced = parse_webhook({"url": "https://hooks.slack.com/x", "format": "generic", "name": "n",
+                            "min_severity": "critical", "match": "orders*"}, "w")
+    assert (forced.format, forced.name, forced.min_severity, forced.match) == ("generic", "n", "critical",
+                                                                              ("orders*",))
+    for raw, message in [
+        (["https://x"], "w: must be a table"),
+        ({"url": "https://x", "colour": "red"}, "unknown config key w.colour"),
+        ({"url": "ftp://x/y"}, "w.url must start with http:// or https://"),
+        ({"url": 42}, "w.url must start with http:// or https://"),
+        ({"url": "https://x", "format": "teams"}, "w.format must be 'slack' or 'generic'"),
+        ({"url": "https://x", "min_severity": "info"}, "w.min_severity must be 'warning' or 'critical'"),
+        ({"url": "https://x", "name": 7}, "w.name: expected a string"),
+        ({"url": "https://x", "match": []}, "w.match: expected a glob or a list of globs"),
+        ({"url": "https://x", "match": [""]}, "w.match: expected a glob or a list of globs"),
+    ]:
+        with pytest.raises(RuleError) as err:
+            parse_webhook(raw, "w")
+        assert str(err.value) == message
+
+
+def test_webhook_wants_by_severity_and_subject_names():
+    hook = parse_webhook({"url": "https://x", "min_severity": "critical", "match": ["orders*", "billing"]}, "w")
+    assert hook.wants("critical", ["kafka:billing/orders-eu", "billing"])
+    assert hook.wants("critical", [None, "orders-eu"])
+    assert not hook.wants("warning", ["orders-eu"])  # below its minimum severity
+    assert not hook.wants("critical", ["payments", None])
+    assert not hook.wants("critical", ["Orders"])  # globs are case-sensitive
+    everyone = parse_webhook("https://x", "w")
+    assert everyone.wants("warning", ["anything"]) and everyone.wants("critical", ["anything"])
