@@ -148,3 +148,9 @@ def test_built_in_rules_follow_the_config():
 def test_rule_objects_are_values():
     assert Rule(name="a", metric="lag") == Rule(name="a", metric="lag")
     assert Rule(name="a", metric="lag").for_s == 60.0 and Rule(name="a", metric="lag").match == ("*",)
+
+
+def test_to_toml_writes_no_clear_for_silent_or_status_rules():
+    assert rule(metric="lag").to_toml().splitlines()[-1] == "for_s = 60"
+    status = Rule(name="s", metric="lag_status", critical=("STOP",), clear=5.0)  # clear means nothing here
+    assert "clear" not in status.to_toml() and 'critical = ["STOP"]' in status.to_toml()

@@ -199,3 +199,21 @@ def test_asyncapi_files_of_services_with_the_same_key_do_not_overwrite(tmp_path,
                      "billing-service": "billing-service-2.asyncapi.json",
                      "billing/service": "billing-service-3.asyncapi.json"}
     assert json.loads((tmp_path / "o" / "billing-service-3.asyncapi.json").read_text()) == {"n": 3}
+
+
+def test_asyncapi_servers_come_from_the_configured_brokers(store, tmp_path, capsys):  # noqa: F811
+    config = tmp_path / "brokers.toml"
+    config.write_text('[kafka]\nbootstrap = "kafka-1.internal:9092,kafka-2.internal:9092"\n'
+                      '[redis]\nurl = "redis://:secret@redis.internal:6380/0"\n')
+    argv = ["--config", str(config), "graph", "--format", "asyncapi", "--service", "order-service",
+            "--store", str(store)]
+    assert main(argv) == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert doc["servers"]["kafka"]["host"] == "kafka-1.internal:9092"
+    assert "secret" not in json.dumps(doc)
+    out = tmp_path / "again"
+    for _ in range(2):  # writing into a directory that exists is fine
+        assert main(["graph", "--format", "asyncapi", "--out", str(out), "--store", str(store)]) == 0
+    text = (out / "order-service.asyncapi.json").read_text(encoding="utf-8")
+    assert text.startswith('{\n  "asyncapi": "3.0.0"')  # indented by 2 for people and diffs
+    assert capsys.readouterr().out.startswith('{\n  "')  # the written files, indented too

@@ -136,6 +136,7 @@ def test_book_counts_reasons_origins_and_the_oldest():
         == T0 - pd.Timedelta(1, "h")  # the broker's answer wins over the book
     assert book.row(T0, "kafka", "kafka", "d", depth=0, oldest_at=None)["oldest_at"] is None  # empty: no age
     assert book.row(T0, "kafka", "kafka", "d", depth=4, oldest_at=None, unread=2)["unread"] == 2
+    assert book.row(T0, "kafka", "kafka", "d", depth=4, oldest_at=None)["unread"] == 0  # all read unless said
 
 
 def test_book_source_falls_back_to_a_single_declared_topic():

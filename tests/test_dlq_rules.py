@@ -161,3 +161,15 @@ def test_to_rows_is_the_cli_contract():
     assert bare["source_topic"] is None and bare["oldest_age_seconds"] is None and bare["unprocessed"] is None
     assert dlq.summary(schemas.conform("dlq", [])).empty
     assert list(dlq.summary(schemas.conform("dlq", [])).columns) == dlq.COLUMNS
+
+
+def test_to_rows_says_none_where_one_queue_of_several_has_no_value():
+    lag_rows = schemas.conform("lag", [{"sampled_at": T0, "source": "redis", "broker": "redis", "group": "re",
+                                        "topic": "a:dlq", "partition": 0, "committed": 1, "end": 4,
+                                        "lag": 3, "lag_seconds": 1.0, "members": 1, "group_state": "n/a"}])
+    stuck = pd.DataFrame({"sampled_at": [T0], "topic": ["a"]})
+    rows = pd.concat([samples([5], broker="redis", name="a:dlq", source_topic="a"),
+                      samples([4], broker="redis", name="b:dlq", source_topic=None)])
+    out = {r["dlq"]: r for r in dlq.to_rows(dlq.summary(rows, lag=lag_rows, stuck=stuck))}
+    assert (out["a:dlq"]["unprocessed"], out["a:dlq"]["pre_dlq_pressure"]) == (3, 1)
+    assert (out["b:dlq"]["unprocessed"], out["b:dlq"]["pre_dlq_pressure"]) == (None, None)

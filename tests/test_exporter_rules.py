@@ -154,3 +154,29 @@ def test_healthz_answers_ok_and_other_paths_serve_metrics(tmp_path):
     finally:
         server.shutdown()
         server.server_close()
+
+
+def test_serve_serves_the_store_where_asked_until_stopped(tmp_path, monkeypatch):
+    import eventscope.exporter as exporter
+    calls = []
+
+    class Server:
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            calls.append("closed")
+
+        def serve_forever(self):
+            calls.append("serving")
+
+    def fake(store, config, host, port, timeout_s):
+        calls.append((store, config, host, port, timeout_s))
+        return Server()
+    monkeypatch.setattr(exporter, "make_server_for", fake)
+    store = Store(tmp_path)
+    exporter.serve(store, "cfg", host="0.0.0.0", port=9400, timeout_s=2.5)
+    assert calls == [(store, "cfg", "0.0.0.0", 9400, 2.5), "serving", "closed"]
+    calls.clear()
+    exporter.serve(store)
+    assert calls[0] == (store, None, "127.0.0.1", 9308, 10.0)

@@ -235,3 +235,37 @@ def test_kafka_group_state_and_members_come_from_the_description():
     assert rows["group_state"].tolist() == ["Preparing_Rebalance"]  # the description is newer than the listing
     assert rows["members"].tolist() == [2]
     assert rows["lag"].tolist() == [6] and rows["committed"].tolist() == [4]
+
+
+def test_to_rows_says_none_for_every_unknown():
+    row = schemas.conform("lag", [{"sampled_at": T0, "source": "kafka", "broker": "kafka", "group": "g",
+                                   "topic": "t", "partition": 0, "committed": None, "end": None, "lag": None,
+                                   "lag_seconds": float("nan"), "members": None, "group_state": None}])
+    out = lag.to_rows(lag.latest_lag(row))[0]
+    assert {k: out[k] for k in ("committed", "end", "lag", "lag_seconds", "members", "group_state")} == dict.fromkeys(
+        ("committed", "end", "lag", "lag_seconds", "members", "group_state"))
+    assert out["status"] == "UNKNOWN"
+
+
+def test_judge_forgets_partitions_gone_for_a_window_once_most_are():
+    judge = lag.LagJudge(window_s=60.0)
+    many = schemas.conform("lag", [
+        {"sampled_at": T0, "source": "kafka", "broker": "kafka", "group": "g", "topic": f"t{i}", "partition": 0,
+         "committed": 1, "end": 2, "lag": 1, "lag_seconds": 1.0, "members": 1, "group_state": "Stable"}
+        for i in range(1200)])
+    judge.add(many)
+    assert len(judge.keys) == 1200
+    later = many.iloc[:10].assign(sampled_at=T0 + pd.Timedelta(seconds=30))
+    judge.add(later)
+    assert len(judge.keys) == 1200  # all still within the window
+    last = many.iloc[:10].assign(sampled_at=T0 + pd.Timedelta(seconds=61), committed=2, lag=0)
+    judge.add(last)
+    assert len(judge.keys) == 10 and len(judge.lag) == 10 and len(judge.committed) == 10
+    assert all(len(v) == 10 for v in judge.times.values())
+    assert all(len(c) == 10 for c in judge.columns.values())
+    latest = judge.latest()
+    assert sorted(latest["topic"]) == sorted(f"t{i}" for i in range(10))
+    assert set(latest["status"]) == {"OK"} and set(latest["committed"]) == {2}
+    back = many.iloc[[500]].assign(sampled_at=T0 + pd.Timedelta(seconds=70))
+    judge.add(back)  # a forgotten partition comes back as new: one sample, behind → UNKNOWN
+    assert judge.latest().set_index("topic").loc["t500", "status"] == "UNKNOWN"

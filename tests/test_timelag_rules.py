@@ -103,8 +103,8 @@ def test_rows_are_stable_and_before_oldest_says_when_time_is_a_guess():
     assert len(table.counts) >= 4 and table.offsets.shape[1] == 120
     table.record(np.array([0, 1]), np.array([100, 100]), 0.0)
     table.record(np.array([0]), np.array([200]), 10.0)
-    assert table.before_oldest(np.array([0, 0, 1, 2]), np.array([50, 150, 150, 0])).tolist() == \
-        [True, False, True, True]
+    assert table.before_oldest(np.array([0, 0, 0, 1, 2]), np.array([50, 100, 150, 150, 0])).tolist() == \
+        [True, False, False, True, True]  # the oldest point itself is known, not extrapolated
 
 
 def test_many_rows_at_once_match_one_clock_each():
