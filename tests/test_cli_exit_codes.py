@@ -217,3 +217,19 @@ def test_asyncapi_servers_come_from_the_configured_brokers(store, tmp_path, caps
     text = (out / "order-service.asyncapi.json").read_text(encoding="utf-8")
     assert text.startswith('{\n  "asyncapi": "3.0.0"')  # indented by 2 for people and diffs
     assert capsys.readouterr().out.startswith('{\n  "')  # the written files, indented too
+
+
+def test_a_trace_still_waiting_on_a_lagging_group_is_in_flight(tmp_path, capsys):
+    now = pd.Timestamp.now(tz="UTC").floor("s")
+    store = Store(tmp_path)
+    ev = {"observed_at": now, "source": "kafka", "broker": "kafka", "topic": "orders", "partition": 0,
+          "offset": "5", "at": now - pd.Timedelta(seconds=120), "event_type": "OrderPlaced", "event_id": "e5",
+          "service": "order-service", "correlation_id": "o-1", "trace_id": "c" * 32, "dead_letter": False}
+    store.append("events", schemas.conform("events", [ev]))
+    lag_row = {"source": "kafka", "broker": "kafka", "group": "billing", "topic": "orders", "partition": 0,
+               "end": 6, "lag_seconds": 5.0, "group_state": "Stable", "members": 1}
+    Recorder(store).record({"lag": schemas.conform("lag", [
+        dict(lag_row, sampled_at=now - pd.Timedelta(seconds=10), committed=3, lag=3),
+        dict(lag_row, sampled_at=now, committed=4, lag=2)])})  # billing has not read offset 5 yet
+    assert main(["trace", "o-1", "--json", "--store", str(tmp_path)]) == 0
+    assert json.loads(capsys.readouterr().out)["outcome"] == "in_flight"

@@ -258,14 +258,16 @@ def test_judge_forgets_partitions_gone_for_a_window_once_most_are():
     later = many.iloc[:10].assign(sampled_at=T0 + pd.Timedelta(seconds=30))
     judge.add(later)
     assert len(judge.keys) == 1200  # all still within the window
+    edge = many.iloc[[10]].assign(sampled_at=T0 + pd.Timedelta(seconds=1))  # exactly a window before the last
+    judge.add(edge)
     last = many.iloc[:10].assign(sampled_at=T0 + pd.Timedelta(seconds=61), committed=2, lag=0)
     judge.add(last)
-    assert len(judge.keys) == 10 and len(judge.lag) == 10 and len(judge.committed) == 10
-    assert all(len(v) == 10 for v in judge.times.values())
-    assert all(len(c) == 10 for c in judge.columns.values())
+    assert len(judge.keys) == 11 and len(judge.lag) == 11 and len(judge.committed) == 11
+    assert all(len(v) == 11 for v in judge.times.values())
+    assert all(len(c) == 11 for c in judge.columns.values())
     latest = judge.latest()
-    assert sorted(latest["topic"]) == sorted(f"t{i}" for i in range(10))
-    assert set(latest["status"]) == {"OK"} and set(latest["committed"]) == {2}
+    assert sorted(latest["topic"]) == sorted(f"t{i}" for i in range(11))
+    assert latest.set_index("topic").loc["t3", "status"] == "OK" and latest.set_index("topic").loc["t3", "committed"] == 2
     back = many.iloc[[500]].assign(sampled_at=T0 + pd.Timedelta(seconds=70))
     judge.add(back)  # a forgotten partition comes back as new: one sample, behind → UNKNOWN
     assert judge.latest().set_index("topic").loc["t500", "status"] == "UNKNOWN"

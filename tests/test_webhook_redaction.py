@@ -33,7 +33,8 @@ def _transition(i=0):
     ("http://127.0.0.1:5000/hook", "http://127.0.0.1:5000/hook"),
     ("https://example.com", "https://example.com"),
     ("https://example.com/a/b/c/d", "https://example.com/a/***"),
-    ("http://[::1]:99999/x", "***"),  # not a URL: nothing of it is shown
+    ("http://[::1]:99999/x", "***"),
+    ("http:///local/hook/x", "http:///local/***"),  # no host: none is made up  # not a URL: nothing of it is shown
 ])
 def test_redaction_keeps_the_host_and_first_segment_only(url, shown):
     assert redact_webhook_url(url) == shown
