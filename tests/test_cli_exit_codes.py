@@ -233,3 +233,40 @@ def test_a_trace_still_waiting_on_a_lagging_group_is_in_flight(tmp_path, capsys)
         dict(lag_row, sampled_at=now, committed=4, lag=2)])})  # billing has not read offset 5 yet
     assert main(["trace", "o-1", "--json", "--store", str(tmp_path)]) == 0
     assert json.loads(capsys.readouterr().out)["outcome"] == "in_flight"
+
+
+def test_alerts_table_shows_values_and_thresholds_for_people(tmp_path, capsys):
+    store = _store(tmp_path / "store", 150.0)
+    config = _config(tmp_path, CRITICAL)
+    assert main(["--config", config, "alerts", "--store", str(store)]) == 0
+    out = capsys.readouterr()
+    header, row = out.out.splitlines()[:2]
+    assert header.split() == ["severity", "rule", "subject", "value", "threshold", "since", "firing", "since"]
+    assert row.split()[:8] == ["critical", "slow", "kafka:billing/orders", "2", "min", "30", "s", "30"]
+    assert "is `eventscope collect` running?" not in out.err  # the samples are fresh
+
+
+def test_alerts_say_when_the_newest_sample_is_old(tmp_path, capsys):
+    root = tmp_path / "store"
+    old = pd.Timestamp.now(tz="UTC").floor("s") - pd.Timedelta(minutes=20)
+    Recorder(Store(root)).record({"health": schemas.conform("health", [
+        {"sampled_at": old, "source": "kafka", "collector": "kafka.offsets", "ok": True, "error": "",
+         "duration_ms": 1.0, "rows": 1, "last_success": old}])})
+    assert main(["alerts", "--json", "--store", str(root)]) == 0
+    err = capsys.readouterr().err
+    assert f"the newest sample in {root} is 20 min old" in err and "is `eventscope collect` running?" in err
+
+
+def test_a_status_alert_shows_its_statuses_as_the_threshold(tmp_path, capsys):
+    now = pd.Timestamp.now(tz="UTC").floor("s")
+    recorder = Recorder(Store(tmp_path / "store"))
+    for i in range(4):  # committed offset never moves while the end does: STALL
+        at = now - pd.Timedelta(seconds=30 * (3 - i))
+        recorder.record({"lag": schemas.conform("lag", [
+            {"sampled_at": at, "source": "kafka", "broker": "kafka", "group": "billing", "topic": "orders",
+             "partition": 0, "committed": 100, "end": 110 + 10 * i, "lag": 10 + 10 * i, "lag_seconds": 5.0,
+             "group_state": "Stable", "members": 1}])})
+    config = _config(tmp_path, 'name = "stuck"\nmetric = "lag_status"\ncritical = ["STALL", "STOP"]\n')
+    assert main(["--config", config, "alerts", "--store", str(tmp_path / "store")]) == 0
+    row = capsys.readouterr().out.splitlines()[1].split()
+    assert row[:5] == ["critical", "stuck", "kafka:billing/orders", "STALL", "STALL/STOP"]
