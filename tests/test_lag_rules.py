@@ -271,3 +271,35 @@ def test_judge_forgets_partitions_gone_for_a_window_once_most_are():
     back = many.iloc[[500]].assign(sampled_at=T0 + pd.Timedelta(seconds=70))
     judge.add(back)  # a forgotten partition comes back as new: one sample, behind → UNKNOWN
     assert judge.latest().set_index("topic").loc["t500", "status"] == "UNKNOWN"
+
+
+class FakeRecordTimes:
+    """RecordTimes stand-in: a record's timestamp for each (topic, partition, offset) asked."""
+
+    def __init__(self, stamps):
+        self.stamps, self.asked = stamps, []
+
+    def lookup(self, wanted):
+        self.asked.append(list(wanted))
+        return {k: self.stamps[k] for k in wanted if k in self.stamps}
+
+
+def test_kafka_lag_seconds_of_an_offset_older_than_the_clock_come_from_its_record(monkeypatch):
+    """A group stalled before eventscope started: its committed offset is older than any end
+    offset the clock saw, so the seconds come from the record at that offset."""
+    from eventscope.collectors import kafka_offsets
+    from eventscope.collectors.kafka_offsets import KafkaOffsetsCollector
+    monkeypatch.setattr(kafka_offsets.time, "time", lambda: 10_000.0)
+    # partition 0: stalled at 60 (older than the clock); 1: caught up; 2: never committed
+    admin = OneGroupAdmin(ends={0: 100, 1: 50, 2: 30}, committed={0: 60, 1: 50, 2: -1001})
+    times = FakeRecordTimes({("orders", 0, 60): 9_000.0, ("orders", 1, 50): 1.0})
+    collector = KafkaOffsetsCollector(admin, record_times=times)
+    rows = collector.collect()["lag"].set_index("partition")
+    assert rows.loc[0, "lag_seconds"] == 1_000.0  # now - the record's timestamp
+    assert rows.loc[1, "lag_seconds"] == 0.0  # caught up: nothing asked, nothing waited
+    assert math.isnan(rows.loc[2, "lag_seconds"])
+    assert times.asked == [[("orders", 0, 60)]]
+    future = FakeRecordTimes({("orders", 0, 60): 20_000.0})  # a producer clock ahead of ours
+    rows = KafkaOffsetsCollector(OneGroupAdmin(ends={0: 100}, committed={0: 60}),
+                                 record_times=future).collect()["lag"]
+    assert rows["lag_seconds"].tolist() == [0.0]
