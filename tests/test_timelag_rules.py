@@ -124,3 +124,9 @@ def test_many_rows_at_once_match_one_clock_each():
     want = [clocks[r].lag_seconds(int(committed[r]) if r != 4 else None, int(ends[r]), 40.0) for r in range(5)]
     assert np.allclose(got, want, equal_nan=True)
     assert got[0] == 37.5 and got[2] > 0 and math.isnan(got[4])  # 105 was the end at 2.5 s
+
+
+def test_truncation_after_a_single_point_starts_over_too():
+    c = Both().record(100, 0.0).record(50, 10.0).record(150, 20.0)
+    assert list(c.clock.points) == [(50, 10.0), (150, 20.0)]
+    assert c.time_of(100) == 15.0
