@@ -180,3 +180,42 @@ def test_serve_serves_the_store_where_asked_until_stopped(tmp_path, monkeypatch)
     calls.clear()
     exporter.serve(store)
     assert calls[0] == (store, None, "127.0.0.1", 9308, 10.0)
+
+
+def test_dlq_and_alert_metrics(tmp_path):
+    now = pd.Timestamp.now(tz="UTC").floor("s")
+    store = Store(tmp_path)
+    recorder = Recorder(store)
+    for i, depth in enumerate([10, 40]):  # 30 messages in 3 minutes: 10 a minute
+        at = now - pd.Timedelta(minutes=3 * (1 - i))
+        recorder.record({"dlq": schemas.conform("dlq", [
+            {"sampled_at": at, "source": "kafka", "broker": "kafka", "dlq": "payments.DLT",
+             "source_topic": "payments", "depth": depth, "oldest_at": now - pd.Timedelta(seconds=90),
+             "reasons": "{}"},
+            {"sampled_at": at, "source": "redis", "broker": "redis", "dlq": "mail:dlq", "source_topic": None,
+             "depth": 0, "oldest_at": None, "reasons": "{}"}])})
+    since = now - pd.Timedelta(minutes=10)
+    store.put("alerts_active", schemas.conform("alerts_active", [
+        {"rule": "lag_seconds", "metric": "lag_seconds", "subject": "kafka:billing/orders", "state": "firing",
+         "severity": "critical", "since": since, "fired_at": since, "value": 400.0, "threshold": 300.0,
+         "clear": 48.0, "detail": ""},
+        {"rule": "dlq_depth", "metric": "dlq_depth", "subject": "kafka:payments.DLT", "state": "pending",
+         "severity": "warning", "since": since, "fired_at": pd.NaT, "value": 40.0, "threshold": 1.0,
+         "clear": 0.8, "detail": ""}]))
+    values = {}
+    for family in text_string_to_metric_families(generate_latest(registry_for(store)).decode()):
+        for sample in family.samples:
+            values[(sample.name, tuple(sorted(sample.labels.items())))] = sample.value
+    kafka = dict(broker="kafka", dlq="payments.DLT", source_topic="payments")
+    assert _one(values, "eventscope_dlq_depth", **kafka) == 40
+    assert _one(values, "eventscope_dlq_growth_per_minute", **kafka) == 10.0
+    assert _one(values, "eventscope_dlq_oldest_age_seconds", **kafka) >= 90.0
+    redis = dict(broker="redis", dlq="mail:dlq", source_topic="")
+    assert _one(values, "eventscope_dlq_depth", **redis) == 0
+    assert not [k for k in _named(values, "eventscope_dlq_oldest_age_seconds") if ("dlq", "mail:dlq") in k]
+    assert _one(values, "eventscope_alert_state", rule="lag_seconds", severity="critical",
+                subject="kafka:billing/orders", state="firing") == 1.0
+    assert _one(values, "eventscope_alert_state", rule="dlq_depth", severity="warning",
+                subject="kafka:payments.DLT", state="pending") == 1.0
+    assert _one(values, "eventscope_alerts_firing", severity="critical") == 1.0
+    assert _one(values, "eventscope_alerts_firing", severity="warning") == 0.0  # pending is not firing
