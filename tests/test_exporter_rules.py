@@ -148,7 +148,7 @@ def test_healthz_answers_ok_and_other_paths_serve_metrics(tmp_path):
         base = f"http://127.0.0.1:{server.server_port}"
         with urllib.request.urlopen(base + "/healthz", timeout=5) as r:
             assert r.status == 200 and r.read() == b"ok"
-            assert r.headers["Content-Type"].startswith("text/plain")
+            assert r.headers["Content-Type"] == "text/plain; charset=utf-8" and r.headers["Content-Length"] == "2"
         with urllib.request.urlopen(base + "/metrics", timeout=5) as r:
             assert b"# HELP kafka_consumergroup_group_max_lag " in r.read()
     finally:
@@ -219,3 +219,4 @@ def test_dlq_and_alert_metrics(tmp_path):
                 subject="kafka:payments.DLT", state="pending") == 1.0
     assert _one(values, "eventscope_alerts_firing", severity="critical") == 1.0
     assert _one(values, "eventscope_alerts_firing", severity="warning") == 0.0  # pending is not firing
+
