@@ -270,3 +270,24 @@ def test_a_status_alert_shows_its_statuses_as_the_threshold(tmp_path, capsys):
     assert main(["--config", config, "alerts", "--store", str(tmp_path / "store")]) == 0
     row = capsys.readouterr().out.splitlines()[1].split()
     assert row[:5] == ["critical", "stuck", "kafka:billing/orders", "STALL", "STALL/STOP"]
+
+
+def test_collect_for_a_while_or_until_interrupted_exits_0(tmp_path, capsys, monkeypatch):
+    import eventscope.runner as runner_module
+    for name in ("EVENTSCOPE_KAFKA_BOOTSTRAP", "EVENTSCOPE_REDIS_URL", "EVENTSCOPE_CONFIG"):
+        monkeypatch.delenv(name, raising=False)
+    seen = []
+
+    def run(self, duration_s=None, parent=None):
+        seen.append((duration_s, parent, self.interval_s))
+        if duration_s is None:
+            raise KeyboardInterrupt  # Ctrl-C
+    monkeypatch.setattr(runner_module.Runner, "run", run)
+    store = str(tmp_path / "s")
+    assert main(["collect", "--duration", "2.5", "--interval", "7", "--parent", "4242", "--store", store]) == 0
+    assert main(["collect", "--store", store]) == 0
+    assert seen[0] == (2.5, 4242, 7.0) and seen[1][:2] == (None, None)
+    from eventscope.runner import StoreLock
+    lock = StoreLock(tmp_path / "s")
+    assert lock.acquire()  # released after an interrupt too
+    lock.release()
