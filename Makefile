@@ -41,7 +41,8 @@ record: install system-deps
 	$(BIN)/python scripts/record_sample.py
 
 ## Mutation testing of the core modules against the fast unit tests (README, "Testing"); one
-## worker, so it leaves a core free. MUTANTS="eventscope.analysis.lag.*" narrows it to a module.
+## worker, so it leaves a core free. All of it takes hours: MUTANTS='eventscope.analysis.lag.*'
+## narrows it to a module (mutmut's mutant names are module.function globs).
 MUTANTS ?=
 mutation: install
 	$(BIN)/pip install --quiet --disable-pip-version-check -r requirements-dev.txt

@@ -303,3 +303,18 @@ def test_kafka_lag_seconds_of_an_offset_older_than_the_clock_come_from_its_recor
     rows = KafkaOffsetsCollector(OneGroupAdmin(ends={0: 100}, committed={0: 60}),
                                  record_times=future).collect()["lag"]
     assert rows["lag_seconds"].tolist() == [0.0]
+
+
+def test_a_lag_rising_by_one_message_a_sample_is_rising():
+    assert both(frame([(10, 15), (12, 18), (14, 21)])) == "WARN"  # 5 → 6 → 7
+
+
+def test_latest_lag_adds_only_the_status_column():
+    rows = frame(RISING)
+    out = lag.latest_lag(rows)
+    assert list(out.columns) == [*lag.KEY, *[c for c in rows.columns if c not in lag.KEY], "status"]
+
+
+def test_a_partition_whose_lag_becomes_known_is_judged_from_then():
+    # unknown, unknown, then rising twice: the unknown samples are not "caught up"
+    assert both(frame([(None, 5), (None, 9), (10, 15), (12, 30), (14, 60)])) == "WARN"
