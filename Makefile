@@ -7,7 +7,7 @@ PORT    ?= 8501
 # Broker jars fetched for the tests and the demo stay inside the checkout.
 export EVENTSCOPE_CACHE_DIR ?= $(CURDIR)/.cache
 
-.PHONY: run test bench demo install system-deps record clean
+.PHONY: run test bench demo install system-deps record clean mutation
 
 install: $(STAMP)
 
@@ -40,5 +40,14 @@ demo: install system-deps
 record: install system-deps
 	$(BIN)/python scripts/record_sample.py
 
+## Mutation testing of the core modules against the fast unit tests (README, "Testing"); one
+## worker, so it leaves a core free. All of it takes hours: MUTANTS='eventscope.analysis.lag.*'
+## narrows it to a module (mutmut's mutant names are module.function globs).
+MUTANTS ?=
+mutation: install
+	$(BIN)/pip install --quiet --disable-pip-version-check -r requirements-dev.txt
+	$(BIN)/mutmut run --max-children 1 $(MUTANTS)
+	$(BIN)/mutmut results
+
 clean:
-	rm -rf .eventscope artifacts .pytest_cache
+	rm -rf .eventscope artifacts .pytest_cache mutants
