@@ -302,3 +302,52 @@ def test_reasons_keep_the_words_that_tell_failures_apart():
 def test_reasons_are_cut_at_160_characters():
     _, reason = failure_reason(_spring(b"x" * 500))
     assert reason == "PaymentDeclinedException: " + "x" * 160
+
+
+def test_a_phone_number_is_seven_to_fifteen_digits():
+    assert mask.mask_text("call 555 1234 now") == "call *** now"                        # 7 digits
+    assert mask.mask_text("call +49 1512 3456 78901 now") == "call *** now"             # 15 digits
+    assert mask.mask_text("call +49 1512 3456 789012 now") == "call +49 1512 3456 789012 now"  # 16: not a phone
+
+
+def test_a_mapping_that_is_not_a_plain_dict_is_masked_by_the_same_rules():
+    from collections import OrderedDict
+    body = OrderedDict(order="A-1", name="Ann Lee", city="Zürich")
+    assert mask.masked_payload(body) == '{"order":"A-1","name":"***","city":"Zürich"}'
+    assert mask.masked_payload({"o": OrderedDict(order="A-1", name="Ann Lee")}) == \
+        '{"o":{"order":"A-1","name":"***"}}'
+
+
+def test_preview_of_json_is_json_text_with_non_ascii_kept():
+    payload = '{"email":"ann@example.com","n":1,"city":"Zürich"}'.encode()
+    assert mask.preview(payload) == '{"email": "***", "n": 1, "city": "Zürich"}'
+
+
+def test_preview_of_nothing_binary_and_long_text():
+    assert mask.preview(b"") == ""
+    assert mask.preview(None) == ""
+    assert mask.preview(b"\xff" * 40) == "<40 bytes, not UTF-8: 0xffffffffffffffffffffffffffffffff…>"
+    assert mask.preview(b"x" * 300) == "x" * 300                  # PREVIEW_CHARS exactly: whole
+    assert mask.preview(b"y" * 301) == "y" * 299 + "…"            # longer: cut to 300 with the ellipsis
+
+
+def test_an_escaped_key_of_json_in_text_is_read_as_the_key_it_spells():
+    assert mask.mask_text('{"e\\u006dail": "ann", "id": 7}') == '{"e\\u006dail": "***", "id": 7}'
+
+
+def test_a_credential_with_only_a_colon_or_only_a_space_in_a_payload_value():
+    assert mask.masked_payload({"note": "api_key:8f1e2d3c"}) == '{"note":"api_key:***"}'
+    assert mask.masked_payload({"note": "Bearer eyJhbGciOi.J9x"}) == '{"note":"Bearer ***"}'
+
+
+def test_an_object_or_array_under_a_personal_key_in_json_text_is_masked_leaf_by_leaf():
+    text = 'rejected {"id": 7, "address": {"line": "Main 1", "city": "Berlin"}, "phones": ["555", 777], "n": 2}'
+    assert mask.mask_text(text) == \
+        'rejected {"id": 7, "address": {"line": "***", "city": "***"}, "phones": ["***", "***"], "n": 2}'
+    nested = '{"address": {"geo": {"lat": 52.5}, "line": "Main 1"}, "n": 2}'
+    assert mask.mask_text(nested) == '{"address": {"geo": {"lat": "***"}, "line": "***"}, "n": 2}'
+
+
+def test_a_personal_key_with_no_value_in_broken_json_text_is_left_as_it_is():
+    assert mask.mask_text('{"email": , "id": 1}') == '{"email": , "id": 1}'
+    assert mask.mask_text('{"email": ') == '{"email": '
