@@ -36,7 +36,7 @@ import networkx as nx
 import numpy as np
 import pandas as pd
 
-from eventscope.collectors.events_common import source_topic_from_name
+from eventscope.dlq_names import source_topic_from_name
 from eventscope import schemas
 from eventscope.analysis import causality
 from eventscope.analysis import lag as lag_analysis

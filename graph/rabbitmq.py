@@ -27,7 +27,7 @@ def bindings_graph_edges(bindings: pd.DataFrame) -> list[tuple[str, str, dict]]:
         exchange = node_id("exchange", _name(row.vhost, row.exchange or DEFAULT_EXCHANGE), row.broker)
         queue = node_id("queue", _name(row.vhost, row.queue), row.broker)
         key = "" if pd.isna(row.routing_key) else row.routing_key
-        if row.kind == "dlx":
+        if row.route == "dlx":
             edge = (queue, exchange, {"kind": "dead_letters_to", "routing_key": key})
         else:
             edge = (exchange, queue, {"kind": "binds", "routing_key": key,

@@ -69,7 +69,7 @@ def test_lag_json_contract(store):
 
 def test_dlq_json_contract(store):
     rows = json.loads(run(store, "dlq", "--json").stdout)
-    assert rows == [{"broker": "kafka", "dlq": "payments.DLT", "source_topic": "payments", "depth": 150,
+    assert rows == [{"broker": "kafka", "kind": "kafka", "dlq": "payments.DLT", "source_topic": "payments", "depth": 150,
                      "growth_per_min": 100.0, "oldest_age_seconds": rows[0]["oldest_age_seconds"],
                      "reasons": [{"reason": "card declined", "count": 3}], "unread": 0,
                      "unprocessed": None, "pre_dlq_pressure": None}]

@@ -22,7 +22,7 @@ import pytest
 
 from eventscope import schemas
 from eventscope.analysis.queues import queue_status, queue_statuses
-from eventscope.collectors.rabbitmq import RabbitMQCollector, RabbitMQError, lag_row, queue_key, queue_row
+from eventscope.collectors.rabbitmq.management import RabbitMQCollector, RabbitMQError, lag_row, queue_key, queue_row
 from eventscope.graph.rabbitmq import bindings_graph_edges
 from eventscope.simulator import SimulatorConfig, run_simulation
 from eventscope.recorder import Recorder
@@ -207,7 +207,7 @@ def test_queues_lag_consumers_and_bindings(rabbitmq_broker, rabbitmq_ro, shop):
     assert consumers[["group", "topic", "consumer"]].values.tolist() == [[key, key, "holder-1"]]
     assert consumers["host"].iloc[0] == "127.0.0.1"
 
-    rows = {(r["kind"], r["exchange"], r["queue"], r["routing_key"], r["exchange_type"])
+    rows = {(r["route"], r["exchange"], r["queue"], r["routing_key"], r["exchange_type"])
             for r in frames["bindings"].to_dict("records")}
     assert rows == {("binding", "orders", "payments", "order.placed", "topic"),
                     ("binding", "orders", "shipping", "order.#", "topic"),
@@ -529,13 +529,13 @@ def test_bindings_graph_edges():
     now = pd.Timestamp("2026-01-01", tz="UTC")
     bindings = schemas.conform("bindings", [
         {"sampled_at": now, "source": "rabbitmq", "broker": "rabbitmq", "vhost": "/", "exchange": "orders",
-         "exchange_type": "topic", "queue": "payments", "routing_key": "order.placed", "kind": "binding"},
+         "exchange_type": "topic", "queue": "payments", "routing_key": "order.placed", "route": "binding"},
         {"sampled_at": now, "source": "rabbitmq", "broker": "rabbitmq", "vhost": "/", "exchange": "orders",
-         "exchange_type": "topic", "queue": "payments", "routing_key": "order.placed", "kind": "binding"},
+         "exchange_type": "topic", "queue": "payments", "routing_key": "order.placed", "route": "binding"},
         {"sampled_at": now, "source": "rabbitmq", "broker": "rabbitmq", "vhost": "/", "exchange": "dlx",
-         "exchange_type": "fanout", "queue": "payments", "routing_key": "", "kind": "dlx"},
+         "exchange_type": "fanout", "queue": "payments", "routing_key": "", "route": "dlx"},
         {"sampled_at": now, "source": "rabbitmq", "broker": "rabbitmq", "vhost": "shop", "exchange": "",
-         "exchange_type": "direct", "queue": "orders", "routing_key": "orders.dlq", "kind": "dlx"}])
+         "exchange_type": "direct", "queue": "orders", "routing_key": "orders.dlq", "route": "dlx"}])
     assert bindings_graph_edges(bindings) == [
         ("exchange:rabbitmq:orders", "queue:rabbitmq:payments",
          {"kind": "binds", "routing_key": "order.placed", "exchange_type": "topic"}),

@@ -61,7 +61,7 @@ def queue_statuses(latest: pd.DataFrame, queues: pd.DataFrame, window_s: float =
     such queue row is ``UNKNOWN``. Other rows are returned unchanged."""
     if latest.empty or "status" not in latest.columns:
         return latest
-    mine = (latest["broker"] == "rabbitmq").to_numpy(dtype=bool, na_value=False)
+    mine = (latest["kind"] == "rabbitmq").to_numpy(dtype=bool, na_value=False)
     if not mine.any():
         return latest
     history: dict[tuple, list] = {}

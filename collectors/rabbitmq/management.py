@@ -53,9 +53,10 @@ import pandas as pd
 import pika
 
 from eventscope import schemas
+from eventscope.dlq_names import RABBITMQ_DLQ_PATTERN
 from eventscope.collectors.events_common import DeadLetterBook
 
-DLQ_PATTERN = r"(\.dlq|-dlq|\.dead-letter)$|^dlq\."  # README, "Dead-letter queues"
+
 PAGE_SIZE = 500  # queues per /api/queues page
 # a head message stamped later than this ahead of our clock has a timestamp we cannot read
 CLOCK_SKEW = pd.Timedelta(minutes=5)
@@ -89,16 +90,16 @@ class RabbitMQCollector:
     """
 
     name = "rabbitmq.queues"
-    broker = "rabbitmq"
+    kind = "rabbitmq"
 
     def __init__(self, api_url: str, username: str, password: str, source: str = "rabbitmq",
                  vhosts: list[str] | None = None, queues_pattern: str | None = None, timeout_s: float = 10.0,
-                 dlq_pattern: str = DLQ_PATTERN, amqp_address: str | None = None,
+                 dlq_pattern: str = RABBITMQ_DLQ_PATTERN, amqp_address: str | None = None,
                  stream_read_max: int = STREAM_READ_MAX, opener: urllib.request.OpenerDirector | None = None):
         self.api_url = api_url.rstrip("/")
         self.username = username
         self._auth = "Basic " + base64.b64encode(f"{username}:{password}".encode()).decode()
-        self.source = source
+        self.source = self.broker = source
         self.vhosts = list(vhosts) if vhosts else None
         self.queues_filter = re.compile(queues_pattern) if queues_pattern else None
         self.timeout_s = timeout_s
@@ -193,19 +194,19 @@ class RabbitMQCollector:
             row = queue_row(now, self.source, q, is_dlq=(vhost, name) in dlqs)
             queue_rows.append(row)
             lag_rows.append(lag_row(now, self.source, q, row))
-            topic_rows.append({"sampled_at": now, "source": self.source, "broker": "rabbitmq",
+            topic_rows.append({"sampled_at": now, "source": self.source, "broker": self.broker,
                                "topic": queue_key(vhost, name), "partition": 0, "start": pd.NA,
                                "end": q.get("messages")})
             if (vhost, name) in dlqs:
                 dlq_rows.append(self._dlq_row(now, q, row, sorted(queue_key(vhost, s) for s in dlqs[(vhost, name)])))
-        binding_rows = [{"sampled_at": now, "source": self.source, "broker": "rabbitmq", "vhost": b.get("vhost"),
+        binding_rows = [{"sampled_at": now, "source": self.source, "broker": self.broker, "vhost": b.get("vhost"),
                          "exchange": b.get("source"), "exchange_type": exchanges.get((b.get("vhost"), b.get("source")), ""),
-                         "queue": b.get("destination"), "routing_key": b.get("routing_key") or "", "kind": "binding"}
+                         "queue": b.get("destination"), "routing_key": b.get("routing_key") or "", "route": "binding"}
                         for b in bindings
                         if b.get("source") and (b.get("vhost"), b.get("destination")) in watched]
-        binding_rows += [{"sampled_at": now, "source": self.source, "broker": "rabbitmq", "vhost": vhost,
+        binding_rows += [{"sampled_at": now, "source": self.source, "broker": self.broker, "vhost": vhost,
                           "exchange": exchange, "exchange_type": exchanges.get((vhost, exchange), ""),
-                          "queue": name, "routing_key": key or "", "kind": "dlx"}
+                          "queue": name, "routing_key": key or "", "route": "dlx"}
                          for (vhost, name), (exchange, key) in sorted(routes.items()) if (vhost, name) in watched]
         consumer_rows = [consumer_row(now, self.source, c) for c in consumers
                          if (c.get("queue", {}).get("vhost"), c.get("queue", {}).get("name")) in watched]
@@ -221,10 +222,10 @@ class RabbitMQCollector:
         book = self.books.get((vhost, name))
         head = row["head_at"]
         if book is None:  # cannot be read without consuming: every message held is unread
-            return DeadLetterBook().row(now, self.source, "rabbitmq", queue_key(vhost, name), depth,
+            return DeadLetterBook().row(now, self.source, self.broker, queue_key(vhost, name), depth,
                                         head, unread=depth, declared=sources)
         counted = sum(book.reasons.values())
-        return book.row(now, self.source, "rabbitmq", queue_key(vhost, name), depth, head,
+        return book.row(now, self.source, self.broker, queue_key(vhost, name), depth, head,
                         unread=max(0, depth - counted), declared=sources)
 
     def _forget(self, dlqs: set) -> None:
@@ -381,7 +382,7 @@ def queue_row(now, source: str, q: dict, is_dlq: bool) -> dict:
     exchange, key = dead_letter_target(q)
     utilisation = q.get("consumer_utilisation")
     head = q.get("head_message_timestamp")
-    return {"sampled_at": now, "source": source, "broker": "rabbitmq", "vhost": q.get("vhost"),
+    return {"sampled_at": now, "source": source, "broker": source, "vhost": q.get("vhost"),
             "queue": q.get("name"), "type": q.get("type") or "classic", "state": q.get("state"),
             "ready": q.get("messages_ready"), "unacked": q.get("messages_unacknowledged"),
             "messages": q.get("messages"), "consumers": q.get("consumers"),
@@ -406,7 +407,7 @@ def lag_row(now, source: str, q: dict, row: dict) -> dict:
     else:
         lag_s = math.nan
     key = queue_key(row["vhost"], row["queue"])
-    return {"sampled_at": now, "source": source, "broker": "rabbitmq", "group": key, "topic": key,
+    return {"sampled_at": now, "source": source, "broker": source, "group": key, "topic": key,
             "partition": 0, "committed": None, "end": None, "lag": ready, "lag_seconds": lag_s,
             "group_state": row["state"] or "", "members": row["consumers"],
             "pending": None if stream else row["unacked"]}
@@ -417,7 +418,7 @@ def consumer_row(now, source: str, c: dict) -> dict:
     queue = c.get("queue") or {}
     key = queue_key(queue.get("vhost"), queue.get("name"))
     channel = c.get("channel_details") or {}
-    return {"sampled_at": now, "source": source, "broker": "rabbitmq", "group": key, "topic": key,
+    return {"sampled_at": now, "source": source, "broker": source, "group": key, "topic": key,
             "consumer": c.get("consumer_tag"), "host": channel.get("peer_host") or "", "assignment": "",
             "pending": None, "idle_ms": None}
 
