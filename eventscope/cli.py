@@ -269,6 +269,15 @@ def _asyncapi(args, config, g, events) -> int:
     return 0
 
 
+def _cluster_kinds(store) -> dict:
+    """Cluster name -> kind, from what the store holds now."""
+    out = {}
+    for frame in ("lag_groups", "dlq_latest", "topics_latest"):
+        rows = store.get(frame, columns=["broker", "kind"]).dropna().drop_duplicates()
+        out.update(zip(rows["broker"], rows["kind"]))
+    return out
+
+
 def cmd_alerts(args, config) -> int:
     from eventscope.alerts_view import firing_now
     store = _store(config)
@@ -281,6 +290,10 @@ def cmd_alerts(args, config) -> int:
                   "these alerts are as of then (is `eventscope collect` running?)", file=sys.stderr)
     rows = [{k: (None if not isinstance(v, (list, dict, str)) and pd.isna(v) else v)
              for k, v in r.items()} for r in firing.to_dict("records")]
+    kinds = _cluster_kinds(store)
+    for row in rows:  # the cluster a subject is about: `BROKER:group/topic`, `BROKER:dlq`, `SOURCE/collector`
+        broker = str(row.get("subject") or "").split(":", 1)[0].split("/", 1)[0]
+        row["broker"], row["kind"] = broker or None, kinds.get(broker)
     from eventscope.alerts_view import format_value
     table = pd.DataFrame({
         "severity": firing["severity"], "rule": firing["rule"], "subject": firing["subject"],
