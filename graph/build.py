@@ -1,7 +1,9 @@
 """Reconstruct the flow graph from observed traffic (pure: frames and a time window in, graph out).
 
 Nodes (attrs ``kind``, ``label``, ``broker``, ``health``):
-``service:NAME``, ``topic:BROKER:NAME``, ``group:BROKER:NAME``, ``dlq:BROKER:NAME``.
+``service:NAME``, ``topic:BROKER:NAME``, ``group:BROKER:NAME``, ``dlq:BROKER:NAME``, and for
+RabbitMQ ``exchange:BROKER:NAME`` (a RabbitMQ queue is a ``topic`` node, or a ``dlq`` node
+when it is a DLQ: see :mod:`eventscope.graph.rabbitmq`).
 ``health`` is ``ok``, ``warn``, ``critical`` or ``unknown`` and drives the colour:
 
 - group: its worst lag ``status`` (``analysis.lag``) over the window, with ``lag`` and
@@ -25,6 +27,11 @@ Edges (attrs ``kind``, ``events``, ``rate_per_s``):
   :mod:`eventscope.analysis.causality`; on a topic several services read, the event just
   before is often a sibling, not the cause). Extra attrs ``service`` (the most frequent
   one), ``p50_latency_ms``, ``p95_latency_ms``.
+
+- ``binds``         exchange → queue (RabbitMQ bindings, attrs ``routing_key``, ``exchange_type``);
+- ``dead_letters_to`` queue → exchange (a RabbitMQ queue's dead-letter exchange, from its
+  arguments or policy; attr ``routing_key``). A DLQ reached this way gets no extra
+  ``dead_letters`` edge from its source queue.
 
 Rates divide by the observed span of each frame inside the window (the events' span for
 ``produces``/``dead_letters``/``causes``, the lag samples' span for ``consumes``): a store
@@ -58,7 +65,8 @@ def node_id(kind: str, name: str, broker: str | None = None) -> str:
 def build_graph(events_df: pd.DataFrame | None, lag_df: pd.DataFrame | None,
                 dlq_df: pd.DataFrame | None = None, since: pd.Timestamp | None = None,
                 until: pd.Timestamp | None = None, groups: pd.DataFrame | None = None,
-                consumed: pd.DataFrame | None = None, spans: dict | None = None) -> nx.DiGraph:
+                consumed: pd.DataFrame | None = None, spans: dict | None = None,
+                bindings: pd.DataFrame | None = None) -> nx.DiGraph:
     """Build the producer → topic → group graph (plus DLQs and topic → topic causes).
 
     Only rows inside ``[since, until]`` count (events by event time, lag and DLQ rows by
@@ -71,7 +79,11 @@ def build_graph(events_df: pd.DataFrame | None, lag_df: pd.DataFrame | None,
 
     ``spans`` (:func:`eventscope.analysis.causality.span_index` of the window's
     OpenTelemetry spans, with a ``parent_span_id`` column in ``events_df``) names causes
-    the way a causation ID does."""
+    the way a causation ID does.
+
+    ``bindings`` (RabbitMQ's ``bindings`` rows, e.g. ``bindings_latest``) adds exchanges,
+    their bindings and the dead-letter routes; ``queues`` rows are not needed (a queue's
+    consumers and DLQ state come from the lag and DLQ frames)."""
     graph = nx.DiGraph()
     events = _clean_events(events_df, since, until)
     dlq = _in_window(dlq_df, "sampled_at", since, until)
@@ -90,6 +102,7 @@ def build_graph(events_df: pd.DataFrame | None, lag_df: pd.DataFrame | None,
         _add_causes(graph, events, coded, window_s, groups, spans)
         _add_topic_counts(graph, coded, dlq_names)
     _add_consumes(graph, groups, progress, lag_span_s, dlq_names)
+    _add_routes(graph, bindings, dlq_names)
     _add_dlq_health(graph, dlq)
     _finish_health(graph)
     return graph
@@ -330,6 +343,37 @@ def _add_consumes(graph, groups: pd.DataFrame | None, progress: pd.Series, windo
         node["health"] = HEALTH.get(worst, "unknown")
 
 
+def _add_routes(graph, bindings: pd.DataFrame | None, dlq_names) -> None:
+    """RabbitMQ exchanges, ``binds`` and ``dead_letters_to`` edges (:mod:`eventscope.graph.rabbitmq`)."""
+    if bindings is None or bindings.empty:
+        return
+    from eventscope.graph.rabbitmq import bindings_graph_edges
+    newest = bindings
+    if "sampled_at" in bindings.columns:  # the routing of each cluster's newest sample
+        at = bindings.groupby("broker", observed=True)["sampled_at"].transform("max")
+        newest = bindings[(bindings["sampled_at"] == at).to_numpy(dtype=bool, na_value=False)]
+    for source, target, attrs in bindings_graph_edges(newest, dlq_names):
+        for nid in (source, target):
+            if nid not in graph:
+                kind, broker, name = nid.split(":", 2)  # cluster names hold no colon
+                _add_node(graph, kind, name, broker)
+        if graph.has_edge(source, target):  # one more binding between the same two: list its key
+            data = graph.edges[source, target]
+            keys = [k for k in str(data.get("routing_key", "")).split(", ") if k]
+            if attrs.get("routing_key") and attrs["routing_key"] not in keys:
+                data["routing_key"] = ", ".join(keys + [attrs["routing_key"]])
+            continue
+        graph.add_edge(source, target, events=0, rate_per_s=0.0, **attrs)
+
+
+def _routed_dead_letters(graph, origin: str, dlq: str) -> bool:
+    """Whether ``origin`` dead-letters into ``dlq`` through a RabbitMQ exchange already drawn."""
+    return origin in graph and any(
+        d.get("kind") == "dead_letters_to" and graph.has_edge(exchange, dlq)
+        and graph.edges[exchange, dlq].get("kind") == "binds"
+        for _, exchange, d in graph.out_edges(origin, data=True))
+
+
 def _progress(lag: pd.DataFrame) -> pd.Series:
     """Messages consumed over the window per (broker, group, topic): the committed offset's
     forward steps per partition (a rewind restarts the count rather than going negative)."""
@@ -367,7 +411,8 @@ def _add_dlq_health(graph, dlq_df) -> None:
         origin = origin or source_topic_from_name(str(name)) or ""  # `orders.DLT` → `orders`
         held = node["depth"] > 0 or node["growth"] != 0
         if origin and held and not any(d.get("kind") == "dead_letters"
-                                       for _, _, d in graph.in_edges(nid, data=True)):
+                                       for _, _, d in graph.in_edges(nid, data=True)) \
+                and not _routed_dead_letters(graph, node_id("topic", origin, str(broker)), nid):
             source = _add_node(graph, "topic", origin, str(broker))
             graph.add_edge(source, nid, kind="dead_letters", events=0, rate_per_s=0.0)
 
@@ -386,5 +431,7 @@ def _finish_health(graph: nx.DiGraph) -> None:
             node["health"] = "warn" if node.get("undecodable", 0) else "ok"
         elif kind == "group":
             node.setdefault("health", "unknown")
+        elif kind == "exchange":
+            node["health"] = "ok"
         else:
             node.setdefault("health", "ok")

@@ -445,8 +445,8 @@ def test_the_simulator_runs_the_order_pipeline_on_rabbitmq(rabbitmq_broker, rabb
         assert lag["sim.analytics-service"]["lag"] == placed and lag["sim.analytics-service"]["members"] == 0
         assert queue_status(placed, 0, 0.0, 0.0, 0.0, math.nan) == "STOP"
         edges = {(a, b) for a, b, _ in bindings_graph_edges(frames["bindings"])}
-        assert (f"exchange:rabbitmq:{vhost}/sim.orders", f"queue:rabbitmq:{vhost}/sim.payment-service") in edges
-        assert (f"queue:rabbitmq:{vhost}/sim.payment-service", f"exchange:rabbitmq:{vhost}/sim.dlx") in edges
+        assert (f"exchange:rabbitmq:{vhost}/sim.orders", f"topic:rabbitmq:{vhost}/sim.payment-service") in edges
+        assert (f"topic:rabbitmq:{vhost}/sim.payment-service", f"exchange:rabbitmq:{vhost}/sim.dlx") in edges
     finally:
         rabbitmq_api(rabbitmq_broker, "DELETE", f"/api/vhosts/{quote(vhost, safe='')}")
 
@@ -537,9 +537,12 @@ def test_bindings_graph_edges():
         {"sampled_at": now, "source": "rabbitmq", "broker": "rabbitmq", "vhost": "shop", "exchange": "",
          "exchange_type": "direct", "queue": "orders", "routing_key": "orders.dlq", "route": "dlx"}])
     assert bindings_graph_edges(bindings) == [
-        ("exchange:rabbitmq:orders", "queue:rabbitmq:payments",
+        ("exchange:rabbitmq:orders", "topic:rabbitmq:payments",
          {"kind": "binds", "routing_key": "order.placed", "exchange_type": "topic"}),
-        ("queue:rabbitmq:payments", "exchange:rabbitmq:dlx", {"kind": "dead_letters_to", "routing_key": ""}),
-        ("queue:rabbitmq:shop/orders", "exchange:rabbitmq:shop/(default)",
+        ("topic:rabbitmq:payments", "exchange:rabbitmq:dlx", {"kind": "dead_letters_to", "routing_key": ""}),
+        ("topic:rabbitmq:shop/orders", "exchange:rabbitmq:shop/(default)",
          {"kind": "dead_letters_to", "routing_key": "orders.dlq"}),
     ]
+    # a queue named as a DLQ is drawn as one: the node its DLQ rows make
+    assert bindings_graph_edges(bindings, {("rabbitmq", "payments")})[0][1] == "dlq:rabbitmq:payments"
+    assert bindings_graph_edges(bindings, {("rabbitmq", "shop/orders")})[2][0] == "dlq:rabbitmq:shop/orders"
