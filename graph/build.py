@@ -66,7 +66,7 @@ def build_graph(events_df: pd.DataFrame | None, lag_df: pd.DataFrame | None,
                 dlq_df: pd.DataFrame | None = None, since: pd.Timestamp | None = None,
                 until: pd.Timestamp | None = None, groups: pd.DataFrame | None = None,
                 consumed: pd.DataFrame | None = None, spans: dict | None = None,
-                bindings: pd.DataFrame | None = None) -> nx.DiGraph:
+                bindings: pd.DataFrame | None = None, queues: pd.DataFrame | None = None) -> nx.DiGraph:
     """Build the producer → topic → group graph (plus DLQs and topic → topic causes).
 
     Only rows inside ``[since, until]`` count (events by event time, lag and DLQ rows by
@@ -82,8 +82,9 @@ def build_graph(events_df: pd.DataFrame | None, lag_df: pd.DataFrame | None,
     the way a causation ID does.
 
     ``bindings`` (RabbitMQ's ``bindings`` rows, e.g. ``bindings_latest``) adds exchanges,
-    their bindings and the dead-letter routes; ``queues`` rows are not needed (a queue's
-    consumers and DLQ state come from the lag and DLQ frames)."""
+    their bindings and the dead-letter routes; ``queues`` (``queues_latest``) marks the DLQ
+    queues (``is_dlq``) before any DLQ sample has been rolled up, and gives each queue node
+    its ``queue_type`` (classic, quorum, stream)."""
     graph = nx.DiGraph()
     events = _clean_events(events_df, since, until)
     dlq = _in_window(dlq_df, "sampled_at", since, until)
@@ -96,6 +97,9 @@ def build_graph(events_df: pd.DataFrame | None, lag_df: pd.DataFrame | None,
                              else events["at"])
     coded = _Coded(events) if not events.empty else None
     dlq_names = _dlq_names(coded, dlq)
+    if queues is not None and not queues.empty:
+        marked = queues[queues["is_dlq"].fillna(False).to_numpy(dtype=bool)]
+        dlq_names |= {(str(b), t) for b, t in zip(marked["broker"], _queue_keys(marked))}
     if coded is not None:
         _add_produces(graph, coded, window_s, dlq_names)
         _add_dead_letters(graph, events, coded, window_s)
@@ -103,6 +107,7 @@ def build_graph(events_df: pd.DataFrame | None, lag_df: pd.DataFrame | None,
         _add_topic_counts(graph, coded, dlq_names)
     _add_consumes(graph, groups, progress, lag_span_s, dlq_names)
     _add_routes(graph, bindings, dlq_names)
+    _add_queue_types(graph, queues, dlq_names)
     _add_dlq_health(graph, dlq)
     _finish_health(graph)
     return graph
@@ -364,6 +369,20 @@ def _add_routes(graph, bindings: pd.DataFrame | None, dlq_names) -> None:
                 data["routing_key"] = ", ".join(keys + [attrs["routing_key"]])
             continue
         graph.add_edge(source, target, events=0, rate_per_s=0.0, **attrs)
+
+
+def _queue_keys(queues: pd.DataFrame) -> list[str]:
+    """A RabbitMQ queue's name as its lag and DLQ rows give it: ``vhost/name`` outside ``/``."""
+    return [str(q) if v == "/" else f"{v}/{q}" for v, q in zip(queues["vhost"], queues["queue"])]
+
+
+def _add_queue_types(graph, queues: pd.DataFrame | None, dlq_names) -> None:
+    if queues is None or queues.empty:
+        return
+    for broker, key, kind in zip(queues["broker"].astype(str), _queue_keys(queues), queues["type"]):
+        nid = node_id("dlq" if (broker, key) in dlq_names else "topic", key, broker)
+        if nid in graph:
+            graph.nodes[nid]["queue_type"] = None if pd.isna(kind) else str(kind)
 
 
 def _routed_dead_letters(graph, origin: str, dlq: str) -> bool:

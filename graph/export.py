@@ -13,7 +13,7 @@ import math
 import networkx as nx
 
 NODE_FIELDS = ("id", "kind", "label", "broker")
-NODE_EXTRAS = ("lag", "lag_seconds", "depth")
+NODE_EXTRAS = ("lag", "lag_seconds", "depth", "queue_type")
 EDGE_FIELDS = ("kind", "events", "rate_per_s")
 CAUSE_FIELDS = ("service", "p50_latency_ms", "p95_latency_ms")
 ROUTE_FIELDS = ("routing_key", "exchange_type")  # RabbitMQ's binds and dead_letters_to edges

@@ -97,6 +97,8 @@ def node_title(attrs: dict) -> str:
         lines.append(f"{attrs['members']} merged nodes")
     if attrs.get("broker"):
         lines.append(f"broker: {attrs['broker']}")
+    if attrs.get("queue_type"):
+        lines.append(f"RabbitMQ {attrs['queue_type']} queue")
     if attrs.get("health"):
         lines.append(f"health: {attrs['health']}")
     if attrs.get("status"):

@@ -467,6 +467,22 @@ def test_queue_status(ready, consumers, publish, deliver, ack, age, expected):
     assert queue_status(ready, consumers, publish, deliver, ack, age, window_s=300) == expected
 
 
+def test_a_dlq_nobody_consumes_is_not_stopped():
+    """Dead letters wait for people: a DLQ with messages and no consumer is OK as a queue (its
+    depth and growth are judged on the Dead letters page); a reprocessor that hangs is not."""
+    assert queue_status(5, 0, 1.0, 0.0, 0.0, 10.0, is_dlq=True) == "OK"
+    assert queue_status(5, 2, 1.0, 0.0, 0.0, 10.0, is_dlq=True) == "STALL"
+    now = pd.Timestamp("2026-01-01", tz="UTC")
+    latest = schemas.conform("lag_latest", [
+        {"sampled_at": now, "source": "r", "broker": "r", "kind": "rabbitmq", "group": q, "topic": q,
+         "partition": 0, "lag": 4, "members": 0, "status": "STOP"} for q in ("orders", "orders.dlq")])
+    queues = schemas.conform("queues", [
+        {"sampled_at": now, "source": "r", "broker": "r", "kind": "rabbitmq", "vhost": "/", "queue": q,
+         "type": "classic", "ready": 4, "consumers": 0, "is_dlq": dlq} for q, dlq in (("orders", False), ("orders.dlq", True))])
+    judged = queue_statuses(latest, queues)
+    assert dict(zip(judged["topic"], judged["status"])) == {"orders": "STOP", "orders.dlq": "OK"}
+
+
 def test_queue_statuses_judge_only_rabbitmq_rows():
     now = pd.Timestamp("2026-01-01", tz="UTC")
     latest = schemas.conform("lag_latest", [
