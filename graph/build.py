@@ -335,6 +335,8 @@ def _add_consumes(graph, groups: pd.DataFrame | None, progress: pd.Series, windo
     progress = {(str(b), str(g), str(t)): int(n) for (b, g, t), n in progress.items()}  # 6,000 lookups
     for row in groups.itertuples(index=False):
         broker, group, topic = str(row.broker), str(row.group), str(row.topic)
+        if _idle_dead_letter_queue(row, dlq_names):
+            continue
         source = _topic_node(graph, broker, topic, dlq_names)
         target = _add_node(graph, "group", group, broker)
         _add_edge(graph, source, target, "consumes", progress.get((broker, group, topic), 0), window_s)
@@ -391,6 +393,14 @@ def _routed_dead_letters(graph, origin: str, dlq: str) -> bool:
         d.get("kind") == "dead_letters_to" and graph.has_edge(exchange, dlq)
         and graph.edges[exchange, dlq].get("kind") == "binds"
         for _, exchange, d in graph.out_edges(origin, data=True))
+
+
+def _idle_dead_letter_queue(row, dlq_names) -> bool:
+    """A RabbitMQ DLQ's own lag row with no consumer: the queue is not a group anyone runs
+    (a queue is its own "group"), so no group node is drawn for it."""
+    members = getattr(row, "members", None)
+    return (getattr(row, "kind", None) == "rabbitmq" and (str(row.broker), str(row.topic)) in dlq_names
+            and (members is None or pd.isna(members) or members == 0))
 
 
 def _progress(lag: pd.DataFrame) -> pd.Series:

@@ -119,3 +119,17 @@ def test_dead_letters_page_says_what_a_rabbitmq_dlq_cannot_show(monkeypatch, tmp
     assert any("A stream DLQ" in i.value for i in at.info)
     reasons = _frames_with(at, "share")[0]
     assert reasons[["reason", "count"]].values.tolist() == [["rejected", 7]]
+
+
+def test_a_rabbitmq_dlq_is_unprocessed_only_while_a_consumer_reads_it():
+    from eventscope.analysis import dlq as dlq_analysis
+    now = pd.Timestamp("2026-01-01", tz="UTC")
+    dlq = schemas.conform("dlq", [{"sampled_at": now, "source": B, "broker": B, "kind": "rabbitmq",
+                                   "dlq": "payments.dlq", "depth": 7}])
+
+    def lag(members):
+        return schemas.conform("lag_latest", [{"sampled_at": now, "source": B, "broker": B, "kind": "rabbitmq",
+                                               "group": "payments.dlq", "topic": "payments.dlq", "partition": 0,
+                                               "lag": 7, "members": members, "status": "OK"}])
+    assert dlq_analysis.summary(dlq, lag=lag(0))["unprocessed"].iloc[0] is None  # nobody reprocesses it
+    assert dlq_analysis.summary(dlq, lag=lag(2))["unprocessed"].iloc[0] == 7

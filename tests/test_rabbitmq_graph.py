@@ -68,6 +68,18 @@ def test_exchanges_bindings_and_dead_letter_routes():
     assert graph.nodes[f"exchange:{B}:orders"]["broker"] == B
 
 
+def test_a_dlq_nobody_consumes_is_not_drawn_as_a_group():
+    bindings, lag, dlq = _frames()
+    own = pd.DataFrame([{"broker": B, "kind": "rabbitmq", "group": "payments.dlq", "topic": "payments.dlq",
+                         "lag": 3, "lag_seconds": 60.0, "status": "OK", "members": members}
+                        for members in (0,)])
+    graph = build_graph(None, None, dlq, groups=pd.concat([lag, own], ignore_index=True), bindings=bindings)
+    assert f"group:{B}:payments.dlq" not in graph
+    read = own.assign(members=2)  # a reprocessor reads it: then it is a group like any other
+    graph = build_graph(None, None, dlq, groups=pd.concat([lag, read], ignore_index=True), bindings=bindings)
+    assert graph.edges[f"dlq:{B}:payments.dlq", f"group:{B}:payments.dlq"]["kind"] == "consumes"
+
+
 def test_without_a_route_a_held_dlq_still_names_its_source():
     _, lag, dlq = _frames()
     graph = build_graph(None, None, dlq, groups=lag)
