@@ -562,3 +562,46 @@ def test_bindings_graph_edges():
     # a queue named as a DLQ is drawn as one: the node its DLQ rows make
     assert bindings_graph_edges(bindings, {("rabbitmq", "payments")})[0][1] == "dlq:rabbitmq:payments"
     assert bindings_graph_edges(bindings, {("rabbitmq", "shop/orders")})[2][0] == "dlq:rabbitmq:shop/orders"
+
+
+def test_rates_come_from_the_counters_over_the_window():
+    """The API's own rate reads 0 between its statistics steps; the counters' difference over
+    the collector's window does not. Too short a span, no stats, or counters that went back
+    (a re-declared queue) leave the API's rate."""
+    from eventscope.collectors.rabbitmq.management import RateWindow
+    window, key, t0 = RateWindow(window_s=30, min_span_s=8), ("/", "payments"), pd.Timestamp("2026-01-01", tz="UTC")
+
+    def at(s, publish, deliver, ack):
+        return window.rates(key, t0 + pd.Timedelta(seconds=s), {"publish": publish, "deliver_get": deliver, "ack": ack})
+    assert at(0, 100, 90, 80) is None  # the first sample: nothing to compare with
+    assert at(5, 100, 90, 80) is None  # 5 s apart: too short to say
+    assert at(10, 130, 110, 80) == {"publish_rate": 3.0, "deliver_rate": 2.0, "ack_rate": 0.0}
+    assert at(20, 130, 110, 80) == {"publish_rate": 1.5, "deliver_rate": 1.0, "ack_rate": 0.0}  # a flat step
+    assert at(40, 190, 110, 80) == {"publish_rate": 2.0, "deliver_rate": 0.0, "ack_rate": 0.0}  # only the last 30 s
+    assert at(45, 3, 3, 3) is None  # counters went back: a new queue, start over
+    assert window.rates(key, t0 + pd.Timedelta(seconds=60), None) is None and key not in window.seen
+    window.rates(("/", "gone"), t0, {"publish": 1})
+    window.keep({key})
+    assert ("/", "gone") not in window.seen
+
+
+def test_dlq_sources_on_a_direct_exchange_follow_the_routing_key():
+    import re
+    from eventscope.collectors.rabbitmq.management import dead_letter_queues, dead_letter_routes
+    queues = [{"vhost": "/", "name": n, "arguments": a} for n, a in (
+        ("payments", {"x-dead-letter-exchange": "dlx", "x-dead-letter-routing-key": "payments"}),
+        ("refunds", {"x-dead-letter-exchange": "dlx", "x-dead-letter-routing-key": "refunds"}),
+        ("orders", {"x-dead-letter-exchange": "dlx"}),  # keeps the message's own key: may reach any
+        ("payments.dlq", {}), ("refunds.dlq", {}), ("fan.dlq", {}))] + [
+        {"vhost": "/", "name": "fanned", "arguments": {"x-dead-letter-exchange": "fan"}}]
+    bindings = [{"vhost": "/", "source": "dlx", "destination": "payments.dlq", "routing_key": "payments"},
+                {"vhost": "/", "source": "dlx", "destination": "refunds.dlq", "routing_key": "refunds"},
+                {"vhost": "/", "source": "fan", "destination": "fan.dlq", "routing_key": "payments"}]
+    routes = dead_letter_routes(queues)
+    types = {("/", "dlx"): "direct", ("/", "fan"): "fanout"}
+    found = dead_letter_queues(queues, bindings, routes, re.compile(r"^$"), types)
+    assert found == {("/", "payments.dlq"): {"payments", "orders"}, ("/", "refunds.dlq"): {"refunds", "orders"},
+                     ("/", "fan.dlq"): {"fanned"}}
+    # without the exchanges' types every sender of the exchange counts, as before
+    assert dead_letter_queues(queues, bindings, routes, re.compile(r"^$"))[("/", "payments.dlq")] == {
+        "payments", "refunds", "orders"}
