@@ -228,7 +228,8 @@ def cmd_graph(args, config) -> int:
     consumed = queries.scan("lag_1m", since=since, columns=["minute", "broker", "group", "topic", "consumed"])
     g = build_graph(events, None, dlq, groups=queries.lag_groups(), consumed=consumed,
                     spans=queries.span_links(since if since is not None else
-                                             pd.Timestamp.now(tz="UTC") - pd.Timedelta(days=3650)))
+                                             pd.Timestamp.now(tz="UTC") - pd.Timedelta(days=3650)),
+                    bindings=store.get("bindings_latest"), queues=store.get("queues_latest"))
     if args.format == "asyncapi":
         return _asyncapi(args, config, g, events)
     if args.format == "dot":
