@@ -9,7 +9,7 @@ import sys
 import threading
 from pathlib import Path
 
-from eventscope.cli import dashboard_command
+from eventscope.launch import dashboard_command
 from eventscope.localbrokers import BrokerStartError, start_kafka, start_redis
 from eventscope.simulator.config import SimulatorConfig
 from eventscope.simulator.runner import run_simulation

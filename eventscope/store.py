@@ -32,7 +32,7 @@ Reads push the time range, the columns and simple equality filters down to the
 Parquet files (pyarrow); nothing is cached here (the query layer caches results).
 
 Each ``events`` part has its trace index beside it (``<part>.trace-index.npz``, see
-``analysis/trace_index.py``), written with the part and deleted with it.
+``trace_index.py``), written with the part and deleted with it.
 
 A part that cannot be read (a disk that lost its end, a file someone truncated) costs its
 own rows and nothing else: readers skip it, and :meth:`Store.damage` names it with its time
@@ -62,8 +62,8 @@ from eventscope import schemas
 from eventscope.files import DamagedPart
 from eventscope.files import open_private
 from eventscope.files import write_atomically as _write_atomically
-from eventscope.analysis.trace_index import INDEX_SUFFIX, PartIndex
-from eventscope.analysis.trace_index import KEYS as INDEX_KEYS
+from eventscope.trace_index import INDEX_SUFFIX, PartIndex
+from eventscope.trace_index import KEYS as INDEX_KEYS
 
 log = logging.getLogger("eventscope.store")
 

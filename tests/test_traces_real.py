@@ -26,7 +26,7 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from eventscope.analysis import traces
-from eventscope.analysis.trace_index import StoreTraceIndex
+from eventscope.trace_index import StoreTraceIndex
 from eventscope.config import load_config
 from eventscope.runner import Runner, build_collectors
 from eventscope.store import Store

@@ -17,6 +17,7 @@ import pandas as pd
 from eventscope.analysis import alert_state
 from eventscope.analysis import dlq as dlq_analysis
 from eventscope.analysis import lag as lag_analysis
+from eventscope.analysis.rules import select
 
 COLUMNS = ["rule", "severity", "subject", "value", "threshold", "since"]
 FIRING_COLUMNS = COLUMNS + ["metric", "fired_at", "detail", "episode"]
@@ -351,7 +352,6 @@ def evaluate(lag: pd.DataFrame, dlq: pd.DataFrame, cfg, stuck: pd.DataFrame | No
 
 def rule_table(rules: list, observations: pd.DataFrame, state: dict) -> pd.DataFrame:
     """Every rule with each subject's current value against its thresholds and its state."""
-    from eventscope.analysis.rules import select
     rows = []
     for obs in observations.itertuples(index=False):
         rule = select(rules, obs.metric, obs.names)
