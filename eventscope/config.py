@@ -18,7 +18,6 @@ import re
 import tomllib
 from dataclasses import dataclass, field, fields
 from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
 
 from eventscope import sample_data
 from eventscope.analysis.rules import (Rule, RuleError, Webhook, effective_rules, parse_rule, parse_webhook,
@@ -28,7 +27,7 @@ from eventscope.collectors.kafka.config import KafkaConfig  # noqa: F401 - the b
 from eventscope.collectors.redis.config import RedisConfig  # noqa: F401
 from eventscope.decode import DecodeConfig  # the [decode] section, kept beside the decoder that reads it
 from eventscope.dlq_names import dlq_regex  # noqa: F401 - re-exported
-from eventscope.secrets import Secret, redact_url  # noqa: F401 - re-exported
+from eventscope.secrets import Secret
 
 
 class ConfigError(ValueError):

@@ -582,20 +582,6 @@ def _scalar(value) -> str | None:
     return text(str(value)) or None
 
 
-def _first(body: dict, paths) -> str | None:
-    for path in paths:
-        node = body
-        for part in path:
-            if not isinstance(node, dict):
-                node = None
-                break
-            node = node.get(part)
-        found = _scalar(node)
-        if found:
-            return found
-    return None
-
-
 def failure_reason(headers: dict[str, bytes]) -> tuple[str | None, str | None]:
     """(exception class, grouped reason) from DLQ headers; the reason has IDs and numbers as ``#``.
 
@@ -652,11 +638,6 @@ def _innermost_cause(headers: dict[str, bytes], cls: str | None) -> tuple[str, s
         return None
     cause_cls, message = found[-1]
     return text(cause_cls, 200), text(message.strip(), 300)
-
-
-def is_dead_letter(headers: dict[str, bytes]) -> bool:
-    """True when a message carries the headers a dead-letter publisher writes."""
-    return not DLQ_MARKER_SET.isdisjoint(headers)
 
 
 def int_header(value: bytes | None) -> int | None:

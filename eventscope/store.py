@@ -338,13 +338,6 @@ class Store:
             return None
         return max(pd.Timestamp(p["tmax"]) for p in parts)
 
-    def oldest_time(self, name: str) -> pd.Timestamp | None:
-        """Time of the oldest row of a log or raw frame still within its retention."""
-        parts = self._read_manifest(self._folder(name, create=False))["parts"]
-        floor = pd.Timestamp.now(tz="UTC") - pd.Timedelta(seconds=self.retention.age_s(name))
-        times = [pd.Timestamp(p["tmin"]) for p in parts if pd.Timestamp(p["tmax"]) >= floor]
-        return max(min(times), floor) if times else None
-
     def caps(self) -> list[dict]:
         """Frames whose history ``max_rows`` cut short of the retention:
         ``{frame, kept_since, max_rows, retention_hours}`` each."""
