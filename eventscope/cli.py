@@ -49,7 +49,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="eventscope", description="Observability for Kafka and Redis Streams.")
+    p = argparse.ArgumentParser(prog="eventscope", description="Observability for Kafka, Redis Streams and RabbitMQ.")
     p.add_argument("--version", action="version", version=f"eventscope {__version__}")
     p.add_argument("--config", help="TOML config file (default: $EVENTSCOPE_CONFIG)")
     sub = p.add_subparsers(dest="command", required=True)
