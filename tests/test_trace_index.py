@@ -5,11 +5,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from eventscope import schemas
-from eventscope import trace_index
+from eventscope import schemas, trace_index
 from eventscope.analysis import traces
-from eventscope.trace_index import StoreTraceIndex, TraceIndex
 from eventscope.store import Retention, Store
+from eventscope.trace_index import StoreTraceIndex, TraceIndex
 
 T0 = pd.Timestamp("2026-11-28T10:00:00Z")
 
