@@ -29,6 +29,7 @@ from eventscope.query import Queries
 from eventscope.runner import StoreLock, build_collectors, build_runner, open_store
 from eventscope.trace_index import StoreTraceIndex
 
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point; returns the process exit code."""
     parser = _parser()

@@ -164,7 +164,6 @@ class DecodeConfig:
     payload_fields: list = field(default_factory=lambda: ["payload", "envelope"])
 
 
-
 class Decoder:
     """Field paths and header names to look in, from ``[decode]`` (:class:`DecodeConfig`).
 
