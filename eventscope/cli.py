@@ -281,6 +281,11 @@ def cmd_alerts(args, config) -> int:
                   "these alerts are as of then (is `eventscope collect` running?)", file=sys.stderr)
     rows = [{k: (None if not isinstance(v, (list, dict, str)) and pd.isna(v) else v)
              for k, v in r.items()} for r in firing.to_dict("records")]
+    kinds = _kinds_of_brokers(config, store)
+    for row in rows:  # the cluster is the subject's first part: `broker:...` or `source/collector`
+        subject = str(row.get("subject") or "")
+        row["broker"] = subject.split(":", 1)[0] if ":" in subject else subject.split("/", 1)[0]
+        row["kind"] = kinds.get(row["broker"])
     from eventscope.alerts_view import format_value
     table = pd.DataFrame({
         "severity": firing["severity"], "rule": firing["rule"], "subject": firing["subject"],
@@ -292,6 +297,16 @@ def cmd_alerts(args, config) -> int:
     if args.exit_code and (firing["severity"] == "critical").any():
         return 1
     return 0
+
+
+def _kinds_of_brokers(config, store) -> dict:
+    """Each cluster's kind, by name: the configured sources', and those the store's rows name."""
+    known = {}
+    for name in ("lag_groups", "dlq_latest"):
+        frame = store.get(name, columns=["broker", "kind"]).dropna()
+        known.update(zip(frame["broker"].astype(str), frame["kind"].astype(str)))
+    known.update({s["broker"]: s["kind"] for s in config.sources_summary()})
+    return known
 
 
 def is_loopback(host: str) -> bool:
