@@ -1,4 +1,5 @@
-"""Session fixtures: one real Redis, one real Kafka and one real RabbitMQ per test run, on loopback.
+"""Session fixtures: one real Redis, one real Kafka and one real RabbitMQ per test run, on loopback
+(and a second Kafka and Redis, started only when a test watching two clusters asks for them).
 
 Each broker also holds a read-only identity for eventscope, so a test can run the
 collectors with no more rights than a production deployment grants them

@@ -1,4 +1,5 @@
 """Config: TOML + env overrides, validation with one-line errors, secrets hidden."""
+import json
 import subprocess
 import sys
 
@@ -191,7 +192,6 @@ def test_sources_must_be_an_array_of_tables(tmp_path, text):
 
 
 def test_sources_from_the_environment_replace_the_file_s(tmp_path):
-    import json
     env = {"EVENTSCOPE_SOURCES": json.dumps([{"name": "cache-a", "kind": "redis", "url": "redis://a:6379/0"},
                                              {"name": "mq", "kind": "rabbitmq", "url": "http://mq:15672",
                                               "vhosts": ["/", "shop"]}]),
@@ -214,8 +214,7 @@ SOURCE_SECRETS = ("kafka-pw-1", "redis-url-pw-2", "redis-pw-3", "mq-pw-4", "mq-u
 
 
 def test_secrets_of_sources_never_print(tmp_path):
-    import json
-    path = write(tmp_path, f'''
+    path = write(tmp_path, '''
 [kafka]
 sasl_password = "default-pw-7"
 [[sources]]
