@@ -268,6 +268,9 @@ def test_graph_has_a_node_per_cluster_and_no_edge_between_clusters(clusters):
     def cluster_of(node_id: str) -> str | None:
         return node_id.split(":")[1] if node_id.startswith(("topic:", "dlq:", "group:")) else None
 
+    for node in graph["nodes"]:  # each node names its cluster, as its ID does
+        if cluster_of(node["id"]) is not None:
+            assert node["broker"] == cluster_of(node["id"]), node
     crossing = [e for e in graph["edges"] if len({cluster_of(e["source"]), cluster_of(e["target"])} - {None}) > 1]
     # produces, consumes and dead-letters edges stay inside a cluster; only the one ID seen on
     # every cluster (shared-1) chains them, as its trace does, one event per hop
