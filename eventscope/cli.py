@@ -241,7 +241,14 @@ def cmd_graph(args, config) -> int:
 def _asyncapi(args, config, g, events) -> int:
     """All services as ``{name: document}``, one with ``--service``, or files with ``--out``."""
     from eventscope.graph.asyncapi import asyncapi_documents, component_key, server_hosts
-    docs = asyncapi_documents(g, events, server_hosts(config.kafka.bootstrap, config.redis.url))
+    hosts, kinds = {}, {}
+    for source in config.all_sources():  # each cluster's server, by its name
+        kinds[source.name] = source.kind
+        if source.kind == "kafka":
+            hosts[source.name] = server_hosts(kafka_bootstrap=source.address())["kafka"]
+        elif source.kind == "redis":
+            hosts[source.name] = server_hosts(redis_url=source.address())["redis"]
+    docs = asyncapi_documents(g, events, hosts, kinds=kinds)
     indent = None if args.json else 2
     if args.service is not None:
         if args.service not in docs:

@@ -283,6 +283,19 @@ def test_graph_has_a_node_per_cluster_and_no_edge_between_clusters(clusters):
         assert consumed == {f"topic:{broker}:orders"}
 
 
+def test_asyncapi_has_a_server_per_cluster_of_its_own_kind(clusters):
+    proc = cli(clusters["config"], "graph", "--format", "asyncapi", "--service", "order-service", "--json")
+    assert proc.returncode == 0, proc.stderr
+    doc = json.loads(proc.stdout)
+    hosts = {name: address.split("://")[-1].removesuffix("/0") for name, address in clusters["addresses"].items()}
+    assert {name: (server["host"], server["protocol"]) for name, server in doc["servers"].items()} == {
+        name: (hosts[name], KIND[name]) for name in KIND}
+    channels = {key: (c["address"], c["description"], [s["$ref"] for s in c["servers"]])
+                for key, c in doc["channels"].items()}
+    assert channels == {f"{name}.orders": ("orders", ("Kafka topic" if KIND[name] == "kafka" else "Redis stream")
+                                           + " `orders`", [f"#/servers/{name}"]) for name in KIND}
+
+
 def test_alert_subjects_name_the_cluster(clusters):
     alerts = cli_json(clusters["config"], "alerts")
     firing = {(a["rule"], a["subject"]): a["severity"] for a in alerts}
