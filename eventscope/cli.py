@@ -241,7 +241,7 @@ def cmd_graph(args, config) -> int:
 def _asyncapi(args, config, g, events) -> int:
     """All services as ``{name: document}``, one with ``--service``, or files with ``--out``."""
     from eventscope.graph.asyncapi import asyncapi_documents, component_key, server_hosts
-    docs = asyncapi_documents(g, events, server_hosts(config.kafka.bootstrap, config.redis.url))
+    docs = asyncapi_documents(g, events, server_hosts(config.all_sources()))
     indent = None if args.json else 2
     if args.service is not None:
         if args.service not in docs:

@@ -93,7 +93,7 @@ def node_title(attrs: dict) -> str:
     if attrs.get("members", 1) > 1:
         lines.append(f"{attrs['members']} merged nodes")
     if attrs.get("broker"):
-        lines.append(f"broker: {attrs['broker']}")
+        lines.append(f"cluster: {attrs['broker']}")
     if attrs.get("health"):
         lines.append(f"health: {attrs['health']}")
     if attrs.get("status"):

@@ -170,7 +170,7 @@ def test_hostile_names_render(monkeypatch, tmp_path, page):
     """Each page shows the attacker-chosen names of its data literally: as plain text, or
     Markdown-escaped where it renders Markdown; never as markup (the browser's view of the
     same: tests/test_browser.py::test_hostile_names_fire_no_script)."""
-    from eventscope.dashboard import md
+    from eventscope.ui.format import md
     at = _visit(_app(monkeypatch, write_synthetic_store(tmp_path / "hostile", hostile=True)), page)
     markdown, plain = _shown_strings(at)
     for name in HOSTILE_SHOWN[page]:
@@ -362,10 +362,17 @@ def test_lag_drilldown_member_count_without_details(monkeypatch, tmp_path):
 
 def test_lag_filters(monkeypatch, tmp_path):
     at = _visit(_app(monkeypatch, _lag_store(tmp_path / "s")), "pages/lag.py")
-    at.button_group(key="lag_broker").set_value("redis").run()
+    # the sidebar's cluster selector filters the table, and the group picker with it
+    # (tests/test_browser.py clicks it; AppTest only keeps the main script's elements until
+    # a fragment reruns, so the choice is set in the session here)
+    assert at.multiselect(key="clusters").options == ["kafka · kafka", "redis · redis"]
+    at.session_state["clusters"] = ["redis"]
+    at.switch_page("pages/lag.py").run()
     assert set(_group_table(at)["broker"]) == {"redis"}
     assert at.selectbox(key="lag_group").value == "billing-worker  ·  redis"
-    at.button_group(key="lag_broker").set_value("all").run()
+    at.session_state["clusters"] = []
+    at.switch_page("pages/lag.py").run()
+    assert set(_group_table(at)["broker"]) == {"kafka", "redis"}
     at.text_input(key="lag_filter").input("SHIP").run()  # group or topic, any case
     table = _group_table(at)
     assert set(table["group"]) == {"shipping-service"}

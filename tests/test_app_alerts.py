@@ -37,7 +37,7 @@ def test_links_work_from_the_entry_script_an_installed_dashboard_runs(monkeypatc
     a link Streamlit resolved against the entry script's folder broke every page that links
     to another while an alert fired (the Overview and the Alerts page)."""
     import eventscope.app
-    from eventscope.dashboard import PAGES_DIR
+    from eventscope.ui.widgets import PAGES_DIR
 
     root = write_synthetic_store(tmp_path / "s")
     for page in ("overview.py", "alerts.py"):

@@ -5,7 +5,7 @@ text a producer put in an event). The banner escapes it like every other name, s
 in it (links, emphasis, HTML) is shown as the characters it is."""
 from __future__ import annotations
 
-from eventscope.dashboard import md
+from eventscope.ui.format import md
 from test_traces_page import _app, _store_with_payloads, _visit
 
 HOSTILE = "ValueError: <script>alert(1)</script>"
