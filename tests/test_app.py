@@ -99,6 +99,37 @@ def write_synthetic_store(root: Path, hostile: bool = False) -> Path:
     return root
 
 
+CLUSTERS = ("prod-eu", "prod-us")  # two Kafka clusters with the same topics, groups and DLQ
+
+
+def two_cluster_frames(now: pd.Timestamp | None = None) -> dict[str, pd.DataFrame]:
+    """:func:`synthetic_frames` on each of two Kafka clusters named ``prod-eu`` and ``prod-us``:
+    the same topics, groups and DLQ on both (so only the cluster tells two rows apart); the
+    correlation and event IDs say their cluster. On prod-us nothing is dead-lettered after
+    the first minute, so the two DLQs differ in depth."""
+    now = now or pd.Timestamp.now(tz="UTC").floor("s")
+    parts: dict[str, list] = {}
+    for name in CLUSTERS:
+        frames = synthetic_frames(now, orders=60)
+        for frame, rows in frames.items():
+            rows = rows.assign(source=name)
+            if "broker" in rows:
+                rows = rows.assign(broker=name, kind="kafka")
+            if frame == "events":
+                rows = rows.assign(correlation_id=f"{name}-" + rows["correlation_id"].astype(str),
+                                   event_id=f"{name}-" + rows["event_id"].astype(str))
+            if frame == "dlq" and name == "prod-us":
+                rows = rows.assign(depth=1, reasons=rows["reasons"].iloc[:1].tolist() * len(rows))
+            parts.setdefault(frame, []).append(rows)
+    return {frame: schemas.conform(frame, pd.concat(rows, ignore_index=True)) for frame, rows in parts.items()}
+
+
+def write_two_cluster_store(root: Path) -> Path:
+    """A store holding :func:`two_cluster_frames`, written by the recorder."""
+    Recorder(Store(root)).record(two_cluster_frames())
+    return root
+
+
 def _app(monkeypatch, store_dir: Path, script: str = APP) -> AppTest:
     monkeypatch.setenv("EVENTSCOPE_STORE", str(store_dir))
     monkeypatch.setenv("EVENTSCOPE_DASHBOARD_COLLECT", "off")
