@@ -91,7 +91,7 @@ def test_two_clusters_are_labelled_rows_and_the_selector_hides_one(browser, two_
     # choose prod-us: every page the session reaches shows its rows only
     _choose(page, "prod-us · kafka")
     _settle(page, "Overview")
-    assert sidebar.get_by_text("Showing 1 of 2 clusters: every page hides the other 1 cluster' rows.").is_visible()
+    assert sidebar.get_by_text("Showing 1 of 2 clusters: every page hides the rest.").is_visible()
     assert page.get_by_text("analytics (prod-us)", exact=False).first.is_visible()
     assert page.get_by_text("analytics (prod-eu)", exact=False).count() == 0
     assert page.locator('[data-testid="stDataFrame"]').count() == 0  # no per-cluster table for one cluster
@@ -113,6 +113,22 @@ def test_two_clusters_are_labelled_rows_and_the_selector_hides_one(browser, two_
     cids = [r[0] for r in _rows(page)]
     assert cids and all(c.startswith("prod-us-") for c in cids)
     _shot(page, "traces-prod-us")
+
+    _go(page, "Flow graph", "Flow graph")
+    edges = "\n".join("\t".join(r) for r in _rows(page))
+    assert "topic:prod-us:orders" in edges and "prod-eu" not in edges
+    _shot(page, "flow_graph-prod-us")
+
+    _go(page, "Event catalog", "Event catalog")
+    catalog = _rows(page)
+    assert catalog and {r[1] for r in catalog} == {"prod-us"}  # event type, clusters, ...
+    assert "prod-eu" not in "\n".join("\t".join(r) for r in catalog)
+    _shot(page, "catalog-prod-us")
+
+    _go(page, "Alerts", "Alerts")
+    firing = _rows(page)
+    assert firing and {r[2] for r in firing} == {"prod-us"}  # severity, rule, cluster, subject ...
+    _shot(page, "alerts-prod-us")
     assert page.locator('[data-testid="stException"]').count() == 0
     assert not dialogs
     page.close()

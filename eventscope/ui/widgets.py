@@ -47,9 +47,7 @@ def cluster_selector() -> None:
     if not picked:
         st.caption(f"Showing all {len(kinds)} clusters.")
     else:
-        hidden = len(kinds) - len(picked)
-        st.caption(f":orange[Showing {len(picked)} of {len(kinds)} clusters: every page hides the other "
-                   f"{hidden} cluster{'s' if hidden != 1 else ''}' rows.]")
+        st.caption(f":orange[Showing {len(picked)} of {len(kinds)} clusters: every page hides the rest.]")
 
 
 def sidebar(cfg: Config, collecting: str) -> None:
