@@ -117,7 +117,9 @@ def two_cluster_frames(now: pd.Timestamp | None = None) -> dict[str, pd.DataFram
                 rows = rows.assign(broker=name, kind="kafka")
             if frame == "events":
                 rows = rows.assign(correlation_id=f"{name}-" + rows["correlation_id"].astype(str),
-                                   event_id=f"{name}-" + rows["event_id"].astype(str))
+                                   event_id=f"{name}-" + rows["event_id"].astype(str),
+                                   payload=rows["payload"].str.replace('"correlation_id": "', f'"correlation_id": "{name}-'),
+                                   headers=rows["headers"].str.replace('": "', f'": "{name}-'))
             if frame == "dlq" and name == "prod-us":
                 rows = rows.assign(depth=1, reasons=rows["reasons"].iloc[:1].tolist() * len(rows))
             parts.setdefault(frame, []).append(rows)

@@ -8,6 +8,7 @@ so only the cluster tells two rows apart. Screenshots land in ``artifacts/screen
 from __future__ import annotations
 
 import pytest
+from playwright.sync_api import expect
 
 from test_app import write_two_cluster_store
 from test_browser import SHOTS, _open, _settle, _start, _stop, browser  # noqa: F401  (a fixture)
@@ -92,9 +93,10 @@ def test_two_clusters_are_labelled_rows_and_the_selector_hides_one(browser, two_
     _choose(page, "prod-us · kafka")
     _settle(page, "Overview")
     assert sidebar.get_by_text("Showing 1 of 2 clusters: every page hides the rest.").is_visible()
+    # (the elements of the run before the choice may linger a moment: wait for them to go)
+    expect(page.get_by_text("analytics (prod-eu)", exact=False)).to_have_count(0, timeout=15_000)
+    expect(page.locator('[data-testid="stDataFrame"]')).to_have_count(0)  # no per-cluster table for one cluster
     assert page.get_by_text("analytics (prod-us)", exact=False).first.is_visible()
-    assert page.get_by_text("analytics (prod-eu)", exact=False).count() == 0
-    assert page.locator('[data-testid="stDataFrame"]').count() == 0  # no per-cluster table for one cluster
     assert page.get_by_text("DLQ messages").first.is_visible()
     _shot(page, "overview-prod-us")
 
@@ -112,6 +114,18 @@ def test_two_clusters_are_labelled_rows_and_the_selector_hides_one(browser, two_
     _go(page, "Traces", "Traces")
     cids = [r[0] for r in _rows(page)]
     assert cids and all(c.startswith("prod-us-") for c in cids)
+    # a trace names the cluster of each event and hop
+    page.get_by_label("Correlation ID, W3C trace ID or event ID").fill("prod-us-order-0057")
+    page.keyboard.press("Enter")
+    page.get_by_text("Died in").wait_for(timeout=30_000)
+    _settle(page, "Traces")
+    events = _rows(page, 0) + _rows(page, 1)  # the trace's hops, then its events
+    dead = [r for r in events if "payments.DLT" in r]
+    assert len(dead) == 2 and all("prod-us" in r for r in dead), dead  # the hop into the DLQ and the dead letter
+    assert ["prod-us", "kafka", "payments.DLT"] == dead[1][2:5], dead[1]  # +ms, time, cluster, kind, topic
+    assert "prod-eu" not in "\n".join("\t".join(r) for r in events)
+    banner = page.get_by_text("Died in").first.inner_text()
+    assert "Died in payments.DLT (prod-us)" in banner, banner
     _shot(page, "traces-prod-us")
 
     _go(page, "Flow graph", "Flow graph")
