@@ -67,6 +67,8 @@ def main() -> None:
 
     @st.fragment(run_every=config.dashboard.refresh_s)
     def _sidebar() -> None:
+        if widgets.clusters_changed():  # the selector (outside this fragment) must offer them
+            st.rerun()
         widgets.sidebar(config, "not running" if state == "error" else child.describe() if child else collecting)
 
     with st.sidebar:

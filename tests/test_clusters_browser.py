@@ -146,3 +146,23 @@ def test_two_clusters_are_labelled_rows_and_the_selector_hides_one(browser, two_
     assert page.locator('[data-testid="stException"]').count() == 0
     assert not dialogs
     page.close()
+
+
+def test_the_selector_appears_when_a_second_cluster_arrives(browser, tmp_path):  # noqa: F811
+    """A page opened on an empty store refreshes itself in fragments; once the store holds
+    two clusters, the sidebar offers the selector without a reload."""
+    proc, url = _start(tmp_path / "store", tmp_path / "streamlit.log")
+    try:
+        dialogs: list[str] = []
+        page = _open(browser, f"{url}/lag", dialogs)
+        _settle(page, "Consumer lag")
+        page.get_by_text("Nothing to show yet").wait_for(timeout=15_000)
+        sidebar = page.locator('[data-testid="stSidebar"]')
+        assert sidebar.get_by_text("Clusters", exact=True).count() == 0
+        write_two_cluster_store(tmp_path / "store")
+        sidebar.get_by_text("Showing all 2 clusters.").wait_for(timeout=30_000)
+        expect(page.get_by_text("Nothing to show yet")).to_have_count(0, timeout=15_000)
+        assert not dialogs
+        page.close()
+    finally:
+        _stop(proc)

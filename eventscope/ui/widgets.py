@@ -14,6 +14,7 @@ from eventscope.ui.session import CLUSTERS_KEY, clusters, collector_state, confi
 
 #: the pages' folder, wherever the package sits (a checkout or site-packages)
 PAGES_DIR = Path(next(iter(page_files.__path__)))
+_SEEN_KEY = "_eventscope_clusters_offered"  # session_state: the clusters the selector last offered
 
 
 def page_link(page: str, **kwargs) -> None:
@@ -31,6 +32,7 @@ def cluster_selector() -> None:
     cluster (``?broker=prod-us``) adds it to a selection that left it out, so the page
     shows what the link points at."""
     table = clusters()
+    st.session_state[_SEEN_KEY] = tuple(table["broker"])
     if len(table) < 2:
         st.session_state.pop(CLUSTERS_KEY, None)
         return
@@ -48,6 +50,13 @@ def cluster_selector() -> None:
         st.caption(f"Showing all {len(kinds)} clusters.")
     else:
         st.caption(f":orange[Showing {len(picked)} of {len(kinds)} clusters: every page hides the rest.]")
+
+
+def clusters_changed() -> bool:
+    """True when the store's clusters are no longer the ones :func:`cluster_selector` offered
+    (a first sample arrived, or a new cluster): the page should run again to offer them. The
+    sidebar's self-refreshing fragment asks, as only a full run redraws the selector."""
+    return tuple(clusters()["broker"]) != st.session_state.get(_SEEN_KEY)
 
 
 def sidebar(cfg: Config, collecting: str) -> None:
