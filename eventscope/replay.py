@@ -19,7 +19,7 @@ import pandas as pd
 
 from eventscope import schemas
 
-REPLAYED = ("lag", "dlq", "events", "topics", "consumers", "stuck")
+REPLAYED = ("lag", "dlq", "events", "topics", "consumers", "stuck", "queues", "bindings")
 
 
 class ReplaySource:

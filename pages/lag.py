@@ -12,6 +12,7 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
+from eventscope import queues_view
 from eventscope.ui import data, format as fmt, session, widgets
 from eventscope.analysis import lag as lag_analysis
 
@@ -145,6 +146,7 @@ def _drilldown(shown: pd.DataFrame, table: pd.DataFrame) -> None:
         listed += f" and {len(names) - HEADER_TOPICS:,} more (worst first)"
     st.markdown(f":{color}-badge[{worst}] **{fmt.md(group)}** on cluster **{fmt.md(fmt.cluster(broker, kind))}** · "
                 f"{len(names):,} topic{'s' if len(names) != 1 else ''}: {listed}")
+    queues_view.queue_detail(broker, group, worst)  # a RabbitMQ queue: ready, unacked, rates, why
     behind = rows["lag_seconds"].max() if len(rows) else None
     pending = pd.to_numeric(parts["pending"], errors="coerce").sum(min_count=1)
     stats = st.columns(6 if stuck is not None else 4)

@@ -107,6 +107,8 @@ def test_alerts_json_and_exit_code(store):
     lag_alert = next(r for r in rows if r["rule"] == "lag_seconds")
     assert (lag_alert["severity"], lag_alert["value"]) == ("critical", 360.0)
     assert {r["rule"] for r in rows} >= {"lag_seconds", "dlq_depth", "group_stall"}
+    # every row names its cluster and kind: the subject's BROKER part, the kind the store holds for it
+    assert {(r["broker"], r["kind"]) for r in rows} == {("kafka", "kafka")}
 
 
 def test_graph_json_contract(store):

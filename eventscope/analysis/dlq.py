@@ -18,7 +18,8 @@ def summary(dlq: pd.DataFrame, window_s: float = 300.0, now: pd.Timestamp | None
     """One row per DLQ (newest sample), growth over ``window_s`` in messages per minute.
 
     ``unprocessed``: the largest newest lag of any group consuming the DLQ (a
-    reprocessing job), None when no group does. ``pre_dlq_pressure``: stuck Redis
+    reprocessing job; for a RabbitMQ DLQ, its own backlog while it has consumers), None when
+    no group does. ``pre_dlq_pressure``: stuck Redis
     pending entries in the DLQ's source stream, i.e. retries that may land here next.
     """
     if dlq.empty:
@@ -52,6 +53,13 @@ def _unprocessed(lag: pd.DataFrame | None, broker: str, dlq: str):
     if rows.empty:
         return None
     rows = rows[rows["sampled_at"] == rows["sampled_at"].max()]
+    if "kind" in rows and "members" in rows:
+        # a RabbitMQ queue is its own "group": its backlog is unprocessed only while a consumer reads it
+        idle = (rows["kind"] == "rabbitmq").to_numpy(dtype=bool, na_value=False) & ~(
+            pd.to_numeric(rows["members"], errors="coerce") > 0).to_numpy(dtype=bool, na_value=False)
+        rows = rows[~idle]
+        if rows.empty:
+            return None
     per_group = rows.groupby("group", observed=True)["lag"].sum(min_count=1)
     return None if per_group.isna().all() else int(per_group.max())
 

@@ -328,9 +328,11 @@ def flow_graph(window_s: float = WINDOW_S):
             extra += ("parent_span_id",)
         if extra:
             events = q.events(start, GRAPH_EVENT_COLUMNS + extra, brokers)
-        return build_graph(events, None, dlq, groups=q.lag_groups(brokers), consumed=consumed, spans=spans)
-    return q.cached("flow_graph", ("events", "lag_groups", "lag_1m", "dlq_1m", "spans"),
-                    (start.floor("10s"), brokers), compute)
+        return build_graph(events, None, dlq, groups=q.lag_groups(brokers), consumed=consumed, spans=spans,
+                           bindings=q.store.get("bindings_latest", where=where),
+                           queues=q.store.get("queues_latest", where=where))
+    return q.cached("flow_graph", ("events", "lag_groups", "lag_1m", "dlq_1m", "spans", "bindings_latest",
+                                   "queues_latest"), (start.floor("10s"), brokers), compute)
 
 
 def asyncapi(window_s: float = WINDOW_S) -> tuple[list[str], Callable[[str | None], dict]]:
