@@ -13,10 +13,10 @@ import streamlit as st
 # server's very first request); no public API switches the multipage mode.
 from streamlit.runtime.pages_manager import PagesManager
 
-from eventscope.analysis.trace_index import StoreTraceIndex
 from eventscope.config import Config
 from eventscope.query import Queries, ResultCache
 from eventscope.store import Retention, Store
+from eventscope.trace_index import StoreTraceIndex
 
 WINDOW_S = 3600.0  # history the charts and the graph look at
 CACHE_BYTES = 96 * 1024 * 1024  # the query results one dashboard process keeps
@@ -67,7 +67,7 @@ def queries() -> Queries:
 
 @st.cache_resource(show_spinner=False)
 def _trace_index(key: tuple) -> StoreTraceIndex:
-    """One incremental trace index per store and process (see ``analysis/trace_index.py``)."""
+    """One incremental trace index per store and process (see ``eventscope/trace_index.py``)."""
     return StoreTraceIndex(_queries(key).store)
 
 
