@@ -228,7 +228,7 @@ def cmd_graph(args, config) -> int:
     g = build_graph(events, None, dlq, groups=queries.lag_groups(), consumed=consumed,
                     spans=queries.span_links(since if since is not None else
                                              pd.Timestamp.now(tz="UTC") - pd.Timedelta(days=3650)),
-                    bindings=store.get("bindings_latest"), queues=store.get("queues_latest"))
+                    bindings=queries.store.get("bindings_latest"), queues=queries.store.get("queues_latest"))
     if args.format == "asyncapi":
         return _asyncapi(args, config, g, events)
     if args.format == "dot":
