@@ -12,13 +12,13 @@ import streamlit as st
 from eventscope.ui import data, format as fmt, session, widgets
 from eventscope.alerts_view import detail_link, episodes, format_value
 from eventscope.analysis.rules import METRICS, STATUSES, RuleError, parse_rule
+from eventscope.palette import PHASE_COLORS
 
 cfg = session.config()
 st.title("Alerts")
 SEVERITY_ORDER = {"critical": 0, "warning": 1}
 TABLE_ROWS = 200  # rows a table shows at most; an incident on a big cluster fires thousands
 TIMELINE_ROWS = 40  # episodes drawn on a timeline at most
-PHASE_COLORS = {"pending": "#c8c8c8", "warning": "#f0a020", "critical": "#d62728"}
 
 
 def _firing_table(firing: pd.DataFrame) -> None:

@@ -8,12 +8,12 @@ import streamlit as st
 from eventscope.ui import data, format as fmt, session, widgets
 from eventscope.alerts_view import detail_link, format_value
 from eventscope.graph.export import dot_quote
+from eventscope.palette import GREEN, GREY, RED, STATUS_DOT
 
 cfg = session.config()
 st.title("Overview")
 ARROW = ":material/arrow_forward:"
-RED, AMBER, GREEN, GREY = "#d62728", "#f0a020", "#2ca02c", "#9e9e9e"
-STATUS_DOT = {"OK": GREEN, "WARN": AMBER, "UNKNOWN": GREY}
+
 HEALTH_DRAWN = 12  # group/topic rows the small health drawing shows at most
 
 
@@ -103,7 +103,7 @@ def health_dot(groups: pd.DataFrame, dlqs: pd.DataFrame, clusters: bool = False)
         return f"{label}\n{fmt.safe_text(broker, 30)}" if clusters else label
     lines = ["digraph health {", "  rankdir=LR; bgcolor=transparent;",
              '  node [fontname="Helvetica", fontsize=10, style=filled, fillcolor=white, height=0.3];',
-             "  edge [color=\"#9e9e9e\", arrowsize=0.6];"]
+             f"  edge [color=\"{GREY}\", arrowsize=0.6];"]
     for r in groups.itertuples(index=False):
         topic, group = f"t:{r.broker}:{r.topic}", f"g:{r.broker}:{r.group}"
         color = STATUS_DOT.get(r.status, RED)

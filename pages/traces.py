@@ -9,6 +9,7 @@ import streamlit as st
 from eventscope.ui import data, format as fmt, session, widgets
 from eventscope.analysis import traces as trace_analysis
 from eventscope.trace_view import waterfall
+from eventscope.palette import RED_FILL
 
 cfg = session.config()
 st.title("Traces")
@@ -90,7 +91,7 @@ def _timeline(trace: dict) -> None:
         st.markdown("**Hops**: from one event to the next one it caused. Broker and service time are "
                     "split only where the lag samples show when the group took the event (estimated); "
                     "blank where the data cannot tell.")
-        st.dataframe(hops.style.apply(lambda row: ["background-color: #f9c0c0" if row["dead_letter"]
+        st.dataframe(hops.style.apply(lambda row: [f"background-color: {RED_FILL}" if row["dead_letter"]
                                                    else "" for _ in row], axis=1),
                      hide_index=True, placeholder="—", key="trace_hops",
                      column_config={"broker": st.column_config.TextColumn("cluster", help="the cluster of the event the hop ends at"),
@@ -102,7 +103,7 @@ def _timeline(trace: dict) -> None:
     shown = fmt.text_frame(events.reindex(columns=["after", "at", "broker", "kind", "topic", "event_type", "source",
                                                    "offset", "partition", "event_id", "dead_letter"]),
                            ["broker", "kind", "topic", "offset", "event_type", "source", "event_id"])
-    st.dataframe(shown.style.apply(lambda row: ["background-color: #f9c0c0" if row["dead_letter"]
+    st.dataframe(shown.style.apply(lambda row: [f"background-color: {RED_FILL}" if row["dead_letter"]
                                                 else "" for _ in row], axis=1),
                  hide_index=True, placeholder="—", key="trace_events",
                  column_config={"after": st.column_config.NumberColumn("+ms", format="%.0f"),
