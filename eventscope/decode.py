@@ -93,7 +93,7 @@ def parse_traceparent(value) -> tuple[str | None, str | None]:
     OpenTelemetry's TraceContext propagator decides what is valid (future versions,
     all-zero IDs, version ``ff``, ...). The canonical version-00 form, which is nearly
     every real header, is taken by a regex first because building an OTel context costs
-    ~20 µs per event; ``tests/test_decode_properties.py`` checks that both always agree.
+    ~20 µs per event; ``tests/unit/test_decode_properties.py`` checks that both always agree.
     """
     if type(value) is bytes:  # a header
         # canonical: 55 bytes, dashes exactly at 2, 35 and 52, lower-case hex elsewhere (the
@@ -458,7 +458,7 @@ class _FastPath:
     parsing the whole envelope. A message it cannot read exactly as :meth:`Decoder.decode` would
     (not an object, an array or object where a value was expected, an integer beyond 64 bits,
     bytes that are not UTF-8, a document that may nest over 1,000 levels) goes to ``decode``;
-    ``tests/test_decode_properties.py`` checks that both give the same row.
+    ``tests/unit/test_decode_properties.py`` checks that both give the same row.
 
     One difference is kept on purpose: a number too large for a double (``1e400``) in a part of the
     document that is not read. RFC 8259 allows it and msgspec skips it, so the event's fields are

@@ -382,7 +382,7 @@ def _mask_dict(value: dict) -> dict:
     return out
 
 
-# on ASCII text, lower case, a personal key contains one of these (tests/test_mask_spec.py checks
+# on ASCII text, lower case, a personal key contains one of these (tests/unit/test_mask_spec.py checks
 # every word of the rules has one), and so does text mask_text would change for a credential
 _PII_TOKENS = ("mail", "phone", "mobile", "msisdn", "fax", "name", "addr", "street", "post", "zip", "card",
                "pan", "cvv", "cvc", "cvn", "iban", "ssn", "social", "pass", "birth", "dob", "pin", "pwd",

@@ -3,7 +3,7 @@
 Each schema is an ordered mapping ``column -> (dtype, meaning)``. Collectors build
 frames with :func:`empty` / :func:`conform`, so every frame that reaches the store
 has exactly these columns in this order with these dtypes. The README's "Frames"
-section is generated from the same table (``tests/test_docs.py`` checks it).
+section is generated from the same table (``tests/unit/test_docs.py`` checks it).
 
 Times are ``datetime64[ns, UTC]``. Nullable integers use pandas' ``Int64`` so that
 "unknown" stays distinct from zero (a partition with no committed offset has

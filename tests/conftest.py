@@ -13,13 +13,25 @@ user has only the ``monitoring`` tag (the management API's reads) and no AMQP ri
 
 from __future__ import annotations
 
+import sys
 import time
+from pathlib import Path
 from collections.abc import Callable, Iterator
 
 import pytest
 import redis
 from confluent_kafka.admin import (AclBinding, AclBindingFilter, AclOperation, AclPermissionType,
                                    AdminClient, ResourcePatternType, ResourceType)
+
+# Tests are grouped by what they need: unit/ (nothing), brokers/ (the real brokers below),
+# browser/ (Chromium). Their shared helpers (test_app's synthetic stores, programs,
+# real_clients) are imported by module name from any group.
+_HERE = Path(__file__).resolve().parent
+for _group in ("unit", "brokers", "browser"):
+    if str(_HERE / _group) not in sys.path:
+        sys.path.insert(0, str(_HERE / _group))
+if str(_HERE) not in sys.path:
+    sys.path.insert(0, str(_HERE))
 
 from eventscope.localbrokers import BrokerStartError, LocalBroker, start_kafka, start_rabbitmq, start_redis
 

@@ -3,7 +3,7 @@ from pathlib import Path
 
 from eventscope import schemas
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 README = (ROOT / "README.md").read_text()
 
 

@@ -209,7 +209,7 @@ def test_readme_lists_every_exported_metric_and_metric_kind():
 
     from eventscope.analysis.rules import METRICS
     from eventscope.exporter import METRICS as EXPORTED
-    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
     for name, (_, labels) in EXPORTED.items():
         shown = f"| `{name}` | `{', '.join(labels)}`" if labels else f"| `{name}` |"
         assert shown in readme, name

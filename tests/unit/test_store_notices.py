@@ -12,7 +12,7 @@ from streamlit.testing.v1 import AppTest
 from eventscope import schemas
 from eventscope.store import Retention, Store
 
-APP = str(Path(__file__).resolve().parent.parent / "app.py")
+APP = str(Path(__file__).resolve().parents[2] / "app.py")
 CLI = str(Path(sys.executable).with_name("eventscope"))
 
 

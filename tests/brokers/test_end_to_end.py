@@ -27,7 +27,7 @@ def test_simulated_traffic_reaches_the_store(tmp_path, kafka_bootstrap, redis_ur
                              ("redis", {"redis_url": redis_url}))]
     for t in threads:
         t.start()
-    # eventscope connects with read-only rights, as in production (tests/test_read_only.py)
+    # eventscope connects with read-only rights, as in production (tests/brokers/test_read_only.py)
     cfg = load_config(env={**kafka_ro_env, "EVENTSCOPE_REDIS_URL": redis_ro_url,
                            "EVENTSCOPE_KAFKA_TOPICS": "^" + prefix, "EVENTSCOPE_REDIS_STREAM_PATTERN": prefix + "*"})
     store = Store(tmp_path)

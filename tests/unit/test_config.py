@@ -83,7 +83,7 @@ def test_reference_config_loads_and_documents_every_key():
     from pathlib import Path
 
     from eventscope.config import sections
-    path = Path(__file__).resolve().parent.parent / "eventscope.example.toml"
+    path = Path(__file__).resolve().parents[2] / "eventscope.example.toml"
     load_config(str(path), env={})
     text = path.read_text()
     for section, cls in sections().items():  # every broker kind's section too

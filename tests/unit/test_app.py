@@ -21,7 +21,7 @@ from eventscope.analysis import lag as lag_analysis
 from eventscope.recorder import Recorder
 from eventscope.store import Store
 
-APP = str(Path(__file__).resolve().parent.parent / "app.py")
+APP = str(Path(__file__).resolve().parents[2] / "app.py")
 PAGES = {"pages/overview.py": "Overview", "pages/lag.py": "Consumer lag",
          "pages/dead_letters.py": "Dead letters", "pages/traces.py": "Traces",
          "pages/flow_graph.py": "Flow graph", "pages/catalog.py": "Event catalog",
@@ -202,7 +202,7 @@ def _shown_strings(at: AppTest) -> tuple[list[str], list[str]]:
 def test_hostile_names_render(monkeypatch, tmp_path, page):
     """Each page shows the attacker-chosen names of its data literally: as plain text, or
     Markdown-escaped where it renders Markdown; never as markup (the browser's view of the
-    same: tests/test_browser.py::test_hostile_names_fire_no_script)."""
+    same: tests/browser/test_browser.py::test_hostile_names_fire_no_script)."""
     from eventscope.ui.format import md
     at = _visit(_app(monkeypatch, write_synthetic_store(tmp_path / "hostile", hostile=True)), page)
     markdown, plain = _shown_strings(at)
@@ -396,7 +396,7 @@ def test_lag_drilldown_member_count_without_details(monkeypatch, tmp_path):
 def test_lag_filters(monkeypatch, tmp_path):
     at = _visit(_app(monkeypatch, _lag_store(tmp_path / "s")), "pages/lag.py")
     # the sidebar's cluster selector filters the table, and the group picker with it
-    # (tests/test_browser.py clicks it; AppTest only keeps the main script's elements until
+    # (tests/browser/test_browser.py clicks it; AppTest only keeps the main script's elements until
     # a fragment reruns, so the choice is set in the session here)
     assert at.multiselect(key="clusters").options == ["kafka · kafka", "redis · redis"]
     at.session_state["clusters"] = ["redis"]

@@ -28,7 +28,7 @@ from eventscope.simulator.topology import Edge, declared_topology
 from programs import require_program
 
 pytestmark = pytest.mark.broker
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 VALIDATOR = ROOT / "tools" / "asyncapi" / "validate.js"
 #: the official AsyncAPI 3.0.0 JSON Schema, as the @asyncapi/specs package ships it
 SPEC = ROOT / "tools" / "asyncapi" / "node_modules" / "@asyncapi" / "specs" / "schemas" / "3.0.0.json"

@@ -18,7 +18,7 @@ from confluent_kafka.admin import NewTopic
 from eventscope import localbrokers
 from eventscope.localbrokers import BrokerStartError, start_redis
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
+REPO_ROOT = Path(__file__).resolve().parents[2]
 
 # Every test here runs a real redis-server or Kafka, fixture or not.
 pytestmark = pytest.mark.broker

@@ -21,7 +21,7 @@ from eventscope.cli import main as cli
 from eventscope.collectors.otlp.files import OtlpFilesCollector, spans_of
 from real_clients import collect_until
 
-CLIENTS = Path(__file__).parent / "clients"
+CLIENTS = Path(__file__).resolve().parents[1] / "clients"
 
 
 # -- the walk ----------------------------------------------------------------------------------

@@ -266,7 +266,7 @@ def _reference_mask(value, key: str = "", under_personal: bool = False):
     """The plain masking walk (every key checked, every string through the whole of ``mask_text``,
     with no pre-checks): the oracle for the whole-text pre-check, the text gate and the inlined
     walk in :mod:`eventscope.mask`. Whether the rules themselves are right is what
-    ``tests/test_mask_spec.py`` checks, with examples written from the specification."""
+    ``tests/unit/test_mask_spec.py`` checks, with examples written from the specification."""
     from eventscope import mask
     under_personal = under_personal or (key != "" and mask.is_personal_key(key))
     if isinstance(value, dict):

@@ -21,7 +21,7 @@ from eventscope.localbrokers import free_port
 from programs import require_program
 
 pytestmark = pytest.mark.broker
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 #: what each role's command line holds (redis-server rewrites its own to "redis-server HOST:PORT")
 MARKERS = {"kafka": b"kafka.Kafka", "redis": b"redis-server", "streamlit": b"streamlit", "rabbitmq": b"beam.smp"}
 

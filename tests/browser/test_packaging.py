@@ -29,7 +29,7 @@ import pytest
 from eventscope.localbrokers import free_port
 from programs import require_program
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 PROGRAMS_TABLE = ROOT / "scripts" / "system-programs.tsv"
 # Source folders of the installed package (pyproject's package-dir maps them into eventscope).
 PACKAGE_SOURCES = ["eventscope", "collectors", "graph", "pages", "simulator", "sample_data", "app.py"]
@@ -116,10 +116,10 @@ def installed_programs() -> dict[str, list[str]]:
 
 def test_the_program_scan_sees_what_it_must():
     """The scanner finds each way the code names a program (so an empty result means none)."""
-    found = programs_run_by(ROOT / "tests" / "test_graph.py") | programs_run_by(ROOT / "tests" / "test_browser.py")
+    found = programs_run_by(ROOT / "tests" / "unit" / "test_graph.py") | programs_run_by(ROOT / "tests" / "browser" / "test_browser.py")
     assert {"dot", "chromium"} <= found
     assert {"java", "mvn", "redis-server"} <= programs_run_by(ROOT / "eventscope" / "localbrokers.py")
-    assert "node" in programs_run_by(ROOT / "tests" / "test_graph_topology.py")
+    assert "node" in programs_run_by(ROOT / "tests" / "brokers" / "test_graph_topology.py")
 
 
 def test_every_program_run_is_installed_by_system_deps():

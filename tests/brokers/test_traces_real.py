@@ -35,7 +35,7 @@ from eventscope.simulator.kafka_bus import KafkaBus
 from eventscope.simulator.redis_bus import RedisBus
 
 pytestmark = pytest.mark.broker
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 
 class Recorder:
