@@ -1,1 +1,126 @@
-"""(tests to come)"""
+"""CLI behaviour a mutation run found unchecked, in process (``main(argv)``).
+
+README, "CLI": ``alerts`` warns on stderr when the newest sample is older than five
+minutes or three collection intervals, whichever is longer, and says how old in minutes."""
+from __future__ import annotations
+
+import json
+
+import pandas as pd
+
+from eventscope import schemas
+from eventscope.cli import main
+from eventscope.recorder import Recorder
+from eventscope.store import Store
+
+STALE = "is `eventscope collect` running?"
+
+
+def _health_store(root, age: pd.Timedelta):
+    at = pd.Timestamp.now(tz="UTC").floor("s") - age
+    Recorder(Store(root)).record({"health": schemas.conform("health", [
+        {"sampled_at": at, "source": "kafka", "collector": "kafka.offsets", "ok": True, "error": "",
+         "duration_ms": 1.0, "rows": 1, "last_success": at}])})
+    return root
+
+
+def _alerts_err(tmp_path, capsys, age: pd.Timedelta, interval_s: float | None = None, name="store") -> str:
+    root = _health_store(tmp_path / name, age)
+    argv = ["alerts", "--json", "--store", str(root)]
+    if interval_s is not None:
+        config = tmp_path / "eventscope.toml"
+        config.write_text(f"[collect]\ninterval_s = {interval_s}\nmax_backoff_s = {max(60.0, interval_s)}\n")
+        argv = ["--config", str(config), *argv]
+    assert main(argv) == 0
+    out = capsys.readouterr()
+    assert json.loads(out.out) == []
+    return out.err
+
+
+def test_alerts_say_nothing_of_a_sample_four_minutes_old(tmp_path, capsys):
+    assert STALE not in _alerts_err(tmp_path, capsys, pd.Timedelta(minutes=4))
+
+
+def test_alerts_warn_of_a_sample_older_than_five_minutes_in_whole_minutes(tmp_path, capsys):
+    err = _alerts_err(tmp_path, capsys, pd.Timedelta(minutes=7, seconds=10))
+    assert f"the newest sample in {tmp_path / 'store'} is 7 min old" in err and STALE in err
+
+
+def test_alerts_give_a_long_outage_in_minutes(tmp_path, capsys):
+    err = _alerts_err(tmp_path, capsys, pd.Timedelta(minutes=95, seconds=20))
+    assert "is 95 min old" in err
+
+
+def test_with_a_long_interval_three_intervals_are_not_stale(tmp_path, capsys):
+    # interval 200 s: a sample up to 600 s old is only a few intervals late
+    assert STALE not in _alerts_err(tmp_path, capsys, pd.Timedelta(minutes=9), interval_s=200.0)
+    err = _alerts_err(tmp_path, capsys, pd.Timedelta(minutes=11), interval_s=200.0, name="older")
+    assert "is 11 min old" in err and STALE in err
+
+
+def test_alerts_on_a_store_without_samples_do_not_warn(tmp_path, capsys):
+    assert main(["alerts", "--json", "--store", str(tmp_path / "empty")]) == 0
+    out = capsys.readouterr()
+    assert json.loads(out.out) == [] and STALE not in out.err
+
+
+# -- `eventscope trace`: the hops come from the stored lag samples and learned traffic ---------
+
+def _event(at, topic, etype, service, offset, cid, broker="redis", trace_id=None):
+    return {"observed_at": at, "source": broker, "broker": broker, "topic": topic, "partition": 0,
+            "offset": offset, "at": at, "broker_at": at, "event_type": etype, "event_id": f"{cid}-{offset}",
+            "service": service, "correlation_id": cid, "trace_id": trace_id, "dead_letter": False}
+
+
+def test_trace_splits_a_redis_hop_by_the_stored_entries_read(tmp_path, capsys):
+    """README, trace: a Redis hop whose consuming group's samples bracket the delivery is split
+    into broker wait and service time. Here the group took entry 10 about 60 s after it was
+    added and the next event came 20 s later."""
+    t0 = pd.Timestamp.now(tz="UTC").floor("s") - pd.Timedelta(minutes=5)
+    store = Store(tmp_path)
+    store.append("events", schemas.conform("events", [
+        _event(t0, "orders", "OrderPlaced", "order-service", "1-0", "c-9"),
+        _event(t0 + pd.Timedelta(seconds=80), "payments", "PaymentCharged", "payment-service", "2-0", "c-9")]))
+    rows = []
+    t = t0 - pd.Timedelta(seconds=2.5)
+    while t <= t0 + pd.Timedelta(seconds=120):
+        rows.append({"sampled_at": t, "source": "redis", "broker": "redis", "group": "payment-service",
+                     "topic": "orders", "partition": 0,
+                     "committed": 10 if t >= t0 + pd.Timedelta(seconds=60) else 9,
+                     "end": 10 if t >= t0 else 9, "lag": 0, "lag_seconds": 0.0, "group_state": "n/a",
+                     "members": 1})
+        t += pd.Timedelta(seconds=5)
+    Recorder(store).record({"lag": schemas.conform("lag", rows)})
+    assert main(["trace", "c-9", "--json", "--store", str(tmp_path)]) == 0
+    hop = json.loads(capsys.readouterr().out)["hops"][0]
+    assert (hop["from_topic"], hop["to_topic"], hop["service"], hop["latency_ms"]) == (
+        "orders", "payments", "payment-service", 80_000.0)
+    assert hop["split"] == "estimated"
+    assert hop["split_error_ms"] <= 2_500
+    assert abs(hop["broker_wait_ms"] - 60_000) <= hop["split_error_ms"] + 1
+    assert hop["broker_wait_ms"] + hop["service_ms"] == 80_000.0
+
+
+def test_trace_hops_follow_what_each_service_reads_learned_from_the_last_hour(tmp_path, capsys):
+    """orders fans out to payment-service and inventory-service: the inventory event that lands
+    after the payment one was still caused by the order (learned from the other orders of the
+    last hour), not by the payment just before it."""
+    now = pd.Timestamp.now(tz="UTC").floor("s")
+    rows = []
+    for i in range(12):
+        at = now - pd.Timedelta(minutes=30) + pd.Timedelta(seconds=60 * i)
+        first, second = (0.010, 0.020) if i % 2 else (0.020, 0.010)  # who lands first varies
+        rows += [_event(at, "orders", "OrderPlaced", "order-service", f"{i}-0", f"o-{i}", broker="kafka"),
+                 _event(at + pd.Timedelta(seconds=first), "payments", "PaymentCharged", "payment-service",
+                        f"{i}-1", f"o-{i}", broker="kafka"),
+                 _event(at + pd.Timedelta(seconds=second), "inventory", "StockReserved", "inventory-service",
+                        f"{i}-2", f"o-{i}", broker="kafka")]
+    for r in rows:
+        r["offset"] = str(len(r["offset"]) + rows.index(r))  # Kafka offsets: numbers as text
+    Store(tmp_path).append("events", schemas.conform("events", rows))
+    assert main(["trace", "o-11", "--json", "--store", str(tmp_path)]) == 0  # payments first
+    doc = json.loads(capsys.readouterr().out)
+    assert [e["topic"] for e in doc["events"]] == ["orders", "payments", "inventory"]
+    assert [(h["from_topic"], h["to_topic"], h["service"]) for h in doc["hops"]] == [
+        ("orders", "payments", "payment-service"), ("orders", "inventory", "inventory-service")]
+    assert doc["outcome"] == "completed"

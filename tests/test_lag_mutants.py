@@ -73,3 +73,33 @@ def test_the_judge_hands_back_every_column_it_was_given_in_order():
     for column in rows.columns:
         value = latest[column].iloc[0]
         assert (pd.isna(value) and pd.isna(newest[column])) or value == newest[column], column
+
+
+def test_the_default_window_is_five_minutes():
+    # README: the status is judged over the last five minutes. Samples 150.25 s apart: the
+    # first is 300.5 s before the newest, outside the window, so only one rise is seen
+    rows = frame(RISING, every_s=150.25, seconds=[0.0, 1.0, 2.0])
+    assert lag.latest_lag(rows)["status"].tolist() == ["OK"]
+    judge = lag.LagJudge()
+    for _, one in rows.groupby("sampled_at", sort=True):
+        judge.add(one)
+    assert judge.latest()["status"].tolist() == ["OK"]
+    # 150 s apart: the first is exactly five minutes old, inside the window: rising twice
+    rows = frame(RISING, every_s=150.0, seconds=[0.0, 1.0, 2.0])
+    assert lag.latest_lag(rows)["status"].tolist() == ["WARN"]
+
+
+def test_the_default_stall_is_a_minute_without_a_commit():
+    series = [(10, 15), (12, 20), (12, 25), (12, 30), (12, 35)]  # moved, then still for 3 samples
+    assert lag.latest_lag(frame(series, every_s=20))["status"].tolist() == ["STALL"]
+    assert lag.latest_lag(frame(series, every_s=19.9))["status"].tolist() == ["WARN"]
+
+
+def test_the_group_summary_lists_groups_in_name_order():
+    parts = [frame([(10, 15), (12, 30)], group=g, broker=b) for b, g in
+             (("redis", "a"), ("kafka", "zeta"), ("kafka", "alpha"))]
+    latest = lag.latest_lag(pd.concat(parts, ignore_index=True))
+    latest = latest.iloc[::-1].reset_index(drop=True)
+    summary = lag.group_summary(latest)
+    assert list(zip(summary["broker"], summary["group"])) == [("kafka", "alpha"), ("kafka", "zeta"),
+                                                              ("redis", "a")]
