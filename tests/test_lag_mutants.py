@@ -103,3 +103,14 @@ def test_the_group_summary_lists_groups_in_name_order():
     summary = lag.group_summary(latest)
     assert list(zip(summary["broker"], summary["group"])) == [("kafka", "alpha"), ("kafka", "zeta"),
                                                               ("redis", "a")]
+
+
+def test_committing_one_message_a_sample_is_moving():
+    # committed 10 → 11 → 12 while the lag rises 5 → 6 → 7: slow, but committing (WARN, not STALL)
+    assert both(frame([(10, 15), (11, 17), (12, 19)])) == "WARN"
+    assert both(frame([(10, 15), (11, 15), (12, 15)])) == "OK"  # catching up one message a sample
+
+
+def test_a_sample_of_unknown_lag_is_not_a_catch_up():
+    # lag 5, 18, unknown, 46, 74: it never reached zero, so every known rise counts
+    assert both(frame([(10, 15), (12, 30), (None, 40), (14, 60), (16, 90)])) == "WARN"
