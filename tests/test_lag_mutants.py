@@ -114,3 +114,21 @@ def test_committing_one_message_a_sample_is_moving():
 def test_a_sample_of_unknown_lag_is_not_a_catch_up():
     # lag 5, 18, unknown, 46, 74: it never reached zero, so every known rise counts
     assert both(frame([(10, 15), (12, 30), (None, 40), (14, 60), (16, 90)])) == "WARN"
+
+
+def test_an_unknown_committed_offset_is_not_a_commit():
+    # committed 10, 12, unknown, 12, 12 every 20 s: the last step forward was at 20 s, so at
+    # 80 s the group has stood still for 60 s (the default stuck_after_s): stalled
+    series = [(10, 15), (12, 20), (None, 25), (12, 30), (12, 35)]
+    assert both(frame(series, every_s=20)) == "STALL"
+
+
+def test_the_judge_ignores_a_second_report_of_a_sample_time_it_already_took():
+    judge = lag.LagJudge()
+    rows = frame([(10, 15), (12, 30)])
+    judge.add(rows.iloc[[0]])
+    judge.add(rows.iloc[[1]])
+    again = rows.iloc[[1]].assign(committed=5, lag=25)  # the same sample time, reported again
+    assert judge.add(again).empty
+    latest = judge.latest()
+    assert latest["committed"].tolist() == [12] and latest["status"].tolist() == ["OK"]
