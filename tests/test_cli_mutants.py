@@ -124,3 +124,30 @@ def test_trace_hops_follow_what_each_service_reads_learned_from_the_last_hour(tm
     assert [(h["from_topic"], h["to_topic"], h["service"]) for h in doc["hops"]] == [
         ("orders", "payments", "payment-service"), ("orders", "inventory", "inventory-service")]
     assert doc["outcome"] == "completed"
+
+
+# -- `eventscope graph --format asyncapi` --------------------------------------------------------
+
+from test_cli import store  # noqa: E402,F401 - the CLI contract's store: order-42 and its groups
+
+
+def test_asyncapi_documents_say_what_traffic_they_were_built_from(store, capsys):  # noqa: F811
+    assert main(["graph", "--format", "asyncapi", "--service", "order-service", "--store", str(store)]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert "(3 events observed between " in doc["info"]["description"]
+    assert "no events observed" not in doc["info"]["description"]
+
+
+def test_asyncapi_servers_name_the_configured_redis_without_its_password(store, tmp_path, capsys):  # noqa: F811
+    config = tmp_path / "brokers.toml"
+    config.write_text('[redis]\nurl = "redis://:secret@redis.internal:6380/0"\n')
+    assert main(["--config", str(config), "graph", "--format", "asyncapi", "--store", str(store)]) == 0
+    docs = json.loads(capsys.readouterr().out)
+    redis = [d["servers"]["redis"] for d in docs.values() if "redis" in d["servers"]]
+    assert redis and all(s["host"] == "redis.internal:6380" for s in redis)
+    assert "secret" not in json.dumps(docs)
+
+
+def test_an_unknown_service_in_an_empty_store_lists_none_known(tmp_path, capsys):
+    assert main(["graph", "--format", "asyncapi", "--service", "nobody", "--store", str(tmp_path)]) == 1
+    assert capsys.readouterr().err.rstrip().endswith("no service 'nobody' in the observed traffic; known: none")
