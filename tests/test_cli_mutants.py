@@ -151,3 +151,23 @@ def test_asyncapi_servers_name_the_configured_redis_without_its_password(store, 
 def test_an_unknown_service_in_an_empty_store_lists_none_known(tmp_path, capsys):
     assert main(["graph", "--format", "asyncapi", "--service", "nobody", "--store", str(tmp_path)]) == 1
     assert capsys.readouterr().err.rstrip().endswith("no service 'nobody' in the observed traffic; known: none")
+
+
+def test_asyncapi_files_of_services_whose_names_share_a_key_are_numbered(tmp_path, capsys, monkeypatch):
+    # "billing service" and "billing/service" both become the key billing_service
+    import eventscope.graph.asyncapi as asyncapi
+    monkeypatch.setattr(asyncapi, "asyncapi_documents", lambda g, events, hosts: {
+        "billing service": {"n": 1}, "billing/service": {"n": 2}})
+    assert main(["graph", "--format", "asyncapi", "--out", str(tmp_path / "o"), "--store", str(tmp_path)]) == 0
+    written = json.loads(capsys.readouterr().out)
+    assert {k: v.rsplit("/", 1)[1] for k, v in written.items()} == {
+        "billing service": "billing_service.asyncapi.json", "billing/service": "billing_service-2.asyncapi.json"}
+    assert json.loads((tmp_path / "o" / "billing_service-2.asyncapi.json").read_text()) == {"n": 2}
+
+
+def test_asyncapi_of_every_service_is_indented_for_people_and_one_line_with_json(store, capsys):  # noqa: F811
+    assert main(["graph", "--format", "asyncapi", "--store", str(store)]) == 0
+    text = capsys.readouterr().out
+    assert text.startswith('{\n  "') and len(text.splitlines()) > 10
+    assert main(["graph", "--format", "asyncapi", "--json", "--store", str(store)]) == 0
+    assert len(capsys.readouterr().out.strip().splitlines()) == 1
