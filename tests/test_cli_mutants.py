@@ -171,3 +171,27 @@ def test_asyncapi_of_every_service_is_indented_for_people_and_one_line_with_json
     assert text.startswith('{\n  "') and len(text.splitlines()) > 10
     assert main(["graph", "--format", "asyncapi", "--json", "--store", str(store)]) == 0
     assert len(capsys.readouterr().out.strip().splitlines()) == 1
+
+
+# -- `eventscope collect`: SIGTERM and SIGHUP stop it like Ctrl-C ------------------------------
+
+def test_sigterm_and_sighup_end_the_collection_in_progress_with_exit_0(tmp_path, monkeypatch):
+    import signal
+
+    import eventscope.runner as runner_module
+    for name in ("EVENTSCOPE_KAFKA_BOOTSTRAP", "EVENTSCOPE_REDIS_URL", "EVENTSCOPE_CONFIG"):
+        monkeypatch.delenv(name, raising=False)
+    stopped = []
+
+    def run(self, duration_s=None, parent=None):
+        signal.raise_signal(self_signal)  # systemd, `timeout` or a container runtime stops it
+        stopped.append(self.stop_event.is_set())
+    monkeypatch.setattr(runner_module.Runner, "run", run)
+    saved = {s: signal.getsignal(s) for s in (signal.SIGTERM, signal.SIGHUP)}
+    try:
+        for self_signal in (signal.SIGTERM, signal.SIGHUP):
+            assert main(["collect", "--store", str(tmp_path / "s")]) == 0
+    finally:
+        for s, handler in saved.items():
+            signal.signal(s, handler)
+    assert stopped == [True, True]
