@@ -195,3 +195,77 @@ def test_sigterm_and_sighup_end_the_collection_in_progress_with_exit_0(tmp_path,
         for s, handler in saved.items():
             signal.signal(s, handler)
     assert stopped == [True, True]
+
+
+def _span(span_id, parent, links, trace_id, at):
+    return {"observed_at": at, "source": "otel", "trace_id": trace_id, "span_id": span_id, "parent_span_id": parent,
+            "links": links, "name": "x", "kind": "CONSUMER", "service": "svc", "start_at": at}
+
+
+def test_trace_hops_follow_the_stored_opentelemetry_spans(tmp_path, capsys):
+    """README, trace: where spans say which message an event was made from, that is its cause.
+    The e-mail's send span descends from a process span linked to the order's send span: the
+    e-mail was made from the order, although the payment came in between."""
+    now = pd.Timestamp.now(tz="UTC").floor("s")
+    trace = "ab" * 16
+    events = []
+    for i, (topic, etype, service, span) in enumerate([("orders", "OrderPlaced", "order-service", "a1"),
+                                                       ("payments", "PaymentCharged", "payment-service", "b1"),
+                                                       ("emails", "EmailQueued", "email-service", "c1")]):
+        e = _event(now - pd.Timedelta(minutes=5) + pd.Timedelta(seconds=i), topic, etype, service, str(i), "s-1",
+                   broker="kafka", trace_id=trace)
+        e["parent_span_id"] = span
+        events.append(e)
+    store = Store(tmp_path)
+    store.append("events", schemas.conform("events", events))
+    spans = [_span("a1", None, None, trace, now), _span("b1", "q1", None, trace, now),
+             _span("q1", None, "a1", trace, now), _span("c1", "p1", None, trace, now),
+             _span("p1", None, "a1", trace, now)]
+    store.append("spans", schemas.conform("spans", spans))
+    assert main(["trace", "s-1", "--json", "--store", str(tmp_path)]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert [(h["from_topic"], h["to_topic"]) for h in doc["hops"]] == [("orders", "payments"), ("orders", "emails")]
+
+
+def test_trace_learns_from_the_last_hour_only(tmp_path, capsys):
+    # the fan-out traffic is 61 to 120 minutes old: nothing of the last hour to learn from, so
+    # each hop is the event just before on another topic
+    now = pd.Timestamp.now(tz="UTC").floor("s")
+    rows = []
+    for i in range(12):
+        at = now - pd.Timedelta(minutes=119) + pd.Timedelta(seconds=300 * i)
+        first, second = (0.010, 0.020) if i % 2 else (0.020, 0.010)
+        rows += [_event(at, "orders", "OrderPlaced", "order-service", str(3 * i), f"o-{i}", broker="kafka"),
+                 _event(at + pd.Timedelta(seconds=first), "payments", "PaymentCharged", "payment-service",
+                        str(3 * i + 1), f"o-{i}", broker="kafka"),
+                 _event(at + pd.Timedelta(seconds=second), "inventory", "StockReserved", "inventory-service",
+                        str(3 * i + 2), f"o-{i}", broker="kafka")]
+    for r in rows:
+        r["observed_at"] = r["at"]
+    Store(tmp_path).append("events", schemas.conform("events", rows))
+    assert main(["trace", "o-11", "--json", "--store", str(tmp_path)]) == 0  # 64 minutes old, payments first
+    doc = json.loads(capsys.readouterr().out)
+    assert [(h["from_topic"], h["to_topic"]) for h in doc["hops"]] == [("orders", "payments"),
+                                                                     ("payments", "inventory")]
+
+
+def test_trace_prints_one_json_line_or_a_table_of_events(store, capsys):  # noqa: F811
+    assert main(["trace", "order-42", "--json", "--store", str(store)]) == 0
+    out = capsys.readouterr().out
+    assert len(out.strip().splitlines()) == 1 and json.loads(out)["correlation_id"] == "order-42"
+    assert main(["trace", "order-42", "--store", str(store)]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert not lines[0].lstrip().startswith("{")
+    assert lines[0].split()[:3] == ["at", "broker", "topic"] and len(lines) == 4  # a header, three events
+
+
+def test_trace_in_flight_for_the_configured_quiet_time(tmp_path, capsys):
+    now = pd.Timestamp.now(tz="UTC").floor("s")
+    Store(tmp_path / "s").append("events", schemas.conform("events", [
+        _event(now - pd.Timedelta(minutes=2), "orders", "OrderPlaced", "order-service", "1-0", "q-1")]))
+    config = tmp_path / "quiet.toml"
+    config.write_text("[traces]\nquiet_s = 600\n")
+    assert main(["--config", str(config), "trace", "q-1", "--json", "--store", str(tmp_path / "s")]) == 0
+    assert json.loads(capsys.readouterr().out)["outcome"] == "in_flight"  # quiet for 2 of 10 minutes
+    assert main(["trace", "q-1", "--json", "--store", str(tmp_path / "s")]) == 0
+    assert json.loads(capsys.readouterr().out)["outcome"] == "completed"  # the default: 30 s
