@@ -270,3 +270,32 @@ def test_trace_in_flight_for_the_configured_quiet_time(tmp_path, capsys):
     assert json.loads(capsys.readouterr().out)["outcome"] == "in_flight"  # quiet for 2 of 10 minutes
     assert main(["trace", "q-1", "--json", "--store", str(tmp_path / "s")]) == 0
     assert json.loads(capsys.readouterr().out)["outcome"] == "completed"  # the default: 30 s
+
+
+def _strict(text):
+    def refuse(constant):
+        raise ValueError(f"not JSON: {constant}")
+    return json.loads(text, parse_constant=refuse)
+
+
+def test_alerts_json_gives_numbers_and_null_for_no_threshold(tmp_path, capsys):
+    """A status alert has no numeric threshold: null in the JSON (not NaN, which is no JSON),
+    beside a numeric alert whose value and threshold are numbers."""
+    now = pd.Timestamp.now(tz="UTC").floor("s")
+    recorder = Recorder(Store(tmp_path / "store"))
+    for i in range(4):  # committed offset never moves while the end does: STALL, lag 10 → 40
+        at = now - pd.Timedelta(seconds=30 * (3 - i))
+        recorder.record({"lag": schemas.conform("lag", [
+            {"sampled_at": at, "source": "kafka", "broker": "kafka", "group": "billing", "topic": "orders",
+             "partition": 0, "committed": 100, "end": 110 + 10 * i, "lag": 10 + 10 * i, "lag_seconds": 5.0,
+             "group_state": "Stable", "members": 1}])})
+    config = tmp_path / "eventscope.toml"
+    config.write_text('[alerts]\ndefaults = false\nfor_s = 0\n\n'
+                      '[[alerts.rules]]\nname = "stuck"\nmetric = "lag_status"\ncritical = ["STALL", "STOP"]\n\n'
+                      '[[alerts.rules]]\nname = "big"\nmetric = "lag"\nwarning = 5\n')
+    assert main(["--config", str(config), "alerts", "--json", "--store", str(tmp_path / "store")]) == 0
+    rows = {r["rule"]: r for r in _strict(capsys.readouterr().out)}
+    assert set(rows) == {"stuck", "big"}
+    assert (rows["stuck"]["threshold"], rows["stuck"]["detail"], rows["stuck"]["value"]) == (None, "STALL", 40.0)
+    assert (rows["big"]["threshold"], rows["big"]["value"], rows["big"]["severity"]) == (5.0, 40.0, "warning")
+    assert rows["big"]["subject"] == "kafka:billing/orders"
