@@ -99,7 +99,7 @@ def test_the_group_summary_lists_groups_in_name_order():
     parts = [frame([(10, 15), (12, 30)], group=g, broker=b) for b, g in
              (("redis", "a"), ("kafka", "zeta"), ("kafka", "alpha"))]
     latest = lag.latest_lag(pd.concat(parts, ignore_index=True))
-    latest = latest.iloc[::-1].reset_index(drop=True)
+    latest = latest.set_index("group").loc[["zeta", "a", "alpha"]].reset_index()  # not in name order
     summary = lag.group_summary(latest)
     assert list(zip(summary["broker"], summary["group"])) == [("kafka", "alpha"), ("kafka", "zeta"),
                                                               ("redis", "a")]
