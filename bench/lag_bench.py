@@ -256,7 +256,7 @@ def instrument_phases(collector) -> dict:
 
 
 def measure_collector_kafka(admin, stats, n_groups: int) -> dict:
-    from eventscope.collectors.kafka_offsets import KafkaOffsetsCollector
+    from eventscope.collectors.kafka.offsets import KafkaOffsetsCollector
 
     collector = KafkaOffsetsCollector(admin, topics=r"^bench-", timeout_s=60)
     phases = instrument_phases(collector)
@@ -320,7 +320,7 @@ PROBES = 12
 
 def probe_cost(base: dict, lag, n_groups: int) -> None:
     """The read_committed probe that runner.build_collectors enables (probe_conf=client conf)."""
-    from eventscope.collectors.kafka_offsets import ControlRecordProbe
+    from eventscope.collectors.kafka.offsets import ControlRecordProbe
 
     small = lag[(lag["lag"] >= 1) & (lag["lag"] <= 5)]
     keys = sorted(set(zip(small["topic"], small["partition"].astype(int),
@@ -353,7 +353,7 @@ def probe_cost(base: dict, lag, n_groups: int) -> None:
 
 def offset_clock_cost(rows: int) -> None:
     """Lag-seconds lookup with a full 120-point table (10 minutes of 5 s samples)."""
-    from eventscope.collectors.timelag import OffsetClock
+    from eventscope.collectors.kafka.timelag import OffsetClock
 
     clock = OffsetClock()
     for k in range(120):
@@ -511,7 +511,7 @@ def naive_redis(client) -> int:
 
 
 def measure_redis(client, probe, counter: RedisCounter, n_streams: int) -> dict:
-    from eventscope.collectors.redis_streams import RedisStreamsCollector
+    from eventscope.collectors.redis.streams import RedisStreamsCollector
 
     collector = RedisStreamsCollector(client, pattern="*")
     wall, cpu, out, trips, cmds, server, detail = redis_sample(collector.collect, counter, probe)

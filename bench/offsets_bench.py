@@ -46,9 +46,9 @@ import redis
 from confluent_kafka.admin import AdminClient
 
 from bench import cluster_build
-from eventscope.collectors.kafka_offsets import KafkaOffsetsCollector, kafka_client_config
-from eventscope.collectors.record_times import RecordTimes
-from eventscope.collectors.redis_streams import RedisStreamsCollector
+from eventscope.collectors.kafka.offsets import KafkaOffsetsCollector, kafka_client_config
+from eventscope.collectors.kafka.record_times import RecordTimes
+from eventscope.collectors.redis.streams import RedisStreamsCollector
 from eventscope.config import load_config
 from eventscope.localbrokers import start_kafka, start_redis
 from eventscope.simulator import SimulatorConfig, run_simulation

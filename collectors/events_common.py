@@ -14,6 +14,7 @@ from operator import itemgetter
 import pandas as pd
 
 from eventscope import schemas
+from eventscope.dlq_names import source_topic_from_name
 from eventscope.decode import DLQ_MARKER_SET, Decoder, default_decoder, int_header, text
 from eventscope.mask import headers_json, masked_payload, preview
 
@@ -251,16 +252,6 @@ def glob_filter(patterns) -> re.Pattern:
     """Shell-style globs (``orders*``, ``*.DLT``) as one compiled regex; empty = everything."""
     patterns = [str(p) for p in (patterns or []) if str(p)] or ["*"]
     return re.compile("|".join(f"(?:{fnmatch.translate(p)})" for p in patterns))
-
-
-_DLQ_SUFFIX = re.compile(r"(\.DLT|-dlt|\.dlq|-dlq|:dlq|\.dead-letter)$", re.I)
-_DLQ_PREFIX = re.compile(r"^dlq[.:-]", re.I)
-
-
-def source_topic_from_name(dlq: str) -> str | None:
-    """``orders.DLT`` → ``orders``; None when the name does not say."""
-    stripped = _DLQ_PREFIX.sub("", _DLQ_SUFFIX.sub("", dlq))
-    return stripped if stripped and stripped != dlq else None
 
 
 @dataclass

@@ -10,6 +10,7 @@ import pandas as pd
 
 from eventscope.alerting import evaluated_recently
 from eventscope.analysis import alert_state, alerts
+from eventscope.config import NAME, RESERVED_NAMES
 from eventscope.query import Queries
 
 EPISODE_COLUMNS = ["rule", "metric", "subject", "severity", "state", "since", "fired_at", "ended_at",
@@ -97,7 +98,7 @@ def episodes(transitions: pd.DataFrame, now: pd.Timestamp | None = None) -> pd.D
 def detail_link(subject: str) -> tuple[str, dict] | None:
     """The page (and its query) that explains a subject: a group's lag or a DLQ."""
     broker, _, rest = str(subject).partition(":")
-    if broker not in ("kafka", "redis") or not rest:
+    if not broker or not rest or not NAME.fullmatch(broker) or broker in RESERVED_NAMES:
         return None
     if "/" in rest:
         return "pages/lag.py", {"broker": broker, "group": rest.rsplit("/", 1)[0]}

@@ -228,7 +228,8 @@ def cmd_graph(args, config) -> int:
     consumed = queries.scan("lag_1m", since=since, columns=["minute", "broker", "group", "topic", "consumed"])
     g = build_graph(events, None, dlq, groups=queries.lag_groups(), consumed=consumed,
                     spans=queries.span_links(since if since is not None else
-                                             pd.Timestamp.now(tz="UTC") - pd.Timedelta(days=3650)))
+                                             pd.Timestamp.now(tz="UTC") - pd.Timedelta(days=3650)),
+                    bindings=store.get("bindings_latest"), queues=store.get("queues_latest"))
     if args.format == "asyncapi":
         return _asyncapi(args, config, g, events)
     if args.format == "dot":
@@ -269,6 +270,15 @@ def _asyncapi(args, config, g, events) -> int:
     return 0
 
 
+def _cluster_kinds(store) -> dict:
+    """Cluster name -> kind, from what the store holds now."""
+    out = {}
+    for frame in ("lag_groups", "dlq_latest", "topics_latest"):
+        rows = store.get(frame, columns=["broker", "kind"]).dropna().drop_duplicates()
+        out.update(zip(rows["broker"], rows["kind"]))
+    return out
+
+
 def cmd_alerts(args, config) -> int:
     from eventscope.alerts_view import firing_now
     store = _store(config)
@@ -281,6 +291,10 @@ def cmd_alerts(args, config) -> int:
                   "these alerts are as of then (is `eventscope collect` running?)", file=sys.stderr)
     rows = [{k: (None if not isinstance(v, (list, dict, str)) and pd.isna(v) else v)
              for k, v in r.items()} for r in firing.to_dict("records")]
+    kinds = _cluster_kinds(store)
+    for row in rows:  # the cluster a subject is about: `BROKER:group/topic`, `BROKER:dlq`, `SOURCE/collector`
+        broker = str(row.get("subject") or "").split(":", 1)[0].split("/", 1)[0]
+        row["broker"], row["kind"] = broker or None, kinds.get(broker)
     from eventscope.alerts_view import format_value
     table = pd.DataFrame({
         "severity": firing["severity"], "rule": firing["rule"], "subject": firing["subject"],

@@ -11,6 +11,8 @@ plus the short forms of the CLI contract: ``EVENTSCOPE_KAFKA_BOOTSTRAP``,
 """
 from __future__ import annotations
 
+import copy
+import json
 import os
 import re
 import tomllib
@@ -19,69 +21,17 @@ from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
 from eventscope import sample_data
+from eventscope.analysis.rules import (Rule, RuleError, Webhook, effective_rules, parse_rule, parse_webhook,
+                                       redact_webhook_url)
+from eventscope.collectors import SourceKind, kinds
+from eventscope.collectors.kafka.config import KafkaConfig  # noqa: F401 - the built-in kinds' sections
+from eventscope.collectors.redis.config import RedisConfig  # noqa: F401
+from eventscope.dlq_names import dlq_regex  # noqa: F401 - re-exported
+from eventscope.secrets import Secret, redact_url  # noqa: F401 - re-exported
 
 
 class ConfigError(ValueError):
     """A configuration problem, with a one-line message naming the key."""
-
-
-class Secret:
-    """A string that never prints itself."""
-
-    def __init__(self, value: str | None):
-        self._value = value or None
-
-    def get(self) -> str | None:
-        """The secret value, for handing to a client library only."""
-        return self._value
-
-    def __bool__(self) -> bool:
-        return self._value is not None
-
-    def __repr__(self) -> str:
-        return "Secret('***')" if self._value else "Secret(None)"
-
-    __str__ = __repr__
-
-    def __eq__(self, other) -> bool:
-        return isinstance(other, Secret) and other._value == self._value
-
-
-@dataclass
-class KafkaConfig:
-    bootstrap: str | None = None
-    security_protocol: str = "PLAINTEXT"
-    sasl_mechanism: str | None = None
-    sasl_username: str | None = None
-    sasl_password: Secret = field(default_factory=lambda: Secret(None))
-    topics: str = r"^(?!__).*"
-    dlq_pattern: str = r"(\.DLT|-dlt|\.dlq|-dlq|\.dead-letter)$|^dlq[.-]|^__connect\.errors|^dlq$"
-    dlq_topics: list = field(default_factory=list)
-    dlq_read_max: int = 10_000
-    # Kafka Connect workers' REST URLs: their connectors' DLQs and the topics those read
-    connect_urls: list = field(default_factory=list)
-    max_events_per_sample: int = 5000
-    timeout_s: float = 10.0
-
-
-@dataclass(repr=False)
-class RedisConfig:
-    url: str | None = None
-    password: Secret = field(default_factory=lambda: Secret(None))
-    stream_pattern: str = "*"
-    streams: list = field(default_factory=list)
-    dlq_pattern: str = r"(\.dlq|:dlq|\.DLT|-dlt|-dlq|\.dead-letter)$|^dlq[.:-]"
-    dlq_streams: list = field(default_factory=list)
-    dlq_read_max: int = 10_000
-    max_events_per_sample: int = 5000
-    timeout_s: float = 5.0
-    stuck_min_deliveries: int = 3
-    stuck_idle_s: float = 60.0
-
-    def __repr__(self) -> str:
-        shown = ", ".join(f"{f.name}={getattr(self, f.name)!r}" for f in fields(self) if f.name != "url")
-        url = redact_url(self.url) if self.url else None
-        return f"RedisConfig(url={url!r}, {shown})"
 
 
 @dataclass
@@ -131,17 +81,14 @@ class AlertsConfig:
 
     def all_rules(self) -> list:
         """Built-in rules (unless ``defaults = false``) then ``[[alerts.rules]]``."""
-        from eventscope.analysis.rules import effective_rules
         return effective_rules(self)
 
     def all_webhooks(self) -> list:
         """``[[alerts.webhooks]]`` plus the single ``webhook_url``, if set."""
-        from eventscope.analysis.rules import parse_webhook
         extra = [parse_webhook(self.webhook_url, "alerts.webhook_url")] if self.webhook_url else []
         return list(self.webhooks) + extra
 
     def __repr__(self) -> str:
-        from eventscope.analysis.rules import redact_webhook_url
         shown = ", ".join(f"{f.name}={getattr(self, f.name)!r}" for f in fields(self)
                           if f.name != "webhook_url")
         url = redact_webhook_url(self.webhook_url) if self.webhook_url else None
@@ -190,30 +137,50 @@ class TracesConfig:
 
 
 SECTIONS = {
-    "kafka": KafkaConfig, "redis": RedisConfig, "collect": CollectConfig,
-    "store": StoreConfig, "replay": ReplayConfig, "dashboard": DashboardConfig,
+    "collect": CollectConfig, "store": StoreConfig, "replay": ReplayConfig, "dashboard": DashboardConfig,
     "alerts": AlertsConfig, "decode": DecodeConfig, "mask": MaskConfig, "traces": TracesConfig,
+    # and one section per broker kind (``[kafka]``, ``[redis]``, ``[rabbitmq]``): see sections()
 }
-SHORT_ENV = {
-    "EVENTSCOPE_KAFKA_BOOTSTRAP": ("kafka", "bootstrap"),
-    "EVENTSCOPE_REDIS_URL": ("redis", "url"),
-    "EVENTSCOPE_STORE": ("store", "dir"),
-}
-SECRETS = {("kafka", "sasl_password"), ("redis", "password")}
+SHORT_ENV = {"EVENTSCOPE_STORE": ("store", "dir")}  # plus each kind's env_shortcuts
 # keys holding arrays of tables (TOML) or a JSON array (env)
 TABLES = {("alerts", "rules"), ("alerts", "webhooks")}
+NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,62}")
+RESERVED_NAMES = {"replay", "otel"}  # the sample-data replay's and the OTLP reader's source names
 
 
-def dlq_regex(pattern: str, names: list) -> str:
-    """The DLQ pattern widened by an explicit list of names."""
-    exact = "|".join(f"^{re.escape(n)}$" for n in names)
-    return f"{pattern}|{exact}" if exact else pattern
+def sections() -> dict[str, type]:
+    """Every config section: the general ones and one per registered broker kind."""
+    return {**{name: kind.settings for name, kind in kinds().items()}, **SECTIONS}
+
+
+def short_env() -> dict[str, tuple[str, str]]:
+    """Environment shortcuts (the CLI contract's ``EVENTSCOPE_KAFKA_BOOTSTRAP``, ...)."""
+    out = dict(SHORT_ENV)
+    for name, kind in kinds().items():
+        out.update({env: (name, key) for env, key in kind.env_shortcuts.items()})
+    return out
+
+
+@dataclass
+class Source:
+    """One watched cluster: its name (the ``broker`` of its rows), its kind, its settings."""
+
+    name: str
+    kind: str
+    settings: object
+
+    def address(self) -> str:
+        """Where it is, safe to show (no secret, no URL password)."""
+        return kinds()[self.kind].address(self.settings)
 
 
 @dataclass
 class Config:
-    kafka: KafkaConfig = field(default_factory=KafkaConfig)
-    redis: RedisConfig = field(default_factory=RedisConfig)
+    """Every setting. A broker kind's section is ``config.<kind>`` (``config.kafka``): a
+    single cluster when its address is set, and the defaults of ``[[sources]]`` of its kind."""
+
+    kinds: dict = field(default_factory=lambda: {name: kind.settings() for name, kind in kinds().items()})
+    sources: list = field(default_factory=list)  # [[sources]]: Source objects
     collect: CollectConfig = field(default_factory=CollectConfig)
     store: StoreConfig = field(default_factory=StoreConfig)
     replay: ReplayConfig = field(default_factory=ReplayConfig)
@@ -223,6 +190,20 @@ class Config:
     mask: MaskConfig = field(default_factory=MaskConfig)
     traces: TracesConfig = field(default_factory=TracesConfig)
 
+    def __getattr__(self, name: str):
+        section = self.__dict__.get("kinds", {}).get(name)
+        if section is None:
+            raise AttributeError(name)
+        return section
+
+    def all_sources(self) -> list[Source]:
+        """Every watched cluster: a kind's own section when its address is set (named after the
+        kind), then each ``[[sources]]`` entry."""
+        registered = kinds()
+        implicit = [Source(name, name, section) for name, section in self.kinds.items()
+                    if name in registered and registered[name].configured(section)]
+        return implicit + list(self.sources)
+
     @property
     def store_dir(self) -> Path:
         return Path(self.store.dir)
@@ -230,7 +211,7 @@ class Config:
     @property
     def live(self) -> bool:
         """True when at least one broker is configured (else: sample-data replay)."""
-        return bool(self.kafka.bootstrap or self.redis.url)
+        return bool(self.all_sources())
 
     def replay_dir(self) -> Path:
         """Where the sample recording lives."""
@@ -240,34 +221,11 @@ class Config:
 
     def sources_summary(self) -> list[dict]:
         """The configured sources, safe to show (no secrets, no URL passwords)."""
-        out = []
-        if self.kafka.bootstrap:
-            out.append({"source": "kafka", "broker": "kafka", "address": self.kafka.bootstrap})
-        if self.redis.url:
-            out.append({"source": "redis", "broker": "redis", "address": redact_url(self.redis.url)})
+        out = [{"source": s.name, "broker": s.name, "kind": s.kind, "address": s.address()}
+               for s in self.all_sources()]
         if not out:
-            out.append({"source": "replay", "broker": "replay", "address": str(self.replay_dir())})
+            out.append({"source": "replay", "broker": "replay", "kind": "replay", "address": str(self.replay_dir())})
         return out
-
-
-_SECRET_PARAM = re.compile(r"pass|pwd|secret|token|key|auth|cred", re.IGNORECASE)
-
-
-def redact_url(url: str) -> str:
-    """``redis://user:pw@host`` → ``redis://user:***@host``; a query parameter named like a
-    secret (``?password=``, ``?token=``) → ``***`` too."""
-    parts = urlsplit(url)
-    if parts.query:
-        query = "&".join(f"{k}=***" if _SECRET_PARAM.search(k) else (f"{k}={v}" if sep else k)
-                         for k, sep, v in (p.partition("=") for p in parts.query.split("&")))
-        url = url.replace("?" + parts.query, "?" + query, 1)
-        parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    user = parts.username or ""
-    host = parts.hostname or ""
-    netloc = f"{user}:***@{host}" + (f":{parts.port}" if parts.port else "")
-    return urlunsplit(parts._replace(netloc=netloc))
 
 
 # Environment variables of ours that are not settings: the config file itself, and where
@@ -289,8 +247,11 @@ def load_config(path: str | os.PathLike | None = None, env=None) -> Config:
         except tomllib.TOMLDecodeError as exc:
             raise ConfigError(f"{path}: invalid TOML: {exc}") from None
     cfg = Config()
+    known = sections()
+    shortcuts = short_env()
+    sources, sources_origin = raw.pop("sources", []), "sources"
     for section, values in raw.items():
-        if section not in SECTIONS:
+        if section not in known:
             raise ConfigError(f"unknown config section [{section}]")
         if not isinstance(values, dict):
             raise ConfigError(f"[{section}] must be a table")
@@ -299,18 +260,56 @@ def load_config(path: str | os.PathLike | None = None, env=None) -> Config:
     for name, value in env.items():
         if not name.startswith("EVENTSCOPE_") or name in NOT_SETTINGS_ENV:
             continue
-        if name in SHORT_ENV:
-            section, key = SHORT_ENV[name]
+        if name == "EVENTSCOPE_SOURCES":
+            sources, sources_origin = _tables(value, name, from_env=True), name
+            continue
+        if name in shortcuts:
+            section, key = shortcuts[name]
         else:
-            section, key = _split_env(name)
+            section, key = _split_env(name, known)
         _set(cfg, section, key, value, origin=name, from_env=True)
+    cfg.sources = _sources(cfg, _tables(sources, sources_origin, from_env=False), sources_origin)
     _validate(cfg)
     return cfg
 
 
-def _split_env(name: str) -> tuple[str, str]:
+def _sources(cfg: Config, tables: list, origin: str) -> list[Source]:
+    """``[[sources]]``: each a table with ``name``, ``kind`` and that kind's keys, which
+    default to the kind's own section (all but its address)."""
+    registered = kinds()
+    taken = {name for name, section in cfg.kinds.items()
+             if name in registered and registered[name].configured(section)}
+    out = []
+    for i, table in enumerate(tables):
+        where = f"{origin}[{i}]"
+        if not isinstance(table, dict):
+            raise ConfigError(f"{where}: expected a table with name, kind and the kind's keys")
+        table = dict(table)
+        name, kind_name = table.pop("name", None), table.pop("kind", None)
+        if kind_name not in registered:
+            raise ConfigError(f"{where}.kind: expected one of {', '.join(sorted(registered))}, got {kind_name!r}")
+        if not isinstance(name, str) or not NAME.fullmatch(name) or name in RESERVED_NAMES:
+            raise ConfigError(f"{where}.name: expected 1-63 letters, digits, '.', '_' or '-' (not "
+                              f"{', '.join(sorted(RESERVED_NAMES))}), got {name!r}")
+        if name in taken:
+            raise ConfigError(f"{where}.name: {name!r} names two sources")
+        taken.add(name)
+        kind: SourceKind = registered[kind_name]
+        settings = copy.deepcopy(cfg.kinds[kind_name])
+        for key in kind.env_shortcuts.values():  # a source's address is its own
+            setattr(settings, key, getattr(kind.settings(), key))
+        for key, value in table.items():
+            _set_field(settings, key, value, f"{where}.{key}", from_env=False)
+        if not kind.configured(settings):
+            keys = " or ".join(kind.env_shortcuts.values()) or "its address"
+            raise ConfigError(f"{where} ({name}): set {keys}")
+        out.append(Source(name, kind_name, settings))
+    return out
+
+
+def _split_env(name: str, known: dict) -> tuple[str, str]:
     rest = name[len("EVENTSCOPE_"):].lower()
-    for section in SECTIONS:
+    for section in known:
         if rest.startswith(section + "_"):
             return section, rest[len(section) + 1:]
     raise ConfigError(f"unknown environment variable {name}")
@@ -318,15 +317,20 @@ def _split_env(name: str) -> tuple[str, str]:
 
 def _set(cfg: Config, section: str, key: str, value, origin: str, from_env: bool = False) -> None:
     obj = getattr(cfg, section)
+    if (section, key) in TABLES and key in {f.name for f in fields(obj)}:
+        setattr(obj, key, _tables(value, origin, from_env))
+        return
+    _set_field(obj, key, value, origin, from_env)
+
+
+def _set_field(obj, key: str, value, origin: str, from_env: bool) -> None:
+    """One key of one section (or source), coerced to the type of its default."""
     known = {f.name: f for f in fields(obj)}
     if key not in known:
         raise ConfigError(f"unknown config key {origin}")
     current = getattr(obj, key)
-    if (section, key) in SECRETS:
+    if key in getattr(obj, "SECRETS", ()):
         setattr(obj, key, Secret(str(value)))
-        return
-    if (section, key) in TABLES:
-        setattr(obj, key, _tables(value, origin, from_env))
         return
     setattr(obj, key, _coerce(value, current, known[key].type, origin, from_env))
 
@@ -334,7 +338,6 @@ def _set(cfg: Config, section: str, key: str, value, origin: str, from_env: bool
 def _tables(value, origin: str, from_env: bool) -> list:
     """``[[alerts.rules]]`` / ``[[alerts.webhooks]]`` kept raw; parsed in :func:`_validate`."""
     if from_env:
-        import json
         try:
             value = json.loads(value)
         except ValueError:
@@ -385,13 +388,9 @@ def _validate(cfg: Config) -> None:
         (cfg.replay.speed > 0, "replay.speed must be > 0"),
         (cfg.dashboard.refresh_s >= 1, "dashboard.refresh_s must be >= 1"),
         (cfg.dashboard.collect in ("auto", "off"), "dashboard.collect must be 'auto' or 'off'"),
-        (cfg.kafka.security_protocol in ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"),
-         "kafka.security_protocol must be PLAINTEXT, SSL, SASL_PLAINTEXT or SASL_SSL"),
         (cfg.alerts.lag_seconds_crit >= cfg.alerts.lag_seconds_warn,
          "alerts.lag_seconds_crit must be >= alerts.lag_seconds_warn"),
         (cfg.collect.payload_max_chars >= 0, "collect.payload_max_chars must be >= 0"),
-        (cfg.kafka.dlq_read_max >= 0, "kafka.dlq_read_max must be >= 0"),
-        (cfg.redis.dlq_read_max >= 0, "redis.dlq_read_max must be >= 0"),
         (0 < cfg.traces.sample_ratio <= 1, "traces.sample_ratio must be > 0 and <= 1"),
         (cfg.traces.lookback_s >= 0, "traces.lookback_s must be >= 0"),
         (cfg.traces.quiet_s >= 0, "traces.quiet_s must be >= 0"),
@@ -406,23 +405,20 @@ def _validate(cfg: Config) -> None:
     for ok, message in checks:
         if not ok:
             raise ConfigError(message)
+    registered = kinds()
+    for name, section in cfg.kinds.items():
+        problems = registered[name].check(section, name) if name in registered else []
+        if problems:
+            raise ConfigError(problems[0])
+    for i, source in enumerate(cfg.sources):
+        problems = registered[source.kind].check(source.settings, f"sources[{i}]")
+        if problems:
+            raise ConfigError(f"{problems[0]} ({source.name})")
     _parse_alerts(cfg.alerts)
-    if cfg.redis.url and urlsplit(cfg.redis.url).scheme not in ("redis", "rediss", "unix"):
-        raise ConfigError("redis.url must start with redis://, rediss:// or unix://")
-    for url in cfg.kafka.connect_urls:
-        if urlsplit(str(url)).scheme not in ("http", "https") or not urlsplit(str(url)).hostname:
-            raise ConfigError(f"kafka.connect_urls: {redact_url(str(url))!r} is not an http:// or https:// URL")
-    for key, pattern in (("kafka.topics", cfg.kafka.topics), ("kafka.dlq_pattern", cfg.kafka.dlq_pattern),
-                         ("redis.dlq_pattern", cfg.redis.dlq_pattern)):
-        try:
-            re.compile(pattern)
-        except re.error as exc:
-            raise ConfigError(f"{key}: invalid regular expression: {exc}") from None
 
 
 def _parse_alerts(alerts: AlertsConfig) -> None:
     """Turn raw rule and webhook tables into Rule/Webhook objects (one-line errors)."""
-    from eventscope.analysis.rules import Rule, RuleError, Webhook, parse_rule, parse_webhook
     try:
         alerts.rules = [r if isinstance(r, Rule) else
                         parse_rule(r, f"alerts.rules[{i}]", alerts.for_s, alerts.clear_ratio)

@@ -384,9 +384,12 @@ def flow_graph(window_s: float = WINDOW_S):
             extra += ("parent_span_id",)
         if extra:
             events = q.events(since, GRAPH_EVENT_COLUMNS + extra)
-        return build_graph(events, None, dlq, groups=q.lag_groups(), consumed=consumed, spans=spans)
-    return q.cached("flow_graph", ("events", "lag_groups", "lag_1m", "dlq_1m", "spans"), (since.floor("10s"),),
-                     compute)
+        return build_graph(events, None, dlq, groups=q.lag_groups(), consumed=consumed, spans=spans,
+                           bindings=q.store.get("bindings_latest"), queues=q.store.get("queues_latest"))
+    return q.cached("flow_graph", ("events", "lag_groups", "lag_1m", "dlq_1m", "spans", "bindings_latest",
+                                   "queues_latest"),
+                    (since.floor("10s"),),
+                    compute)
 
 
 def asyncapi(window_s: float = WINDOW_S) -> tuple[list[str], Callable[[str | None], dict]]:

@@ -82,7 +82,7 @@ class StoreMetrics:
             fam["eventscope_last_sample_timestamp_seconds"].add_metric([], latest["sampled_at"].max().timestamp())
         topics = _newest(self.queries.topics())
         if not topics.empty:
-            for r in topics[topics["broker"] == "kafka"].itertuples(index=False):
+            for r in topics[topics["kind"] == "kafka"].itertuples(index=False):
                 labels = [r.source, r.topic, str(r.partition)]
                 if not pd.isna(r.end):
                     fam["kafka_partition_latest_offset"].add_metric(labels, float(r.end))
@@ -113,7 +113,7 @@ class StoreMetrics:
 
     @staticmethod
     def _lag(fam: dict, latest: pd.DataFrame, groups: pd.DataFrame) -> None:
-        kafka = latest[latest["broker"] == "kafka"]
+        kafka = latest[latest["kind"] == "kafka"]
         for r in kafka.itertuples(index=False):
             labels = [r.source, r.group, r.topic, str(r.partition)]
             if not pd.isna(r.committed):
@@ -136,7 +136,7 @@ class StoreMetrics:
             for (source, group, topic), value in per_topic.items():
                 if not pd.isna(value):
                     fam["kafka_consumergroup_group_topic_sum_lag"].add_metric([source, group, topic], float(value))
-        for r in latest[latest["broker"] == "redis"].itertuples(index=False):
+        for r in latest[latest["kind"] == "redis"].itertuples(index=False):
             labels = [r.source, r.group, r.topic]
             if not pd.isna(r.lag):
                 fam["eventscope_redis_group_lag"].add_metric(labels, float(r.lag))

@@ -28,14 +28,14 @@ from eventscope.analysis.queues import queue_statuses
 from eventscope.files import DamagedPart
 from eventscope.store import Store
 
-GROUP_KEY = ["source", "broker", "group", "topic"]
-DLQ_KEY = ["source", "broker", "dlq"]
+GROUP_KEY = ["source", "broker", "kind", "group", "topic"]
+DLQ_KEY = ["source", "broker", "kind", "dlq"]
 # the entity each row of a snapshot frame describes: a newer row replaces an older one
-ENTITY = {"topics": ["source", "broker", "topic", "partition"],
+ENTITY = {"topics": ["source", "broker", "kind", "topic", "partition"],
           "dlq": DLQ_KEY,
           # RabbitMQ: a queue, and an exchange -> queue binding (or a queue's dead-letter route)
-          "queues": ["source", "broker", "vhost", "queue"],
-          "bindings": ["source", "broker", "vhost", "exchange", "queue", "routing_key", "kind"]}
+          "queues": ["source", "broker", "kind", "vhost", "queue"],
+          "bindings": ["source", "broker", "kind", "vhost", "exchange", "queue", "routing_key", "route"]}
 # members and stuck entries are replaced per group, as of the group's newest lag sample
 PER_GROUP = ("consumers", "stuck")
 SEVERITY_CODES = {status: code for status, code in SEVERITY.items()}
@@ -116,7 +116,7 @@ class Recorder:
         self.store.append("lag_samples", samples)
         self._roll("lag_1m", minute_rows(samples))
         # members and stuck entries, as of each group's newest sample in this run
-        keys = ["source", "broker", "group"]
+        keys = ["source", "broker", "kind", "group"]
         newest = lag.groupby(keys, observed=True, dropna=False)["sampled_at"].max().reset_index()
         for name in PER_GROUP:
             self._replace_groups(name, newest, frames.get(name))
@@ -130,7 +130,7 @@ class Recorder:
 
     def _replace_groups(self, name: str, newest: pd.DataFrame, rows: pd.DataFrame | None) -> None:
         """The members (or stuck entries) of a sampled group are exactly those of its newest sample."""
-        keys = ["source", "broker", "group"]
+        keys = ["source", "broker", "kind", "group"]
         current = self.latest[name]
         if not current.empty:
             sampled = pd.MultiIndex.from_frame(newest[keys].astype(str))

@@ -19,7 +19,7 @@ import pandas as pd
 
 from eventscope import schemas
 
-REPLAYED = ("lag", "dlq", "events", "topics", "consumers", "stuck")
+REPLAYED = ("lag", "dlq", "events", "topics", "consumers", "stuck", "queues", "bindings")
 
 
 class ReplaySource:
@@ -118,7 +118,7 @@ class ReplaySource:
             prefix = f"{cycle:08x}"
             chunk["trace_id"] = chunk["trace_id"].where(
                 chunk["trace_id"].isna(), prefix + chunk["trace_id"].str.slice(8))
-            is_kafka = chunk["broker"] == "kafka"
+            is_kafka = chunk["kind"] == "kafka"
             shift = pd.Series([self.spans.get(k, 0) * cycle for k in keys], index=chunk.index)
             as_int = pd.to_numeric(chunk["offset"].where(is_kafka), errors="coerce")
             chunk["offset"] = chunk["offset"].where(~is_kafka, (as_int + shift).astype("Int64").astype("string"))

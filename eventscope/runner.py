@@ -27,8 +27,13 @@ from pathlib import Path
 
 import pandas as pd
 
-from eventscope import memory, schemas
-from eventscope.config import Config, dlq_regex
+from eventscope import mask, memory, schemas
+from eventscope import collectors as collectors_registry
+from eventscope.collectors import BuildContext, unique_names
+from eventscope.collectors.otlp.files import OtlpFilesCollector
+from eventscope.config import Config
+from eventscope.decode import Decoder
+from eventscope.replay import ReplaySource
 from eventscope.files import open_private
 from eventscope.analysis.alerts import LAG_WINDOW_S
 from eventscope.recorder import Recorder
@@ -159,7 +164,9 @@ class Runner:
         owner = getattr(collector, "parent", collector)
         if not (hasattr(owner, "reading_state") and hasattr(owner, "restore")):
             return
-        self.reading[(owner.source, owner.broker)] = owner.reading_state(pd.Timestamp.now(tz="UTC"))
+        kind = getattr(owner, "kind", None)
+        self.reading[(owner.source, owner.broker)] = [
+            {**row, "kind": kind} if kind else row for row in owner.reading_state(pd.Timestamp.now(tz="UTC"))]
         rows = [row for part in self.reading.values() for row in part]
         self.store.put("reading_state", schemas.conform("reading_state", rows))
 
@@ -226,7 +233,7 @@ class Runner:
         now = pd.Timestamp.now(tz="UTC")
         rows, error = 0, ""
         try:
-            frames = self._collect(collector)
+            frames = tag_kind(self._collect(collector), getattr(collector, "kind", None))
             try:
                 rows = self.recorder.record(frames)
                 self._save_reading(collector)  # after its events are stored: see _restore_reading
@@ -286,6 +293,16 @@ class Runner:
                 log.info("closing %s failed: %s", collector.name, one_line(exc))
 
 
+def tag_kind(frames: dict, kind: str | None) -> dict:
+    """Every row a source wrote gets its kind (``kafka``, ``redis``, ...): the source's
+    ``broker`` column holds its cluster's name, which says nothing of what it is."""
+    if kind:
+        for frame in frames.values():
+            if "kind" in frame.columns and "broker" in frame.columns:
+                frame["kind"] = pd.array([kind] * len(frame), dtype="string")
+    return frames
+
+
 def one_line(exc: BaseException) -> str:
     """An exception as one short line: ``Type: message``."""
     text = " ".join(str(exc).split()) or exc.__class__.__name__
@@ -308,63 +325,20 @@ def build_runner(config: Config, store: Store, collectors: list) -> Runner:
 
 
 def build_collectors(config: Config) -> list:
-    """Collectors for the configured brokers, or the sample-data replay when none is."""
-    # Imports here, not at the top: each source's client library (confluent-kafka, redis, the
-    # Connect and OTLP readers) loads only when that source is configured, and the runner
-    # module stays importable by readers that never collect.
-    from eventscope.collectors import EventsTail, unique_names
-    from eventscope import mask
-    from eventscope.decode import Decoder
+    """Collectors for the configured sources (each kind's from its registered builder), or the
+    sample-data replay when none is; then the OTLP span reader, when files are given."""
     mask.configure(config.mask.enabled, config.mask.fields)
-    events = {"lookback_s": config.traces.lookback_s, "sample_ratio": config.traces.sample_ratio,
-              "decoder": Decoder(config.decode), "payload_max_chars": config.collect.payload_max_chars}
-    collectors = []
-    if config.kafka.bootstrap:
-        from confluent_kafka.admin import AdminClient
-        from eventscope.collectors.kafka_events import KafkaEventsCollector
-        from eventscope.collectors.kafka_offsets import KafkaOffsetsCollector, kafka_client_config
-        from eventscope.collectors.record_times import RecordTimes
-        conf = kafka_client_config(config.kafka)
-        collectors.append(KafkaOffsetsCollector(AdminClient(conf), topics=config.kafka.topics,
-                                                timeout_s=config.kafka.timeout_s, probe_conf=conf,
-                                                record_times=RecordTimes(conf),
-                                                admin_factory=lambda: AdminClient(conf)))
-        connect = None
-        if config.kafka.connect_urls:
-            from eventscope.collectors.kafka_connect import ConnectDirectory
-            connect = ConnectDirectory(config.kafka.connect_urls, timeout_s=min(config.kafka.timeout_s, 5.0))
-            collectors.append(connect)  # ahead of the events: its DLQs are known when they are read
-        collectors.append(KafkaEventsCollector(conf, topics=config.kafka.topics, connect=connect,
-                                               dlq_pattern=dlq_regex(config.kafka.dlq_pattern,
-                                                                     config.kafka.dlq_topics),
-                                               max_events=config.kafka.max_events_per_sample,
-                                               timeout_s=config.kafka.timeout_s,
-                                               dlq_read_max=config.kafka.dlq_read_max,
-                                               globs=config.traces.kafka_topics, **events))
-        collectors[-1].interval_s = min(config.traces.interval_s, config.collect.interval_s)
-    if config.redis.url:
-        import redis
-        from eventscope.collectors.redis_streams import RedisStreamsCollector
-        client = redis.Redis.from_url(config.redis.url, password=config.redis.password.get(),
-                                      socket_timeout=config.redis.timeout_s,
-                                      socket_connect_timeout=config.redis.timeout_s)
-        collectors.append(RedisStreamsCollector(client, pattern=config.redis.stream_pattern,
-                                                streams=config.redis.streams,
-                                                dlq_pattern=dlq_regex(config.redis.dlq_pattern,
-                                                                      config.redis.dlq_streams),
-                                                max_events=config.redis.max_events_per_sample,
-                                                stuck_min_deliveries=config.redis.stuck_min_deliveries,
-                                                stuck_idle_s=config.redis.stuck_idle_s,
-                                                dlq_read_max=config.redis.dlq_read_max,
-                                                globs=config.traces.redis_streams, **events))
-        if config.traces.interval_s < config.collect.interval_s:
-            collectors.append(EventsTail(collectors[-1], config.traces.interval_s))
+    context = BuildContext(decoder=Decoder(config.decode), lookback_s=config.traces.lookback_s,
+                           sample_ratio=config.traces.sample_ratio,
+                           payload_max_chars=config.collect.payload_max_chars,
+                           interval_s=config.collect.interval_s,
+                           events_interval_s=min(config.traces.interval_s, config.collect.interval_s),
+                           trace_globs={"kafka": config.traces.kafka_topics, "redis": config.traces.redis_streams})
+    collectors = [c for source in config.all_sources()
+                  for c in collectors_registry.build(source.kind, source.name, source.settings, context)]
     if not collectors:
-        from eventscope.replay import ReplaySource
-        collectors.append(ReplaySource(config.replay_dir(), speed=config.replay.speed,
-                                       loop=config.replay.loop))
+        collectors.append(ReplaySource(config.replay_dir(), speed=config.replay.speed, loop=config.replay.loop))
     if config.traces.otlp_files:
-        from eventscope.collectors.otlp_files import OtlpFilesCollector
         collectors.append(OtlpFilesCollector(config.traces.otlp_files))
     return unique_names(collectors)
 

@@ -23,7 +23,8 @@ STR = "string"
 LAG = {
     "sampled_at": (TIME, "when the sample was taken (collector clock, UTC)"),
     "source": (STR, "name of the configured source (e.g. `kafka`, `redis`, `replay`)"),
-    "broker": (STR, "`kafka` or `redis`"),
+    "broker": (STR, "cluster: the configured source's `name` (by default its kind's name)"),
+    "kind": (STR, "broker kind of the cluster: `kafka`, `redis` or `rabbitmq`"),
     "group": (STR, "consumer group name"),
     "topic": (STR, "Kafka topic or Redis stream key"),
     "partition": ("int64", "partition number; 0 for a Redis stream"),
@@ -39,7 +40,8 @@ LAG = {
 DLQ = {
     "sampled_at": (TIME, "when the sample was taken"),
     "source": (STR, "configured source name"),
-    "broker": (STR, "`kafka` or `redis`"),
+    "broker": (STR, "cluster: the configured source's `name` (by default its kind's name)"),
+    "kind": (STR, "broker kind of the cluster: `kafka`, `redis` or `rabbitmq`"),
     "dlq": (STR, "dead-letter topic or stream"),
     "source_topic": (STR, "topic the failures came from, when known"),
     "depth": ("int64", "messages currently held"),
@@ -52,7 +54,8 @@ DLQ = {
 EVENTS = {
     "observed_at": (TIME, "when eventscope read the message"),
     "source": (STR, "configured source name"),
-    "broker": (STR, "`kafka` or `redis`"),
+    "broker": (STR, "cluster: the configured source's `name` (by default its kind's name)"),
+    "kind": (STR, "broker kind of the cluster: `kafka`, `redis` or `rabbitmq`"),
     "topic": (STR, "topic or stream key"),
     "partition": ("int64", "partition; 0 for Redis"),
     "offset": (STR, "Kafka offset or Redis entry ID, as text"),
@@ -94,7 +97,8 @@ HEALTH = {
 TOPICS = {
     "sampled_at": (TIME, "when the sample was taken"),
     "source": (STR, "configured source name"),
-    "broker": (STR, "`kafka` or `redis`"),
+    "broker": (STR, "cluster: the configured source's `name` (by default its kind's name)"),
+    "kind": (STR, "broker kind of the cluster: `kafka`, `redis` or `rabbitmq`"),
     "topic": (STR, "topic or stream key"),
     "partition": ("int64", "partition; 0 for Redis"),
     "start": ("Int64", "earliest offset still held (Kafka) / entries held (Redis: length)"),
@@ -104,7 +108,8 @@ TOPICS = {
 CONSUMERS = {
     "sampled_at": (TIME, "when the sample was taken"),
     "source": (STR, "configured source name"),
-    "broker": (STR, "`kafka` or `redis`"),
+    "broker": (STR, "cluster: the configured source's `name` (by default its kind's name)"),
+    "kind": (STR, "broker kind of the cluster: `kafka`, `redis` or `rabbitmq`"),
     "group": (STR, "consumer group"),
     "topic": (STR, "Redis: the stream; Kafka: the assigned topics, comma-separated"),
     "consumer": (STR, "Kafka member client id / Redis consumer name"),
@@ -117,7 +122,8 @@ CONSUMERS = {
 STUCK = {
     "sampled_at": (TIME, "when the sample was taken"),
     "source": (STR, "configured source name"),
-    "broker": (STR, "`redis`"),
+    "broker": (STR, "cluster: the configured source's `name` (by default its kind's name)"),
+    "kind": (STR, "broker kind of the cluster: `kafka`, `redis` or `rabbitmq`"),
     "topic": (STR, "stream key"),
     "group": (STR, "consumer group"),
     "entry_id": (STR, "pending entry ID"),
@@ -159,7 +165,8 @@ ALERTS_ACTIVE = {
 QUEUES = {
     "sampled_at": (TIME, "when the sample was taken"),
     "source": (STR, "configured source name"),
-    "broker": (STR, "`rabbitmq`"),
+    "broker": (STR, "cluster: the configured source's `name` (by default its kind's name)"),
+    "kind": (STR, "broker kind of the cluster: `kafka`, `redis` or `rabbitmq`"),
     "vhost": (STR, "RabbitMQ virtual host"),
     "queue": (STR, "queue name"),
     "type": (STR, "`classic`, `quorum` or `stream`"),
@@ -169,9 +176,9 @@ QUEUES = {
     "messages": ("Int64", "messages held (ready + unacked; a stream: the messages it keeps)"),
     "consumers": ("Int64", "consumers attached to the queue"),
     "consumer_utilisation": ("float64", "share of time (0..1) the queue could deliver to its consumers at once; NaN when unknown"),
-    "publish_rate": ("float64", "messages published into the queue per second (management rates); NaN when absent"),
-    "deliver_rate": ("float64", "messages delivered to consumers or fetched per second; NaN when absent"),
-    "ack_rate": ("float64", "messages acknowledged per second; NaN when absent"),
+    "publish_rate": ("float64", "messages published into the queue per second (the API's counters over the collector's last 30 s); NaN when absent"),
+    "deliver_rate": ("float64", "messages delivered to consumers or fetched per second (same window); NaN when absent"),
+    "ack_rate": ("float64", "messages acknowledged per second (same window); NaN when absent"),
     "head_at": (TIME, "`timestamp` property of the message at the head of the queue, when publishers set it; NaT otherwise"),
     "dead_letter_exchange": (STR, "exchange its dead letters go to (queue argument, else policy); empty when none"),
     "dead_letter_routing_key": (STR, "routing key its dead letters are republished with; empty when theirs is kept"),
@@ -182,13 +189,14 @@ QUEUES = {
 BINDINGS = {
     "sampled_at": (TIME, "when the sample was taken"),
     "source": (STR, "configured source name"),
-    "broker": (STR, "`rabbitmq`"),
+    "broker": (STR, "cluster: the configured source's `name` (by default its kind's name)"),
+    "kind": (STR, "broker kind of the cluster: `kafka`, `redis` or `rabbitmq`"),
     "vhost": (STR, "RabbitMQ virtual host"),
     "exchange": (STR, "exchange name (`binding`: the source of the binding; `dlx`: the dead-letter exchange)"),
     "exchange_type": (STR, "`direct`, `topic`, `fanout`, `headers`, ...; empty when unknown"),
     "queue": (STR, "`binding`: the queue bound; `dlx`: the queue whose dead letters go to the exchange"),
     "routing_key": (STR, "binding key (`binding`); dead-letter routing key, empty when kept (`dlx`)"),
-    "kind": (STR, "`binding` (exchange → queue) or `dlx` (queue → its dead-letter exchange)"),
+    "route": (STR, "`binding` (exchange → queue) or `dlx` (queue → its dead-letter exchange)"),
 }
 
 # -- derived frames: written by eventscope.recorder when a sample is stored ------------------
@@ -199,7 +207,8 @@ LAG_LATEST = {**LAG, "status": STATUS}
 LAG_GROUPS = {
     "sampled_at": (TIME, "newest sample of the group's partitions on this topic"),
     "source": (STR, "configured source name"),
-    "broker": (STR, "`kafka` or `redis`"),
+    "broker": (STR, "cluster: the configured source's `name` (by default its kind's name)"),
+    "kind": (STR, "broker kind of the cluster: `kafka`, `redis` or `rabbitmq`"),
     "group": (STR, "consumer group"),
     "topic": (STR, "topic or stream key"),
     "partitions": ("int64", "partitions of the topic the group has a row for"),
@@ -214,7 +223,8 @@ LAG_GROUPS = {
 LAG_SAMPLES = {
     "sampled_at": (TIME, "when the sample was taken"),
     "source": (STR, "configured source name"),
-    "broker": (STR, "`kafka` or `redis`"),
+    "broker": (STR, "cluster: the configured source's `name` (by default its kind's name)"),
+    "kind": (STR, "broker kind of the cluster: `kafka`, `redis` or `rabbitmq`"),
     "group": (STR, "consumer group"),
     "topic": (STR, "topic or stream key"),
     "partitions": ("int64", "partitions of the topic in the sample"),
@@ -230,7 +240,8 @@ LAG_SAMPLES = {
 LAG_1M = {
     "minute": (TIME, "start of the minute (UTC)"),
     "source": (STR, "configured source name"),
-    "broker": (STR, "`kafka` or `redis`"),
+    "broker": (STR, "cluster: the configured source's `name` (by default its kind's name)"),
+    "kind": (STR, "broker kind of the cluster: `kafka`, `redis` or `rabbitmq`"),
     "group": (STR, "consumer group"),
     "topic": (STR, "topic or stream key"),
     "partitions": ("int64", "partitions in the minute's newest sample"),
@@ -247,7 +258,8 @@ LAG_1M = {
 DLQ_1M = {
     "minute": (TIME, "start of the minute (UTC)"),
     "source": (STR, "configured source name"),
-    "broker": (STR, "`kafka` or `redis`"),
+    "broker": (STR, "cluster: the configured source's `name` (by default its kind's name)"),
+    "kind": (STR, "broker kind of the cluster: `kafka`, `redis` or `rabbitmq`"),
     "dlq": (STR, "dead-letter topic or stream"),
     "source_topic": (STR, "topic the failures came from, when known"),
     "depth": ("int64", "messages held in the minute's newest sample"),
@@ -258,7 +270,8 @@ DLQ_1M = {
 READING_STATE = {
     "saved_at": (TIME, "when the collector saved it (after storing the events it covers)"),
     "source": (STR, "configured source name"),
-    "broker": (STR, "`kafka` or `redis`"),
+    "broker": (STR, "cluster: the configured source's `name` (by default its kind's name)"),
+    "kind": (STR, "broker kind of the cluster: `kafka`, `redis` or `rabbitmq`"),
     "topic": (STR, "topic or stream key"),
     "partition": ("int64", "partition (0 for Redis); -1 on a DLQ's book row"),
     "position": (STR, "Kafka: the next offset to read; Redis: the last entry ID read; an OTLP file (`otel`): `inode:byte offset`"),
@@ -344,6 +357,10 @@ def empty(name: str) -> pd.DataFrame:
     return pd.DataFrame({col: pd.Series(dtype=dtype) for col, (dtype, _) in schema.items()})
 
 
+#: frames whose ``kind`` column is not the broker kind
+NOT_BROKER_KIND = frozenset({"spans"})
+
+
 def conform(name: str, frame: pd.DataFrame | list[dict], columns: list[str] | None = None) -> pd.DataFrame:
     """Return ``frame`` with exactly the schema's columns, in order, cast to its dtypes.
 
@@ -379,6 +396,10 @@ def _fix_times(name: str, out: dict) -> dict:
     if name == "events" and "at" in out and "broker_at" in out:
         # an envelope time that is missing or unreadable: the broker's time
         out["at"] = out["at"].fillna(out["broker_at"])
+    if "kind" in out and "broker" in out and name not in NOT_BROKER_KIND and out["kind"].hasnans:
+        # rows written before clusters had names, and a recording: a cluster's default name is
+        # its kind's. The runner sets every live source's kind (eventscope.runner).
+        out["kind"] = out["kind"].fillna(out["broker"])
     return out
 
 

@@ -1,7 +1,9 @@
 """Reconstruct the flow graph from observed traffic (pure: frames and a time window in, graph out).
 
 Nodes (attrs ``kind``, ``label``, ``broker``, ``health``):
-``service:NAME``, ``topic:BROKER:NAME``, ``group:BROKER:NAME``, ``dlq:BROKER:NAME``.
+``service:NAME``, ``topic:BROKER:NAME``, ``group:BROKER:NAME``, ``dlq:BROKER:NAME``, and for
+RabbitMQ ``exchange:BROKER:NAME`` (a RabbitMQ queue is a ``topic`` node, or a ``dlq`` node
+when it is a DLQ: see :mod:`eventscope.graph.rabbitmq`).
 ``health`` is ``ok``, ``warn``, ``critical`` or ``unknown`` and drives the colour:
 
 - group: its worst lag ``status`` (``analysis.lag``) over the window, with ``lag`` and
@@ -26,6 +28,11 @@ Edges (attrs ``kind``, ``events``, ``rate_per_s``):
   before is often a sibling, not the cause). Extra attrs ``service`` (the most frequent
   one), ``p50_latency_ms``, ``p95_latency_ms``.
 
+- ``binds``         exchange → queue (RabbitMQ bindings, attrs ``routing_key``, ``exchange_type``);
+- ``dead_letters_to`` queue → exchange (a RabbitMQ queue's dead-letter exchange, from its
+  arguments or policy; attr ``routing_key``). A DLQ reached this way gets no extra
+  ``dead_letters`` edge from its source queue.
+
 Rates divide by the observed span of each frame inside the window (the events' span for
 ``produces``/``dead_letters``/``causes``, the lag samples' span for ``consumes``): a store
 that only started collecting ten minutes into a one-hour window is not diluted.
@@ -36,7 +43,7 @@ import networkx as nx
 import numpy as np
 import pandas as pd
 
-from eventscope.collectors.events_common import source_topic_from_name
+from eventscope.dlq_names import source_topic_from_name
 from eventscope import schemas
 from eventscope.analysis import causality
 from eventscope.analysis import lag as lag_analysis
@@ -58,7 +65,8 @@ def node_id(kind: str, name: str, broker: str | None = None) -> str:
 def build_graph(events_df: pd.DataFrame | None, lag_df: pd.DataFrame | None,
                 dlq_df: pd.DataFrame | None = None, since: pd.Timestamp | None = None,
                 until: pd.Timestamp | None = None, groups: pd.DataFrame | None = None,
-                consumed: pd.DataFrame | None = None, spans: dict | None = None) -> nx.DiGraph:
+                consumed: pd.DataFrame | None = None, spans: dict | None = None,
+                bindings: pd.DataFrame | None = None, queues: pd.DataFrame | None = None) -> nx.DiGraph:
     """Build the producer → topic → group graph (plus DLQs and topic → topic causes).
 
     Only rows inside ``[since, until]`` count (events by event time, lag and DLQ rows by
@@ -71,7 +79,12 @@ def build_graph(events_df: pd.DataFrame | None, lag_df: pd.DataFrame | None,
 
     ``spans`` (:func:`eventscope.analysis.causality.span_index` of the window's
     OpenTelemetry spans, with a ``parent_span_id`` column in ``events_df``) names causes
-    the way a causation ID does."""
+    the way a causation ID does.
+
+    ``bindings`` (RabbitMQ's ``bindings`` rows, e.g. ``bindings_latest``) adds exchanges,
+    their bindings and the dead-letter routes; ``queues`` (``queues_latest``) marks the DLQ
+    queues (``is_dlq``) before any DLQ sample has been rolled up, and gives each queue node
+    its ``queue_type`` (classic, quorum, stream)."""
     graph = nx.DiGraph()
     events = _clean_events(events_df, since, until)
     dlq = _in_window(dlq_df, "sampled_at", since, until)
@@ -84,12 +97,17 @@ def build_graph(events_df: pd.DataFrame | None, lag_df: pd.DataFrame | None,
                              else events["at"])
     coded = _Coded(events) if not events.empty else None
     dlq_names = _dlq_names(coded, dlq)
+    if queues is not None and not queues.empty:
+        marked = queues[queues["is_dlq"].fillna(False).to_numpy(dtype=bool)]
+        dlq_names |= {(str(b), t) for b, t in zip(marked["broker"], _queue_keys(marked))}
     if coded is not None:
         _add_produces(graph, coded, window_s, dlq_names)
         _add_dead_letters(graph, events, coded, window_s)
         _add_causes(graph, events, coded, window_s, groups, spans)
         _add_topic_counts(graph, coded, dlq_names)
     _add_consumes(graph, groups, progress, lag_span_s, dlq_names)
+    _add_routes(graph, bindings, dlq_names)
+    _add_queue_types(graph, queues, dlq_names)
     _add_dlq_health(graph, dlq)
     _finish_health(graph)
     return graph
@@ -317,6 +335,8 @@ def _add_consumes(graph, groups: pd.DataFrame | None, progress: pd.Series, windo
     progress = {(str(b), str(g), str(t)): int(n) for (b, g, t), n in progress.items()}  # 6,000 lookups
     for row in groups.itertuples(index=False):
         broker, group, topic = str(row.broker), str(row.group), str(row.topic)
+        if _idle_dead_letter_queue(row, dlq_names):
+            continue
         source = _topic_node(graph, broker, topic, dlq_names)
         target = _add_node(graph, "group", group, broker)
         _add_edge(graph, source, target, "consumes", progress.get((broker, group, topic), 0), window_s)
@@ -328,6 +348,59 @@ def _add_consumes(graph, groups: pd.DataFrame | None, progress: pd.Series, windo
         worst = max([node.get("status") or "OK", status], key=lambda s: lag_analysis.SEVERITY.get(s, 0))
         node["status"] = worst
         node["health"] = HEALTH.get(worst, "unknown")
+
+
+def _add_routes(graph, bindings: pd.DataFrame | None, dlq_names) -> None:
+    """RabbitMQ exchanges, ``binds`` and ``dead_letters_to`` edges (:mod:`eventscope.graph.rabbitmq`)."""
+    if bindings is None or bindings.empty:
+        return
+    from eventscope.graph.rabbitmq import bindings_graph_edges
+    newest = bindings
+    if "sampled_at" in bindings.columns:  # the routing of each cluster's newest sample
+        at = bindings.groupby("broker", observed=True)["sampled_at"].transform("max")
+        newest = bindings[(bindings["sampled_at"] == at).to_numpy(dtype=bool, na_value=False)]
+    for source, target, attrs in bindings_graph_edges(newest, dlq_names):
+        for nid in (source, target):
+            if nid not in graph:
+                kind, broker, name = nid.split(":", 2)  # cluster names hold no colon
+                _add_node(graph, kind, name, broker)
+        if graph.has_edge(source, target):  # one more binding between the same two: list its key
+            data = graph.edges[source, target]
+            keys = [k for k in str(data.get("routing_key", "")).split(", ") if k]
+            if attrs.get("routing_key") and attrs["routing_key"] not in keys:
+                data["routing_key"] = ", ".join(keys + [attrs["routing_key"]])
+            continue
+        graph.add_edge(source, target, events=0, rate_per_s=0.0, **attrs)
+
+
+def _queue_keys(queues: pd.DataFrame) -> list[str]:
+    """A RabbitMQ queue's name as its lag and DLQ rows give it: ``vhost/name`` outside ``/``."""
+    return [str(q) if v == "/" else f"{v}/{q}" for v, q in zip(queues["vhost"], queues["queue"])]
+
+
+def _add_queue_types(graph, queues: pd.DataFrame | None, dlq_names) -> None:
+    if queues is None or queues.empty:
+        return
+    for broker, key, kind in zip(queues["broker"].astype(str), _queue_keys(queues), queues["type"]):
+        nid = node_id("dlq" if (broker, key) in dlq_names else "topic", key, broker)
+        if nid in graph:
+            graph.nodes[nid]["queue_type"] = None if pd.isna(kind) else str(kind)
+
+
+def _routed_dead_letters(graph, origin: str, dlq: str) -> bool:
+    """Whether ``origin`` dead-letters into ``dlq`` through a RabbitMQ exchange already drawn."""
+    return origin in graph and any(
+        d.get("kind") == "dead_letters_to" and graph.has_edge(exchange, dlq)
+        and graph.edges[exchange, dlq].get("kind") == "binds"
+        for _, exchange, d in graph.out_edges(origin, data=True))
+
+
+def _idle_dead_letter_queue(row, dlq_names) -> bool:
+    """A RabbitMQ DLQ's own lag row with no consumer: the queue is not a group anyone runs
+    (a queue is its own "group"), so no group node is drawn for it."""
+    members = getattr(row, "members", None)
+    return (getattr(row, "kind", None) == "rabbitmq" and (str(row.broker), str(row.topic)) in dlq_names
+            and (members is None or pd.isna(members) or members == 0))
 
 
 def _progress(lag: pd.DataFrame) -> pd.Series:
@@ -367,7 +440,8 @@ def _add_dlq_health(graph, dlq_df) -> None:
         origin = origin or source_topic_from_name(str(name)) or ""  # `orders.DLT` → `orders`
         held = node["depth"] > 0 or node["growth"] != 0
         if origin and held and not any(d.get("kind") == "dead_letters"
-                                       for _, _, d in graph.in_edges(nid, data=True)):
+                                       for _, _, d in graph.in_edges(nid, data=True)) \
+                and not _routed_dead_letters(graph, node_id("topic", origin, str(broker)), nid):
             source = _add_node(graph, "topic", origin, str(broker))
             graph.add_edge(source, nid, kind="dead_letters", events=0, rate_per_s=0.0)
 
@@ -386,5 +460,7 @@ def _finish_health(graph: nx.DiGraph) -> None:
             node["health"] = "warn" if node.get("undecodable", 0) else "ok"
         elif kind == "group":
             node.setdefault("health", "unknown")
+        elif kind == "exchange":
+            node["health"] = "ok"
         else:
             node.setdefault("health", "ok")

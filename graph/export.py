@@ -2,7 +2,8 @@
 
 JSON fields follow DESIGN.md's CLI contract: node ``{id, kind, label, broker}`` and edge
 ``{source, target, kind, events, rate_per_s}`` (``causes`` edges add ``service``,
-``p50_latency_ms``, ``p95_latency_ms``). Extra fields (a group's ``lag``, a DLQ's
+``p50_latency_ms``, ``p95_latency_ms``; RabbitMQ's ``binds`` and ``dead_letters_to`` add
+``routing_key``, and ``binds`` ``exchange_type``). Extra fields (a group's ``lag``, a DLQ's
 ``depth``) are added when known. Output is sorted so that it diffs cleanly.
 """
 from __future__ import annotations
@@ -12,9 +13,10 @@ import math
 import networkx as nx
 
 NODE_FIELDS = ("id", "kind", "label", "broker")
-NODE_EXTRAS = ("lag", "lag_seconds", "depth")
+NODE_EXTRAS = ("lag", "lag_seconds", "depth", "queue_type")
 EDGE_FIELDS = ("kind", "events", "rate_per_s")
 CAUSE_FIELDS = ("service", "p50_latency_ms", "p95_latency_ms")
+ROUTE_FIELDS = ("routing_key", "exchange_type")  # RabbitMQ's binds and dead_letters_to edges
 
 
 def _plain(value):
@@ -44,6 +46,7 @@ def to_json(graph: nx.DiGraph) -> dict:
         edge.update({k: _plain(attrs.get(k)) for k in EDGE_FIELDS})
         if attrs.get("kind") == "causes":
             edge.update({k: _plain(attrs.get(k)) for k in CAUSE_FIELDS})
+        edge.update({k: _plain(attrs[k]) for k in ROUTE_FIELDS if k in attrs})
         edges.append(edge)
     return {"nodes": nodes, "edges": edges}
 
@@ -56,7 +59,7 @@ def dot_quote(text) -> str:
     return f'"{text}"'
 
 
-SHAPES = {"service": "box", "topic": "cds", "group": "ellipse", "dlq": "octagon"}
+SHAPES = {"service": "box", "topic": "cds", "group": "ellipse", "dlq": "octagon", "exchange": "diamond"}
 
 
 def to_dot(graph: nx.DiGraph) -> str:
@@ -71,7 +74,9 @@ def to_dot(graph: nx.DiGraph) -> str:
         label = f"{attrs.get('kind')} {attrs.get('rate_per_s', 0):g}/s"
         if attrs.get("kind") == "causes":
             label += f" via {attrs.get('service')}"
-        style = ", style=dashed" if attrs.get("kind") in ("causes", "dead_letters") else ""
+        if attrs.get("routing_key"):
+            label += f" key {attrs['routing_key']}"
+        style = ", style=dashed" if attrs.get("kind") in ("causes", "dead_letters", "dead_letters_to") else ""
         lines.append(f"  {dot_quote(source)} -> {dot_quote(target)} [label={dot_quote(label)}{style}];")
     lines.append("}")
     return "\n".join(lines) + "\n"

@@ -27,10 +27,12 @@ from pyvis.network import Network
 #: node fill by health (the colour a user scans for)
 HEALTH_FILL = {"ok": "#D9F0D3", "warn": "#FDE3A7", "critical": "#F9C0C0", "unknown": "#E8E8E8"}
 #: node outline by kind (shape says it too)
-KIND_BORDER = {"service": "#4C78A8", "topic": "#54A24B", "group": "#F58518", "dlq": "#E45756"}
-SHAPES = {"service": "box", "topic": "database", "group": "ellipse", "dlq": "database"}
+KIND_BORDER = {"service": "#4C78A8", "topic": "#54A24B", "group": "#F58518", "dlq": "#E45756",
+               "exchange": "#B279A2"}
+SHAPES = {"service": "box", "topic": "database", "group": "ellipse", "dlq": "database", "exchange": "diamond"}
 EDGE_COLORS = {"produces": "#4C78A8", "consumes": "#F58518", "dead_letters": "#E45756",
-               "causes": "#9E9E9E"}
+               "causes": "#9E9E9E", "binds": "#B279A2", "dead_letters_to": "#E45756"}
+DASHED = ("causes", "dead_letters", "dead_letters_to")
 LEVEL_GAP, ROW_GAP = 190, 96  # px between columns, and between rows of one column
 FIT_WIDTH = 950  # px a wide dashboard page gives the frame (1440 px screen, sidebar open)
 MIN_SCALE = 0.7  # a wider drawing shrinks to fit down to this zoom, then scrolls sideways
@@ -68,8 +70,9 @@ LEGEND = (
         _swatch("#fff", KIND_BORDER["topic"], "topic / stream", "6px"),
         _swatch("#fff", KIND_BORDER["group"], "consumer group", "50%"),
         _swatch("#fff", KIND_BORDER["dlq"], "dead-letter queue", "6px"),
+        _swatch("#fff", KIND_BORDER["exchange"], "exchange (RabbitMQ)", "0"),
         _line(EDGE_COLORS["produces"], "produces"), _line(EDGE_COLORS["consumes"], "consumes"),
-        _line(EDGE_COLORS["dead_letters"], "dead letters", True),
+        _line(EDGE_COLORS["dead_letters"], "dead letters", True), _line(EDGE_COLORS["binds"], "binds"),
         _line(EDGE_COLORS["causes"], "causes (topic → topic)", True),
         "line width = events per second"))
     + "</div>")
@@ -94,6 +97,8 @@ def node_title(attrs: dict) -> str:
         lines.append(f"{attrs['members']} merged nodes")
     if attrs.get("broker"):
         lines.append(f"broker: {attrs['broker']}")
+    if attrs.get("queue_type"):
+        lines.append(f"RabbitMQ {attrs['queue_type']} queue")
     if attrs.get("health"):
         lines.append(f"health: {attrs['health']}")
     if attrs.get("status"):
@@ -115,6 +120,13 @@ def node_title(attrs: dict) -> str:
 
 def edge_title(attrs: dict) -> str:
     """Plain-text tooltip of one edge (escaped by the caller)."""
+    if attrs.get("kind") in ("binds", "dead_letters_to"):
+        lines = [str(attrs.get("kind"))]
+        if attrs.get("exchange_type"):
+            lines.append(f"exchange type: {attrs['exchange_type']}")
+        if attrs.get("routing_key"):
+            lines.append(f"routing key: {attrs['routing_key']}")
+        return "\n".join(lines)
     lines = [f"{attrs.get('kind')}: {attrs.get('events', 0)} events, {attrs.get('rate_per_s', 0):g}/s"]
     if attrs.get("kind") == "causes":
         lines.append(f"through service {attrs.get('service')}")
@@ -151,7 +163,13 @@ def levels(graph: nx.DiGraph) -> dict[str, int]:
         if kind == "service":
             produced = [level[t] for t in graph.successors(nid) if t in level]
             level[nid] = min(produced) - 1 if produced else 0
-        elif kind in ("group", "dlq"):
+        elif kind == "exchange":  # a dead-letter exchange right of the queues it serves, else left of its queues
+            routed = [level[t] for t, _, k in graph.in_edges(nid, data="kind") if k == "dead_letters_to" and t in level]
+            bound = [level[t] for t in graph.successors(nid) if t in level]
+            level[nid] = max(routed) + 1 if routed else (min(bound) - 1 if bound else 0)
+    for nid, attrs in graph.nodes(data=True):
+        kind = attrs.get("kind")
+        if kind in ("group", "dlq"):
             fed = [level[t] for t in graph.predecessors(nid) if t in level] or _named_after(
                 graph, attrs, level)
             level[nid] = max(fed) + 1 if fed else 2
@@ -289,7 +307,7 @@ def to_html(graph: nx.DiGraph) -> str:
                      width=1.5 if kind == "causes" else _width(float(attrs.get("rate_per_s") or 0.0),
                                                                max_rate),
                      color=EDGE_COLORS.get(kind, "#999999"),
-                     dashes=kind in ("causes", "dead_letters"),
+                     dashes=kind in DASHED,
                      # causes skip a column: arc them so they do not run through the group between
                      **({"smooth": {"enabled": True, "type": "curvedCW", "roundness": 0.25}}
                         if kind == "causes" and not big else {}))

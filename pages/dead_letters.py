@@ -15,6 +15,7 @@ import pandas as pd
 import streamlit as st
 
 from eventscope import dashboard as ui
+from eventscope import queues_view
 
 cfg = ui.config()
 st.title("Dead letters")
@@ -172,7 +173,7 @@ def _drilldown(table: pd.DataFrame) -> None:
                           x_label="minutes (0 = now)", y_label="messages held")
 
     st.markdown("**Reasons** (over the messages seen, most frequent first)")
-    if row.get("unread", 0):
+    if not queues_view.dlq_notice(broker, dlq, row.get("kind")) and row.get("unread", 0):  # RabbitMQ: its own
         counted = int(reasons["count"].sum()) if not reasons.empty else 0
         st.warning(f"These reasons cover part of the queue: {row['unread']:,} of the {int(row['depth']):,} "
                    f"messages it holds are older than where eventscope started reading it "

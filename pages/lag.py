@@ -12,6 +12,7 @@ import pandas as pd
 import streamlit as st
 
 from eventscope import dashboard as ui
+from eventscope import queues_view
 from eventscope.analysis import lag as lag_analysis
 
 cfg = ui.config()
@@ -148,6 +149,7 @@ def _drilldown(shown: pd.DataFrame, table: pd.DataFrame) -> None:
         listed += f" and {len(names) - HEADER_TOPICS:,} more (worst first)"
     st.markdown(f":{color}-badge[{worst}] **{ui.md(group)}** on {ui.md(broker)} · "
                 f"{len(names):,} topic{'s' if len(names) != 1 else ''}: {listed}")
+    queues_view.queue_detail(broker, group, worst)  # a RabbitMQ queue: ready, unacked, rates, why
     behind = rows["lag_seconds"].max() if len(rows) else None
     pending = pd.to_numeric(parts["pending"], errors="coerce").sum(min_count=1)
     stats = st.columns(6 if stuck is not None else 4)

@@ -2,8 +2,9 @@
 
     .venv/bin/python scripts/record_sample.py [--duration 300] [--out sample_data]
 
-Starts a throwaway Redis 7 and Kafka 4 (eventscope.localbrokers), runs the order
-pipeline on both, and collects every ``--interval`` seconds with the real
+Starts a throwaway Redis 7, Kafka 4 and RabbitMQ (eventscope.localbrokers; RabbitMQ
+with the management plugin, watched by a `monitoring` user), runs the order
+pipeline on each, and collects every ``--interval`` seconds with the real
 collectors into a temporary store, which is then saved as the recording. The
 script's incident timeline (seconds from start):
 
@@ -25,8 +26,9 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from eventscope.config import load_config  # noqa: E402
+from eventscope.demo import start_rabbitmq_leg  # noqa: E402
 from eventscope.localbrokers import start_kafka, start_redis  # noqa: E402
-from eventscope.replay import write_recording  # noqa: E402
+from eventscope.replay import REPLAYED, write_recording  # noqa: E402
 from eventscope.runner import Runner, build_collectors  # noqa: E402
 from eventscope.store import Store  # noqa: E402
 from eventscope.simulator.config import SimulatorConfig  # noqa: E402
@@ -52,7 +54,9 @@ def main() -> int:
     args = p.parse_args()
     work = Path(tempfile.mkdtemp(prefix="eventscope-record-"))
     redis_broker, kafka_broker = start_redis(work / "redis"), start_kafka(work / "kafka")
+    rabbit = None
     try:
+        rabbit = start_rabbitmq_leg(work / "rabbitmq")
         sim = SimulatorConfig(rate=args.rate, duration=args.duration, seed=7, malformed_rate=0.01,
                               schedule=incident_schedule(args.duration))
         stop = threading.Event()
@@ -69,11 +73,13 @@ def main() -> int:
         threads = [threading.Thread(target=simulate, args=("kafka",),
                                     kwargs={"kafka_bootstrap": kafka_broker.address}),
                    threading.Thread(target=simulate, args=("redis",),
-                                    kwargs={"redis_url": redis_broker.address})]
+                                    kwargs={"redis_url": redis_broker.address}),
+                   threading.Thread(target=simulate, args=("rabbitmq",),
+                                    kwargs={"rabbitmq_url": rabbit.amqp_url})]
         for t in threads:
             t.start()
         config = load_config(env={"EVENTSCOPE_KAFKA_BOOTSTRAP": kafka_broker.address,
-                                  "EVENTSCOPE_REDIS_URL": redis_broker.address})
+                                  "EVENTSCOPE_REDIS_URL": redis_broker.address, **rabbit.collector_env})
         store = Store(work / "store")
         runner = Runner(store, build_collectors(config), interval_s=args.interval)
         started = time.time()
@@ -85,8 +91,7 @@ def main() -> int:
         runner.close()
         if errors:
             raise SystemExit(f"simulation failed, nothing recorded: {errors[0]!r}")
-        frames = {name: store.read(name) for name in ("lag", "dlq", "events", "topics", "health",
-                                                      "consumers", "stuck")}
+        frames = {name: store.read(name) for name in (*REPLAYED, "health")}
         meta = {"recorded_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(started)),
                 "duration_s": args.duration, "interval_s": args.interval, "rate": args.rate,
                 "incident": [{"at_s": at, "change": {k: sorted(v) if isinstance(v, set) else v
@@ -97,6 +102,8 @@ def main() -> int:
         print(f"recorded {meta['rows']} into {args.out}")
         return 0
     finally:
+        if rabbit is not None:
+            rabbit.broker.stop()
         kafka_broker.stop()
         redis_broker.stop()
 

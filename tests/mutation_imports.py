@@ -3,7 +3,7 @@ from this checkout's top-level ``collectors/`` package, as the very same module 
 
 Installed, ``collectors/`` is the sub-package ``eventscope.collectors`` (pyproject's
 package-dir). mutmut copies the checkout to ``mutants/`` and names each mutant by its file's
-path (``collectors.kafka_offsets.…``); its trampolines compare that with the running
+path (``collectors.kafka.offsets.…``); its trampolines compare that with the running
 function's ``__module__``. Aliasing ``eventscope.collectors.X`` to ``collectors.X`` makes the
 two agree, and makes the mutated copy (not an editable install elsewhere) the code under test.
 Load it with ``-p tests.mutation_imports``.

@@ -4,7 +4,7 @@ import math
 
 import pandas as pd
 
-from eventscope.collectors.timelag import OffsetClock
+from eventscope.collectors.kafka.timelag import OffsetClock
 from eventscope import schemas
 from eventscope.analysis import alerts, dlq, lag, traces
 from eventscope.config import AlertsConfig

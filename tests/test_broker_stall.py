@@ -35,9 +35,9 @@ TIMEOUT_S = 3.0
 CHILD = """
 import json, sys, time
 from confluent_kafka.admin import AdminClient
-from eventscope.collectors.kafka_offsets import KafkaOffsetsCollector
+from eventscope.collectors.kafka.offsets import KafkaOffsetsCollector
 from eventscope.config import load_config
-from eventscope.collectors.kafka_offsets import kafka_client_config
+from eventscope.collectors.kafka.offsets import kafka_client_config
 cfg = load_config(env={"EVENTSCOPE_KAFKA_BOOTSTRAP": sys.argv[1], "EVENTSCOPE_KAFKA_TIMEOUT_S": sys.argv[2]})
 collector = KafkaOffsetsCollector(AdminClient(kafka_client_config(cfg.kafka)), timeout_s=cfg.kafka.timeout_s)
 end = time.monotonic() + float(sys.argv[3])

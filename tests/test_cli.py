@@ -69,7 +69,7 @@ def test_lag_json_contract(store):
 
 def test_dlq_json_contract(store):
     rows = json.loads(run(store, "dlq", "--json").stdout)
-    assert rows == [{"broker": "kafka", "dlq": "payments.DLT", "source_topic": "payments", "depth": 150,
+    assert rows == [{"broker": "kafka", "kind": "kafka", "dlq": "payments.DLT", "source_topic": "payments", "depth": 150,
                      "growth_per_min": 100.0, "oldest_age_seconds": rows[0]["oldest_age_seconds"],
                      "reasons": [{"reason": "card declined", "count": 3}], "unread": 0,
                      "unprocessed": None, "pre_dlq_pressure": None}]
@@ -107,6 +107,8 @@ def test_alerts_json_and_exit_code(store):
     lag_alert = next(r for r in rows if r["rule"] == "lag_seconds")
     assert (lag_alert["severity"], lag_alert["value"]) == ("critical", 360.0)
     assert {r["rule"] for r in rows} >= {"lag_seconds", "dlq_depth", "group_stall"}
+    # every row names its cluster and kind: the subject's BROKER part, the kind the store holds for it
+    assert {(r["broker"], r["kind"]) for r in rows} == {("kafka", "kafka")}
 
 
 def test_graph_json_contract(store):

@@ -13,9 +13,9 @@ from confluent_kafka import Producer
 from confluent_kafka.admin import NewTopic
 
 from eventscope.collectors.events_common import BOOK_REASONS_KEPT, OTHER_REASONS, DeadLetterBook
-from eventscope.collectors.kafka_events import KafkaEventsCollector
-from eventscope.collectors.redis_streams import RedisStreamsCollector
-from eventscope.collectors.timelag import OffsetClocks
+from eventscope.collectors.kafka.events import KafkaEventsCollector
+from eventscope.collectors.redis.streams import RedisStreamsCollector
+from eventscope.collectors.kafka.timelag import OffsetClocks
 
 
 def test_a_dlq_whose_every_message_has_its_own_reason_keeps_a_bounded_book():

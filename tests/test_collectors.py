@@ -8,9 +8,9 @@ import redis
 from confluent_kafka import Consumer, Producer, TopicPartition
 from confluent_kafka.admin import NewTopic
 
-from eventscope.collectors.kafka_events import KafkaEventsCollector
-from eventscope.collectors.kafka_offsets import KafkaOffsetsCollector
-from eventscope.collectors.redis_streams import RedisStreamsCollector
+from eventscope.collectors.kafka.events import KafkaEventsCollector
+from eventscope.collectors.kafka.offsets import KafkaOffsetsCollector
+from eventscope.collectors.redis.streams import RedisStreamsCollector
 
 pytestmark = pytest.mark.broker
 TP = "00-" + "c" * 32 + "-" + "d" * 16 + "-01"

@@ -9,7 +9,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from eventscope.collectors.kafka_connect import ConnectDirectory, connectors_from
+from eventscope.collectors.kafka.connect import ConnectDirectory, connectors_from
 
 
 def test_connectors_with_a_dlq_and_what_they_read():

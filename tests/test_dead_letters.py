@@ -8,7 +8,7 @@ import pytest
 from confluent_kafka import Consumer, KafkaError, Producer, TopicPartition
 from confluent_kafka.admin import NewTopic
 
-from eventscope.collectors.kafka_events import KafkaEventsCollector
+from eventscope.collectors.kafka.events import KafkaEventsCollector
 from eventscope import schemas
 from eventscope.analysis import dlq as dlq_analysis
 from eventscope.mask import headers_json, preview
@@ -87,7 +87,7 @@ def count_messages(bootstrap, topic, partitions):
 @pytest.mark.broker
 def test_simulated_failure_burst_fills_the_dlq_to_the_true_depth(kafka_bootstrap, redis_url):
     import redis
-    from eventscope.collectors.redis_streams import RedisStreamsCollector
+    from eventscope.collectors.redis.streams import RedisStreamsCollector
     prefix = f"dl{uuid.uuid4().hex[:5]}-"
     sim = SimulatorConfig(rate=10, duration=4, seed=9, prefix=prefix, payment_failure_rate=0.5,
                           transient_failure_rate=0.0, malformed_rate=0.0)

@@ -1,6 +1,6 @@
 """``eventscope demo`` stops everything it started on SIGTERM and SIGHUP, as on Ctrl-C.
 
-Its Redis and Kafka run in sessions of their own (so that Ctrl-C in the terminal does not
+Its Redis, Kafka and RabbitMQ run in sessions of their own (so that Ctrl-C in the terminal does not
 reach them), so no signal sent to the demo reaches them either: the demo must stop them
 itself, and the Streamlit server it runs. Each test runs the real command in a scratch
 directory, sends the signal to that one process and watches the processes it started.
@@ -23,7 +23,7 @@ from programs import require_program
 pytestmark = pytest.mark.broker
 ROOT = Path(__file__).resolve().parent.parent
 #: what each role's command line holds (redis-server rewrites its own to "redis-server HOST:PORT")
-MARKERS = {"kafka": b"kafka.Kafka", "redis": b"redis-server", "streamlit": b"streamlit"}
+MARKERS = {"kafka": b"kafka.Kafka", "redis": b"redis-server", "streamlit": b"streamlit", "rabbitmq": b"beam.smp"}
 
 
 def _running(pid: int) -> bool:
@@ -37,7 +37,8 @@ def _running(pid: int) -> bool:
 
 def _started_by(demo: subprocess.Popen, workdir: Path, seen: dict[str, int]) -> dict[str, int]:
     """The demo's live processes by role: ``kafka`` (the JVM, whose config file lies in the
-    demo's work dir), ``redis`` (its pidfile there) and ``streamlit`` (the demo's child).
+    demo's work dir), ``rabbitmq`` (the Erlang VM, whose home lies there), ``redis`` (its
+    pidfile there) and ``streamlit`` (the demo's child).
     Each one found is also added to ``seen``, for the test's own cleanup."""
     found = {}
     for proc in Path("/proc").iterdir():
@@ -50,6 +51,8 @@ def _started_by(demo: subprocess.Popen, workdir: Path, seen: dict[str, int]) -> 
             continue
         if b"kafka.Kafka" in cmdline and str(workdir).encode() in cmdline:
             found["kafka"] = int(proc.name)
+        elif b"beam.smp" in cmdline and str(workdir).encode() in cmdline:  # RabbitMQ's Erlang VM (-home)
+            found["rabbitmq"] = int(proc.name)
         elif ppid == demo.pid and b"streamlit" in cmdline:
             found["streamlit"] = int(proc.name)
     try:
@@ -71,6 +74,7 @@ def _when(roles: set[str], found: dict[str, int]) -> dict[str, int] | None:
 def _start_demo(tmp_path: Path) -> tuple[subprocess.Popen, Path, int, Path]:
     require_program("redis-server")
     require_program("java")
+    require_program("rabbitmq-server")
     port, log = free_port(), tmp_path / "demo.log"
     cwd = tmp_path / "cwd"
     cwd.mkdir()
@@ -135,9 +139,10 @@ def test_a_stop_signal_stops_the_brokers_and_the_dashboard(tmp_path, signum):
     seen: dict[str, int] = {}
     try:
         _wait_for(lambda: _healthy(port), demo, log, 150, "the dashboard is not healthy")
-        started = _wait_for(lambda: _when({"redis", "kafka", "streamlit"}, _started_by(demo, workdir, seen)),
-                            demo, log, 10, "the demo's Redis, Kafka and Streamlit are not all running")
-        assert "Kafka 127.0.0.1:" in log.read_text()
+        started = _wait_for(lambda: _when({"redis", "kafka", "rabbitmq", "streamlit"},
+                                          _started_by(demo, workdir, seen)),
+                            demo, log, 10, "the demo's Redis, Kafka, RabbitMQ and Streamlit are not all running")
+        assert "Kafka 127.0.0.1:" in log.read_text() and "RabbitMQ http://127.0.0.1:" in log.read_text()
         _stops_everything(demo, started, signum, log)
     finally:
         _cleanup(demo, workdir, seen)

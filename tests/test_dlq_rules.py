@@ -80,11 +80,13 @@ def test_unprocessed_is_the_largest_group_lag_on_the_dlq_now():
 
 
 def test_pre_dlq_pressure_counts_stuck_redis_entries_of_the_source_stream():
-    stuck = pd.DataFrame({"sampled_at": [T0, T0 + pd.Timedelta(seconds=60)] * 3,
+    stuck = pd.DataFrame({"sampled_at": [T0, T0 + pd.Timedelta(seconds=60)] * 3, "broker": "redis",
                           "topic": ["payments", "payments", "payments", "orders", "payments", "payments"]})
     redis = samples([2], broker="redis", name="payments:dlq")
     assert dlq.summary(redis, stuck=stuck).loc[0, "pre_dlq_pressure"] == 2  # the newest sample's two
     assert dlq.summary(redis, stuck=stuck.iloc[0:0]).loc[0, "pre_dlq_pressure"] == 0
+    # another Redis server's stuck entries on a stream of the same name are not this DLQ's
+    assert dlq.summary(redis, stuck=stuck.assign(broker="cache-eu")).loc[0, "pre_dlq_pressure"] == 0
     assert dlq.summary(redis).loc[0, "pre_dlq_pressure"] is None
     assert dlq.summary(samples([2]), stuck=stuck).loc[0, "pre_dlq_pressure"] is None  # Kafka: no PEL
     no_source = samples([2], broker="redis", name="x:dlq", source_topic=None)
@@ -153,7 +155,7 @@ def test_to_rows_is_the_cli_contract():
                                         "topic": "payments.DLT", "partition": 0, "committed": 1, "end": 4,
                                         "lag": 3, "lag_seconds": 1.0, "members": 1, "group_state": "Stable"}])
     out = dlq.summary(samples([4, 6], oldest=T0, reasons={"boom": 6}, unread=1), lag=lag_rows)
-    assert dlq.to_rows(out) == [{"broker": "kafka", "dlq": "payments.DLT", "source_topic": "payments", "depth": 6,
+    assert dlq.to_rows(out) == [{"broker": "kafka", "kind": "kafka", "dlq": "payments.DLT", "source_topic": "payments", "depth": 6,
                                  "growth_per_min": 2.0, "oldest_age_seconds": 60.0,
                                  "reasons": [{"reason": "boom", "count": 6}], "unread": 1, "unprocessed": 3,
                                  "pre_dlq_pressure": None}]
@@ -167,7 +169,7 @@ def test_to_rows_says_none_where_one_queue_of_several_has_no_value():
     lag_rows = schemas.conform("lag", [{"sampled_at": T0, "source": "redis", "broker": "redis", "group": "re",
                                         "topic": "a:dlq", "partition": 0, "committed": 1, "end": 4,
                                         "lag": 3, "lag_seconds": 1.0, "members": 1, "group_state": "n/a"}])
-    stuck = pd.DataFrame({"sampled_at": [T0], "topic": ["a"]})
+    stuck = pd.DataFrame({"sampled_at": [T0], "broker": "redis", "topic": ["a"]})
     rows = pd.concat([samples([5], broker="redis", name="a:dlq", source_topic="a"),
                       samples([4], broker="redis", name="b:dlq", source_topic=None)])
     out = {r["dlq"]: r for r in dlq.to_rows(dlq.summary(rows, lag=lag_rows, stuck=stuck))}

@@ -8,7 +8,7 @@ import pytest
 import redis
 from confluent_kafka.admin import NewTopic
 
-from eventscope.collectors.kafka_offsets import KafkaOffsetsCollector
+from eventscope.collectors.kafka.offsets import KafkaOffsetsCollector
 from eventscope.config import load_config
 from eventscope.localbrokers import free_port
 from eventscope.runner import Runner, build_collectors

@@ -24,9 +24,9 @@ from confluent_kafka import (Consumer, ConsumerGroupTopicPartitions, KafkaError,
 from confluent_kafka.admin import NewTopic, OffsetSpec
 
 from eventscope import schemas
-from eventscope.collectors import kafka_offsets
-from eventscope.collectors.kafka_offsets import KafkaOffsetsCollector, _member_rows, _state_name
-from eventscope.collectors.timelag import OffsetClock, OffsetClocks
+from eventscope.collectors.kafka import offsets as kafka_offsets
+from eventscope.collectors.kafka.offsets import KafkaOffsetsCollector, _member_rows, _state_name
+from eventscope.collectors.kafka.timelag import OffsetClock, OffsetClocks
 
 
 class RowByRow:

@@ -112,7 +112,7 @@ def test_empty_inputs():
     out = lag.latest_lag(empty)
     assert out.empty and "status" in out.columns
     assert lag.group_summary(out).empty
-    assert list(lag.group_summary(out).columns) == ["broker", "group", "topic", "partitions", "lag",
+    assert list(lag.group_summary(out).columns) == ["broker", "kind", "group", "topic", "partitions", "lag",
                                                     "lag_seconds", "status", "members"]
     judge = lag.LagJudge()
     assert judge.latest().empty
@@ -142,7 +142,7 @@ def test_to_rows_is_the_cli_contract():
     rows = lag.latest_lag(pd.concat([frame(RISING, seconds=[0.0, 1.0, 2.34567]),
                                      frame([(None, 7)], partition=1, members=None)], ignore_index=True))
     out = lag.to_rows(rows.sort_values("partition"))
-    assert out[0] == {"broker": "kafka", "group": "g", "topic": "t", "partition": 0, "committed": 14, "end": 60,
+    assert out[0] == {"broker": "kafka", "kind": "kafka", "group": "g", "topic": "t", "partition": 0, "committed": 14, "end": 60,
                       "lag": 46, "lag_seconds": 2.346, "status": "WARN", "sampled_at": "2026-11-28T10:00:20Z",
                       "group_state": "Stable", "members": 1}
     assert out[1]["committed"] is None and out[1]["lag"] is None and out[1]["members"] is None
@@ -213,7 +213,7 @@ class OneGroupAdmin:
 
 
 def test_kafka_lag_is_never_negative_and_unknown_without_a_commit():
-    from eventscope.collectors.kafka_offsets import KafkaOffsetsCollector
+    from eventscope.collectors.kafka.offsets import KafkaOffsetsCollector
     # partition 0: 40 behind; 1: committed past the end (a truncated or recreated topic); 2: never committed
     admin = OneGroupAdmin(ends={0: 100, 1: 5, 2: 30}, committed={0: 60, 1: 50, 2: -1001})
     out = KafkaOffsetsCollector(admin).collect()
@@ -229,7 +229,7 @@ def test_kafka_lag_is_never_negative_and_unknown_without_a_commit():
 
 
 def test_kafka_group_state_and_members_come_from_the_description():
-    from eventscope.collectors.kafka_offsets import KafkaOffsetsCollector
+    from eventscope.collectors.kafka.offsets import KafkaOffsetsCollector
     admin = OneGroupAdmin(ends={0: 10}, committed={0: 4}, described_state="PREPARING_REBALANCE", members=2)
     rows = KafkaOffsetsCollector(admin).collect()["lag"]
     assert rows["group_state"].tolist() == ["Preparing_Rebalance"]  # the description is newer than the listing
@@ -287,8 +287,8 @@ class FakeRecordTimes:
 def test_kafka_lag_seconds_of_an_offset_older_than_the_clock_come_from_its_record(monkeypatch):
     """A group stalled before eventscope started: its committed offset is older than any end
     offset the clock saw, so the seconds come from the record at that offset."""
-    from eventscope.collectors import kafka_offsets
-    from eventscope.collectors.kafka_offsets import KafkaOffsetsCollector
+    from eventscope.collectors.kafka import offsets as kafka_offsets
+    from eventscope.collectors.kafka.offsets import KafkaOffsetsCollector
     monkeypatch.setattr(kafka_offsets.time, "time", lambda: 10_000.0)
     # partition 0: stalled at 60 (older than the clock); 1: caught up; 2: never committed
     admin = OneGroupAdmin(ends={0: 100, 1: 50, 2: 30}, committed={0: 60, 1: 50, 2: -1001})

@@ -8,8 +8,8 @@ import pytest
 from confluent_kafka import Consumer, Producer, TopicPartition
 from confluent_kafka.admin import NewTopic
 
-from eventscope.collectors.kafka_offsets import KafkaOffsetsCollector
-from eventscope.collectors.redis_streams import RedisStreamsCollector
+from eventscope.collectors.kafka.offsets import KafkaOffsetsCollector
+from eventscope.collectors.redis.streams import RedisStreamsCollector
 from eventscope import schemas
 from eventscope.analysis.lag import latest_lag
 from eventscope.simulator import SimulatorConfig, run_simulation
@@ -96,7 +96,7 @@ def test_stall_and_stop_on_the_real_brokers(kafka_bootstrap, redis_url):
 def test_kafka_lag_seconds_of_a_group_stalled_before_eventscope_started(kafka_admin, kafka_bootstrap):
     """The committed offset is older than anything eventscope sampled: interpolation cannot
     date it, the record at the committed offset can, from the very first sample."""
-    from eventscope.collectors.record_times import RecordTimes
+    from eventscope.collectors.kafka.record_times import RecordTimes
     topic, group = f"stalled-{uuid.uuid4().hex[:6]}", f"stalled-{uuid.uuid4().hex[:6]}"
     kafka_admin.create_topics([NewTopic(topic, 2, 1)])[topic].result()
     producer = Producer({"bootstrap.servers": kafka_bootstrap, "linger.ms": 0})

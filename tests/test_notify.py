@@ -96,8 +96,8 @@ def test_a_dead_webhook_does_not_delay_a_healthy_one(tmp_path, cleanup):
     began = time.monotonic()
     assert notifier.submit([transition(i) for i in range(5)]) == 10
     deadline = began + 2.0
-    while len(healthy.bodies) < 5 and time.monotonic() < deadline:
-        time.sleep(0.02)
+    while (len(healthy.bodies) < 5 or notifier.sent < 5) and time.monotonic() < deadline:
+        time.sleep(0.02)  # a body arrives before its sender counts the answer
     assert [b["rule"] for b in healthy.bodies] == [f"r{i}" for i in range(5)]  # all, in order
     assert time.monotonic() - began < 2.0
     assert notifier.sent == 5 and notifier.failed == 0  # the dead one is still waiting on its first

@@ -18,7 +18,7 @@ from confluent_kafka.admin import AdminClient, NewTopic
 
 from eventscope.analysis import causality
 from eventscope.cli import main as cli
-from eventscope.collectors.otlp_files import OtlpFilesCollector, spans_of
+from eventscope.collectors.otlp.files import OtlpFilesCollector, spans_of
 from real_clients import collect_until
 
 CLIENTS = Path(__file__).parent / "clients"

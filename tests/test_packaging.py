@@ -254,7 +254,7 @@ def test_the_wheel_holds_one_package_and_its_files(installed):
     names = zipfile.ZipFile(wheel).namelist()
     tops = {name.split("/")[0] for name in names}
     assert {t for t in tops if not t.endswith(".dist-info")} == {"eventscope"}
-    for part in ("eventscope/app.py", "eventscope/pages/lag.py", "eventscope/collectors/kafka_offsets.py",
+    for part in ("eventscope/app.py", "eventscope/pages/lag.py", "eventscope/collectors/kafka/offsets.py",
                  "eventscope/graph/build.py", "eventscope/simulator/runner.py",
                  "eventscope/sample_data/events.parquet", "eventscope/sample_data/meta.json",
                  "eventscope/resources/kafka-pom.xml", "eventscope/__main__.py"):

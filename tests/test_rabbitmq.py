@@ -22,7 +22,7 @@ import pytest
 
 from eventscope import schemas
 from eventscope.analysis.queues import queue_status, queue_statuses
-from eventscope.collectors.rabbitmq import RabbitMQCollector, RabbitMQError, lag_row, queue_key, queue_row
+from eventscope.collectors.rabbitmq.management import RabbitMQCollector, RabbitMQError, lag_row, queue_key, queue_row
 from eventscope.graph.rabbitmq import bindings_graph_edges
 from eventscope.simulator import SimulatorConfig, run_simulation
 from eventscope.recorder import Recorder
@@ -207,7 +207,7 @@ def test_queues_lag_consumers_and_bindings(rabbitmq_broker, rabbitmq_ro, shop):
     assert consumers[["group", "topic", "consumer"]].values.tolist() == [[key, key, "holder-1"]]
     assert consumers["host"].iloc[0] == "127.0.0.1"
 
-    rows = {(r["kind"], r["exchange"], r["queue"], r["routing_key"], r["exchange_type"])
+    rows = {(r["route"], r["exchange"], r["queue"], r["routing_key"], r["exchange_type"])
             for r in frames["bindings"].to_dict("records")}
     assert rows == {("binding", "orders", "payments", "order.placed", "topic"),
                     ("binding", "orders", "shipping", "order.#", "topic"),
@@ -445,8 +445,8 @@ def test_the_simulator_runs_the_order_pipeline_on_rabbitmq(rabbitmq_broker, rabb
         assert lag["sim.analytics-service"]["lag"] == placed and lag["sim.analytics-service"]["members"] == 0
         assert queue_status(placed, 0, 0.0, 0.0, 0.0, math.nan) == "STOP"
         edges = {(a, b) for a, b, _ in bindings_graph_edges(frames["bindings"])}
-        assert (f"exchange:rabbitmq:{vhost}/sim.orders", f"queue:rabbitmq:{vhost}/sim.payment-service") in edges
-        assert (f"queue:rabbitmq:{vhost}/sim.payment-service", f"exchange:rabbitmq:{vhost}/sim.dlx") in edges
+        assert (f"exchange:rabbitmq:{vhost}/sim.orders", f"topic:rabbitmq:{vhost}/sim.payment-service") in edges
+        assert (f"topic:rabbitmq:{vhost}/sim.payment-service", f"exchange:rabbitmq:{vhost}/sim.dlx") in edges
     finally:
         rabbitmq_api(rabbitmq_broker, "DELETE", f"/api/vhosts/{quote(vhost, safe='')}")
 
@@ -465,6 +465,22 @@ def test_the_simulator_runs_the_order_pipeline_on_rabbitmq(rabbitmq_broker, rabb
 ])
 def test_queue_status(ready, consumers, publish, deliver, ack, age, expected):
     assert queue_status(ready, consumers, publish, deliver, ack, age, window_s=300) == expected
+
+
+def test_a_dlq_nobody_consumes_is_not_stopped():
+    """Dead letters wait for people: a DLQ with messages and no consumer is OK as a queue (its
+    depth and growth are judged on the Dead letters page); a reprocessor that hangs is not."""
+    assert queue_status(5, 0, 1.0, 0.0, 0.0, 10.0, is_dlq=True) == "OK"
+    assert queue_status(5, 2, 1.0, 0.0, 0.0, 10.0, is_dlq=True) == "STALL"
+    now = pd.Timestamp("2026-01-01", tz="UTC")
+    latest = schemas.conform("lag_latest", [
+        {"sampled_at": now, "source": "r", "broker": "r", "kind": "rabbitmq", "group": q, "topic": q,
+         "partition": 0, "lag": 4, "members": 0, "status": "STOP"} for q in ("orders", "orders.dlq")])
+    queues = schemas.conform("queues", [
+        {"sampled_at": now, "source": "r", "broker": "r", "kind": "rabbitmq", "vhost": "/", "queue": q,
+         "type": "classic", "ready": 4, "consumers": 0, "is_dlq": dlq} for q, dlq in (("orders", False), ("orders.dlq", True))])
+    judged = queue_statuses(latest, queues)
+    assert dict(zip(judged["topic"], judged["status"])) == {"orders": "STOP", "orders.dlq": "OK"}
 
 
 def test_queue_statuses_judge_only_rabbitmq_rows():
@@ -529,17 +545,63 @@ def test_bindings_graph_edges():
     now = pd.Timestamp("2026-01-01", tz="UTC")
     bindings = schemas.conform("bindings", [
         {"sampled_at": now, "source": "rabbitmq", "broker": "rabbitmq", "vhost": "/", "exchange": "orders",
-         "exchange_type": "topic", "queue": "payments", "routing_key": "order.placed", "kind": "binding"},
+         "exchange_type": "topic", "queue": "payments", "routing_key": "order.placed", "route": "binding"},
         {"sampled_at": now, "source": "rabbitmq", "broker": "rabbitmq", "vhost": "/", "exchange": "orders",
-         "exchange_type": "topic", "queue": "payments", "routing_key": "order.placed", "kind": "binding"},
+         "exchange_type": "topic", "queue": "payments", "routing_key": "order.placed", "route": "binding"},
         {"sampled_at": now, "source": "rabbitmq", "broker": "rabbitmq", "vhost": "/", "exchange": "dlx",
-         "exchange_type": "fanout", "queue": "payments", "routing_key": "", "kind": "dlx"},
+         "exchange_type": "fanout", "queue": "payments", "routing_key": "", "route": "dlx"},
         {"sampled_at": now, "source": "rabbitmq", "broker": "rabbitmq", "vhost": "shop", "exchange": "",
-         "exchange_type": "direct", "queue": "orders", "routing_key": "orders.dlq", "kind": "dlx"}])
+         "exchange_type": "direct", "queue": "orders", "routing_key": "orders.dlq", "route": "dlx"}])
     assert bindings_graph_edges(bindings) == [
-        ("exchange:rabbitmq:orders", "queue:rabbitmq:payments",
+        ("exchange:rabbitmq:orders", "topic:rabbitmq:payments",
          {"kind": "binds", "routing_key": "order.placed", "exchange_type": "topic"}),
-        ("queue:rabbitmq:payments", "exchange:rabbitmq:dlx", {"kind": "dead_letters_to", "routing_key": ""}),
-        ("queue:rabbitmq:shop/orders", "exchange:rabbitmq:shop/(default)",
+        ("topic:rabbitmq:payments", "exchange:rabbitmq:dlx", {"kind": "dead_letters_to", "routing_key": ""}),
+        ("topic:rabbitmq:shop/orders", "exchange:rabbitmq:shop/(default)",
          {"kind": "dead_letters_to", "routing_key": "orders.dlq"}),
     ]
+    # a queue named as a DLQ is drawn as one: the node its DLQ rows make
+    assert bindings_graph_edges(bindings, {("rabbitmq", "payments")})[0][1] == "dlq:rabbitmq:payments"
+    assert bindings_graph_edges(bindings, {("rabbitmq", "shop/orders")})[2][0] == "dlq:rabbitmq:shop/orders"
+
+
+def test_rates_come_from_the_counters_over_the_window():
+    """The API's own rate reads 0 between its statistics steps; the counters' difference over
+    the collector's window does not. Too short a span, no stats, or counters that went back
+    (a re-declared queue) leave the API's rate."""
+    from eventscope.collectors.rabbitmq.management import RateWindow
+    window, key, t0 = RateWindow(window_s=30, min_span_s=8), ("/", "payments"), pd.Timestamp("2026-01-01", tz="UTC")
+
+    def at(s, publish, deliver, ack):
+        return window.rates(key, t0 + pd.Timedelta(seconds=s), {"publish": publish, "deliver_get": deliver, "ack": ack})
+    assert at(0, 100, 90, 80) is None  # the first sample: nothing to compare with
+    assert at(5, 100, 90, 80) is None  # 5 s apart: too short to say
+    assert at(10, 130, 110, 80) == {"publish_rate": 3.0, "deliver_rate": 2.0, "ack_rate": 0.0}
+    assert at(20, 130, 110, 80) == {"publish_rate": 1.5, "deliver_rate": 1.0, "ack_rate": 0.0}  # a flat step
+    assert at(40, 190, 110, 80) == {"publish_rate": 2.0, "deliver_rate": 0.0, "ack_rate": 0.0}  # only the last 30 s
+    assert at(45, 3, 3, 3) is None  # counters went back: a new queue, start over
+    assert window.rates(key, t0 + pd.Timedelta(seconds=60), None) is None and key not in window.seen
+    window.rates(("/", "gone"), t0, {"publish": 1})
+    window.keep({key})
+    assert ("/", "gone") not in window.seen
+
+
+def test_dlq_sources_on_a_direct_exchange_follow_the_routing_key():
+    import re
+    from eventscope.collectors.rabbitmq.management import dead_letter_queues, dead_letter_routes
+    queues = [{"vhost": "/", "name": n, "arguments": a} for n, a in (
+        ("payments", {"x-dead-letter-exchange": "dlx", "x-dead-letter-routing-key": "payments"}),
+        ("refunds", {"x-dead-letter-exchange": "dlx", "x-dead-letter-routing-key": "refunds"}),
+        ("orders", {"x-dead-letter-exchange": "dlx"}),  # keeps the message's own key: may reach any
+        ("payments.dlq", {}), ("refunds.dlq", {}), ("fan.dlq", {}))] + [
+        {"vhost": "/", "name": "fanned", "arguments": {"x-dead-letter-exchange": "fan"}}]
+    bindings = [{"vhost": "/", "source": "dlx", "destination": "payments.dlq", "routing_key": "payments"},
+                {"vhost": "/", "source": "dlx", "destination": "refunds.dlq", "routing_key": "refunds"},
+                {"vhost": "/", "source": "fan", "destination": "fan.dlq", "routing_key": "payments"}]
+    routes = dead_letter_routes(queues)
+    types = {("/", "dlx"): "direct", ("/", "fan"): "fanout"}
+    found = dead_letter_queues(queues, bindings, routes, re.compile(r"^$"), types)
+    assert found == {("/", "payments.dlq"): {"payments", "orders"}, ("/", "refunds.dlq"): {"refunds", "orders"},
+                     ("/", "fan.dlq"): {"fanned"}}
+    # without the exchanges' types every sender of the exchange counts, as before
+    assert dead_letter_queues(queues, bindings, routes, re.compile(r"^$"))[("/", "payments.dlq")] == {
+        "payments", "refunds", "orders"}

@@ -24,7 +24,7 @@ from confluent_kafka import (Consumer, ConsumerGroupTopicPartitions, KafkaError,
 from confluent_kafka.admin import (AdminClient, AlterConfigOpType, ConfigEntry, ConfigResource, NewTopic,
                                    OffsetSpec)
 
-from eventscope.collectors.kafka_offsets import kafka_client_config
+from eventscope.collectors.kafka.offsets import kafka_client_config
 from eventscope.config import load_config
 from eventscope.runner import Runner, build_collectors
 from eventscope.store import Store

@@ -153,8 +153,12 @@ def test_sample_data_replays_into_every_frame(tmp_path):
     out = collector.collect()
     for name in ("lag", "dlq", "events", "topics"):
         assert len(out[name]) > 0, f"sample data has no {name} rows"
-    assert out["lag"]["broker"].nunique() == 2 and out["dlq"]["depth"].max() > 0
+    assert set(out["lag"]["kind"]) == {"kafka", "redis", "rabbitmq"} and out["dlq"]["depth"].max() > 0
     assert len(out["consumers"]) > 0
+    # RabbitMQ's queues and routing replay too: the verdicts and the flow graph need them
+    assert set(out["queues"]["kind"]) == {"rabbitmq"} and out["queues"]["is_dlq"].any()
+    assert set(out["bindings"]["route"]) == {"binding", "dlx"}
+    assert (out["dlq"]["kind"] == "rabbitmq").any()
     meta = json.loads((cfg.replay_dir() / "meta.json").read_text())
     assert meta["incident"]
 

@@ -1,5 +1,5 @@
 """Lag in seconds from (end offset, time) points, by example, for the per-partition clock and
-the column-wise table alike (``collectors.timelag``: interpolation, flat stretches, a
+the column-wise table alike (``collectors.kafka.timelag``: interpolation, flat stretches, a
 truncated topic, extrapolation before the oldest point, the bound on points)."""
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import math
 import numpy as np
 import pytest
 
-from eventscope.collectors.timelag import OffsetClock, OffsetClocks
+from eventscope.collectors.kafka.timelag import OffsetClock, OffsetClocks
 
 
 class Both:

@@ -12,8 +12,8 @@ from confluent_kafka.admin import NewTopic
 
 from eventscope.collectors import events_common
 from eventscope.collectors.events_common import in_sample
-from eventscope.collectors.kafka_events import KafkaEventsCollector
-from eventscope.collectors.redis_streams import RedisStreamsCollector
+from eventscope.collectors.kafka.events import KafkaEventsCollector
+from eventscope.collectors.redis.streams import RedisStreamsCollector
 
 pytestmark = pytest.mark.broker
 

@@ -76,7 +76,7 @@ def _lag_observations(lag, stall_after_s: float, with_status: bool = True) -> li
         summary = lag_analysis.group_summary(latest)
     else:  # the newest row per partition is all the numbers need
         latest = lag[lag["sampled_at"] >= newest - pd.Timedelta(seconds=STALE_S)]
-        latest = latest.drop_duplicates(["source", "broker", "group", "topic", "partition"], keep="last")
+        latest = latest.drop_duplicates(["source", "broker", "kind", "group", "topic", "partition"], keep="last")
         g = latest.groupby(["broker", "group", "topic"], observed=True)
         summary = pd.DataFrame({"lag": g["lag"].sum(min_count=1),
                                 "lag_seconds": g["lag_seconds"].max()}).reset_index().assign(status="")
@@ -116,19 +116,19 @@ def _dlq_observations(dlq, at: pd.Timestamp) -> list[dict]:
 def _stuck_observations(lag, stuck) -> list[dict]:
     if lag is None:
         return []
-    redis = lag[lag["broker"] == "redis"]
+    redis = lag[lag["kind"] == "redis"]
     if redis.empty:
         return []
     redis = _newest_per_source(redis)
     counts = {}
     if stuck is not None:
         current = stuck.merge(redis[["source", "sampled_at"]].drop_duplicates(), on=["source", "sampled_at"])
-        counts = current.groupby(["group", "topic"], observed=True).size().to_dict()
+        counts = current.groupby(["broker", "group", "topic"], observed=True).size().to_dict()
     rows = []
-    for (group, topic), _ in redis.groupby(["group", "topic"], observed=True):
-        subject = f"redis:{group}/{topic}"
-        rows.append({"metric": "stuck_entries", "subject": subject, "names": (subject, group, topic, "redis"),
-                     "value": float(counts.get((group, topic), 0)), "detail": ""})
+    for (broker, group, topic), _ in redis.groupby(["broker", "group", "topic"], observed=True):
+        subject = f"{broker}:{group}/{topic}"
+        rows.append({"metric": "stuck_entries", "subject": subject, "names": (subject, group, topic, broker),
+                     "value": float(counts.get((broker, group, topic), 0)), "detail": ""})
     return rows
 
 
@@ -185,15 +185,15 @@ def observe_now(groups: pd.DataFrame, dlq: pd.DataFrame, stuck: pd.DataFrame | N
                      {"metric": "dlq_growth_per_min", "subject": subject, "names": names,
                       "value": float(r.growth_per_min), "detail": ""}]
     if want("stuck_entries") and not fresh.empty:
-        redis = fresh[fresh["broker"] == "redis"]
+        redis = fresh[fresh["kind"] == "redis"]
         counts = {}
         if stuck is not None and not stuck.empty:
-            counts = stuck.groupby(["group", "topic"], observed=True).size().to_dict()
-        for group, topic in zip(redis["group"], redis["topic"]):
-            subject = f"redis:{group}/{topic}"
+            counts = stuck.groupby(["broker", "group", "topic"], observed=True).size().to_dict()
+        for broker, group, topic in zip(redis["broker"], redis["group"], redis["topic"]):
+            subject = f"{broker}:{group}/{topic}"
             rows.append({"metric": "stuck_entries", "subject": subject,
-                         "names": (subject, group, topic, "redis"),
-                         "value": float(counts.get((group, topic), 0)), "detail": ""})
+                         "names": (subject, group, topic, broker),
+                         "value": float(counts.get((broker, group, topic), 0)), "detail": ""})
     if want("collector_stale_s"):
         rows += _collector_observations(_upto(health, at, window_s=900.0), at)
     parts.append(pd.DataFrame(rows, columns=alert_state.OBSERVATION_COLUMNS))
@@ -260,7 +260,7 @@ def replay_samples(samples: pd.DataFrame, dlq: pd.DataFrame, rules: list,
         picks = sorted({int(round(i * (len(times) - 1) / (max_steps - 1))) for i in range(max_steps)})
         times = times.iloc[picks]
     samples = samples.sort_values("sampled_at", kind="stable") if samples is not None else None
-    key = ["source", "broker", "group", "topic"]
+    key = ["source", "broker", "kind", "group", "topic"]
     stepper = alert_state.Stepper(rules)
     current = None
     done = None
@@ -289,7 +289,7 @@ def _dlq_growth(dlq_1m: pd.DataFrame | None) -> dict:
     if dlq_1m is None or dlq_1m.empty:
         return {}
     rows = dlq_1m.sort_values("minute", kind="stable")
-    keys = ["source", "broker", "dlq"]
+    keys = ["source", "broker", "kind", "dlq"]
     before = rows.groupby(keys, observed=True)["depth"].shift()
     gap = (rows["minute"] - rows.groupby(keys, observed=True)["minute"].shift()).dt.total_seconds() / 60
     growth = ((rows["depth"] - before) / gap).fillna(0.0).round(2)

@@ -5,8 +5,8 @@ import json
 
 import pandas as pd
 
-KEY = ["source", "broker", "dlq"]
-COLUMNS = ["broker", "dlq", "source_topic", "depth", "growth_per_min", "oldest_age_seconds", "reasons",
+KEY = ["source", "broker", "kind", "dlq"]
+COLUMNS = ["broker", "kind", "dlq", "source_topic", "depth", "growth_per_min", "oldest_age_seconds", "reasons",
            "unread", "unprocessed", "pre_dlq_pressure"]
 RECENT = ["at", "partition", "offset", "event_type", "correlation_id", "original_topic", "original_partition",
           "original_offset", "reason",
@@ -18,7 +18,8 @@ def summary(dlq: pd.DataFrame, window_s: float = 300.0, now: pd.Timestamp | None
     """One row per DLQ (newest sample), growth over ``window_s`` in messages per minute.
 
     ``unprocessed``: the largest newest lag of any group consuming the DLQ (a
-    reprocessing job), None when no group does. ``pre_dlq_pressure``: stuck Redis
+    reprocessing job; for a RabbitMQ DLQ, its own backlog while it has consumers), None when
+    no group does. ``pre_dlq_pressure``: stuck Redis
     pending entries in the DLQ's source stream, i.e. retries that may land here next.
     """
     if dlq.empty:
@@ -40,7 +41,8 @@ def summary(dlq: pd.DataFrame, window_s: float = 300.0, now: pd.Timestamp | None
         .astype("int64"),
     }).reset_index()
     out["unprocessed"] = [_unprocessed(lag, b, d) for b, d in zip(out["broker"], out["dlq"])]
-    out["pre_dlq_pressure"] = [_pressure(stuck, b, t) for b, t in zip(out["broker"], out["source_topic"])]
+    out["pre_dlq_pressure"] = [_pressure(stuck, b, k, t)
+                               for b, k, t in zip(out["broker"], out["kind"], out["source_topic"])]
     return out[COLUMNS].sort_values(["depth", "dlq"], ascending=[False, True]).reset_index(drop=True)
 
 
@@ -51,13 +53,21 @@ def _unprocessed(lag: pd.DataFrame | None, broker: str, dlq: str):
     if rows.empty:
         return None
     rows = rows[rows["sampled_at"] == rows["sampled_at"].max()]
+    if "kind" in rows and "members" in rows:
+        # a RabbitMQ queue is its own "group": its backlog is unprocessed only while a consumer reads it
+        idle = (rows["kind"] == "rabbitmq").to_numpy(dtype=bool, na_value=False) & ~(
+            pd.to_numeric(rows["members"], errors="coerce") > 0).to_numpy(dtype=bool, na_value=False)
+        rows = rows[~idle]
+        if rows.empty:
+            return None
     per_group = rows.groupby("group", observed=True)["lag"].sum(min_count=1)
     return None if per_group.isna().all() else int(per_group.max())
 
 
-def _pressure(stuck: pd.DataFrame | None, broker: str, source_topic) -> int | None:
-    if broker != "redis" or stuck is None or source_topic is None or pd.isna(source_topic):
+def _pressure(stuck: pd.DataFrame | None, broker: str, kind: str, source_topic) -> int | None:
+    if kind != "redis" or stuck is None or source_topic is None or pd.isna(source_topic):
         return None
+    stuck = stuck[stuck["broker"] == broker]
     if stuck.empty:
         return 0
     newest = stuck[stuck["sampled_at"] == stuck["sampled_at"].max()]
@@ -108,7 +118,7 @@ def to_rows(frame: pd.DataFrame) -> list[dict]:
     """Rows for ``eventscope dlq --json``."""
     rows = []
     for r in frame.itertuples(index=False):
-        rows.append({"broker": r.broker, "dlq": r.dlq,
+        rows.append({"broker": r.broker, "kind": r.kind, "dlq": r.dlq,
                      "source_topic": None if pd.isna(r.source_topic) else r.source_topic,
                      "depth": int(r.depth), "growth_per_min": float(r.growth_per_min),
                      "oldest_age_seconds": None if pd.isna(r.oldest_age_seconds) else float(r.oldest_age_seconds),

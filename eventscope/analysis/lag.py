@@ -26,7 +26,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-KEY = ["source", "broker", "group", "topic", "partition"]
+KEY = ["source", "broker", "kind", "group", "topic", "partition"]
 STATUSES = ["OK", "WARN", "ERR", "STOP", "STALL", "REWIND", "UNKNOWN"]
 NEVER = np.iinfo(np.int64).min  # "never happened" (older than any window)
 SEVERITY = {"OK": 0, "UNKNOWN": 1, "WARN": 2, "REWIND": 3, "STALL": 4, "STOP": 4, "ERR": 5}
@@ -92,10 +92,10 @@ def _verdict(r, window_s: float, stuck_after_s: float) -> str:
 
 def group_summary(latest: pd.DataFrame) -> pd.DataFrame:
     """Per broker/group/topic: partitions, total lag, worst lag_seconds, worst status."""
-    cols = ["broker", "group", "topic", "partitions", "lag", "lag_seconds", "status", "members"]
+    cols = ["broker", "kind", "group", "topic", "partitions", "lag", "lag_seconds", "status", "members"]
     if latest.empty:
         return pd.DataFrame(columns=cols)
-    g = latest.groupby(["broker", "group", "topic"], observed=True, sort=True)
+    g = latest.groupby(["broker", "kind", "group", "topic"], observed=True, sort=True)
     out = g.agg(partitions=("partition", "count"), lag=("lag", "sum"),
                 lag_seconds=("lag_seconds", "max"), members=("members", "max"),
                 status=("status", lambda s: max(s, key=lambda x: SEVERITY.get(x, 0))))
@@ -120,7 +120,7 @@ def to_rows(latest: pd.DataFrame) -> list[dict]:
     rows = []
     for r in latest.itertuples(index=False):
         rows.append({
-            "broker": r.broker, "group": r.group, "topic": r.topic, "partition": int(r.partition),
+            "broker": r.broker, "kind": r.kind, "group": r.group, "topic": r.topic, "partition": int(r.partition),
             "committed": None if pd.isna(r.committed) else int(r.committed),
             "end": None if pd.isna(r.end) else int(r.end),
             "lag": None if pd.isna(r.lag) else int(r.lag),

@@ -3,13 +3,15 @@
 The verdicts of :mod:`eventscope.analysis.lag` watch a committed offset move. A classic or
 quorum queue has none: a consumed message is simply gone. What the management API does
 give is the backlog (``ready``), the consumers attached and the rates at which messages are
-published, delivered and acknowledged (averaged by RabbitMQ over its last few seconds). So a
+published, delivered and acknowledged (from the API's message counters over the collector's
+last 30 s: :class:`eventscope.collectors.rabbitmq.management.RateWindow`). So a
 queue is judged on one sample of those (:func:`queue_status`), with the same words:
 
 * ``UNKNOWN`` — the backlog is not known (a stream: readers keep their own offsets), or
   there is a backlog and consumers but no rates to tell whether it moves (statistics off);
 * ``OK`` — nothing ready, or messages are delivered at least as fast as they arrive;
-* ``STOP`` — messages ready and no consumer;
+* ``STOP`` — messages ready and no consumer (but ``OK`` for a DLQ: nobody need consume its
+  dead letters; its depth and growth are judged as a DLQ's);
 * ``STALL`` — messages ready, consumers attached, and nothing delivered or acknowledged
   (consumers that hang on unacknowledged messages, or whose prefetch is full);
 * ``WARN`` — delivered, but slower than published: the backlog grows;
@@ -32,8 +34,12 @@ def _num(value) -> float:
     return math.nan if value is None or pd.isna(value) else float(value)
 
 
+def _flag(value) -> bool:
+    return False if value is None or pd.isna(value) else bool(value)
+
+
 def queue_status(ready, consumers, publish_rate, deliver_rate, ack_rate, lag_seconds,
-                 window_s: float = 300.0) -> str:
+                 window_s: float = 300.0, is_dlq: bool = False) -> str:
     """The verdict of one RabbitMQ queue from one sample (see the module docstring)."""
     ready, consumers = _num(ready), _num(consumers)
     publish, deliver, ack = _num(publish_rate), _num(deliver_rate), _num(ack_rate)
@@ -42,7 +48,8 @@ def queue_status(ready, consumers, publish_rate, deliver_rate, ack_rate, lag_sec
     if ready == 0:
         return "OK"
     if math.isnan(consumers) or consumers == 0:
-        return "STOP"
+        # dead letters are kept for people to look at: their depth and growth are the DLQ's verdict
+        return "OK" if is_dlq else "STOP"
     if math.isnan(deliver) and math.isnan(ack):
         return "UNKNOWN"
     flowing = max(0.0 if math.isnan(deliver) else deliver, 0.0 if math.isnan(ack) else ack)
@@ -61,7 +68,7 @@ def queue_statuses(latest: pd.DataFrame, queues: pd.DataFrame, window_s: float =
     such queue row is ``UNKNOWN``. Other rows are returned unchanged."""
     if latest.empty or "status" not in latest.columns:
         return latest
-    mine = (latest["broker"] == "rabbitmq").to_numpy(dtype=bool, na_value=False)
+    mine = (latest["kind"] == "rabbitmq").to_numpy(dtype=bool, na_value=False)
     if not mine.any():
         return latest
     history: dict[tuple, list] = {}
@@ -81,7 +88,8 @@ def queue_statuses(latest: pd.DataFrame, queues: pd.DataFrame, window_s: float =
             statuses[i] = "UNKNOWN"
             continue
         q = seen[at_or_before - 1]
-        statuses[i] = queue_status(lag, q.consumers, q.publish_rate, q.deliver_rate, q.ack_rate, lag_s, window_s)
+        statuses[i] = queue_status(lag, q.consumers, q.publish_rate, q.deliver_rate, q.ack_rate, lag_s, window_s,
+                                   is_dlq=_flag(getattr(q, "is_dlq", False)))
     out = latest.copy()
     out["status"] = pd.Series(statuses, index=out.index, dtype=latest["status"].dtype)
     return out

@@ -110,7 +110,7 @@ def from_rows(rows: pd.DataFrame, lag: pd.DataFrame | None = None, quiet_s: floa
 
 
 def _event(r, details: bool = False) -> dict:
-    out = {"at": _iso(r.at), "broker": r.broker, "topic": r.topic, "partition": int(r.partition),
+    out = {"at": _iso(r.at), "broker": r.broker, "kind": r.kind, "topic": r.topic, "partition": int(r.partition),
            "offset": r.offset, "event_type": r.event_type, "event_id": _none(r.event_id),
            "source": _none(r.service), "trace_id": _none(r.trace_id), "dead_letter": bool(r.dead_letter),
            "dlq_reason": _none(r.dlq_reason)}
@@ -151,11 +151,11 @@ def hops(rows: pd.DataFrame, lag: pd.DataFrame | None = None, consumes: dict | N
             service = _none(b.service)
         latency = (b.at - a.at).total_seconds() * 1000
         hop = {"from_topic": a.topic, "to_topic": b.topic, "service": service,
-               "latency_ms": round(latency, 1), "broker": b.broker,
+               "latency_ms": round(latency, 1), "broker": b.broker, "kind": b.kind,
                "from_event_id": _none(a.event_id), "to_event_id": _none(b.event_id),
                "dead_letter": bool(b.dead_letter),
                "broker_wait_ms": None, "service_ms": None, "split": None, "split_error_ms": None}
-        if lag is not None and not lag.empty and a.broker == "redis" and latency > 0:
+        if lag is not None and not lag.empty and a.kind == "redis" and latency > 0:
             hop.update(_split(a, b, service, lag, latency))
         out.append(hop)
     return out
@@ -214,7 +214,7 @@ def _dlq_group(row) -> str | None:
 
 def _split(a, b, service: str | None, lag: pd.DataFrame, latency_ms: float) -> dict:
     """Broker wait / service time of a Redis hop from ``entries-read`` (see the module doc)."""
-    stream = lag[(lag["broker"] == "redis") & (lag["topic"] == a.topic)]
+    stream = lag[(lag["broker"] == a.broker) & (lag["topic"] == a.topic)]
     if stream.empty or pd.isna(a.broker_at):
         return {}
     groups = list(dict.fromkeys(stream["group"].dropna()))
@@ -259,13 +259,13 @@ def outcome(rows: pd.DataFrame, lag: pd.DataFrame | None, quiet_s: float,
 
 
 def _waiting(rows: pd.DataFrame, lag: pd.DataFrame) -> bool:
-    kafka = rows[rows["broker"] == "kafka"]
+    kafka = rows[rows["kind"] == "kafka"]
     if kafka.empty:
         return False
     newest = lag[lag["sampled_at"] == lag["sampled_at"].max()]
     for r in kafka.itertuples(index=False):
         groups = newest[(newest["topic"] == r.topic) & (newest["partition"] == r.partition)
-                        & (newest["broker"] == "kafka")]
+                        & (newest["kind"] == "kafka")]
         if groups.empty:
             continue
         if (groups["committed"].fillna(-1) <= int(r.offset)).any():

@@ -1,6 +1,6 @@
 """Exact Kafka lag in seconds: the timestamp of the record at a group's committed offset.
 
-Interpolating end-offset samples (:mod:`eventscope.collectors.timelag`) only knows the
+Interpolating end-offset samples (:mod:`eventscope.collectors.kafka.timelag`) only knows the
 offsets it watched move: a group that stalled before eventscope started has a committed
 offset older than any sample, and its lag in seconds stays unknown or extrapolated, for
 the group that matters most. The record at the committed offset is the oldest message

@@ -29,7 +29,7 @@ from confluent_kafka.admin import AdminClient, OffsetSpec
 
 from eventscope.collectors.events_common import (DeadLetterBook, EventBatch, RecordOrigins, gc_paused,
                                                  glob_filter, reading_rows, restore_reading)
-from eventscope.collectors.kafka_offsets import list_offsets
+from eventscope.collectors.kafka.offsets import list_offsets
 from eventscope import schemas
 from eventscope.decode import headers_to_dict
 
@@ -38,7 +38,7 @@ class KafkaEventsCollector:
     """Observed events and DLQ summaries from Kafka."""
 
     name = "kafka.events"
-    broker = "kafka"
+    kind = "kafka"
 
     def __init__(self, client_conf: dict, source: str = "kafka", topics: str = r"^(?!__).*",
                  dlq_pattern: str = r"\.DLT$", max_events: int = 5000, backlog: int = 5000,
@@ -58,7 +58,7 @@ class KafkaEventsCollector:
         # requests never queue behind the consumer's long-polling fetches (up to
         # fetch.wait.max.ms each), and all partitions' offsets go in one batched request
         self.admin = AdminClient(dict(client_conf))
-        self.source = source
+        self.source = self.broker = source
         self.topic_filter = re.compile(topics)
         self.dlq_filter = re.compile(dlq_pattern)
         self.max_events = max_events
@@ -170,7 +170,7 @@ class KafkaEventsCollector:
         """``reading_state`` rows: the next offset of every partition read, and the DLQ books."""
         positions = {key: offset for key, offset in self._next.items() if offset >= 0}
         positions.update({key: offset for key, offset in self._resume.items() if key not in positions})
-        return reading_rows(now, self.source, "kafka", positions, self.books)
+        return reading_rows(now, self.source, self.broker, positions, self.books)
 
     def restore(self, rows: pd.DataFrame, events: pd.DataFrame | None = None) -> None:
         """Go on from saved ``reading_state`` rows (and the ``events`` stored after them):
@@ -236,7 +236,7 @@ class KafkaEventsCollector:
         A partition is done when it has been read to its known end offset, or reported its
         end (``PARTITION_EOF``); one the client has not fetched yet (just assigned) is waited
         for, within ``budget_s``. At most ``max_events`` per run; the rest stays queued."""
-        batch = EventBatch(self.source, "kafka", decoder=self.decoder, sample_ratio=self.sample_ratio,
+        batch = EventBatch(self.source, self.broker, decoder=self.decoder, sample_ratio=self.sample_ratio,
                            origins=self.origins, declared=self._declared(),
                            payload_max_chars=self.payload_max_chars)
         deadline = time.monotonic() + self.budget_s
@@ -298,7 +298,7 @@ class KafkaEventsCollector:
             depth = sum(max(0, highs[k] - lows[k]) for k in keys)
             # left unread by the first read and still held (the retention deletes oldest first)
             unread = sum(max(0, int(book.unread_until.get(p, 0)) - lows[(t, p)]) for t, p in keys)
-            rows.append(book.row(now, self.source, "kafka", topic, depth, None, unread,
+            rows.append(book.row(now, self.source, self.broker, topic, depth, None, unread,
                                  declared=declared.get(topic)))
         return schemas.conform("dlq", rows)
 

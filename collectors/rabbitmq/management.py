@@ -53,9 +53,10 @@ import pandas as pd
 import pika
 
 from eventscope import schemas
+from eventscope.dlq_names import RABBITMQ_DLQ_PATTERN
 from eventscope.collectors.events_common import DeadLetterBook
 
-DLQ_PATTERN = r"(\.dlq|-dlq|\.dead-letter)$|^dlq\."  # README, "Dead-letter queues"
+
 PAGE_SIZE = 500  # queues per /api/queues page
 # a head message stamped later than this ahead of our clock has a timestamp we cannot read
 CLOCK_SKEW = pd.Timedelta(minutes=5)
@@ -89,16 +90,16 @@ class RabbitMQCollector:
     """
 
     name = "rabbitmq.queues"
-    broker = "rabbitmq"
+    kind = "rabbitmq"
 
     def __init__(self, api_url: str, username: str, password: str, source: str = "rabbitmq",
                  vhosts: list[str] | None = None, queues_pattern: str | None = None, timeout_s: float = 10.0,
-                 dlq_pattern: str = DLQ_PATTERN, amqp_address: str | None = None,
+                 dlq_pattern: str = RABBITMQ_DLQ_PATTERN, amqp_address: str | None = None,
                  stream_read_max: int = STREAM_READ_MAX, opener: urllib.request.OpenerDirector | None = None):
         self.api_url = api_url.rstrip("/")
         self.username = username
         self._auth = "Basic " + base64.b64encode(f"{username}:{password}".encode()).decode()
-        self.source = source
+        self.source = self.broker = source
         self.vhosts = list(vhosts) if vhosts else None
         self.queues_filter = re.compile(queues_pattern) if queues_pattern else None
         self.timeout_s = timeout_s
@@ -109,6 +110,7 @@ class RabbitMQCollector:
         self.opener = opener or urllib.request.build_opener()
         self.books: dict[tuple[str, str], DeadLetterBook] = {}  # stream DLQ -> what was read of it
         self.positions: dict[tuple[str, str], int] = {}  # stream DLQ -> next offset to read
+        self.counters = RateWindow()
 
     # -- the management API --------------------------------------------------------------
     def _get(self, path: str, query: dict | None = None):
@@ -182,7 +184,7 @@ class RabbitMQCollector:
         now = pd.Timestamp.now(tz="UTC")
         watched = {(q.get("vhost"), q.get("name")) for q in queues}
         routes = dead_letter_routes(every)
-        dlqs = {k: v for k, v in dead_letter_queues(every, bindings, routes, self.dlq_filter).items()
+        dlqs = {k: v for k, v in dead_letter_queues(every, bindings, routes, self.dlq_filter, exchanges).items()
                 if k in watched}
         stream_dlqs = [q for q in queues if (q.get("vhost"), q.get("name")) in dlqs and q.get("type") == "stream"]
         if self.amqp_address and stream_dlqs:
@@ -191,25 +193,27 @@ class RabbitMQCollector:
         for q in queues:
             vhost, name = q.get("vhost"), q.get("name")
             row = queue_row(now, self.source, q, is_dlq=(vhost, name) in dlqs)
+            row.update(self.counters.rates((vhost, name), now, q.get("message_stats")) or {})
             queue_rows.append(row)
             lag_rows.append(lag_row(now, self.source, q, row))
-            topic_rows.append({"sampled_at": now, "source": self.source, "broker": "rabbitmq",
+            topic_rows.append({"sampled_at": now, "source": self.source, "broker": self.broker,
                                "topic": queue_key(vhost, name), "partition": 0, "start": pd.NA,
                                "end": q.get("messages")})
             if (vhost, name) in dlqs:
                 dlq_rows.append(self._dlq_row(now, q, row, sorted(queue_key(vhost, s) for s in dlqs[(vhost, name)])))
-        binding_rows = [{"sampled_at": now, "source": self.source, "broker": "rabbitmq", "vhost": b.get("vhost"),
+        binding_rows = [{"sampled_at": now, "source": self.source, "broker": self.broker, "vhost": b.get("vhost"),
                          "exchange": b.get("source"), "exchange_type": exchanges.get((b.get("vhost"), b.get("source")), ""),
-                         "queue": b.get("destination"), "routing_key": b.get("routing_key") or "", "kind": "binding"}
+                         "queue": b.get("destination"), "routing_key": b.get("routing_key") or "", "route": "binding"}
                         for b in bindings
                         if b.get("source") and (b.get("vhost"), b.get("destination")) in watched]
-        binding_rows += [{"sampled_at": now, "source": self.source, "broker": "rabbitmq", "vhost": vhost,
+        binding_rows += [{"sampled_at": now, "source": self.source, "broker": self.broker, "vhost": vhost,
                           "exchange": exchange, "exchange_type": exchanges.get((vhost, exchange), ""),
-                          "queue": name, "routing_key": key or "", "kind": "dlx"}
+                          "queue": name, "routing_key": key or "", "route": "dlx"}
                          for (vhost, name), (exchange, key) in sorted(routes.items()) if (vhost, name) in watched]
         consumer_rows = [consumer_row(now, self.source, c) for c in consumers
                          if (c.get("queue", {}).get("vhost"), c.get("queue", {}).get("name")) in watched]
         self._forget(set(dlqs))
+        self.counters.keep(watched)
         return {"lag": schemas.conform("lag", lag_rows), "topics": schemas.conform("topics", topic_rows),
                 "queues": schemas.conform("queues", queue_rows), "dlq": schemas.conform("dlq", dlq_rows),
                 "bindings": schemas.conform("bindings", binding_rows),
@@ -221,10 +225,10 @@ class RabbitMQCollector:
         book = self.books.get((vhost, name))
         head = row["head_at"]
         if book is None:  # cannot be read without consuming: every message held is unread
-            return DeadLetterBook().row(now, self.source, "rabbitmq", queue_key(vhost, name), depth,
+            return DeadLetterBook().row(now, self.source, self.broker, queue_key(vhost, name), depth,
                                         head, unread=depth, declared=sources)
         counted = sum(book.reasons.values())
-        return book.row(now, self.source, "rabbitmq", queue_key(vhost, name), depth, head,
+        return book.row(now, self.source, self.broker, queue_key(vhost, name), depth, head,
                         unread=max(0, depth - counted), declared=sources)
 
     def _forget(self, dlqs: set) -> None:
@@ -305,6 +309,45 @@ class RabbitMQCollector:
         """Nothing held between samples (each sample opens its own requests)."""
 
 
+class RateWindow:
+    """Publish, deliver and ack rates of each queue from the management API's message counters
+    over the collector's last ``window_s`` seconds.
+
+    The API's own ``rate`` compares its two newest statistics samples, and a queue's counters
+    there move in steps every few seconds: between steps a busy queue reads 0.0 msg/s, which
+    would judge it stalled. The counters' difference over the window does not. Until a queue
+    has been sampled ``min_span_s`` apart (or after its counters went back: a re-declared
+    queue) the API's rate stands."""
+
+    COUNTERS = {"publish_rate": "publish", "deliver_rate": "deliver_get", "ack_rate": "ack"}
+
+    def __init__(self, window_s: float = 30.0, min_span_s: float = 8.0):
+        self.window_s, self.min_span_s = window_s, min_span_s
+        self.seen: dict[tuple[str, str], list[tuple[pd.Timestamp, dict]]] = {}
+
+    def rates(self, key: tuple[str, str], now: pd.Timestamp, stats: dict | None) -> dict | None:
+        """The rates of queue ``key`` now (None: keep the API's), noting this sample's counters."""
+        if not stats:
+            self.seen.pop(key, None)
+            return None
+        counts = {column: int(stats.get(counter) or 0) for column, counter in self.COUNTERS.items()}
+        history = [(at, c) for at, c in self.seen.get(key, [])
+                   if (now - at).total_seconds() <= self.window_s
+                   and all(c[k] <= counts[k] for k in counts)]  # a counter going back: start over
+        history.append((now, counts))
+        self.seen[key] = history
+        then, before = history[0]
+        span = (now - then).total_seconds()
+        if span < self.min_span_s:
+            return None
+        return {column: (counts[column] - before[column]) / span for column in counts}
+
+    def keep(self, keys: set) -> None:
+        """Forget the queues no longer watched."""
+        for key in set(self.seen) - set(keys):
+            del self.seen[key]
+
+
 # -- rows -----------------------------------------------------------------------------------
 def _rate(stats: dict | None, key: str) -> float:
     """A management rate (msg/s): NaN when the queue has no ``message_stats`` at all (rates
@@ -350,21 +393,26 @@ def dead_letter_routes(queues: list[dict]) -> dict[tuple[str, str], tuple[str, s
 
 
 def dead_letter_queues(queues: list[dict], bindings: list[dict], routes: dict,
-                       dlq_filter: re.Pattern) -> dict[tuple[str, str], set[str]]:
+                       dlq_filter: re.Pattern, exchange_types: dict | None = None) -> dict[tuple[str, str], set[str]]:
     """(vhost, queue) of every DLQ -> the queues whose dead letters can reach it.
 
     A queue bound to a dead-letter exchange receives what every queue naming that exchange
-    dead-letters (the routing key may narrow it; the route is what the topology allows). With
+    dead-letters (on a ``direct`` exchange, ``exchange_types`` ((vhost, name) -> type) given,
+    only what a dead-letter routing key equal to the binding's sends; elsewhere the route is
+    what the topology allows). With
     the default exchange (``""``) the routing key names the DLQ itself. A queue named like a
     DLQ counts too, with no known source."""
-    by_exchange = defaultdict(set)
+    by_exchange = defaultdict(dict)
     for (vhost, name), (exchange, key) in routes.items():
-        by_exchange[(vhost, exchange)].add(name)
+        by_exchange[(vhost, exchange)][name] = key
     dlqs: dict[tuple[str, str], set[str]] = defaultdict(set)
     for b in bindings:
         senders = by_exchange.get((b.get("vhost"), b.get("source")))
         if senders and b.get("source"):
-            dlqs[(b.get("vhost"), b.get("destination"))].update(senders)
+            direct = (exchange_types or {}).get((b.get("vhost"), b.get("source"))) == "direct"
+            # a direct exchange routes a dead-letter routing key only to the queues bound with it
+            dlqs[(b.get("vhost"), b.get("destination"))].update(
+                name for name, key in senders.items() if not direct or key is None or key == b.get("routing_key"))
     for (vhost, name), (exchange, key) in routes.items():
         if exchange == "" and key:
             dlqs[(vhost, key)].add(name)
@@ -381,7 +429,7 @@ def queue_row(now, source: str, q: dict, is_dlq: bool) -> dict:
     exchange, key = dead_letter_target(q)
     utilisation = q.get("consumer_utilisation")
     head = q.get("head_message_timestamp")
-    return {"sampled_at": now, "source": source, "broker": "rabbitmq", "vhost": q.get("vhost"),
+    return {"sampled_at": now, "source": source, "broker": source, "vhost": q.get("vhost"),
             "queue": q.get("name"), "type": q.get("type") or "classic", "state": q.get("state"),
             "ready": q.get("messages_ready"), "unacked": q.get("messages_unacknowledged"),
             "messages": q.get("messages"), "consumers": q.get("consumers"),
@@ -406,7 +454,7 @@ def lag_row(now, source: str, q: dict, row: dict) -> dict:
     else:
         lag_s = math.nan
     key = queue_key(row["vhost"], row["queue"])
-    return {"sampled_at": now, "source": source, "broker": "rabbitmq", "group": key, "topic": key,
+    return {"sampled_at": now, "source": source, "broker": source, "group": key, "topic": key,
             "partition": 0, "committed": None, "end": None, "lag": ready, "lag_seconds": lag_s,
             "group_state": row["state"] or "", "members": row["consumers"],
             "pending": None if stream else row["unacked"]}
@@ -417,7 +465,7 @@ def consumer_row(now, source: str, c: dict) -> dict:
     queue = c.get("queue") or {}
     key = queue_key(queue.get("vhost"), queue.get("name"))
     channel = c.get("channel_details") or {}
-    return {"sampled_at": now, "source": source, "broker": "rabbitmq", "group": key, "topic": key,
+    return {"sampled_at": now, "source": source, "broker": source, "group": key, "topic": key,
             "consumer": c.get("consumer_tag"), "host": channel.get("peer_host") or "", "assignment": "",
             "pending": None, "idle_ms": None}
 

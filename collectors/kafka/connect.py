@@ -9,7 +9,7 @@ and which topics it consumes (``topics`` or ``topics.regex``), through the consu
 
 Only ``GET`` requests are made (``/connectors?expand=info``), every ``interval_s``; what the
 last successful answer said is kept while a worker is unreachable, and the failure is this
-collector's health. It writes no frame of its own: :class:`~eventscope.collectors.kafka_events.KafkaEventsCollector`
+collector's health. It writes no frame of its own: :class:`~eventscope.collectors.kafka.events.KafkaEventsCollector`
 reads its DLQs and their sources.
 """
 from __future__ import annotations
@@ -88,10 +88,10 @@ class ConnectDirectory:
     """The DLQs Kafka Connect workers are configured with, refreshed every ``interval_s``."""
 
     name = "kafka.connect"
-    source = "kafka"
-    broker = "kafka"
+    kind = "kafka"
 
-    def __init__(self, urls: list[str], timeout_s: float = 5.0, interval_s: float = 60.0):
+    def __init__(self, urls: list[str], timeout_s: float = 5.0, interval_s: float = 60.0, source: str = "kafka"):
+        self.source = self.broker = source
         self.urls = [u.rstrip("/") for u in urls if u.strip()]
         self.timeout_s = timeout_s
         self.interval_s = interval_s

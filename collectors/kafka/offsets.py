@@ -26,9 +26,9 @@ skipped for that sample only.
 
 Lag rows are built column by column: the groups' answers go into one array per column,
 lag is computed on whole columns, and lag in seconds comes from one table of (end offset,
-time) points for all partitions (:class:`~eventscope.collectors.timelag.OffsetClocks`),
+time) points for all partitions (:class:`~eventscope.collectors.kafka.timelag.OffsetClocks`),
 replaced by the exact age of the record at the committed offset where that is read
-(:class:`~eventscope.collectors.record_times.RecordTimes`, budgeted and cached).
+(:class:`~eventscope.collectors.kafka.record_times.RecordTimes`, budgeted and cached).
 
 Read-only: the AdminClient never joins a group or commits.
 """
@@ -47,8 +47,8 @@ from confluent_kafka import Consumer, ConsumerGroupTopicPartitions, KafkaError, 
 from confluent_kafka.admin import AdminClient, OffsetSpec
 
 from eventscope.collectors.events_common import gc_paused
-from eventscope.collectors.record_times import RecordTimes
-from eventscope.collectors.timelag import OffsetClocks
+from eventscope.collectors.kafka.record_times import RecordTimes
+from eventscope.collectors.kafka.timelag import OffsetClocks
 from eventscope import schemas
 
 log = logging.getLogger("eventscope.kafka")
@@ -79,6 +79,7 @@ class KafkaOffsetsCollector:
     """Topics' offsets and every consumer group's committed offsets and lag."""
 
     name = "kafka.offsets"
+    kind = "kafka"
 
     def __init__(self, admin: AdminClient, source: str = "kafka", topics: str = r"^(?!__).*",
                  timeout_s: float = 10.0, concurrency: int = 200, probe_conf: dict | None = None,
@@ -90,7 +91,7 @@ class KafkaOffsetsCollector:
         self.silent_samples = 0  # samples in a row in which no group request was answered
         self.renewals = 0
         self._renewed_at = float("-inf")
-        self.source = source
+        self.source = self.broker = source
         self.topic_filter = re.compile(topics)
         self.timeout_s = timeout_s
         self.concurrency = concurrency
@@ -147,7 +148,7 @@ class KafkaOffsetsCollector:
         starts = self._checked(offsets_of(earliest, self.timeout_s))
         mark = self._lap("earliest offsets", mark)
         topics = schemas.conform_columns("topics", {
-            "sampled_at": now, "source": self.source, "broker": "kafka", "topic": [t for t, _ in keys],
+            "sampled_at": now, "source": self.source, "broker": self.broker, "topic": [t for t, _ in keys],
             "partition": pd.Series([p for _, p in keys], dtype="int64"),
             "start": _nullable([starts.get(key) for key in keys]), "end": _nullable(end_col)},
             len(keys)) if keys else schemas.conform("topics", [])
@@ -335,7 +336,7 @@ class KafkaOffsetsCollector:
             weak = known & (view < end) & self.clocks.before_oldest(clock_rows[key_col], view)
             self._exact_seconds(lag_s, weak, view, key_col, keys, wall)
         frame = schemas.conform_columns("lag", {
-            "sampled_at": now, "source": self.source, "broker": "kafka", "group": group_col,
+            "sampled_at": now, "source": self.source, "broker": self.broker, "group": group_col,
             "topic": topic_col, "partition": pd.Series(np.asarray(partitions, dtype=np.int64)[key_col]),
             "committed": _nullable(offset_col, ~known), "end": _nullable(end), "lag": _nullable(lag, ~known),
             "lag_seconds": pd.Series(lag_s), "group_state": state_col,
@@ -451,7 +452,7 @@ def _member_rows(now, source: str, gid: str, desc) -> list[dict]:
         for tp in tps:
             assigned.setdefault(tp.topic, []).append(tp.partition)
         assignment = " ".join(f"{t}:{','.join(map(str, sorted(ps)))}" for t, ps in sorted(assigned.items()))
-        rows.append({"sampled_at": now, "source": source, "broker": "kafka", "group": gid,
+        rows.append({"sampled_at": now, "source": source, "broker": source, "group": gid,
                      "topic": ",".join(sorted(assigned)), "consumer": member.client_id,
                      "host": member.host, "assignment": assignment})
     return rows

@@ -51,7 +51,7 @@ class RedisStreamsCollector:
     """Streams, groups and entries from one Redis server."""
 
     name = "redis.streams"
-    broker = "redis"
+    kind = "redis"
 
     def __init__(self, client: redis.Redis, source: str = "redis", pattern: str = "*",
                  streams: list[str] | None = None, dlq_pattern: str = r"(\.dlq|:dlq)$",
@@ -60,7 +60,7 @@ class RedisStreamsCollector:
                  globs: list | None = None, sample_ratio: float = 1.0, decoder=None,
                  payload_max_chars: int = 4000, dlq_read_max: int = 10_000):
         self.client = client
-        self.source = source
+        self.source = self.broker = source
         self.pattern = pattern
         self.explicit = list(streams or [])
         self.dlq_filter = re.compile(dlq_pattern)
@@ -161,12 +161,12 @@ class RedisStreamsCollector:
                 self.first_unread_cache[(key, group)] = (positions_asked[(key, group)],
                                                          first_unread[(key, group)])
             elif kind == "consumers":
-                consumers.extend({"sampled_at": now, "source": self.source, "broker": "redis",
+                consumers.extend({"sampled_at": now, "source": self.source, "broker": self.broker,
                                   "group": group, "topic": key, "consumer": _s(c.get("name")),
                                   "host": "", "assignment": "", "pending": c.get("pending"),
                                   "idle_ms": c.get("idle")} for c in reply)
             elif kind == "pending":
-                stuck.extend({"sampled_at": now, "source": self.source, "broker": "redis", "topic": key,
+                stuck.extend({"sampled_at": now, "source": self.source, "broker": self.broker, "topic": key,
                               "group": group, "entry_id": _s(p["message_id"]), "consumer": _s(p["consumer"]),
                               "idle_ms": p["time_since_delivered"], "deliveries": p["times_delivered"]}
                              for p in reply
@@ -183,7 +183,7 @@ class RedisStreamsCollector:
         lag, topics, dlq = [], [], []
         for key, (info, groups) in infos.items():
             added = info.get("entries-added")
-            topics.append({"sampled_at": now, "source": self.source, "broker": "redis",
+            topics.append({"sampled_at": now, "source": self.source, "broker": self.broker,
                            "topic": key, "partition": 0, "start": info.get("length"), "end": added})
             for group in groups:
                 lag.append(self._lag_row(now, key, group, added, first_unread, active))
@@ -194,7 +194,7 @@ class RedisStreamsCollector:
                 # what the first read left unread is held while the oldest entry predates its start
                 until = book.unread_until.get(0)
                 unread = book.unread if until and first and _older(_s(first[0]), until) else 0
-                dlq.append(book.row(now, self.source, "redis", key, int(info.get("length") or 0), oldest,
+                dlq.append(book.row(now, self.source, self.broker, key, int(info.get("length") or 0), oldest,
                                     unread))
         self._forget(infos)
         return {"lag": schemas.conform("lag", lag), "topics": schemas.conform("topics", topics),
@@ -260,7 +260,7 @@ class RedisStreamsCollector:
 
     def reading_state(self, now) -> list[dict]:
         """``reading_state`` rows: the last entry ID read of every stream, and the DLQ books."""
-        return reading_rows(now, self.source, "redis", {(key, 0): entry for key, entry in self.positions.items()},
+        return reading_rows(now, self.source, self.broker, {(key, 0): entry for key, entry in self.positions.items()},
                             self.books)
 
     def restore(self, rows: pd.DataFrame, events: pd.DataFrame | None = None) -> None:
@@ -290,7 +290,7 @@ class RedisStreamsCollector:
         return start
 
     def _batch(self) -> EventBatch:
-        return EventBatch(self.source, "redis", decoder=self.decoder, sample_ratio=self.sample_ratio,
+        return EventBatch(self.source, self.broker, decoder=self.decoder, sample_ratio=self.sample_ratio,
                           origins=self.origins,
                           payload_max_chars=self.payload_max_chars)
 
@@ -322,7 +322,7 @@ class RedisStreamsCollector:
             lag, lag_s = 0, 0.0
         else:
             lag_s = 0.0 if lag == 0 else float("nan")
-        return {"sampled_at": now, "source": self.source, "broker": "redis", "group": name,
+        return {"sampled_at": now, "source": self.source, "broker": self.broker, "group": name,
                 "topic": key, "partition": 0, "committed": entries_read, "end": added,
                 "lag": lag, "lag_seconds": max(0.0, lag_s) if lag_s == lag_s else lag_s,
                 # Redis has no heartbeat: a consumer counts as a member while it has
