@@ -259,7 +259,7 @@ def test_trace_prints_one_json_line_or_a_table_of_events(store, capsys):  # noqa
     assert main(["trace", "order-42", "--store", str(store)]) == 0
     lines = capsys.readouterr().out.splitlines()
     assert not lines[0].lstrip().startswith("{")
-    assert lines[0].split()[:3] == ["at", "broker", "topic"] and len(lines) == 4  # a header, three events
+    assert lines[0].split()[:2] == ["at", "broker"] and "topic" in lines[0].split() and len(lines) == 4  # a header, three events
 
 
 def test_trace_in_flight_for_the_configured_quiet_time(tmp_path, capsys):

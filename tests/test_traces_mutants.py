@@ -78,9 +78,9 @@ def test_outcome_waits_for_a_kafka_group_that_has_not_committed_past_the_event()
     older = lag(5, 9, at=now - pd.Timedelta(seconds=10))
     assert traces.outcome(rows, pd.concat([older, lag(6, 10)], ignore_index=True), 30.0, now) == "completed"
     # the same numbers on Redis say nothing (no offsets to compare)
-    redis = rows.assign(broker="redis")
-    assert traces.outcome(redis, lag(0, 0).assign(broker="redis"), 30.0, now) == "completed"
-    assert traces.outcome(rows, lag(5, 10).assign(broker="redis"), 30.0, now) == "completed"
+    redis = rows.assign(broker="redis", kind="redis")
+    assert traces.outcome(redis, lag(0, 0).assign(broker="redis", kind="redis"), 30.0, now) == "completed"
+    assert traces.outcome(rows, lag(5, 10).assign(broker="redis", kind="redis"), 30.0, now) == "completed"
     # young: in flight whatever the lag says; a dead letter: dead whatever else
     assert traces.outcome(rows, None, 30.0, T0 + pd.Timedelta(seconds=30)) == "in_flight"
     assert traces.outcome(rows, None, 30.0, T0 + pd.Timedelta(seconds=31)) == "completed"
@@ -109,7 +109,7 @@ def test_an_event_read_twice_is_one_event_and_fields_are_plain():
     found = traces.from_rows(rows, now=T0 + pd.Timedelta(minutes=5))
     assert found["correlation_id"] == "a" and found["events_total"] == 2
     first, second = found["events"]
-    assert first == {"at": "2026-12-01T09:00:00Z", "broker": "kafka", "topic": "orders", "partition": 3,
+    assert first == {"at": "2026-12-01T09:00:00Z", "broker": "kafka", "kind": "kafka", "topic": "orders", "partition": 3,
                      "offset": "7", "event_type": "E", "event_id": "id-a-0", "source": "svc", "trace_id": None,
                      "dead_letter": False, "dlq_reason": None}
     assert type(first["partition"]) is int and type(first["dead_letter"]) is bool
@@ -117,7 +117,7 @@ def test_an_event_read_twice_is_one_event_and_fields_are_plain():
     assert traces.from_rows(rows.iloc[0:0]) is None
     hop = found["hops"][0]
     assert hop == {"from_topic": "orders", "to_topic": "payments", "service": "svc", "latency_ms": 1000.0,
-                   "broker": "kafka", "from_event_id": "id-a-0", "to_event_id": None, "dead_letter": False,
+                   "broker": "kafka", "kind": "kafka", "from_event_id": "id-a-0", "to_event_id": None, "dead_letter": False,
                    "broker_wait_ms": None, "service_ms": None, "split": None, "split_error_ms": None}
 
 
