@@ -143,3 +143,40 @@ def test_resolve_and_find_by_any_of_the_three_ids():
     assert found["correlation_id"] == "a" and found["outcome"] == "completed"
     assert traces.find(rows, "a", quiet_s=600, now=T0 + pd.Timedelta(minutes=5))["outcome"] == "in_flight"
     assert traces.find(rows, "nope") is None
+
+
+def test_the_views_are_tables_of_the_summary_columns_only():
+    rows = frame([ev("a", 0), ev("a", 1.23456), ev("b", 10), ev("b", 11, dead=True), ev("c", 20)])
+    now = T0 + pd.Timedelta(seconds=40)
+    table = traces.summary(rows, now=now)
+    for view in (table, traces.recent(rows, now=now), traces.slowest(table), traces.failed(table)):
+        assert list(view.columns) == traces.SUMMARY_COLUMNS
+        assert view.index.tolist() == list(range(len(view)))
+    assert list(traces.summary(frame([ev("", 1)]), now=now).columns) == traces.SUMMARY_COLUMNS
+    assert table.set_index("correlation_id").loc["a", "duration_ms"] == 1234.6  # to a tenth of a ms
+
+
+def test_recent_judges_the_outcome_at_now_with_quiet_s():
+    rows = frame([ev("a", 0), ev("a", 5)])
+    assert traces.recent(rows, now=T0 + pd.Timedelta(seconds=20))["outcome"].tolist() == ["in_flight"]
+    assert traces.recent(rows, now=T0 + pd.Timedelta(seconds=40))["outcome"].tolist() == ["completed"]
+    assert traces.recent(rows, now=T0 + pd.Timedelta(seconds=40), quiet_s=60)["outcome"].tolist() == ["in_flight"]
+
+
+def test_without_now_the_summary_judges_by_the_clock():
+    fresh = pd.Timestamp.now(tz="UTC")
+    rows = frame([ev("old", 0), {**ev("new", 0), "at": fresh, "broker_at": fresh, "observed_at": fresh}])
+    table = traces.summary(rows).set_index("correlation_id")
+    assert table.loc["old", "outcome"] == "completed" and table.loc["new", "outcome"] == "in_flight"
+
+
+def test_find_calls_a_chain_quiet_for_30_seconds_by_default_finished():
+    rows = frame([ev("a", 0), ev("a", 5)])
+    assert traces.find(rows, "a", now=T0 + pd.Timedelta(seconds=35))["outcome"] == "completed"
+    assert traces.find(rows, "a", now=T0 + pd.Timedelta(seconds=34.5))["outcome"] == "in_flight"
+
+
+def test_an_empty_id_finds_nothing_even_where_events_have_empty_ids():
+    rows = frame([ev("", 0, event_id=""), ev("a", 1)])
+    assert traces.resolve(rows, "").empty and traces.resolve(rows, "   ").empty and traces.resolve(rows, None).empty
+    assert traces.find(rows, "") is None
