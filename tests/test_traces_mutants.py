@@ -180,3 +180,41 @@ def test_an_empty_id_finds_nothing_even_where_events_have_empty_ids():
     rows = frame([ev("", 0, event_id=""), ev("a", 1)])
     assert traces.resolve(rows, "").empty and traces.resolve(rows, "   ").empty and traces.resolve(rows, None).empty
     assert traces.find(rows, "") is None
+
+
+def _split_hop(lag):
+    from tests.test_trace_index import redis_hop_rows
+    rows = redis_hop_rows(wait_s=60, service_s=20)  # entry 10 added at T0, the payment 80 s later
+    return traces.from_rows(rows, lag_history=lag, now=T0 + pd.Timedelta(minutes=5))["hops"][0]
+
+
+def test_the_split_reads_the_samples_of_the_group_named_after_the_consuming_service():
+    """Module doc: the consuming group's entries-read samples bound the delivery. payment-service
+    took entry 10 about 60 s after it was added; analytics-service at once."""
+    from tests.test_trace_index import T0 as ADDED, lag_samples
+    lag = lag_samples(ADDED + pd.Timedelta(seconds=60), every_s=5, span_s=120)
+    lag = lag.iloc[::-1].reset_index(drop=True)  # analytics-service is met first
+    # another stream of the same group, read at once: not this hop's
+    lag = pd.concat([lag, lag[lag["group"] == "payment-service"].assign(topic="other", committed=10, end=10)],
+                    ignore_index=True)
+    hop = _split_hop(lag)
+    assert hop["split"] == "estimated" and abs(hop["broker_wait_ms"] - 60_000) <= hop["split_error_ms"] + 1
+    # a group whose name ends with the service's is the service's
+    renamed = lag.assign(group=lag["group"].replace({"payment-service": "prod-payment-service"}))
+    hop = _split_hop(renamed)
+    assert hop["split"] == "estimated" and abs(hop["broker_wait_ms"] - 60_000) <= hop["split_error_ms"] + 1
+    # two groups, neither the service's: which one took the entry is unknown, no split
+    other = lag.assign(group=lag["group"].replace({"payment-service": "billing"}))
+    assert _split_hop(other)["split"] is None
+    # the only group on the stream is the one that read it: analytics took it at once
+    alone = lag[(lag["group"] == "analytics-service") & (lag["topic"] == "orders")]
+    hop = _split_hop(alone)
+    assert hop["split"] == "estimated" and hop["broker_wait_ms"] <= 2_500 + hop["split_error_ms"]
+
+
+def test_samples_that_begin_after_the_entry_give_no_split():
+    from tests.test_trace_index import T0 as ADDED, lag_samples
+    lag = lag_samples(ADDED + pd.Timedelta(seconds=60), every_s=5, span_s=120)
+    assert _split_hop(lag)["split"] == "estimated"
+    later = lag[lag["sampled_at"] > ADDED]  # no sample from before the entry was added
+    assert _split_hop(later)["split"] is None
