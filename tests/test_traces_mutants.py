@@ -218,3 +218,28 @@ def test_samples_that_begin_after_the_entry_give_no_split():
     assert _split_hop(lag)["split"] == "estimated"
     later = lag[lag["sampled_at"] > ADDED]  # no sample from before the entry was added
     assert _split_hop(later)["split"] is None
+
+
+def _group_samples(samples):
+    """(seconds after the entry was added, entries-added, entries-read) of payment-service on orders."""
+    from tests.test_trace_index import T0 as ADDED
+    return schemas.conform("lag", [
+        {"sampled_at": ADDED + pd.Timedelta(seconds=s), "source": "redis", "broker": "redis", "group": "payment-service",
+         "topic": "orders", "partition": 0, "committed": read, "end": added, "lag": 0, "lag_seconds": 0.0,
+         "group_state": "n/a", "members": 1} for s, added, read in samples])
+
+
+def test_the_split_is_the_midpoint_of_the_last_sample_waiting_and_the_first_past_the_entry():
+    # entry 10 added at 0 s; still unread at 55.51234 s, read at 61.25 s; the payment at 80 s:
+    # delivered at the midpoint, 58.38117 s, give or take half the 5.73766 s bracket
+    hop = _split_hop(_group_samples([(-3, 9, 9), (4, 10, 9), (55.51234, 11, 9), (61.25, 11, 10), (70, 12, 12)]))
+    assert (hop["split"], hop["broker_wait_ms"], hop["service_ms"], hop["split_error_ms"]) == (
+        "estimated", 58381.2, 21618.8, 2868.8)
+
+
+def test_a_bracket_of_half_the_hop_still_splits_it():
+    # unread at 20 s, read at 60 s: 40 s, half the 80 s hop
+    hop = _split_hop(_group_samples([(-3, 9, 9), (20, 10, 9), (60, 10, 10)]))
+    assert (hop["split"], hop["broker_wait_ms"], hop["split_error_ms"]) == ("estimated", 40000.0, 20000.0)
+    hop = _split_hop(_group_samples([(-3, 9, 9), (19.9, 10, 9), (60, 10, 10)]))  # 40.1 s: too wide
+    assert hop["split"] is None and hop["broker_wait_ms"] is None
