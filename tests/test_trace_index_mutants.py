@@ -118,3 +118,21 @@ def test_a_trace_id_without_correlation_ids_selects_its_events_by_trace_id():
     got = index.lookup("evt-1-0")
     assert got["offset"].tolist() == ["1-0", "1-1", "1-2"] and got.index.tolist() == [0, 1, 2]
     assert index.lookup(f"  {2:032X} ")["offset"].tolist() == ["1-0", "1-1", "1-2"]
+
+
+def test_a_part_whose_rows_cannot_be_read_is_left_out_and_the_rest_is_found(tmp_path):
+    """README/store: a damaged part is named by the store; the index still finds every trace
+    of the other parts, before and after it."""
+    from eventscope.analysis.trace_index import StoreTraceIndex
+    from eventscope.store import Retention, Store
+    from tests.test_trace_index import _three_part_store
+    _three_part_store(tmp_path, pd.Timestamp.now(tz="UTC"))
+    parts = sorted((tmp_path / "events").glob("*.parquet"))
+    assert len(parts) == 3
+    (tmp_path / "events" / (parts[1].name + trace_index.INDEX_SUFFIX)).unlink()  # no saved index either
+    parts[1].write_bytes(b"not parquet")
+    index = StoreTraceIndex(Store(tmp_path, Retention(max_age_s=3600)))
+    assert len(index.refresh().parts) == 2
+    assert sorted(index.lookup("a-4")["event_id"]) == ["evta-4-0", "evta-4-1", "evta-4-2"]
+    assert sorted(index.lookup("c-4")["event_id"]) == ["evtc-4-0", "evtc-4-1", "evtc-4-2"]
+    assert index.lookup("b-4").empty

@@ -74,6 +74,9 @@ def test_outcome_waits_for_a_kafka_group_that_has_not_committed_past_the_event()
     assert traces.outcome(rows, lag(6, 9), 30.0, now) == "in_flight"
     assert traces.outcome(rows, lag(6, 2, partition_payments=0), 30.0, now) == "completed"  # another partition
     assert traces.outcome(rows, lag(6, None), 30.0, now) == "in_flight"  # no commit yet: nothing read
+    first = frame([ev("a", 0, offset="0")])  # the partition's very first message, nothing committed
+    assert traces.outcome(first, lag(None, 10), 30.0, now) == "in_flight"
+    assert traces.outcome(first, lag(0, 10), 30.0, now) == "in_flight" and traces.outcome(first, lag(1, 10), 30.0, now) == "completed"
     # only the newest sample counts
     older = lag(5, 9, at=now - pd.Timedelta(seconds=10))
     assert traces.outcome(rows, pd.concat([older, lag(6, 10)], ignore_index=True), 30.0, now) == "completed"
