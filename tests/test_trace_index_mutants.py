@@ -136,3 +136,30 @@ def test_a_part_whose_rows_cannot_be_read_is_left_out_and_the_rest_is_found(tmp_
     assert sorted(index.lookup("a-4")["event_id"]) == ["evta-4-0", "evta-4-1", "evta-4-2"]
     assert sorted(index.lookup("c-4")["event_id"]) == ["evtc-4-0", "evtc-4-1", "evtc-4-2"]
     assert index.lookup("b-4").empty
+
+
+def test_lookup_returns_the_events_columns_only_and_since_includes_its_own_instant():
+    events = chain_events(3, T0, observed=T0)
+    index = TraceIndex.from_frame(events)
+    got = index.lookup("cid-1")
+    assert list(got.columns) == list(events.columns) and got.index.tolist() == [0, 1, 2]
+    assert len(index.lookup("evt-1-0", since=T0)) == 3  # observed exactly at since: kept
+    assert index.lookup("evt-1-0", since=T0 + pd.Timedelta(microseconds=1)).empty
+
+
+def test_a_damaged_part_in_the_middle_of_a_trace_leaves_the_rest_of_it(tmp_path):
+    from eventscope.analysis.trace_index import StoreTraceIndex
+    from eventscope.store import Retention, Store
+    now = pd.Timestamp.now(tz="UTC")
+    store = Store(tmp_path, Retention(max_age_s=3600))
+    for k, name in enumerate(("a", "b", "c")):  # one chain "x-1" over three parts
+        part = chain_events(2, now - pd.Timedelta(minutes=30 - k))
+        part["correlation_id"] = part["correlation_id"].str.replace("cid", "x")
+        part["event_id"] = part["event_id"].str.replace("evt", f"evt{name}")
+        part["offset"] = part["offset"] + name
+        store.append("events", part)
+    parts = sorted((tmp_path / "events").glob("*.parquet"))
+    parts[1].write_bytes(b"not parquet")  # its saved index stays: the damage shows on reading it
+    index = StoreTraceIndex(Store(tmp_path, Retention(max_age_s=3600)))
+    got = index.lookup("evta-1-0")
+    assert sorted(got["event_id"]) == ["evta-1-0", "evta-1-1", "evta-1-2", "evtc-1-0", "evtc-1-1", "evtc-1-2"]
