@@ -163,3 +163,12 @@ def test_a_damaged_part_in_the_middle_of_a_trace_leaves_the_rest_of_it(tmp_path)
     index = StoreTraceIndex(Store(tmp_path, Retention(max_age_s=3600)))
     got = index.lookup("evta-1-0")
     assert sorted(got["event_id"]) == ["evta-1-0", "evta-1-1", "evta-1-2", "evtc-1-0", "evtc-1-1", "evtc-1-2"]
+
+
+def test_events_that_carry_no_trace_ids_are_found_by_correlation_and_event_id():
+    events = chain_events(3, T0)
+    events["trace_id"] = None
+    index = TraceIndex.from_frame(events)
+    assert index.lookup("cid-1")["offset"].tolist() == ["1-0", "1-1", "1-2"]
+    assert index.lookup("evt-2-1")["offset"].tolist() == ["2-0", "2-1", "2-2"]
+    assert index.lookup(f"{2:032x}").empty
