@@ -65,6 +65,9 @@ def test_saved_hashes_must_be_one_sorted_row_of_uint64(tmp_path):
     square = np.zeros((12, 1), dtype=np.uint64)
     assert _open(_saved(tmp_path, events, **{"event_id.hash": square,
                                              "event_id.pos": np.zeros((12, 1), dtype=np.int32)}), events) is None
+    swapped = np.sort(good)
+    swapped[[5, 6]] = swapped[[6, 5]]  # out of order past the first: refused
+    assert _open(_saved(tmp_path, events, **{"event_id.hash": swapped}), events) is None
     equal = np.sort(good)
     equal[1] = equal[0]  # equal neighbours are sorted
     assert _open(_saved(tmp_path, events, **{"event_id.hash": equal}), events) is not None
