@@ -55,7 +55,7 @@ import pandas as pd
 
 from eventscope.collectors.events_common import EventBatch
 from eventscope import schemas
-from eventscope.analysis.trace_index import PartIndex, TraceIndex
+from eventscope.trace_index import PartIndex, TraceIndex
 from eventscope.decode import default_decoder, headers_to_dict
 
 N_DECODE = 50_000
@@ -228,7 +228,7 @@ def lookups() -> None:
 def cold_start() -> None:
     """A new process opening a store of 1,000,000 events (four 250,000-row parts): with the
     index files the store keeps beside its parts, and with them deleted (indexed from the rows)."""
-    from eventscope.analysis.trace_index import INDEX_SUFFIX, StoreTraceIndex
+    from eventscope.trace_index import INDEX_SUFFIX, StoreTraceIndex
     from eventscope.store import Retention, Store
 
     frame = _big_frame(N_INDEX)
@@ -297,7 +297,7 @@ def end_to_end(seconds: float = 30.0, rate: float = 20.0) -> None:
                                "EVENTSCOPE_KAFKA_TOPICS": "^bench-", "EVENTSCOPE_REDIS_STREAM_PATTERN": "bench-*"})
         store = Store(workdir / "store")
         runner = Runner(store, build_collectors(cfg), interval_s=cfg.collect.interval_s)
-        from eventscope.analysis.trace_index import StoreTraceIndex
+        from eventscope.trace_index import StoreTraceIndex
         index = StoreTraceIndex(store)
         found: dict[str, float] = {}
         seen_parts: set[str] = set()  # by file name: an id() of a dropped part object can come back

@@ -1,4 +1,4 @@
-"""Eventscope: an observability dashboard for Kafka and Redis Streams."""
+"""Eventscope: an observability dashboard for Kafka, Redis Streams and RabbitMQ."""
 import os
 from importlib.metadata import PackageNotFoundError, version
 

@@ -12,6 +12,7 @@ a firing alert.
 from __future__ import annotations
 
 import logging
+import time
 
 import pandas as pd
 
@@ -106,7 +107,6 @@ def _touch(path) -> None:
 
 def evaluated_recently(store, within_s: float = 900.0) -> bool:
     """True when a collector evaluated the rules on this store in the last ``within_s`` seconds."""
-    import time
     try:
         return time.time() - (store.root / MARKER).stat().st_mtime <= within_s
     except OSError:

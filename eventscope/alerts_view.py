@@ -11,6 +11,7 @@ import pandas as pd
 from eventscope.alerting import evaluated_recently
 from eventscope.analysis import alert_state, alerts
 from eventscope.config import NAME, RESERVED_NAMES
+from eventscope.formatting import duration, number
 from eventscope.query import Queries
 
 EPISODE_COLUMNS = ["rule", "metric", "subject", "severity", "state", "since", "fired_at", "ended_at",
@@ -116,12 +117,10 @@ def format_value(metric: str, value, detail: str = "") -> str:
         return value if isinstance(value, str) else "—"
     value = float(value)
     if metric in ("lag_seconds", "collector_stale_s"):
-        if value < 120:
+        if value < 120:  # a threshold of 90 s reads as set, not as 1 min 30 s
             return f"{value:.0f} s" if value >= 10 or value == int(value) else f"{value:.1f} s"
-        if value < 3600:
-            return f"{int(value // 60)} min {int(value % 60)} s"
-        return f"{int(value // 3600)} h {int(value % 3600 // 60)} min"
-    text = f"{value:,.0f}" if value.is_integer() or abs(value) >= 100 else f"{value:.1f}"
+        return duration(value)
+    text = number(value)
     unit = UNITS.get(metric, "")
     if value == 1 and unit in ("msgs", "entries"):
         unit = unit[:-1] if unit == "msgs" else "entry"

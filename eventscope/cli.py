@@ -14,17 +14,20 @@ from pathlib import Path
 
 import pandas as pd
 
-from eventscope import __version__
+from eventscope import __version__, exporter
+from eventscope.alerts_view import firing_now, format_value
 from eventscope.analysis import dlq as dlq_analysis
 from eventscope.analysis import lag as lag_analysis
 from eventscope.analysis import traces
-from eventscope.analysis.trace_index import StoreTraceIndex
 from eventscope.config import ConfigError, load_config
+from eventscope.demo import run_demo
+from eventscope.graph import asyncapi
+from eventscope.graph.build import build_graph
+from eventscope.graph.export import to_dot, to_json
+from eventscope.launch import dashboard_command
 from eventscope.query import Queries
-from eventscope.runner import open_store
-
-# The dashboard's Streamlit script, inside the package in a checkout and when installed.
-APP_SCRIPT = Path(__file__).resolve().parent / "app.py"
+from eventscope.runner import StoreLock, build_collectors, build_runner, open_store
+from eventscope.trace_index import StoreTraceIndex
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -47,7 +50,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="eventscope", description="Observability for Kafka and Redis Streams.")
+    p = argparse.ArgumentParser(prog="eventscope", description="Observability for Kafka, Redis Streams and RabbitMQ.")
     p.add_argument("--version", action="version", version=f"eventscope {__version__}")
     p.add_argument("--config", help="TOML config file (default: $EVENTSCOPE_CONFIG)")
     sub = p.add_subparsers(dest="command", required=True)
@@ -148,7 +151,6 @@ def _print(doc, as_json: bool, table: pd.DataFrame | None = None) -> None:
 
 
 def cmd_collect(args, config) -> int:
-    from eventscope.runner import StoreLock, build_collectors, build_runner
     if args.interval:
         config.collect.interval_s = args.interval
     lock = StoreLock(config.store_dir)
@@ -218,10 +220,7 @@ def cmd_trace(args, config) -> int:
 
 
 def cmd_graph(args, config) -> int:
-    from eventscope.graph.build import build_graph
-    from eventscope.graph.export import to_dot, to_json
     queries = _queries(config)
-    store = queries.store
     since = _since(args.window) if args.window else None
     events = queries.scan("events", since=since)
     dlq = queries.scan("dlq_1m", since=since).rename(columns={"minute": "sampled_at"})
@@ -241,8 +240,7 @@ def cmd_graph(args, config) -> int:
 
 def _asyncapi(args, config, g, events) -> int:
     """All services as ``{name: document}``, one with ``--service``, or files with ``--out``."""
-    from eventscope.graph.asyncapi import asyncapi_documents, component_key, server_hosts
-    docs = asyncapi_documents(g, events, server_hosts(config.kafka.bootstrap, config.redis.url))
+    docs = asyncapi.asyncapi_documents(g, events, asyncapi.server_hosts(config.kafka.bootstrap, config.redis.url))
     indent = None if args.json else 2
     if args.service is not None:
         if args.service not in docs:
@@ -255,10 +253,10 @@ def _asyncapi(args, config, g, events) -> int:
         out.mkdir(parents=True, exist_ok=True)
         written = {}
         for name, doc in docs.items():
-            stem, n = component_key(name), 1
+            stem, n = asyncapi.component_key(name), 1
             while f"{stem}.asyncapi.json" in {Path(p).name for p in written.values()}:
                 n += 1
-                stem = f"{component_key(name)}-{n}"
+                stem = f"{asyncapi.component_key(name)}-{n}"
             path = out / f"{stem}.asyncapi.json"
             path.write_text(json.dumps(doc, default=str, indent=2) + "\n", encoding="utf-8")
             written[name] = str(path)
@@ -280,7 +278,6 @@ def _cluster_kinds(store) -> dict:
 
 
 def cmd_alerts(args, config) -> int:
-    from eventscope.alerts_view import firing_now
     store = _store(config)
     firing = firing_now(store, config.alerts)
     newest = store.newest_time("health")
@@ -295,7 +292,6 @@ def cmd_alerts(args, config) -> int:
     for row in rows:  # the cluster a subject is about: `BROKER:group/topic`, `BROKER:dlq`, `SOURCE/collector`
         broker = str(row.get("subject") or "").split(":", 1)[0].split("/", 1)[0]
         row["broker"], row["kind"] = broker or None, kinds.get(broker)
-    from eventscope.alerts_view import format_value
     table = pd.DataFrame({
         "severity": firing["severity"], "rule": firing["rule"], "subject": firing["subject"],
         "value": [format_value(m, v, d) for m, v, d in zip(firing["metric"], firing["value"], firing["detail"])],
@@ -339,12 +335,11 @@ def _warn_exposure(what: str, host: str, port: int) -> None:
 
 
 def cmd_exporter(args, config) -> int:
-    from eventscope.exporter import serve
     _warn_exposure("the Prometheus exporter", args.host, args.port)
     print(f"serving Prometheus metrics on http://{args.host}:{args.port}/metrics "
           f"from {config.store_dir}", file=sys.stderr)
     try:
-        serve(_store(config), config, host=args.host, port=args.port)
+        exporter.serve(_store(config), config, host=args.host, port=args.port)
     except KeyboardInterrupt:
         pass
     return 0
@@ -367,27 +362,7 @@ def cmd_dashboard(args, config) -> int:
     os.execve(command[0], command, env)
 
 
-#: how long a browser tab that lost its connection keeps its session (filters, selection) in
-#: the server; Streamlit's default of 120 s held ~100 MB more on a big cluster's pages
-DISCONNECTED_SESSION_TTL_S = 30
-
-
-def dashboard_command(port: int, host: str = "127.0.0.1") -> list[str]:
-    """The command that serves the dashboard on ``host``:``port``, from any directory."""
-    # The settings of .streamlit/config.toml, given on the command line: an installed
-    # eventscope runs from directories that have no such file.
-    return [sys.executable, "-m", "streamlit", "run", str(APP_SCRIPT),
-            "--server.address", host, "--server.port", str(port),
-            "--server.headless", "true", "--browser.gatherUsageStats", "false",
-            "--client.toolbarMode", "minimal", "--theme.base", "light",
-            "--server.disconnectedSessionTTL", str(DISCONNECTED_SESSION_TTL_S),
-            # an operator's dashboard does not reload its code when files change: no watcher
-            # polling thousands of module files, and a package upgrade applies on restart
-            "--server.fileWatcherType", "none"]
-
-
 def cmd_demo(args, config) -> int:
-    from eventscope.demo import run_demo
     return run_demo(port=args.port, store=args.store)
 
 

@@ -18,7 +18,6 @@ import re
 import tomllib
 from dataclasses import dataclass, field, fields
 from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
 
 from eventscope import sample_data
 from eventscope.analysis.rules import (Rule, RuleError, Webhook, effective_rules, parse_rule, parse_webhook,
@@ -26,8 +25,9 @@ from eventscope.analysis.rules import (Rule, RuleError, Webhook, effective_rules
 from eventscope.collectors import SourceKind, kinds
 from eventscope.collectors.kafka.config import KafkaConfig  # noqa: F401 - the built-in kinds' sections
 from eventscope.collectors.redis.config import RedisConfig  # noqa: F401
+from eventscope.decode import DecodeConfig  # the [decode] section, kept beside the decoder that reads it
 from eventscope.dlq_names import dlq_regex  # noqa: F401 - re-exported
-from eventscope.secrets import Secret, redact_url  # noqa: F401 - re-exported
+from eventscope.secrets import Secret
 
 
 class ConfigError(ValueError):
@@ -93,28 +93,6 @@ class AlertsConfig:
                           if f.name != "webhook_url")
         url = redact_webhook_url(self.webhook_url) if self.webhook_url else None
         return f"AlertsConfig(webhook_url={url!r}, {shown})"
-
-
-@dataclass
-class DecodeConfig:
-    """Where decoding looks for each field: dotted JSON paths first, then headers (first hit wins)."""
-
-    correlation_id: list = field(default_factory=lambda: [
-        "correlation_id", "correlationId", "metadata.correlationId", "metadata.correlation_id",
-        "correlationid"])
-    correlation_id_headers: list = field(default_factory=lambda: [
-        "correlation-id", "x-correlation-id", "correlation_id", "correlationid", "ce_correlationid"])
-    event_type: list = field(default_factory=lambda: ["event_type", "type", "eventType"])
-    event_type_headers: list = field(default_factory=lambda: ["ce_type", "event_type"])
-    event_id: list = field(default_factory=lambda: ["event_id", "eventId", "metadata.eventId", "id"])
-    event_id_headers: list = field(default_factory=lambda: ["ce_id"])
-    source: list = field(default_factory=lambda: ["source", "metadata.source"])
-    source_headers: list = field(default_factory=lambda: ["ce_source"])
-    timestamp: list = field(default_factory=lambda: ["timestamp", "metadata.timestamp", "time"])
-    timestamp_headers: list = field(default_factory=lambda: ["ce_time"])
-    traceparent: list = field(default_factory=lambda: ["traceparent", "metadata.traceparent"])
-    traceparent_headers: list = field(default_factory=lambda: ["traceparent"])
-    payload_fields: list = field(default_factory=lambda: ["payload", "envelope"])
 
 
 @dataclass

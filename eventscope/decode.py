@@ -19,11 +19,14 @@ from __future__ import annotations
 
 import re
 import struct
+from dataclasses import dataclass, field
 from operator import attrgetter
 from typing import Annotated, Iterable, Union
 
 import msgspec
 import orjson
+from opentelemetry import trace as otel_trace
+from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
 from eventscope.mask import mask_text
 
@@ -80,7 +83,6 @@ _PROPAGATOR = None
 def _propagator():
     global _PROPAGATOR
     if _PROPAGATOR is None:
-        from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
         _PROPAGATOR = TraceContextTextMapPropagator()
     return _PROPAGATOR
 
@@ -116,10 +118,9 @@ def parse_traceparent(value) -> tuple[str | None, str | None]:
 
 def parse_traceparent_otel(value: str) -> tuple[str | None, str | None]:
     """The same answer from OpenTelemetry's propagator alone (the reference)."""
-    from opentelemetry import trace
     try:
         ctx = _propagator().extract({"traceparent": value})
-        span = trace.get_current_span(ctx).get_span_context()
+        span = otel_trace.get_current_span(ctx).get_span_context()
     except Exception:  # the propagator is lenient, but hostile input must never escape
         return None, None
     if not span.is_valid:
@@ -141,6 +142,28 @@ def _plan(paths) -> tuple:
     return tuple((path[0], tuple(path[1:])) for path in paths)
 
 
+@dataclass
+class DecodeConfig:
+    """Where decoding looks for each field: dotted JSON paths first, then headers (first hit wins)."""
+
+    correlation_id: list = field(default_factory=lambda: [
+        "correlation_id", "correlationId", "metadata.correlationId", "metadata.correlation_id",
+        "correlationid"])
+    correlation_id_headers: list = field(default_factory=lambda: [
+        "correlation-id", "x-correlation-id", "correlation_id", "correlationid", "ce_correlationid"])
+    event_type: list = field(default_factory=lambda: ["event_type", "type", "eventType"])
+    event_type_headers: list = field(default_factory=lambda: ["ce_type", "event_type"])
+    event_id: list = field(default_factory=lambda: ["event_id", "eventId", "metadata.eventId", "id"])
+    event_id_headers: list = field(default_factory=lambda: ["ce_id"])
+    source: list = field(default_factory=lambda: ["source", "metadata.source"])
+    source_headers: list = field(default_factory=lambda: ["ce_source"])
+    timestamp: list = field(default_factory=lambda: ["timestamp", "metadata.timestamp", "time"])
+    timestamp_headers: list = field(default_factory=lambda: ["ce_time"])
+    traceparent: list = field(default_factory=lambda: ["traceparent", "metadata.traceparent"])
+    traceparent_headers: list = field(default_factory=lambda: ["traceparent"])
+    payload_fields: list = field(default_factory=lambda: ["payload", "envelope"])
+
+
 class Decoder:
     """Field paths and header names to look in, from ``[decode]`` (:class:`DecodeConfig`).
 
@@ -151,7 +174,6 @@ class Decoder:
     """
 
     def __init__(self, config=None):
-        from eventscope.config import DecodeConfig
         config = config or DecodeConfig()
 
         def paths(names):
@@ -559,20 +581,6 @@ def _scalar(value) -> str | None:
     return text(str(value)) or None
 
 
-def _first(body: dict, paths) -> str | None:
-    for path in paths:
-        node = body
-        for part in path:
-            if not isinstance(node, dict):
-                node = None
-                break
-            node = node.get(part)
-        found = _scalar(node)
-        if found:
-            return found
-    return None
-
-
 def failure_reason(headers: dict[str, bytes]) -> tuple[str | None, str | None]:
     """(exception class, grouped reason) from DLQ headers; the reason has IDs and numbers as ``#``.
 
@@ -629,11 +637,6 @@ def _innermost_cause(headers: dict[str, bytes], cls: str | None) -> tuple[str, s
         return None
     cause_cls, message = found[-1]
     return text(cause_cls, 200), text(message.strip(), 300)
-
-
-def is_dead_letter(headers: dict[str, bytes]) -> bool:
-    """True when a message carries the headers a dead-letter publisher writes."""
-    return not DLQ_MARKER_SET.isdisjoint(headers)
 
 
 def int_header(value: bytes | None) -> int | None:

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import quote
 
-from eventscope.cli import dashboard_command
+from eventscope.launch import dashboard_command
 from eventscope.localbrokers import (RABBITMQ_ADMIN, RABBITMQ_SERVER, BrokerStartError, LocalBroker,
                                      add_rabbitmq_user, start_kafka, start_rabbitmq, start_redis)
 from eventscope.simulator.rabbitmq_bus import AUDIT_SUFFIX, STREAM_DLQ_GROUP

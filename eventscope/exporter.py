@@ -18,6 +18,7 @@ from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.exposition import ThreadingWSGIServer
 
 from eventscope.alerts_view import stored_state
+from eventscope.analysis.samples import newest_per_source
 from eventscope.query import Queries, ResultCache
 
 EXPORTER_CACHE_BYTES = 32 * 1024 * 1024
@@ -76,11 +77,12 @@ class StoreMetrics:
     def collect(self):
         now = pd.Timestamp.now(tz="UTC")
         fam = {name: GaugeMetricFamily(name, doc, labels=labels) for name, (doc, labels) in METRICS.items()}
-        latest = _newest(self.queries.lag_partitions())
+        # the rows of each source and broker's newest sample: what a scrape reports as now
+        latest = newest_per_source(self.queries.lag_partitions(), keys=("source", "broker"))
         if not latest.empty:
             self._lag(fam, latest, self.queries.lag_groups())
             fam["eventscope_last_sample_timestamp_seconds"].add_metric([], latest["sampled_at"].max().timestamp())
-        topics = _newest(self.queries.topics())
+        topics = newest_per_source(self.queries.topics(), keys=("source", "broker"))
         if not topics.empty:
             for r in topics[topics["kind"] == "kafka"].itertuples(index=False):
                 labels = [r.source, r.topic, str(r.partition)]
@@ -146,14 +148,6 @@ class StoreMetrics:
                 fam["eventscope_redis_group_pending"].add_metric(labels, float(r.pending))
         for r in groups.itertuples(index=False):
             fam["eventscope_consumergroup_status"].add_metric([r.broker, r.group, r.topic, r.status], 1.0)
-
-
-def _newest(rows: pd.DataFrame) -> pd.DataFrame:
-    """The rows of each source and broker's newest sample (what a scrape reports as now)."""
-    if rows.empty:
-        return rows
-    newest = rows.groupby(["source", "broker"], observed=True)["sampled_at"].transform("max")
-    return rows[rows["sampled_at"] == newest]
 
 
 def registry_for(store, config=None) -> CollectorRegistry:

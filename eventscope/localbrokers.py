@@ -18,6 +18,10 @@ import time
 import uuid
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from urllib.parse import quote
+
+from confluent_kafka import KafkaError, KafkaException
+from confluent_kafka.admin import AdminClient, NewTopic
 
 from eventscope import resources
 
@@ -436,9 +440,6 @@ logger.authorizer.level = INFO
 
 def _kafka_ready(broker: LocalBroker) -> bool:
     """Tell whether the broker can create a topic and elect its leader."""
-    from confluent_kafka import KafkaError, KafkaException
-    from confluent_kafka.admin import AdminClient, NewTopic
-
     host, port = broker.address.rsplit(":", 1)
     # Until the socket listens, skip the client: librdkafka would log each refusal.
     with socket.socket() as sock:
@@ -569,8 +570,6 @@ def add_rabbitmq_user(broker: LocalBroker, name: str, password: str, tags: str =
                       permissions: dict[str, str] | None = None, vhost: str = "/") -> None:
     """Create (or replace) a user on a node started here, with ``tags`` and, on ``vhost``,
     ``permissions`` (``configure``/``write``/``read`` regexes; default: none at all)."""
-    from urllib.parse import quote
-
     rabbitmq_api(broker, "PUT", f"/api/users/{quote(name, safe='')}", {"password": password, "tags": tags})
     rabbitmq_api(broker, "PUT", f"/api/permissions/{quote(vhost, safe='')}/{quote(name, safe='')}",
                  permissions or NO_RIGHTS)

@@ -28,6 +28,8 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
+import pandas as pd
+
 from eventscope.analysis.rules import redact_webhook_url
 from eventscope.files import write_atomically
 
@@ -261,7 +263,6 @@ def _plain(value):
 def _iso(ts):
     if ts is None:
         return None
-    import pandas as pd
     if pd.isna(ts):
         return None
     return pd.Timestamp(ts).isoformat().replace("+00:00", "Z")

@@ -13,6 +13,9 @@ from __future__ import annotations
 import math
 
 import pandas as pd
+import streamlit as st
+
+from eventscope import dashboard as ui
 
 UNSEEN = ("RabbitMQ shows no message of a queue without taking it off the queue, and eventscope "
           "never consumes: there are no events, payloads or traces from RabbitMQ queues.")
@@ -103,7 +106,6 @@ def dlq_notice_text(q: dict | None, kind: str | None) -> tuple[str, str] | None:
 
 # -- drawing (Streamlit) -------------------------------------------------------------------
 def _queues() -> pd.DataFrame:
-    from eventscope import dashboard as ui
     q = ui.queries()
     return q.cached("queues_latest", ("queues_latest",), (), lambda: q.store.get("queues_latest"))
 
@@ -111,9 +113,6 @@ def _queues() -> pd.DataFrame:
 def queue_detail(broker: str, group: str, status: str | None = None) -> bool:
     """Draw a RabbitMQ queue's numbers and its verdict's reason under the Lag page's group
     header; False (nothing drawn) when ``group`` is not a RabbitMQ queue of ``broker``."""
-    import streamlit as st
-
-    from eventscope import dashboard as ui
     q = queue_for(_queues(), broker, group)
     if q is None:
         return False
@@ -140,7 +139,6 @@ def queue_detail(broker: str, group: str, status: str | None = None) -> bool:
 def dlq_notice(broker: str, dlq: str, kind: str | None = None) -> bool:
     """Draw what a RabbitMQ DLQ's messages and reasons can show; False (nothing drawn) for a
     DLQ of another broker."""
-    import streamlit as st
     notice = dlq_notice_text(queue_for(_queues(), broker, dlq), kind)
     if notice is None:
         return False

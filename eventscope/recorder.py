@@ -23,7 +23,7 @@ import numpy as np
 import pandas as pd
 
 from eventscope import schemas
-from eventscope.analysis.lag import KEY, SEVERITY, LagJudge
+from eventscope.analysis.lag import SEVERITY, LagJudge
 from eventscope.analysis.queues import queue_statuses
 from eventscope.files import DamagedPart
 from eventscope.store import Store

@@ -18,8 +18,8 @@ import signal
 import subprocess
 import sys
 import threading
-import time
 import queue
+import time
 from concurrent.futures import Future
 from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass, field
@@ -31,12 +31,13 @@ from eventscope import mask, memory, schemas
 from eventscope import collectors as collectors_registry
 from eventscope.collectors import BuildContext, unique_names
 from eventscope.collectors.otlp.files import OtlpFilesCollector
+from eventscope.alerting import build_evaluator
+from eventscope.analysis.alerts import LAG_WINDOW_S
 from eventscope.config import Config
 from eventscope.decode import Decoder
-from eventscope.replay import ReplaySource
 from eventscope.files import open_private
-from eventscope.analysis.alerts import LAG_WINDOW_S
 from eventscope.recorder import Recorder
+from eventscope.replay import ReplaySource
 from eventscope.store import Retention, Store
 
 log = logging.getLogger("eventscope.runner")
@@ -318,7 +319,6 @@ def open_store(config: Config) -> Store:
 
 def build_runner(config: Config, store: Store, collectors: list) -> Runner:
     """The runner for a config: its collectors, interval, backoff and alert evaluator."""
-    from eventscope.alerting import build_evaluator
     return Runner(store, collectors, interval_s=config.collect.interval_s,
                   max_backoff_s=config.collect.max_backoff_s, evaluator=build_evaluator(config, store),
                   stall_after_s=config.alerts.stall_after_s)

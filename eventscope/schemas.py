@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 from pandas._libs import lib
 from pandas.errors import OutOfBoundsDatetime
 
@@ -482,7 +484,6 @@ def _arrow_text(values: np.ndarray):
     converts; None when the values are not all text (numbers, bytes, ...) or pyarrow is not the
     string storage."""
     try:
-        import pyarrow as pa
         array = pa.array(values, from_pandas=True)
         if array.type == pa.string():
             pass
@@ -492,7 +493,7 @@ def _arrow_text(values: np.ndarray):
             return None
         text = pd.arrays.ArrowStringArray(pa.chunked_array([array]))
         return text if text.dtype == STR else None
-    except Exception:  # mixed types, another string storage, no pyarrow: the careful path
+    except Exception:  # mixed types or another string storage: the careful path
         return None
 
 
@@ -500,7 +501,6 @@ def _text_array(values: np.ndarray):
     """Object array of str/None/NaN as the ``string`` dtype, straight through pyarrow (the values
     are known to be text, so pandas' per-element validation is skipped)."""
     try:
-        import pyarrow as pa
         array = pd.arrays.ArrowStringArray(pa.chunked_array([pa.array(values, type=pa.large_string(),
                                                                       from_pandas=True)]))
         if array.dtype == STR:
@@ -518,11 +518,9 @@ def _all_rfc3339(series: pd.Series) -> bool:
     the shape pandas' ISO 8601 parser reads exactly as the ``mixed`` parser does (it is lenient
     with other shapes, e.g. unpadded fields, where the two differ)."""
     try:
-        import pyarrow as pa
-        import pyarrow.compute as pc
         array = pa.array(series.to_numpy(), type=pa.string(), from_pandas=True)
         return bool(pc.all(pc.match_substring_regex(array, _RFC3339), skip_nulls=True).as_py() is not False)
-    except Exception:  # no pyarrow or an odd value: the general parser
+    except Exception:  # an odd value: the general parser
         return False
 
 

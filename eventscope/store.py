@@ -32,7 +32,7 @@ Reads push the time range, the columns and simple equality filters down to the
 Parquet files (pyarrow); nothing is cached here (the query layer caches results).
 
 Each ``events`` part has its trace index beside it (``<part>.trace-index.npz``, see
-``analysis/trace_index.py``), written with the part and deleted with it.
+``trace_index.py``), written with the part and deleted with it.
 
 A part that cannot be read (a disk that lost its end, a file someone truncated) costs its
 own rows and nothing else: readers skip it, and :meth:`Store.damage` names it with its time
@@ -62,8 +62,8 @@ from eventscope import schemas
 from eventscope.files import DamagedPart
 from eventscope.files import open_private
 from eventscope.files import write_atomically as _write_atomically
-from eventscope.analysis.trace_index import INDEX_SUFFIX, PartIndex
-from eventscope.analysis.trace_index import KEYS as INDEX_KEYS
+from eventscope.trace_index import INDEX_SUFFIX, PartIndex
+from eventscope.trace_index import KEYS as INDEX_KEYS
 
 log = logging.getLogger("eventscope.store")
 
@@ -337,13 +337,6 @@ class Store:
         if not parts:
             return None
         return max(pd.Timestamp(p["tmax"]) for p in parts)
-
-    def oldest_time(self, name: str) -> pd.Timestamp | None:
-        """Time of the oldest row of a log or raw frame still within its retention."""
-        parts = self._read_manifest(self._folder(name, create=False))["parts"]
-        floor = pd.Timestamp.now(tz="UTC") - pd.Timedelta(seconds=self.retention.age_s(name))
-        times = [pd.Timestamp(p["tmin"]) for p in parts if pd.Timestamp(p["tmax"]) >= floor]
-        return max(min(times), floor) if times else None
 
     def caps(self) -> list[dict]:
         """Frames whose history ``max_rows`` cut short of the retention:

@@ -13,7 +13,9 @@ import html
 import pandas as pd
 import plotly.graph_objects as go
 
-HOP, WAIT, WORK, DEAD, EVENT = "#9ecae1", "#bdbdbd", "#3182bd", "#d62728", "#31363f"
+from eventscope import palette
+
+HOP, WAIT, WORK, DEAD, EVENT = "#9ecae1", "#bdbdbd", "#3182bd", palette.RED, "#31363f"
 
 
 def _e(value, limit: int = 80) -> str:

@@ -47,6 +47,8 @@ from eventscope.dlq_names import source_topic_from_name
 from eventscope import schemas
 from eventscope.analysis import causality
 from eventscope.analysis import lag as lag_analysis
+from eventscope.graph.ids import node_id  # noqa: F401 - part of this module's interface
+from eventscope.graph.rabbitmq import bindings_graph_edges
 
 UNDECODABLE = "<undecodable>"
 HEALTH = {"OK": "ok", "UNKNOWN": "unknown", "WARN": "warn", "REWIND": "critical",
@@ -57,9 +59,6 @@ EVENT_COLUMNS = ["observed_at", "broker", "topic", "at", "broker_at", "event_typ
                  "correlation_id", "dead_letter", "original_topic", "event_id", "causation_id"]
 
 
-def node_id(kind: str, name: str, broker: str | None = None) -> str:
-    """The stable node ID of the CLI contract."""
-    return f"service:{name}" if kind == "service" else f"{kind}:{broker}:{name}"
 
 
 def build_graph(events_df: pd.DataFrame | None, lag_df: pd.DataFrame | None,
@@ -354,7 +353,6 @@ def _add_routes(graph, bindings: pd.DataFrame | None, dlq_names) -> None:
     """RabbitMQ exchanges, ``binds`` and ``dead_letters_to`` edges (:mod:`eventscope.graph.rabbitmq`)."""
     if bindings is None or bindings.empty:
         return
-    from eventscope.graph.rabbitmq import bindings_graph_edges
     newest = bindings
     if "sampled_at" in bindings.columns:  # the routing of each cluster's newest sample
         at = bindings.groupby("broker", observed=True)["sampled_at"].transform("max")

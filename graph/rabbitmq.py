@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import pandas as pd
 
-from eventscope.graph.build import node_id
+from eventscope.graph.ids import node_id
 
 DEFAULT_EXCHANGE = "(default)"  # the nameless exchange, as RabbitMQ's own UI shows it
 

@@ -24,14 +24,14 @@ import re
 import networkx as nx
 from pyvis.network import Network
 
-#: node fill by health (the colour a user scans for)
-HEALTH_FILL = {"ok": "#D9F0D3", "warn": "#FDE3A7", "critical": "#F9C0C0", "unknown": "#E8E8E8"}
+from eventscope.palette import GREY, HEALTH_FILL
+
 #: node outline by kind (shape says it too)
 KIND_BORDER = {"service": "#4C78A8", "topic": "#54A24B", "group": "#F58518", "dlq": "#E45756",
                "exchange": "#B279A2"}
 SHAPES = {"service": "box", "topic": "database", "group": "ellipse", "dlq": "database", "exchange": "diamond"}
 EDGE_COLORS = {"produces": "#4C78A8", "consumes": "#F58518", "dead_letters": "#E45756",
-               "causes": "#9E9E9E", "binds": "#B279A2", "dead_letters_to": "#E45756"}
+               "causes": GREY, "binds": "#B279A2", "dead_letters_to": "#E45756"}
 DASHED = ("causes", "dead_letters", "dead_letters_to")
 LEVEL_GAP, ROW_GAP = 190, 96  # px between columns, and between rows of one column
 FIT_WIDTH = 950  # px a wide dashboard page gives the frame (1440 px screen, sidebar open)

@@ -139,14 +139,14 @@ def run_simulation(config: SimulatorConfig, kafka_bootstrap: str | None = None,
     halt = threading.Event()  # ours: set on Ctrl-C or a failure, stops every loop
     runners = []
     if kafka_bootstrap:
-        from .kafka_bus import KafkaBus
+        from .kafka_bus import KafkaBus  # here: it imports this broker's client library
         runners.append(BrokerRunner(lambda: KafkaBus(kafka_bootstrap), "kafka", config, halt))
     if redis_url:
-        from .redis_bus import RedisBus
+        from .redis_bus import RedisBus  # here: it imports this broker's client library
         runners.append(BrokerRunner(lambda: RedisBus(redis_url, config.redis_maxlen), "redis",
                                     config, halt))
     if rabbitmq_url:
-        from .rabbitmq_bus import RabbitMQBus
+        from .rabbitmq_bus import RabbitMQBus  # here: it imports this broker's client library
         runners.append(BrokerRunner(lambda: RabbitMQBus(rabbitmq_url, config.prefix), "rabbitmq",
                                     config, halt))
     threads = [threading.Thread(target=r.run, name=f"simulator-{r.broker}", daemon=True)

@@ -142,14 +142,6 @@ def test_recent_messages_newest_first_once_each():
     assert none.empty and list(none.columns) == dlq.RECENT
 
 
-def test_depth_history_names_each_series_by_broker_and_queue():
-    rows = pd.concat([samples([1, 2]), samples([5], broker="redis", name="q:dlq")])
-    out = dlq.depth_history(rows)
-    assert out["series"].tolist() == ["kafka:payments.DLT", "kafka:payments.DLT", "redis:q:dlq"]
-    assert out["depth"].tolist() == [1, 2, 5] and list(out.columns) == ["sampled_at", "series", "depth"]
-    assert list(dlq.depth_history(rows.iloc[0:0]).columns) == ["sampled_at", "series", "depth"]
-
-
 def test_to_rows_is_the_cli_contract():
     lag_rows = schemas.conform("lag", [{"sampled_at": T0, "source": "kafka", "broker": "kafka", "group": "re",
                                         "topic": "payments.DLT", "partition": 0, "committed": 1, "end": 4,

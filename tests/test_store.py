@@ -296,7 +296,7 @@ def test_a_truncated_part_costs_its_own_rows_and_is_named(tmp_path):
     """A part cut in half (a disk that lost its end) is skipped by every reader (the store,
     both query engines, the trace index), named with its rows and time range, and moved
     aside by the writer's next compaction, which then goes on as before."""
-    from eventscope.analysis.trace_index import StoreTraceIndex
+    from eventscope.trace_index import StoreTraceIndex
     from eventscope.query import Queries
     t0 = pd.Timestamp.now(tz="UTC").floor("s") - pd.Timedelta(minutes=30)
     writer = Store(tmp_path, Retention(compact_every=1000))
@@ -356,7 +356,7 @@ def test_a_reader_holds_no_more_than_the_store_does(tmp_path):
     """200 appends: a reader that looks every few appends holds indexes of the current parts
     only and a result cache within its budget (a reader once kept every part it had ever
     decoded: 519 of them after 640 appends)."""
-    from eventscope.analysis.trace_index import StoreTraceIndex
+    from eventscope.trace_index import StoreTraceIndex
     from eventscope.query import Queries, ResultCache
     t0 = pd.Timestamp.now(tz="UTC").floor("s") - pd.Timedelta(hours=1)
     writer = Store(tmp_path, Retention(max_rows=1000, compact_every=8))

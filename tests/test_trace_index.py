@@ -5,10 +5,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from eventscope import schemas
-from eventscope.analysis import trace_index, traces
-from eventscope.analysis.trace_index import StoreTraceIndex, TraceIndex
+from eventscope import schemas, trace_index
+from eventscope.analysis import traces
 from eventscope.store import Retention, Store
+from eventscope.trace_index import StoreTraceIndex, TraceIndex
 
 T0 = pd.Timestamp("2026-11-28T10:00:00Z")
 
@@ -152,7 +152,7 @@ def test_index_hashes_are_the_same_in_every_process():
     mine = [int(h) for h in trace_index._hashes(ids)]
     for seed in ("1", "2"):
         out = subprocess.run(
-            [sys.executable, "-c", "import json, sys; from eventscope.analysis.trace_index import _hashes; "
+            [sys.executable, "-c", "import json, sys; from eventscope.trace_index import _hashes; "
              "print(json.dumps([int(h) for h in _hashes(json.loads(sys.argv[1]))]))", json.dumps(ids)],
             capture_output=True, text=True, check=True, env={**os.environ, "PYTHONHASHSEED": seed})
         assert json.loads(out.stdout) == mine

@@ -26,10 +26,10 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from eventscope.analysis import traces
-from eventscope.analysis.trace_index import StoreTraceIndex
 from eventscope.config import load_config
 from eventscope.runner import Runner, build_collectors
 from eventscope.store import Store
+from eventscope.trace_index import StoreTraceIndex
 from eventscope.simulator import SimulatorConfig, run_simulation
 from eventscope.simulator.kafka_bus import KafkaBus
 from eventscope.simulator.redis_bus import RedisBus

@@ -26,8 +26,6 @@ import pandas as pd
 
 from eventscope.analysis.rules import Rule, select
 
-TRANSITIONS = ("pending", "firing", "escalated", "resolved", "cancelled")
-ACTIVE = ("pending", "firing")
 TRANSITION_COLUMNS = ["at", "rule", "metric", "severity", "subject", "transition", "value",
                       "threshold", "clear", "since", "fired_at", "episode", "detail"]
 OBSERVATION_COLUMNS = ["metric", "subject", "names", "value", "detail"]

@@ -17,6 +17,8 @@ import pandas as pd
 from eventscope.analysis import alert_state
 from eventscope.analysis import dlq as dlq_analysis
 from eventscope.analysis import lag as lag_analysis
+from eventscope.analysis.rules import select
+from eventscope.analysis.samples import newest_per_source
 
 COLUMNS = ["rule", "severity", "subject", "value", "threshold", "since"]
 FIRING_COLUMNS = COLUMNS + ["metric", "fired_at", "detail", "episode"]
@@ -60,22 +62,16 @@ def _upto(frame: pd.DataFrame | None, at: pd.Timestamp, window_s: float = LAG_WI
     return rows if not rows.empty else None
 
 
-def _newest_per_source(frame: pd.DataFrame) -> pd.DataFrame:
-    newest = frame.groupby("source", observed=True)["sampled_at"].transform("max")
-    return frame[frame["sampled_at"] == newest]
-
-
 def _lag_observations(lag, stall_after_s: float, with_status: bool = True) -> list[dict]:
     if lag is None:
         return []
-    newest = lag.groupby("source", observed=True)["sampled_at"].transform("max")
     if with_status:
         latest = lag_analysis.latest_lag(lag, window_s=LAG_WINDOW_S, stuck_after_s=stall_after_s)
-        cutoff = latest["source"].map(lag.groupby("source", observed=True)["sampled_at"].max())
-        latest = latest[latest["sampled_at"] >= cutoff - pd.Timedelta(seconds=STALE_S)]
+        # latest holds each partition's newest row, so its newest per source is lag's
+        latest = newest_per_source(latest, within_s=STALE_S)
         summary = lag_analysis.group_summary(latest)
     else:  # the newest row per partition is all the numbers need
-        latest = lag[lag["sampled_at"] >= newest - pd.Timedelta(seconds=STALE_S)]
+        latest = newest_per_source(lag, within_s=STALE_S)
         latest = latest.drop_duplicates(["source", "broker", "kind", "group", "topic", "partition"], keep="last")
         g = latest.groupby(["broker", "group", "topic"], observed=True)
         summary = pd.DataFrame({"lag": g["lag"].sum(min_count=1),
@@ -119,7 +115,7 @@ def _stuck_observations(lag, stuck) -> list[dict]:
     redis = lag[lag["kind"] == "redis"]
     if redis.empty:
         return []
-    redis = _newest_per_source(redis)
+    redis = newest_per_source(redis)
     counts = {}
     if stuck is not None:
         current = stuck.merge(redis[["source", "sampled_at"]].drop_duplicates(), on=["source", "sampled_at"])
@@ -208,8 +204,7 @@ def _fresh(groups: pd.DataFrame | None) -> pd.DataFrame:
     """Group rows whose sample is at most STALE_S older than their source's newest."""
     if groups is None or groups.empty:
         return pd.DataFrame(columns=["broker", "group", "topic", "lag", "lag_seconds", "status"])
-    newest = groups.groupby("source", observed=True)["sampled_at"].transform("max")
-    return groups[groups["sampled_at"] >= newest - pd.Timedelta(seconds=STALE_S)]
+    return newest_per_source(groups, within_s=STALE_S)
 
 
 def replay_minutes(lag_1m: pd.DataFrame, dlq_1m: pd.DataFrame, rules: list,
@@ -351,7 +346,6 @@ def evaluate(lag: pd.DataFrame, dlq: pd.DataFrame, cfg, stuck: pd.DataFrame | No
 
 def rule_table(rules: list, observations: pd.DataFrame, state: dict) -> pd.DataFrame:
     """Every rule with each subject's current value against its thresholds and its state."""
-    from eventscope.analysis.rules import select
     rows = []
     for obs in observations.itertuples(index=False):
         rule = select(rules, obs.metric, obs.names)

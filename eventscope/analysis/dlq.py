@@ -107,13 +107,6 @@ def parse_reasons(text) -> list[dict]:
             for k, v in sorted(counts.items(), key=lambda kv: -kv[1])]
 
 
-def depth_history(dlq: pd.DataFrame) -> pd.DataFrame:
-    """Depth per (time, broker:dlq) for charts."""
-    if dlq.empty:
-        return pd.DataFrame(columns=["sampled_at", "series", "depth"])
-    return dlq.assign(series=dlq["broker"] + ":" + dlq["dlq"])[["sampled_at", "series", "depth"]]
-
-
 def to_rows(frame: pd.DataFrame) -> list[dict]:
     """Rows for ``eventscope dlq --json``."""
     rows = []

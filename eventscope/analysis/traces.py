@@ -39,9 +39,6 @@ from eventscope.analysis import causality
 MAX_EVENTS = 2000  # events a trace document holds: the first and the last half of a longer trace
 DEAD_SHOWN = 10  # dead letters from between the two halves kept in a cut trace
 
-EVENT_FIELDS = ["at", "broker", "topic", "partition", "offset", "event_type", "event_id",
-                "source", "trace_id", "dead_letter"]
-
 
 def resolve(events: pd.DataFrame, some_id: str) -> pd.DataFrame:
     """Events belonging to the trace that ``some_id`` names (empty if none)."""

@@ -1,0 +1,258 @@
+"""The trace index: correlation ID, W3C trace ID and event ID → events, without a scan.
+
+Kept per store part and persisted with it. When the store writes an ``events`` part
+(an append or a compaction), it writes the part's index beside it
+(``part-….parquet.trace-index.npz``); retention and compaction delete the two together.
+A process opening the store loads these files instead of hashing every ID again, and
+reads a part's Parquet only when a lookup has a candidate in it: a lookup in a store
+of a million events reads the one or two parts that hold the trace. A part whose index
+file is missing or unreadable (a store written before the index existed, a torn file)
+is indexed in memory from its rows; readers never write into the store.
+
+Per part and per key column, two numpy arrays: the 64-bit hashes of the non-empty
+values, sorted, and the row position of each (``uint64`` + ``int32`` = 12 bytes per
+value, 36 bytes per event for the three columns). A lookup is a binary search per
+part and column; candidates are then compared as strings, so a hash collision can
+cost a comparison but never returns a wrong event. The hash is pandas' ``hash_array``
+(SipHash with a fixed key over UTF-8), the same in every process, so a saved index
+stays valid.
+"""
+from __future__ import annotations
+
+import threading
+import zipfile
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import pandas as pd
+
+from eventscope import schemas
+from eventscope.files import DamagedPart, write_atomically
+
+KEYS = ("correlation_id", "trace_id", "event_id")
+
+
+INDEX_SUFFIX = ".trace-index.npz"
+_FORMAT = 1
+
+
+def _hashes(values) -> np.ndarray:
+    """Stable 64-bit hashes of non-empty strings (the same in every process and run)."""
+    values = np.asarray(values, dtype=object)
+    if not len(values):
+        return np.empty(0, dtype=np.uint64)
+    return pd.util.hash_array(values, categorize=False)
+
+
+class PartIndex:
+    """The index of one events frame (one store part, or any frame).
+
+    Built from a frame, or opened from a saved index with a loader that reads the part's
+    rows on first need (:meth:`open`)."""
+
+    def __init__(self, frame: pd.DataFrame | None = None, *, keys=None, rows: int | None = None,
+                 loader: Callable[[], pd.DataFrame] | None = None):
+        self._frame = frame
+        self._loader = loader
+        self.source = "frame"
+        if keys is not None:
+            self.keys = keys
+            self.n_rows = int(rows)
+            self.source = "saved"
+            return
+        self.n_rows = len(frame)
+        self.keys: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+        for col in KEYS:
+            series = frame[col]
+            pos = np.flatnonzero((series.notna() & (series != "")).to_numpy(dtype=bool, na_value=False))
+            values = series.to_numpy(dtype=object, na_value=None)[pos]
+            hashes = _hashes(values)
+            order = np.argsort(hashes, kind="stable")
+            self.keys[col] = (hashes[order], pos[order].astype(np.int32))
+
+    @property
+    def frame(self) -> pd.DataFrame:
+        """The part's rows (read on first use when the index was opened from its file)."""
+        if self._frame is None:
+            frame = self._loader()
+            if len(frame) != self.n_rows:
+                raise ValueError(f"part has {len(frame)} rows, its index {self.n_rows}")
+            self._frame = frame
+        return self._frame
+
+    @property
+    def loaded(self) -> bool:
+        """Whether the part's rows are in memory."""
+        return self._frame is not None
+
+    def save(self, path: Path) -> None:
+        """Write the index next to its part, atomically (temporary file, then rename)."""
+        arrays = {"format": np.array([_FORMAT, self.n_rows], dtype=np.int64)}
+        for col, (hashes, pos) in self.keys.items():
+            arrays[f"{col}.hash"], arrays[f"{col}.pos"] = hashes, pos
+        write_atomically(path, lambda fh: np.savez(fh, **arrays))
+
+    @classmethod
+    def open(cls, path: Path, loader: Callable[[], pd.DataFrame], rows: int) -> "PartIndex | None":
+        """The saved index at ``path`` for a part of ``rows`` rows; None when it is missing,
+        unreadable or does not fit the part (the caller then builds it from the rows)."""
+        try:
+            with np.load(path, allow_pickle=False) as saved:
+                version, saved_rows = (int(x) for x in saved["format"])
+                if version != _FORMAT or saved_rows != rows:
+                    return None
+                keys = {}
+                for col in KEYS:
+                    hashes, pos = saved[f"{col}.hash"], saved[f"{col}.pos"]
+                    if (hashes.dtype != np.uint64 or pos.dtype != np.int32 or hashes.shape != pos.shape
+                            or hashes.ndim != 1 or (len(pos) and (pos.min() < 0 or pos.max() >= rows))
+                            or np.any(hashes[1:] < hashes[:-1])):
+                        return None
+                    keys[col] = (hashes, pos)
+        except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile):
+            return None
+        return cls(keys=keys, rows=rows, loader=loader)
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes held by the index arrays (the frame itself is the store's)."""
+        return sum(h.nbytes + p.nbytes for h, p in self.keys.values())
+
+    def positions(self, col: str, values) -> np.ndarray:
+        """Row positions whose ``col`` equals one of ``values`` (collisions filtered out)."""
+        hashes, pos = self.keys[col]
+        wanted = [v for v in values if v]
+        if not wanted or not len(hashes):
+            return np.empty(0, dtype=np.int32)
+        keys = _hashes(wanted)
+        lo = np.searchsorted(hashes, keys, side="left")
+        hi = np.searchsorted(hashes, keys, side="right")
+        found = [pos[a:b] for a, b in zip(lo, hi) if b > a]
+        if not found:
+            return np.empty(0, dtype=np.int32)
+        cand = np.unique(np.concatenate(found))
+        actual = self.frame[col].iloc[cand].to_numpy(dtype=object, na_value=None)
+        keep = np.fromiter((v in set(wanted) for v in actual), dtype=bool, count=len(actual))
+        return cand[keep]
+
+    def rows(self, col: str, values) -> pd.DataFrame | None:
+        """The rows whose ``col`` equals one of ``values``; None when there are none (without
+        reading a part that has no candidate)."""
+        pos = self.positions(col, values)
+        return self.frame.iloc[pos] if len(pos) else None
+
+
+class TraceIndex:
+    """Lookups over a set of part indexes; :meth:`lookup` resolves any of the three IDs."""
+
+    def __init__(self, parts: list[PartIndex] | None = None):
+        self.parts = list(parts or [])
+
+    @classmethod
+    def from_frame(cls, frame: pd.DataFrame) -> "TraceIndex":
+        """An index over one frame (tests, the replay, a window already read)."""
+        return cls([PartIndex(frame)])
+
+    @property
+    def events(self) -> int:
+        """Events indexed."""
+        return sum(p.n_rows for p in self.parts)
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes held by the index arrays."""
+        return sum(p.nbytes for p in self.parts)
+
+    def _rows(self, col: str, values) -> pd.DataFrame:
+        found = []
+        for part in self.parts:
+            try:
+                rows = part.rows(col, values)
+            except DamagedPart:  # its index is whole but its rows are not: the store names it
+                continue
+            if rows is not None and not rows.empty:
+                found.append(rows)
+        if not found:
+            return schemas.empty("events")
+        return pd.concat(found, ignore_index=True) if len(found) > 1 else found[0].reset_index(drop=True)
+
+    def lookup(self, some_id: str, since: pd.Timestamp | None = None) -> pd.DataFrame:
+        """Every event of the trace ``some_id`` names (same rule as ``traces.resolve``).
+
+        The ID is tried as a correlation ID, a trace ID (lower-cased) and an event ID;
+        the hits' correlation IDs then select the trace (or, when the hits carry none,
+        their trace IDs). ``since`` drops rows observed before it (retention).
+        """
+        some_id = (some_id or "").strip()
+        if not some_id or not self.parts:
+            return self._rows("correlation_id", [])
+        cids, traces = set(), set()
+        for part in self.parts:
+            pos = np.concatenate([part.positions("correlation_id", [some_id]),
+                                  part.positions("trace_id", [some_id.lower()]),
+                                  part.positions("event_id", [some_id])])
+            if not len(pos):
+                continue
+            hit = part.frame.iloc[np.unique(pos)]
+            if since is not None:
+                hit = hit[hit["observed_at"] >= since]
+            cids.update(c for c in hit["correlation_id"].dropna() if c)
+            traces.update(t for t in hit["trace_id"].dropna() if t)
+        if not cids and not traces:
+            return self._rows("correlation_id", [])
+        rows = self._rows("correlation_id", cids) if cids else self._rows("trace_id", traces)
+        if since is not None:
+            rows = rows[rows["observed_at"] >= since]
+        return rows.reset_index(drop=True)
+
+
+class StoreTraceIndex:
+    """A :class:`TraceIndex` kept in step with the ``events`` frame of a store.
+
+    :meth:`refresh` reads the manifest; parts not yet open are opened from their saved
+    index (or indexed from their rows when it is missing), parts the store dropped
+    (retention, compaction) are forgotten. Thread-safe.
+    """
+
+    def __init__(self, store):
+        self.store = store
+        self._parts: dict[str, PartIndex] = {}
+        self._version: str | None = None
+        self._lock = threading.Lock()
+
+    def _open(self, file: str, rows: int) -> PartIndex:
+        def loader() -> pd.DataFrame:
+            return self.store.load_part("events", file)
+        saved = PartIndex.open(self.store.part_path("events", file + INDEX_SUFFIX), loader, rows)
+        return saved if saved is not None else PartIndex(loader())
+
+    def refresh(self, force: bool = False) -> TraceIndex:
+        """The index for the store's current parts (cheap when nothing changed)."""
+        with self._lock:
+            version = self.store.version("events")
+            if force or version != self._version:
+                parts = {}
+                for p in self.store.part_entries("events"):
+                    try:
+                        parts[p["file"]] = self._parts.get(p["file"]) or self._open(p["file"], p["rows"])
+                    except DamagedPart:  # its rows are missing (the store says so); the rest is found
+                        continue
+                self._parts = parts
+                self._version = version
+            return TraceIndex(list(self._parts.values()))
+
+    def parts(self) -> dict[str, PartIndex]:
+        """The current parts' indexes by part file name (after a :meth:`refresh`)."""
+        with self._lock:
+            return dict(self._parts)
+
+    def lookup(self, some_id: str) -> pd.DataFrame:
+        """Events of the trace ``some_id`` names, within the store's retention."""
+        floor = pd.Timestamp.now(tz="UTC") - pd.Timedelta(seconds=self.store.retention.max_age_s)
+        try:
+            return self.refresh().lookup(some_id, since=floor)
+        except FileNotFoundError:
+            # a part dropped by compaction after this index last read the manifest (its rows
+            # are in the merged part by now): read the manifest again, once
+            return self.refresh(force=True).lookup(some_id, since=floor)
