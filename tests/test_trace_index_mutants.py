@@ -1,4 +1,4 @@
-"""The trace index (eventscope.analysis.trace_index) by small examples written from its
+"""The trace index (eventscope.trace_index) by small examples written from its
 docstrings: a saved index is used only when it fits its part, empty IDs are never keys,
 ``since`` drops rows observed before it, and a part is read only when it has a candidate."""
 from __future__ import annotations
@@ -7,8 +7,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from eventscope.analysis import trace_index
-from eventscope.analysis.trace_index import PartIndex, TraceIndex
+from eventscope import trace_index
+from eventscope.trace_index import PartIndex, TraceIndex
 from tests.test_trace_index import T0, chain_events
 
 
@@ -126,7 +126,7 @@ def test_a_trace_id_without_correlation_ids_selects_its_events_by_trace_id():
 def test_a_part_whose_rows_cannot_be_read_is_left_out_and_the_rest_is_found(tmp_path):
     """README/store: a damaged part is named by the store; the index still finds every trace
     of the other parts, before and after it."""
-    from eventscope.analysis.trace_index import StoreTraceIndex
+    from eventscope.trace_index import StoreTraceIndex
     from eventscope.store import Retention, Store
     from tests.test_trace_index import _three_part_store
     _three_part_store(tmp_path, pd.Timestamp.now(tz="UTC"))
@@ -151,7 +151,7 @@ def test_lookup_returns_the_events_columns_only_and_since_includes_its_own_insta
 
 
 def test_a_damaged_part_in_the_middle_of_a_trace_leaves_the_rest_of_it(tmp_path):
-    from eventscope.analysis.trace_index import StoreTraceIndex
+    from eventscope.trace_index import StoreTraceIndex
     from eventscope.store import Retention, Store
     now = pd.Timestamp.now(tz="UTC")
     store = Store(tmp_path, Retention(max_age_s=3600))
