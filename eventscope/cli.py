@@ -229,7 +229,7 @@ def cmd_graph(args, config) -> int:
     g = build_graph(events, None, dlq, groups=queries.lag_groups(), consumed=consumed,
                     spans=queries.span_links(since if since is not None else
                                              pd.Timestamp.now(tz="UTC") - pd.Timedelta(days=3650)),
-                    bindings=store.get("bindings_latest"), queues=store.get("queues_latest"))
+                    bindings=queries.store.get("bindings_latest"), queues=queries.store.get("queues_latest"))
     if args.format == "asyncapi":
         return _asyncapi(args, config, g, events)
     if args.format == "dot":
@@ -241,7 +241,14 @@ def cmd_graph(args, config) -> int:
 
 def _asyncapi(args, config, g, events) -> int:
     """All services as ``{name: document}``, one with ``--service``, or files with ``--out``."""
-    docs = asyncapi.asyncapi_documents(g, events, asyncapi.server_hosts(config.kafka.bootstrap, config.redis.url))
+    hosts, kinds = {}, {}
+    for source in config.all_sources():  # each cluster's server, by its name
+        kinds[source.name] = source.kind
+        if source.kind == "kafka":
+            hosts[source.name] = asyncapi.server_hosts(kafka_bootstrap=source.address())["kafka"]
+        elif source.kind == "redis":
+            hosts[source.name] = asyncapi.server_hosts(redis_url=source.address())["redis"]
+    docs = asyncapi.asyncapi_documents(g, events, hosts, kinds=kinds)
     indent = None if args.json else 2
     if args.service is not None:
         if args.service not in docs:

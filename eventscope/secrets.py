@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import re
+from dataclasses import fields
 from urllib.parse import urlsplit, urlunsplit
 
 
@@ -45,3 +46,14 @@ def redact_url(url: str) -> str:
     host = parts.hostname or ""
     netloc = f"{user}:***@{host}" + (f":{parts.port}" if parts.port else "")
     return urlunsplit(parts._replace(netloc=netloc))
+
+
+def redacted_repr(settings, url_fields: tuple) -> str:
+    """A settings dataclass's ``repr`` with its URL fields (a URL or a list of them) redacted
+    (its :class:`Secret` fields hide themselves)."""
+    def shown(name: str) -> str:
+        value = getattr(settings, name)
+        if name in url_fields and value:
+            value = [redact_url(str(v)) for v in value] if isinstance(value, list) else redact_url(str(value))
+        return f"{name}={value!r}"
+    return f"{type(settings).__name__}({', '.join(shown(f.name) for f in fields(settings))})"

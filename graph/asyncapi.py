@@ -127,14 +127,21 @@ def _message(event_type: str, version: str, count: int, shape: dict | None) -> d
 
 
 def asyncapi_documents(graph: nx.DiGraph, events: pd.DataFrame, hosts: dict[str, str] | None = None,
-                       samples: int = SAMPLES) -> dict[str, dict]:
-    """One AsyncAPI 3.0 document per application (see :func:`applications`), by name."""
+                       samples: int = SAMPLES, kinds: dict[str, str] | None = None) -> dict[str, dict]:
+    """One AsyncAPI 3.0 document per application (see :func:`applications`), by name.
+    ``hosts`` and ``kinds`` are by cluster name (a node's ``broker``); a cluster's kind
+    (``kafka``, ``redis``) is also read from its events, and is the name itself otherwise."""
     observed = _observed(events)
     counts = observed.groupby(["broker", "topic", "service", "event_type", "schema_version"],
                               sort=True).size()
     shapes = message_shapes(events, samples) if not observed.empty else {}
     span = _span(events)
-    return {name: _document(name, app, graph, counts, shapes, hosts or {}, span)
+    known = {}
+    if events is not None and not events.empty and "kind" in events:
+        seen = events[["broker", "kind"]].dropna().drop_duplicates()
+        known.update(zip(seen["broker"].astype(str), seen["kind"].astype(str)))
+    known.update(kinds or {})
+    return {name: _document(name, app, graph, counts, shapes, hosts or {}, span, known)
             for name, app in applications(graph).items()}
 
 
@@ -147,7 +154,7 @@ def _span(events: pd.DataFrame) -> str:
 
 
 def _document(name: str, app: dict, graph: nx.DiGraph, counts: pd.Series, shapes: dict,
-              hosts: dict, span: str) -> dict:
+              hosts: dict, span: str, kinds: dict) -> dict:
     doc = {"asyncapi": "3.0.0",
            "info": {"title": str(name), "version": "observed",
                     "description": f"What {name} was observed doing, reconstructed by eventscope "
@@ -159,12 +166,13 @@ def _document(name: str, app: dict, graph: nx.DiGraph, counts: pd.Series, shapes
         for nid in topics:
             attrs = graph.nodes[nid]
             broker, topic = str(attrs.get("broker")), str(attrs.get("label"))
+            kind = kinds.get(broker, broker)
             doc["servers"].setdefault(component_key(broker), {
-                "host": hosts.get(broker, "localhost"), "protocol": PROTOCOLS.get(broker, broker),
+                "host": hosts.get(broker, "localhost"), "protocol": PROTOCOLS.get(kind, kind),
                 "description": f"the {broker} broker eventscope watched"
                                + ("" if broker in hosts else " (address not configured)")})
             channel_key = component_key(f"{broker}.{topic}")
-            channel = doc["channels"].setdefault(channel_key, _channel(broker, topic, attrs))
+            channel = doc["channels"].setdefault(channel_key, _channel(broker, topic, attrs, kind))
             keys = _channel_messages(doc, channel, counts, shapes, broker, topic,
                                      graph.nodes[app["service"]]["label"]
                                      if action == "send" and app["service"] else None)
@@ -183,9 +191,9 @@ def _document(name: str, app: dict, graph: nx.DiGraph, counts: pd.Series, shapes
     return doc
 
 
-def _channel(broker: str, topic: str, attrs: dict) -> dict:
+def _channel(broker: str, topic: str, attrs: dict, broker_kind: str) -> dict:
     kind = "dead-letter queue" if attrs.get("kind") == "dlq" else (
-        "Kafka topic" if broker == "kafka" else "Redis stream")
+        "Kafka topic" if broker_kind == "kafka" else "Redis stream")
     channel = {"address": topic, "title": topic, "description": f"{kind} `{topic}`",
                "servers": [{"$ref": f"#/servers/{component_key(broker)}"}], "messages": {}}
     if "{" in topic or "}" in topic:  # braces would read as address parameters

@@ -1,4 +1,5 @@
-"""Session fixtures: one real Redis, one real Kafka and one real RabbitMQ per test run, on loopback.
+"""Session fixtures: one real Redis, one real Kafka and one real RabbitMQ per test run, on loopback
+(and a second Kafka and Redis, started only when a test watching two clusters asks for them).
 
 Each broker also holds a read-only identity for eventscope, so a test can run the
 collectors with no more rights than a production deployment grants them
@@ -25,7 +26,7 @@ from eventscope.localbrokers import BrokerStartError, LocalBroker, start_kafka, 
 # Fixtures that start a real broker; tests using them get the `broker` marker.
 BROKER_FIXTURES = {"redis_broker", "redis_url", "redis_client", "redis_ro_url",
                    "kafka_broker", "kafka_bootstrap", "kafka_admin", "kafka_ro_env", "rabbitmq_broker",
-                   "rabbitmq_ro"}
+                   "rabbitmq_ro", "kafka_broker2", "kafka_bootstrap2", "redis_broker2", "redis_url2"}
 
 # eventscope's read-only identities (README, "Read-only rights"). Redis: read commands on every
 # key, nothing else (no PING, no INFO: the collectors need neither). Kafka: Describe and
@@ -104,6 +105,35 @@ def kafka_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalBrok
                       tmp_path_factory.mktemp("kafka"))
     yield broker
     broker.stop()
+
+
+@pytest.fixture(scope="session")
+def kafka_broker2(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalBroker]:
+    """A second Kafka, for the tests that watch two clusters at once; started by the first
+    test that asks for it (about 20 s), then shared by the rest of the run."""
+    broker = _started(start_kafka, tmp_path_factory.mktemp("kafka2"))
+    yield broker
+    broker.stop()
+
+
+@pytest.fixture(scope="session")
+def kafka_bootstrap2(kafka_broker2: LocalBroker) -> str:
+    """bootstrap.servers of the second Kafka (PLAINTEXT)."""
+    return kafka_broker2.address
+
+
+@pytest.fixture(scope="session")
+def redis_broker2(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalBroker]:
+    """A second redis-server, for the tests that watch two Redis servers at once."""
+    broker = _started(start_redis, tmp_path_factory.mktemp("redis2"))
+    yield broker
+    broker.stop()
+
+
+@pytest.fixture(scope="session")
+def redis_url2(redis_broker2: LocalBroker) -> str:
+    """URL of the second Redis."""
+    return redis_broker2.address
 
 
 @pytest.fixture(scope="session")

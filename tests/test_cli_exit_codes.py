@@ -189,7 +189,7 @@ def test_asyncapi_documents_one_service_or_files_exit_0(store, tmp_path, capsys)
 
 def test_asyncapi_files_of_services_with_the_same_key_do_not_overwrite(tmp_path, capsys, monkeypatch):
     import eventscope.graph.asyncapi as asyncapi
-    monkeypatch.setattr(asyncapi, "asyncapi_documents", lambda g, events, hosts: {
+    monkeypatch.setattr(asyncapi, "asyncapi_documents", lambda g, events, hosts, **_: {
         "Billing Service": {"n": 1}, "billing-service": {"n": 2}, "billing/service": {"n": 3}})
     monkeypatch.setattr(asyncapi, "component_key", lambda name: "billing-service")
     assert main(["graph", "--format", "asyncapi", "--out", str(tmp_path / "o"), "--store", str(tmp_path)]) == 0

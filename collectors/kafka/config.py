@@ -8,12 +8,12 @@ from typing import ClassVar
 from urllib.parse import urlsplit
 
 from eventscope.dlq_names import KAFKA_DLQ_PATTERN
-from eventscope.secrets import Secret, redact_url
+from eventscope.secrets import Secret, redact_url, redacted_repr
 
 PROTOCOLS = ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL")
 
 
-@dataclass
+@dataclass(repr=False)
 class KafkaConfig:
     SECRETS: ClassVar[tuple] = ("sasl_password",)
 
@@ -30,6 +30,9 @@ class KafkaConfig:
     connect_urls: list = field(default_factory=list)
     max_events_per_sample: int = 5000
     timeout_s: float = 10.0
+
+    def __repr__(self) -> str:
+        return redacted_repr(self, ("connect_urls",))
 
 
 def check(cfg: KafkaConfig, where: str) -> list[str]:

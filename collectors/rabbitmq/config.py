@@ -8,10 +8,10 @@ from typing import ClassVar
 from urllib.parse import urlsplit
 
 from eventscope.dlq_names import RABBITMQ_DLQ_PATTERN
-from eventscope.secrets import Secret, redact_url
+from eventscope.secrets import Secret, redact_url, redacted_repr
 
 
-@dataclass
+@dataclass(repr=False)
 class RabbitMQConfig:
     SECRETS: ClassVar[tuple] = ("password",)
 
@@ -24,6 +24,9 @@ class RabbitMQConfig:
     amqp_address: str = ""  # host:port: read stream DLQs' x-death reasons (never consumes)
     stream_read_max: int = 1000
     timeout_s: float = 10.0
+
+    def __repr__(self) -> str:
+        return redacted_repr(self, ("url",))
 
 
 def check(cfg: RabbitMQConfig, where: str) -> list[str]:

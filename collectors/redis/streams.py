@@ -81,6 +81,7 @@ class RedisStreamsCollector:
         self.dlq_read_max = dlq_read_max  # a DLQ stream seen for the first time: read this much of it
         self.origins = RecordOrigins()  # a DLQ without fields naming its source: its entries' bytes do
         self._raw: dict[str, bytes] = {}  # shown name -> key bytes, for keys that are not UTF-8
+        self.sampled = False  # a full sample has succeeded: the event reader knows what to tail
 
     def discover(self) -> list[str]:
         """Stream keys to watch."""
@@ -197,6 +198,7 @@ class RedisStreamsCollector:
                 dlq.append(book.row(now, self.source, self.broker, key, int(info.get("length") or 0), oldest,
                                     unread))
         self._forget(infos)
+        self.sampled = True
         return {"lag": schemas.conform("lag", lag), "topics": schemas.conform("topics", topics),
                 "events": events, "dlq": schemas.conform("dlq", dlq),
                 "consumers": schemas.conform("consumers", consumers),
@@ -219,6 +221,8 @@ class RedisStreamsCollector:
         """
         keys = [k for k in self.positions if self.glob.match(k)]
         if not keys:
+            if not self.sampled:  # it has asked Redis nothing: not a success to report
+                raise ConnectionError("no stream to read yet: the server has not been sampled successfully")
             return {"events": schemas.empty("events")}
         now = pd.Timestamp.now(tz="UTC")
         keys, per_stream = self._share(keys)
