@@ -221,7 +221,6 @@ def cmd_trace(args, config) -> int:
 
 def cmd_graph(args, config) -> int:
     queries = _queries(config)
-    store = queries.store
     since = _since(args.window) if args.window else None
     events = queries.scan("events", since=since)
     dlq = queries.scan("dlq_1m", since=since).rename(columns={"minute": "sampled_at"})

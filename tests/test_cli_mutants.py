@@ -157,7 +157,7 @@ def test_an_unknown_service_in_an_empty_store_lists_none_known(tmp_path, capsys)
 def test_asyncapi_files_of_services_whose_names_share_a_key_are_numbered(tmp_path, capsys, monkeypatch):
     # "billing service" and "billing/service" both become the key billing_service
     import eventscope.graph.asyncapi as asyncapi
-    monkeypatch.setattr(asyncapi, "asyncapi_documents", lambda g, events, hosts: {
+    monkeypatch.setattr(asyncapi, "asyncapi_documents", lambda g, events, hosts, **kwargs: {
         "billing service": {"n": 1}, "billing/service": {"n": 2}})
     assert main(["graph", "--format", "asyncapi", "--out", str(tmp_path / "o"), "--store", str(tmp_path)]) == 0
     written = json.loads(capsys.readouterr().out)
