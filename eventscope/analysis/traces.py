@@ -259,10 +259,11 @@ def _waiting(rows: pd.DataFrame, lag: pd.DataFrame) -> bool:
     kafka = rows[rows["kind"] == "kafka"]
     if kafka.empty:
         return False
-    newest = lag[lag["sampled_at"] == lag["sampled_at"].max()]
+    # each cluster's newest sample: clusters are sampled at their own times
+    newest = lag[lag["sampled_at"] == lag.groupby("broker", observed=True)["sampled_at"].transform("max")]
     for r in kafka.itertuples(index=False):
-        groups = newest[(newest["topic"] == r.topic) & (newest["partition"] == r.partition)
-                        & (newest["kind"] == "kafka")]
+        groups = newest[(newest["broker"] == r.broker) & (newest["topic"] == r.topic)
+                        & (newest["partition"] == r.partition) & (newest["kind"] == "kafka")]
         if groups.empty:
             continue
         if (groups["committed"].fillna(-1) <= int(r.offset)).any():
