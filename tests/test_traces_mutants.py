@@ -246,3 +246,9 @@ def test_a_bracket_of_half_the_hop_still_splits_it():
     assert (hop["split"], hop["broker_wait_ms"], hop["split_error_ms"]) == ("estimated", 40000.0, 20000.0)
     hop = _split_hop(_group_samples([(-3, 9, 9), (19.9, 10, 9), (60, 10, 10)]))  # 40.1 s: too wide
     assert hop["split"] is None and hop["broker_wait_ms"] is None
+
+
+def test_recent_calls_a_chain_quiet_for_30_seconds_by_default_finished():
+    rows = frame([ev("a", 0), ev("a", 5)])
+    assert traces.recent(rows, now=T0 + pd.Timedelta(seconds=35))["outcome"].tolist() == ["completed"]
+    assert traces.recent(rows, now=T0 + pd.Timedelta(seconds=34.5))["outcome"].tolist() == ["in_flight"]
