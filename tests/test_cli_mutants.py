@@ -301,3 +301,28 @@ def test_alerts_json_gives_numbers_and_null_for_no_threshold(tmp_path, capsys):
     assert (rows["stuck"]["threshold"], rows["stuck"]["detail"], rows["stuck"]["value"]) == (None, "STALL", 40.0)
     assert (rows["big"]["threshold"], rows["big"]["value"], rows["big"]["severity"]) == (5.0, 40.0, "warning")
     assert rows["big"]["subject"] == "kafka:billing/orders"
+
+
+def test_alerts_json_names_the_cluster_and_its_kind_of_each_subject(tmp_path, capsys):
+    """Each alert row says which cluster (``broker``) its subject is about, and that cluster's
+    kind where the store knows it: ``BROKER:group/topic``, ``BROKER:dlq``, ``SOURCE/collector``."""
+    now = pd.Timestamp.now(tz="UTC").floor("s")
+    recorder = Recorder(Store(tmp_path / "store"))
+    for i in range(4):
+        at = now - pd.Timedelta(seconds=30 * (3 - i))
+        recorder.record({"lag": schemas.conform("lag", [
+            {"sampled_at": at, "source": "east", "broker": "east", "kind": "redis", "group": "billing",
+             "topic": "orders", "partition": 0, "committed": 100, "end": 110 + 10 * i, "lag": 10 + 10 * i,
+             "lag_seconds": 5.0, "group_state": "Stable", "members": 1}]),
+            "health": schemas.conform("health", [
+                {"sampled_at": at, "source": "west", "collector": "kafka.offsets", "ok": False, "error": "down",
+                 "duration_ms": 1.0, "rows": 0, "last_success": now - pd.Timedelta(hours=1)}])})
+    config = tmp_path / "eventscope.toml"
+    config.write_text('[alerts]\ndefaults = false\nfor_s = 0\n\n'
+                      '[[alerts.rules]]\nname = "big"\nmetric = "lag"\nwarning = 5\n\n'
+                      '[[alerts.rules]]\nname = "stale"\nmetric = "collector_stale_s"\nwarning = 60\n')
+    assert main(["--config", str(config), "alerts", "--json", "--store", str(tmp_path / "store")]) == 0
+    rows = {r["rule"]: r for r in _strict(capsys.readouterr().out)}
+    assert (rows["big"]["subject"], rows["big"]["broker"], rows["big"]["kind"]) == ("east:billing/orders", "east", "redis")
+    assert (rows["stale"]["subject"], rows["stale"]["broker"], rows["stale"]["kind"]) == (
+        "west/kafka.offsets", "west", None)  # no sample of west's kind in the store
