@@ -3,7 +3,7 @@
 ``eventscope dashboard`` runs this file with Streamlit; in a checkout, ``streamlit run app.py``
 runs the same :func:`main` through the top-level ``app.py``. Pages live in
 :mod:`eventscope.pages` (the repository's ``pages/``) and only render; data comes from the
-store through ``eventscope.dashboard``'s cached loaders.
+store through the loaders of ``eventscope.ui.data``.
 """
 from __future__ import annotations
 
@@ -11,7 +11,8 @@ from pathlib import Path
 
 import streamlit as st
 
-from eventscope import dashboard as ui
+from eventscope.ui import session, widgets
+from eventscope.ui.format import md
 from eventscope import memory
 from eventscope.config import Config, ConfigError, load_config
 from eventscope.runner import ChildCollector, ensure_background_collector, one_line
@@ -27,7 +28,7 @@ PAGES = (
     ("alerts.py", "Alerts", ":material/notifications_active:"),
 )
 # Absolute paths: the same list serves a checkout and an installed package, wherever it sits.
-PAGES_DIR = ui.PAGES_DIR
+PAGES_DIR = widgets.PAGES_DIR
 SCRIPT = Path(__file__).resolve()
 
 
@@ -51,14 +52,14 @@ def main() -> None:
     try:
         config = load_config()
     except ConfigError as exc:
-        st.error(f"**eventscope cannot start: configuration error.**\n\n{ui.md(exc)}\n\n"
+        st.error(f"**eventscope cannot start: configuration error.**\n\n{md(exc)}\n\n"
                  "Fix the config file or the `EVENTSCOPE_*` environment variable it names, then reload.")
         st.stop()
 
     state, collecting, child = _collector(str(config.store_dir.resolve()), config)
-    ui.set_config(config, (state, collecting))
+    session.set_config(config, (state, collecting))
     if state == "error":
-        st.warning(f"The background collector could not start: {ui.md(collecting)}")
+        st.warning(f"The background collector could not start: {md(collecting)}")
 
     pages = st.navigation([
         st.Page(PAGES_DIR / file, title=title, icon=icon, default=file == PAGES[0][0])
@@ -66,9 +67,12 @@ def main() -> None:
 
     @st.fragment(run_every=config.dashboard.refresh_s)
     def _sidebar() -> None:
-        ui.sidebar(config, "not running" if state == "error" else child.describe() if child else collecting)
+        if widgets.clusters_changed():  # the selector (outside this fragment) must offer them
+            st.rerun()
+        widgets.sidebar(config, "not running" if state == "error" else child.describe() if child else collecting)
 
     with st.sidebar:
+        widgets.cluster_selector()  # outside the fragment: a new choice reruns the page
         _sidebar()
 
     pages.run()

@@ -240,14 +240,7 @@ def cmd_graph(args, config) -> int:
 
 def _asyncapi(args, config, g, events) -> int:
     """All services as ``{name: document}``, one with ``--service``, or files with ``--out``."""
-    hosts, kinds = {}, {}
-    for source in config.all_sources():  # each cluster's server, by its name
-        kinds[source.name] = source.kind
-        if source.kind == "kafka":
-            hosts[source.name] = asyncapi.server_hosts(kafka_bootstrap=source.address())["kafka"]
-        elif source.kind == "redis":
-            hosts[source.name] = asyncapi.server_hosts(redis_url=source.address())["redis"]
-    docs = asyncapi.asyncapi_documents(g, events, hosts, kinds=kinds)
+    docs = asyncapi.asyncapi_documents(g, events, asyncapi.server_hosts(config.all_sources()))
     indent = None if args.json else 2
     if args.service is not None:
         if args.service not in docs:

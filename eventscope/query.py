@@ -33,6 +33,7 @@ from eventscope.graph import infer
 from eventscope.store import UNREADABLE, Store, file_columns
 
 CACHE_BYTES = 64 * 1024 * 1024
+CLUSTER_FRAMES = ("lag_groups", "dlq_latest", "topics_latest")  # where the clusters in a store are named
 DUCKDB_MEMORY = "256MB"  # what one process's scans may hold before DuckDB spills to disk
 DLQ_WINDOW_S = 300.0  # what a DLQ's growth is measured over
 HISTORY_SERIES = 8  # topics of one group charted one by one; the rest are one series
@@ -158,7 +159,8 @@ class Scanner:
         return out[wanted]
 
     def newest_per(self, store: Store, name: str, keys: list[str], per: int, columns: list[str],
-                   since: pd.Timestamp | None = None, condition: str = "TRUE") -> pd.DataFrame:
+                   since: pd.Timestamp | None = None, condition: str = "TRUE",
+                   where: dict | None = None) -> pd.DataFrame:
         """The newest ``per`` rows of ``name`` (since ``since``) for each value of ``keys``
         (nulls as ``''``), where the SQL ``condition`` holds: ``columns`` only, oldest first.
         DuckDB picks them (``QUALIFY row_number()``), so only those rows are decoded."""
@@ -169,7 +171,7 @@ class Scanner:
             return ", ".join((f'COALESCE("{c}", \'\') AS "{c}"' if c in keys else f'"{c}"') if c in present
                              else f'NULL AS "{c}"' for c in wanted)
         partition = ", ".join(f'COALESCE("{k}", \'\')' for k in keys)
-        table = self._run(store, name, since, None, None, select, [],
+        table = self._run(store, name, since, None, where, select, [],
                           f'AND ({condition}) QUALIFY row_number() OVER (PARTITION BY {partition} '
                           f'ORDER BY "{tcol}" DESC) <= {int(per)} ORDER BY "{tcol}"')
         if table is None:
@@ -264,16 +266,31 @@ class Queries:
         return self.cache.get((name, versions, args), compute)
 
     # -- lag ------------------------------------------------------------------------
-    def lag_groups(self) -> pd.DataFrame:
-        """Every group and topic now (``lag_groups``), worst first: status, then seconds behind."""
-        return self.cached("lag_groups", ("lag_groups",), (), lambda: worst_first(self.store.get("lag_groups")))
+    def clusters(self) -> pd.DataFrame:
+        """Every cluster the store holds rows of now (``broker``, ``kind``), by name: from
+        the snapshots of groups, dead-letter queues and topics (a few columns of each)."""
+        def compute():
+            frames = [self.store.get(name, columns=["broker", "kind"]) for name in CLUSTER_FRAMES]
+            rows = pd.concat([f for f in frames if not f.empty] or [pd.DataFrame(columns=["broker", "kind"])],
+                             ignore_index=True)
+            rows = rows.dropna(subset=["broker"]).astype({"broker": str})
+            rows["kind"] = rows["kind"].fillna(rows["broker"]).astype(str)
+            return (rows.drop_duplicates("broker").sort_values("broker", kind="stable")
+                    [["broker", "kind"]].reset_index(drop=True))
+        return self.cached("clusters", CLUSTER_FRAMES, (), compute)
+
+    def lag_groups(self, brokers: tuple[str, ...] = ()) -> pd.DataFrame:
+        """Every group and topic now (``lag_groups``), worst first: status, then seconds behind;
+        of the clusters ``brokers`` names when given (read from the file filtered)."""
+        return self.cached("lag_groups", ("lag_groups",), (tuple(brokers),),
+                           lambda: worst_first(self.store.get("lag_groups", where=_on(brokers))))
 
     def lag_page(self, search: str = "", statuses: tuple[str, ...] = (), brokers: tuple[str, ...] = (),
                  offset: int = 0, limit: int = 50) -> tuple[pd.DataFrame, int]:
         """One page of :meth:`lag_groups` matching a name search, statuses and brokers, and
         how many rows match in all."""
         def compute():
-            rows = self.lag_groups()
+            rows = self.lag_groups(brokers)
             keep = pd.Series(True, index=rows.index)
             if search:
                 needle = search.lower()
@@ -281,18 +298,16 @@ class Queries:
                          | rows["topic"].str.lower().str.contains(needle, regex=False)).fillna(False)
             if statuses:
                 keep &= rows["status"].isin(statuses).fillna(False)
-            if brokers:
-                keep &= rows["broker"].isin(brokers).fillna(False)
             matched = rows[keep.to_numpy()]
             return matched.iloc[offset:offset + limit].reset_index(drop=True), int(len(matched))
         return self.cached("lag_page", ("lag_groups",), (search, statuses, brokers, offset, limit), compute)
 
-    def status_counts(self) -> pd.DataFrame:
-        """Group-topics per broker and status now."""
+    def status_counts(self, brokers: tuple[str, ...] = ()) -> pd.DataFrame:
+        """Group-topics per broker and status now (of ``brokers`` when given)."""
         def compute():
-            rows = self.store.get("lag_groups", columns=["broker", "status"])
+            rows = self.store.get("lag_groups", columns=["broker", "status"], where=_on(brokers))
             return rows.groupby(["broker", "status"], observed=True).size().rename("count").reset_index()
-        return self.cached("status_counts", ("lag_groups",), (), compute)
+        return self.cached("status_counts", ("lag_groups",), (tuple(brokers),), compute)
 
     def lag_partitions(self, broker: str | None = None, group: str | None = None,
                        topics: tuple[str, ...] = ()) -> pd.DataFrame:
@@ -332,14 +347,14 @@ class Queries:
         return self.cached("group_history", ("lag_groups", "lag_1m", "lag_1m_open"),
                             (broker, group, since.floor("1min"), top), compute)
 
-    def worst_history(self, since: pd.Timestamp, limit: int = 10) -> pd.DataFrame:
+    def worst_history(self, since: pd.Timestamp, limit: int = 10, brokers: tuple[str, ...] = ()) -> pd.DataFrame:
         """Lag per minute of the ``limit`` worst groups now (the Overview's chart): one
-        ``series`` per broker:group, summed over its topics."""
+        ``series`` per broker:group, summed over its topics; of ``brokers`` when given."""
         def compute():
-            worst = self.lag_groups().drop_duplicates(["broker", "group"]).head(limit)
+            worst = self.lag_groups(brokers).drop_duplicates(["broker", "group"]).head(limit)
             if worst.empty:
                 return pd.DataFrame(columns=["minute", "series", "lag", "lag_seconds"])
-            where = {"group": list(worst["group"])}
+            where = {"group": list(worst["group"]), "broker": sorted(set(worst["broker"]))}
             columns = ["minute", "broker", "group", "lag", "lag_seconds"]
             rows = pd.concat([self.scan("lag_1m", since=since, columns=columns, where=where),
                               self.store.get("lag_1m_open", columns=columns, where=where)], ignore_index=True)
@@ -349,7 +364,7 @@ class Queries:
                 lag=("lag", "sum"), lag_seconds=("lag_seconds", "max")).reset_index()
             return out
         return self.cached("worst_history", ("lag_groups", "lag_1m", "lag_1m_open"),
-                            (since.floor("1min"), limit), compute)
+                            (since.floor("1min"), limit, tuple(brokers)), compute)
 
     def members(self, broker: str, group: str) -> pd.DataFrame:
         """A group's members in its newest sample."""
@@ -368,30 +383,35 @@ class Queries:
                             lambda: self.scan("lag", since=since, where={"broker": broker, "group": group}))
 
     # -- dead letters --------------------------------------------------------------------
-    def dlq_summary(self, now: pd.Timestamp | None = None) -> pd.DataFrame:
+    def dlq_summary(self, now: pd.Timestamp | None = None, brokers: tuple[str, ...] = ()) -> pd.DataFrame:
         """One row per DLQ: depth, growth over 5 minutes, oldest age, reasons, unprocessed and
-        pre-DLQ pressure (``analysis.dlq.summary``), and ``sampled_at`` of its newest sample."""
+        pre-DLQ pressure (``analysis.dlq.summary``), and ``sampled_at`` of its newest sample;
+        of the clusters ``brokers`` names when given."""
         def compute():
             start = _newest(self.store, "dlq", DLQ_WINDOW_S)
-            dlq = self.scan("dlq", since=start)
+            dlq = self.scan("dlq", since=start, where=_on(brokers))
             dlq = dlq[dlq["sampled_at"] > start]  # the window is (newest - 5 min, newest], as the alerts see it
             if dlq.empty:
                 return dlq_analysis.summary(dlq).assign(sampled_at=pd.Series(dtype="datetime64[ns, UTC]"))
-            lag = self.store.get("lag_latest", where={"topic": sorted(set(dlq["dlq"].astype(str)))})
+            lag = self.store.get("lag_latest", where={"topic": sorted(set(dlq["dlq"].astype(str))),
+                                                      **_on(brokers)})
             out = dlq_analysis.summary(dlq, window_s=DLQ_WINDOW_S, now=now, lag=lag,
-                                       stuck=self.store.get("stuck_latest"))
+                                       stuck=self.store.get("stuck_latest", where=_on(brokers)))
             newest = dlq.groupby(["broker", "dlq"], observed=True)["sampled_at"].max().rename("sampled_at")
             return out.join(newest, on=["broker", "dlq"])
-        return self.cached("dlq_summary", ("dlq", "lag_latest", "stuck_latest"), (now,), compute)
+        return self.cached("dlq_summary", ("dlq", "lag_latest", "stuck_latest"), (now, tuple(brokers)), compute)
 
-    def dlq_history(self, since: pd.Timestamp) -> pd.DataFrame:
-        """Depth per minute of every DLQ since ``since`` (``dlq_1m`` and the open minute)."""
+    def dlq_history(self, since: pd.Timestamp, brokers: tuple[str, ...] = ()) -> pd.DataFrame:
+        """Depth per minute of every DLQ since ``since`` (``dlq_1m`` and the open minute), of
+        ``brokers`` when given."""
         def compute():
             columns = ["minute", "broker", "dlq", "depth", "depth_max"]
-            rows = pd.concat([self.scan("dlq_1m", since=since, columns=columns),
-                              self.store.get("dlq_1m_open", columns=columns)], ignore_index=True)
+            rows = pd.concat([self.scan("dlq_1m", since=since, columns=columns, where=_on(brokers)),
+                              self.store.get("dlq_1m_open", columns=columns, where=_on(brokers))],
+                             ignore_index=True)
             return rows.sort_values("minute", kind="stable").reset_index(drop=True)
-        return self.cached("dlq_history", ("dlq_1m", "dlq_1m_open"), (since.floor("1min"),), compute)
+        return self.cached("dlq_history", ("dlq_1m", "dlq_1m_open"), (since.floor("1min"), tuple(brokers)),
+                           compute)
 
     def dead_letters(self, broker: str, dlq: str, since: pd.Timestamp) -> pd.DataFrame:
         """The dead letters of one DLQ read since ``since`` (``events`` rows, filtered in the files)."""
@@ -408,12 +428,14 @@ class Queries:
         return dlq_analysis.recent_messages(self.dead_letters(broker, dlq, since), broker, dlq, limit=limit)
 
     # -- events, traces, health ----------------------------------------------------------
-    def events(self, since: pd.Timestamp, columns: tuple[str, ...] | None = None) -> pd.DataFrame:
-        """``events`` since ``since``, only ``columns`` if given."""
-        return self.cached("events", ("events",), (since.floor("10s"), columns),
-                            lambda: self.scan("events", since=since, columns=list(columns) if columns else None))
+    def events(self, since: pd.Timestamp, columns: tuple[str, ...] | None = None,
+               brokers: tuple[str, ...] = ()) -> pd.DataFrame:
+        """``events`` since ``since``, only ``columns`` if given, of ``brokers`` when given."""
+        return self.cached("events", ("events",), (since.floor("10s"), columns, tuple(brokers)),
+                            lambda: self.scan("events", since=since, columns=list(columns) if columns else None,
+                                              where=_on(brokers)))
 
-    def event_samples(self, since: pd.Timestamp, per_type: int) -> pd.DataFrame:
+    def event_samples(self, since: pd.Timestamp, per_type: int, brokers: tuple[str, ...] = ()) -> pd.DataFrame:
         """The newest ``per_type`` live, decoded events of each (event type, schema version)
         since ``since``, with their masked payload and headers: what the catalog infers
         shapes from, without decoding every payload of the window."""
@@ -423,15 +445,16 @@ class Queries:
         def compute():
             if self.engine == "duckdb":
                 return _scanner().newest_per(self.store, "events", ["event_type", "schema_version"], per_type,
-                                             columns, since=since, condition=condition)
-            return infer.samples(self.scan("events", since=since, columns=columns), per_type)
-        return self.cached("event_samples", ("events",), (since.floor("10s"), per_type), compute)
+                                             columns, since=since, condition=condition, where=_on(brokers))
+            return infer.samples(self.scan("events", since=since, columns=columns, where=_on(brokers)), per_type)
+        return self.cached("event_samples", ("events",), (since.floor("10s"), per_type, tuple(brokers)), compute)
 
-    def trace_summary(self, since: pd.Timestamp, quiet_s: float) -> pd.DataFrame:
-        """Per correlation ID since ``since``: first/last time, events, duration, outcome."""
+    def trace_summary(self, since: pd.Timestamp, quiet_s: float, brokers: tuple[str, ...] = ()) -> pd.DataFrame:
+        """Per correlation ID since ``since``: first/last time, events, duration, outcome; of
+        the events on ``brokers`` when given."""
         columns = ("correlation_id", "at", "broker_at", "dead_letter", "offset")
-        return self.cached("trace_summary", ("events",), (since.floor("10s"), quiet_s),
-                            lambda: trace_analysis.summary(self.events(since, columns), quiet_s=quiet_s))
+        return self.cached("trace_summary", ("events",), (since.floor("10s"), quiet_s, tuple(brokers)),
+                            lambda: trace_analysis.summary(self.events(since, columns, brokers), quiet_s=quiet_s))
 
     def consumed_topics(self, since: pd.Timestamp) -> dict:
         """What each producer (service, event type) reads, learned from the events since
@@ -499,6 +522,11 @@ class Queries:
     def topics(self) -> pd.DataFrame:
         """The newest offsets of every partition (``topics_latest``)."""
         return self.cached("topics", ("topics_latest",), (), lambda: self.store.get("topics_latest"))
+
+
+def _on(brokers) -> dict:
+    """The ``where`` that keeps the rows of the clusters ``brokers`` names (none: every row)."""
+    return {"broker": sorted(brokers)} if brokers else {}
 
 
 _SCANNER: Scanner | None = None

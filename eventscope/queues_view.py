@@ -6,7 +6,7 @@ outside ``/``); its numbers come from the newest ``queues`` sample (``queues_lat
 The pure parts (:func:`queue_for`, :func:`queue_facts`, :func:`verdict_reason`,
 :func:`dlq_notice_text`) take frames and rows and return text; :func:`queue_detail` and
 :func:`dlq_notice` draw them with Streamlit. Queue names come from the broker: they only
-reach the page through :func:`eventscope.dashboard.md` (Markdown-escaped) or ``st.metric``.
+reach the page through :func:`eventscope.ui.format.md` (Markdown-escaped) or ``st.metric``.
 """
 from __future__ import annotations
 
@@ -15,7 +15,8 @@ import math
 import pandas as pd
 import streamlit as st
 
-from eventscope import dashboard as ui
+from eventscope.ui.format import md
+from eventscope.ui.session import queries
 
 UNSEEN = ("RabbitMQ shows no message of a queue without taking it off the queue, and eventscope "
           "never consumes: there are no events, payloads or traces from RabbitMQ queues.")
@@ -106,7 +107,7 @@ def dlq_notice_text(q: dict | None, kind: str | None) -> tuple[str, str] | None:
 
 # -- drawing (Streamlit) -------------------------------------------------------------------
 def _queues() -> pd.DataFrame:
-    q = ui.queries()
+    q = queries()
     return q.cached("queues_latest", ("queues_latest",), (), lambda: q.store.get("queues_latest"))
 
 
@@ -117,8 +118,8 @@ def queue_detail(broker: str, group: str, status: str | None = None) -> bool:
     if q is None:
         return False
     facts = queue_facts(q)
-    st.markdown(f"RabbitMQ **{ui.md(q.get('type') or 'classic')}** queue **{ui.md(q.get('queue'))}** "
-                f"in vhost **{ui.md(q.get('vhost'))}** · state {ui.md(q.get('state') or '—')}"
+    st.markdown(f"RabbitMQ **{md(q.get('type') or 'classic')}** queue **{md(q.get('queue'))}** "
+                f"in vhost **{md(q.get('vhost'))}** · state {md(q.get('state') or '—')}"
                 + (" · a dead-letter queue" if _flag(q.get("is_dlq")) else ""))
     columns = st.columns(len(facts))
     helps = {"Ready": "messages waiting for a consumer (the lag)",

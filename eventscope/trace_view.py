@@ -32,8 +32,11 @@ def _ms(value) -> str:
 
 
 def labels(trace: dict) -> list[str]:
-    """The y-axis label of each event: ``n. topic · event type`` (escaped)."""
-    return [f"{i + 1}. {_e(e['topic'], 40)} · {_e(e['event_type'], 40)}" for i, e in enumerate(trace["events"])]
+    """The y-axis label of each event: ``n. topic · event type`` (escaped), and its cluster
+    (``n. topic (prod-eu) · event type``) when the trace crosses more than one."""
+    several = len({e.get("broker") for e in trace["events"]}) > 1
+    return [f"{i + 1}. {_e(e['topic'], 40)}" + (f" ({_e(e.get('broker'), 30)})" if several else "")
+            + f" · {_e(e['event_type'], 40)}" for i, e in enumerate(trace["events"])]
 
 
 def waterfall(trace: dict) -> go.Figure:

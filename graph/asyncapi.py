@@ -9,8 +9,9 @@ own (a pure consumer such as an e-mail sender). A group belongs to service S whe
    only group on A not already owned by another service (``payment-compensation`` reads
    ``inventory`` and is the only candidate for payment-service's refunds).
 
-Each document has the brokers as ``servers``; one channel per topic/stream it touches
-(``address`` = the topic or stream name); a ``send`` operation per topic it produces to
+Each document has the clusters its channels live on as ``servers``, one per cluster by its
+configured name (host and protocol from the config: :func:`server_hosts`); one channel per
+topic/stream it touches (``address`` = the topic or stream name), bound to its cluster's server; a ``send`` operation per topic it produces to
 and a ``receive`` operation per topic it consumes (from its groups, or from ``causes``
 edges through it); one message per (event type, schema version) seen on the channel,
 with the payload and headers JSON Schema inferred by genson from sampled payloads
@@ -24,10 +25,11 @@ from urllib.parse import urlsplit
 import networkx as nx
 import pandas as pd
 
+from eventscope.collectors import kinds
 from eventscope.graph.infer import SAMPLES, message_shapes
 
 UNDECODABLE = "<undecodable>"
-PROTOCOLS = {"kafka": "kafka", "redis": "redis"}
+KIND_WORDS = {"kafka": "Kafka topic", "redis": "Redis stream", "rabbitmq": "RabbitMQ queue"}
 _SEPARATORS = "-._:/"
 
 
@@ -79,15 +81,31 @@ def applications(graph: nx.DiGraph) -> dict[str, dict]:
             for name, app in sorted(apps.items())}
 
 
-def server_hosts(kafka_bootstrap: str | None = None, redis_url: str | None = None) -> dict[str, str]:
-    """``host[:port]`` per broker for the ``servers`` section (no credentials, first bootstrap)."""
-    hosts = {}
-    if kafka_bootstrap:
-        hosts["kafka"] = kafka_bootstrap.split(",")[0].strip().split("://")[-1]
-    if redis_url:
-        parts = urlsplit(redis_url)
-        hosts["redis"] = (parts.hostname or "localhost") + (f":{parts.port}" if parts.port else "")
-    return hosts
+def protocol(kind: str) -> str:
+    """AsyncAPI's protocol name for a broker kind (the registry's ``SourceKind.protocol``)."""
+    registered = kinds().get(str(kind))
+    return (registered.protocol if registered is not None else "") or str(kind)
+
+
+def host(address: str) -> str:
+    """``host[:port]`` of a source's address: the first of a bootstrap list, a URL's host and
+    port (no scheme, user, password or path)."""
+    first = str(address).split(",")[0].strip()
+    if "://" in first:
+        parts = urlsplit(first)
+        try:
+            port = parts.port
+        except ValueError:
+            port = None
+        return (parts.hostname or "localhost") + (f":{port}" if port else "")
+    return first.rpartition("@")[2].partition("/")[0] or "localhost"
+
+
+def server_hosts(sources) -> dict[str, dict]:
+    """One entry per configured source (``Config.all_sources()``), by its name: ``{"host":
+    host[:port], "protocol": the kind's AsyncAPI protocol, "kind": kind}`` (no credentials)."""
+    return {str(s.name): {"host": host(s.address()), "protocol": protocol(s.kind), "kind": str(s.kind)}
+            for s in sources}
 
 
 def _observed(events: pd.DataFrame) -> pd.DataFrame:
@@ -126,22 +144,24 @@ def _message(event_type: str, version: str, count: int, shape: dict | None) -> d
     return message
 
 
-def asyncapi_documents(graph: nx.DiGraph, events: pd.DataFrame, hosts: dict[str, str] | None = None,
-                       samples: int = SAMPLES, kinds: dict[str, str] | None = None) -> dict[str, dict]:
-    """One AsyncAPI 3.0 document per application (see :func:`applications`), by name.
-    ``hosts`` and ``kinds`` are by cluster name (a node's ``broker``); a cluster's kind
-    (``kafka``, ``redis``) is also read from its events, and is the name itself otherwise."""
+def asyncapi_documents(graph: nx.DiGraph, events: pd.DataFrame, servers: dict[str, dict] | None = None,
+                       samples: int = SAMPLES) -> dict[str, dict]:
+    """One AsyncAPI 3.0 document per application (see :func:`applications`), by name;
+    ``servers`` as :func:`server_hosts` makes them. A cluster seen in the traffic but not
+    configured (a recorded store) gets a server on ``localhost`` that says so, its kind
+    from the events' ``kind`` column."""
+    servers = dict(servers or {})
+    if events is not None and not events.empty and "kind" in events:
+        seen = events[["broker", "kind"]].dropna().drop_duplicates("broker")
+        for broker, kind in zip(seen["broker"].astype(str), seen["kind"].astype(str)):
+            servers.setdefault(broker, {"host": "localhost", "protocol": protocol(kind), "kind": kind,
+                                        "configured": False})
     observed = _observed(events)
     counts = observed.groupby(["broker", "topic", "service", "event_type", "schema_version"],
                               sort=True).size()
     shapes = message_shapes(events, samples) if not observed.empty else {}
     span = _span(events)
-    known = {}
-    if events is not None and not events.empty and "kind" in events:
-        seen = events[["broker", "kind"]].dropna().drop_duplicates()
-        known.update(zip(seen["broker"].astype(str), seen["kind"].astype(str)))
-    known.update(kinds or {})
-    return {name: _document(name, app, graph, counts, shapes, hosts or {}, span, known)
+    return {name: _document(name, app, graph, counts, shapes, servers, span)
             for name, app in applications(graph).items()}
 
 
@@ -153,8 +173,19 @@ def _span(events: pd.DataFrame) -> str:
             f"and {at.max().isoformat()}")
 
 
+def _server(broker: str, servers: dict) -> dict:
+    """The ``servers`` entry of one cluster."""
+    known = servers.get(broker)
+    if known is None:  # neither configured nor named in the events: its name may be its kind's
+        known = {"host": "localhost", "protocol": protocol(broker), "kind": broker, "configured": False}
+    kind = known.get("kind") or broker
+    words = f"the {kind} cluster {broker} eventscope watched"
+    return {"host": known["host"], "protocol": known["protocol"],
+            "description": words + ("" if known.get("configured", True) else " (address not configured)")}
+
+
 def _document(name: str, app: dict, graph: nx.DiGraph, counts: pd.Series, shapes: dict,
-              hosts: dict, span: str, kinds: dict) -> dict:
+              servers: dict, span: str) -> dict:
     doc = {"asyncapi": "3.0.0",
            "info": {"title": str(name), "version": "observed",
                     "description": f"What {name} was observed doing, reconstructed by eventscope "
@@ -166,12 +197,10 @@ def _document(name: str, app: dict, graph: nx.DiGraph, counts: pd.Series, shapes
         for nid in topics:
             attrs = graph.nodes[nid]
             broker, topic = str(attrs.get("broker")), str(attrs.get("label"))
-            kind = kinds.get(broker, broker)
-            doc["servers"].setdefault(component_key(broker), {
-                "host": hosts.get(broker, "localhost"), "protocol": PROTOCOLS.get(kind, kind),
-                "description": f"the {broker} broker eventscope watched"
-                               + ("" if broker in hosts else " (address not configured)")})
+            server = _server(broker, servers)
+            doc["servers"].setdefault(component_key(broker), server)
             channel_key = component_key(f"{broker}.{topic}")
+            kind = (servers.get(broker) or {}).get("kind", broker)
             channel = doc["channels"].setdefault(channel_key, _channel(broker, topic, attrs, kind))
             keys = _channel_messages(doc, channel, counts, shapes, broker, topic,
                                      graph.nodes[app["service"]]["label"]
@@ -191,10 +220,9 @@ def _document(name: str, app: dict, graph: nx.DiGraph, counts: pd.Series, shapes
     return doc
 
 
-def _channel(broker: str, topic: str, attrs: dict, broker_kind: str) -> dict:
-    kind = "dead-letter queue" if attrs.get("kind") == "dlq" else (
-        "Kafka topic" if broker_kind == "kafka" else "Redis stream")
-    channel = {"address": topic, "title": topic, "description": f"{kind} `{topic}`",
+def _channel(broker: str, topic: str, attrs: dict, kind: str) -> dict:
+    what = "dead-letter queue" if attrs.get("kind") == "dlq" else KIND_WORDS.get(kind, f"{kind} channel")
+    channel = {"address": topic, "title": topic, "description": f"{what} `{topic}` on {broker}",
                "servers": [{"$ref": f"#/servers/{component_key(broker)}"}], "messages": {}}
     if "{" in topic or "}" in topic:  # braces would read as address parameters
         channel["address"] = None

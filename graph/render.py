@@ -96,7 +96,7 @@ def node_title(attrs: dict) -> str:
     if attrs.get("members", 1) > 1:
         lines.append(f"{attrs['members']} merged nodes")
     if attrs.get("broker"):
-        lines.append(f"broker: {attrs['broker']}")
+        lines.append(f"cluster: {attrs['broker']}")
     if attrs.get("queue_type"):
         lines.append(f"RabbitMQ {attrs['queue_type']} queue")
     if attrs.get("health"):

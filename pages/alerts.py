@@ -1,5 +1,7 @@
 """Alerts: what fires now, the last hour on a timeline, every rule against its threshold,
-and a what-if that replays edited thresholds over the last hour before they are saved."""
+and a what-if that replays edited thresholds over the last hour before they are saved.
+Each lists the subjects of the clusters chosen in the sidebar; a subject names its cluster
+(``prod-eu:orders-svc/orders``)."""
 from __future__ import annotations
 
 import html
@@ -7,16 +9,16 @@ import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
 
-from eventscope import dashboard as ui
+from eventscope.ui import data, format as fmt, session, widgets
 from eventscope.alerts_view import detail_link, episodes, format_value
 from eventscope.analysis.rules import METRICS, STATUSES, RuleError, parse_rule
+from eventscope.palette import PHASE_COLORS
 
-cfg = ui.config()
+cfg = session.config()
 st.title("Alerts")
 SEVERITY_ORDER = {"critical": 0, "warning": 1}
 TABLE_ROWS = 200  # rows a table shows at most; an incident on a big cluster fires thousands
 TIMELINE_ROWS = 40  # episodes drawn on a timeline at most
-PHASE_COLORS = {"pending": "#c8c8c8", "warning": "#f0a020", "critical": "#d62728"}
 
 
 def _firing_table(firing: pd.DataFrame) -> None:
@@ -26,15 +28,16 @@ def _firing_table(firing: pd.DataFrame) -> None:
     total = len(firing)
     firing = firing.head(TABLE_ROWS)
     view = pd.DataFrame({
-        "severity": firing["severity"], "rule": firing["rule"].map(ui.safe_text),
-        "subject": firing["subject"].map(ui.safe_text),
+        "severity": firing["severity"], "rule": firing["rule"].map(fmt.safe_text),
+        "cluster": firing["subject"].map(lambda s: fmt.safe_text(data.subject_cluster(s))),
+        "subject": firing["subject"].map(fmt.safe_text),
         "value": [format_value(m, v, d) for m, v, d in zip(firing["metric"], firing["value"], firing["detail"])],
         "threshold": [format_value(m, t, "STALL, STOP" if m == "lag_status" else "")
                       for m, t in zip(firing["metric"], firing["threshold"])],
-        "firing for": [ui.duration((now - pd.Timestamp(f)).total_seconds()) if f else "—"
+        "firing for": [fmt.duration((now - pd.Timestamp(f)).total_seconds()) if f else "—"
                        for f in firing["fired_at"]],
         "since": pd.to_datetime(firing["since"], utc=True)})
-    st.dataframe(ui.styled(view, "severity"), hide_index=True, placeholder="—", key="alerts_table",
+    st.dataframe(fmt.styled(view, "severity"), hide_index=True, placeholder="—", key="alerts_table",
                  column_config={"since": st.column_config.DatetimeColumn(
                      "condition since (UTC)", format="YYYY-MM-DD HH:mm:ss")})
     if total > TABLE_ROWS:
@@ -46,7 +49,7 @@ def _firing_table(firing: pd.DataFrame) -> None:
         cols = st.columns(min(3, len(links)))
         for i, (subject, (page, query)) in enumerate(links):
             with cols[i % len(cols)]:
-                ui.page_link(page, label=f"Open {ui.md(ui.safe_text(subject, 60))}",
+                widgets.page_link(page, label=f"Open {fmt.md(fmt.safe_text(subject, 60))}",
                              icon=":material/arrow_forward:", query_params=query)
 
 
@@ -83,10 +86,10 @@ def timeline(eps: pd.DataFrame, now: pd.Timestamp, height: int | None = None) ->
 @st.fragment(run_every=cfg.dashboard.refresh_s)
 def alerts_now() -> None:
     """Firing alerts worst first, pending ones, and the last hour's timeline; refreshes itself."""
-    firing = ui.firing_alerts()
-    history = ui.alert_history()
-    if firing.empty and history.empty and ui.newest_sample("lag") is None and ui.newest_sample("dlq") is None:
-        ui.empty_state("This page lists firing alerts (lag, stalled groups, dead letters, stuck "
+    firing = data.firing_alerts()
+    history = data.alert_history()
+    if firing.empty and history.empty and data.newest_sample("lag") is None and data.newest_sample("dlq") is None:
+        widgets.empty_state("This page lists firing alerts (lag, stalled groups, dead letters, stuck "
                        "entries, collector failures) with their value, threshold and since when.")
         return
     critical = int((firing["severity"] == "critical").sum())
@@ -102,7 +105,7 @@ def alerts_now() -> None:
     pending = eps[eps["state"] == "pending"]
     if not pending.empty:
         st.caption("Pending (over the line, waiting out `for_s`): " + ", ".join(
-            f"{ui.md(r.rule)} on {ui.md(r.subject)}" for r in pending.head(8).itertuples(index=False)))
+            f"{fmt.md(r.rule)} on {fmt.md(r.subject)}" for r in pending.head(8).itertuples(index=False)))
     st.subheader("Last hour")
     shown = eps[eps["fired_at"].notna() | (eps["state"] == "pending")]
     if shown.empty:
@@ -119,7 +122,7 @@ def alerts_now() -> None:
 
 def rules_table() -> None:
     """Every rule with each subject's current value against its thresholds."""
-    table = ui.alert_rules_now()
+    table = data.alert_rules_now()
     st.subheader("Rules")
     if table.empty:
         st.caption("No values to judge yet.")
@@ -137,19 +140,19 @@ def rules_table() -> None:
     total = len(table)
     table = table.head(TABLE_ROWS)
 
-    def fmt(column):
+    def formatted(column):
         return [v if isinstance(v, str) else format_value(m, v) for m, v in zip(table["metric"], table[column])]
     view = table.assign(value=[v if isinstance(v, str) else format_value(m, v)
                                for m, v in zip(table["metric"], table["value"])],
-                        warning=fmt("warning"), critical=fmt("critical"), clear=fmt("clear"),
-                        subject=table["subject"].map(ui.safe_text))
-    st.dataframe(ui.styled(view, "severity"), hide_index=True, placeholder="—", key="alert_rules",
+                        warning=formatted("warning"), critical=formatted("critical"), clear=formatted("clear"),
+                        subject=table["subject"].map(fmt.safe_text))
+    st.dataframe(fmt.styled(view, "severity"), hide_index=True, placeholder="—", key="alert_rules",
                  height=min(38 + 35 * len(view), 420),
                  column_config={"for_s": st.column_config.NumberColumn("for (s)", format="%g")})
     if total > TABLE_ROWS:
         st.caption(f"{TABLE_ROWS} of {total:,} rows (firing and pending first): filter by name to find a subject.")
     if not silent.empty:
-        names = ", ".join(sorted({ui.md(r) for r in silent["rule"]}))
+        names = ", ".join(sorted({fmt.md(r) for r in silent["rule"]}))
         st.caption(f"No threshold set (silenced): {names} on {silent['subject'].nunique()} subject(s).")
     st.caption("Built-in rules plus `[[alerts.rules]]` from the config; for each metric and subject "
                "the last matching rule applies. `eventscope alerts --json --exit-code` exits 1 when a "
@@ -159,7 +162,7 @@ def rules_table() -> None:
 def _threshold(value) -> str:
     if value is None or (not isinstance(value, str) and pd.isna(value)):
         return "—"
-    return value if isinstance(value, str) else ui.number(value)
+    return value if isinstance(value, str) else fmt.number(value)
 
 
 def what_if() -> None:
@@ -197,13 +200,13 @@ def what_if() -> None:
     try:
         edited = parse_rule(raw, "rule", cfg.alerts.for_s, cfg.alerts.clear_ratio)
     except RuleError as exc:
-        st.error(f"Not a valid rule: {ui.md(exc)}")
+        st.error(f"Not a valid rule: {fmt.md(exc)}")
         return
     if st.button("Replay the last hour", key="whatif_run", type="primary"):
         same = [r for r in rules if r.metric == rule.metric]  # only this metric needs replaying
         with st.spinner("Replaying the last hour…"):
-            before = episodes(ui.what_if_transitions(same))
-            after = episodes(ui.what_if_transitions([r for r in same if r.name != rule.name] + [edited]))
+            before = episodes(data.what_if_transitions(same))
+            after = episodes(data.what_if_transitions([r for r in same if r.name != rule.name] + [edited]))
         st.session_state["whatif_result"] = (edited, before[before["rule"] == rule.name],
                                              after[after["rule"] == rule.name])
     result = st.session_state.get("whatif_result")
@@ -212,7 +215,7 @@ def what_if() -> None:
     edited, before, after = result
     fired_before = before[before["fired_at"].notna()]
     fired_after = after[after["fired_at"].notna()]
-    st.markdown(f"Over the last hour **{ui.md(rule.name)}** fired **{len(fired_before)}** time(s) as "
+    st.markdown(f"Over the last hour **{fmt.md(rule.name)}** fired **{len(fired_before)}** time(s) as "
                 f"configured, and would have fired **{len(fired_after)}** time(s) with these settings "
                 f"({int((fired_after['severity'] == 'critical').sum())} critical).")
     if not fired_after.empty:
@@ -232,7 +235,7 @@ def webhooks() -> None:
         st.caption("Webhook notifications: none configured (`[[alerts.webhooks]]`).")
         return
     st.caption("Webhook notifications (on firing, escalation and resolve): " + "; ".join(
-        f"{ui.md(h.label)} ({h.format}, {h.min_severity} and above)" for h in hooks))
+        f"{fmt.md(h.label)} ({h.format}, {h.min_severity} and above)" for h in hooks))
 
 
 alerts_now()

@@ -4,32 +4,38 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
-from eventscope import dashboard as ui
+from eventscope.ui import data, format as fmt, session, widgets
 from eventscope.graph.infer import schema_fields
 
 WINDOWS = {"last 15 minutes": 900.0, "last hour": 3600.0, "last 6 hours": 21600.0,
            "last 24 hours": 86400.0}
 
-ui.config()
+session.config()
 st.title("Event catalog")
 st.caption("Every event type observed on the watched topics and streams, with its schema "
            "versions, producers (envelope source), consumer groups, rate and when it was first "
            "and last seen. Schemas are inferred from sampled payloads (personal data masked).")
 
 window = st.columns([1, 3])[0].selectbox("Time window", list(WINDOWS), index=1, key="catalog_window")
-table, shapes = ui.event_catalog(WINDOWS[window])
+table, shapes = data.event_catalog(WINDOWS[window])
 if table.empty:
-    ui.empty_state("This page lists every event type that flows, who produces and consumes it, "
+    widgets.empty_state("This page lists every event type that flows, who produces and consumes it, "
                    "and the JSON Schema inferred from its payloads.")
     st.stop()
 
-LISTS = ("schema_versions", "producers", "topics", "consumers")
-shown = table.assign(event_type=table["event_type"].map(ui.safe_text),
-                     **{c: table[c].map(lambda v: ui.safe_text(", ".join(v))) for c in LISTS})
+LISTS = ("schema_versions", "producers", "clusters", "topics", "consumers")
+# topics and consumers are named ``cluster:name``; the clusters an event type flows on, first
+table = table.assign(clusters=table["topics"].map(lambda places: sorted({str(p).split(":", 1)[0] for p in places})))
+shown = table.assign(event_type=table["event_type"].map(fmt.safe_text),
+                     **{c: table[c].map(lambda v: fmt.safe_text(", ".join(v))) for c in LISTS})
+shown = shown[["event_type", "clusters", *[c for c in shown.columns if c not in ("event_type", "clusters")]]]
 st.dataframe(shown, hide_index=True, key="catalog_table", placeholder="—",
              column_config={
                  "event_type": st.column_config.TextColumn("event type"),
                  "schema_versions": st.column_config.TextColumn("versions"),
+                 "clusters": st.column_config.TextColumn("clusters", help="the clusters it was seen on"),
+                 "topics": st.column_config.TextColumn("on (cluster:topic)"),
+                 "consumers": st.column_config.TextColumn("consumers (cluster:group)"),
                  "rate_per_s": st.column_config.NumberColumn("rate", format="%.2f /s"),
                  "dead_lettered": st.column_config.NumberColumn("dead-lettered"),
                  "first_seen": st.column_config.DatetimeColumn("first seen", format="MM-DD HH:mm:ss"),
@@ -43,7 +49,7 @@ left, right = st.columns(2)
 with left:
     st.markdown("**Produced by**")
     st.text("\n".join(row["producers"]) or "—")
-    st.markdown("**On**")
+    st.markdown("**On** (cluster:topic)")
     st.text("\n".join(row["topics"]) or "—")
 with right:
     st.markdown("**Consumed by**")
@@ -57,13 +63,13 @@ if not versions:
     st.info("No payload of this type was sampled yet.", icon=":material/data_object:")
 for version in versions:
     shape = shapes[(event_type, version)]
-    with st.expander(f"Schema version {ui.md(version) if version else '(none)'} · {shape['sampled']} payloads sampled",
+    with st.expander(f"Schema version {fmt.md(version) if version else '(none)'} · {shape['sampled']} payloads sampled",
                      expanded=version == versions[-1]):
         where = shape.get("correlation_id")
         st.text(f"Correlation ID: {where or 'not found in payload or headers'}")
         if shape.get("payload"):
             fields = pd.DataFrame(schema_fields(shape["payload"]), columns=["field", "type", "required"])
-            st.dataframe(fields.assign(field=fields["field"].map(ui.safe_text)), hide_index=True,
+            st.dataframe(fields.assign(field=fields["field"].map(fmt.safe_text)), hide_index=True,
                          key=f"catalog_fields_{version}", placeholder="—")
         else:
             st.text("No decodable payload in the sample.")

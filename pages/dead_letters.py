@@ -5,7 +5,7 @@ hidden), with a sparkline of its depth over the hour. One DLQ in detail: headlin
 numbers, reasons per minute, the reasons' shares and the newest messages with their
 metadata, the masked payload preview, optionally the headers, and a link to the trace
 lookup of each message's correlation ID. Broker-provided text only ever reaches the
-page through ``st.dataframe``, chart data, widget options or :func:`ui.md`; never as HTML.
+page through ``st.dataframe``, chart data, widget options or :func:`fmt.md`; never as HTML.
 """
 from __future__ import annotations
 
@@ -14,14 +14,15 @@ from urllib.parse import quote
 import pandas as pd
 import streamlit as st
 
-from eventscope import dashboard as ui
 from eventscope import queues_view
+from eventscope.ui import data, format as fmt, session, widgets
 
-cfg = ui.config()
+cfg = session.config()
 st.title("Dead letters")
 
 TABLE_CONFIG = {
-    "broker": st.column_config.TextColumn("broker", width="small"),
+    "broker": st.column_config.TextColumn("cluster", width="small", help="the cluster's configured name"),
+    "kind": st.column_config.TextColumn("kind", width="small", help="kafka, redis or rabbitmq"),
     "dlq": st.column_config.TextColumn("dead-letter queue"),
     "source_topic": st.column_config.TextColumn("failures from",
                                                 help="topic the dead letters came from"),
@@ -79,7 +80,7 @@ def _reasons(reasons: list[dict]) -> str:
 
 
 def _label(row) -> str:
-    return f"{row['dlq']}  ·  {row['broker']}"
+    return widgets.link_label(row["dlq"], row["broker"])
 
 
 def _pick(key: str, table: pd.DataFrame) -> None:
@@ -110,7 +111,7 @@ def _overview(table: pd.DataFrame) -> pd.DataFrame:
     growing = table[table["growth_per_min"] > 0]
     if not growing.empty:
         st.warning(f"{len(growing)} dead-letter queue(s) growing right now: "
-                   + ", ".join(ui.md(n) for n in growing["dlq"].head(5)),
+                   + ", ".join(f"{fmt.md(n)} ({fmt.md(b)})" for n, b in zip(growing["dlq"].head(5), growing["broker"])),
                    icon=":material/trending_up:")
     return shown
 
@@ -134,26 +135,27 @@ def _trace_link(cid) -> str | None:
 def _drilldown(table: pd.DataFrame) -> None:
     st.subheader("Queue detail", divider="gray")
     labels = {_label(r): (r["broker"], r["dlq"]) for _, r in table.iterrows()}
-    ui.open_from_link("dlq", "dlq_pick", labels)
+    widgets.open_from_link("dlq", "dlq_pick", labels)
     choice = st.selectbox("Dead-letter queue", list(labels), key="dlq_pick",
                           help="fullest first; empty queues last")
     broker, dlq = labels.get(choice, next(iter(labels.values())))
     row = table[(table["broker"] == broker) & (table["dlq"] == dlq)].iloc[0]
 
     source = row["source_topic"] if pd.notna(row["source_topic"]) else "an unknown topic"
-    st.markdown(f"**{ui.md(dlq)}** on {ui.md(broker)} · failures from **{ui.md(source)}**")
+    st.markdown(f"**{fmt.md(dlq)}** on cluster **{fmt.md(fmt.cluster(broker, row['kind']))}** · "
+                f"failures from **{fmt.md(source)}**")
     stats = st.columns(5)
-    stats[0].metric("Depth", ui.number(row["depth"]), help="messages held now")
+    stats[0].metric("Depth", fmt.number(row["depth"]), help="messages held now")
     stats[1].metric("Growth / min", f"{row['growth_per_min']:+.1f}"
                     if pd.notna(row["growth_per_min"]) else "—", help="last 5 minutes")
     stats[2].metric("Oldest", row["oldest"], help="age of the oldest message held")
-    stats[3].metric("Unprocessed", ui.number(row["unprocessed"]),
+    stats[3].metric("Unprocessed", fmt.number(row["unprocessed"]),
                     help="not yet processed by a group consuming this DLQ; — when none does")
-    stats[4].metric("Pre-DLQ pressure", ui.number(row["pre_dlq_pressure"]),
+    stats[4].metric("Pre-DLQ pressure", fmt.number(row["pre_dlq_pressure"]),
                     help="Redis stuck pending entries in the source stream")
 
     reasons = pd.DataFrame(row["reasons"], columns=["reason", "count"])
-    over_time = ui.dlq_reasons_over_time(broker, dlq)
+    over_time = data.dlq_reasons_over_time(broker, dlq)
     left, right = st.columns([3, 2])
     with left:
         st.markdown("**Reasons over time** (dead letters per minute)")
@@ -196,7 +198,7 @@ def _drilldown(table: pd.DataFrame) -> None:
 
 
 def _messages(broker: str, dlq: str) -> None:
-    messages = ui.dlq_messages(broker, dlq, limit=100)
+    messages = data.dlq_messages(broker, dlq, limit=100)
     top = st.columns([4, 1], vertical_alignment="bottom")
     top[0].markdown(f"**Recent messages** (newest {len(messages)}; payload masked)")
     headers = top[1].toggle("Show headers", key="dlq_show_headers",
@@ -221,9 +223,9 @@ def _messages(broker: str, dlq: str) -> None:
 @st.fragment(run_every=cfg.dashboard.refresh_s)
 def dead_letters() -> None:
     """DLQ table and one DLQ in detail; refreshes itself."""
-    table = ui.dlq_table()
+    table = data.dlq_table()
     if table.empty:
-        ui.empty_state("This page lists every dead-letter queue (Kafka `*.DLT`, "
+        widgets.empty_state("This page lists every dead-letter queue (Kafka `*.DLT`, "
                        "`__connect.errors.*`, Redis `*:dlq` …) with its depth, growth per "
                        "minute, oldest message, the topic the failures came from and why "
                        "they failed; and for one queue its reasons over time and its newest "

@@ -6,7 +6,7 @@ import json
 import pandas as pd
 import streamlit as st
 
-from eventscope import dashboard as ui
+from eventscope.ui import data, session, widgets
 from eventscope.graph.export import to_dot, to_json
 from eventscope.graph.render import LEGEND_HEIGHT, canvas_size, drawn, to_html
 from eventscope.graph.view import filter_graph, neighbourhood, readable
@@ -15,19 +15,17 @@ WINDOWS = {"last 15 minutes": 900.0, "last hour": 3600.0, "last 6 hours": 21600.
            "last 24 hours": 86400.0}
 MAX_NODES = 120  # past this, shards and name prefixes are collapsed unless asked otherwise
 
-cfg = ui.config()
+cfg = session.config()
 st.title("Flow graph")
 st.caption("Built from observed traffic, not from documentation: who produces to which topic, "
            "which consumer groups read it, where failures are dead-lettered, and which topic "
            "leads to which through which service. Colour = health, line width = event rate. "
-           "Hover a node or an edge for its numbers; drag nodes to untangle.")
+           "Hover a node or an edge for its numbers; drag nodes to untangle. The clusters drawn are "
+           "the ones chosen in the sidebar; with more than one, each node names its cluster.")
 
-window_col, broker_col, name_col, focus_col, hops_col = st.columns([1.2, 1.3, 1.4, 2.2, 0.8])
+window_col, name_col, focus_col, hops_col = st.columns([1.2, 1.6, 2.6, 0.8])
 window = window_col.selectbox("Time window", list(WINDOWS), index=1, key="graph_window")
-full = ui.flow_graph(WINDOWS[window])
-brokers = sorted({b for _, b in full.nodes(data="broker") if b})
-chosen = broker_col.multiselect("Brokers", brokers, default=brokers, key="graph_brokers",
-                                placeholder="all brokers")
+full = data.flow_graph(WINDOWS[window])
 pattern = name_col.text_input("Name filter", key="graph_pattern", placeholder="pay* or orders",
                               help="A glob (pay*) or a part of a name; matches are shown with "
                                    "their direct neighbours.")
@@ -46,8 +44,9 @@ everything = st.toggle("Show every node (no collapsing)", value=False, key="grap
 
 
 def _view(graph):
-    """The graph as chosen above: brokers, name filter, focus, collapsing; and what was done."""
-    view = filter_graph(graph, chosen or brokers, pattern)
+    """The graph as chosen above: name filter, focus, collapsing; and what was done (the
+    chosen clusters' traffic is all the graph holds)."""
+    view = filter_graph(graph, None, pattern)
     if focus:
         view = neighbourhood(view if focus in view else graph, focus, int(hops))
     steps = []
@@ -59,9 +58,9 @@ def _view(graph):
 @st.fragment(run_every=max(cfg.dashboard.refresh_s, 15))
 def flow_graph() -> None:
     """The pyvis graph and its edge table; refreshes itself (at most every 15 s)."""
-    full = ui.flow_graph(WINDOWS[window])  # newest data on each refresh (cached per store version)
+    full = data.flow_graph(WINDOWS[window])  # newest data on each refresh (cached per store version)
     if not full.number_of_nodes():
-        ui.empty_state("This page draws which service produces to which topic, which consumer "
+        widgets.empty_state("This page draws which service produces to which topic, which consumer "
                        "group reads it, where failures are dead-lettered, and how one topic's "
                        "events cause the next.")
         return
@@ -104,7 +103,7 @@ def downloads() -> None:
                              on_click="ignore")
     dot_col.download_button("Download DOT", lambda: to_dot(view), "eventscope-graph.dot",
                             "text/vnd.graphviz", key="graph_dot", on_click="ignore")
-    services, build = ui.asyncapi(WINDOWS[window])
+    services, build = data.asyncapi(WINDOWS[window])
     service = service_col.selectbox("AsyncAPI 3.0 for", ["every service"] + services,
                                     key="graph_asyncapi_service")
     chosen = None if service == "every service" else service

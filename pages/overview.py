@@ -5,20 +5,20 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
-from eventscope import dashboard as ui
+from eventscope.ui import data, format as fmt, session, widgets
 from eventscope.alerts_view import detail_link, format_value
 from eventscope.graph.export import dot_quote
+from eventscope.palette import GREEN, GREY, RED, STATUS_DOT
 
-cfg = ui.config()
+cfg = session.config()
 st.title("Overview")
 ARROW = ":material/arrow_forward:"
-RED, AMBER, GREEN, GREY = "#d62728", "#f0a020", "#2ca02c", "#9e9e9e"
-STATUS_DOT = {"OK": GREEN, "WARN": AMBER, "UNKNOWN": GREY}
+
 HEALTH_DRAWN = 12  # group/topic rows the small health drawing shows at most
 
 
 def _link(page: str, label: str, query: dict | None = None) -> None:
-    ui.page_link(page, label=ui.md(ui.safe_text(label, 80)), icon=ARROW, query_params=query)
+    widgets.page_link(page, label=fmt.md(fmt.safe_text(label, 80)), icon=ARROW, query_params=query)
 
 
 def _firing(alerts: pd.DataFrame) -> None:
@@ -33,11 +33,11 @@ def _firing(alerts: pd.DataFrame) -> None:
         limit = "" if pd.isna(a.threshold) else f" ≥ {format_value(a.metric, a.threshold)}"
         color = "red" if a.severity == "critical" else "orange"
         page, query = detail_link(a.subject) or ("pages/alerts.py", {})
-        ui.page_link(page, query_params=query, icon=":material/notifications_active:",
-                     label=f":{color}[**{a.severity}**] {ui.md(a.rule)} · "
-                           f"{ui.md(ui.safe_text(a.subject, 70))} = {ui.md(value)}{ui.md(limit)}")
+        widgets.page_link(page, query_params=query, icon=":material/notifications_active:",
+                     label=f":{color}[**{a.severity}**] {fmt.md(a.rule)} · "
+                           f"{fmt.md(fmt.safe_text(a.subject, 70))} = {fmt.md(value)}{fmt.md(limit)}")
     more = f"All {len(alerts)} firing alerts" if len(alerts) > 5 else "Alerts: timeline and rules"
-    ui.page_link("pages/alerts.py", label=more, icon=ARROW)
+    widgets.page_link("pages/alerts.py", label=more, icon=ARROW)
 
 
 def _worst_groups(table: pd.DataFrame) -> None:
@@ -68,25 +68,47 @@ def _filling_dlqs(table: pd.DataFrame) -> None:
 
 def _failed_traces() -> None:
     st.subheader("Latest failed traces")
-    recent = ui.recent_traces(limit=200)
+    recent = data.recent_traces(limit=200)
     failed = recent[recent["outcome"] == "dead_lettered"] if not recent.empty else recent
     if failed.empty:
         st.caption("No dead-lettered trace in the last hour.")
         return
     for r in failed.head(5).itertuples(index=False):
-        _link("pages/traces.py", f"{r.correlation_id} · died {ui.ago(r.last_at)}", {"id": str(r.correlation_id)})
+        _link("pages/traces.py", f"{r.correlation_id} · died {fmt.ago(r.last_at)}", {"id": str(r.correlation_id)})
 
 
-def health_dot(groups: pd.DataFrame, dlqs: pd.DataFrame) -> str:
-    """A small DOT graph: topic → group colored by status, topic → DLQ red when it holds messages."""
+def per_cluster(groups: pd.DataFrame, dlqs: pd.DataFrame, alerts: pd.DataFrame, kinds: dict) -> pd.DataFrame:
+    """One row per cluster: its kind, firing alerts, groups behind of all, worst lag, DLQ messages."""
+    names = sorted(set(groups["broker"].astype(str)) | set(dlqs["broker"].astype(str) if not dlqs.empty else ()))
+    firing = alerts["subject"].map(data.subject_cluster).value_counts() if not alerts.empty else pd.Series()
+    rows = []
+    for name in names:
+        mine = groups[groups["broker"] == name]
+        pairs = mine[["group"]].drop_duplicates().shape[0]
+        behind = mine[mine["lag"].fillna(0) > 0][["group"]].drop_duplicates().shape[0]
+        held = dlqs[dlqs["broker"] == name]["depth"].sum() if not dlqs.empty else 0
+        rows.append({"cluster": name, "kind": kinds.get(name, name), "firing alerts": int(firing.get(name, 0)),
+                     "groups behind": f"{behind} of {pairs}",
+                     "worst lag": fmt.duration(mine["lag_seconds"].max() if not mine.empty else None),
+                     "DLQ messages": int(held)})
+    return pd.DataFrame(rows, columns=["cluster", "kind", "firing alerts", "groups behind", "worst lag",
+                                       "DLQ messages"])
+
+
+def health_dot(groups: pd.DataFrame, dlqs: pd.DataFrame, clusters: bool = False) -> str:
+    """A small DOT graph: topic → group colored by status, topic → DLQ red when it holds messages;
+    with ``clusters``, each name says its cluster (``orders · prod-eu``)."""
+    def name(text, broker) -> str:
+        label = fmt.safe_text(text, 40)
+        return f"{label}\n{fmt.safe_text(broker, 30)}" if clusters else label
     lines = ["digraph health {", "  rankdir=LR; bgcolor=transparent;",
              '  node [fontname="Helvetica", fontsize=10, style=filled, fillcolor=white, height=0.3];',
-             "  edge [color=\"#9e9e9e\", arrowsize=0.6];"]
+             f"  edge [color=\"{GREY}\", arrowsize=0.6];"]
     for r in groups.itertuples(index=False):
         topic, group = f"t:{r.broker}:{r.topic}", f"g:{r.broker}:{r.group}"
         color = STATUS_DOT.get(r.status, RED)
-        lines.append(f"  {dot_quote(topic)} [label={dot_quote(ui.safe_text(r.topic, 40))}, shape=box];")
-        lines.append(f"  {dot_quote(group)} [label={dot_quote(ui.safe_text(r.group, 40))}, shape=ellipse, "
+        lines.append(f"  {dot_quote(topic)} [label={dot_quote(name(r.topic, r.broker))}, shape=box];")
+        lines.append(f"  {dot_quote(group)} [label={dot_quote(name(r.group, r.broker))}, shape=ellipse, "
                      f"color=\"{color}\", penwidth=2];")
         lines.append(f"  {dot_quote(topic)} -> {dot_quote(group)};")
     for r in dlqs.itertuples(index=False):
@@ -94,8 +116,8 @@ def health_dot(groups: pd.DataFrame, dlqs: pd.DataFrame) -> str:
             continue
         dlq, topic = f"d:{r.broker}:{r.dlq}", f"t:{r.broker}:{r.source_topic}"
         color = RED if r.depth > 0 else GREEN
-        lines.append(f"  {dot_quote(topic)} [label={dot_quote(ui.safe_text(r.source_topic, 40))}, shape=box];")
-        lines.append(f"  {dot_quote(dlq)} [label={dot_quote(ui.safe_text(r.dlq, 40))}, shape=octagon, "
+        lines.append(f"  {dot_quote(topic)} [label={dot_quote(name(r.source_topic, r.broker))}, shape=box];")
+        lines.append(f"  {dot_quote(dlq)} [label={dot_quote(name(r.dlq, r.broker))}, shape=octagon, "
                      f"color=\"{color}\", penwidth=2];")
         lines.append(f"  {dot_quote(topic)} -> {dot_quote(dlq)} [style=dashed, color=\"{color}\"];")
     lines.append("}")
@@ -105,9 +127,9 @@ def health_dot(groups: pd.DataFrame, dlqs: pd.DataFrame) -> str:
 @st.fragment(run_every=cfg.dashboard.refresh_s)
 def overview() -> None:
     """Headline metrics, then the incident front door; refreshes itself."""
-    groups, dlqs, alerts = ui.lag_groups(), ui.dlq_summary(), ui.firing_alerts()
-    if groups.empty and dlqs.empty and ui.newest_sample("events") is None:
-        ui.empty_state("This page sums up firing alerts, consumer lag, dead-letter queues "
+    groups, dlqs, alerts = data.lag_groups(), data.dlq_summary(), data.firing_alerts()
+    if groups.empty and dlqs.empty and data.newest_sample("events") is None:
+        widgets.empty_state("This page sums up firing alerts, consumer lag, dead-letter queues "
                        "and the latest failed request traces.")
         return
     behind = groups[groups["lag"].fillna(0) > 0]
@@ -118,16 +140,21 @@ def overview() -> None:
     c2.metric("Groups behind", f"{behind[['broker', 'group']].drop_duplicates().shape[0]}"
               f" of {groups[['broker', 'group']].drop_duplicates().shape[0]}",
               help="consumer groups with unconsumed messages on any topic", border=True)
-    c3.metric("Worst lag", ui.duration(groups["lag_seconds"].max() if not groups.empty else None),
+    c3.metric("Worst lag", fmt.duration(groups["lag_seconds"].max() if not groups.empty else None),
               help="age of the oldest unconsumed message, over all groups", border=True)
     c4.metric("DLQ messages", f"{int(dlqs['depth'].sum()) if not dlqs.empty else 0:,}",
               help="messages held in dead-letter queues", border=True)
+    several = len(data.shown_clusters()) > 1
+    if several:
+        st.dataframe(per_cluster(groups, dlqs, alerts, data.kind_of()), hide_index=True, key="overview_clusters",
+                     column_config={"firing alerts": st.column_config.NumberColumn(format="%d"),
+                                    "DLQ messages": st.column_config.NumberColumn(format="%d")})
     left, right = st.columns(2)
     with left:
         _firing(alerts)
-        _worst_groups(ui.lag_table().head(200))
+        _worst_groups(data.lag_table().head(200))
     with right:
-        _filling_dlqs(ui.dlq_table())
+        _filling_dlqs(data.dlq_table())
         _failed_traces()
     graph_col, chart_col = st.columns([2, 3])
     with graph_col:
@@ -143,19 +170,19 @@ def overview() -> None:
         else:
             # the worst first (lag_groups is ordered so): a big incident stays a small drawing
             drawn = sick.head(HEALTH_DRAWN)
-            st.graphviz_chart(health_dot(drawn, full.head(HEALTH_DRAWN)), height=260)
+            st.graphviz_chart(health_dot(drawn, full.head(HEALTH_DRAWN), clusters=several), height=260)
             more = len(sick) - len(drawn)
             st.caption("Topics → the groups in trouble (amber WARN, red stalled or failing) and → the "
                        f"DLQs holding messages; {healthy} healthy group(s) not drawn"
                        + (f", nor {more} more group/topic row(s) in trouble (see Lag)." if more > 0 else "."))
-        ui.page_link("pages/flow_graph.py", label="The full flow graph", icon=ARROW)
+        widgets.page_link("pages/flow_graph.py", label="The full flow graph", icon=ARROW)
     with chart_col:
         st.subheader("Lag over the last hour (messages)")
-        history = ui.worst_history(limit=5)
+        history = data.worst_history(limit=5)
         if history.empty:
             st.caption("No lag samples yet.")
         else:
-            ui.history_chart(history, "lag", "messages behind", height=260)
+            widgets.history_chart(history, "lag", "messages behind", height=260)
             st.caption("The five groups in the worst state now, per minute.")
 
 

@@ -6,11 +6,12 @@ import json
 import pandas as pd
 import streamlit as st
 
-from eventscope import dashboard as ui
+from eventscope.ui import data, format as fmt, session, widgets
 from eventscope.analysis import traces as trace_analysis
 from eventscope.trace_view import waterfall
+from eventscope.palette import RED_FILL
 
-cfg = ui.config()
+cfg = session.config()
 st.title("Traces")
 OUTCOME_WORDS = {"completed": "completed", "in_flight": "still in flight",
                  "dead_lettered": "dead-lettered"}
@@ -50,11 +51,11 @@ def _pick(key: str) -> None:
 
 
 def _banner(trace: dict, events: pd.DataFrame) -> None:
-    path = " → ".join(ui.md(t) for t in dict.fromkeys(events["topic"].astype(str)))
+    path = " → ".join(fmt.md(t) for t in dict.fromkeys(events["topic"].astype(str)))
     outcome = trace["outcome"]
     total = trace.get("events_total", len(events))
     words = (f"**{OUTCOME_WORDS.get(outcome, outcome)}** · {total:,} events · "
-             f"{ui.duration(events['after'].max() / 1000)} end to end  \n{path}")
+             f"{fmt.duration(events['after'].max() / 1000)} end to end  \n{path}")
     if outcome == "dead_lettered" and not events["dead_letter"].any():  # cut out of a long trace
         st.error(f"{words}  \nDied in a dead-letter queue", icon=":material/error:")
     elif outcome == "dead_lettered":
@@ -62,9 +63,9 @@ def _banner(trace: dict, events: pd.DataFrame) -> None:
         reason = dead.get("dlq_reason") or "no reason recorded"
         hop = next((h for h in trace["hops"] if h.get("dead_letter")), None)
         known = hop and hop.get("service") and hop["service"] != "dead-letter"
-        by = f" by **{ui.md(hop['service'])}**" if known else ""
-        st.error(f"{words}  \nDied in **{ui.md(dead['topic'])}** ({ui.md(dead['broker'])}){by} "
-                 f"as {ui.md(dead['event_type'])}: {ui.md(reason)}", icon=":material/error:")
+        by = f" by **{fmt.md(hop['service'])}**" if known else ""
+        st.error(f"{words}  \nDied in **{fmt.md(dead['topic'])}** ({fmt.md(dead['broker'])}){by} "
+                 f"as {fmt.md(dead['event_type'])}: {fmt.md(reason)}", icon=":material/error:")
     elif outcome == "in_flight":
         st.info(words, icon=":material/pending:")
     else:
@@ -84,30 +85,31 @@ def _timeline(trace: dict) -> None:
     _banner(trace, events)
     st.plotly_chart(waterfall(trace), key="trace_waterfall", config={"displaylogo": False})
     if trace["hops"]:
-        hops = pd.DataFrame(trace["hops"])[["from_topic", "to_topic", "service", "latency_ms", "broker_wait_ms",
-                                            "service_ms", "split", "dead_letter"]]
-        hops = ui.text_frame(hops, ["from_topic", "to_topic", "service", "split"])
+        hops = pd.DataFrame(trace["hops"]).reindex(columns=["broker", "from_topic", "to_topic", "service", "latency_ms",
+                                                            "broker_wait_ms", "service_ms", "split", "dead_letter"])
+        hops = fmt.text_frame(hops, ["broker", "from_topic", "to_topic", "service", "split"])
         st.markdown("**Hops**: from one event to the next one it caused. Broker and service time are "
                     "split only where the lag samples show when the group took the event (estimated); "
                     "blank where the data cannot tell.")
-        st.dataframe(hops.style.apply(lambda row: ["background-color: #f9c0c0" if row["dead_letter"]
+        st.dataframe(hops.style.apply(lambda row: [f"background-color: {RED_FILL}" if row["dead_letter"]
                                                    else "" for _ in row], axis=1),
                      hide_index=True, placeholder="—", key="trace_hops",
-                     column_config={"from_topic": "from topic", "to_topic": "to topic",
+                     column_config={"broker": st.column_config.TextColumn("cluster", help="the cluster of the event the hop ends at"),
+                                    "from_topic": "from topic", "to_topic": "to topic",
                                     "latency_ms": st.column_config.NumberColumn("latency", format="%.0f ms"),
                                     "broker_wait_ms": st.column_config.NumberColumn("in broker", format="%.0f ms"),
                                     "service_ms": st.column_config.NumberColumn("in service", format="%.0f ms"),
                                     "dead_letter": "into DLQ"})
-    shown = ui.text_frame(events[["after", "at", "topic", "event_type", "source", "broker", "offset",
-                                  "partition", "event_id", "dead_letter"]],
-                          ["broker", "topic", "offset", "event_type", "source", "event_id"])
-    st.dataframe(shown.style.apply(lambda row: ["background-color: #f9c0c0" if row["dead_letter"]
+    shown = fmt.text_frame(events.reindex(columns=["after", "at", "broker", "kind", "topic", "event_type", "source",
+                                                   "offset", "partition", "event_id", "dead_letter"]),
+                           ["broker", "kind", "topic", "offset", "event_type", "source", "event_id"])
+    st.dataframe(shown.style.apply(lambda row: [f"background-color: {RED_FILL}" if row["dead_letter"]
                                                 else "" for _ in row], axis=1),
                  hide_index=True, placeholder="—", key="trace_events",
                  column_config={"after": st.column_config.NumberColumn("+ms", format="%.0f"),
                                 "at": st.column_config.DatetimeColumn("time (UTC)",
                                                                       format="HH:mm:ss.SSS"),
-                                "source": "service", "dead_letter": "dead letter",
+                                "broker": "cluster", "source": "service", "dead_letter": "dead letter",
                                 "event_type": "event type", "event_id": "event ID"})
     _details(trace)
 
@@ -121,7 +123,7 @@ def _details(trace: dict) -> None:
     first_dead = next((i for i, e in enumerate(trace["events"]) if e["dead_letter"]), 0)
     pick = st.selectbox("Event headers and payload", options, index=first_dead,
                         key=f"trace_event_pick:{str(trace['correlation_id'])[:80]}",
-                        format_func=lambda i: ui.safe_text(names[i], 200))
+                        format_func=lambda i: fmt.safe_text(names[i], 200))
     event = trace["events"][pick if pick is not None and pick < len(options) else first_dead]
     st.caption("E-mail addresses, card-like and phone numbers and personal fields (name, e-mail, address, "
                "card, … and `mask.fields`) were masked when the event was stored.")
@@ -131,8 +133,8 @@ def _details(trace: dict) -> None:
         try:
             headers = json.loads(event.get("headers") or "{}")
         except ValueError:
-            headers = {"(unreadable)": ui.safe_text(event.get("headers"))}
-        st.json({ui.safe_text(k, 200): ui.safe_text(v, mask=True) for k, v in headers.items()},
+            headers = {"(unreadable)": fmt.safe_text(event.get("headers"))}
+        st.json({fmt.safe_text(k, 200): fmt.safe_text(v, mask=True) for k, v in headers.items()},
                 expanded=True)
     with right:
         st.markdown("**Payload**")
@@ -142,15 +144,15 @@ def _details(trace: dict) -> None:
                 body = json.dumps(json.loads(body), indent=2, ensure_ascii=False)
             except ValueError:
                 pass
-            st.code(ui.safe_text(body, 20_000, mask=True), language="json", wrap_lines=True)
+            st.code(fmt.safe_text(body, 20_000, mask=True), language="json", wrap_lines=True)
         elif event.get("decode_error"):
-            st.caption(f"Not decodable: {ui.md(ui.safe_text(event['decode_error'], 300))}. First characters:")
-            st.code(ui.safe_text(event.get("preview") or "(empty)", 2000, mask=True), language="text",
+            st.caption(f"Not decodable: {fmt.md(fmt.safe_text(event['decode_error'], 300))}. First characters:")
+            st.code(fmt.safe_text(event.get("preview") or "(empty)", 2000, mask=True), language="text",
                     wrap_lines=True)
         elif event.get("preview"):
             st.caption("Only the first 300 characters were stored (the payload was over "
                        "`collect.payload_max_chars`, or stored before full payloads were kept):")
-            st.code(ui.safe_text(event["preview"], 2000, mask=True), language="text", wrap_lines=True)
+            st.code(fmt.safe_text(event["preview"], 2000, mask=True), language="text", wrap_lines=True)
         else:
             st.caption("No payload was stored for this event.")
 
@@ -160,7 +162,7 @@ def _side_table(table: pd.DataFrame, key: str, columns: list[str], empty: str) -
     if table.empty:
         st.caption(empty)
         return
-    st.dataframe(ui.styled(ui.text_frame(table, ["correlation_id"]), "outcome"), hide_index=True,
+    st.dataframe(fmt.styled(fmt.text_frame(table, ["correlation_id"]), "outcome"), hide_index=True,
                  placeholder="—", key=key, on_select=lambda: _pick(key), selection_mode="single-row",
                  height=min(36 * (len(table) + 1) + 4, 420),
                  column_order=columns,
@@ -171,10 +173,10 @@ def _side_table(table: pd.DataFrame, key: str, columns: list[str], empty: str) -
 
 def _lists() -> None:
     """Recent, slowest and failed chains of the last hour, one click from the lookup."""
-    table = ui.trace_summary()
+    table = data.trace_summary()
     st.subheader("Last hour")
     if table.empty:
-        ui.empty_state("Traces are built from the events eventscope reads; each correlation ID "
+        widgets.empty_state("Traces are built from the events eventscope reads; each correlation ID "
                        "becomes a timeline across topics and brokers.")
         return
     st.caption("Click a row to look it up.")
@@ -205,9 +207,9 @@ def traces() -> None:
                                 placeholder="e.g. 4f1c… (or pick one from the lists beside)")
         some_id = (some_id or "").strip()
         if some_id:
-            trace = ui.find_trace(some_id)
+            trace = data.find_trace(some_id)
             if trace is None:
-                st.warning(f"No event carrying **{ui.md(some_id)}** in the stored history "
+                st.warning(f"No event carrying **{fmt.md(some_id)}** in the stored history "
                            f"(last {cfg.store.retention_hours:g} h). Check for a typo, or the trace "
                            "may be older than the retention.", icon=":material/search_off:")
             else:

@@ -99,6 +99,39 @@ def write_synthetic_store(root: Path, hostile: bool = False) -> Path:
     return root
 
 
+CLUSTERS = ("prod-eu", "prod-us")  # two Kafka clusters with the same topics, groups and DLQ
+
+
+def two_cluster_frames(now: pd.Timestamp | None = None) -> dict[str, pd.DataFrame]:
+    """:func:`synthetic_frames` on each of two Kafka clusters named ``prod-eu`` and ``prod-us``:
+    the same topics, groups and DLQ on both (so only the cluster tells two rows apart); the
+    correlation and event IDs say their cluster. On prod-us nothing is dead-lettered after
+    the first minute, so the two DLQs differ in depth."""
+    now = now or pd.Timestamp.now(tz="UTC").floor("s")
+    parts: dict[str, list] = {}
+    for name in CLUSTERS:
+        frames = synthetic_frames(now, orders=60)
+        for frame, rows in frames.items():
+            rows = rows.assign(source=name)
+            if "broker" in rows:
+                rows = rows.assign(broker=name, kind="kafka")
+            if frame == "events":
+                rows = rows.assign(correlation_id=f"{name}-" + rows["correlation_id"].astype(str),
+                                   event_id=f"{name}-" + rows["event_id"].astype(str),
+                                   payload=rows["payload"].str.replace('"correlation_id": "', f'"correlation_id": "{name}-'),
+                                   headers=rows["headers"].str.replace('": "', f'": "{name}-'))
+            if frame == "dlq" and name == "prod-us":
+                rows = rows.assign(depth=1, reasons=rows["reasons"].iloc[:1].tolist() * len(rows))
+            parts.setdefault(frame, []).append(rows)
+    return {frame: schemas.conform(frame, pd.concat(rows, ignore_index=True)) for frame, rows in parts.items()}
+
+
+def write_two_cluster_store(root: Path) -> Path:
+    """A store holding :func:`two_cluster_frames`, written by the recorder."""
+    Recorder(Store(root)).record(two_cluster_frames())
+    return root
+
+
 def _app(monkeypatch, store_dir: Path, script: str = APP) -> AppTest:
     monkeypatch.setenv("EVENTSCOPE_STORE", str(store_dir))
     monkeypatch.setenv("EVENTSCOPE_DASHBOARD_COLLECT", "off")
@@ -170,7 +203,7 @@ def test_hostile_names_render(monkeypatch, tmp_path, page):
     """Each page shows the attacker-chosen names of its data literally: as plain text, or
     Markdown-escaped where it renders Markdown; never as markup (the browser's view of the
     same: tests/test_browser.py::test_hostile_names_fire_no_script)."""
-    from eventscope.dashboard import md
+    from eventscope.ui.format import md
     at = _visit(_app(monkeypatch, write_synthetic_store(tmp_path / "hostile", hostile=True)), page)
     markdown, plain = _shown_strings(at)
     for name in HOSTILE_SHOWN[page]:
@@ -362,10 +395,17 @@ def test_lag_drilldown_member_count_without_details(monkeypatch, tmp_path):
 
 def test_lag_filters(monkeypatch, tmp_path):
     at = _visit(_app(monkeypatch, _lag_store(tmp_path / "s")), "pages/lag.py")
-    at.button_group(key="lag_broker").set_value("redis").run()
+    # the sidebar's cluster selector filters the table, and the group picker with it
+    # (tests/test_browser.py clicks it; AppTest only keeps the main script's elements until
+    # a fragment reruns, so the choice is set in the session here)
+    assert at.multiselect(key="clusters").options == ["kafka · kafka", "redis · redis"]
+    at.session_state["clusters"] = ["redis"]
+    at.switch_page("pages/lag.py").run()
     assert set(_group_table(at)["broker"]) == {"redis"}
     assert at.selectbox(key="lag_group").value == "billing-worker  ·  redis"
-    at.button_group(key="lag_broker").set_value("all").run()
+    at.session_state["clusters"] = []
+    at.switch_page("pages/lag.py").run()
+    assert set(_group_table(at)["broker"]) == {"kafka", "redis"}
     at.text_input(key="lag_filter").input("SHIP").run()  # group or topic, any case
     table = _group_table(at)
     assert set(table["group"]) == {"shipping-service"}

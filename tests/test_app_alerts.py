@@ -7,7 +7,7 @@ from eventscope.alerting import AlertEvaluator
 from eventscope.config import AlertsConfig
 from eventscope.recorder import Recorder
 from eventscope.store import Store
-from test_app import _app, _visit, write_synthetic_store
+from test_app import _app, _visit, write_synthetic_store, write_two_cluster_store
 
 
 def _links(at) -> list[tuple[str, str, str]]:
@@ -37,7 +37,7 @@ def test_links_work_from_the_entry_script_an_installed_dashboard_runs(monkeypatc
     a link Streamlit resolved against the entry script's folder broke every page that links
     to another while an alert fired (the Overview and the Alerts page)."""
     import eventscope.app
-    from eventscope.dashboard import PAGES_DIR
+    from eventscope.ui.widgets import PAGES_DIR
 
     root = write_synthetic_store(tmp_path / "s")
     for page in ("overview.py", "alerts.py"):
@@ -127,3 +127,22 @@ def test_history_times_are_utc(tmp_path):
     AlertEvaluator(Store(root), AlertsConfig(for_s=0)).evaluate()
     history = Store(root).read("alerts")
     assert str(history["at"].dt.tz) == "UTC" and (history["since"] <= pd.Timestamp.now(tz="UTC")).all()
+
+
+def test_a_link_opens_its_cluster_even_when_the_selector_left_it_out(monkeypatch, tmp_path):
+    """Two clusters with the same group: the link's cluster is the one opened, and a
+    selection of the other cluster gets the linked one added (else the row would be hidden)."""
+    root = write_two_cluster_store(tmp_path / "s")
+    at = _app(monkeypatch, root)
+    at.session_state["clusters"] = ["prod-eu"]
+    at.query_params["broker"] = "prod-us"
+    at.query_params["group"] = "analytics"
+    at = _visit(at, "pages/lag.py")
+    assert at.multiselect(key="clusters").value == ["prod-eu", "prod-us"]
+    assert at.selectbox(key="lag_group").value == "analytics  ·  prod-us"
+    at = _app(monkeypatch, root)
+    at.query_params["broker"] = "prod-eu"
+    at.query_params["dlq"] = "payments.DLT"
+    at = _visit(at, "pages/dead_letters.py")
+    assert at.multiselect(key="clusters").value == []  # every cluster shown already
+    assert at.selectbox(key="dlq_pick").value == "payments.DLT  ·  prod-eu"

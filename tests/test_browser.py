@@ -305,7 +305,7 @@ def test_hostile_names_fire_no_script(browser, tmp_path):
     try:
         dialogs: list[str] = []
         # Deep link first: a fresh server's first request is /alerts, not / (Streamlit would
-        # run the page file alone if eventscope.dashboard did not re-enter through app.py).
+        # run the page file alone if eventscope.ui.session did not re-enter through app.py).
         for path, title in reversed(PAGES):
             page = _open(browser, f"{url}/{path}", dialogs)
             _settle(page, title)

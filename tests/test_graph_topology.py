@@ -137,7 +137,8 @@ def test_asyncapi_per_service_validates_and_describes_the_pipeline(observed, tmp
     sim, store, _, (bootstrap, redis_url) = observed
     events = store.read("events")
     graph = _graph(store)
-    documents = asyncapi_documents(graph, events, server_hosts(bootstrap, redis_url))
+    sources = load_config(env={"EVENTSCOPE_KAFKA_BOOTSTRAP": bootstrap, "EVENTSCOPE_REDIS_URL": redis_url}).all_sources()
+    documents = asyncapi_documents(graph, events, server_hosts(sources))
     reports = validate_asyncapi(documents, tmp_path)
     assert all(not r["errors"] for r in reports), [r for r in reports if r["errors"]]
     assert {r["version"] for r in reports} == {"3.0.0"}

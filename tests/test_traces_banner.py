@@ -9,8 +9,7 @@ import pandas as pd
 
 from eventscope import schemas
 from eventscope.analysis import traces
-
-from eventscope.dashboard import md
+from eventscope.ui.format import md
 from test_traces_page import _app, _store_with_payloads, _visit
 
 HOSTILE = "ValueError: <script>alert(1)</script>"

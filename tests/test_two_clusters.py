@@ -293,7 +293,7 @@ def test_asyncapi_has_a_server_per_cluster_of_its_own_kind(clusters):
     channels = {key: (c["address"], c["description"], [s["$ref"] for s in c["servers"]])
                 for key, c in doc["channels"].items()}
     assert channels == {f"{name}.orders": ("orders", ("Kafka topic" if KIND[name] == "kafka" else "Redis stream")
-                                           + " `orders`", [f"#/servers/{name}"]) for name in KIND}
+                                           + f" `orders` on {name}", [f"#/servers/{name}"]) for name in KIND}
 
 
 def test_alert_subjects_name_the_cluster(clusters):
