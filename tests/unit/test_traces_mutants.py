@@ -1,0 +1,254 @@
+"""Correlation-ID traces (eventscope.analysis.traces) by small examples written from its
+docstrings: the summary table and its views, the outcome, a cut trace, the event fields."""
+from __future__ import annotations
+
+import pandas as pd
+
+from eventscope import schemas
+from eventscope.analysis import traces
+
+T0 = pd.Timestamp("2026-12-01T09:00:00Z")
+
+
+def ev(cid, sec, topic="orders", offset=None, dead=False, broker="kafka", partition=0, broker_sec=None, **more):
+    at = T0 + pd.Timedelta(seconds=sec)
+    row = {"observed_at": at, "source": broker, "broker": broker, "topic": topic, "partition": partition,
+           "offset": offset if offset is not None else f"{cid}-{sec}", "at": at,
+           "broker_at": at if broker_sec is None else T0 + pd.Timedelta(seconds=broker_sec),
+           "event_type": "E", "event_id": f"id-{cid}-{sec}", "service": "svc", "correlation_id": cid,
+           "trace_id": None, "dead_letter": dead}
+    row.update(more)
+    return row
+
+
+def frame(rows):
+    return schemas.conform("events", rows)
+
+
+def test_summary_is_one_row_per_chain_newest_first_with_its_outcome():
+    rows = frame([ev("a", 0), ev("a", 2.5), ev("a", 4),                    # finished long ago
+                  ev("b", 10), ev("b", 12, topic="orders.DLT", dead=True, broker_sec=20),  # died at 20 s
+                  ev("c", 100), ev("c", 101),                              # 29 s before now: still going
+                  ev(None, 50), ev("", 60)])                               # no chain
+    now = T0 + pd.Timedelta(seconds=130)
+    table = traces.summary(rows, now=now)
+    assert list(table.columns) == traces.SUMMARY_COLUMNS
+    assert table["correlation_id"].tolist() == ["c", "b", "a"]
+    assert table["events"].tolist() == [2, 2, 3]
+    assert table["duration_ms"].tolist() == [1000.0, 10000.0, 4000.0]
+    assert table["outcome"].tolist() == ["in_flight", "dead_lettered", "completed"]
+    assert table.loc[1, "last_at"] == T0 + pd.Timedelta(seconds=20)  # when it reached the DLQ
+    # quiet for exactly quiet_s: finished
+    assert traces.summary(rows, now=T0 + pd.Timedelta(seconds=131))["outcome"].tolist()[0] == "completed"
+    assert traces.summary(rows, now=now, quiet_s=10)["outcome"].tolist()[0] == "completed"
+    assert traces.summary(frame([ev(None, 1)]), now=now).empty
+
+
+def test_recent_slowest_and_failed_views():
+    rows = frame([ev("a", 0), ev("a", 4), ev("b", 10), ev("b", 11), ev("c", 20), ev("c", 29),
+                  ev("d", 30), ev("d", 31, dead=True), ev("e", 40), ev("e", 41, dead=True),
+                  ev("f", 100), ev("f", 120)])
+    table = traces.summary(rows, now=T0 + pd.Timedelta(seconds=125))
+    assert traces.recent(rows, limit=2, now=T0 + pd.Timedelta(seconds=125))["correlation_id"].tolist() == ["f", "e"]
+    # the in-flight chain f (20 s) is left out, however long
+    # equal durations (b, d, e: 1 s) keep the newest first
+    assert traces.slowest(table)["correlation_id"].tolist() == ["c", "a", "e", "d", "b"]
+    assert traces.slowest(table, limit=1)["correlation_id"].tolist() == ["c"]
+    assert traces.failed(table)["correlation_id"].tolist() == ["e", "d"]
+    assert traces.failed(table, limit=1)["correlation_id"].tolist() == ["e"]
+    assert traces.slowest(table).index.tolist() == [0, 1, 2, 3, 4]
+
+
+def test_outcome_waits_for_a_kafka_group_that_has_not_committed_past_the_event():
+    rows = frame([ev("a", 0, offset="5"), ev("a", 1, topic="payments", offset="9", partition=1)])
+    now = T0 + pd.Timedelta(minutes=5)
+
+    def lag(committed_orders, committed_payments, partition_payments=1, at=now):
+        base = {"sampled_at": at, "source": "kafka", "broker": "kafka", "group": "g", "end": 20, "lag": 0,
+                "lag_seconds": 0.0, "group_state": "Stable", "members": 1}
+        return schemas.conform("lag", [dict(base, topic="orders", partition=0, committed=committed_orders),
+                                       dict(base, topic="payments", partition=partition_payments,
+                                            committed=committed_payments)])
+    assert traces.outcome(rows, lag(6, 10), 30.0, now) == "completed"  # both committed past
+    assert traces.outcome(rows, lag(5, 10), 30.0, now) == "in_flight"  # offset 5 not yet consumed
+    assert traces.outcome(rows, lag(6, 9), 30.0, now) == "in_flight"
+    assert traces.outcome(rows, lag(6, 2, partition_payments=0), 30.0, now) == "completed"  # another partition
+    assert traces.outcome(rows, lag(6, None), 30.0, now) == "in_flight"  # no commit yet: nothing read
+    first = frame([ev("a", 0, offset="0")])  # the partition's very first message, nothing committed
+    assert traces.outcome(first, lag(None, 10), 30.0, now) == "in_flight"
+    assert traces.outcome(first, lag(0, 10), 30.0, now) == "in_flight" and traces.outcome(first, lag(1, 10), 30.0, now) == "completed"
+    # only the newest sample counts
+    older = lag(5, 9, at=now - pd.Timedelta(seconds=10))
+    assert traces.outcome(rows, pd.concat([older, lag(6, 10)], ignore_index=True), 30.0, now) == "completed"
+    # the same numbers on Redis say nothing (no offsets to compare)
+    redis = rows.assign(broker="redis", kind="redis")
+    assert traces.outcome(redis, lag(0, 0).assign(broker="redis", kind="redis"), 30.0, now) == "completed"
+    assert traces.outcome(rows, lag(5, 10).assign(broker="redis", kind="redis"), 30.0, now) == "completed"
+    # young: in flight whatever the lag says; a dead letter: dead whatever else
+    assert traces.outcome(rows, None, 30.0, T0 + pd.Timedelta(seconds=30)) == "in_flight"
+    assert traces.outcome(rows, None, 30.0, T0 + pd.Timedelta(seconds=31)) == "completed"
+    dead = frame([ev("a", 0), ev("a", 1, dead=True)])
+    assert traces.outcome(dead, None, 30.0, T0 + pd.Timedelta(seconds=1)) == "dead_lettered"
+
+
+def test_a_long_trace_keeps_both_ends_and_the_dead_letters_between():
+    rows = [ev("hot", i, topic=("orders" if i % 2 else "payments")) for i in range(12)]
+    rows[5] = ev("hot", 5, topic="orders.DLT", dead=True)
+    found = traces.from_rows(frame(rows), now=T0 + pd.Timedelta(minutes=5), max_events=4)
+    assert found["events_total"] == 12 and found["events_each_end"] == 2
+    assert [e["at"] for e in found["events"]] == [
+        f"2026-12-01T09:00:{s:02d}Z" for s in (0, 1, 5, 10, 11)]
+    assert found["outcome"] == "dead_lettered"  # decided over all twelve
+    assert [(h["from_topic"], h["to_topic"]) for h in found["hops"]] == [("payments", "orders"),
+                                                                         ("payments", "orders")]
+    whole = traces.from_rows(frame(rows), now=T0 + pd.Timedelta(minutes=5))
+    assert whole["events_total"] == 12 and "events_each_end" not in whole and len(whole["events"]) == 12
+
+
+def test_an_event_read_twice_is_one_event_and_fields_are_plain():
+    rows = frame([ev("a", 0, offset="7", partition=3), ev("a", 0, offset="7", partition=3),
+                  ev("a", 1, topic="payments", offset="2", dlq_reason="boom", event_id=None,
+                     trace_id="ab" * 16)])
+    found = traces.from_rows(rows, now=T0 + pd.Timedelta(minutes=5))
+    assert found["correlation_id"] == "a" and found["events_total"] == 2
+    first, second = found["events"]
+    assert first == {"at": "2026-12-01T09:00:00Z", "broker": "kafka", "kind": "kafka", "topic": "orders", "partition": 3,
+                     "offset": "7", "event_type": "E", "event_id": "id-a-0", "source": "svc", "trace_id": None,
+                     "dead_letter": False, "dlq_reason": None}
+    assert type(first["partition"]) is int and type(first["dead_letter"]) is bool
+    assert second["event_id"] is None and second["trace_id"] == "ab" * 16 and second["dlq_reason"] == "boom"
+    assert traces.from_rows(rows.iloc[0:0]) is None
+    hop = found["hops"][0]
+    assert hop == {"from_topic": "orders", "to_topic": "payments", "service": "svc", "latency_ms": 1000.0,
+                   "broker": "kafka", "kind": "kafka", "from_event_id": "id-a-0", "to_event_id": None, "dead_letter": False,
+                   "broker_wait_ms": None, "service_ms": None, "split": None, "split_error_ms": None}
+
+
+def test_details_carry_the_stored_headers_and_payload():
+    rows = frame([ev("a", 0, headers='{"k": "v"}', payload='{"x": 1}', preview="x=1", schema_version="2")])
+    event = traces.from_rows(rows, now=T0 + pd.Timedelta(minutes=5), details=True)["events"][0]
+    assert (event["headers"], event["payload"], event["preview"], event["decode_error"], event["schema_version"]) == \
+        ('{"k": "v"}', '{"x": 1}', "x=1", "", "2")
+    bare = traces.from_rows(frame([ev("a", 0)]), now=T0 + pd.Timedelta(minutes=5), details=True)["events"][0]
+    assert (bare["headers"], bare["payload"], bare["preview"], bare["schema_version"]) == ("{}", "", "", None)
+
+
+def test_resolve_and_find_by_any_of_the_three_ids():
+    rows = frame([ev("a", 0, trace_id="ab" * 16), ev("a", 1, topic="payments"), ev("b", 2),
+                  ev(None, 3, trace_id="cd" * 16, event_id="lonely"), ev(None, 4, trace_id="cd" * 16)])
+    assert len(traces.resolve(rows, "a")) == 2
+    assert len(traces.resolve(rows, "AB" * 16)) == 2  # a trace ID, any case: its chain
+    assert len(traces.resolve(rows, " id-b-2 ")) == 1  # an event ID, padded
+    assert len(traces.resolve(rows, "lonely")) == 2  # no correlation ID: the events of its trace
+    assert traces.resolve(rows, "").empty and traces.resolve(rows, "nope").empty
+    assert traces.resolve(rows.iloc[0:0], "a").empty
+    found = traces.find(rows, "a", now=T0 + pd.Timedelta(minutes=5))
+    assert found["correlation_id"] == "a" and found["outcome"] == "completed"
+    assert traces.find(rows, "a", quiet_s=600, now=T0 + pd.Timedelta(minutes=5))["outcome"] == "in_flight"
+    assert traces.find(rows, "nope") is None
+
+
+def test_the_views_are_tables_of_the_summary_columns_only():
+    rows = frame([ev("a", 0), ev("a", 1.23456), ev("b", 10), ev("b", 11, dead=True), ev("c", 20)])
+    now = T0 + pd.Timedelta(seconds=40)
+    table = traces.summary(rows, now=now)
+    for view in (table, traces.recent(rows, now=now), traces.slowest(table), traces.failed(table)):
+        assert list(view.columns) == traces.SUMMARY_COLUMNS
+        assert view.index.tolist() == list(range(len(view)))
+    assert list(traces.summary(frame([ev("", 1)]), now=now).columns) == traces.SUMMARY_COLUMNS
+    assert table.set_index("correlation_id").loc["a", "duration_ms"] == 1234.6  # to a tenth of a ms
+
+
+def test_recent_judges_the_outcome_at_now_with_quiet_s():
+    rows = frame([ev("a", 0), ev("a", 5)])
+    assert traces.recent(rows, now=T0 + pd.Timedelta(seconds=20))["outcome"].tolist() == ["in_flight"]
+    assert traces.recent(rows, now=T0 + pd.Timedelta(seconds=40))["outcome"].tolist() == ["completed"]
+    assert traces.recent(rows, now=T0 + pd.Timedelta(seconds=40), quiet_s=60)["outcome"].tolist() == ["in_flight"]
+
+
+def test_without_now_the_summary_judges_by_the_clock():
+    fresh = pd.Timestamp.now(tz="UTC")
+    rows = frame([ev("old", 0), {**ev("new", 0), "at": fresh, "broker_at": fresh, "observed_at": fresh}])
+    table = traces.summary(rows).set_index("correlation_id")
+    assert table.loc["old", "outcome"] == "completed" and table.loc["new", "outcome"] == "in_flight"
+
+
+def test_find_calls_a_chain_quiet_for_30_seconds_by_default_finished():
+    rows = frame([ev("a", 0), ev("a", 5)])
+    assert traces.find(rows, "a", now=T0 + pd.Timedelta(seconds=35))["outcome"] == "completed"
+    assert traces.find(rows, "a", now=T0 + pd.Timedelta(seconds=34.5))["outcome"] == "in_flight"
+
+
+def test_an_empty_id_finds_nothing_even_where_events_have_empty_ids():
+    rows = frame([ev("", 0, event_id=""), ev("a", 1)])
+    assert traces.resolve(rows, "").empty and traces.resolve(rows, "   ").empty and traces.resolve(rows, None).empty
+    assert traces.find(rows, "") is None
+
+
+def _split_hop(lag):
+    from tests.test_trace_index import redis_hop_rows
+    rows = redis_hop_rows(wait_s=60, service_s=20)  # entry 10 added at T0, the payment 80 s later
+    return traces.from_rows(rows, lag_history=lag, now=T0 + pd.Timedelta(minutes=5))["hops"][0]
+
+
+def test_the_split_reads_the_samples_of_the_group_named_after_the_consuming_service():
+    """Module doc: the consuming group's entries-read samples bound the delivery. payment-service
+    took entry 10 about 60 s after it was added; analytics-service at once."""
+    from tests.test_trace_index import T0 as ADDED, lag_samples
+    lag = lag_samples(ADDED + pd.Timedelta(seconds=60), every_s=5, span_s=120)
+    lag = lag.iloc[::-1].reset_index(drop=True)  # analytics-service is met first
+    # another stream of the same group, read at once: not this hop's
+    lag = pd.concat([lag, lag[lag["group"] == "payment-service"].assign(topic="other", committed=10, end=10)],
+                    ignore_index=True)
+    hop = _split_hop(lag)
+    assert hop["split"] == "estimated" and abs(hop["broker_wait_ms"] - 60_000) <= hop["split_error_ms"] + 1
+    # a group whose name ends with the service's is the service's
+    renamed = lag.assign(group=lag["group"].replace({"payment-service": "prod-payment-service"}))
+    hop = _split_hop(renamed)
+    assert hop["split"] == "estimated" and abs(hop["broker_wait_ms"] - 60_000) <= hop["split_error_ms"] + 1
+    # two groups, neither the service's: which one took the entry is unknown, no split
+    other = lag.assign(group=lag["group"].replace({"payment-service": "billing"}))
+    assert _split_hop(other)["split"] is None
+    # the only group on the stream is the one that read it: analytics took it at once
+    alone = lag[(lag["group"] == "analytics-service") & (lag["topic"] == "orders")]
+    hop = _split_hop(alone)
+    assert hop["split"] == "estimated" and hop["broker_wait_ms"] <= 2_500 + hop["split_error_ms"]
+
+
+def test_samples_that_begin_after_the_entry_give_no_split():
+    from tests.test_trace_index import T0 as ADDED, lag_samples
+    lag = lag_samples(ADDED + pd.Timedelta(seconds=60), every_s=5, span_s=120)
+    assert _split_hop(lag)["split"] == "estimated"
+    later = lag[lag["sampled_at"] > ADDED]  # no sample from before the entry was added
+    assert _split_hop(later)["split"] is None
+
+
+def _group_samples(samples):
+    """(seconds after the entry was added, entries-added, entries-read) of payment-service on orders."""
+    from tests.test_trace_index import T0 as ADDED
+    return schemas.conform("lag", [
+        {"sampled_at": ADDED + pd.Timedelta(seconds=s), "source": "redis", "broker": "redis", "group": "payment-service",
+         "topic": "orders", "partition": 0, "committed": read, "end": added, "lag": 0, "lag_seconds": 0.0,
+         "group_state": "n/a", "members": 1} for s, added, read in samples])
+
+
+def test_the_split_is_the_midpoint_of_the_last_sample_waiting_and_the_first_past_the_entry():
+    # entry 10 added at 0 s; still unread at 55.51234 s, read at 61.25 s; the payment at 80 s:
+    # delivered at the midpoint, 58.38117 s, give or take half the 5.73766 s bracket
+    hop = _split_hop(_group_samples([(-3, 9, 9), (4, 10, 9), (55.51234, 11, 9), (61.25, 11, 10), (70, 12, 12)]))
+    assert (hop["split"], hop["broker_wait_ms"], hop["service_ms"], hop["split_error_ms"]) == (
+        "estimated", 58381.2, 21618.8, 2868.8)
+
+
+def test_a_bracket_of_half_the_hop_still_splits_it():
+    # unread at 20 s, read at 60 s: 40 s, half the 80 s hop
+    hop = _split_hop(_group_samples([(-3, 9, 9), (20, 10, 9), (60, 10, 10)]))
+    assert (hop["split"], hop["broker_wait_ms"], hop["split_error_ms"]) == ("estimated", 40000.0, 20000.0)
+    hop = _split_hop(_group_samples([(-3, 9, 9), (19.9, 10, 9), (60, 10, 10)]))  # 40.1 s: too wide
+    assert hop["split"] is None and hop["broker_wait_ms"] is None
+
+
+def test_recent_calls_a_chain_quiet_for_30_seconds_by_default_finished():
+    rows = frame([ev("a", 0), ev("a", 5)])
+    assert traces.recent(rows, now=T0 + pd.Timedelta(seconds=35))["outcome"].tolist() == ["completed"]
+    assert traces.recent(rows, now=T0 + pd.Timedelta(seconds=34.5))["outcome"].tolist() == ["in_flight"]
