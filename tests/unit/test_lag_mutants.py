@@ -9,7 +9,7 @@ import pandas as pd
 
 from eventscope import schemas
 from eventscope.analysis import lag
-from tests.test_lag_rules import RISING, T0, both, frame
+from test_lag_rules import RISING, T0, both, frame
 
 
 def test_a_sample_exactly_a_window_before_the_newest_is_in_the_window():

@@ -9,7 +9,7 @@ import pytest
 
 from eventscope import trace_index
 from eventscope.trace_index import PartIndex, TraceIndex
-from tests.test_trace_index import T0, chain_events
+from test_trace_index import T0, chain_events
 
 
 def _saved(tmp_path, events, **change):
@@ -128,7 +128,7 @@ def test_a_part_whose_rows_cannot_be_read_is_left_out_and_the_rest_is_found(tmp_
     of the other parts, before and after it."""
     from eventscope.trace_index import StoreTraceIndex
     from eventscope.store import Retention, Store
-    from tests.test_trace_index import _three_part_store
+    from test_trace_index import _three_part_store
     _three_part_store(tmp_path, pd.Timestamp.now(tz="UTC"))
     parts = sorted((tmp_path / "events").glob("*.parquet"))
     assert len(parts) == 3

@@ -186,7 +186,7 @@ def test_an_empty_id_finds_nothing_even_where_events_have_empty_ids():
 
 
 def _split_hop(lag):
-    from tests.test_trace_index import redis_hop_rows
+    from test_trace_index import redis_hop_rows
     rows = redis_hop_rows(wait_s=60, service_s=20)  # entry 10 added at T0, the payment 80 s later
     return traces.from_rows(rows, lag_history=lag, now=T0 + pd.Timedelta(minutes=5))["hops"][0]
 
@@ -194,7 +194,7 @@ def _split_hop(lag):
 def test_the_split_reads_the_samples_of_the_group_named_after_the_consuming_service():
     """Module doc: the consuming group's entries-read samples bound the delivery. payment-service
     took entry 10 about 60 s after it was added; analytics-service at once."""
-    from tests.test_trace_index import T0 as ADDED, lag_samples
+    from test_trace_index import T0 as ADDED, lag_samples
     lag = lag_samples(ADDED + pd.Timedelta(seconds=60), every_s=5, span_s=120)
     lag = lag.iloc[::-1].reset_index(drop=True)  # analytics-service is met first
     # another stream of the same group, read at once: not this hop's
@@ -216,7 +216,7 @@ def test_the_split_reads_the_samples_of_the_group_named_after_the_consuming_serv
 
 
 def test_samples_that_begin_after_the_entry_give_no_split():
-    from tests.test_trace_index import T0 as ADDED, lag_samples
+    from test_trace_index import T0 as ADDED, lag_samples
     lag = lag_samples(ADDED + pd.Timedelta(seconds=60), every_s=5, span_s=120)
     assert _split_hop(lag)["split"] == "estimated"
     later = lag[lag["sampled_at"] > ADDED]  # no sample from before the entry was added
@@ -225,7 +225,7 @@ def test_samples_that_begin_after_the_entry_give_no_split():
 
 def _group_samples(samples):
     """(seconds after the entry was added, entries-added, entries-read) of payment-service on orders."""
-    from tests.test_trace_index import T0 as ADDED
+    from test_trace_index import T0 as ADDED
     return schemas.conform("lag", [
         {"sampled_at": ADDED + pd.Timedelta(seconds=s), "source": "redis", "broker": "redis", "group": "payment-service",
          "topic": "orders", "partition": 0, "committed": read, "end": added, "lag": 0, "lag_seconds": 0.0,
