@@ -224,13 +224,25 @@ class RabbitMQWorld(World):
         vhost = quote(self.vhost(tag), safe="")
         out = {}
         for queue in self.queues:
-            info = rabbitmq_api(self.broker, "GET", f"/api/queues/{vhost}/{quote(queue, safe='')}")
+            info = self._queue_with_stats(vhost, queue)
             stats = info.get("message_stats", {})
             out[queue] = (info.get("messages_ready"), info.get("messages_unacknowledged"),
                           *(stats.get(k) for k in ("publish", "deliver_get", "ack", "get", "redeliver")))
         out["queues"] = sorted(q["name"] for q in rabbitmq_api(self.broker, "GET", f"/api/queues/{vhost}"))
         out["exchanges"] = sorted(e["name"] for e in rabbitmq_api(self.broker, "GET", f"/api/exchanges/{vhost}"))
         return out
+
+    def _queue_with_stats(self, vhost: str, queue: str) -> dict:
+        """The queue as the API shows it once its statistics were emitted: right after the
+        declare the message counts are absent (the management plugin fills them every few
+        seconds), which is not a change anyone made."""
+        deadline = time.monotonic() + 30
+        while True:
+            info = rabbitmq_api(self.broker, "GET", f"/api/queues/{vhost}/{quote(queue, safe='')}")
+            if info.get("messages_ready") is not None and "publish" in info.get("message_stats", {}) \
+                    or time.monotonic() > deadline:
+                return info
+            time.sleep(0.5)
 
     def close(self, tag):
         rabbitmq_api(self.broker, "DELETE", f"/api/vhosts/{quote(self.vhost(tag), safe='')}")

@@ -353,6 +353,7 @@ def test_the_installed_demo_runs_and_sigterm_stops_its_brokers(installed, tmp_pa
     _, bin_dir, work = installed
     require_program("redis-server")
     require_program("java")
+    require_program("rabbitmq-server")
     demo_dir = tmp_path / "demo-cwd"
     demo_dir.mkdir()
     port = free_port()
@@ -364,8 +365,9 @@ def test_the_installed_demo_runs_and_sigterm_stops_its_brokers(installed, tmp_pa
     workdir = demo_dir / ".eventscope" / "demo"
     try:
         assert _wait_http(f"http://127.0.0.1:{port}/_stcore/health", demo, log, timeout=120) == b"ok"
-        assert len(_demo_brokers(workdir)) == 2, "the demo's Redis and Kafka are not running"
-        kafka, redis_url = re.search(r"Kafka (\S+), Redis (\S+);", log.read_text()).groups()
+        # Redis, Kafka and RabbitMQ's Erlang VM (each names the demo's work dir, or its pidfile does)
+        assert len(_demo_brokers(workdir)) >= 3, "the demo's Redis, Kafka and RabbitMQ are not running"
+        kafka, redis_url = re.search(r"Kafka (\S+), Redis ([^\s,;]+)[,;]", log.read_text()).groups()
         # the simulator is running on both brokers: collect once from them into a store of ours
         env = _env(EVENTSCOPE_KAFKA_BOOTSTRAP=kafka, EVENTSCOPE_REDIS_URL=redis_url,
                    EVENTSCOPE_STORE=str(tmp_path / "store"))
