@@ -27,6 +27,7 @@ new one would, and a package outside this repository can add one through the
 from __future__ import annotations
 
 import importlib
+import re
 from dataclasses import dataclass, field
 from importlib.metadata import entry_points
 from typing import Callable, Protocol
@@ -126,6 +127,17 @@ class SourceKind:
     frames: tuple = ()
     env_shortcuts: dict = field(default_factory=dict)
     protocol: str = ""  # AsyncAPI's protocol name
+
+
+def regex_problems(settings, keys: tuple, where: str) -> list[str]:
+    """For a kind's ``check``: each of ``keys`` that is not a valid regular expression, one line each."""
+    problems = []
+    for key in keys:
+        try:
+            re.compile(getattr(settings, key))
+        except re.error as exc:
+            problems.append(f"{where}.{key}: invalid regular expression: {exc}")
+    return problems
 
 
 _KINDS: dict[str, SourceKind] = {}

@@ -2,11 +2,11 @@
 ``[[sources]]`` entry with ``kind = "kafka"``)."""
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field
 from typing import ClassVar
 from urllib.parse import urlsplit
 
+from eventscope.collectors import regex_problems
 from eventscope.dlq_names import KAFKA_DLQ_PATTERN
 from eventscope.secrets import Secret, redact_url, redacted_repr
 
@@ -47,9 +47,4 @@ def check(cfg: KafkaConfig, where: str) -> list[str]:
     for url in cfg.connect_urls:
         if urlsplit(str(url)).scheme not in ("http", "https") or not urlsplit(str(url)).hostname:
             problems.append(f"{where}.connect_urls: {redact_url(str(url))!r} is not an http:// or https:// URL")
-    for key in ("topics", "dlq_pattern"):
-        try:
-            re.compile(getattr(cfg, key))
-        except re.error as exc:
-            problems.append(f"{where}.{key}: invalid regular expression: {exc}")
-    return problems
+    return problems + regex_problems(cfg, ("topics", "dlq_pattern"), where)

@@ -2,11 +2,11 @@
 every ``[[sources]]`` entry with ``kind = "rabbitmq"``)."""
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field
 from typing import ClassVar
 from urllib.parse import urlsplit
 
+from eventscope.collectors import regex_problems
 from eventscope.dlq_names import RABBITMQ_DLQ_PATTERN
 from eventscope.secrets import Secret, redact_url, redacted_repr
 
@@ -38,9 +38,4 @@ def check(cfg: RabbitMQConfig, where: str) -> list[str]:
         problems.append(f"{where}.stream_read_max must be >= 1")
     if cfg.timeout_s <= 0:
         problems.append(f"{where}.timeout_s must be > 0")
-    for key in ("queues_pattern", "dlq_pattern"):
-        try:
-            re.compile(getattr(cfg, key))
-        except re.error as exc:
-            problems.append(f"{where}.{key}: invalid regular expression: {exc}")
-    return problems
+    return problems + regex_problems(cfg, ("queues_pattern", "dlq_pattern"), where)

@@ -2,11 +2,11 @@
 ``[[sources]]`` entry with ``kind = "redis"``)."""
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field, fields
 from typing import ClassVar
 from urllib.parse import urlsplit
 
+from eventscope.collectors import regex_problems
 from eventscope.dlq_names import REDIS_DLQ_PATTERN
 from eventscope.secrets import Secret, redact_url
 
@@ -42,8 +42,4 @@ def check(cfg: RedisConfig, where: str) -> list[str]:
         problems.append(f"{where}.dlq_read_max must be >= 0")
     if cfg.timeout_s <= 0:
         problems.append(f"{where}.timeout_s must be > 0")
-    try:
-        re.compile(cfg.dlq_pattern)
-    except re.error as exc:
-        problems.append(f"{where}.dlq_pattern: invalid regular expression: {exc}")
-    return problems
+    return problems + regex_problems(cfg, ("dlq_pattern",), where)
