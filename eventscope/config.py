@@ -3,7 +3,8 @@
 Every key is documented in ``eventscope.example.toml`` with its env name. Unknown
 keys are errors that name the key; a bad value names the key and what was
 expected. Secrets (``kafka.sasl_password``, ``redis.password``) are kept in a
-:class:`Secret` whose ``repr``/``str`` never show the value.
+:class:`Secret` whose ``repr``/``str`` never show the value; each may instead be read from a
+file (``redis.password_file``, ``kafka.sasl_password_file``: a Kubernetes secret mount).
 
 Env names: ``EVENTSCOPE_<SECTION>_<KEY>`` (e.g. ``EVENTSCOPE_COLLECT_INTERVAL_S``),
 plus the short forms of the CLI contract: ``EVENTSCOPE_KAFKA_BOOTSTRAP``,
@@ -302,8 +303,19 @@ def _set(cfg: Config, section: str, key: str, value, origin: str, from_env: bool
 
 
 def _set_field(obj, key: str, value, origin: str, from_env: bool) -> None:
-    """One key of one section (or source), coerced to the type of its default."""
+    """One key of one section (or source), coerced to the type of its default. A secret's
+    key with ``_file`` appended (``password_file``) names a file that holds it."""
     known = {f.name: f for f in fields(obj)}
+    secret = key.removesuffix("_file")
+    if key != secret and secret in getattr(obj, "SECRETS", ()):
+        if not isinstance(value, str) or not value:
+            raise ConfigError(f"{origin}: expected the path of a file holding {secret}")
+        try:
+            setattr(obj, secret, Secret.from_file(value))
+        except (OSError, UnicodeDecodeError) as exc:
+            reason = getattr(exc, "strerror", None) or "not UTF-8 text"
+            raise ConfigError(f"{origin}: cannot read {value!r}: {reason}") from None
+        return
     if key not in known:
         raise ConfigError(f"unknown config key {origin}")
     current = getattr(obj, key)

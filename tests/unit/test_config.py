@@ -60,6 +60,34 @@ def test_secrets_never_print(tmp_path):
     assert cfg.redis.password.get() == "s3cr3t"
 
 
+def test_a_secret_is_read_from_its_file_and_again_on_each_use(tmp_path):
+    """``password_file`` (a Kubernetes secret mount): the file's text without its newline,
+    read again when the secret is used, so a rotated secret reaches the next connection."""
+    secret = tmp_path / "pw"
+    secret.write_text("m0unted\n")
+    path = write(tmp_path, f'[redis]\nurl = "redis://h:6379/0"\npassword_file = "{secret}"\n')
+    cfg = load_config(path, env={"EVENTSCOPE_KAFKA_BOOTSTRAP": "k:1",
+                                 "EVENTSCOPE_KAFKA_SASL_PASSWORD_FILE": str(secret)})
+    assert cfg.redis.password.get() == "m0unted" and cfg.kafka.sasl_password.get() == "m0unted"
+    assert "m0unted" not in repr(cfg) + str(cfg.sources_summary())
+    secret.write_text("r0tated")
+    assert cfg.redis.password.get() == "r0tated"
+    secret.unlink()  # a mount being swapped: the last value read, not an error
+    assert cfg.redis.password.get() == "r0tated"
+
+
+@pytest.mark.parametrize("value, expected", [("/nonexistent/pw", "cannot read '/nonexistent/pw': No such file"),
+                                             ("", "expected the path of a file holding password")])
+def test_an_unreadable_secret_file_is_a_one_line_error(value, expected):
+    with pytest.raises(ConfigError, match=f"^EVENTSCOPE_REDIS_PASSWORD_FILE: {expected}"):
+        load_config(env={"EVENTSCOPE_REDIS_URL": "redis://h", "EVENTSCOPE_REDIS_PASSWORD_FILE": value})
+
+
+def test_only_a_secret_has_a_file_twin():
+    with pytest.raises(ConfigError, match="^unknown config key EVENTSCOPE_REDIS_URL_FILE$"):
+        load_config(env={"EVENTSCOPE_REDIS_URL_FILE": "/etc/hostname"})
+
+
 @pytest.mark.parametrize("url", ["redis://h:6379/0?password=qu3ry&db=1", "unix:///run/redis.sock?password=qu3ry",
                                  "rediss://u:qu3ry@h:6380/0?ssl_cert_reqs=none&password=qu3ry"])
 def test_a_password_in_the_url_query_never_prints(url):
