@@ -6,6 +6,7 @@ import inspect
 import socket
 import threading
 import time
+import urllib.error
 import urllib.request
 
 import pytest
@@ -87,9 +88,14 @@ def test_the_server_drops_a_slow_client_after_its_timeout(serving):
     assert _scrape(server.server_port)[0] == 200  # and keeps serving
 
 
-def test_healthz_answers_ok(serving):
+def test_healthz_answers_beside_a_slow_client(serving):
     server = serving()
-    status, body, _ = _scrape(server.server_port, "/healthz")
-    assert status == 200 and body == b"ok"
-    with urllib.request.urlopen(f"http://127.0.0.1:{server.server_port}/healthz", timeout=2) as response:
-        assert response.headers.get_content_type() == "text/plain"
+    slow = _slowloris(server.server_port)
+    try:
+        time.sleep(0.2)
+        with pytest.raises(urllib.error.HTTPError) as answer:  # an empty store: nothing collected yet
+            _scrape(server.server_port, "/healthz")
+        assert answer.value.code == 503 and answer.value.headers.get_content_type() == "text/plain"
+        assert answer.value.read() == b"stale: no collector run in the store yet"
+    finally:
+        slow.close()
