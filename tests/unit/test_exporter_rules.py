@@ -170,6 +170,20 @@ def test_redis_streams_have_redis_exporter_names_and_labels(scraped):
     assert {dict(k)["stream"] for k in _named(values, "redis_stream_length")} == {"mail:out", "audit"}
 
 
+def test_cluster_name_is_the_cluster_a_row_came_from_not_the_source(tmp_path):
+    now = pd.Timestamp.now(tz="UTC").floor("s")
+    store = Store(tmp_path)  # a replay's rows: source "replay", each row's cluster its own
+    rows = [dict(r, source="replay", broker="prod-eu", kind="kafka") for r in _lag_rows(now)[:1]]
+    Recorder(store).record({"lag": schemas.conform("lag", rows), "dlq": schemas.conform("dlq", [
+        {"sampled_at": now, "source": "replay", "broker": "prod-eu", "kind": "kafka", "dlq": "orders.DLT",
+         "source_topic": None,
+         "depth": 1, "oldest_at": None, "reasons": "{}"}])})
+    text = generate_latest(registry_for(store)).decode()
+    clusters = {s.labels["cluster_name"] for f in text_string_to_metric_families(text) for s in f.samples
+                if "cluster_name" in s.labels}
+    assert clusters == {"prod-eu"} and "kafka_consumergroup_group_lag{" in text and "eventscope_dlq_depth{" in text
+
+
 def test_redis_db_label_follows_each_cluster_s_url():
     cfg = load_config(env={"EVENTSCOPE_REDIS_URL": "redis://cache:6379",
                            "EVENTSCOPE_SOURCES": '[{"name": "jobs", "kind": "redis", "url": "redis://j:6379/12"},'
