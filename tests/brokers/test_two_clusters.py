@@ -348,6 +348,10 @@ def test_metrics_label_each_cluster_and_never_sum_them(clusters):
     redis_lag = samples(text, "eventscope_redis_group_lag")
     assert {dict(k)["cluster_name"]: v for k, v in redis_lag.items() if dict(k)["group"] == "billing"} == {
         "cache-a": 12.0, "cache-b": 5.0}
+    stream_lag = samples(text, "redis_stream_group_lag")  # redis_exporter's name: the same numbers
+    assert {dict(k)["cluster_name"]: v for k, v in stream_lag.items() if dict(k)["group"] == "billing"} == {
+        "cache-a": 12.0, "cache-b": 5.0}
+    assert {dict(k)["db"] for k in stream_lag} == {"db0"}
     depth = samples(text, "eventscope_dlq_depth")
     assert {dict(k)["cluster_name"]: v for k, v in depth.items()} == {
         b: float(len((KAFKA.get(b) or REDIS.get(b))[2])) for b in KIND}
