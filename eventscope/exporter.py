@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import socket
 import sys
-from urllib.parse import urlsplit
+from urllib.parse import parse_qs, urlsplit
 from wsgiref.simple_server import WSGIRequestHandler, make_server
 
 import pandas as pd
@@ -99,13 +99,14 @@ def _text(value) -> str:
 
 def redis_dbs(config) -> dict[str, str]:
     """redis_exporter's ``db`` label (``db0``) of each configured Redis cluster, from the
-    number its URL selects (none: 0, as in Redis)."""
+    database its URL selects (none: 0, as in Redis; Redis Cluster has only 0)."""
     out = {}
     for source in (config.all_sources() if config is not None else []):
         if source.kind != "redis":
             continue
-        path = urlsplit(getattr(source.settings, "url", "") or "").path.strip("/")
-        out[source.name] = f"db{int(path) if path.isdigit() else 0}"
+        url = urlsplit(getattr(source.settings, "url", "") or "")
+        number = parse_qs(url.query).get("db", [url.path.strip("/")])[0]  # redis://h/3 or unix:///s?db=3
+        out[source.name] = f"db{int(number) if number.isdigit() else 0}"
     return out
 
 

@@ -187,8 +187,9 @@ def test_cluster_name_is_the_cluster_a_row_came_from_not_the_source(tmp_path):
 def test_redis_db_label_follows_each_cluster_s_url():
     cfg = load_config(env={"EVENTSCOPE_REDIS_URL": "redis://cache:6379",
                            "EVENTSCOPE_SOURCES": '[{"name": "jobs", "kind": "redis", "url": "redis://j:6379/12"},'
+                                                 ' {"name": "sock", "kind": "redis", "url": "unix:///run/r.sock?db=4"},'
                                                  ' {"name": "k2", "kind": "kafka", "bootstrap": "k:9092"}]'})
-    assert redis_dbs(cfg) == {"redis": "db0", "jobs": "db12"}
+    assert redis_dbs(cfg) == {"redis": "db0", "jobs": "db12", "sock": "db4"}
     assert redis_dbs(None) == {}
 
 
