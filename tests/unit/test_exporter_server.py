@@ -57,6 +57,23 @@ def test_a_slow_client_does_not_block_a_scrape(serving):
         slow.close()
 
 
+def test_a_client_that_connects_and_sends_nothing_does_not_block_a_scrape_and_is_dropped(serving):
+    server = serving(timeout_s=3.0)
+    silent = socket.create_connection(("127.0.0.1", server.server_port), timeout=10)
+    try:
+        time.sleep(0.2)
+        status, body, took = _scrape(server.server_port)
+        assert status == 200 and b"# TYPE" in body and took < 1.0
+        began = time.monotonic()
+        try:
+            data = silent.recv(1024)
+        except ConnectionResetError:
+            data = b""
+        assert data == b"" and time.monotonic() - began < 6.0  # dropped after its 3 s of silence
+    finally:
+        silent.close()
+
+
 def test_several_slow_clients_at_once_do_not_block_scrapes(serving):
     server = serving()
     slow = [_slowloris(server.server_port) for _ in range(8)]
