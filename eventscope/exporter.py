@@ -110,10 +110,10 @@ def redis_dbs(config) -> dict[str, str]:
     return out
 
 
-def kafka_members(consumers: pd.DataFrame) -> dict[tuple, tuple[str, str]]:
-    """``(cluster, group, topic, partition) -> (member host, client id)`` of every assigned
+def kafka_members(consumers: pd.DataFrame) -> dict[tuple, tuple[str, str, str]]:
+    """``(cluster, group, topic, partition) -> (member host, member ID, client id)`` of every assigned
     Kafka partition, from the members' ``assignment`` (``topic:0,1 other:3``)."""
-    out: dict[tuple, tuple[str, str]] = {}
+    out: dict[tuple, tuple[str, str, str]] = {}
     if consumers.empty:
         return out
     for r in consumers[consumers["kind"] == "kafka"].itertuples(index=False):
@@ -121,7 +121,7 @@ def kafka_members(consumers: pd.DataFrame) -> dict[tuple, tuple[str, str]]:
             topic, _, partitions = part.rpartition(":")
             for p in partitions.split(","):
                 if topic and p.strip().isdigit():
-                    out[(r.broker, r.group, topic, int(p))] = (_text(r.host), _text(r.consumer))
+                    out[(r.broker, r.group, topic, int(p))] = (_text(r.host), _text(r.member_id), _text(r.consumer))
     return out
 
 
@@ -187,9 +187,9 @@ class StoreMetrics:
     def _kafka_lag(fam: dict, kafka: pd.DataFrame, members: dict) -> None:
         for r in kafka.itertuples(index=False):
             # the member the partition is assigned to; none (a stopped group): empty, as
-            # kafka-lag-exporter says it. The store keeps no member ID: consumer_id is empty
-            host, client = members.get((r.broker, r.group, r.topic, int(r.partition)), ("", ""))
-            labels = [r.broker, r.group, r.topic, str(r.partition), host, "", client]
+            # kafka-lag-exporter says it
+            host, member, client = members.get((r.broker, r.group, r.topic, int(r.partition)), ("", "", ""))
+            labels = [r.broker, r.group, r.topic, str(r.partition), host, member, client]
             if not pd.isna(r.committed):
                 fam["kafka_consumergroup_group_offset"].add_metric(labels, float(r.committed))
             if not pd.isna(r.lag):

@@ -56,10 +56,11 @@ def scraped(tmp_path):
         "consumers": schemas.conform("consumers", [
             # orders 0 and payments 0 are assigned; orders 1 is the other member's; payments 1 nobody's
             {"sampled_at": now, "source": "kafka", "broker": "kafka", "kind": "kafka", "group": "billing",
-             "topic": "orders,payments", "consumer": "billing-1", "host": "/10.0.0.7",
+             "topic": "orders,payments", "consumer": "billing-1", "member_id": "billing-1-5e0c", "host": "/10.0.0.7",
              "assignment": "orders:0 payments:0"},
             {"sampled_at": now, "source": "kafka", "broker": "kafka", "kind": "kafka", "group": "billing",
-             "topic": "orders", "consumer": "billing-2", "host": "/10.0.0.8", "assignment": "orders:1"},
+             "topic": "orders", "consumer": "billing-2", "member_id": "billing-2-77aa", "host": "/10.0.0.8",
+             "assignment": "orders:1"},
             {"sampled_at": now, "source": "redis", "broker": "redis", "kind": "redis", "group": "mailer",
              "topic": "mail:out", "consumer": "worker-a", "host": "", "assignment": "", "pending": 3,
              "idle_ms": 1500},
@@ -105,7 +106,7 @@ def test_topic_sum_lag_sums_each_topic_apart(scraped):
 def test_partition_metrics_carry_offsets_lag_and_seconds_of_the_newest_sample(scraped):
     values, _ = scraped
     part = dict(cluster_name="kafka", group="billing", topic="orders", partition="1",
-                member_host="/10.0.0.8", consumer_id="", client_id="billing-2")
+                member_host="/10.0.0.8", consumer_id="billing-2-77aa", client_id="billing-2")
     assert _one(values, "kafka_consumergroup_group_offset", **part) == 13
     assert _one(values, "kafka_consumergroup_group_lag", **part) == 7
     assert _one(values, "kafka_consumergroup_group_lag_seconds", **part) == 2.0
@@ -119,10 +120,12 @@ def test_partition_metrics_carry_offsets_lag_and_seconds_of_the_newest_sample(sc
 
 def test_partition_metrics_name_the_member_each_partition_is_assigned_to(scraped):
     values, _ = scraped
-    lag = {(dict(k)["topic"], dict(k)["partition"]): (dict(k)["member_host"], dict(k)["client_id"])
+    lag = {(dict(k)["topic"], dict(k)["partition"]): (dict(k)["member_host"], dict(k)["consumer_id"],
+                                                     dict(k)["client_id"])
            for k in _named(values, "kafka_consumergroup_group_lag")}
-    assert lag == {("orders", "0"): ("/10.0.0.7", "billing-1"), ("orders", "1"): ("/10.0.0.8", "billing-2"),
-                   ("payments", "0"): ("/10.0.0.7", "billing-1")}
+    assert lag == {("orders", "0"): ("/10.0.0.7", "billing-1-5e0c", "billing-1"),
+                   ("orders", "1"): ("/10.0.0.8", "billing-2-77aa", "billing-2"),
+                   ("payments", "0"): ("/10.0.0.7", "billing-1-5e0c", "billing-1")}
     # kafka-lag-exporter's full label set on every partition series; unassigned: empty
     for name in ("kafka_consumergroup_group_offset", "kafka_consumergroup_group_lag",
                  "kafka_consumergroup_group_lag_seconds"):
