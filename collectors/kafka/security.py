@@ -1,0 +1,178 @@
+"""How a Kafka client proves who it is and checks who it talks to: the librdkafka settings
+of a :class:`~eventscope.collectors.kafka.config.KafkaConfig`'s TLS, SASL and OAUTHBEARER
+keys (AWS MSK IAM through an ``oauth_cb`` that signs a token with the AWS credentials), and
+the one readable line a failed connection becomes.
+
+librdkafka does not raise a TLS or authentication failure from the call that needed the
+connection: that call times out or fails with "all brokers down", while the reason goes to
+the client's ``error_cb``. :class:`ConnectionTrouble` keeps the latest such reason (with
+every configured secret taken out) and :meth:`ConnectionTrouble.explain` makes the
+collector's exception say it, in words that name the setting to look at."""
+from __future__ import annotations
+
+import logging
+import re
+import time
+
+from confluent_kafka import KafkaError, KafkaException
+
+log = logging.getLogger("eventscope.kafka")
+TROUBLE_FRESH_S = 120.0  # a reason older than this explains nothing of a new failure
+
+
+def security_settings(cfg) -> dict:
+    """librdkafka settings of ``cfg``'s TLS, SASL and OAUTHBEARER keys (secrets included:
+    for the client only)."""
+    conf: dict = {}
+    method = cfg.oauth_method()
+    if method == "aws_msk_iam":
+        conf["sasl.mechanism"] = "OAUTHBEARER"
+        conf["oauth_cb"] = msk_iam_oauth_cb(cfg.aws_region, cfg.aws_profile, cfg.aws_role_arn)
+    elif cfg.sasl_mechanism:
+        conf["sasl.mechanism"] = cfg.sasl_mechanism
+    if cfg.sasl_username:
+        conf["sasl.username"] = cfg.sasl_username
+    if cfg.sasl_password:
+        conf["sasl.password"] = cfg.sasl_password.get()
+    if method == "oidc":
+        conf.update({"sasl.oauthbearer.method": "oidc",
+                     "sasl.oauthbearer.client.id": cfg.sasl_oauthbearer_client_id,
+                     "sasl.oauthbearer.client.secret": cfg.sasl_oauthbearer_client_secret.get(),
+                     "sasl.oauthbearer.token.endpoint.url": cfg.sasl_oauthbearer_token_endpoint_url})
+        if cfg.sasl_oauthbearer_scope:
+            conf["sasl.oauthbearer.scope"] = cfg.sasl_oauthbearer_scope
+    if cfg.security_protocol in ("SSL", "SASL_SSL"):
+        for key in ("ssl_ca_location", "ssl_certificate_location", "ssl_key_location"):
+            if getattr(cfg, key):
+                conf[key.replace("_", ".")] = getattr(cfg, key)
+        if cfg.ssl_key_password:
+            conf["ssl.key.password"] = cfg.ssl_key_password.get()
+        conf["ssl.endpoint.identification.algorithm"] = "https" if cfg.ssl_endpoint_identification else "none"
+    return conf
+
+
+def msk_iam_oauth_cb(region: str, profile: str | None = None, role_arn: str | None = None):
+    """An ``oauth_cb`` for confluent-kafka that returns an AWS MSK IAM token (a SigV4-presigned
+    ``kafka-cluster:Connect`` URL, base64url) for ``region``, signed with the default AWS
+    credentials, ``profile``'s or ``role_arn``'s, and its expiry in seconds since the epoch."""
+    def oauth_cb(_oauthbearer_config):
+        from aws_msk_iam_sasl_signer import MSKAuthTokenProvider  # only MSK IAM sources need it (and botocore)
+        if role_arn:
+            token, expiry_ms = MSKAuthTokenProvider.generate_auth_token_from_role_arn(region, role_arn)
+        elif profile:
+            token, expiry_ms = MSKAuthTokenProvider.generate_auth_token_from_profile(region, profile)
+        else:
+            token, expiry_ms = MSKAuthTokenProvider.generate_auth_token(region)
+        return token, expiry_ms / 1000.0
+    oauth_cb.msk_region = region  # what it signs for: for the settings' tests and messages
+    return oauth_cb
+
+
+# -- readable failures ----------------------------------------------------------------
+# librdkafka's wording (matched anywhere, case-insensitive) -> what to tell the user
+_READABLE = [
+    (r"certificate verify failed|unable to get local issuer|self.signed certificate",
+     "TLS: certificate verify failed (the broker's certificate is not signed by ssl_ca_location, "
+     "or by a CA the system trusts)"),
+    (r"hostname mismatch|IP address mismatch|does not match .*(host|name)",
+     "TLS: the broker's certificate does not name the host connected to "
+     "(ssl_endpoint_identification)"),
+    (r"certificate required|peer did not return a certificate|alert handshake failure|alert bad certificate"
+     r"|alert unknown ca|alert certificate unknown",
+     "TLS: the broker refused the client certificate (mutual TLS: set ssl_certificate_location and "
+     "ssl_key_location to a certificate the broker's CA signed)"),
+    (r"ssl\.key\.location|ssl\.certificate\.location|ssl\.ca\.location|bad decrypt|private key",
+     "TLS: the client certificate, key or CA file cannot be used (ssl_* locations, ssl_key_password)"),
+    (r"wrong version number|packet length too long|record layer failure",
+     "TLS: the broker does not speak TLS on this port (security_protocol)"),
+    (r"invalid credentials|invalid username or password|authentication failed",
+     "SASL: authentication failed: the broker refused the credentials (sasl_username, sasl_password)"),
+    (r"invalid_token|invalid token|oauthbearer|jwt|token",
+     "SASL OAUTHBEARER: the broker refused the token"),
+    (r"unsupported sasl mechanism|sasl mechanism.*not (enabled|supported)",
+     "SASL: the broker does not offer this sasl_mechanism"),
+    (r"disconnected while requesting apiversion|incorrect security\.protocol",
+     "the broker closed the connection at once (security_protocol may not match the listener)"),
+]
+
+
+def readable(text: str, secrets: tuple = ()) -> str:
+    """librdkafka's error text as one line, with what it means first when known; every
+    value of ``secrets`` is replaced by ``***``."""
+    text = redact(" ".join(str(text).split()), secrets)
+    for pattern, meaning in _READABLE:
+        if re.search(pattern, text, re.IGNORECASE):
+            return f"{meaning}: {text}"[:300]
+    return text[:300]
+
+
+def redact(text: str, secrets: tuple) -> str:
+    """``text`` with each non-empty value of ``secrets`` replaced by ``***``."""
+    for secret in secrets:
+        if secret and len(secret) >= 3:
+            text = text.replace(secret, "***")
+    return text
+
+
+class ConnectionTrouble:
+    """The latest TLS or authentication failure a source's clients reported (``error_cb``),
+    kept to explain the timeout or "all brokers down" a collector's call then fails with."""
+
+    CODES = {KafkaError._SSL, KafkaError._AUTHENTICATION, KafkaError.SASL_AUTHENTICATION_FAILED,
+             KafkaError._TRANSPORT, KafkaError._ALL_BROKERS_DOWN}
+
+    def __init__(self, secrets: tuple = ()):
+        self.secrets = tuple(s for s in secrets if s)
+        self.reason: str | None = None
+        self.at = float("-inf")
+        self.logged: str | None = None
+
+    def error_cb(self, error: KafkaError) -> None:
+        """librdkafka's error callback: keep a connection failure's reason."""
+        code = error.code()
+        text = error.str()
+        if code in (KafkaError._SSL, KafkaError._AUTHENTICATION, KafkaError.SASL_AUTHENTICATION_FAILED) \
+                or (code == KafkaError._TRANSPORT and self._meaningful(text)):
+            self.reason = readable(text, self.secrets)
+            self.at = time.monotonic()
+            if self.reason != self.logged:  # once per distinct reason, not once per retry
+                self.logged = self.reason
+                log.warning("Kafka connection: %s", self.reason)
+
+    @staticmethod
+    def _meaningful(text: str) -> bool:
+        return any(re.search(pattern, text, re.IGNORECASE) for pattern, _ in _READABLE[:5] + _READABLE[-1:])
+
+    def fresh(self) -> str | None:
+        """The reason, if one came recently."""
+        return self.reason if time.monotonic() - self.at < TROUBLE_FRESH_S else None
+
+    def explain(self, exc: BaseException, *clients) -> BaseException:
+        """``exc`` (raised by a client call) as an exception whose message leads with the
+        connection failure's reason, when there is one; secrets taken out either way. Serves
+        ``clients``' pending callbacks first (an admin client's ``error_cb`` runs in ``poll``)."""
+        for client in clients:
+            try:
+                if client is not None and hasattr(client, "poll"):
+                    client.poll(0)
+            except Exception:  # noqa: BLE001 - serving callbacks is best effort
+                pass
+        reason = self.fresh()
+        text = redact(" ".join(str(exc).split()), self.secrets)
+        if isinstance(exc, KafkaException) and exc.args and isinstance(exc.args[0], KafkaError):
+            err = exc.args[0]
+            text = redact(f"{err.name()}: {err.str()}", self.secrets)
+            if err.code() in (KafkaError._AUTHENTICATION, KafkaError.SASL_AUTHENTICATION_FAILED,
+                              KafkaError._SSL):
+                reason = reason or readable(err.str(), self.secrets)
+        if reason is None:
+            if text == " ".join(str(exc).split()):
+                return exc
+            return KafkaConnectionError(text)
+        if reason in text or text in reason:
+            return KafkaConnectionError(reason)
+        return KafkaConnectionError(f"{reason} ({text})"[:300])
+
+
+class KafkaConnectionError(RuntimeError):
+    """A Kafka client call failed; the message says why, in one line without secrets."""
