@@ -158,17 +158,18 @@ class ConnectionTrouble:
             except Exception:  # noqa: BLE001 - serving callbacks is best effort
                 pass
         reason = self.fresh()
-        text = redact(" ".join(str(exc).split()), self.secrets)
+        text = " ".join(str(exc).split())
         if isinstance(exc, KafkaException) and exc.args and isinstance(exc.args[0], KafkaError):
             err = exc.args[0]
-            text = redact(f"{err.name()}: {err.str()}", self.secrets)
+            text = f"{err.name()}: {err.str()}"
             if err.code() in (KafkaError._AUTHENTICATION, KafkaError.SASL_AUTHENTICATION_FAILED,
                               KafkaError._SSL):
                 reason = reason or readable(err.str(), self.secrets)
         if reason is None:
-            if text == " ".join(str(exc).split()):
-                return exc
-            return KafkaConnectionError(text)
+            if redact(text, self.secrets) == text:
+                return exc  # nothing to add, nothing to take out
+            return KafkaConnectionError(redact(text, self.secrets))
+        text = redact(text, self.secrets)
         if reason in text or text in reason:
             return KafkaConnectionError(reason)
         return KafkaConnectionError(f"{reason} ({text})"[:300])
