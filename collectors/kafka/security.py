@@ -18,6 +18,7 @@ from confluent_kafka import KafkaError, KafkaException
 
 log = logging.getLogger("eventscope.kafka")
 TROUBLE_FRESH_S = 120.0  # a reason older than this explains nothing of a new failure
+LOG_AGAIN_S = 600.0  # the same kind of connection failure is logged again after this long
 
 
 def security_settings(cfg) -> dict:
@@ -97,13 +98,25 @@ _READABLE = [
 
 
 def readable(text: str, secrets: tuple = ()) -> str:
-    """librdkafka's error text as one line, with what it means first when known; every
-    value of ``secrets`` is replaced by ``***``."""
+    """librdkafka's error text as one line of at most 300 characters, with what it means first
+    when known; every value of ``secrets`` is replaced by ``***``."""
+    return _line(*_meaning(text, secrets))
+
+
+def _meaning(text: str, secrets: tuple = ()) -> tuple[str | None, str]:
+    """(what ``text`` means, or None; ``text`` cleaned: one line, no secret, no retry timing)."""
     text = redact(" ".join(str(text).split()), secrets)
+    text = re.sub(r" \(after \d+ms in state \w+\)", "", text)  # the same failure reads the same each time
+    text = re.sub(r"^[a-z_]+://([^/\s]+)/[^:\s]*: ", r"\1: ", text)  # sasl_ssl://host:port/bootstrap: -> host:port:
     for pattern, meaning in _READABLE:
         if re.search(pattern, text, re.IGNORECASE):
-            return f"{meaning}: {text}"[:300]
-    return text[:300]
+            return meaning, text
+    return None, text
+
+
+def _line(meaning: str | None, detail: str, limit: int = 300) -> str:
+    line = f"{meaning}: {detail}" if meaning else detail
+    return line if len(line) <= limit else line[:limit - 3].rstrip() + "..."
 
 
 def redact(text: str, secrets: tuple) -> str:
@@ -126,6 +139,7 @@ class ConnectionTrouble:
         self.reason: str | None = None
         self.at = float("-inf")
         self.logged: str | None = None
+        self.logged_at = float("-inf")
 
     def error_cb(self, error: KafkaError) -> None:
         """librdkafka's error callback: keep a connection failure's reason."""
@@ -133,10 +147,12 @@ class ConnectionTrouble:
         text = error.str()
         if code in (KafkaError._SSL, KafkaError._AUTHENTICATION, KafkaError.SASL_AUTHENTICATION_FAILED) \
                 or (code == KafkaError._TRANSPORT and self._meaningful(text)):
-            self.reason = readable(text, self.secrets)
+            meaning, detail = _meaning(text, self.secrets)
+            self.reason = _line(meaning, detail)
             self.at = time.monotonic()
-            if self.reason != self.logged:  # once per distinct reason, not once per retry
-                self.logged = self.reason
+            # once per kind of failure (librdkafka reports each retry, worded a little differently)
+            if (meaning or detail) != self.logged or time.monotonic() - self.logged_at > LOG_AGAIN_S:
+                self.logged, self.logged_at = meaning or detail, time.monotonic()
                 log.warning("Kafka connection: %s", self.reason)
 
     @staticmethod
@@ -170,9 +186,7 @@ class ConnectionTrouble:
                 return exc  # nothing to add, nothing to take out
             return KafkaConnectionError(redact(text, self.secrets))
         text = redact(text, self.secrets)
-        if reason in text or text in reason:
-            return KafkaConnectionError(reason)
-        return KafkaConnectionError(f"{reason} ({text})"[:300])
+        return KafkaConnectionError(reason)  # the call's own error ("all brokers down", a timeout) adds nothing
 
 
 class KafkaConnectionError(RuntimeError):

@@ -282,7 +282,7 @@ def test_msk_iam_by_method_with_a_profile_or_role(monkeypatch):
 ])
 def test_librdkafka_failures_read_as_what_they_mean(text, meaning):
     line = readable(text)
-    assert line.startswith(meaning) and text[:60] in line and "\n" not in line and len(line) <= 300
+    assert line.startswith(meaning) and text.split("/bootstrap: ", 1)[1][:40] in line and "\n" not in line and len(line) <= 300
 
 
 def test_a_failed_call_is_explained_by_the_last_connection_error_without_secrets():
@@ -294,6 +294,6 @@ def test_a_failed_call_is_explained_by_the_last_connection_error_without_secrets
     explained = trouble.explain(timeout)
     assert isinstance(explained, KafkaConnectionError)
     assert str(explained).startswith("SASL: authentication failed")
-    assert "Broker transport failure" in str(explained) and "pw-secret-9" not in str(explained)
+    assert "pw-secret-9" not in str(explained) and "\n" not in str(explained)
     trouble.error_cb(KafkaError(KafkaError._TRANSPORT, "Connection refused"))  # not a security failure
     assert str(trouble.explain(timeout)).startswith("SASL: authentication failed")
