@@ -72,7 +72,7 @@ def kafka_client_config(cfg, trouble: ConnectionTrouble | None = None) -> dict:
             # down, the default filled the log with some 35 "Connect ... failed" lines a second
             "reconnect.backoff.ms": 1000}
     conf.update({key: value for key, value in (getattr(cfg, "properties", None) or {}).items()})
-    conf.update(security_settings(cfg))
+    conf.update(security_settings(cfg, trouble))
     if trouble is not None:
         conf["error_cb"] = trouble.error_cb
     return conf

@@ -21,14 +21,14 @@ TROUBLE_FRESH_S = 120.0  # a reason older than this explains nothing of a new fa
 LOG_AGAIN_S = 600.0  # the same kind of connection failure is logged again after this long
 
 
-def security_settings(cfg) -> dict:
+def security_settings(cfg, trouble: "ConnectionTrouble | None" = None) -> dict:
     """librdkafka settings of ``cfg``'s TLS, SASL and OAUTHBEARER keys (secrets included:
     for the client only)."""
     conf: dict = {}
     method = cfg.oauth_method()
     if method == "aws_msk_iam":
         conf["sasl.mechanism"] = "OAUTHBEARER"
-        conf["oauth_cb"] = msk_iam_oauth_cb(cfg.aws_region, cfg.aws_profile, cfg.aws_role_arn)
+        conf["oauth_cb"] = msk_iam_oauth_cb(cfg.aws_region, cfg.aws_profile, cfg.aws_role_arn, trouble)
     elif cfg.sasl_mechanism:
         conf["sasl.mechanism"] = cfg.sasl_mechanism
     if cfg.sasl_username:
@@ -52,19 +52,39 @@ def security_settings(cfg) -> dict:
     return conf
 
 
-def msk_iam_oauth_cb(region: str, profile: str | None = None, role_arn: str | None = None):
+NO_TOKEN = "eventscope-no-token"  # what the broker gets when no token could be signed
+NO_TOKEN_RETRY_S = 30.0  # its lifetime: librdkafka asks for a new token before then
+
+
+def msk_iam_oauth_cb(region: str, profile: str | None = None, role_arn: str | None = None,
+                     trouble: "ConnectionTrouble | None" = None):
     """An ``oauth_cb`` for confluent-kafka that returns an AWS MSK IAM token (a SigV4-presigned
     ``kafka-cluster:Connect`` URL, base64url) for ``region``, signed with the default AWS
-    credentials, ``profile``'s or ``role_arn``'s, and its expiry in seconds since the epoch."""
+    credentials, ``profile``'s or ``role_arn``'s, and its expiry in seconds since the epoch.
+
+    When no token can be signed (no credentials, a role that cannot be assumed) it returns a
+    placeholder that lives :data:`NO_TOKEN_RETRY_S` and tells ``trouble`` why: an exception
+    would make confluent-kafka wait 10 s and then refuse to build the client at all."""
     def oauth_cb(_oauthbearer_config):
-        from aws_msk_iam_sasl_signer import MSKAuthTokenProvider  # only MSK IAM sources need it (and botocore)
-        if role_arn:
-            token, expiry_ms = MSKAuthTokenProvider.generate_auth_token_from_role_arn(region, role_arn)
-        elif profile:
-            token, expiry_ms = MSKAuthTokenProvider.generate_auth_token_from_profile(region, profile)
-        else:
-            token, expiry_ms = MSKAuthTokenProvider.generate_auth_token(region)
-        return token, expiry_ms / 1000.0
+        try:
+            from aws_msk_iam_sasl_signer import MSKAuthTokenProvider  # only MSK IAM sources need it (and botocore)
+            if role_arn:
+                token, expiry_ms = MSKAuthTokenProvider.generate_auth_token_from_role_arn(region, role_arn)
+            elif profile:
+                token, expiry_ms = MSKAuthTokenProvider.generate_auth_token_from_profile(region, profile)
+            else:
+                token, expiry_ms = MSKAuthTokenProvider.generate_auth_token(region)
+            return token, expiry_ms / 1000.0
+        except Exception as exc:  # noqa: BLE001 - any failure to sign is told, never raised into librdkafka
+            why = f"{type(exc).__name__}: {exc}"
+            if isinstance(exc, AttributeError) and "access_key" in str(exc):  # the signer's way of saying none
+                why = "no AWS credentials were found (environment, AWS config files, instance or task role)"
+            problem = f"AWS MSK IAM: no token could be signed for {region}: {why}"
+            if trouble is not None:
+                trouble.token_failed(problem)
+            else:
+                log.warning("%s", readable(problem))
+            return NO_TOKEN, time.time() + NO_TOKEN_RETRY_S
     oauth_cb.msk_region = region  # what it signs for: for the settings' tests and messages
     return oauth_cb
 
@@ -88,6 +108,9 @@ _READABLE = [
      "TLS: the broker does not speak TLS on this port (security_protocol)"),
     (r"invalid credentials|invalid username or password|authentication failed",
      "SASL: authentication failed: the broker refused the credentials (sasl_username, sasl_password)"),
+    (r"failed to acquire sasl oauthbearer token|no token could be signed",
+     "SASL OAUTHBEARER: no token could be obtained (the token endpoint, its client id and secret, "
+     "or the AWS credentials)"),
     (r"invalid_token|invalid token|oauthbearer|jwt|token",
      "SASL OAUTHBEARER: the broker refused the token"),
     (r"unsupported sasl mechanism|sasl mechanism.*not (enabled|supported)",
@@ -140,6 +163,8 @@ class ConnectionTrouble:
         self.at = float("-inf")
         self.logged: str | None = None
         self.logged_at = float("-inf")
+        self.token_problem: str | None = None
+        self.token_problem_at = float("-inf")
 
     def error_cb(self, error: KafkaError) -> None:
         """librdkafka's error callback: keep a connection failure's reason."""
@@ -150,17 +175,30 @@ class ConnectionTrouble:
             meaning, detail = _meaning(text, self.secrets)
             self.reason = _line(meaning, detail)
             self.at = time.monotonic()
-            # once per kind of failure (librdkafka reports each retry, worded a little differently)
-            if (meaning or detail) != self.logged or time.monotonic() - self.logged_at > LOG_AGAIN_S:
-                self.logged, self.logged_at = meaning or detail, time.monotonic()
-                log.warning("Kafka connection: %s", self.reason)
+            self._log(meaning or detail, self.reason)
+
+    def token_failed(self, text: str) -> None:
+        """No OAUTHBEARER token could be made (AWS MSK IAM): the reason, kept ahead of the
+        broker's refusal of the placeholder sent instead."""
+        self.token_problem = readable(text, self.secrets)
+        self.token_problem_at = time.monotonic()
+        self._log(self.token_problem, self.token_problem)
+
+    def _log(self, kind: str, line: str) -> None:
+        # once per kind of failure (librdkafka reports each retry, worded a little differently)
+        if kind != self.logged or time.monotonic() - self.logged_at > LOG_AGAIN_S:
+            self.logged, self.logged_at = kind, time.monotonic()
+            log.warning("Kafka connection: %s", line)
 
     @staticmethod
     def _meaningful(text: str) -> bool:
         return any(re.search(pattern, text, re.IGNORECASE) for pattern, _ in _READABLE[:5] + _READABLE[-1:])
 
     def fresh(self) -> str | None:
-        """The reason, if one came recently."""
+        """The reason, if one came recently (a token that could not be made first: the
+        broker's refusal of the placeholder only follows from it)."""
+        if time.monotonic() - self.token_problem_at < TROUBLE_FRESH_S:
+            return self.token_problem
         return self.reason if time.monotonic() - self.at < TROUBLE_FRESH_S else None
 
     def explain(self, exc: BaseException, *clients) -> BaseException:

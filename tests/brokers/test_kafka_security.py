@@ -123,9 +123,12 @@ def write_config(path, sources: dict) -> None:
 
 
 def collect_once(config, store) -> subprocess.CompletedProcess:
+    # no AWS credentials anywhere, and no instance metadata service to ask for them
     return subprocess.run([sys.executable, "-m", "eventscope.cli", "--config", str(config), "collect", "--once",
                            "--store", str(store)], capture_output=True, text=True, timeout=120,
-                          env={"PATH": "/usr/bin:/bin"})
+                          env={"PATH": "/usr/bin:/bin", "AWS_EC2_METADATA_DISABLED": "true",
+                               "AWS_CONFIG_FILE": str(config) + ".none",
+                               "AWS_SHARED_CREDENTIALS_FILE": str(config) + ".none"})
 
 
 def secured_sources(kafka_secure, token_endpoint, tag, tmp_path) -> dict:
@@ -195,12 +198,16 @@ def test_each_security_failure_is_one_clear_health_line_without_secrets(kafka_se
                            if key not in ("ssl_certificate_location", "ssl_key_location", "ssl_key_password")}
         | fast,
         "refused-token": {**good["oidc"], "sasl_oauthbearer_token_endpoint_url": token_endpoint.url + "/bad", **fast},
+        "no-aws-credentials": {"bootstrap": kafka_secure["scram"]["address"], "security_protocol": "SASL_SSL",
+                               "sasl_mechanism": "AWS_MSK_IAM", "aws_region": "eu-west-1",
+                               "ssl_ca_location": str(kafka_secure["tls"].ca), "topics": f"^{tag}", **fast},
     }
     expected = {"wrong-password": "SASL: authentication failed: the broker refused the credentials",
                 "untrusted-ca": "TLS: certificate verify failed (the broker's certificate is not signed by "
                                 "ssl_ca_location",
                 "no-client-cert": "TLS: the broker refused the client certificate",
-                "refused-token": "SASL OAUTHBEARER: the broker refused the token"}
+                "refused-token": "SASL OAUTHBEARER: the broker refused the token",
+                "no-aws-credentials": "SASL OAUTHBEARER: no token could be obtained"}
     config, store = tmp_path / "eventscope.toml", tmp_path / "store"
     write_config(config, sources)
     done = collect_once(config, store)

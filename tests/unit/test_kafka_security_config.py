@@ -15,7 +15,7 @@ from confluent_kafka import KafkaError, KafkaException
 
 from eventscope.collectors.kafka.config import KafkaConfig, check, secret_property
 from eventscope.collectors.kafka.offsets import client_secrets, kafka_client_config
-from eventscope.collectors.kafka.security import ConnectionTrouble, KafkaConnectionError, readable
+from eventscope.collectors.kafka.security import NO_TOKEN, ConnectionTrouble, KafkaConnectionError, readable
 from eventscope.config import ConfigError, load_config
 
 
@@ -264,6 +264,22 @@ def test_msk_iam_by_method_with_a_profile_or_role(monkeypatch):
     assert kafka_client_config(KafkaConfig(**base, aws_profile="ro"))["oauth_cb"](None) == ("t", 2.0)
     assert kafka_client_config(KafkaConfig(**base, aws_role_arn="arn:r"))["oauth_cb"](None) == ("t", 4.0)
     assert asked == [("profile", "us-east-1", "ro"), ("role", "us-east-1", "arn:r")]
+
+
+def test_msk_iam_without_credentials_says_so_instead_of_failing_the_client(aws_credentials, monkeypatch):
+    monkeypatch.delenv("AWS_ACCESS_KEY_ID")
+    monkeypatch.delenv("AWS_SECRET_ACCESS_KEY")
+    for name in ("AWS_CONTAINER_CREDENTIALS_RELATIVE_URI", "AWS_CONTAINER_CREDENTIALS_FULL_URI"):
+        monkeypatch.delenv(name, raising=False)
+    trouble = ConnectionTrouble()
+    cfg = KafkaConfig(bootstrap="b", security_protocol="SASL_SSL", sasl_mechanism="AWS_MSK_IAM", aws_region="eu-west-1")
+    token, expiry = kafka_client_config(cfg, trouble)["oauth_cb"](None)
+    assert token == NO_TOKEN and expiry > 0
+    timeout = KafkaException(KafkaError(KafkaError._TRANSPORT, "Failed to get metadata: Local: Broker transport failure"))
+    trouble.error_cb(KafkaError(KafkaError._AUTHENTICATION, 'SASL authentication error: {"status":"invalid_token"}'))
+    line = str(trouble.explain(timeout))  # why there was no token, not the broker's refusal of the placeholder
+    assert line.startswith("SASL OAUTHBEARER: no token could be obtained") and "eu-west-1" in line
+    assert "no AWS credentials were found" in line and "\n" not in line
 
 
 # -- readable failures -----------------------------------------------------------------------
