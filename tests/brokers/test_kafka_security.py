@@ -189,7 +189,7 @@ def test_each_security_failure_is_one_clear_health_line_without_secrets(kafka_se
                                                                           tmp_path):
     tag, _, group = seeded
     good = secured_sources(kafka_secure, token_endpoint, tag, tmp_path)
-    fast = {"timeout_s": 2.0}
+    fast = {"timeout_s": 1.5}
     sources = {
         "good": good["scram"],
         "wrong-password": {**good["scram"], "sasl_password": WRONG_PASSWORD, **fast},
