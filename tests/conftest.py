@@ -8,7 +8,9 @@ collectors with no more rights than a production deployment grants them
 ``User:eventscope``; its PLAINTEXT listener (``kafka_bootstrap``) stays unrestricted
 for test setup and the simulator, as does the default Redis user. RabbitMQ's ``eventscope``
 user has only the ``monitoring`` tag (the management API's reads) and no AMQP rights;
-``RABBITMQ_ADMIN`` sets up what the tests watch.
+``RABBITMQ_ADMIN`` sets up what the tests watch. The Kafka broker also has secured listeners
+(SASL_SSL with SCRAM-SHA-512, mutual TLS, OAUTHBEARER), each with a read-only identity of its
+own (``kafka_secure``).
 """
 
 from __future__ import annotations

@@ -127,14 +127,15 @@ class KafkaOffsetsCollector:
         # cyclic garbage collector would only walk them again and again while they pile up.
         try:
             with gc_paused():
-                return self._collect()
+                frames = self._collect()
         except KafkaException as exc:
             if self.trouble is None:
                 raise
-            raise self.trouble.explain(exc, self.admin) from None
-        finally:
-            if self.trouble is not None and self.admin is not None:
-                self.admin.poll(0)  # serve the error callbacks: they queue until polled
+            raise self.trouble.explain(exc, self.admin) from None  # serves the error callbacks first
+        if self.trouble is not None:
+            self.admin.poll(0)  # serve the error callbacks (they queue until polled), then forget them
+            self.trouble.clear()
+        return frames
 
     def _collect(self) -> dict[str, pd.DataFrame]:
         self._renew_if_stuck()  # first: no request of this sample may be left on a dropped client

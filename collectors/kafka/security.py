@@ -154,9 +154,6 @@ class ConnectionTrouble:
     """The latest TLS or authentication failure a source's clients reported (``error_cb``),
     kept to explain the timeout or "all brokers down" a collector's call then fails with."""
 
-    CODES = {KafkaError._SSL, KafkaError._AUTHENTICATION, KafkaError.SASL_AUTHENTICATION_FAILED,
-             KafkaError._TRANSPORT, KafkaError._ALL_BROKERS_DOWN}
-
     def __init__(self, secrets: tuple = ()):
         self.secrets = tuple(s for s in secrets if s)
         self.reason: str | None = None
@@ -192,7 +189,14 @@ class ConnectionTrouble:
 
     @staticmethod
     def _meaningful(text: str) -> bool:
-        return any(re.search(pattern, text, re.IGNORECASE) for pattern, _ in _READABLE[:5] + _READABLE[-1:])
+        """A transport error worth keeping: a TLS failure, or a connection closed at once (a
+        refused connection, a broker restarting, is not the security settings' doing)."""
+        meaning, _ = _meaning(text)
+        return bool(meaning) and (meaning.startswith("TLS") or "closed the connection" in meaning)
+
+    def clear(self) -> None:
+        """A call succeeded: what failed before explains nothing any more."""
+        self.reason, self.at = None, float("-inf")
 
     def fresh(self) -> str | None:
         """The reason, if one came recently (a token that could not be made first: the
