@@ -77,7 +77,7 @@ PROPERTIES_TOML = '''
 bootstrap = "b:9092"
 
 [kafka.properties]
-"client.rack" = "eu-1a"
+client.rack = "eu-1a"
 "socket.keepalive.enable" = true
 "fetch.wait.max.ms" = 50
 "ssl.keystore.password" = "keystore-secret-1"
@@ -129,7 +129,7 @@ def test_which_property_names_hold_secrets(name, secret):
     ({"security.protocol": "SSL"}, "kafka.properties.security.protocol: set kafka.security_protocol instead"),
     ({"ssl.ca.location": "/x"}, "kafka.properties.ssl.ca.location: set kafka.ssl_ca_location instead"),
     ({"oauth_cb": "x"}, "kafka.properties.oauth_cb: a callback cannot be configured"),
-    ({"client.rack": {"nested": "p-secret-2"}}, "kafka.properties.client.rack: expected a string, number or boolean"),
+    ({"client.rack": ["p-secret-2"]}, "kafka.properties.client.rack: expected a string, number or boolean"),
 ])
 def test_a_property_that_a_named_key_sets_is_a_config_error(properties, message):
     with pytest.raises(ConfigError) as caught:
