@@ -106,9 +106,10 @@ def explain(exc: BaseException, cfg: RedisConfig) -> str | None:
         at = f" at {where.group(1)}" if where else ""
         return (f"TLS: the Redis server's certificate{at} is not trusted ({why}): set redis.ssl_ca_certs to "
                 f"the CA that signed it")
-    if "SSL" in text and ("alert" in text.lower() or "handshake" in text.lower()):
-        return f"TLS handshake with Redis failed ({text}): a client certificate (redis.ssl_certfile, " \
-               f"redis.ssl_keyfile) may be required"
+    if cfg.tls() and ("_ssl.c" in text or "SSL" in text):
+        hint = ("the server may require a client certificate (redis.ssl_certfile, redis.ssl_keyfile)"
+                if not cfg.ssl_certfile else "check redis.ssl_certfile and redis.ssl_keyfile")
+        return f"TLS handshake with Redis failed ({text}): {hint}"
     if cfg.mode == "sentinel" and isinstance(exc, MasterNotFoundError):
         sentinels = ", ".join(cfg.sentinels)
         if " : " in text:  # redis-py appends each unreachable Sentinel's error
