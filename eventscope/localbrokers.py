@@ -344,13 +344,16 @@ def start_redis_cluster(workdir: Path | str, masters: int = 3, timeout: float = 
 
     workdir = Path(workdir).resolve()
     nodes: list[LocalBroker] = []
+    bus_ports: list[int] = []
     try:
         for i in range(masters):
             node_dir = workdir / f"node{i}"
             node_dir.mkdir(parents=True, exist_ok=True)
+            # the cluster bus on a free port of its own (port + 10000 may be taken, or past 65535)
+            bus_ports.append(free_port())
             nodes.append(start_redis(node_dir, args=(
                 "--cluster-enabled", "yes", "--cluster-config-file", str(node_dir / "nodes.conf"),
-                "--cluster-node-timeout", str(node_timeout_ms))))
+                "--cluster-port", str(bus_ports[-1]), "--cluster-node-timeout", str(node_timeout_ms))))
         clients = [redis.Redis.from_url(node.address) for node in nodes]
         try:
             per = 16384 // masters
@@ -358,9 +361,9 @@ def start_redis_cluster(workdir: Path | str, masters: int = 3, timeout: float = 
                 last = 16383 if i == masters - 1 else (i + 1) * per - 1
                 client.execute_command("CLUSTER", "ADDSLOTSRANGE", i * per, last)
                 client.execute_command("CLUSTER", "SET-CONFIG-EPOCH", i + 1)
-            for node in nodes[1:]:
+            for node, bus_port in zip(nodes[1:], bus_ports[1:]):
                 port = int(node.address.rsplit(":", 1)[1].split("/")[0])
-                clients[0].execute_command("CLUSTER", "MEET", HOST, port)
+                clients[0].execute_command("CLUSTER", "MEET", HOST, port, bus_port)
             deadline = time.monotonic() + timeout
             while True:
                 infos = [client.execute_command("CLUSTER", "INFO") for client in clients]

@@ -55,6 +55,11 @@ def _url(cfg: RedisConfig) -> str:
     return urlunsplit(parts._replace(scheme="rediss")) if cfg.tls() and parts.scheme == "redis" else cfg.url
 
 
+def _quick_retry(retries: int) -> Retry:
+    """``retries`` more tries, 0.1 s then 0.2 s apart (redis-py's default backs off for seconds)."""
+    return Retry(ExponentialBackoff(cap=0.5, base=0.1), retries)
+
+
 def make_client(cfg: RedisConfig):
     """A client of the configured topology (it connects lazily, on the first command)."""
     timeouts = {"socket_timeout": cfg.timeout_s, "socket_connect_timeout": cfg.timeout_s}
@@ -66,8 +71,12 @@ def make_client(cfg: RedisConfig):
         if cfg.sentinel_password:
             sentinel_auth["password"] = cfg.sentinel_password.get()
         sentinel = Sentinel([parse_address(s, 26379) for s in cfg.sentinels],
-                            sentinel_kwargs={**timeouts, **tls, **sentinel_auth}, **timeouts, **tls)
-        return sentinel.master_for(cfg.sentinel_master, **_auth_kwargs(cfg))
+                            sentinel_kwargs={**timeouts, **tls, **sentinel_auth, "retry": _quick_retry(1)},
+                            **timeouts, **tls)
+        # a short retry: the master's address is asked again at once (a failover moved it),
+        # and a Sentinel that is down shows as a failed sample without seconds of backing off
+        return sentinel.master_for(cfg.sentinel_master, **_auth_kwargs(cfg),
+                                   retry=_quick_retry(2))
     if cfg.mode == "cluster":
         parts = urlsplit(_url(cfg))
         nodes = [ClusterNode(parts.hostname, parts.port or 6379)]
@@ -81,11 +90,12 @@ def make_client(cfg: RedisConfig):
         # one short retry: a master that is down shows as a failed sample at once, rather
         # than after seconds of backing off (redirections after a resharding are not retries)
         return RedisCluster(startup_nodes=nodes, **auth, **_auth_kwargs(cfg), **tls, **timeouts,
-                            retry=Retry(ExponentialBackoff(cap=0.5, base=0.1), 1))
+                            retry=_quick_retry(1))
     return redis.Redis.from_url(_url(cfg), **_auth_kwargs(cfg), **_tls_kwargs(cfg), **timeouts)
 
 
 _TLS_VERIFY = re.compile(r"certificate verify failed: ([^(]*)", re.IGNORECASE)
+_SENTINEL_ERROR = re.compile(r" - (?:\w+:)?(\w+Error)\b")
 _ERRNO_TEXT = re.compile(r"Error -?\d+ connecting to ([^ ]+?)\.? (.*)$")
 
 
@@ -112,9 +122,16 @@ def explain(exc: BaseException, cfg: RedisConfig) -> str | None:
         return f"TLS handshake with Redis failed ({text}): {hint}"
     if cfg.mode == "sentinel" and isinstance(exc, MasterNotFoundError):
         sentinels = ", ".join(cfg.sentinels)
-        if " : " in text:  # redis-py appends each unreachable Sentinel's error
-            return f"no Sentinel reachable ({sentinels}) to find master '{cfg.sentinel_master}': " \
-                   f"{text.split(' : ', 1)[1]}"
+        # redis-py appends each failed Sentinel's error class ("<client> - network:ConnectionError")
+        errors = _SENTINEL_ERROR.findall(text)
+        if "AuthenticationError" in errors:
+            user = cfg.sentinel_username or "default"
+            return (f"the Sentinels ({sentinels}) refused the login of user '{user}': wrong username or "
+                    f"password (redis.sentinel_username, redis.sentinel_password)")
+        if errors:
+            why = ", ".join(dict.fromkeys(errors))
+            return (f"no Sentinel reachable ({sentinels}) to find master '{cfg.sentinel_master}': {why} "
+                    f"(redis.sentinels)")
         return (f"the Sentinels ({sentinels}) know no healthy master named '{cfg.sentinel_master}' "
                 f"(redis.sentinel_master)")
     if cfg.mode == "cluster":
