@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field, fields
 from typing import ClassVar
-from urllib.parse import unquote, urlsplit
+from urllib.parse import urlsplit
 
 from eventscope.collectors import regex_problems
 from eventscope.dlq_names import REDIS_DLQ_PATTERN
@@ -71,9 +71,11 @@ def check(cfg: RedisConfig, where: str) -> list[str]:
     """The settings' problems, one line each (never a secret)."""
     problems = []
     scheme = urlsplit(cfg.url).scheme if cfg.url else ""
-    if cfg.url and scheme not in ("redis", "rediss", "unix"):
-        problems.append(f"{where}.url must start with redis://, rediss:// or unix:// "
-                        f"(a Sentinel setup takes {where}.sentinels and {where}.sentinel_master)")
+    if cfg.url and "sentinel" in scheme:
+        problems.append(f"{where}.url: a Sentinel setup takes mode = \"sentinel\", {where}.sentinels and "
+                        f"{where}.sentinel_master instead of a URL")
+    elif cfg.url and scheme not in ("redis", "rediss", "unix"):
+        problems.append(f"{where}.url must start with redis://, rediss:// or unix://")
     if cfg.mode not in MODES:
         problems.append(f"{where}.mode must be one of {', '.join(MODES)}")
     if cfg.ssl_cert_reqs not in CERT_REQS:
@@ -86,15 +88,9 @@ def check(cfg: RedisConfig, where: str) -> list[str]:
         problems.append(f"{where}.ssl does not apply to a unix:// socket")
     if cfg.url and scheme in ("redis", "rediss"):
         try:
-            parts = urlsplit(cfg.url)
-            parts.port  # noqa: B018 - raises ValueError on a bad port
+            urlsplit(cfg.url).port  # noqa: B018 - raises ValueError on a bad port
         except ValueError:
             problems.append(f"{where}.url has an invalid port")
-        else:
-            if parts.username and cfg.username and unquote(parts.username) != cfg.username:
-                problems.append(f"{where}.username and the user in {where}.url differ: set one")
-            if parts.password is not None and cfg.password:
-                problems.append(f"{where}.password and a password in {where}.url are both set: set one")
     if cfg.mode == "cluster":
         if not cfg.url:
             problems.append(f"{where}.mode = \"cluster\" needs {where}.url (any node of the cluster)")

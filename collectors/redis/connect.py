@@ -39,9 +39,14 @@ def _tls_kwargs(cfg: RedisConfig) -> dict:
 
 
 def _auth_kwargs(cfg: RedisConfig) -> dict:
-    """The ACL user and password of the keys (the URL's own userinfo is read by redis-py;
-    :func:`check` refuses a password set in both places)."""
+    """The ACL user and password: the URL's userinfo, each overridden by its key
+    (``username``, ``password``/``password_file``) when that is set."""
     kwargs = {}
+    parts = urlsplit(cfg.url) if cfg.url else None
+    if parts is not None and parts.username:
+        kwargs["username"] = unquote(parts.username)
+    if parts is not None and parts.password is not None:
+        kwargs["password"] = unquote(parts.password)
     if cfg.username:
         kwargs["username"] = cfg.username
     if cfg.password:
@@ -50,9 +55,14 @@ def _auth_kwargs(cfg: RedisConfig) -> dict:
 
 
 def _url(cfg: RedisConfig) -> str:
-    """The URL, its scheme ``rediss`` when ``ssl = true``."""
+    """The URL without its userinfo (:func:`_auth_kwargs` passes that on), its scheme
+    ``rediss`` when ``ssl = true``."""
     parts = urlsplit(cfg.url)
-    return urlunsplit(parts._replace(scheme="rediss")) if cfg.tls() and parts.scheme == "redis" else cfg.url
+    if parts.scheme == "unix":
+        return cfg.url  # unix://[user:pw@]/path: redis-py reads the userinfo (keys still override)
+    netloc = parts.netloc.rsplit("@", 1)[-1]
+    scheme = "rediss" if cfg.tls() else parts.scheme
+    return urlunsplit(parts._replace(scheme=scheme, netloc=netloc))
 
 
 def _quick_retry(retries: int) -> Retry:
@@ -81,15 +91,10 @@ def make_client(cfg: RedisConfig):
         parts = urlsplit(_url(cfg))
         nodes = [ClusterNode(parts.hostname, parts.port or 6379)]
         nodes += [ClusterNode(*parse_address(n, 6379)) for n in cfg.cluster_nodes]
-        auth = {}
-        if parts.username:
-            auth["username"] = unquote(parts.username)
-        if parts.password is not None:
-            auth["password"] = unquote(parts.password)
         tls = {"ssl": True, **_tls_kwargs(cfg)} if cfg.tls() else {}
         # one short retry: a master that is down shows as a failed sample at once, rather
         # than after seconds of backing off (redirections after a resharding are not retries)
-        return RedisCluster(startup_nodes=nodes, **auth, **_auth_kwargs(cfg), **tls, **timeouts,
+        return RedisCluster(startup_nodes=nodes, **_auth_kwargs(cfg), **tls, **timeouts,
                             retry=_quick_retry(1))
     return redis.Redis.from_url(_url(cfg), **_auth_kwargs(cfg), **_tls_kwargs(cfg), **timeouts)
 
