@@ -113,6 +113,9 @@ def explain(exc: BaseException, cfg: RedisConfig) -> str | None:
         return (f"Redis refused the login of user '{user}': wrong username or password, or the user is "
                 f"disabled (redis.username, redis.password)")
     if isinstance(exc, redis.exceptions.NoPermissionError):
+        if cfg.mode == "sentinel" and "'sentinel" in text:
+            return (f"Sentinel user '{cfg.sentinel_username or 'default'}' may not ask where the master is: "
+                    f"{text} (it needs +sentinel|masters)")
         return f"Redis user '{user}' may not run a command eventscope needs: {text} (README, \"Read-only rights\")"
     verify = _TLS_VERIFY.search(text)
     if verify or isinstance(exc, ssl.SSLCertVerificationError):

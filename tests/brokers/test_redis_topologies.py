@@ -203,6 +203,7 @@ def test_sentinel_failover_loses_no_event(redis_sentinel, tmp_path):
     admin.flushall()
     for client in nodes.values():
         client.acl_log_reset()
+    sentinel.execute_command("ACL", "LOG", "RESET")
     written = [("s.orders", admin.xadd("s.orders", {"n": str(i)})) for i in range(10)]
     collector = collector_for(tmp_path, **sentinel_keys(redis_sentinel["sentinel"]))
     read, failures = [], []
@@ -234,6 +235,8 @@ def test_sentinel_failover_loses_no_event(redis_sentinel, tmp_path):
     finally:
         collector.close()
     assert [denied(c) for c in nodes.values()] == [[], []]
+    sentinel_log = sentinel.execute_command("ACL", "LOG", "1000")
+    assert [e for e in sentinel_log if REDIS_SENTINEL_USER in str(e)] == []
     for client in (sentinel, *nodes.values()):
         client.close()
 

@@ -128,3 +128,12 @@ def test_failures_explained_without_secrets():
 def test_bad_types_are_config_errors():
     with pytest.raises(ConfigError, match="EVENTSCOPE_REDIS_SSL: expected bool"):
         load_config(env={"EVENTSCOPE_REDIS_URL": "redis://h", "EVENTSCOPE_REDIS_SSL": "perhaps"})
+
+
+def test_a_refused_sentinel_command_names_the_sentinel_user():
+    cfg = RedisConfig(mode="sentinel", sentinels=["s"], sentinel_master="m", sentinel_username="watcher",
+                      username="reader")
+    refused = redis.exceptions.NoPermissionError("this user has no permissions to run the 'sentinel|masters' command")
+    assert explain(refused, cfg).startswith("Sentinel user 'watcher' may not ask where the master is")
+    refused = redis.exceptions.NoPermissionError("this user has no permissions to run the 'xinfo|stream' command")
+    assert explain(refused, cfg).startswith("Redis user 'reader' may not run a command eventscope needs")
