@@ -65,6 +65,26 @@ def _url(cfg: RedisConfig) -> str:
     return urlunsplit(parts._replace(scheme=scheme, netloc=netloc))
 
 
+class LazyClient:
+    """A client made on first use (``RedisCluster`` reads the slot map when it is made): a
+    cluster that cannot be reached when eventscope starts is a failed sample, tried again
+    at the next one, not a failed start."""
+
+    def __init__(self, factory):
+        self._factory = factory
+        self._client = None
+
+    def __getattr__(self, name):
+        if self._client is None:
+            self._client = self._factory()
+        return getattr(self._client, name)
+
+    def close(self) -> None:
+        """Close the client, if it was made."""
+        if self._client is not None:
+            self._client.close()
+
+
 def _quick_retry(retries: int) -> Retry:
     """``retries`` more tries, 0.1 s then 0.2 s apart (redis-py's default backs off for seconds)."""
     return Retry(ExponentialBackoff(cap=0.5, base=0.1), retries)
@@ -94,8 +114,8 @@ def make_client(cfg: RedisConfig):
         tls = {"ssl": True, **_tls_kwargs(cfg)} if cfg.tls() else {}
         # one short retry: a master that is down shows as a failed sample at once, rather
         # than after seconds of backing off (redirections after a resharding are not retries)
-        return RedisCluster(startup_nodes=nodes, **_auth_kwargs(cfg), **tls, **timeouts,
-                            retry=_quick_retry(1))
+        return LazyClient(lambda: RedisCluster(startup_nodes=nodes, **_auth_kwargs(cfg), **tls, **timeouts,
+                                               retry=_quick_retry(1)))
     return redis.Redis.from_url(_url(cfg), **_auth_kwargs(cfg), **_tls_kwargs(cfg), **timeouts)
 
 
@@ -149,5 +169,6 @@ def explain(exc: BaseException, cfg: RedisConfig) -> str | None:
         if isinstance(exc, (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError)) and where:
             return f"Redis Cluster node {where.group(1)} unreachable: {where.group(2)}"
         if isinstance(exc, redis.exceptions.RedisClusterException):
-            return f"Redis Cluster unreachable or not a cluster: {text}"
+            return (f"Redis Cluster unreachable, or not a cluster, or the user may not read its slot map "
+                    f"(+cluster|slots): {text}")
     return None

@@ -116,7 +116,7 @@ class RedisStreamsCollector:
         (wrong password, untrusted certificate, a cluster node or the Sentinels unreachable)."""
         try:
             return sample()
-        except (redis.RedisError, OSError) as exc:
+        except (redis.RedisError, redis.exceptions.RedisClusterException, OSError) as exc:
             line = self.explain(exc) if self.explain else None
             if line is None:
                 raise

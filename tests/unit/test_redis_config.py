@@ -9,6 +9,8 @@ from redis.cluster import RedisCluster
 from eventscope.collectors.redis.config import RedisConfig, address, check, configured
 from eventscope.collectors.redis.connect import explain, make_client
 from eventscope.config import ConfigError, load_config
+from eventscope.localbrokers import HOST, free_port
+from eventscope.runner import build_collectors
 from eventscope.secrets import Secret
 
 
@@ -105,8 +107,10 @@ def test_the_keys_override_the_url_s_user_and_password():
 def test_a_cluster_client_is_a_redis_cluster(monkeypatch):
     made = {}
     monkeypatch.setattr(RedisCluster, "__init__", lambda self, **kw: made.update(kw))
-    make_client(RedisConfig(url="rediss://u:pw@h:7000", mode="cluster", cluster_nodes=["h2:7001"],
-                            ssl_ca_certs="ca"))
+    client = make_client(RedisConfig(url="rediss://u:pw@h:7000", mode="cluster", cluster_nodes=["h2:7001"],
+                                     ssl_ca_certs="ca"))
+    assert made == {}  # made on first use
+    client.get_nodes  # noqa: B018
     assert [(n.host, n.port) for n in made["startup_nodes"]] == [("h", 7000), ("h2", 7001)]
     assert (made["username"], made["password"], made["ssl"], made["ssl_ca_certs"]) == ("u", "pw", True, "ca")
 
@@ -137,3 +141,14 @@ def test_a_refused_sentinel_command_names_the_sentinel_user():
     assert explain(refused, cfg).startswith("Sentinel user 'watcher' may not ask where the master is")
     refused = redis.exceptions.NoPermissionError("this user has no permissions to run the 'xinfo|stream' command")
     assert explain(refused, cfg).startswith("Redis user 'reader' may not run a command eventscope needs")
+
+
+def test_an_unreachable_cluster_is_a_failed_sample_not_a_failed_start():
+    dead = f"redis://{HOST}:{free_port()}"
+    cfg = load_config(env={"EVENTSCOPE_REDIS_URL": dead, "EVENTSCOPE_REDIS_MODE": "cluster",
+                           "EVENTSCOPE_REDIS_PASSWORD": "cluster-secret"})
+    [collector] = [c for c in build_collectors(cfg) if c.name == "redis.streams"]
+    with pytest.raises(ConnectionError) as caught:
+        collector.collect()
+    assert str(caught.value).startswith("Redis Cluster") and "cluster-secret" not in str(caught.value)
+    collector.close()
