@@ -30,7 +30,7 @@ KAFKA_POM = Path(next(iter(resources.__path__))) / "kafka-pom.xml"
 HOST = "127.0.0.1"
 READY_TOPIC = "__eventscope_ready"
 # What each kind's command line contains, so `stop` never signals a recycled PID.
-CMDLINE_MARKERS = {"redis": b"redis-server", "kafka": b"kafka.Kafka", "rabbitmq": b"rabbitmq-server",
+CMDLINE_MARKERS = {"redis": b"redis-server", "sentinel": b"redis-sentinel", "kafka": b"kafka.Kafka", "rabbitmq": b"rabbitmq-server",
                    "epmd": b"epmd"}
 # Only a lost race for a port is worth a second try; other failures repeat.
 PORT_CLASH = "Address already in use"
@@ -128,6 +128,8 @@ class LocalBroker:
     mtls_address: str | None = None
     oauth_address: str | None = None
     tls_dir: Path | None = None
+    # Redis started with ``tls``: the client's certificate files (redis-py's ssl_* arguments)
+    tls: dict | None = None
 
     def kill(self) -> None:
         """SIGKILL the broker (an outage: no clean shutdown) and wait until it is gone."""
@@ -251,20 +253,27 @@ def _retry_port_clash(start_once):
 # --- Redis -----------------------------------------------------------------
 
 def _redis_pings(broker: LocalBroker) -> bool:
-    """Tell whether the Redis at `broker.address` answers PING."""
+    """Tell whether the Redis (or Sentinel) at `broker.address` answers PING."""
     import redis  # imported late: the CLI for Kafka alone should not need it
 
-    client = redis.Redis.from_url(broker.address, socket_connect_timeout=0.5, socket_timeout=1)
+    client = redis.Redis.from_url(broker.address, socket_connect_timeout=0.5, socket_timeout=1,
+                                  **(broker.tls or {}))
     try:
         return bool(client.ping())
     finally:
         client.close()
 
 
-def start_redis(workdir: Path | str, timeout: float = 15.0, persistent: bool = False) -> LocalBroker:
+def start_redis(workdir: Path | str, timeout: float = 15.0, persistent: bool = False,
+                tls: "TlsFiles | None" = None, args: tuple = ()) -> LocalBroker:
     """Start a redis-server on a free loopback port under `workdir`: non-persistent, or with
     ``persistent`` an append-only file synced on every write (what it acknowledged survives
-    SIGKILL and :meth:`LocalBroker.restart`)."""
+    SIGKILL and :meth:`LocalBroker.restart`).
+
+    With ``tls`` (:class:`TlsFiles`, made by :func:`make_tls_files`) it listens only on a TLS port
+    (``--port 0``), asks every client for a certificate signed by that CA, and its address
+    is ``rediss://``. ``args`` are more ``--name value`` settings (``--cluster-enabled yes``,
+    ``--replicaof HOST PORT``)."""
     workdir = Path(workdir).resolve()
     data_dir = workdir / "redis-data"
     data_dir.mkdir(parents=True, exist_ok=True)
@@ -276,16 +285,123 @@ def start_redis(workdir: Path | str, timeout: float = 15.0, persistent: bool = F
     def start_once() -> LocalBroker:
         port = free_port()
         log_path = workdir / "redis.log"
+        listen = ("--port", str(port))
+        client_tls = None
+        if tls:
+            listen = ("--port", "0", "--tls-port", str(port), "--tls-cert-file", str(tls.server_cert),
+                      "--tls-key-file", str(tls.server_key), "--tls-ca-cert-file", str(tls.ca),
+                      "--tls-auth-clients", "yes")
+            client_tls = {"ssl_ca_certs": str(tls.ca), "ssl_certfile": str(tls.client_cert),
+                          "ssl_keyfile": str(tls.client_plain_key)}
         # No config file, so Debian's /etc/redis/redis.conf never applies.
         cmd = [
-            server, "--bind", HOST, "--port", str(port), "--save", "",
+            server, "--bind", HOST, *listen, "--save", "",
             *(("--appendonly", "yes", "--appendfsync", "always") if persistent else ("--appendonly", "no")),
             "--dir", str(data_dir), "--pidfile", str(workdir / "redis.pid"),
-            "--daemonize", "no", "--logfile", "",
+            "--daemonize", "no", "--logfile", "", *args,
         ]
         pid = _spawn(cmd, log_path, data_dir)
-        broker = LocalBroker("redis", f"redis://{HOST}:{port}/0", pid, workdir, log_path, command=cmd)
+        scheme = "rediss" if tls else "redis"
+        broker = LocalBroker("redis", f"{scheme}://{HOST}:{port}/0", pid, workdir, log_path, command=cmd,
+                             tls=client_tls)
         _wait_ready(broker, _redis_pings, timeout)
+        return broker
+
+    return _retry_port_clash(start_once)
+
+
+def start_redis_cluster(workdir: Path | str, masters: int = 3, timeout: float = 30.0,
+                        node_timeout_ms: int = 3000) -> list[LocalBroker]:
+    """Start a Redis Cluster of ``masters`` primaries (no replicas) on free loopback ports,
+    the 16384 hash slots split evenly between them; returns once every node says
+    ``cluster_state:ok``. Each node's address is ``redis://127.0.0.1:PORT/0``."""
+    import redis  # imported late: the CLI for Kafka alone should not need it
+
+    workdir = Path(workdir).resolve()
+    nodes: list[LocalBroker] = []
+    bus_ports: list[int] = []
+    try:
+        for i in range(masters):
+            node_dir = workdir / f"node{i}"
+            node_dir.mkdir(parents=True, exist_ok=True)
+            # the cluster bus on a free port of its own (port + 10000 may be taken, or past 65535)
+            bus_ports.append(free_port())
+            nodes.append(start_redis(node_dir, args=(
+                "--cluster-enabled", "yes", "--cluster-config-file", str(node_dir / "nodes.conf"),
+                "--cluster-port", str(bus_ports[-1]), "--cluster-node-timeout", str(node_timeout_ms))))
+        clients = [redis.Redis.from_url(node.address) for node in nodes]
+        try:
+            per = 16384 // masters
+            for i, client in enumerate(clients):
+                last = 16383 if i == masters - 1 else (i + 1) * per - 1
+                client.execute_command("CLUSTER", "ADDSLOTSRANGE", i * per, last)
+                client.execute_command("CLUSTER", "SET-CONFIG-EPOCH", i + 1)
+            for node, bus_port in zip(nodes[1:], bus_ports[1:]):
+                port = int(node.address.rsplit(":", 1)[1].split("/")[0])
+                clients[0].execute_command("CLUSTER", "MEET", HOST, port, bus_port)
+            deadline = time.monotonic() + timeout
+            while True:
+                infos = [client.execute_command("CLUSTER", "INFO") for client in clients]
+                texts = [i.decode() if isinstance(i, bytes) else str(i) for i in infos]
+                if all("cluster_state:ok" in t and f"cluster_known_nodes:{masters}" in t for t in texts):
+                    break
+                if time.monotonic() > deadline:
+                    raise BrokerStartError(f"the Redis Cluster did not form within {timeout:.0f} s: "
+                                           + " | ".join(" ".join(t.split()[:3]) for t in texts))
+                time.sleep(0.1)
+        finally:
+            for client in clients:
+                client.close()
+    except BaseException:
+        for node in nodes:
+            node.stop(timeout=5)
+        raise
+    return nodes
+
+
+def start_redis_sentinel(workdir: Path | str, master: LocalBroker, master_name: str = "mymaster",
+                         timeout: float = 30.0, down_after_ms: int = 1000, failover_timeout_ms: int = 10000,
+                         users: dict | None = None) -> LocalBroker:
+    """Start a Redis Sentinel (quorum 1) watching ``master`` as ``master_name``, on a free
+    loopback port; returns once it knows the master and at least one healthy replica.
+    ``users`` (name -> ACL rules as one string) become the Sentinel's own ACL users; its
+    ``address`` is ``redis://127.0.0.1:PORT``."""
+    import redis  # imported late: the CLI for Kafka alone should not need it
+
+    workdir = Path(workdir).resolve()
+    workdir.mkdir(parents=True, exist_ok=True)
+    program = shutil.which("redis-sentinel")
+    if program is None:
+        raise BrokerStartError("redis-sentinel not found: apt-get install -y redis-sentinel "
+                               "(or make system-deps)")
+    host, port = master.address.split("//", 1)[1].split("/")[0].rsplit(":", 1)
+
+    def start_once() -> LocalBroker:
+        sentinel_port = free_port()
+        conf = workdir / "sentinel.conf"  # Sentinel rewrites its file: one of its own, never Debian's
+        lines = [f"bind {HOST}", f"port {sentinel_port}", f"dir {workdir}", "daemonize no", 'logfile ""',
+                 f"sentinel monitor {master_name} {host} {port} 1",
+                 f"sentinel down-after-milliseconds {master_name} {down_after_ms}",
+                 f"sentinel failover-timeout {master_name} {failover_timeout_ms}",
+                 f"sentinel parallel-syncs {master_name} 1"]
+        lines += [f"user {name} {rules}" for name, rules in (users or {}).items()]
+        conf.write_text("\n".join(lines) + "\n")
+        log_path = workdir / "sentinel.log"
+        cmd = [program, str(conf)]
+        pid = _spawn(cmd, log_path, workdir)
+        broker = LocalBroker("sentinel", f"redis://{HOST}:{sentinel_port}", pid, workdir, log_path, command=cmd)
+
+        def knows_a_replica(broker: LocalBroker) -> bool:
+            client = redis.Redis(HOST, sentinel_port, socket_connect_timeout=0.5, socket_timeout=1,
+                                 decode_responses=True)
+            try:
+                replicas = client.sentinel_slaves(master_name)
+            finally:
+                client.close()
+            return any(r.get("is_slave") and not r.get("is_disconnected") and not r.get("is_sdown")
+                       and r.get("master-link-status") == "ok" for r in replicas)
+
+        _wait_ready(broker, knows_a_replica, timeout)
         return broker
 
     return _retry_port_clash(start_once)
@@ -367,17 +483,21 @@ def _cluster_id() -> str:
 
 @dataclass(frozen=True)
 class TlsFiles:
-    """The certificates of a Kafka started with ``secure`` (PEM files in ``dir``): a CA, the
-    broker's certificate (for 127.0.0.1, by IP subject alternative name) and key, a client's
-    certificate (CN :data:`MTLS_CLIENT_CN`) and key (encrypted with :data:`CLIENT_KEY_PASSWORD`)
-    signed by that CA, and a second CA that signed neither (a CA a client must not trust)."""
+    """Test certificates (PEM files in ``dir``) of a Kafka started with ``secure`` and a Redis
+    started with ``tls``: a CA, the server's certificate (for 127.0.0.1, by IP subject
+    alternative name) and key, a client's certificate (CN :data:`MTLS_CLIENT_CN`) and key
+    (encrypted with :data:`CLIENT_KEY_PASSWORD`, and as plain text) signed by that CA, and a
+    second CA that signed neither (a CA a client must not trust)."""
 
     dir: Path
 
     ca = property(lambda self: self.dir / "ca.pem")
+    server_cert = property(lambda self: self.dir / "broker.pem")
+    server_key = property(lambda self: self.dir / "broker-plain-key.pem")
     broker_keystore = property(lambda self: self.dir / "broker-keystore.pem")  # key + certificate
     client_cert = property(lambda self: self.dir / "client.pem")
     client_key = property(lambda self: self.dir / "client-key.pem")
+    client_plain_key = property(lambda self: self.dir / "client-plain-key.pem")
     other_ca = property(lambda self: self.dir / "other-ca.pem")
 
 
@@ -807,7 +927,8 @@ def _load(state: Path) -> LocalBroker:
                        amqp_address=data.get("amqp_address"), epmd_pid=data.get("epmd_pid"),
                        scram_address=data.get("scram_address"), mtls_address=data.get("mtls_address"),
                        oauth_address=data.get("oauth_address"),
-                       tls_dir=Path(data["tls_dir"]) if data.get("tls_dir") else None)
+                       tls_dir=Path(data["tls_dir"]) if data.get("tls_dir") else None,
+                       tls=data.get("tls"))
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -35,20 +35,28 @@ for _group in ("unit", "brokers", "browser"):
 if str(_HERE) not in sys.path:
     sys.path.insert(0, str(_HERE))
 
-from eventscope.localbrokers import (MTLS_CLIENT_CN, BrokerStartError, LocalBroker, TlsFiles, start_kafka,
-                                     start_rabbitmq, start_redis)
+from eventscope.localbrokers import (MTLS_CLIENT_CN, BrokerStartError, LocalBroker, TlsFiles, make_tls_files,
+                                     start_kafka, start_rabbitmq, start_redis, start_redis_cluster,
+                                     start_redis_sentinel)
 
 # Fixtures that start a real broker; tests using them get the `broker` marker.
 BROKER_FIXTURES = {"redis_broker", "redis_url", "redis_client", "redis_ro_url",
                    "kafka_broker", "kafka_bootstrap", "kafka_admin", "kafka_ro_env", "rabbitmq_broker",
                    "rabbitmq_ro", "kafka_broker2", "kafka_bootstrap2", "redis_broker2", "redis_url2",
-                   "kafka_secure"}
+                   "kafka_secure",
+                   "redis_tls", "redis_cluster", "redis_sentinel"}
 
 # eventscope's read-only identities (README, "Read-only rights"). Redis: read commands on every
 # key, nothing else (no PING, no INFO: the collectors need neither). Kafka: Describe and
 # Read on topics, Describe on groups, nothing on the cluster.
 REDIS_RO_USER, REDIS_RO_PASSWORD = "eventscope-ro", "eventscope-ro-secret"
 REDIS_RO_RULES = ["~*", "resetchannels", "-@all", "+@read", "-@dangerous"]
+# A Redis Cluster's read-only user also reads the slot map and the commands' key positions
+# (redis-py's cluster client asks CLUSTER SLOTS and COMMAND); a Sentinel's user only asks
+# where the masters are.
+REDIS_CLUSTER_RO_RULES = REDIS_RO_RULES + ["+cluster|slots", "+command"]
+REDIS_SENTINEL_USER, REDIS_SENTINEL_PASSWORD = "eventscope-sentinel", "eventscope-sentinel-secret"
+REDIS_SENTINEL_RULES = ["-@all", "+sentinel|masters"]
 KAFKA_RO_USER, KAFKA_RO_PASSWORD = "eventscope", "eventscope-secret"
 KAFKA_RO_PRINCIPAL = "User:" + KAFKA_RO_USER
 KAFKA_RO_ACLS = [(ResourceType.TOPIC, AclOperation.DESCRIBE), (ResourceType.TOPIC, AclOperation.READ),
@@ -228,3 +236,68 @@ def kafka_ro_env(kafka_broker: LocalBroker) -> dict[str, str]:
             "EVENTSCOPE_KAFKA_SASL_MECHANISM": "PLAIN",
             "EVENTSCOPE_KAFKA_SASL_USERNAME": KAFKA_RO_USER,
             "EVENTSCOPE_KAFKA_SASL_PASSWORD": KAFKA_RO_PASSWORD}
+
+
+def _redis_user(address: str, rules: list[str], tls: dict | None = None) -> None:
+    """Create the read-only user ``REDIS_RO_USER`` on one Redis node (ACLs are per node)."""
+    admin = redis.Redis.from_url(address, **(tls or {}))
+    try:
+        admin.execute_command("ACL", "SETUSER", REDIS_RO_USER, "reset", "on", ">" + REDIS_RO_PASSWORD, *rules)
+    finally:
+        admin.close()
+
+
+@pytest.fixture(scope="session")
+def redis_tls(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalBroker]:
+    """A redis-server listening only on TLS (``--port 0``), asking clients for a certificate
+    (``tls-auth-clients yes``), with ``REDIS_RO_USER``. ``address`` is ``rediss://``;
+    ``tls`` holds the client's files (``ssl_ca_certs``, ``ssl_certfile``, ``ssl_keyfile``)."""
+    workdir = tmp_path_factory.mktemp("redis-tls")
+    try:
+        files = make_tls_files(workdir / "tls")
+    except BrokerStartError as exc:
+        pytest.fail(str(exc), pytrace=False)
+    broker = _started(lambda w: start_redis(w, tls=files), workdir)
+    _redis_user(broker.address, REDIS_RO_RULES, broker.tls)
+    yield broker
+    broker.stop()
+
+
+@pytest.fixture(scope="session")
+def redis_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[list[LocalBroker]]:
+    """A Redis Cluster of three masters on loopback, each with ``REDIS_RO_USER``
+    (``REDIS_CLUSTER_RO_RULES``); started by the first test that asks for it."""
+    workdir = tmp_path_factory.mktemp("redis-cluster")
+    try:
+        nodes = start_redis_cluster(workdir)
+    except BrokerStartError as exc:
+        pytest.fail(str(exc), pytrace=False)
+    for node in nodes:
+        _redis_user(node.address, REDIS_CLUSTER_RO_RULES)
+    yield nodes
+    for node in nodes:
+        node.stop()
+
+
+@pytest.fixture(scope="session")
+def redis_sentinel(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, LocalBroker]]:
+    """A master, its replica and one Sentinel (quorum 1, a master is down after 1 s) that
+    knows the master as ``mymaster``; both data nodes have ``REDIS_RO_USER``, the Sentinel
+    ``REDIS_SENTINEL_USER``. Returns ``{"master", "replica", "sentinel"}`` as started (a test
+    that fails over swaps the roles)."""
+    workdir = tmp_path_factory.mktemp("redis-sentinel")
+    master = _started(start_redis, workdir / "master")
+    host, port = master.address.split("//", 1)[1].split("/")[0].rsplit(":", 1)
+    started = [master]
+    try:
+        replica = _started(lambda w: start_redis(w, args=("--replicaof", host, port)), workdir / "replica")
+        started.append(replica)
+        for node in (master, replica):
+            _redis_user(node.address, REDIS_RO_RULES)
+        users = {REDIS_SENTINEL_USER: " ".join(["on", ">" + REDIS_SENTINEL_PASSWORD, *REDIS_SENTINEL_RULES])}
+        sentinel = _started(lambda w: start_redis_sentinel(w, master, users=users), workdir / "sentinel")
+        started.append(sentinel)
+        yield {"master": master, "replica": replica, "sentinel": sentinel}
+    finally:
+        for broker in reversed(started):
+            broker.stop()

@@ -2,11 +2,10 @@
 from __future__ import annotations
 
 from eventscope.collectors import SourceKind, register
-from eventscope.collectors.redis.config import RedisConfig, check
-from eventscope.secrets import redact_url
+from eventscope.collectors.redis.config import RedisConfig, address, check, configured
 
 KIND = register(SourceKind(
     name="redis", settings=RedisConfig, builder="eventscope.collectors.redis.build",
-    configured=lambda cfg: bool(cfg.url), address=lambda cfg: redact_url(cfg.url) if cfg.url else "",
+    configured=configured, address=address,
     check=check, frames=("lag", "dlq", "events", "topics", "consumers", "stuck", "reading_state"),
     env_shortcuts={"EVENTSCOPE_REDIS_URL": "url"}, protocol="redis"))

@@ -58,8 +58,9 @@ class RedisStreamsCollector:
                  max_events: int = 5000, backlog: int = 5000, stuck_min_deliveries: int = 3,
                  stuck_idle_s: float = 60.0, stuck_scan: int = 100, lookback_s: float | None = None,
                  globs: list | None = None, sample_ratio: float = 1.0, decoder=None,
-                 payload_max_chars: int = 4000, dlq_read_max: int = 10_000):
+                 payload_max_chars: int = 4000, dlq_read_max: int = 10_000, explain=None):
         self.client = client
+        self.explain = explain  # exception -> one line in the settings' terms, or None
         self.source = self.broker = source
         self.pattern = pattern
         self.explicit = list(streams or [])
@@ -108,6 +109,20 @@ class RedisStreamsCollector:
         return self._raw.get(name, name)
 
     def collect(self) -> dict[str, pd.DataFrame]:
+        return self._explained(self._collect)
+
+    def _explained(self, sample):
+        """``sample()``, a failure raised again as one line that names the setting to look at
+        (wrong password, untrusted certificate, a cluster node or the Sentinels unreachable)."""
+        try:
+            return sample()
+        except (redis.RedisError, redis.exceptions.RedisClusterException, OSError) as exc:
+            line = self.explain(exc) if self.explain else None
+            if line is None:
+                raise
+            raise ConnectionError(line) from exc
+
+    def _collect(self) -> dict[str, pd.DataFrame]:
         keys = self.discover()
         now = pd.Timestamp.now(tz="UTC")
         pipe = self.client.pipeline(transaction=False)
@@ -214,6 +229,10 @@ class RedisStreamsCollector:
         self._raw = {k: v for k, v in self._raw.items() if k in infos}
 
     def collect_events(self) -> dict[str, pd.DataFrame]:
+        """Only the new entries of the streams already being tailed (:meth:`_collect_events`)."""
+        return self._explained(self._collect_events)
+
+    def _collect_events(self) -> dict[str, pd.DataFrame]:
         """Only the new entries of the streams already being tailed (one pipelined XRANGE each).
 
         The full :meth:`collect` finds new streams and samples lag; this runs between
