@@ -169,7 +169,7 @@ class ScriptedAdmin:
 
 
 def member(client_id: str, assigned: list[tuple[str, int]]):
-    return SimpleNamespace(client_id=client_id, host=f"/10.0.0.{len(client_id)}",
+    return SimpleNamespace(client_id=client_id, member_id=f"{client_id}-1", host=f"/10.0.0.{len(client_id)}",
                            assignment=SimpleNamespace(
                                topic_partitions=[TopicPartition(t, p) for t, p in assigned]))
 

@@ -201,7 +201,7 @@ class OneGroupAdmin:
 
     def describe_consumer_groups(self, group_ids, request_timeout=None):
         return {g: _done(SimpleNamespace(state=SimpleNamespace(name=self.described_state),
-                                         members=[SimpleNamespace(client_id=f"c{i}", host="/10.0.0.1",
+                                         members=[SimpleNamespace(client_id=f"c{i}", member_id=f"c{i}-1", host="/10.0.0.1",
                                                                   assignment=SimpleNamespace(topic_partitions=[]))
                                                   for i in range(self.members)]))
                 for g in group_ids}
