@@ -28,6 +28,7 @@ from eventscope.collectors.kafka.config import KafkaConfig  # noqa: F401 - the b
 from eventscope.collectors.redis.config import RedisConfig  # noqa: F401
 from eventscope.decode import DecodeConfig  # the [decode] section, kept beside the decoder that reads it
 from eventscope.dlq_names import dlq_regex  # noqa: F401 - re-exported
+from eventscope.registry import SchemaRegistryConfig, check as registry_problems
 from eventscope.secrets import Secret
 
 
@@ -118,6 +119,7 @@ class TracesConfig:
 SECTIONS = {
     "collect": CollectConfig, "store": StoreConfig, "replay": ReplayConfig, "dashboard": DashboardConfig,
     "alerts": AlertsConfig, "decode": DecodeConfig, "mask": MaskConfig, "traces": TracesConfig,
+    "schema_registry": SchemaRegistryConfig,
     # and one section per broker kind (``[kafka]``, ``[redis]``, ``[rabbitmq]``): see sections()
 }
 SHORT_ENV = {"EVENTSCOPE_STORE": ("store", "dir")}  # plus each kind's env_shortcuts
@@ -168,6 +170,7 @@ class Config:
     decode: DecodeConfig = field(default_factory=DecodeConfig)
     mask: MaskConfig = field(default_factory=MaskConfig)
     traces: TracesConfig = field(default_factory=TracesConfig)
+    schema_registry: SchemaRegistryConfig = field(default_factory=SchemaRegistryConfig)
 
     def __getattr__(self, name: str):
         section = self.__dict__.get("kinds", {}).get(name)
@@ -395,6 +398,9 @@ def _validate(cfg: Config) -> None:
     for ok, message in checks:
         if not ok:
             raise ConfigError(message)
+    problems = registry_problems(cfg.schema_registry)
+    if problems:
+        raise ConfigError(problems[0])
     registered = kinds()
     for name, section in cfg.kinds.items():
         problems = registered[name].check(section, name) if name in registered else []

@@ -35,6 +35,7 @@ from eventscope.alerting import build_evaluator
 from eventscope.analysis.alerts import LAG_WINDOW_S
 from eventscope.config import Config
 from eventscope.decode import Decoder
+from eventscope.registry import SchemaRegistryDecoder
 from eventscope.files import open_private
 from eventscope.recorder import Recorder
 from eventscope.replay import ReplaySource
@@ -328,7 +329,8 @@ def build_collectors(config: Config) -> list:
     """Collectors for the configured sources (each kind's from its registered builder), or the
     sample-data replay when none is; then the OTLP span reader, when files are given."""
     mask.configure(config.mask.enabled, config.mask.fields)
-    context = BuildContext(decoder=Decoder(config.decode), lookback_s=config.traces.lookback_s,
+    registry = SchemaRegistryDecoder(config.schema_registry) if config.schema_registry.configured else None
+    context = BuildContext(decoder=Decoder(config.decode, registry=registry), lookback_s=config.traces.lookback_s,
                            sample_ratio=config.traces.sample_ratio,
                            payload_max_chars=config.collect.payload_max_chars,
                            interval_s=config.collect.interval_s,
