@@ -1,0 +1,94 @@
+"""Confluent wire-format detection and what the decoder makes of framed payloads (no registry server)."""
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from eventscope.decode import UNDECODABLE, Decoder
+from eventscope.registry import SchemaRegistryConfig, SchemaRegistryDecoder, check, framed_schema_id
+
+AVRO = json.dumps({"type": "record", "name": "Ping", "namespace": "net",
+                   "fields": [{"name": "correlation_id", "type": "string"}, {"name": "n", "type": "long"}]})
+
+
+@pytest.mark.parametrize("value, expected", [
+    (b"\x00\x00\x00\x00\x2a", 42),                   # the header alone: an Avro record of no fields
+    (b"\x00\x00\x00\x01\x00\x02x", 256),             # big-endian ID
+    (b"\x00\x00\x00", None),                         # magic 0 but too short for an ID
+    (b"\x00", None),
+    (b"", None),
+    (None, None),
+    (b'{"event_type": "X"}', None),                  # JSON never starts with a zero byte
+    (b"\x01\x00\x00\x00\x2a", None),                 # another magic byte
+    ("\x00\x00\x00\x00\x2a", None),                  # text, not bytes
+])
+def test_framed_schema_id(value, expected):
+    assert framed_schema_id(value) == expected
+
+
+def avro_record(cid: str, n: int) -> bytes:
+    def zigzag(v):  # Avro long
+        v = (v << 1) ^ (v >> 63)
+        out = bytearray()
+        while v > 0x7F:
+            out.append((v & 0x7F) | 0x80)
+            v >>= 7
+        return bytes(out + bytes([v]))
+    raw = cid.encode()
+    return zigzag(len(raw)) + raw + zigzag(n)
+
+
+@pytest.fixture
+def local(tmp_path):
+    (tmp_path / "7.avsc").write_text(AVRO)
+    (tmp_path / "8.json").write_text(json.dumps({"title": "Pong", "type": "object"}))
+    return Decoder(registry=SchemaRegistryDecoder(SchemaRegistryConfig(schema_dir=str(tmp_path))))
+
+
+def test_a_framed_avro_record_is_an_envelope(local):
+    value = b"\x00\x00\x00\x00\x07" + avro_record("c-1", 5)
+    row = local.decode(value, {}, with_body=True)
+    assert (row["event_type"], row["correlation_id"], row["schema_version"], row["decode_error"]) == (
+        "net.Ping", "c-1", "id 7", "")
+    assert row["_body"] == {"correlation_id": "c-1", "n": 5}
+    # decode_many gives the same row, and the record as the body to mask
+    columns, bodies = local.decode_many([value, b'{"event_type": "J"}'], [{}, {}])
+    assert columns["event_type"] == ["net.Ping", "J"] and bodies[0] == {"correlation_id": "c-1", "n": 5}
+
+
+def test_an_envelope_type_field_or_header_wins_over_the_record_name(local):
+    value = b"\x00\x00\x00\x00\x08" + b'{"type": "PongSent", "correlation_id": "c-2"}'
+    assert local.decode(value, {})["event_type"] == "PongSent"
+    bare = b"\x00\x00\x00\x00\x08" + b'{"correlation_id": "c-3"}'
+    assert local.decode(bare, {})["event_type"] == "Pong"
+    assert local.decode(bare, {"event_type": b"FromHeader"})["event_type"] == "FromHeader"
+
+
+def test_bad_framed_payloads_are_undecodable_with_the_reason(local, tmp_path):
+    unknown = local.decode(b"\x00\x00\x00\x00\x09{}", {})
+    assert unknown["event_type"] == UNDECODABLE
+    assert unknown["decode_error"] == f"schema 9 is not in schema_dir {tmp_path} and no schema registry url is set"
+    broken = local.decode(b"\x00\x00\x00\x00\x07\xff\xff", {})
+    assert broken["event_type"] == UNDECODABLE and broken["decode_error"].startswith("AVRO record with schema 7 unreadable")
+    array = local.decode(b"\x00\x00\x00\x00\x08[1, 2]", {})
+    assert array["decode_error"] == "JSON record with schema 8 is not a record (object)"
+
+
+def test_without_a_registry_a_framed_payload_says_what_is_missing():
+    row = Decoder().decode(b"\x00\x00\x00\x00\x2a\x02x", {})
+    assert row["event_type"] == UNDECODABLE
+    assert row["decode_error"] == ("Confluent Schema Registry wire format (schema 42) but no [schema_registry] "
+                                   "url or schema_dir is configured")
+    # a short payload starting with a zero byte is no frame: it is not JSON either
+    assert Decoder().decode(b"\x00{}", {})["decode_error"].startswith("not JSON")
+    # decode_many agrees
+    assert Decoder().decode_many([b"\x00\x00\x00\x00\x2a\x02x"], [{}])[0]["decode_error"] == [row["decode_error"]]
+
+
+def test_config_problems_are_one_line_and_name_the_key(tmp_path):
+    assert check(SchemaRegistryConfig(url="ftp://user:pw@host")) == [
+        "schema_registry.url: 'ftp://user:***@host' is not an http:// or https:// URL"]
+    assert check(SchemaRegistryConfig(schema_dir=str(tmp_path / "missing"))) == [
+        f"schema_registry.schema_dir: {str(tmp_path / 'missing')!r} is not a directory"]
+    assert check(SchemaRegistryConfig(url="http://127.0.0.1:1", cache_size=0)) == ["schema_registry.cache_size must be >= 1"]
