@@ -32,6 +32,7 @@ import datetime
 import decimal
 import io
 import json
+import re
 import struct
 import threading
 import time
@@ -430,6 +431,16 @@ def _schema_name(schema_str: str, kind: str) -> str | None:
         return name if "." in name or not isinstance(namespace, str) or not namespace else f"{namespace}.{name}"
     title = parsed.get("title")
     return title if isinstance(title, str) and title else None
+
+
+_VERSION_ID = re.compile(r"(?:^| \()id (\d{1,10})\)?$")
+
+
+def version_schema_id(version) -> int | None:
+    """The schema ID in a ``schema_version`` this module wrote (``orders-value v3 (id 42)``,
+    ``id 42``), else None."""
+    match = _VERSION_ID.search(version) if isinstance(version, str) else None
+    return int(match.group(1)) if match else None
 
 
 def describe(cfg: SchemaRegistryConfig, schema_id: int, timeout_s: float = 2.0) -> dict:
