@@ -313,7 +313,7 @@ class SchemaRegistryDecoder:
         info["type"] = kind
         info["version"] = self._version(schema_id)
         try:
-            name, pool = self._parsed(schema_id, schema, kind)
+            name, pool, plain = self._parsed(schema_id, schema, kind)
             info["name"] = name
             if kind == "AVRO":
                 record = self.avro(value, None)
@@ -330,7 +330,7 @@ class SchemaRegistryDecoder:
                          f"{' '.join(str(exc).split())[:160]}", info
         if not isinstance(record, dict):
             return None, f"{kind} record with schema {schema_id} is not a record (object)", info
-        return _plain(record), None, info
+        return (_plain(record) if plain else record), None, info
 
     def _version(self, schema_id: int) -> str:
         """``<subject> v<version> (id <id>)`` from the registry, asked once per ID; ``id <id>``
@@ -355,10 +355,14 @@ class SchemaRegistryDecoder:
     def _parsed(self, schema_id: int, schema: Schema, kind: str):
         found = self.parsed.get(schema_id)
         if found is None:
+            # only an Avro schema with bytes, fixed or logical types gives values JSON has no
+            # type for (MessageToDict and JSON already give JSON's): the others skip the walk
+            text = schema.schema_str or ""
+            plain = kind == "AVRO" and any(t in text for t in ('"bytes"', '"fixed"', "logicalType"))
             if kind == "PROTOBUF":
-                found = (None, self._pool(schema))
+                found = (None, self._pool(schema), False)
             else:
-                found = (_schema_name(schema.schema_str, kind), None)
+                found = (_schema_name(text, kind), None, plain)
             self.parsed[schema_id] = found
         return found
 
