@@ -90,9 +90,17 @@ class SchemaRegistryConfig:
     cache_size: int = 1000
     timeout_s: float = 5.0
     retry_s: float = 60.0
+    # [[schema_registry.clusters]]: registries of their own for the sources they name (each table
+    # has these keys and ``sources``); the section's own registry serves every other source
+    clusters: list = field(default_factory=list)
+    # a clusters table's registry also has ``sources``: the names of the sources it serves
 
     def __repr__(self) -> str:
         return redacted_repr(self, ("url",))
+
+    def for_source(self, name: str) -> "SchemaRegistryConfig":
+        """The registry settings of source ``name``: its cluster table's, else the section's own."""
+        return next((c for c in self.clusters if name in getattr(c, "sources", ())), self)
 
     @property
     def configured(self) -> bool:

@@ -140,7 +140,11 @@ def cli_json(config: str, *args: str):
 @pytest.fixture(scope="module")
 def collected(tmp_path_factory, produced, registry, kafka_bootstrap):
     root = tmp_path_factory.mktemp("schema-registry")
-    store, config = collect(root, kafka_bootstrap, f"""url = "{registry.url}"
+    # the source's own registry (a clusters table); the section's own would be unreachable
+    store, config = collect(root, kafka_bootstrap, f"""url = "http://127.0.0.1:9"
+[[schema_registry.clusters]]
+sources = ["kafka"]
+url = "{registry.url}"
 basic_auth_user = "{USER}"
 basic_auth_password = "{PASSWORD}"
 """)

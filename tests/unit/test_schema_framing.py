@@ -92,3 +92,51 @@ def test_config_problems_are_one_line_and_name_the_key(tmp_path):
     assert check(SchemaRegistryConfig(schema_dir=str(tmp_path / "missing"))) == [
         f"schema_registry.schema_dir: {str(tmp_path / 'missing')!r} is not a directory"]
     assert check(SchemaRegistryConfig(url="http://127.0.0.1:1", cache_size=0)) == ["schema_registry.cache_size must be >= 1"]
+
+
+def test_a_source_may_have_a_registry_of_its_own(tmp_path):
+    from eventscope.config import ConfigError, load_config  # the config layer, for this test only
+    from eventscope.runner import source_decoders  # the runner picks each source's decoder
+    (tmp_path / "1.avsc").write_text(AVRO)
+    path = tmp_path / "eventscope.toml"
+    base = f"""
+[schema_registry]
+url = "http://sr-eu:8081"
+[[sources]]
+name = "prod-eu"
+kind = "kafka"
+bootstrap = "eu:9092"
+[[sources]]
+name = "prod-us"
+kind = "kafka"
+bootstrap = "us:9092"
+"""
+    path.write_text(base + f"""
+[[schema_registry.clusters]]
+sources = ["prod-us"]
+schema_dir = "{tmp_path}"
+bearer_token = "tok-secret-1"
+url = "http://sr-us:8081"
+""")
+    config = load_config(str(path), env={})
+    assert config.schema_registry.for_source("prod-us").schema_dir == str(tmp_path)
+    assert config.schema_registry.for_source("prod-eu") is config.schema_registry
+    assert "tok-secret-1" not in repr(config.schema_registry)
+    decoders = source_decoders(config)
+    assert decoders["prod-us"].registry.cfg.url == "http://sr-us:8081"
+    assert decoders[None].registry.cfg.url == "http://sr-eu:8081" and "prod-eu" not in decoders
+    # prod-us reads schema 1 from its own files
+    row = decoders["prod-us"].decode(b"\x00\x00\x00\x00\x01" + avro_record("c-9", 1), {})
+    assert (row["event_type"], row["correlation_id"]) == ("net.Ping", "c-9")
+    for table, error in [
+        ('sources = ["nope"]\nurl = "http://x:1"', "schema_registry.clusters[0].sources: no source is named 'nope'"),
+        ('url = "http://x:1"', "schema_registry.clusters[0].sources: expected a list of the source names"),
+        ('sources = ["prod-us"]', "schema_registry.clusters[0]: set url or schema_dir"),
+        ('sources = ["prod-us"]\nurl = "http://x:1"\nbasic_auth_password = "pw-secret-2"',
+         "schema_registry.clusters[0].basic_auth_password needs schema_registry.clusters[0].basic_auth_user"),
+        ('sources = ["prod-us"]\nurl = "http://x:1"\ncolour = "red"', "unknown config key schema_registry.clusters[0].colour"),
+    ]:
+        path.write_text(base + "[[schema_registry.clusters]]\n" + table + "\n")
+        with pytest.raises(ConfigError) as caught:
+            load_config(str(path), env={})
+        assert str(caught.value).startswith(error) and "secret" not in str(caught.value), str(caught.value)
