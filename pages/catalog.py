@@ -81,7 +81,8 @@ for version in versions:
         st.json({"payload": shape.get("payload"), "headers": shape.get("headers")}, expanded=False)
         schema_id = version_schema_id(version)
         if schema_id is not None:  # read through the Schema Registry: its schema beside the inferred one
-            registered = data.registered_schema(schema_id)
+            # schema IDs belong to a registry: the one of the first cluster the type was seen on
+            registered = data.registered_schema(schema_id, (row["clusters"] or [None])[0])
             st.markdown("**Registered schema** (Schema Registry)")
             st.dataframe(pd.DataFrame([{
                 "subject": fmt.safe_text(registered["subject"] or "—"), "schema ID": str(schema_id),

@@ -358,18 +358,20 @@ def asyncapi(window_s: float = WINDOW_S) -> tuple[list[str], Callable[[str | Non
 
 
 REGISTRY_TTL_S = 60.0
-_registered: dict = {}  # schema ID -> (fetched at, what the registry said)
+_registered: dict = {}  # (registry, schema ID) -> (fetched at, what the registry said)
 
 
-def registered_schema(schema_id: int) -> dict:
-    """What the Schema Registry (or ``schema_registry.schema_dir``) says of one schema ID
+def registered_schema(schema_id: int, source: str | None = None) -> dict:
+    """What the Schema Registry of ``source`` (or its ``schema_dir``) says of one schema ID
     (:func:`eventscope.registry.describe`): asked at most once a minute per ID, 2 s at most
     each time, so a registry that is down slows the catalog once a minute, never each rerun."""
     now = pd.Timestamp.now(tz="UTC")
-    found = _registered.get(schema_id)
+    registry = config().schema_registry.for_source(source)
+    key = (registry.url, registry.schema_dir, schema_id)
+    found = _registered.get(key)
     if found is None or (now - found[0]).total_seconds() > REGISTRY_TTL_S:
-        found = (now, describe_schema(config().schema_registry, schema_id, timeout_s=2.0))
-        _registered[schema_id] = found
+        found = (now, describe_schema(registry, schema_id, timeout_s=2.0))
+        _registered[key] = found
         while len(_registered) > 256:
             _registered.pop(next(iter(_registered)))
     return found[1]
