@@ -140,3 +140,35 @@ url = "http://sr-us:8081"
         with pytest.raises(ConfigError) as caught:
             load_config(str(path), env={})
         assert str(caught.value).startswith(error) and "secret" not in str(caught.value), str(caught.value)
+
+
+def test_protobuf_from_a_local_descriptor_set(tmp_path):
+    """A FileDescriptorSet (protoc --include_imports --descriptor_set_out) as <id>.desc; the message
+    indexes pick the type, a nested one too."""
+    from google.protobuf import descriptor_pb2, descriptor_pool, message_factory, timestamp_pb2  # Protobuf, here only
+    proto = descriptor_pb2.FileDescriptorProto(name="shop/pay.proto", package="shop", syntax="proto3",
+                                               dependency=["google/protobuf/timestamp.proto"])
+    proto.message_type.add(name="Unused").field.add(name="x", number=1, type=9, label=1)
+    paid = proto.message_type.add(name="PaymentTaken")
+    paid.field.add(name="correlation_id", number=1, type=9, label=1)
+    paid.field.add(name="at", number=2, type=11, label=1, type_name=".google.protobuf.Timestamp")
+    paid.nested_type.add(name="Refund").field.add(name="correlation_id", number=1, type=9, label=1)
+    descriptors = descriptor_pb2.FileDescriptorSet(file=[
+        descriptor_pb2.FileDescriptorProto.FromString(timestamp_pb2.DESCRIPTOR.serialized_pb), proto])
+    (tmp_path / "5.desc").write_bytes(descriptors.SerializeToString())
+    pool = descriptor_pool.DescriptorPool()
+    for file in descriptors.file:
+        pool.Add(file)
+    Paid = message_factory.GetMessageClass(pool.FindMessageTypeByName("shop.PaymentTaken"))
+    Refund = message_factory.GetMessageClass(pool.FindMessageTypeByName("shop.PaymentTaken.Refund"))
+    decoder = Decoder(registry=SchemaRegistryDecoder(SchemaRegistryConfig(schema_dir=str(tmp_path))))
+    message = Paid(correlation_id="c-5")
+    message.at.FromJsonString("2026-01-01T00:00:00Z")
+    # message indexes: a zigzag varint count, then each index zigzagged: [1] -> 02 02; [1, 0] -> 04 02 00
+    row = decoder.decode(b"\x00\x00\x00\x00\x05\x02\x02" + message.SerializeToString(), {}, with_body=True)
+    assert (row["event_type"], row["correlation_id"], row["decode_error"]) == ("shop.PaymentTaken", "c-5", "")
+    assert row["_body"] == {"correlation_id": "c-5", "at": "2026-01-01T00:00:00Z"}
+    nested = decoder.decode(b"\x00\x00\x00\x00\x05\x04\x02\x00" + Refund(correlation_id="c-6").SerializeToString(), {})
+    assert (nested["event_type"], nested["correlation_id"]) == ("shop.PaymentTaken.Refund", "c-6")
+    first = decoder.decode(b"\x00\x00\x00\x00\x05\x00" + b"\x0a\x01y", {})  # count 0: the first message type
+    assert first["event_type"] == "shop.Unused" and first["decode_error"] == ""
