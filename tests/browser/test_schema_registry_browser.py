@@ -66,6 +66,8 @@ def test_catalog_shows_the_registered_schema_literally(browser, registry_dashboa
     _settle(page, "Event catalog")
     page.get_by_text("Registered schema").first.wait_for(timeout=20_000)
     page.screenshot(path=str(SHOTS / "catalog-registered-schema.png"), full_page=True)
+    page.locator('[data-testid="stCode"]').first.scroll_into_view_if_needed()  # the app scrolls inside itself
+    page.screenshot(path=str(SHOTS / "catalog-registered-schema-code.png"))
     code = page.locator('[data-testid="stCode"]').first.inner_text()
     assert f'"doc": "{HOSTILE.replace(chr(34), chr(92) + chr(34))}"' in code and '"name": "amount"' in code, code
     grid = page.locator('[data-testid="stDataFrame"]').last  # drawn on a canvas; its accessible table holds the text
