@@ -172,3 +172,12 @@ def test_protobuf_from_a_local_descriptor_set(tmp_path):
     assert (nested["event_type"], nested["correlation_id"]) == ("shop.PaymentTaken.Refund", "c-6")
     first = decoder.decode(b"\x00\x00\x00\x00\x05\x00" + b"\x0a\x01y", {})  # count 0: the first message type
     assert first["event_type"] == "shop.Unused" and first["decode_error"] == ""
+
+
+def test_an_unreachable_registry_is_named_without_its_credentials():
+    cfg = SchemaRegistryConfig(url="http://sr-user:pw-in-url@127.0.0.1:9", timeout_s=2.0)
+    assert "pw-in-url" not in repr(cfg)
+    row = Decoder(registry=SchemaRegistryDecoder(cfg)).decode(b"\x00\x00\x00\x00\x01\x02x", {})
+    assert row["event_type"] == UNDECODABLE
+    assert row["decode_error"].startswith("schema registry http://sr-user:***@127.0.0.1:9: schema 1: "), row
+    assert "pw-in-url" not in row["decode_error"]
