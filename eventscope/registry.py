@@ -170,7 +170,8 @@ class _Schemas:
         self.last_error = ""
         self.lock = threading.Lock()
         self.local_ids: set[int] = set()  # IDs whose schema is a local file
-        self.secrets = [s for s in (cfg.basic_auth_password.get(), cfg.bearer_token.get()) if s]
+        url_passwords = [urlsplit(u.strip()).password for u in cfg.url.split(",")]
+        self.secrets = [s for s in (cfg.basic_auth_password.get(), cfg.bearer_token.get(), *url_passwords) if s]
 
     # what the deserializers call
     def get_schema(self, schema_id: int, subject_name=None, fmt=None, reference_format=None) -> Schema:
