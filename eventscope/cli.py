@@ -83,9 +83,10 @@ def _parser() -> argparse.ArgumentParser:
     a.add_argument("--exit-code", action="store_true", help="exit 1 when a critical alert fires")
     e = sub.add_parser("exporter", help="serve /metrics for Prometheus from the store")
     e.add_argument("--store")
-    e.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1; "
+    e.add_argument("--host", help="address to bind (default: exporter.host, 127.0.0.1; "
                    "/metrics has no authentication: see README, Security)")
-    e.add_argument("--port", type=int, default=9308)
+    e.add_argument("--port", type=int, help=f"port to listen on (default: exporter.port, {exporter.DEFAULT_PORT}, "
+                   "eventscope's own; /healthz answers there too)")
     e.set_defaults(func=cmd_exporter)
     d = sub.add_parser("dashboard", help="the Streamlit dashboard, on 127.0.0.1 by default")
     d.add_argument("--host", default="127.0.0.1",
@@ -335,11 +336,14 @@ def _warn_exposure(what: str, host: str, port: int) -> None:
 
 
 def cmd_exporter(args, config) -> int:
-    _warn_exposure("the Prometheus exporter", args.host, args.port)
-    print(f"serving Prometheus metrics on http://{args.host}:{args.port}/metrics "
+    host = args.host if args.host is not None else config.exporter.host
+    port = args.port if args.port is not None else config.exporter.port
+    _warn_exposure("the Prometheus exporter", host, port)
+    print(f"serving Prometheus metrics on http://{host}:{port}/metrics "
           f"from {config.store_dir}", file=sys.stderr)
     try:
-        exporter.serve(_store(config), config, host=args.host, port=args.port)
+        exporter.serve(_store(config), config, host=host, port=port, timeout_s=config.exporter.timeout_s,
+                       stale_after_s=config.exporter.stale_after_s)
     except KeyboardInterrupt:
         pass
     return 0

@@ -64,6 +64,16 @@ class DashboardConfig:
     collect: str = "auto"
 
 
+@dataclass
+class ExporterConfig:
+    """``eventscope exporter``: where ``/metrics`` listens, and when ``/healthz`` fails."""
+
+    host: str = "127.0.0.1"
+    port: int = 10087
+    timeout_s: float = 10.0
+    stale_after_s: float = 120.0
+
+
 @dataclass(repr=False)
 class AlertsConfig:
     lag_seconds_warn: float = 60.0
@@ -118,7 +128,7 @@ class TracesConfig:
 
 SECTIONS = {
     "collect": CollectConfig, "store": StoreConfig, "replay": ReplayConfig, "dashboard": DashboardConfig,
-    "alerts": AlertsConfig, "decode": DecodeConfig, "mask": MaskConfig, "traces": TracesConfig,
+    "alerts": AlertsConfig, "exporter": ExporterConfig, "decode": DecodeConfig, "mask": MaskConfig, "traces": TracesConfig,
     "schema_registry": SchemaRegistryConfig,
     # and one section per broker kind (``[kafka]``, ``[redis]``, ``[rabbitmq]``): see sections()
 }
@@ -167,6 +177,7 @@ class Config:
     replay: ReplayConfig = field(default_factory=ReplayConfig)
     dashboard: DashboardConfig = field(default_factory=DashboardConfig)
     alerts: AlertsConfig = field(default_factory=AlertsConfig)
+    exporter: ExporterConfig = field(default_factory=ExporterConfig)
     decode: DecodeConfig = field(default_factory=DecodeConfig)
     mask: MaskConfig = field(default_factory=MaskConfig)
     traces: TracesConfig = field(default_factory=TracesConfig)
@@ -380,6 +391,9 @@ def _validate(cfg: Config) -> None:
         (cfg.store.raw_window_s >= 300, "store.raw_window_s must be >= 300 (the lag verdict looks back 5 minutes)"),
         (cfg.replay.speed > 0, "replay.speed must be > 0"),
         (cfg.dashboard.refresh_s >= 1, "dashboard.refresh_s must be >= 1"),
+        (0 <= cfg.exporter.port <= 65535, "exporter.port must be between 0 and 65535"),
+        (cfg.exporter.timeout_s > 0, "exporter.timeout_s must be > 0"),
+        (cfg.exporter.stale_after_s > 0, "exporter.stale_after_s must be > 0"),
         (cfg.dashboard.collect in ("auto", "off"), "dashboard.collect must be 'auto' or 'off'"),
         (cfg.alerts.lag_seconds_crit >= cfg.alerts.lag_seconds_warn,
          "alerts.lag_seconds_crit must be >= alerts.lag_seconds_warn"),

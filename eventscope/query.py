@@ -523,6 +523,11 @@ class Queries:
         """The newest offsets of every partition (``topics_latest``)."""
         return self.cached("topics", ("topics_latest",), (), lambda: self.store.get("topics_latest"))
 
+    def consumers(self) -> pd.DataFrame:
+        """Every group's members (Kafka) or consumers (Redis) in its newest sample
+        (``consumers_latest``)."""
+        return self.cached("consumers", ("consumers_latest",), (), lambda: self.store.get("consumers_latest"))
+
 
 def _on(brokers) -> dict:
     """The ``where`` that keeps the rows of the clusters ``brokers`` names (none: every row)."""

@@ -115,6 +115,7 @@ CONSUMERS = {
     "group": (STR, "consumer group"),
     "topic": (STR, "Redis: the stream; Kafka: the assigned topics, comma-separated"),
     "consumer": (STR, "Kafka member client id / Redis consumer name"),
+    "member_id": (STR, "Kafka: the member's ID in its group; empty for Redis"),
     "host": (STR, "Kafka member host; empty for Redis"),
     "assignment": (STR, "Kafka: assigned partitions as `topic:p,p`; empty for Redis"),
     "pending": ("Int64", "Redis: entries delivered to this consumer and not acknowledged"),

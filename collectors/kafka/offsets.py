@@ -454,7 +454,7 @@ def _member_rows(now, source: str, gid: str, desc) -> list[dict]:
         assignment = " ".join(f"{t}:{','.join(map(str, sorted(ps)))}" for t, ps in sorted(assigned.items()))
         rows.append({"sampled_at": now, "source": source, "broker": source, "group": gid,
                      "topic": ",".join(sorted(assigned)), "consumer": member.client_id,
-                     "host": member.host, "assignment": assignment})
+                     "member_id": member.member_id, "host": member.host, "assignment": assignment})
     return rows
 
 

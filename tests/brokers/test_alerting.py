@@ -168,7 +168,8 @@ def test_metrics_endpoint_parses_with_kafka_lag_exporter_names(scenario):
     prefix = scenario["prefix"]
     lag = families["kafka_consumergroup_group_lag"].samples
     assert {s.labels["group"] for s in lag} >= {prefix + "analytics-service", prefix + "payment-service"}
-    assert set(lag[0].labels) == {"cluster_name", "group", "topic", "partition"}
+    assert set(lag[0].labels) == {"cluster_name", "group", "topic", "partition", "member_host", "consumer_id",
+                                  "client_id"}
     for name in ("kafka_consumergroup_group_lag_seconds", "kafka_consumergroup_group_max_lag",
                  "kafka_consumergroup_group_sum_lag", "kafka_partition_latest_offset"):
         assert families[name].samples, name

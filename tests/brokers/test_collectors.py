@@ -184,7 +184,7 @@ def test_kafka_members_with_client_id_host_and_assignment(kafka_admin, kafka_boo
     members = out["consumers"][out["consumers"]["group"] == kafka_setup["group"] + "-live"]
     assert list(members["consumer"]) == ["billing-worker-7"]
     assert members.iloc[0]["assignment"] == f"{kafka_setup['orders']}:0,1"
-    assert members.iloc[0]["host"]
+    assert members.iloc[0]["host"] and members.iloc[0]["member_id"].startswith("billing-worker-7-")
 
 
 def test_transaction_markers_do_not_leave_a_lag_of_one(kafka_admin, kafka_bootstrap):

@@ -346,15 +346,19 @@ def test_metrics_label_each_cluster_and_never_sum_them(clusters):
             if dict(k)["topic"] == "orders"} == {("prod-eu", "0"): 20, ("prod-eu", "1"): 20,
                                                  ("prod-us", "0"): 30, ("prod-us", "1"): 30}
     redis_lag = samples(text, "eventscope_redis_group_lag")
-    assert {dict(k)["source"]: v for k, v in redis_lag.items() if dict(k)["group"] == "billing"} == {
+    assert {dict(k)["cluster_name"]: v for k, v in redis_lag.items() if dict(k)["group"] == "billing"} == {
         "cache-a": 12.0, "cache-b": 5.0}
+    stream_lag = samples(text, "redis_stream_group_lag")  # redis_exporter's name: the same numbers
+    assert {dict(k)["cluster_name"]: v for k, v in stream_lag.items() if dict(k)["group"] == "billing"} == {
+        "cache-a": 12.0, "cache-b": 5.0}
+    assert {dict(k)["db"] for k in stream_lag} == {"db0"}
     depth = samples(text, "eventscope_dlq_depth")
-    assert {dict(k)["broker"]: v for k, v in depth.items()} == {
+    assert {dict(k)["cluster_name"]: v for k, v in depth.items()} == {
         b: float(len((KAFKA.get(b) or REDIS.get(b))[2])) for b in KIND}
     status = samples(text, "eventscope_consumergroup_status")
-    assert sorted(dict(k)["broker"] for k in status if dict(k)["group"] == "billing") == sorted(KIND)
+    assert sorted(dict(k)["cluster_name"] for k in status if dict(k)["group"] == "billing") == sorted(KIND)
     up = samples(text, "eventscope_collector_up")
-    assert {dict(k)["source"] for k in up} == set(KIND)
+    assert {dict(k)["cluster_name"] for k in up} == set(KIND)
 
 
 def test_a_restart_goes_on_from_each_cluster_s_own_position(clusters):

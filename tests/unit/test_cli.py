@@ -235,8 +235,27 @@ def test_dashboard_binds_loopback_by_default_without_a_warning(monkeypatch, tmp_
 def test_exporter_on_all_interfaces_prints_the_warning(monkeypatch, tmp_path, capsys):
     from eventscope import cli, exporter
     served = {}
-    monkeypatch.setattr(exporter, "serve", lambda store, config, host, port: served.update(host=host, port=port))
+    monkeypatch.setattr(exporter, "serve", lambda store, config, host, port, timeout_s, stale_after_s:
+                        served.update(host=host, port=port, timeout_s=timeout_s, stale_after_s=stale_after_s))
     monkeypatch.delenv("EVENTSCOPE_CONFIG", raising=False)
     assert cli.main(["exporter", "--store", str(tmp_path), "--host", "::", "--port", "9999"]) == 0
-    assert served == {"host": "::", "port": 9999}
+    assert served == {"host": "::", "port": 9999, "timeout_s": 10.0, "stale_after_s": 120.0}
     assert "WARNING: the Prometheus exporter listens on [::]:9999" in capsys.readouterr().err
+
+
+def test_exporter_listens_where_the_config_says_by_default(monkeypatch, tmp_path, capsys):
+    from eventscope import cli, exporter
+    served = {}
+    monkeypatch.setattr(exporter, "serve", lambda store, config, host, port, timeout_s, stale_after_s:
+                        served.update(host=host, port=port, timeout_s=timeout_s, stale_after_s=stale_after_s))
+    monkeypatch.delenv("EVENTSCOPE_CONFIG", raising=False)
+    assert cli.main(["exporter", "--store", str(tmp_path)]) == 0
+    assert served == {"host": "127.0.0.1", "port": exporter.DEFAULT_PORT, "timeout_s": 10.0, "stale_after_s": 120.0}
+    assert "http://127.0.0.1:10087/metrics" in capsys.readouterr().err
+    for name, value in (("PORT", "10123"), ("HOST", "::1"), ("TIMEOUT_S", "2.5"), ("STALE_AFTER_S", "30")):
+        monkeypatch.setenv(f"EVENTSCOPE_EXPORTER_{name}", value)
+    assert cli.main(["exporter", "--store", str(tmp_path)]) == 0
+    assert served == {"host": "::1", "port": 10123, "timeout_s": 2.5, "stale_after_s": 30.0}
+    monkeypatch.setenv("EVENTSCOPE_EXPORTER_PORT", "70000")
+    assert cli.main(["exporter", "--store", str(tmp_path)]) != 0
+    assert "exporter.port must be between 0 and 65535" in capsys.readouterr().err

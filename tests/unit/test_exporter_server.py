@@ -6,6 +6,7 @@ import inspect
 import socket
 import threading
 import time
+import urllib.error
 import urllib.request
 
 import pytest
@@ -56,6 +57,23 @@ def test_a_slow_client_does_not_block_a_scrape(serving):
         slow.close()
 
 
+def test_a_client_that_connects_and_sends_nothing_does_not_block_a_scrape_and_is_dropped(serving):
+    server = serving(timeout_s=3.0)
+    silent = socket.create_connection(("127.0.0.1", server.server_port), timeout=10)
+    try:
+        time.sleep(0.2)
+        status, body, took = _scrape(server.server_port)
+        assert status == 200 and b"# TYPE" in body and took < 1.0
+        began = time.monotonic()
+        try:
+            data = silent.recv(1024)
+        except ConnectionResetError:
+            data = b""
+        assert data == b"" and time.monotonic() - began < 6.0  # dropped after its 3 s of silence
+    finally:
+        silent.close()
+
+
 def test_several_slow_clients_at_once_do_not_block_scrapes(serving):
     server = serving()
     slow = [_slowloris(server.server_port) for _ in range(8)]
@@ -87,9 +105,14 @@ def test_the_server_drops_a_slow_client_after_its_timeout(serving):
     assert _scrape(server.server_port)[0] == 200  # and keeps serving
 
 
-def test_healthz_answers_ok(serving):
+def test_healthz_answers_beside_a_slow_client(serving):
     server = serving()
-    status, body, _ = _scrape(server.server_port, "/healthz")
-    assert status == 200 and body == b"ok"
-    with urllib.request.urlopen(f"http://127.0.0.1:{server.server_port}/healthz", timeout=2) as response:
-        assert response.headers.get_content_type() == "text/plain"
+    slow = _slowloris(server.server_port)
+    try:
+        time.sleep(0.2)
+        with pytest.raises(urllib.error.HTTPError) as answer:  # an empty store: nothing collected yet
+            _scrape(server.server_port, "/healthz")
+        assert answer.value.code == 503 and answer.value.headers.get_content_type() == "text/plain"
+        assert answer.value.read() == b"stale: no collector run in the store yet"
+    finally:
+        slow.close()
