@@ -362,6 +362,12 @@ def _coerce(value, current, annotation: str, origin: str, from_env: bool):
             if from_env and str(value).lower() in ("0", "false", "no", "off"):
                 return False
             raise ValueError
+        if kind is dict:  # a table (``[kafka.properties]``), or a JSON object in the environment
+            if from_env:
+                value = json.loads(value)
+            if not isinstance(value, dict):
+                raise ValueError
+            return _dotted(value)
         if kind is list:
             if isinstance(value, list):
                 return [str(v) for v in value]
@@ -378,8 +384,22 @@ def _coerce(value, current, annotation: str, origin: str, from_env: bool):
             raise ValueError
         return value
     except (TypeError, ValueError):
+        if kind is dict:  # its values may be secrets: never shown
+            raise ConfigError(f"{origin}: expected a table (in the environment: a JSON object)") from None
         shown = value if len(str(value)) < 60 else str(value)[:57] + "..."
         raise ConfigError(f"{origin}: expected {kind.__name__}, got {shown!r}") from None
+
+
+def _dotted(table: dict, prefix: str = "") -> dict:
+    """A table with its nested tables' keys joined by dots: TOML reads ``client.rack = "a"``,
+    unquoted, as ``{"client": {"rack": "a"}}``, which means ``{"client.rack": "a"}``."""
+    out = {}
+    for key, value in table.items():
+        if isinstance(value, dict):
+            out.update(_dotted(value, f"{prefix}{key}."))
+        else:
+            out[f"{prefix}{key}"] = value
+    return out
 
 
 def _validate(cfg: Config) -> None:

@@ -121,6 +121,13 @@ class LocalBroker:
     amqp_address: str | None = None
     # RabbitMQ: the node's private epmd (Erlang's port mapper), stopped with the node
     epmd_pid: int | None = None
+    # Kafka started with ``secure``: the SASL_SSL (SCRAM-SHA-512), SSL (mutual TLS) and
+    # SASL_PLAINTEXT (OAUTHBEARER, unsecured JWTs) listeners' host:port, and the directory of
+    # the certificates (:class:`TlsFiles`)
+    scram_address: str | None = None
+    mtls_address: str | None = None
+    oauth_address: str | None = None
+    tls_dir: Path | None = None
 
     def kill(self) -> None:
         """SIGKILL the broker (an outage: no clean shutdown) and wait until it is gone."""
@@ -358,14 +365,87 @@ def _cluster_id() -> str:
             return text
 
 
+@dataclass(frozen=True)
+class TlsFiles:
+    """The certificates of a Kafka started with ``secure`` (PEM files in ``dir``): a CA, the
+    broker's certificate (for 127.0.0.1, by IP subject alternative name) and key, a client's
+    certificate (CN :data:`MTLS_CLIENT_CN`) and key (encrypted with :data:`CLIENT_KEY_PASSWORD`)
+    signed by that CA, and a second CA that signed neither (a CA a client must not trust)."""
+
+    dir: Path
+
+    ca = property(lambda self: self.dir / "ca.pem")
+    broker_keystore = property(lambda self: self.dir / "broker-keystore.pem")  # key + certificate
+    client_cert = property(lambda self: self.dir / "client.pem")
+    client_key = property(lambda self: self.dir / "client-key.pem")
+    other_ca = property(lambda self: self.dir / "other-ca.pem")
+
+
+MTLS_CLIENT_CN = "eventscope-mtls"
+CLIENT_KEY_PASSWORD = "eventscope-client-key-secret"
+# mutual TLS: a client certificate's principal is its CN (User:eventscope-mtls)
+MTLS_PRINCIPAL_RULES = "RULE:^CN=([^,]+)(,.*)?$/$1/,DEFAULT"
+OAUTH_UNSECURED_VALIDATOR = ("org.apache.kafka.common.security.oauthbearer.internals.unsecured."
+                             "OAuthBearerUnsecuredValidatorCallbackHandler")
+
+
+def make_tls_files(directory: Path | str) -> TlsFiles:
+    """Make the certificates of :class:`TlsFiles` in ``directory`` with openssl (EC keys: fast),
+    unless they are there already."""
+    files = TlsFiles(Path(directory))
+    if files.other_ca.exists():  # written last: the set is complete
+        return files
+    if shutil.which("openssl") is None:
+        raise BrokerStartError("openssl not found: apt-get install -y openssl (or make system-deps)")
+    files.dir.mkdir(parents=True, exist_ok=True)
+    d = files.dir
+
+    def openssl(*args: str) -> None:
+        done = subprocess.run(["openssl", *args], cwd=d, capture_output=True, text=True)
+        if done.returncode != 0:
+            raise BrokerStartError(f"openssl {args[0]} failed: {done.stderr.strip()}")
+
+    def key(name: str) -> None:
+        openssl("genpkey", "-algorithm", "EC", "-pkeyopt", "ec_paramgen_curve:P-256", "-out", name)
+
+    def signed(name: str, subject: str, ca: str, extensions: str) -> None:
+        key(f"{name}-plain-key.pem")
+        (d / f"{name}.ext").write_text(extensions)
+        openssl("req", "-new", "-key", f"{name}-plain-key.pem", "-subj", subject, "-out", f"{name}.csr")
+        openssl("x509", "-req", "-in", f"{name}.csr", "-CA", f"{ca}.pem", "-CAkey", f"{ca}-key.pem",
+                "-CAcreateserial", "-days", "30", "-sha256", "-extfile", f"{name}.ext", "-out", f"{name}.pem")
+
+    for ca, cn in (("ca", "eventscope test CA"), ("other-ca", "eventscope untrusted CA")):
+        key(f"{ca}-key.pem")
+        openssl("req", "-x509", "-new", "-key", f"{ca}-key.pem", "-subj", f"/CN={cn}", "-days", "30",
+                "-sha256", "-out", f"{ca}.tmp")
+        if ca == "ca":
+            (d / "ca.tmp").rename(files.ca)
+    signed("broker", f"/CN={HOST}", "ca", f"subjectAltName=IP:{HOST},DNS:localhost\n"
+           "extendedKeyUsage=serverAuth,clientAuth\n")
+    files.broker_keystore.write_text((d / "broker-plain-key.pem").read_text() + (d / "broker.pem").read_text())
+    signed("client", f"/O=eventscope/CN={MTLS_CLIENT_CN}", "ca", "extendedKeyUsage=clientAuth\n")
+    openssl("pkcs8", "-topk8", "-in", "client-plain-key.pem", "-v2", "aes-256-cbc",
+            "-passout", f"pass:{CLIENT_KEY_PASSWORD}", "-out", files.client_key.name)
+    (d / "other-ca.tmp").rename(files.other_ca)
+    return files
+
+
 def _server_properties(port: int, controller_port: int, data_dir: Path,
-                       sasl_port: int | None = None, sasl_users: dict[str, str] | None = None) -> str:
+                       sasl_port: int | None = None, sasl_users: dict[str, str] | None = None,
+                       secure_ports: tuple[int, int, int] | None = None, tls: TlsFiles | None = None) -> str:
     """Return server.properties for a single-node KRaft broker+controller.
 
     With ``sasl_port`` and ``sasl_users`` (name -> password), a SASL_PLAINTEXT listener
     (mechanism PLAIN) takes those users, and the broker authorizes every request with
     KRaft's ``StandardAuthorizer``: a SASL user may do only what ACLs grant it, while the
     PLAINTEXT and controller listeners (principal ``User:ANONYMOUS``) stay unrestricted.
+
+    With ``secure_ports`` (and ``tls``, and the SASL listener) three more listeners, under
+    the same authorizer: SASL_SSL with SCRAM-SHA-512 (its users are made when the storage
+    is formatted), SSL that requires a client certificate signed by the CA (principal: the
+    certificate's CN), and SASL_PLAINTEXT with OAUTHBEARER, whose tokens Kafka's unsecured
+    JWT validator accepts (principal: the token's ``sub``; for tests only).
     """
     settings = {
         "process.roles": "broker,controller",
@@ -412,6 +492,31 @@ def _server_properties(port: int, controller_port: int, data_dir: Path,
             # ANONYMOUS (the broker itself, the controller, test setup), may do anything.
             "super.users": "User:ANONYMOUS",
             "allow.everyone.if.no.acl.found": "false",
+        })
+    if secure_ports is not None and sasl_port is not None and tls is not None:
+        scram, mtls, oauth = secure_ports
+        added = f",SCRAM://{HOST}:{scram},MTLS://{HOST}:{mtls},OAUTH://{HOST}:{oauth}"
+        settings.update({
+            "listeners": settings["listeners"] + added,
+            "advertised.listeners": settings["advertised.listeners"] + added,
+            "listener.security.protocol.map": settings["listener.security.protocol.map"]
+            + ",SCRAM:SASL_SSL,MTLS:SSL,OAUTH:SASL_PLAINTEXT",
+            "sasl.enabled.mechanisms": "PLAIN,SCRAM-SHA-512,OAUTHBEARER",
+            "listener.name.scram.sasl.enabled.mechanisms": "SCRAM-SHA-512",
+            "listener.name.scram.scram-sha-512.sasl.jaas.config":
+                "org.apache.kafka.common.security.scram.ScramLoginModule required;",
+            "listener.name.oauth.sasl.enabled.mechanisms": "OAUTHBEARER",
+            "listener.name.oauth.oauthbearer.sasl.jaas.config":
+                "org.apache.kafka.common.security.oauthbearer.OAuthBearerLoginModule required "
+                'unsecuredLoginStringClaim_sub="broker";',
+            "listener.name.oauth.oauthbearer.sasl.server.callback.handler.class": OAUTH_UNSECURED_VALIDATOR,
+            # PEM files as they are: no keytool (and no JVM start) to make the stores
+            "ssl.keystore.type": "PEM",
+            "ssl.keystore.location": tls.broker_keystore,
+            "ssl.truststore.type": "PEM",
+            "ssl.truststore.location": tls.ca,
+            "listener.name.mtls.ssl.client.auth": "required",
+            "ssl.principal.mapping.rules": MTLS_PRINCIPAL_RULES,
         })
     return "".join(f"{key}={value}\n" for key, value in settings.items())
 
@@ -470,12 +575,16 @@ def _java(libs: Path, log4j: Path, *args: str) -> list[str]:
 
 
 def start_kafka(workdir: Path | str, timeout: float = 90.0,
-                sasl_users: dict[str, str] | None = None) -> LocalBroker:
+                sasl_users: dict[str, str] | None = None, scram_users: dict[str, str] | None = None,
+                secure: bool = False) -> LocalBroker:
     """Start a fresh single-node KRaft Kafka on free loopback ports under `workdir`.
 
     With ``sasl_users`` (name -> password) the broker also listens for SASL/PLAIN clients
     (``LocalBroker.sasl_address``) and enforces ACLs on them (see :func:`_server_properties`);
-    ``address`` stays the unrestricted PLAINTEXT listener."""
+    ``address`` stays the unrestricted PLAINTEXT listener. With ``secure`` too, it listens for
+    SASL_SSL SCRAM-SHA-512 clients (``scram_address``; ``scram_users``, name -> password),
+    mutual-TLS clients (``mtls_address``) and OAUTHBEARER clients (``oauth_address``), with
+    the certificates of :func:`make_tls_files` in ``tls_dir``."""
     workdir = Path(workdir).resolve()
     workdir.mkdir(parents=True, exist_ok=True)
     libs = kafka_libs()
@@ -484,27 +593,39 @@ def start_kafka(workdir: Path | str, timeout: float = 90.0,
     log4j = workdir / "kafka-log4j2.properties"
     log4j.write_text(LOG4J2_PROPERTIES)
 
+    secure_now = secure and sasl_users is not None
+    tls = make_tls_files(workdir / "tls") if secure_now else None
+
     def start_once() -> LocalBroker:
-        port, controller_port, sasl_port = free_ports(3)
+        port, controller_port, sasl_port, *secure_ports = free_ports(6)
         if sasl_users is None:
             sasl_port = None
         data_dir = workdir / "kafka-data"
         shutil.rmtree(data_dir, ignore_errors=True)  # each start is a new cluster
         config = workdir / "kafka-server.properties"
-        config.write_text(_server_properties(port, controller_port, data_dir, sasl_port, sasl_users))
+        config.write_text(_server_properties(port, controller_port, data_dir, sasl_port, sasl_users,
+                                             tuple(secure_ports) if secure_now else None, tls))
         log_path = workdir / "kafka.log"
+        # SCRAM credentials go into the metadata log as the storage is formatted
+        scram = [arg for name, password in ((scram_users or {}).items() if secure_now else ())
+                 for arg in ("--add-scram", f"SCRAM-SHA-512=[name={name},password={password}]")]
         # With a static controller.quorum.voters, format takes no --standalone.
         fmt = subprocess.run(
             _java(libs, log4j, "kafka.tools.StorageTool", "format",
-                  "-t", _cluster_id(), "-c", str(config)),
+                  "-t", _cluster_id(), "-c", str(config), *scram),
             capture_output=True, text=True,
         )
         if fmt.returncode != 0:
             raise BrokerStartError(f"Kafka storage format failed:\n{fmt.stdout}{fmt.stderr}")
         cmd = _java(libs, log4j, "-Xmx512m", "-Xms256m", "kafka.Kafka", str(config))
         pid = _spawn(cmd, log_path, workdir)
+        scram_port, mtls_port, oauth_port = secure_ports
         broker = LocalBroker("kafka", f"{HOST}:{port}", pid, workdir, log_path,
-                             sasl_address=f"{HOST}:{sasl_port}" if sasl_port else None, command=cmd)
+                             sasl_address=f"{HOST}:{sasl_port}" if sasl_port else None, command=cmd,
+                             scram_address=f"{HOST}:{scram_port}" if secure_now else None,
+                             mtls_address=f"{HOST}:{mtls_port}" if secure_now else None,
+                             oauth_address=f"{HOST}:{oauth_port}" if secure_now else None,
+                             tls_dir=tls.dir if tls else None)
         _wait_ready(broker, _kafka_ready, timeout)
         return broker
 
@@ -683,7 +804,10 @@ def _load(state: Path) -> LocalBroker:
     data = json.loads(state.read_text())
     return LocalBroker(data["kind"], data["address"], data["pid"],
                        Path(data["workdir"]), Path(data["log_path"]), data.get("sasl_address"),
-                       amqp_address=data.get("amqp_address"), epmd_pid=data.get("epmd_pid"))
+                       amqp_address=data.get("amqp_address"), epmd_pid=data.get("epmd_pid"),
+                       scram_address=data.get("scram_address"), mtls_address=data.get("mtls_address"),
+                       oauth_address=data.get("oauth_address"),
+                       tls_dir=Path(data["tls_dir"]) if data.get("tls_dir") else None)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -8,7 +8,9 @@ collectors with no more rights than a production deployment grants them
 ``User:eventscope``; its PLAINTEXT listener (``kafka_bootstrap``) stays unrestricted
 for test setup and the simulator, as does the default Redis user. RabbitMQ's ``eventscope``
 user has only the ``monitoring`` tag (the management API's reads) and no AMQP rights;
-``RABBITMQ_ADMIN`` sets up what the tests watch.
+``RABBITMQ_ADMIN`` sets up what the tests watch. The Kafka broker also has secured listeners
+(SASL_SSL with SCRAM-SHA-512, mutual TLS, OAUTHBEARER), each with a read-only identity of its
+own (``kafka_secure``).
 """
 
 from __future__ import annotations
@@ -33,12 +35,14 @@ for _group in ("unit", "brokers", "browser"):
 if str(_HERE) not in sys.path:
     sys.path.insert(0, str(_HERE))
 
-from eventscope.localbrokers import BrokerStartError, LocalBroker, start_kafka, start_rabbitmq, start_redis
+from eventscope.localbrokers import (MTLS_CLIENT_CN, BrokerStartError, LocalBroker, TlsFiles, start_kafka,
+                                     start_rabbitmq, start_redis)
 
 # Fixtures that start a real broker; tests using them get the `broker` marker.
 BROKER_FIXTURES = {"redis_broker", "redis_url", "redis_client", "redis_ro_url",
                    "kafka_broker", "kafka_bootstrap", "kafka_admin", "kafka_ro_env", "rabbitmq_broker",
-                   "rabbitmq_ro", "kafka_broker2", "kafka_bootstrap2", "redis_broker2", "redis_url2"}
+                   "rabbitmq_ro", "kafka_broker2", "kafka_bootstrap2", "redis_broker2", "redis_url2",
+                   "kafka_secure"}
 
 # eventscope's read-only identities (README, "Read-only rights"). Redis: read commands on every
 # key, nothing else (no PING, no INFO: the collectors need neither). Kafka: Describe and
@@ -50,6 +54,10 @@ KAFKA_RO_PRINCIPAL = "User:" + KAFKA_RO_USER
 KAFKA_RO_ACLS = [(ResourceType.TOPIC, AclOperation.DESCRIBE), (ResourceType.TOPIC, AclOperation.READ),
                  (ResourceType.GROUP, AclOperation.DESCRIBE)]
 RABBITMQ_RO_USER, RABBITMQ_RO_PASSWORD = "eventscope", "eventscope-rabbit-secret"
+# the secured listeners' read-only identities (start_kafka's ``secure``): a SCRAM-SHA-512
+# user over SASL_SSL, a client certificate's CN over mutual TLS, an OAUTHBEARER token's sub
+KAFKA_SCRAM_USER, KAFKA_SCRAM_PASSWORD = "eventscope-scram", "eventscope-scram-secret"
+KAFKA_OAUTH_SUB = "eventscope-oauth"
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -113,7 +121,8 @@ def redis_client(redis_url: str) -> Iterator[redis.Redis]:
 @pytest.fixture(scope="session")
 def kafka_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalBroker]:
     """A throwaway single-node KRaft Kafka for the whole run."""
-    broker = _started(lambda workdir: start_kafka(workdir, sasl_users={KAFKA_RO_USER: KAFKA_RO_PASSWORD}),
+    broker = _started(lambda workdir: start_kafka(workdir, sasl_users={KAFKA_RO_USER: KAFKA_RO_PASSWORD},
+                                                  scram_users={KAFKA_SCRAM_USER: KAFKA_SCRAM_PASSWORD}, secure=True),
                       tmp_path_factory.mktemp("kafka"))
     yield broker
     broker.stop()
@@ -176,23 +185,44 @@ def kafka_admin(kafka_bootstrap: str) -> AdminClient:
     return AdminClient({"bootstrap.servers": kafka_bootstrap})
 
 
-@pytest.fixture(scope="session")
-def kafka_ro_env(kafka_broker: LocalBroker) -> dict[str, str]:
-    """``EVENTSCOPE_KAFKA_*`` settings that connect to the session Kafka as ``User:eventscope``,
-    through the SASL listener, with only the ACLs of ``KAFKA_RO_ACLS``."""
+def _grant_read_only(kafka_broker: LocalBroker, principal: str) -> None:
+    """Give ``principal`` the ACLs of ``KAFKA_RO_ACLS`` on the session Kafka, and wait until
+    the broker's authorizer holds them."""
     admin = AdminClient({"bootstrap.servers": kafka_broker.address})
-    bindings = [AclBinding(kind, "*", ResourcePatternType.LITERAL, KAFKA_RO_PRINCIPAL, "*", operation,
+    bindings = [AclBinding(kind, "*", ResourcePatternType.LITERAL, principal, "*", operation,
                            AclPermissionType.ALLOW) for kind, operation in KAFKA_RO_ACLS]
     for future in admin.create_acls(bindings).values():
         future.result(timeout=30)
     # The controller commits them; wait until the broker's authorizer holds them too.
-    mine = AclBindingFilter(ResourceType.ANY, None, ResourcePatternType.ANY, KAFKA_RO_PRINCIPAL, None,
+    mine = AclBindingFilter(ResourceType.ANY, None, ResourcePatternType.ANY, principal, None,
                             AclOperation.ANY, AclPermissionType.ANY)
     deadline = time.monotonic() + 30
     while len(admin.describe_acls(mine).result(timeout=10)) < len(bindings):
         if time.monotonic() > deadline:
             pytest.fail("the read-only ACLs never reached the broker's authorizer", pytrace=False)
         time.sleep(0.1)
+
+
+@pytest.fixture(scope="session")
+def kafka_secure(kafka_broker: LocalBroker) -> dict:
+    """The session Kafka's secured listeners, each with a read-only identity holding only the
+    ACLs of ``KAFKA_RO_ACLS``: ``scram`` (SASL_SSL, SCRAM-SHA-512), ``mtls`` (SSL with a
+    client certificate), ``oauth`` (SASL_PLAINTEXT, OAUTHBEARER with unsecured JWTs), each
+    ``{"address", "principal"}``, and ``tls`` (:class:`TlsFiles`)."""
+    listeners = {"scram": (kafka_broker.scram_address, KAFKA_SCRAM_USER),
+                 "mtls": (kafka_broker.mtls_address, MTLS_CLIENT_CN),
+                 "oauth": (kafka_broker.oauth_address, KAFKA_OAUTH_SUB)}
+    for _, user in listeners.values():
+        _grant_read_only(kafka_broker, "User:" + user)
+    return {**{name: {"address": address, "principal": "User:" + user} for name, (address, user) in listeners.items()},
+            "tls": TlsFiles(kafka_broker.tls_dir)}
+
+
+@pytest.fixture(scope="session")
+def kafka_ro_env(kafka_broker: LocalBroker) -> dict[str, str]:
+    """``EVENTSCOPE_KAFKA_*`` settings that connect to the session Kafka as ``User:eventscope``,
+    through the SASL listener, with only the ACLs of ``KAFKA_RO_ACLS``."""
+    _grant_read_only(kafka_broker, KAFKA_RO_PRINCIPAL)
     return {"EVENTSCOPE_KAFKA_BOOTSTRAP": kafka_broker.sasl_address,
             "EVENTSCOPE_KAFKA_SECURITY_PROTOCOL": "SASL_PLAINTEXT",
             "EVENTSCOPE_KAFKA_SASL_MECHANISM": "PLAIN",

@@ -44,7 +44,8 @@ class KafkaEventsCollector:
                  dlq_pattern: str = r"\.DLT$", max_events: int = 5000, backlog: int = 5000,
                  timeout_s: float = 10.0, budget_s: float = 2.0, lookback_s: float | None = None,
                  globs: list | None = None, sample_ratio: float = 1.0, decoder=None,
-                 payload_max_chars: int = 4000, dlq_read_max: int = 10_000, connect=None):
+                 payload_max_chars: int = 4000, dlq_read_max: int = 10_000, connect=None,
+                 trouble=None):
         conf = dict(client_conf)
         conf.update({"group.id": f"eventscope-observer-{uuid.uuid4().hex}",
                      "enable.auto.commit": False, "enable.auto.offset.store": False,
@@ -58,6 +59,7 @@ class KafkaEventsCollector:
         # requests never queue behind the consumer's long-polling fetches (up to
         # fetch.wait.max.ms each), and all partitions' offsets go in one batched request
         self.admin = AdminClient(dict(client_conf))
+        self.trouble = trouble  # ConnectionTrouble: why a connection fails, for the health line
         self.source = self.broker = source
         self.topic_filter = re.compile(topics)
         self.dlq_filter = re.compile(dlq_pattern)
@@ -91,7 +93,15 @@ class KafkaEventsCollector:
         return {dlq: self.connect.sources(dlq, self._partitions) for dlq in self.connect.connectors}
 
     def collect(self) -> dict[str, pd.DataFrame]:
-        self._assign_new()
+        try:
+            self._assign_new()
+        except KafkaException as exc:
+            if self.trouble is None:
+                raise
+            raise self.trouble.explain(exc, self.admin) from None
+        finally:
+            if self.trouble is not None:
+                self.admin.poll(0)  # serve the error callbacks: they queue until polled
         now = pd.Timestamp.now(tz="UTC")
         with gc_paused():  # thousands of small objects per read, none in a cycle
             batch = self._read()

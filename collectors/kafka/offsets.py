@@ -47,7 +47,9 @@ from confluent_kafka import Consumer, ConsumerGroupTopicPartitions, KafkaError, 
 from confluent_kafka.admin import AdminClient, OffsetSpec
 
 from eventscope.collectors.events_common import gc_paused
+from eventscope.collectors.kafka.config import secret_property
 from eventscope.collectors.kafka.record_times import RecordTimes
+from eventscope.collectors.kafka.security import ConnectionTrouble, security_settings
 from eventscope.collectors.kafka.timelag import OffsetClocks
 from eventscope import schemas
 
@@ -58,21 +60,29 @@ RENEW_EVERY_S = 60.0
 UNANSWERED_MAX = 400  # group requests left unanswered by earlier samples before a sample asks for none
 
 
-def kafka_client_config(cfg) -> dict:
-    """librdkafka settings from a KafkaConfig (the secret is passed, never printed)."""
+def kafka_client_config(cfg, trouble: ConnectionTrouble | None = None) -> dict:
+    """librdkafka settings from a KafkaConfig (secrets are passed, never printed): ours, then
+    ``properties`` (which may change ours), then the named keys' (a property never sets one
+    of those: see :mod:`eventscope.collectors.kafka.config`). With ``trouble``, its
+    ``error_cb`` keeps the reason a connection fails."""
     conf = {"bootstrap.servers": cfg.bootstrap, "security.protocol": cfg.security_protocol,
             "socket.timeout.ms": int(cfg.timeout_s * 1000), "client.id": "eventscope",
             "log.connection.close": False,
             # a sample every few seconds needs no reconnect every 100 ms: while a broker is
             # down, the default filled the log with some 35 "Connect ... failed" lines a second
             "reconnect.backoff.ms": 1000}
-    if cfg.sasl_mechanism:
-        conf["sasl.mechanism"] = cfg.sasl_mechanism
-    if cfg.sasl_username:
-        conf["sasl.username"] = cfg.sasl_username
-    if cfg.sasl_password:
-        conf["sasl.password"] = cfg.sasl_password.get()
+    conf.update({key: value for key, value in (getattr(cfg, "properties", None) or {}).items()})
+    conf.update(security_settings(cfg, trouble))
+    if trouble is not None:
+        conf["error_cb"] = trouble.error_cb
     return conf
+
+
+def client_secrets(cfg) -> tuple:
+    """Every secret value of a KafkaConfig, to take out of anything shown."""
+    values = [s.get() for s in (cfg.sasl_password, cfg.ssl_key_password, cfg.sasl_oauthbearer_client_secret) if s]
+    values += [str(v) for k, v in (cfg.properties or {}).items() if secret_property(k)]
+    return tuple(v for v in values if v)
 
 
 class KafkaOffsetsCollector:
@@ -84,8 +94,10 @@ class KafkaOffsetsCollector:
     def __init__(self, admin: AdminClient, source: str = "kafka", topics: str = r"^(?!__).*",
                  timeout_s: float = 10.0, concurrency: int = 200, probe_conf: dict | None = None,
                  probe_max_lag: int = 5, probe_budget: int = 20, record_times: RecordTimes | None = None,
-                 admin_factory: Callable[[], AdminClient] | None = None):
+                 admin_factory: Callable[[], AdminClient] | None = None,
+                 trouble: ConnectionTrouble | None = None):
         self.admin = admin
+        self.trouble = trouble  # the reason a connection fails (TLS, authentication), for the health line
         # a new admin client when this one stops getting group answers (see _renew_if_stuck)
         self.admin_factory = admin_factory
         self.silent_samples = 0  # samples in a row in which no group request was answered
@@ -113,8 +125,17 @@ class KafkaOffsetsCollector:
     def collect(self) -> dict[str, pd.DataFrame]:
         # Thousands of futures, answers and row values, none in a reference cycle: the
         # cyclic garbage collector would only walk them again and again while they pile up.
-        with gc_paused():
-            return self._collect()
+        try:
+            with gc_paused():
+                frames = self._collect()
+        except KafkaException as exc:
+            if self.trouble is None:
+                raise
+            raise self.trouble.explain(exc, self.admin) from None  # serves the error callbacks first
+        if self.trouble is not None:
+            self.admin.poll(0)  # serve the error callbacks (they queue until polled), then forget them
+            self.trouble.clear()
+        return frames
 
     def _collect(self) -> dict[str, pd.DataFrame]:
         self._renew_if_stuck()  # first: no request of this sample may be left on a dropped client
