@@ -32,10 +32,15 @@ Figures depend on the machine's load: print ``uptime`` beside them.
    the collector at the default 5 s interval into a store, and a watcher that refreshes the
    store's trace index every 100 ms; for every produced event, the time from its produce
    call to the moment its event ID is in the index (waiting up to 60 s for stragglers).
+6. JSON beside Avro (``python bench/trace_bench.py avro`` runs this row alone): the same
+   envelopes as JSON and as Avro records in the Confluent wire format, schema from a local
+   ``schema_dir`` (no registry request is timed: a schema is fetched once per ID), through
+   ``Decoder.decode_many`` and the collector path with the masked text.
 """
 from __future__ import annotations
 
 import gc
+import io
 import json
 import os
 import random
@@ -54,6 +59,8 @@ import numpy as np
 import pandas as pd
 
 from eventscope.collectors.events_common import EventBatch
+from eventscope.decode import Decoder
+from eventscope.registry import SchemaRegistryConfig, SchemaRegistryDecoder
 from eventscope import schemas
 from eventscope.trace_index import PartIndex, TraceIndex
 from eventscope.decode import default_decoder, headers_to_dict
@@ -174,6 +181,63 @@ def throughput(repeats: int = 5) -> None:
     print(f"traces:   yardstick: the standard library's json.loads of the same payloads, "
           f"{1e6 * statistics.median(times['yardstick']) / len(payloads):.2f} µs each (a rough guide to "
           "how fast this shared machine runs at the moment)")
+
+
+AVRO_ENVELOPE = {
+    "type": "record", "name": "Envelope", "namespace": "bench", "fields": [
+        {"name": "event_type", "type": "string"}, {"name": "schema_version", "type": "int"},
+        {"name": "event_id", "type": "string"}, {"name": "timestamp", "type": "string"},
+        {"name": "source", "type": "string"}, {"name": "correlation_id", "type": "string"},
+        {"name": "data", "type": {"type": "record", "name": "Order", "fields": [
+            {"name": "order_id", "type": "string"}, {"name": "customer_id", "type": "string"},
+            {"name": "customer_email", "type": "string"}, {"name": "amount", "type": "double"},
+            {"name": "currency", "type": "string"},
+            {"name": "items", "type": {"type": "array", "items": {"type": "record", "name": "Item", "fields": [
+                {"name": "sku", "type": "string"}, {"name": "quantity", "type": "int"},
+                {"name": "unit_price", "type": "double"}]}}}]}}]}
+
+
+def avro_throughput(n: int = 20_000, repeats: int = 5) -> None:
+    """The same envelopes as JSON and as Avro in the Confluent wire format (schema ID 1, read from
+    a local ``schema_dir``: no registry request is timed), through ``Decoder.decode_many`` and
+    the collector path (``EventBatch.frame`` with the masked text); events/s per CPU second."""
+    import fastavro  # writes the Avro records; only this row needs it
+
+    msgs = [m for m in _messages(n) if m[1].endswith(b"}") and not m[0].endswith(".DLT")]
+    parsed = fastavro.parse_schema(AVRO_ENVELOPE)
+    framed = []
+    for _, value, _ in msgs:
+        out = io.BytesIO()
+        out.write(b"\x00\x00\x00\x00\x01")
+        fastavro.schemaless_writer(out, parsed, json.loads(value))
+        framed.append(out.getvalue())
+    headers = [m[2] for m in msgs]
+    now = pd.Timestamp.now(tz="UTC")
+    with tempfile.TemporaryDirectory() as schema_dir:
+        (Path(schema_dir) / "1.avsc").write_text(json.dumps(AVRO_ENVELOPE))
+        decoders = {"JSON": Decoder(), "Avro": Decoder(registry=SchemaRegistryDecoder(
+            SchemaRegistryConfig(schema_dir=schema_dir)))}
+        rows = {"JSON": [m[1] for m in msgs], "Avro": framed}
+        times: dict[tuple[str, str], list[float]] = {}
+        for _ in range(repeats):
+            for name, decoder in decoders.items():
+                values = rows[name]
+                started = time.process_time()
+                columns, _ = decoder.decode_many(values, headers)
+                times.setdefault((name, "decode_many"), []).append(time.process_time() - started)
+                assert not any(columns["decode_error"]), name
+                started = time.process_time()
+                batch = EventBatch("bench", "kafka", decoder=decoder)
+                for i, (value, hdrs) in enumerate(zip(values, headers)):
+                    batch.add("orders", 0, str(i), None, value, hdrs, False)
+                batch.frame(now, {})
+                times.setdefault((name, "frame"), []).append(time.process_time() - started)
+    count = len(msgs)
+    for name in decoders:
+        decode, frame = statistics.median(times[(name, "decode_many")]), statistics.median(times[(name, "frame")])
+        print(f"decode:   {name:<4} {count:,} envelopes: decode_many {count / decode:>9,.0f} events/s "
+              f"(best {count / min(times[(name, 'decode_many')]):,.0f}); collector path with masked text "
+              f"{count / frame:>9,.0f} events/s")
 
 
 def _big_frame(n: int) -> pd.DataFrame:
@@ -360,7 +424,11 @@ def end_to_end(seconds: float = 30.0, rate: float = 20.0) -> None:
 
 def main() -> None:
     print(f"traces: load average {os.getloadavg()[0]:.2f} on {os.cpu_count()} cores")
+    if sys.argv[1:] == ["avro"]:  # the JSON / Avro decode rows alone
+        avro_throughput()
+        return
     throughput()
+    avro_throughput()
     lookups()
     cold_start()
     if os.environ.get("TRACE_BENCH_SKIP_BROKERS"):

@@ -28,6 +28,7 @@ from eventscope.collectors.kafka.config import KafkaConfig  # noqa: F401 - the b
 from eventscope.collectors.redis.config import RedisConfig  # noqa: F401
 from eventscope.decode import DecodeConfig  # the [decode] section, kept beside the decoder that reads it
 from eventscope.dlq_names import dlq_regex  # noqa: F401 - re-exported
+from eventscope.registry import SchemaRegistryConfig, check as registry_problems
 from eventscope.secrets import Secret
 
 
@@ -128,11 +129,12 @@ class TracesConfig:
 SECTIONS = {
     "collect": CollectConfig, "store": StoreConfig, "replay": ReplayConfig, "dashboard": DashboardConfig,
     "alerts": AlertsConfig, "exporter": ExporterConfig, "decode": DecodeConfig, "mask": MaskConfig, "traces": TracesConfig,
+    "schema_registry": SchemaRegistryConfig,
     # and one section per broker kind (``[kafka]``, ``[redis]``, ``[rabbitmq]``): see sections()
 }
 SHORT_ENV = {"EVENTSCOPE_STORE": ("store", "dir")}  # plus each kind's env_shortcuts
 # keys holding arrays of tables (TOML) or a JSON array (env)
-TABLES = {("alerts", "rules"), ("alerts", "webhooks")}
+TABLES = {("alerts", "rules"), ("alerts", "webhooks"), ("schema_registry", "clusters")}
 NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,62}")
 RESERVED_NAMES = {"replay", "otel"}  # the sample-data replay's and the OTLP reader's source names
 
@@ -179,6 +181,7 @@ class Config:
     decode: DecodeConfig = field(default_factory=DecodeConfig)
     mask: MaskConfig = field(default_factory=MaskConfig)
     traces: TracesConfig = field(default_factory=TracesConfig)
+    schema_registry: SchemaRegistryConfig = field(default_factory=SchemaRegistryConfig)
 
     def __getattr__(self, name: str):
         section = self.__dict__.get("kinds", {}).get(name)
@@ -429,6 +432,7 @@ def _validate(cfg: Config) -> None:
     for ok, message in checks:
         if not ok:
             raise ConfigError(message)
+    _parse_registries(cfg)
     registered = kinds()
     for name, section in cfg.kinds.items():
         problems = registered[name].check(section, name) if name in registered else []
@@ -439,6 +443,46 @@ def _validate(cfg: Config) -> None:
         if problems:
             raise ConfigError(f"{problems[0]} ({source.name})")
     _parse_alerts(cfg.alerts)
+
+
+def _parse_registries(cfg: Config) -> None:
+    """``[schema_registry]`` and its ``[[schema_registry.clusters]]``: each a registry with the
+    section's keys, for the ``sources`` it names (one-line errors naming the key)."""
+    section = cfg.schema_registry
+    problems = registry_problems(section)
+    names = {source.name for source in cfg.all_sources()}
+    claimed: set = set()
+    parsed = []
+    for i, table in enumerate(section.clusters):
+        where = f"schema_registry.clusters[{i}]"
+        if isinstance(table, SchemaRegistryConfig):
+            parsed.append(table)
+            continue
+        if not isinstance(table, dict):
+            raise ConfigError(f"{where}: expected a table with sources and a registry's keys")
+        cluster = SchemaRegistryConfig()
+        table = dict(table)
+        sources = table.pop("sources", None)
+        for key, value in table.items():
+            if key == "clusters":
+                raise ConfigError(f"unknown config key {where}.{key}")
+            _set_field(cluster, key, value, f"{where}.{key}", from_env=False)
+        if not isinstance(sources, list) or not sources or not all(isinstance(n, str) for n in sources):
+            raise ConfigError(f"{where}.sources: expected a list of the source names this registry serves")
+        cluster.sources = list(sources)
+        for name in cluster.sources:
+            if name not in names:
+                raise ConfigError(f"{where}.sources: no source is named {name!r}")
+            if name in claimed:
+                raise ConfigError(f"{where}.sources: {name!r} has a registry already")
+            claimed.add(name)
+        if not cluster.configured:
+            raise ConfigError(f"{where}: set url or schema_dir")
+        problems += registry_problems(cluster, where)
+        parsed.append(cluster)
+    if problems:
+        raise ConfigError(problems[0])
+    section.clusters = parsed
 
 
 def _parse_alerts(alerts: AlertsConfig) -> None:

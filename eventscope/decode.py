@@ -8,6 +8,10 @@ Out of the box this reads:
   body) and structured mode (``specversion``, ``type``, ``source``, ``id``, ``time``);
 * correlation IDs in ``x-correlation-id`` / ``correlation-id`` / ``correlation_id`` headers;
 * W3C ``traceparent`` (header or Redis field);
+* Avro, Protobuf and JSON Schema records in the Confluent Schema Registry wire format (magic
+  byte 0, schema ID), read into a dict by :mod:`eventscope.registry` and then looked at like a
+  JSON envelope; with no type field or header, the schema's record name is the event type,
+  and without an envelope version ``schema_version`` names the registered schema;
 * dead-letter metadata from Spring (``kafka_dlt-*``), Kafka Connect
   (``__connect.errors.*``) and eventscope's Redis DLQ fields (``error``, ``original_stream``).
 
@@ -173,8 +177,11 @@ class Decoder:
     the header scans entirely.
     """
 
-    def __init__(self, config=None):
+    def __init__(self, config=None, registry=None):
         config = config or DecodeConfig()
+        # reads payloads in the Confluent Schema Registry wire format (eventscope.registry's
+        # SchemaRegistryDecoder: ``decode(value) -> (dict | None, error | None, schema info)``)
+        self.registry = registry
 
         def paths(names):
             return [tuple(str(n).split(".")) for n in names if str(n)]
@@ -205,12 +212,17 @@ class Decoder:
 
         With ``with_body`` the parsed JSON object (or None) is returned under ``_body``.
         """
-        event_type = event_id = service = correlation_id = at = schema_version = None
+        event_type = event_id = service = correlation_id = at = schema_version = framed = None
         decode_error = ""
-        try:  # the common case inline: bytes of a JSON document
-            body, error = orjson.loads(value), None
-        except Exception:  # not JSON, empty, or not bytes/str: the careful path says why
-            body, error = _json_body(value)
+        if type(value) is bytes and value[:1] == b"\x00" and len(value) >= 5:
+            # the Confluent wire format (a JSON text never starts with a zero byte): the record,
+            # once read with its schema, is an envelope like any other
+            body, error, framed = self._framed(value)
+        else:
+            try:  # the common case inline: bytes of a JSON document
+                body, error = orjson.loads(value), None
+            except Exception:  # not JSON, empty, or not bytes/str: the careful path says why
+                body, error = _json_body(value)
         if body is None and headers:
             for name in self._h_payload:
                 if name in headers:
@@ -261,11 +273,27 @@ class Decoder:
             # CloudEvents binary mode carries any data format; anything else should be a JSON
             # object, and a broken one is counted as undecodable even when headers name the type
             decode_error = error or "payload is not a JSON object"
+        if framed is not None and schema_version is None:
+            schema_version = framed["version"]
         row = dict(zip(COLUMNS, self._complete(event_type, event_id, service, correlation_id, at, traceparent,
                                                schema_version, decode_error, headers)))
+        if framed is not None and row["event_type"] == UNDECODABLE and type(body) is dict and framed["name"]:
+            # no envelope field or header names the type: the schema's record name does
+            row["event_type"], row["decode_error"] = text(framed["name"]), ""
         if with_body:
             row["_body"] = body if isinstance(body, (dict, list)) else None
         return row
+
+    def _framed(self, value: bytes) -> tuple[dict | None, str | None, dict | None]:
+        """(record, error, schema info) of a payload in the Confluent wire format."""
+        if self.registry is None:
+            schema_id = int.from_bytes(value[1:5], "big")
+            return None, (f"Confluent Schema Registry wire format (schema {schema_id}) but no "
+                          f"[schema_registry] url or schema_dir is configured"), None
+        try:
+            return self.registry.decode(value)
+        except Exception as exc:  # the registry decoder never raises; a bug there loses nothing here
+            return None, f"schema registry decoding failed: {type(exc).__name__}", None
 
     def decode_many(self, values: list, headers: list) -> tuple[dict[str, list], list]:
         """Decode a batch of messages: the columns of :data:`COLUMNS` (per message exactly what
@@ -300,7 +328,7 @@ class Decoder:
             s = None
             # msgspec's depth limit follows Python's recursion limit, orjson's is fixed at 1024:
             # a document that might nest that deep (one bracket per level) is left to decode
-            if type(src) is bytes and (src.isascii() or _utf8(src)) and (
+            if type(src) is bytes and src[:1] != b"\x00" and (src.isascii() or _utf8(src)) and (
                     len(src) < 2048 or src.count(b"[") + src.count(b"{") < 1000):
                 try:
                     s = read(src)

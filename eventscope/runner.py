@@ -22,7 +22,7 @@ import queue
 import time
 from concurrent.futures import Future
 from concurrent.futures import TimeoutError as FutureTimeout
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import pandas as pd
@@ -35,6 +35,7 @@ from eventscope.alerting import build_evaluator
 from eventscope.analysis.alerts import LAG_WINDOW_S
 from eventscope.config import Config
 from eventscope.decode import Decoder
+from eventscope.registry import SchemaRegistryDecoder
 from eventscope.files import open_private
 from eventscope.recorder import Recorder
 from eventscope.replay import ReplaySource
@@ -324,18 +325,32 @@ def build_runner(config: Config, store: Store, collectors: list) -> Runner:
                   stall_after_s=config.alerts.stall_after_s)
 
 
+def source_decoders(config: Config) -> dict:
+    """The decoder of each source with a Schema Registry of its own (``[[schema_registry.clusters]]``),
+    and under ``None`` everyone else's (with the section's own registry, when set)."""
+    section = config.schema_registry
+    default = Decoder(config.decode, registry=SchemaRegistryDecoder(section) if section.configured else None)
+    decoders: dict = {None: default}
+    for cluster in section.clusters:
+        decoder = Decoder(config.decode, registry=SchemaRegistryDecoder(cluster))
+        decoders.update({name: decoder for name in cluster.sources})
+    return decoders
+
+
 def build_collectors(config: Config) -> list:
     """Collectors for the configured sources (each kind's from its registered builder), or the
     sample-data replay when none is; then the OTLP span reader, when files are given."""
     mask.configure(config.mask.enabled, config.mask.fields)
-    context = BuildContext(decoder=Decoder(config.decode), lookback_s=config.traces.lookback_s,
+    decoders = source_decoders(config)
+    context = BuildContext(decoder=decoders[None], lookback_s=config.traces.lookback_s,
                            sample_ratio=config.traces.sample_ratio,
                            payload_max_chars=config.collect.payload_max_chars,
                            interval_s=config.collect.interval_s,
                            events_interval_s=min(config.traces.interval_s, config.collect.interval_s),
                            trace_globs={"kafka": config.traces.kafka_topics, "redis": config.traces.redis_streams})
     collectors = [c for source in config.all_sources()
-                  for c in collectors_registry.build(source.kind, source.name, source.settings, context)]
+                  for c in collectors_registry.build(source.kind, source.name, source.settings, replace(
+                      context, decoder=decoders.get(source.name, decoders[None])))]
     if not collectors:
         collectors.append(ReplaySource(config.replay_dir(), speed=config.replay.speed, loop=config.replay.loop))
     if config.traces.otlp_files:

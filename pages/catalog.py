@@ -6,6 +6,7 @@ import streamlit as st
 
 from eventscope.ui import data, format as fmt, session, widgets
 from eventscope.graph.infer import schema_fields
+from eventscope.registry import version_schema_id
 
 WINDOWS = {"last 15 minutes": 900.0, "last hour": 3600.0, "last 6 hours": 21600.0,
            "last 24 hours": 86400.0}
@@ -14,7 +15,8 @@ session.config()
 st.title("Event catalog")
 st.caption("Every event type observed on the watched topics and streams, with its schema "
            "versions, producers (envelope source), consumer groups, rate and when it was first "
-           "and last seen. Schemas are inferred from sampled payloads (personal data masked).")
+           "and last seen. Schemas are inferred from sampled payloads (personal data masked); "
+           "payloads read through the Schema Registry also show their registered schema.")
 
 window = st.columns([1, 3])[0].selectbox("Time window", list(WINDOWS), index=1, key="catalog_window")
 table, shapes = data.event_catalog(WINDOWS[window])
@@ -77,4 +79,19 @@ for version in versions:
             st.text("Headers: " + ", ".join(sorted(shape["headers"].get("properties", {}))))
         st.caption("JSON Schema (genson)")
         st.json({"payload": shape.get("payload"), "headers": shape.get("headers")}, expanded=False)
+        schema_id = version_schema_id(version)
+        if schema_id is not None:  # read through the Schema Registry: its schema beside the inferred one
+            # schema IDs belong to a registry: the one of the first cluster the type was seen on
+            registered = data.registered_schema(schema_id, (row["clusters"] or [None])[0])
+            st.markdown("**Registered schema** (Schema Registry)")
+            st.dataframe(pd.DataFrame([{
+                "subject": fmt.safe_text(registered["subject"] or "—"), "schema ID": str(schema_id),
+                "type": registered["type"] or "—",
+                "version": str(registered["version"]) if registered["version"] is not None else "—",
+                "versions": ", ".join(map(str, registered["versions"])) or "—"}]),
+                hide_index=True, key=f"catalog_registered_{version}")
+            if registered["error"]:
+                st.text(f"Registry: {registered['error']}")
+            if registered["schema"]:
+                st.code(registered["schema"], language="json" if registered["type"] in ("AVRO", "JSON") else None)
 st.caption("Rates divide by the span of all events in the window, so event types compare.")
