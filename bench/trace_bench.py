@@ -60,7 +60,8 @@ import pandas as pd
 
 from eventscope.collectors.events_common import EventBatch
 from eventscope.decode import Decoder
-from eventscope.registry import SchemaRegistryConfig, SchemaRegistryDecoder
+from eventscope.registry import SchemaRegistryConfig
+from eventscope.registry_client import SchemaRegistryDecoder
 from eventscope import schemas
 from eventscope.trace_index import PartIndex, TraceIndex
 from eventscope.decode import default_decoder, headers_to_dict

@@ -35,7 +35,6 @@ from eventscope.alerting import build_evaluator
 from eventscope.analysis.alerts import LAG_WINDOW_S
 from eventscope.config import Config
 from eventscope.decode import Decoder
-from eventscope.registry import SchemaRegistryDecoder
 from eventscope.files import open_private
 from eventscope.recorder import Recorder
 from eventscope.replay import ReplaySource
@@ -329,6 +328,9 @@ def source_decoders(config: Config) -> dict:
     """The decoder of each source with a Schema Registry of its own (``[[schema_registry.clusters]]``),
     and under ``None`` everyone else's (with the section's own registry, when set)."""
     section = config.schema_registry
+    if not section.configured and not section.clusters:
+        return {None: Decoder(config.decode)}
+    from eventscope.registry_client import SchemaRegistryDecoder  # ~25 MiB of imports: only when configured
     default = Decoder(config.decode, registry=SchemaRegistryDecoder(section) if section.configured else None)
     decoders: dict = {None: default}
     for cluster in section.clusters:

@@ -19,7 +19,6 @@ from eventscope.graph.build import build_graph
 from eventscope.graph.catalog import event_catalog as catalog_table
 from eventscope.graph.catalog import event_shapes
 from eventscope.graph.infer import SAMPLES as SHAPE_SAMPLES
-from eventscope.registry import describe as describe_schema
 from eventscope.ui.format import duration, duration_short, safe_text, text_frame
 from eventscope.ui.session import WINDOW_S, chosen, clusters, config, queries, since, trace_index
 
@@ -363,13 +362,14 @@ _registered: dict = {}  # (registry, schema ID) -> (fetched at, what the registr
 
 def registered_schema(schema_id: int, source: str | None = None) -> dict:
     """What the Schema Registry of ``source`` (or its ``schema_dir``) says of one schema ID
-    (:func:`eventscope.registry.describe`): asked at most once a minute per ID, 2 s at most
+    (:func:`eventscope.registry_client.describe`): asked at most once a minute per ID, 2 s at most
     each time, so a registry that is down slows the catalog once a minute, never each rerun."""
     now = pd.Timestamp.now(tz="UTC")
     registry = config().schema_registry.for_source(source)
     key = (registry.url, registry.schema_dir, schema_id)
     found = _registered.get(key)
     if found is None or (now - found[0]).total_seconds() > REGISTRY_TTL_S:
+        from eventscope.registry_client import describe as describe_schema  # ~25 MiB of imports: only when shown
         found = (now, describe_schema(registry, schema_id, timeout_s=2.0))
         _registered[key] = found
         while len(_registered) > 256:

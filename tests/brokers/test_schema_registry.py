@@ -25,7 +25,8 @@ from confluent_kafka.schema_registry.protobuf import ProtobufSerializer
 from confluent_kafka.serialization import MessageField, SerializationContext
 from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
 
-from eventscope.registry import SchemaRegistryConfig, SchemaRegistryDecoder
+from eventscope.registry import SchemaRegistryConfig
+from eventscope.registry_client import SchemaRegistryDecoder
 from eventscope.secrets import Secret
 from eventscope.store import Store
 

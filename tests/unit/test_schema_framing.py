@@ -6,7 +6,8 @@ import json
 import pytest
 
 from eventscope.decode import UNDECODABLE, Decoder
-from eventscope.registry import SchemaRegistryConfig, SchemaRegistryDecoder, check, framed_schema_id
+from eventscope.registry import SchemaRegistryConfig, check, framed_schema_id
+from eventscope.registry_client import SchemaRegistryDecoder
 
 AVRO = json.dumps({"type": "record", "name": "Ping", "namespace": "net",
                    "fields": [{"name": "correlation_id", "type": "string"}, {"name": "n", "type": "long"}]})
