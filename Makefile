@@ -17,8 +17,8 @@ $(STAMP): requirements.txt pyproject.toml
 	$(BIN)/pip install --quiet --disable-pip-version-check --no-compile --no-deps -e .
 	@touch $(STAMP)
 
-## Every program the tests run (scripts/system-programs.tsv: Graphviz, Redis 7, Chromium, Java,
-## Maven, Node.js, from Debian), the Kafka broker jars (Maven Central), the AsyncAPI parser (npm)
+## Every program the tests run (scripts/system-programs.tsv: Graphviz, Redis 7 and Sentinel, openssl,
+## RabbitMQ, Chromium, Java, Maven, Node.js, from Debian), the Kafka broker jars (Maven Central), the AsyncAPI parser (npm)
 system-deps: install
 	@scripts/install_system_deps.sh
 	@$(BIN)/python -m eventscope.localbrokers install kafka >/dev/null
