@@ -3,9 +3,12 @@
 :func:`observe` turns the frames into one value per (metric, subject) as of a moment:
 lag and lag seconds per group/topic, the worst lag status, DLQ depth and growth,
 stuck Redis entries, and how long ago each collector last succeeded. The state
-machine (:mod:`eventscope.analysis.alert_state`) consumes those; :func:`replay` runs
-it over a stretch of history, which is both the CLI's fallback for a store nobody
-evaluated and the Alerts page's "what would have fired" with edited rules.
+machine (:mod:`eventscope.analysis.alert_state`) consumes those. What the recorder keeps
+is read by :func:`observe_now` (the collector's evaluation) and replayed by
+:func:`replay_samples` and :func:`replay_minutes` (the CLI's fallback for a store nobody
+evaluated, and the Alerts page's "what would have fired" with edited rules);
+:func:`replay` does the same over raw partition rows, judging every partition again, the
+reference the tests hold those incremental paths to.
 
 Subjects: ``broker:group/topic`` (lag metrics, stuck entries), ``broker:dlq`` (DLQs),
 ``source/collector`` (staleness).
@@ -334,14 +337,6 @@ def firing_frame(state: dict, observations: pd.DataFrame | None = None) -> pd.Da
                      "threshold": a.threshold, "since": _iso(a.since), "metric": a.metric,
                      "fired_at": _iso(a.fired_at), "detail": detail or "", "episode": a.episode})
     return pd.DataFrame(rows, columns=FIRING_COLUMNS)
-
-
-def evaluate(lag: pd.DataFrame, dlq: pd.DataFrame, cfg, stuck: pd.DataFrame | None = None,
-             health: pd.DataFrame | None = None) -> pd.DataFrame:
-    """Firing alerts now, by replaying the rules of ``cfg`` (an AlertsConfig) over the frames."""
-    state, _ = replay(lag, dlq, cfg.all_rules(), stuck=stuck, health=health,
-                      stall_after_s=cfg.stall_after_s)
-    return firing_frame(state, observe(lag, dlq, stuck, health, stall_after_s=cfg.stall_after_s))
 
 
 def rule_table(rules: list, observations: pd.DataFrame, state: dict) -> pd.DataFrame:

@@ -160,3 +160,109 @@ def test_the_stepper_keeps_stepping_a_subject_whose_value_stays_put_while_pendin
 def test_an_unknown_value_that_stays_unknown_is_unchanged():
     assert alert_state._comparable(float("nan")) is None and alert_state._comparable(None) is None
     assert alert_state._comparable(3.0) == 3.0 and alert_state._comparable("OK") == "OK"
+
+
+def test_observations_of_one_moment_are_stepped_in_the_order_they_came():
+    """``run`` sorts by time only: rows of the same moment keep their order (a stable sort,
+    which matters past the 16 rows a quicksort handles by insertion)."""
+    subjects = [f"s{i:02d}" for i in range(40)][::-1]
+    frame = obs(*[(s, 100.0) for s in subjects]).assign(at=at(0))
+    _, history = alert_state.run(frame, [LAG])
+    assert list(history["subject"]) == [s for s in subjects for _ in ("pending", "firing")]
+    assert list(history["transition"]) == ["pending", "firing"] * 40
+
+
+def test_history_of_one_moment_restores_the_last_transition_written():
+    """A rule with no ``for_s`` goes pending and firing at the same moment: the firing row,
+    written second, is the state, for every subject (40 of them, beyond an insertion sort)."""
+    state, rows = alert_state.step({}, obs(*[(f"s{i:02d}", 100.0) for i in range(40)]), [LAG], at(0))
+    restored = alert_state.from_history(alert_state.transitions_frame(rows))
+    assert restored == state
+    assert {s.state for s in restored.values()} == {"firing"}
+    assert {s.fired_at for s in restored.values()} == {at(0)}
+
+
+def test_history_restores_metric_and_detail_and_leaves_unknowns_empty():
+    status = Rule(name="stall", metric="lag_status", warning=("STALL",), for_s=60.0)
+    state, rows = alert_state.step({}, obs(("g", None, "STALL"), metric="lag_status"), [status], at(0))
+    restored = alert_state.from_history(alert_state.transitions_frame(rows))
+    s = restored[("stall", "g")]
+    assert (s.metric, s.detail, s.state) == ("lag_status", "STALL", "pending")
+    assert s.value is None and s.fired_at is None and s.threshold is None and s.clear is None
+    assert restored == state
+    # a transition row whose detail and value were lost (an older store) reads as empty, not "nan"
+    frame = alert_state.transitions_frame(rows).assign(detail=None, value=float("nan"))
+    s = alert_state.from_history(frame)[("stall", "g")]
+    assert s.detail == "" and s.value is None
+
+
+def test_the_active_alerts_frame_of_no_alerts_has_its_columns_and_a_lost_detail_reads_empty():
+    assert list(alert_state.state_frame({}).columns) == [
+        "rule", "metric", "subject", "state", "severity", "since", "fired_at", "value", "threshold", "clear",
+        "detail"]
+    state, _ = alert_state.step({}, obs(("a", 100.0, "d")), [LAG], at(0))
+    frame = alert_state.state_frame(state).assign(detail=None)
+    assert alert_state.from_state_frame(frame)[("lag_seconds", "a")].detail == ""
+
+
+def test_the_stepper_feeds_step_only_changed_values_and_subjects_with_an_alert(monkeypatch):
+    fed = []
+    real = alert_state.step
+
+    def counting(state, observations, rules, when):
+        fed.append(sorted(observations["subject"]))
+        return real(state, observations, rules, when)
+
+    monkeypatch.setattr(alert_state, "step", counting)
+    stepper = alert_state.Stepper([SLOW])
+    stepper.step(obs(("a", 70.0), ("b", 5.0), ("c", 5.0)), at(0))  # first sight: all three
+    stepper.step(obs(("a", 70.0), ("b", 5.0), ("c", 6.0)), at(10))  # a has an alert, c changed
+    stepper.step(obs(("a", 70.0), ("b", 5.0), ("c", 6.0)), at(20))  # only a
+    assert fed == [["a", "b", "c"], ["a", "c"], ["a"]]
+
+
+def test_every_transition_and_state_carries_the_value_and_detail_of_its_own_step():
+    rows = []
+
+    def step(state, items, rules, second):
+        state, out = alert_state.step(state, obs(*items), rules, at(second))
+        rows.extend((t["subject"], t["transition"], t["value"], t["detail"]) for t in out)
+        return state
+
+    s = step({}, [("a", 100.0, "d1")], [LAG], 0)
+    s = step(s, [("a", 400.0, "d2")], [LAG], 10)
+    a = s[("lag_seconds", "a")]
+    assert (a.severity, a.threshold, a.value, a.detail) == ("critical", 300.0, 400.0, "d2")
+    s = step(s, [("a", 350.0, "d3")], [LAG], 20)  # firing, no transition: the state moves on
+    assert (s[("lag_seconds", "a")].value, s[("lag_seconds", "a")].detail) == (350.0, "d3")
+    s = step(s, [("a", 10.0, "d4")], [LAG], 30)
+    assert rows == [("a", "pending", 100.0, "d1"), ("a", "firing", 100.0, "d1"),
+                    ("a", "escalated", 400.0, "d2"), ("a", "resolved", 10.0, "d4")]
+    assert s == {}
+
+    rows.clear()
+    s = step({}, [("b", 70.0, "p1")], [SLOW], 0)
+    s = step(s, [("b", 80.0, "p2")], [SLOW], 10)  # still pending: value and detail follow
+    b = s[("slow", "b")]
+    assert (b.state, b.value, b.detail, b.severity, b.threshold) == ("pending", 80.0, "p2", "warning", 60.0)
+    s = step(s, [("b", 10.0, "p3")], [SLOW], 20)
+    assert rows == [("b", "pending", 70.0, "p1"), ("b", "cancelled", 10.0, "p3")]
+
+
+def test_a_pending_alert_takes_the_severity_and_threshold_of_its_newest_level():
+    slow_critical = Rule(name="slow", metric="lag_seconds", warning=60.0, critical=300.0, for_s=60.0)
+    state, _ = alert_state.step({}, obs(("a", 100.0)), [slow_critical], at(0))
+    assert (state[("slow", "a")].severity, state[("slow", "a")].threshold) == ("warning", 60.0)
+    state, out = alert_state.step(state, obs(("a", 400.0)), [slow_critical], at(10))
+    assert out == []
+    assert (state[("slow", "a")].severity, state[("slow", "a")].threshold) == ("critical", 300.0)
+    state, out = alert_state.step(state, obs(("a", 100.0)), [slow_critical], at(60))
+    assert [(t["transition"], t["severity"], t["threshold"]) for t in out] == [("firing", "warning", 60.0)]
+
+
+def test_an_observation_detail_that_is_missing_reads_empty_and_any_other_reads_as_text():
+    details = {}
+    for subject, detail in (("none", None), ("nan", float("nan")), ("text", "why"), ("number", 5)):
+        _, out = alert_state.step({}, obs((subject, 100.0, detail)), [LAG], at(0))
+        details[subject] = {t["detail"] for t in out}
+    assert details == {"none": {""}, "nan": {""}, "text": {"why"}, "number": {"5"}}

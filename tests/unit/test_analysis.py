@@ -117,18 +117,24 @@ def test_trace_in_flight_when_a_group_has_not_consumed_it():
     assert found["outcome"] == "in_flight"
 
 
+def firing_now(lag_rows, dlq_rows, cfg):
+    """The alerts firing after replaying ``cfg``'s rules over the raw frames, with current values."""
+    state, _ = alerts.replay(lag_rows, dlq_rows, cfg.all_rules(), stall_after_s=cfg.stall_after_s)
+    return alerts.firing_frame(state, alerts.observe(lag_rows, dlq_rows, stall_after_s=cfg.stall_after_s))
+
+
 def test_alerts_fire_after_for_with_since_and_most_severe_wins():
     frame = lag_frame([(10, 10), (10, 20), (10, 30), (10, 40)])
     frame["lag_seconds"] = [0.0, 100.0, 400.0, 500.0]
-    firing = alerts.evaluate(frame, schemas.empty("dlq"), AlertsConfig(for_s=10))
+    firing = firing_now(frame, schemas.empty("dlq"), AlertsConfig(for_s=10))
     lag_alerts = firing[firing["rule"] == "lag_seconds"]
     assert len(lag_alerts) == 1 and lag_alerts.iloc[0]["severity"] == "critical"
     # the condition began at the first sample over the warning line
     assert lag_alerts.iloc[0]["since"] == (T0 + pd.Timedelta(seconds=10)).isoformat().replace("+00:00", "Z")
     assert lag_alerts.iloc[0]["value"] == 500.0
     assert "group_stall" in set(firing["rule"])
-    assert alerts.evaluate(frame, schemas.empty("dlq"), AlertsConfig(for_s=60)).empty  # not held long enough
-    calm = alerts.evaluate(lag_frame([(10, 10), (20, 20)]).assign(lag_seconds=0.0),
+    assert firing_now(frame, schemas.empty("dlq"), AlertsConfig(for_s=60)).empty  # not held long enough
+    calm = firing_now(lag_frame([(10, 10), (20, 20)]).assign(lag_seconds=0.0),
                            schemas.empty("dlq"), AlertsConfig(for_s=0))
     assert calm.empty
 

@@ -1,0 +1,135 @@
+"""What the rules would have done, replayed over the per-minute rollups
+(eventscope.analysis.alerts.replay_minutes), by examples written from its docstring: one
+step at the end of each minute, on the minute's worst lag and its DLQs' newest depth and
+growth per minute; a minute in progress judged at ``now``; ``since`` and ``max_steps``."""
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+
+from eventscope import schemas
+from eventscope.analysis import alerts
+from eventscope.analysis.rules import Rule
+
+T0 = pd.Timestamp("2026-11-28T10:00:00Z")
+LAG = Rule(name="lag", metric="lag", warning=100.0, for_s=120.0)
+
+
+def minute(n: float) -> pd.Timestamp:
+    return T0 + pd.Timedelta(minutes=n)
+
+
+def lag_1m(worst: list[float], group: str = "g", topic: str = "t") -> pd.DataFrame:
+    """One row per minute from T0; the summed lag is far below the worst partition's."""
+    return schemas.conform("lag_1m", [
+        {"minute": minute(i), "source": "kafka", "broker": "kafka", "kind": "kafka", "group": group,
+         "topic": topic, "partitions": 4, "lag": int(w // 10), "lag_max": int(w), "lag_seconds": 1.0,
+         "status": "OK", "members": 1, "committed": 0, "consumed": 0, "samples": 12}
+        for i, w in enumerate(worst)])
+
+
+def dlq_1m(depths: dict[float, int], dlq: str = "orders.DLT") -> pd.DataFrame:
+    return schemas.conform("dlq_1m", [
+        {"minute": minute(m), "source": "kafka", "broker": "kafka", "kind": "kafka", "dlq": dlq,
+         "source_topic": "orders", "depth": d, "depth_max": d, "samples": 12} for m, d in depths.items()])
+
+
+def transitions(history: pd.DataFrame) -> list[tuple]:
+    return [(t.subject, t.transition, (t.at - T0).total_seconds() / 60, t.value) for t in history.itertuples()]
+
+
+def test_one_step_at_the_end_of_each_minute_on_the_worst_partition_lag():
+    state, history = alerts.replay_minutes(lag_1m([50, 150, 150, 150, 50, 50]), dlq_1m({}), [LAG])
+    # minute 1 ends at 2:00 above the line: pending; held 120 s at 4:00: firing; minute 4 ends below
+    assert transitions(history) == [("kafka:g/t", "pending", 2.0, 150.0), ("kafka:g/t", "firing", 4.0, 150.0),
+                                    ("kafka:g/t", "resolved", 5.0, 50.0)]
+    assert state == {}
+
+
+def test_a_minute_in_progress_is_judged_at_now_and_an_alert_left_open_is_the_state():
+    now = minute(3.5)
+    state, history = alerts.replay_minutes(lag_1m([50, 150, 150, 150]), dlq_1m({}), [LAG], now=now)
+    assert transitions(history) == [("kafka:g/t", "pending", 2.0, 150.0)]
+    # the last minute (3:00-4:00) is still open at 3:30: judged then, 90 s into pending, not firing
+    assert list(state) == [("lag", "kafka:g/t")]
+    assert state[("lag", "kafka:g/t")].state == "pending"
+    state, history = alerts.replay_minutes(lag_1m([50, 150, 150, 150]), dlq_1m({}), [LAG], now=minute(10))
+    assert state[("lag", "kafka:g/t")].state == "firing"
+    assert transitions(history)[-1] == ("kafka:g/t", "firing", 4.0, 150.0)
+
+
+def test_since_starts_at_its_minute_and_max_steps_keeps_the_newest_minutes():
+    worst = [150, 150, 150, 150, 150, 150]
+    _, history = alerts.replay_minutes(lag_1m(worst), dlq_1m({}), [LAG], since=minute(2) + pd.Timedelta(seconds=10))
+    assert transitions(history) == [("kafka:g/t", "pending", 3.0, 150.0), ("kafka:g/t", "firing", 5.0, 150.0)]
+    _, history = alerts.replay_minutes(lag_1m(worst), dlq_1m({}), [LAG], max_steps=2)
+    assert transitions(history) == [("kafka:g/t", "pending", 5.0, 150.0)]
+    _, history = alerts.replay_minutes(lag_1m(worst), dlq_1m({}), [LAG], max_steps=3)
+    assert transitions(history) == [("kafka:g/t", "pending", 4.0, 150.0), ("kafka:g/t", "firing", 6.0, 150.0)]
+
+
+def test_nothing_to_replay_is_no_state_and_an_empty_history():
+    state, history = alerts.replay_minutes(lag_1m([]), dlq_1m({}), [LAG])
+    assert state == {} and history.empty and list(history.columns) == list(alerts.alert_state.TRANSITION_COLUMNS)
+    state, history = alerts.replay_minutes(None, None, [LAG])
+    assert state == {} and history.empty
+
+
+def test_dlq_growth_is_per_minute_since_the_dlqs_minute_before():
+    growth = alerts._dlq_growth(pd.concat([dlq_1m({0: 10, 1: 30, 4: 45}), dlq_1m({1: 7, 2: 8}, dlq="pay.DLT")],
+                                          ignore_index=True))
+    assert sorted(growth) == [minute(0), minute(1), minute(2), minute(4)]
+    seen = {(m, r.dlq): (r.depth, r.growth_per_min, r.sampled_at) for m, rows in growth.items()
+            for r in rows.itertuples()}
+    assert seen == {
+        (minute(0), "orders.DLT"): (10, 0.0, minute(1)),  # nothing before: no growth
+        (minute(1), "orders.DLT"): (30, 20.0, minute(2)),
+        (minute(4), "orders.DLT"): (45, 5.0, minute(5)),  # 15 more over the 3 minutes since
+        (minute(1), "pay.DLT"): (7, 0.0, minute(2)),  # each DLQ has its own minute before
+        (minute(2), "pay.DLT"): (8, 1.0, minute(3)),
+    }
+    assert alerts._dlq_growth(dlq_1m({0: 10, 3: 11}))[minute(3)]["growth_per_min"].tolist() == [0.33]
+    assert alerts._dlq_growth(None) == {} and alerts._dlq_growth(dlq_1m({})) == {}
+
+
+@pytest.mark.parametrize("metric, threshold, expected", [
+    ("dlq_growth_per_min", 10.0, [("kafka:orders.DLT", "pending", 2.0, 20.0), ("kafka:orders.DLT", "cancelled", 5.0, 5.0)]),
+    ("dlq_depth", 40.0, [("kafka:orders.DLT", "pending", 5.0, 45.0)]),
+])
+def test_dlq_rules_step_on_the_minutes_depth_and_growth(metric, threshold, expected):
+    rule = Rule(name="dlq", metric=metric, warning=threshold, for_s=60.0)
+    _, history = alerts.replay_minutes(lag_1m([]), dlq_1m({0: 10, 1: 30, 4: 45}), [rule])
+    assert transitions(history) == expected
+
+
+def test_the_rule_table_lists_each_observed_subject_under_the_rule_that_takes_it():
+    from eventscope.analysis import alert_state
+
+    rules = [Rule(name="lag", metric="lag", warning=1000.0),  # the last rule that matches applies
+             Rule(name="orders-lag", metric="lag", match=("orders-*",), warning=500.0, critical=5000.0,
+                  for_s=30.0, clear=100.0),
+             Rule(name="quiet", metric="lag", match=("audit",)),  # no thresholds: silences audit
+             Rule(name="stall", metric="lag_status", critical=("STALL",), for_s=0.0)]
+    rows = [("lag", "k:orders-a/t", ("k:orders-a/t", "orders-a", "t", "k"), 800.0, ""),
+            ("lag", "k:billing/t", ("k:billing/t", "billing", "t", "k"), 20.0, ""),
+            ("lag", "k:audit/t", ("k:audit/t", "audit", "t", "k"), 9e9, ""),
+            ("lag_status", "k:billing/t", ("k:billing/t", "billing", "t", "k"), 20.0, "STALL"),
+            ("dlq_depth", "k:x.DLT", ("k:x.DLT", "x.DLT", None, "k"), 3.0, "")]  # no rule for it: left out
+    observations = pd.DataFrame(rows, columns=alert_state.OBSERVATION_COLUMNS)
+    state, _ = alert_state.step({}, observations, rules, T0)
+    table = alerts.rule_table(rules, observations, state)
+    assert list(table.columns) == ["rule", "metric", "subject", "value", "warning", "critical", "clear", "for_s",
+                                   "state", "severity"]
+    records = table.astype(object).where(table.notna(), None).to_dict("records")
+    assert records == [
+        {"rule": "orders-lag", "metric": "lag", "subject": "k:orders-a/t", "value": 800.0, "warning": 500.0,
+         "critical": 5000.0, "clear": 100.0, "for_s": 30.0, "state": "pending", "severity": "warning"},
+        {"rule": "lag", "metric": "lag", "subject": "k:billing/t", "value": 20.0, "warning": 1000.0,
+         "critical": None, "clear": 1000.0, "for_s": 60.0, "state": "ok", "severity": None},
+        {"rule": "quiet", "metric": "lag", "subject": "k:audit/t", "value": 9e9, "warning": None,
+         "critical": None, "clear": None, "for_s": 60.0, "state": "silenced", "severity": None},
+        {"rule": "stall", "metric": "lag_status", "subject": "k:billing/t", "value": "STALL", "warning": None,
+         "critical": "STALL", "clear": None, "for_s": 0.0, "state": "firing", "severity": "critical"},
+    ]
+    empty = alerts.rule_table(rules, observations.iloc[:0], {})
+    assert empty.empty and list(empty.columns) == list(table.columns)
