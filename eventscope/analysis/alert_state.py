@@ -24,7 +24,7 @@ from dataclasses import dataclass, replace
 
 import pandas as pd
 
-from eventscope.analysis.rules import Rule, select
+from eventscope.analysis.rules import Rule, Selector
 
 TRANSITION_COLUMNS = ["at", "rule", "metric", "severity", "subject", "transition", "value",
                       "threshold", "clear", "since", "fired_at", "episode", "detail"]
@@ -54,10 +54,12 @@ class AlertState:
         return f"{self.rule}|{self.subject}|{_iso(self.since)}"
 
 
-def step(state: dict, observations: pd.DataFrame, rules: list[Rule], at: pd.Timestamp
+def step(state: dict, observations: pd.DataFrame, rules: list[Rule] | Selector, at: pd.Timestamp
          ) -> tuple[dict, list[dict]]:
-    """Apply one sample's ``observations`` (OBSERVATION_COLUMNS) at time ``at``."""
+    """Apply one sample's ``observations`` (OBSERVATION_COLUMNS) at time ``at``. ``rules``: a
+    list, or a :class:`~eventscope.analysis.rules.Selector` that remembers its answers."""
     at = pd.Timestamp(at)
+    choose = rules if isinstance(rules, Selector) else Selector(rules)
     new = dict(state)
     transitions: list[dict] = []
     seen: set[tuple[str, str]] = set()
@@ -66,7 +68,7 @@ def step(state: dict, observations: pd.DataFrame, rules: list[Rule], at: pd.Time
     columns = [observations[c].tolist() for c in OBSERVATION_COLUMNS]
     for obs in (_Observation(*row) for row in zip(*columns)):
         observed_subjects.add(obs.subject)
-        rule = select(rules, obs.metric, obs.names)
+        rule = choose(obs.metric, obs.names)
         if rule is None or rule.silent:
             continue
         key = (rule.name, obs.subject)
@@ -212,20 +214,21 @@ class Stepper:
 
     def __init__(self, rules: list[Rule], state: dict | None = None):
         self.rules = rules
+        self.select = Selector(rules)  # which rule takes a subject, asked once per subject
         self.state = dict(state or {})
         self.last: dict[tuple[str, str], tuple] = {}
 
     def step(self, observations: pd.DataFrame, at: pd.Timestamp) -> list[dict]:
         """Apply one moment's observations; returns its transitions."""
         if observations.empty:
-            self.state, transitions = step(self.state, observations, self.rules, at)
+            self.state, transitions = step(self.state, observations, self.select, at)
             return transitions
         keys = list(zip(observations["metric"], observations["subject"]))
         values = list(zip(observations["value"].map(_comparable), observations["detail"].map(_comparable)))
         active = {s.subject for s in self.state.values()}
         wanted = [self.last.get(k) != v or k[1] in active for k, v in zip(keys, values)]
         self.last.update(zip(keys, values))
-        self.state, transitions = step(self.state, observations[wanted], self.rules, at)
+        self.state, transitions = step(self.state, observations[wanted], self.select, at)
         return transitions
 
 

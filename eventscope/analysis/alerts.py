@@ -164,8 +164,9 @@ def observe_now(groups: pd.DataFrame, dlq: pd.DataFrame, stuck: pd.DataFrame | N
     if want("lag", "lag_seconds", "lag_status") and not fresh.empty:
         subjects = (fresh["broker"].astype(str) + ":" + fresh["group"].astype(str) + "/"
                     + fresh["topic"].astype(str))
-        names = list(zip(subjects, fresh["group"].astype(str), fresh["topic"].astype(str),
-                         fresh["broker"].astype(str)))
+        # whole columns to Python lists first: iterating Arrow-backed text cell by cell costs ~1 µs a cell
+        names = list(zip(subjects.tolist(), fresh["group"].astype(str).tolist(), fresh["topic"].astype(str).tolist(),
+                         fresh["broker"].astype(str).tolist()))
         lag_values = fresh["lag"].astype("float64")
         for metric, values, detail in (("lag", lag_values, ""), ("lag_seconds", fresh["lag_seconds"], ""),
                                        ("lag_status", lag_values, fresh["status"].fillna("UNKNOWN"))):

@@ -282,3 +282,28 @@ def select(rules: list[Rule], metric: str, names) -> Rule | None:
         if rule.metric == metric and rule.matches(names):
             chosen = rule
     return chosen
+
+
+class Selector:
+    """:func:`select` over fixed ``rules``, remembered per (metric, names): a big cluster's
+    16,000 observations ask the same questions every sample, and the glob matching behind
+    each answer cost more than the rest of an alert evaluation."""
+
+    MAX_ENTRIES = 200_000  # forgotten all at once beyond this (subjects come and go)
+
+    def __init__(self, rules: list[Rule]):
+        self.rules = list(rules)
+        self._chosen: dict = {}
+
+    def __call__(self, metric: str, names) -> Rule | None:
+        key = (metric, names)
+        try:
+            return self._chosen[key]
+        except KeyError:
+            pass
+        except TypeError:  # names that cannot be a key (a list): asked each time
+            return select(self.rules, metric, names)
+        if len(self._chosen) >= self.MAX_ENTRIES:
+            self._chosen.clear()
+        chosen = self._chosen[key] = select(self.rules, metric, names)
+        return chosen

@@ -231,3 +231,25 @@ def test_notifier_dedupes_and_never_blocks(tmp_path):
     assert notifier.sent == 0 and notifier.failed >= 1
     assert not (tmp_path / "alerts-delivered.json").exists()
     notifier.close()
+
+
+def test_a_selector_answers_what_select_answers_and_asks_once_per_subject(monkeypatch):
+    from eventscope.analysis import rules as rules_module
+
+    rules = [Rule(name="all", metric="lag", warning=10.0), Rule(name="orders", metric="lag", match=("orders-*",),
+                                                                warning=5.0),
+             Rule(name="dlq", metric="dlq_depth", warning=1.0)]
+    asked = []
+    real = rules_module.select
+    monkeypatch.setattr(rules_module, "select", lambda *a: asked.append(a[1:]) or real(*a))
+    selector = rules_module.Selector(rules)
+    cases = [("lag", ("k:orders-a/t", "orders-a", "t", "k")), ("lag", ("k:billing/t", "billing", "t", "k")),
+             ("dlq_depth", ("k:x.DLT", "x.DLT", None, "k")), ("stuck_entries", ("r:g/s", "g", "s", "r"))]
+    for metric, names in cases * 3:
+        assert selector(metric, names) == real(rules, metric, names)
+    assert [selector(m, n).name if selector(m, n) else None for m, n in cases] == ["orders", "all", "dlq", None]
+    assert asked == cases  # each (metric, names) asked once
+    assert selector("lag", ["k:orders-b/t", "orders-b"]).name == "orders"  # names that cannot be a key
+    selector.MAX_ENTRIES = 2
+    selector("lag", ("a",))
+    assert len(selector._chosen) <= 2 and selector("lag", ("a",)).name == "all"
