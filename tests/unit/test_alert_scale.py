@@ -12,6 +12,7 @@ from eventscope.config import AlertsConfig
 from eventscope.query import Queries
 from eventscope.recorder import Recorder
 from eventscope.store import Store
+from tests import alert_reference
 from test_app import synthetic_frames
 
 T0 = pd.Timestamp("2026-11-28T10:00:00Z")
@@ -85,7 +86,7 @@ def test_observations_from_snapshots_equal_those_from_raw_rows(tmp_path):
     store = Store(tmp_path)
     Recorder(store).record(frames)
     now = frames["lag"]["sampled_at"].max()
-    from_raw = alerts.observe(frames["lag"], frames["dlq"], None, frames["health"], at=now)
+    from_raw = alert_reference.observe(frames["lag"], frames["dlq"], None, frames["health"], at=now)
     queries = Queries(store, engine="pyarrow")
     from_snapshots = queries.observations(now)
     key = ["metric", "subject"]
@@ -96,5 +97,5 @@ def test_observations_from_snapshots_equal_those_from_raw_rows(tmp_path):
     pd.testing.assert_frame_equal(a, b, check_dtype=False)
     assert set(a["detail"][a["metric"] == "lag_status"]) >= {"OK", "STALL"}
     config = AlertsConfig()
-    assert not alerts.firing_frame(*alerts.replay(frames["lag"], frames["dlq"], config.all_rules(),
+    assert not alerts.firing_frame(*alert_reference.replay(frames["lag"], frames["dlq"], config.all_rules(),
                                                   health=frames["health"])[:1], from_raw).empty

