@@ -114,3 +114,26 @@ def test_ties_in_an_ordinary_window_follow_where_a_type_usually_stands():
     # without ties the order is by chain then time only
     assert c.chain_order(np.array([1, 0, 1, 0]), np.array([4, 3, 2, 1]), np.array([0, 0, 0, 0])).tolist() == \
         [3, 1, 2, 0]
+
+
+def test_names_with_spaces_and_separator_characters_come_back_whole():
+    """Redis stream keys and event types are free text: a space, or even the unit separator
+    eventscope joins names with, belongs to the name."""
+    steps = [("redis", "orders stream", "order service", "Order Placed", 0),
+             ("redis", "pay\x1fments", "payment-service", "Payment\x1fCharged", 10),
+             ("redis", "emails", "email-service", "EmailQueued", 20)]
+    groups = pd.DataFrame({"group": ["payment-service", "email-service"], "broker": ["redis", "redis"],
+                           "topic": ["orders stream", "pay\x1fments"]})
+    for learned in (c.consumed_topics(_chains(steps)), c.consumed_topics(_chains(steps), groups)):
+        assert learned[("payment-service", "Payment\x1fCharged")] == frozenset({("redis", "orders stream")})
+        assert learned[("email-service", "EmailQueued")] == frozenset({("redis", "pay\x1fments")})
+        # the chains' first events: nothing before them to learn from
+        assert ("order service", "Order Placed") in learned and learned[("order service", "Order Placed")] is None
+
+
+def test_a_chain_of_two_events_has_its_cause():
+    # one chain: an order, then the payment it caused (too few events to learn from: the
+    # event before on another topic is the cause); a lone event has none
+    chain, place, producer = np.array([0, 0]), np.array([0, 1]), np.array([0, 1])
+    assert c.cause_rows(chain, np.array([0, 10]), place, producer).tolist() == [-1, 0]
+    assert c.cause_rows(np.array([0]), np.array([0]), np.array([0]), np.array([0])).tolist() == [-1]
