@@ -233,11 +233,6 @@ def rule_table(rules: list, observations: pd.DataFrame, state: dict) -> pd.DataF
                                        "clear", "for_s", "state", "severity"])
 
 
-def dlq_summary(dlq: pd.DataFrame) -> pd.DataFrame:
-    """Re-exported for pages that show DLQ context beside alerts."""
-    return dlq_analysis.summary(dlq)
-
-
 def _iso(ts) -> str | None:
     if ts is None or pd.isna(ts):
         return None

@@ -111,6 +111,7 @@ def test_the_rule_table_lists_each_observed_subject_under_the_rule_that_takes_it
              Rule(name="quiet", metric="lag", match=("audit",)),  # no thresholds: silences audit
              Rule(name="stall", metric="lag_status", critical=("STALL",), for_s=0.0)]
     rows = [("lag", "k:orders-a/t", ("k:orders-a/t", "orders-a", "t", "k"), 800.0, ""),
+            ("dlq_depth", "k:y.DLT", ("k:y.DLT", "y.DLT", None, "k"), 3.0, ""),  # no rule: left out, the rest go on
             ("lag", "k:billing/t", ("k:billing/t", "billing", "t", "k"), 20.0, ""),
             ("lag", "k:audit/t", ("k:audit/t", "audit", "t", "k"), 9e9, ""),
             ("lag_status", "k:billing/t", ("k:billing/t", "billing", "t", "k"), 20.0, "STALL"),
@@ -133,3 +134,17 @@ def test_the_rule_table_lists_each_observed_subject_under_the_rule_that_takes_it
     ]
     empty = alerts.rule_table(rules, observations.iloc[:0], {})
     assert empty.empty and list(empty.columns) == list(table.columns)
+
+
+def test_collector_health_is_replayed_beside_the_minutes():
+    stale = Rule(name="stale", metric="collector_stale_s", warning=100.0, for_s=0.0)
+    health = schemas.conform("health", [
+        {"sampled_at": minute(i), "source": "kafka", "collector": "kafka.offsets", "ok": i == 0,
+         "error": "" if i == 0 else "broker down", "duration_ms": 1.0, "rows": 0, "last_success": minute(0)}
+        for i in range(5)])
+    _, history = alerts.replay_minutes(lag_1m([1, 1, 1, 1, 1]), dlq_1m({}), [stale], health=health)
+    # the minute ending at 2:00 is the first 100 s after the last success at 0:00
+    assert [(t.subject, t.transition, (t.at - T0).total_seconds() / 60, t.value, t.detail)
+            for t in history.itertuples()] == [
+        ("kafka/kafka.offsets", "pending", 2.0, 120.0, "broker down"),
+        ("kafka/kafka.offsets", "firing", 2.0, 120.0, "broker down")]

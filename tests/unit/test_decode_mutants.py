@@ -30,3 +30,29 @@ def test_the_parsed_body_is_returned_only_when_asked_for():
     assert with_body["_body"] == body
     assert {k: v for k, v in with_body.items() if k != "_body"} == plain
     assert decode_message(b"not json", {}, with_body=True)["_body"] is None
+
+
+def test_spring_int_headers_are_java_ints_and_longs_or_decimal_text():
+    import struct
+
+    from eventscope.decode import int_header
+    assert int_header(struct.pack(">i", 7)) == 7
+    assert int_header(struct.pack(">i", -1)) == -1  # a Java int is signed
+    assert int_header(struct.pack(">q", 2**40)) == 2**40
+    assert int_header(struct.pack(">q", -5)) == -5  # and so is a long
+    assert int_header(b"123") == 123  # other clients write the number as text
+    assert int_header(b"12a") is None and int_header("\u00e9".encode()) is None and int_header(None) is None
+
+
+def test_a_framed_payload_names_its_schema_id_and_a_failing_registry_its_error():
+    from eventscope.decode import Decoder
+
+    row = Decoder().decode(b"\x00\x01\x00\x00\x2a\x02x", {})  # schema 16,777,258: all four ID bytes count
+    assert "(schema 16777258)" in row["decode_error"]
+
+    class Broken:
+        def decode(self, value):
+            raise ValueError("bug")
+
+    row = Decoder(registry=Broken()).decode(b"\x00\x00\x00\x00\x2a\x02x", {})
+    assert row["decode_error"] == "schema registry decoding failed: ValueError"
