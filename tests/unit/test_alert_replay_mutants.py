@@ -148,3 +148,70 @@ def test_collector_health_is_replayed_beside_the_minutes():
             for t in history.itertuples()] == [
         ("kafka/kafka.offsets", "pending", 2.0, 120.0, "broker down"),
         ("kafka/kafka.offsets", "firing", 2.0, 120.0, "broker down")]
+
+
+def second(n: float) -> pd.Timestamp:
+    return T0 + pd.Timedelta(seconds=n)
+
+
+def lag_samples(points: dict[float, float], group: str = "g", topic: str = "t") -> pd.DataFrame:
+    """``lag_samples`` rows of one group and topic: {seconds after T0: lag}."""
+    return schemas.conform("lag_samples", [
+        {"sampled_at": second(s), "source": "kafka", "broker": "kafka", "kind": "kafka", "group": group,
+         "topic": topic, "partitions": 2, "lag": int(v), "max_lag": int(v), "lag_seconds": 1.0, "status": "OK",
+         "members": 1, "committed": 0, "consumed": 0} for s, v in points.items()])
+
+
+def seconds_of(history: pd.DataFrame) -> list[tuple]:
+    return [(t.subject, t.transition, (t.at - T0).total_seconds(), t.value) for t in history.itertuples()]
+
+
+def test_samples_are_replayed_one_step_per_sample_time():
+    rule = Rule(name="lag", metric="lag", warning=100.0, for_s=20.0)
+    state, history = alerts.replay_samples(lag_samples({0: 50, 10: 150, 20: 150, 30: 150, 40: 50}),
+                                           schemas.conform("dlq", []), [rule])
+    assert seconds_of(history) == [("kafka:g/t", "pending", 10.0, 150.0), ("kafka:g/t", "firing", 30.0, 150.0),
+                                   ("kafka:g/t", "resolved", 40.0, 50.0)]
+    assert state == {}
+    _, history = alerts.replay_samples(lag_samples({0: 50, 10: 150, 20: 150, 30: 150, 40: 50}),
+                                       schemas.conform("dlq", []), [rule], since=second(20))
+    # from 20 s on: pending then, below the line at 40 s before its 20 s were held (30 s was the last above)
+    assert seconds_of(history) == [("kafka:g/t", "pending", 20.0, 150.0), ("kafka:g/t", "cancelled", 40.0, 50.0)]
+
+
+def test_each_group_stands_as_of_its_newest_sample_at_each_step():
+    rule = Rule(name="lag", metric="lag", warning=100.0, for_s=0.0)
+    samples = pd.concat([lag_samples({0: 1, 10: 1, 20: 1}, group="a"), lag_samples({5: 150, 15: 10}, group="b")],
+                        ignore_index=True)
+    state, history = alerts.replay_samples(samples, None, [rule])
+    # b's sample at 5 s still stands at 10 s (no transition then); its next sample clears it
+    assert seconds_of(history) == [("kafka:b/t", "pending", 5.0, 150.0), ("kafka:b/t", "firing", 5.0, 150.0),
+                                   ("kafka:b/t", "resolved", 15.0, 10.0)]
+
+
+def test_many_sample_times_are_thinned_evenly_keeping_the_first_and_the_newest():
+    rule = Rule(name="lag", metric="lag", warning=100.0, for_s=0.0)
+    values = {10 * i: (150 if i % 3 == 0 and i % 2 else 50) for i in range(10)}  # high at 30 and 90 s only
+    _, history = alerts.replay_samples(lag_samples(values), None, [rule], max_steps=4)  # steps at 0, 30, 60, 90 s
+    assert seconds_of(history) == [("kafka:g/t", "pending", 30.0, 150.0), ("kafka:g/t", "firing", 30.0, 150.0),
+                                   ("kafka:g/t", "resolved", 60.0, 50.0), ("kafka:g/t", "pending", 90.0, 150.0),
+                                   ("kafka:g/t", "firing", 90.0, 150.0)]
+    _, every = alerts.replay_samples(lag_samples(values), None, [rule], max_steps=10)
+    assert [t[2] for t in seconds_of(every)] == [30.0, 30.0, 40.0, 90.0, 90.0]
+
+
+def test_dead_letters_and_collector_health_are_replayed_beside_the_samples():
+    depth = Rule(name="dlq", metric="dlq_depth", warning=10.0, for_s=0.0)
+    stale = Rule(name="stale", metric="collector_stale_s", warning=15.0, for_s=0.0)
+    dlq = schemas.conform("dlq", [{"sampled_at": second(s), "source": "kafka", "broker": "kafka", "kind": "kafka",
+                                   "dlq": "orders.DLT", "source_topic": "orders", "depth": d}
+                                  for s, d in ((0, 5), (10, 20), (20, 30))])
+    health = schemas.conform("health", [
+        {"sampled_at": second(s), "source": "kafka", "collector": "kafka.offsets", "ok": s == 0,
+         "error": "" if s == 0 else "down", "duration_ms": 1.0, "rows": 0, "last_success": second(0)}
+        for s in (0, 10, 20)])
+    _, history = alerts.replay_samples(lag_samples({0: 1, 10: 1, 20: 1}), dlq, [depth, stale], health=health)
+    # the DLQ above 10 at 10 s; the collector's last success 20 s before the step at 20 s
+    assert [t[:4] for t in seconds_of(history)] == [
+        ("kafka:orders.DLT", "pending", 10.0, 20.0), ("kafka:orders.DLT", "firing", 10.0, 20.0),
+        ("kafka/kafka.offsets", "pending", 20.0, 20.0), ("kafka/kafka.offsets", "firing", 20.0, 20.0)]
