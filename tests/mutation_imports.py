@@ -7,6 +7,11 @@ path (``collectors.kafka.offsets.…``); its trampolines compare that with the r
 function's ``__module__``. Aliasing ``eventscope.collectors.X`` to ``collectors.X`` makes the
 two agree, and makes the mutated copy (not an editable install elsewhere) the code under test.
 Load it with ``-p tests.mutation_imports``.
+
+It also turns off Hypothesis's example database for the run: an example that failed against
+one mutant would otherwise be replayed against every later one (and against the unmutated
+code, where a test's own oracle may disagree with the product on it), counting kills that no
+test of that mutant earned.
 """
 from __future__ import annotations
 
@@ -15,7 +20,12 @@ import importlib.abc
 import importlib.util
 import sys
 
+from hypothesis import settings
+
 ALIASED = "eventscope.collectors"
+
+settings.register_profile("mutation", database=None)
+settings.load_profile("mutation")
 
 
 class _AliasLoader(importlib.abc.Loader):
