@@ -55,9 +55,11 @@ def _collector_observations(health, at: pd.Timestamp) -> list[dict]:
 def observe_now(groups: pd.DataFrame, dlq: pd.DataFrame, stuck: pd.DataFrame | None = None,
                 health: pd.DataFrame | None = None, at: pd.Timestamp | None = None,
                 metrics: set | None = None) -> pd.DataFrame:
-    """:func:`observe` from what the recorder keeps: ``groups`` (``lag_groups``: each group
-    and topic now, its status judged when its sample was written), ``dlq`` (the DLQ
-    summary with the newest sample's ``sampled_at``), ``stuck`` (``stuck_latest``)."""
+    """One row per (metric, subject) as of ``at`` (default: now), from what the recorder keeps:
+    ``groups`` (``lag_groups``: each group and topic now, its status judged when its sample was
+    written), ``dlq`` (the DLQ summary with the newest sample's ``sampled_at``), ``stuck``
+    (``stuck_latest``), ``health``. A subject whose newest sample is more than ``STALE_S``
+    old is not observed. ``metrics`` limits the rows (and the work) to those metrics."""
     at = pd.Timestamp.now(tz="UTC") if at is None else pd.Timestamp(at)
     wanted = set(metrics) if metrics is not None else None
 

@@ -215,3 +215,48 @@ def test_dead_letters_and_collector_health_are_replayed_beside_the_samples():
     assert [t[:4] for t in seconds_of(history)] == [
         ("kafka:orders.DLT", "pending", 10.0, 20.0), ("kafka:orders.DLT", "firing", 10.0, 20.0),
         ("kafka/kafka.offsets", "pending", 20.0, 20.0), ("kafka/kafka.offsets", "firing", 20.0, 20.0)]
+
+
+def test_observations_now_are_one_row_per_metric_and_subject_from_the_recorders_snapshots():
+    at = second(300)
+    groups = schemas.conform("lag_groups", [
+        {"sampled_at": second(295), "source": "kafka", "broker": "kafka", "kind": "kafka", "group": "g",
+         "topic": "t", "partitions": 2, "lag": 40, "max_lag": 30, "lag_seconds": 12.5, "status": "WARN",
+         "members": 1},
+        {"sampled_at": second(295), "source": "redis", "broker": "redis", "kind": "redis", "group": "r",
+         "topic": "s", "partitions": 1, "lag": None, "max_lag": None, "lag_seconds": None, "status": None,
+         "members": 1},
+        {"sampled_at": second(100), "source": "kafka", "broker": "kafka", "kind": "kafka", "group": "old",
+         "topic": "t", "partitions": 1, "lag": 1, "max_lag": 1, "lag_seconds": 1.0, "status": "OK",
+         "members": 1}])  # 195 s older than its source's newest sample: not observed
+    dlq = pd.DataFrame({"broker": ["kafka", "kafka", "redis"], "dlq": ["old.DLT", "t.DLT", "s:dlq"],
+                        "source_topic": ["t", None, "s"], "depth": [9, 4, 2], "growth_per_min": [0.0, 1.5, 0.0],
+                        "sampled_at": [second(100), second(290), at - pd.Timedelta(seconds=120)]})
+    stuck = schemas.conform("stuck_latest", [
+        {"sampled_at": second(295), "source": "redis", "broker": "redis", "kind": "redis", "topic": "s",
+         "group": "r", "entry_id": f"1-{i}", "consumer": "c", "idle_ms": 1, "deliveries": 3} for i in range(2)])
+    health = schemas.conform("health", [
+        {"sampled_at": second(290), "source": "kafka", "collector": "kafka.offsets", "ok": False, "error": "down",
+         "duration_ms": 1.0, "rows": 0, "last_success": second(200)}])
+    rows = alerts.observe_now(groups, dlq, stuck, health, at=at)
+    got = [(r.metric, r.subject, r.names, None if pd.isna(r.value) else r.value, r.detail)
+           for r in rows.itertuples(index=False)]
+    g, r = ("kafka:g/t", "g", "t", "kafka"), ("redis:r/s", "r", "s", "redis")
+    assert got == [
+        ("lag", "kafka:g/t", g, 40.0, ""), ("lag", "redis:r/s", r, None, ""),
+        ("lag_seconds", "kafka:g/t", g, 12.5, ""), ("lag_seconds", "redis:r/s", r, None, ""),
+        ("lag_status", "kafka:g/t", g, 40.0, "WARN"), ("lag_status", "redis:r/s", r, None, "UNKNOWN"),
+        # a DLQ sampled 120 s ago is still observed, one 200 s ago is not; each the rows it gives
+        ("dlq_depth", "kafka:t.DLT", ("kafka:t.DLT", "t.DLT", None, "kafka"), 4.0, ""),
+        ("dlq_growth_per_min", "kafka:t.DLT", ("kafka:t.DLT", "t.DLT", None, "kafka"), 1.5, ""),
+        ("dlq_depth", "redis:s:dlq", ("redis:s:dlq", "s:dlq", "s", "redis"), 2.0, ""),
+        ("dlq_growth_per_min", "redis:s:dlq", ("redis:s:dlq", "s:dlq", "s", "redis"), 0.0, ""),
+        ("stuck_entries", "redis:r/s", r, 2.0, ""),
+        ("collector_stale_s", "kafka/kafka.offsets", ("kafka/kafka.offsets", "kafka.offsets", "kafka"), 100.0,
+         "down"),
+    ]
+    for wanted in ({"lag_seconds"}, {"lag_status"}, {"dlq_growth_per_min"}, {"stuck_entries", "lag"}):
+        only = alerts.observe_now(groups, dlq, stuck, health, at=at, metrics=wanted)
+        assert set(only["metric"]) == wanted
+        assert len(only) == sum(1 for row in got if row[0] in wanted)
+    assert alerts.observe_now(None, None, at=at).empty
