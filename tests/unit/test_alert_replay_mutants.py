@@ -260,3 +260,20 @@ def test_observations_now_are_one_row_per_metric_and_subject_from_the_recorders_
         assert set(only["metric"]) == wanted
         assert len(only) == sum(1 for row in got if row[0] in wanted)
     assert alerts.observe_now(None, None, at=at).empty
+
+
+def test_a_group_not_sampled_again_still_stands_and_its_alert_can_fire_on_it():
+    # b was sampled once, above the line; a later step (a's sample) still sees b's sample and
+    # its 5 s are held then
+    rule = Rule(name="lag", metric="lag", warning=100.0, for_s=5.0)
+    samples = pd.concat([lag_samples({0: 1, 10: 1}, group="a"), lag_samples({5: 150}, group="b")],
+                        ignore_index=True)
+    _, history = alerts.replay_samples(samples, None, [rule])
+    assert seconds_of(history) == [("kafka:b/t", "pending", 5.0, 150.0), ("kafka:b/t", "firing", 10.0, 150.0)]
+    # a DLQ rule with no DLQ samples, or no lag samples at all: nothing to observe, nothing fires
+    depth = Rule(name="dlq", metric="dlq_depth", warning=1.0, for_s=0.0)
+    assert alerts.replay_samples(samples, None, [depth])[1].empty
+    dlq = schemas.conform("dlq", [{"sampled_at": second(0), "source": "kafka", "broker": "kafka", "kind": "kafka",
+                                   "dlq": "x.DLT", "source_topic": "x", "depth": 3}])
+    assert seconds_of(alerts.replay_samples(None, dlq, [depth])[1]) == [
+        ("kafka:x.DLT", "pending", 0.0, 3.0), ("kafka:x.DLT", "firing", 0.0, 3.0)]
