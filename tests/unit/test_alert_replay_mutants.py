@@ -277,3 +277,19 @@ def test_a_group_not_sampled_again_still_stands_and_its_alert_can_fire_on_it():
                                    "dlq": "x.DLT", "source_topic": "x", "depth": 3}])
     assert seconds_of(alerts.replay_samples(None, dlq, [depth])[1]) == [
         ("kafka:x.DLT", "pending", 0.0, 3.0), ("kafka:x.DLT", "firing", 0.0, 3.0)]
+
+
+def test_observations_now_count_no_stuck_entries_as_zero_and_see_health_for_fifteen_minutes():
+    now = pd.Timestamp.now(tz="UTC").floor("s")
+    groups = schemas.conform("lag_groups", [
+        {"sampled_at": now, "source": "redis", "broker": "redis", "kind": "redis", "group": "r", "topic": "s",
+         "partitions": 1, "lag": 0, "max_lag": 0, "lag_seconds": 0.0, "status": "OK", "members": 1}])
+    health = schemas.conform("health", [
+        {"sampled_at": now - pd.Timedelta(seconds=600), "source": "redis", "collector": "redis.streams",
+         "ok": True, "error": "", "duration_ms": 1.0, "rows": 1, "last_success": now - pd.Timedelta(seconds=600)}])
+    for stuck in (None, schemas.conform("stuck_latest", [])):
+        rows = alerts.observe_now(groups, None, stuck, health, metrics={"stuck_entries", "collector_stale_s"})
+        values = dict(zip(rows["metric"], rows["value"]))
+        assert values["stuck_entries"] == 0.0
+        # a health row ten minutes old still says when the collector last succeeded (now: the default)
+        assert 600.0 <= values["collector_stale_s"] < 660.0
