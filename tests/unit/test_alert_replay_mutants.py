@@ -293,3 +293,30 @@ def test_observations_now_count_no_stuck_entries_as_zero_and_see_health_for_fift
         assert values["stuck_entries"] == 0.0
         # a health row ten minutes old still says when the collector last succeeded (now: the default)
         assert 600.0 <= values["collector_stale_s"] < 660.0
+
+
+def test_the_firing_frame_shows_each_firing_alert_with_its_current_value():
+    from eventscope.analysis import alert_state
+
+    rules = [Rule(name="lag", metric="lag", warning=100.0, critical=1000.0, for_s=0.0),
+             Rule(name="slow", metric="lag_seconds", warning=10.0, for_s=600.0)]
+    first = pd.DataFrame([("lag", "k:a/t", ("k:a/t", "a", "t", "k"), 150.0, "d0"),
+                          ("lag", "k:b/t", ("k:b/t", "b", "t", "k"), 2000.0, ""),
+                          ("lag_seconds", "k:a/t", ("k:a/t", "a", "t", "k"), 50.0, "")],  # pending only
+                         columns=alert_state.OBSERVATION_COLUMNS)
+    state, _ = alert_state.step({}, first, rules, T0)
+    frame = alerts.firing_frame(state)
+    assert list(frame.columns) == alerts.FIRING_COLUMNS
+    assert frame[["rule", "severity", "subject", "value", "threshold", "metric", "detail"]].values.tolist() == [
+        ["lag", "critical", "k:b/t", 2000.0, 1000.0, "lag", ""], ["lag", "warning", "k:a/t", 150.0, 100.0, "lag", "d0"]]
+    assert set(frame["since"]) == {"2026-11-28T10:00:00Z"} and set(frame["fired_at"]) == {"2026-11-28T10:00:00Z"}
+    assert list(frame["episode"]) == ["lag|k:b/t|2026-11-28T10:00:00Z", "lag|k:a/t|2026-11-28T10:00:00Z"]
+    # with the moment's observations: their values and details, an unknown value as None
+    now = pd.DataFrame([("lag", "k:a/t", ("k:a/t", "a", "t", "k"), 170.0, "d1"),
+                        ("lag", "k:b/t", ("k:b/t", "b", "t", "k"), float("nan"), "")],
+                       columns=alert_state.OBSERVATION_COLUMNS)
+    current = alerts.firing_frame(state, now)
+    assert current[["subject", "value", "detail"]].astype(object).where(current.notna(), None).values.tolist() == [
+        ["k:b/t", None, ""], ["k:a/t", 170.0, "d1"]]
+    assert alerts.firing_frame(state, now.iloc[:0])["value"].tolist() == [2000.0, 150.0]
+    assert alerts.firing_frame({}).empty and list(alerts.firing_frame({}).columns) == alerts.FIRING_COLUMNS
