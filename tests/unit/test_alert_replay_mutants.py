@@ -320,3 +320,18 @@ def test_the_firing_frame_shows_each_firing_alert_with_its_current_value():
         ["k:b/t", None, ""], ["k:a/t", 170.0, "d1"]]
     assert alerts.firing_frame(state, now.iloc[:0])["value"].tolist() == [2000.0, 150.0]
     assert alerts.firing_frame({}).empty and list(alerts.firing_frame({}).columns) == alerts.FIRING_COLUMNS
+
+
+def test_collector_staleness_counts_from_the_last_success_or_from_the_first_run_that_never_succeeded():
+    at = second(600)
+    health = schemas.conform("health", [
+        {"sampled_at": second(100), "source": "kafka", "collector": "kafka.offsets", "ok": False,
+         "error": "x" * 300, "duration_ms": 1.0, "rows": 0, "last_success": None},
+        {"sampled_at": second(500), "source": "kafka", "collector": "kafka.offsets", "ok": False,
+         "error": "x" * 300, "duration_ms": 1.0, "rows": 0, "last_success": None},
+        {"sampled_at": second(599.5), "source": "redis", "collector": "redis.streams", "ok": True,
+         "error": "", "duration_ms": 1.0, "rows": 5, "last_success": second(599.5)}])
+    rows = alerts.observe_now(None, None, None, health, at=at, metrics={"collector_stale_s"})
+    got = {r.subject: (r.value, r.detail) for r in rows.itertuples(index=False)}
+    assert got == {"kafka/kafka.offsets": (500.0, "x" * 200),  # never succeeded: stale since its first run
+                   "redis/redis.streams": (0.5, "")}
