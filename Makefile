@@ -13,8 +13,11 @@ install: $(STAMP)
 
 $(STAMP): requirements.txt pyproject.toml
 	@test -x $(BIN)/python || $(PY) -m venv $(VENV)
-	$(BIN)/pip install --quiet --disable-pip-version-check --no-compile -r requirements.txt
-	$(BIN)/pip install --quiet --disable-pip-version-check --no-compile --no-deps -e .
+	$(BIN)/pip install --quiet --disable-pip-version-check -r requirements.txt
+	$(BIN)/pip install --quiet --disable-pip-version-check --no-deps -e .
+	@# byte-compiled once here: a process that compiles what it imports (where
+	@# PYTHONDONTWRITEBYTECODE keeps it from saving the result) starts 1.4 s slower and 18 MiB bigger
+	$(BIN)/python -m compileall -q -j 0 eventscope collectors graph pages simulator >/dev/null
 	@touch $(STAMP)
 
 ## Every program the tests run (scripts/system-programs.tsv: Graphviz, Redis 7 and Sentinel, openssl,

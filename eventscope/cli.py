@@ -14,16 +14,13 @@ from pathlib import Path
 
 import pandas as pd
 
-from eventscope import __version__, exporter
+from eventscope import __version__, exporter, memory
 from eventscope.alerts_view import firing_now, format_value
 from eventscope.analysis import dlq as dlq_analysis
 from eventscope.analysis import lag as lag_analysis
 from eventscope.analysis import traces
 from eventscope.config import ConfigError, load_config
 from eventscope.demo import run_demo
-from eventscope.graph import asyncapi
-from eventscope.graph.build import build_graph
-from eventscope.graph.export import to_dot, to_json
 from eventscope.launch import dashboard_command
 from eventscope.query import Queries
 from eventscope.runner import StoreLock, build_collectors, build_runner, open_store
@@ -160,6 +157,8 @@ def cmd_collect(args, config) -> int:
         return 2
     for s in config.sources_summary():
         print(f"collecting {s['source']} ({s['address']}) into {config.store_dir}", file=sys.stderr)
+    if "MALLOC_ARENA_MAX" not in os.environ:  # before the collectors start their threads
+        memory.limit_arenas(2)
     runner = build_runner(config, _store(config), build_collectors(config))
     # SIGTERM (systemd, `timeout`, a container runtime) and SIGHUP stop like Ctrl-C: the sample in
     # progress ends, the clients close, the exit status is 0
@@ -221,6 +220,8 @@ def cmd_trace(args, config) -> int:
 
 
 def cmd_graph(args, config) -> int:
+    from eventscope.graph.build import build_graph  # networkx (12 MiB): not for `collect`
+    from eventscope.graph.export import to_dot, to_json  # networkx, as the line above
     queries = _queries(config)
     since = _since(args.window) if args.window else None
     events = queries.scan("events", since=since)
@@ -241,6 +242,7 @@ def cmd_graph(args, config) -> int:
 
 def _asyncapi(args, config, g, events) -> int:
     """All services as ``{name: document}``, one with ``--service``, or files with ``--out``."""
+    from eventscope.graph import asyncapi  # networkx, as in cmd_graph
     docs = asyncapi.asyncapi_documents(g, events, asyncapi.server_hosts(config.all_sources()))
     indent = None if args.json else 2
     if args.service is not None:

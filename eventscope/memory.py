@@ -22,16 +22,27 @@ import os
 import pyarrow as pa
 
 
-def _trimmer():
-    name = ctypes.util.find_library("c")
+def _libc_function(name: str):
+    found = ctypes.util.find_library("c")
     try:
-        libc = ctypes.CDLL(name) if name else None
-        return libc.malloc_trim if libc is not None and hasattr(libc, "malloc_trim") else None
-    except OSError:  # not glibc: nothing to trim this way
+        libc = ctypes.CDLL(found) if found else None
+        return getattr(libc, name) if libc is not None and hasattr(libc, name) else None
+    except OSError:  # not glibc: nothing to call this way
         return None
 
 
-_MALLOC_TRIM = _trimmer()
+_MALLOC_TRIM = _libc_function("malloc_trim")
+_MALLOPT = _libc_function("mallopt")
+M_ARENA_MAX = -8  # glibc's mallopt parameter
+
+
+def limit_arenas(arenas: int = 2) -> bool:
+    """At most ``arenas`` glibc heaps for the threads this process starts from now on (what
+    ``MALLOC_ARENA_MAX`` does when set before a process starts). glibc gives threads up to
+    8 × cores heaps of their own, each keeping what it freed; a collector runs a thread per
+    collector and librdkafka's threads, so its busiest samples left their peaks in several
+    heaps at once. True when the limit was set (glibc), False elsewhere."""
+    return bool(_MALLOPT is not None and _MALLOPT(M_ARENA_MAX, arenas) == 1)
 if not os.environ.get("ARROW_DEFAULT_MEMORY_POOL"):
     pa.set_memory_pool(pa.system_memory_pool())
 

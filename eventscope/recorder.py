@@ -245,7 +245,7 @@ def worst_status(rows: pd.DataFrame, key: list[str]) -> pd.Series:
     """Per ``key``: the most severe status; among equally severe ones, the first in row order."""
     severity = rows["status"].map(SEVERITY_CODES).fillna(0).to_numpy()
     order = np.lexsort((np.arange(len(rows)), -severity))
-    first = rows.iloc[order].drop_duplicates(key, keep="first")
+    first = rows[key + ["status"]].iloc[order].drop_duplicates(key, keep="first")  # not every column
     return first.set_index(key)["status"]
 
 

@@ -545,6 +545,8 @@ def _parse_times(series: pd.Series) -> pd.Series:
 
 
 def _cast(series: pd.Series, dtype: str) -> pd.Series:
+    if series.dtype == _DTYPES.get(dtype):  # already conformed (a frame put again): as it is
+        return series
     if dtype == TIME:
         parsed = _parse_times(series)
         try:
@@ -561,6 +563,9 @@ def _cast(series: pd.Series, dtype: str) -> pd.Series:
     if dtype == "bool":
         return series.fillna(False).astype(bool)
     return series.astype(STR)
+
+
+_DTYPES = {d: pd.api.types.pandas_dtype(d) for d in (TIME, "Int64", "int64", "float64", "bool", STR)}
 
 
 def markdown_table(name: str) -> str:

@@ -50,10 +50,13 @@ class KafkaEventsCollector:
         conf.update({"group.id": f"eventscope-observer-{uuid.uuid4().hex}",
                      "enable.auto.commit": False, "enable.auto.offset.store": False,
                      "enable.partition.eof": True, "auto.offset.reset": "earliest",
-                     # librdkafka prefetches up to 64 MB per consumer by default; a run reads
-                     # at most max_events messages, so a smaller queue holds what it needs
-                     # (2,000 partitions × a 1 MB fetch would otherwise fill the default)
-                     "queued.max.messages.kbytes": 16384, "fetch.max.bytes": 8 * 1024 * 1024})
+                     # librdkafka prefetches up to 64 MB and 100,000 messages a partition by
+                     # default; a run reads at most max_events messages, so a smaller queue
+                     # holds what it needs. Both caps: the byte cap counts payloads only, and
+                     # each queued message costs ~100 bytes more, which for small messages on
+                     # 2,000 partitions is most of the memory (37 MiB of 16 MB of payloads)
+                     "queued.max.messages.kbytes": 4096, "queued.min.messages": 1000,
+                     "fetch.max.bytes": 4 * 1024 * 1024})
         self.consumer = Consumer(conf)
         # metadata and watermarks through an admin client: its own connection, so these small
         # requests never queue behind the consumer's long-polling fetches (up to
