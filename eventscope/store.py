@@ -560,7 +560,7 @@ class Store:
         """``path``'s rows in record batches of ``MERGE_BATCH_ROWS``, read under :meth:`_reading`
         (what the caller does with a batch is not)."""
         with self._reading(name, path):
-            batches = pq.ParquetFile(path).iter_batches(batch_size=MERGE_BATCH_ROWS, use_threads=False)
+            batches = pq.ParquetFile(path).iter_batches(batch_size=MERGE_BATCH_ROWS)
         while True:
             with self._reading(name, path):
                 batch = next(batches, None)
