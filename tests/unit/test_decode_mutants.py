@@ -270,3 +270,9 @@ def test_the_first_payload_field_that_holds_json_is_the_event():
     assert decode_message(b"", {"payload": good, "envelope": other})["event_type"] == "FromPayload"
     row = decode_message(b"", {"payload": b"{broken", "envelope": other})
     assert (row["event_type"], row["event_id"], row["decode_error"]) == ("FromEnvelope", "v1", "")
+
+
+def test_an_empty_traceparent_in_the_payload_is_no_hit_the_next_path_is_tried():
+    body = {"event_type": "A", "traceparent": "", "metadata": {"traceparent": TP}}
+    row = decode_message(json.dumps(body).encode(), {})
+    assert (row["trace_id"], row["parent_span_id"]) == ("0af7651916cd43dd8448eb211c80319c", "b7ad6b7169203331")
