@@ -276,3 +276,22 @@ def test_an_empty_traceparent_in_the_payload_is_no_hit_the_next_path_is_tried():
     body = {"event_type": "A", "traceparent": "", "metadata": {"traceparent": TP}}
     row = decode_message(json.dumps(body).encode(), {})
     assert (row["trace_id"], row["parent_span_id"]) == ("0af7651916cd43dd8448eb211c80319c", "b7ad6b7169203331")
+
+
+def test_a_schema_version_number_from_a_registry_record_is_written_out_and_bounded():
+    """A record read with its schema is looked at like a JSON envelope: its version number is
+    the text of that number, bounded like every field (512 characters)."""
+    from eventscope.decode import Decoder
+
+    class Registry:
+        def __init__(self, version):
+            self.version = version
+
+        def decode(self, value):
+            return {"event_type": "A", "schema_version": self.version}, None, {"version": "7", "name": "A"}
+
+    framed = b"\x00\x00\x00\x00\x01rest"
+    assert Decoder(registry=Registry(10**120)).decode(framed, {})["schema_version"] == "1" + "0" * 120
+    assert Decoder(registry=Registry(-10**120)).decode(framed, {})["schema_version"] == "-1" + "0" * 120
+    assert Decoder(registry=Registry(10**600)).decode(framed, {})["schema_version"] == "1" + "0" * 510 + "\u2026"
+    assert Decoder(registry=Registry(3)).decode(framed, {})["schema_version"] == "3"
