@@ -123,3 +123,175 @@ def test_an_empty_configured_path_is_ignored():
 
     decoder = Decoder(DecodeConfig(event_type=["", "type"]))
     assert decoder.decode(b'{"": "Blank", "type": "Real"}', {})["event_type"] == "Real"
+
+
+CONNECT_CLASS = "org.apache.kafka.connect.errors.DataException"
+CONNECT_MESSAGE = "Converting byte[] to Kafka Connect data failed due to serialization error: "
+
+
+def _connect_trace(*causes: str) -> str:
+    """A Kafka Connect stacktrace: the generic DataException, then its chain of causes."""
+    trace = f"{CONNECT_CLASS}: {CONNECT_MESSAGE}\n\tat x.y(Z.java:1)\n"
+    return trace + "".join(f"Caused by: {c}\n\tat a.b(C.java:2)\n\t... 9 more\n" for c in causes)
+
+
+def _connect_headers(trace) -> dict:
+    return {"__connect.errors.exception.class.name": CONNECT_CLASS.encode(),
+            "__connect.errors.exception.message": CONNECT_MESSAGE.encode(),
+            "__connect.errors.exception.stacktrace": trace if isinstance(trace, (bytes, str)) else b"",
+            "__connect.errors.topic": b"orders"}
+
+
+def test_a_dead_letter_exception_class_is_capped_like_any_header_value():
+    """README: header values are capped at 200 characters; the exception class comes from one."""
+    from eventscope.decode import failure_reason
+
+    long_class = "com.example." + "deep" * 60 + ".ValidationException"  # 272 characters
+    cls, _ = failure_reason({"kafka_dlt-exception-fqcn": long_class.encode(),
+                             "kafka_dlt-exception-message": b"invalid"})
+    assert cls == long_class[:199] + "\u2026"
+    # Spring's cause class, without a stacktrace to find it in
+    cls, _ = failure_reason({"kafka_dlt-exception-fqcn": b"org.example.Wrapper",
+                             "kafka_dlt-exception-cause-fqcn": long_class.encode(),
+                             "kafka_dlt-exception-message": b"invalid"})
+    assert cls == long_class[:199] + "\u2026"
+    # the innermost cause of a stacktrace
+    cls, _ = failure_reason(_connect_headers(_connect_trace(f"{long_class}: invalid").encode()))
+    assert cls == long_class[:199] + "\u2026"
+    # a class of exactly 200 characters is kept whole
+    exact = "com.example." + "x" * 179 + "Exception"
+    assert len(exact) == 200
+    assert failure_reason({"kafka_dlt-exception-fqcn": exact.encode()})[0] == exact
+
+
+def test_spring_reason_is_the_named_cause_class_even_when_a_deeper_cause_follows():
+    """For Spring the reason is the innermost ``Caused by:`` of the class named in
+    ``kafka_dlt-exception-cause-fqcn``, not simply the innermost one."""
+    from eventscope.decode import failure_reason
+
+    wrapper = "org.springframework.kafka.listener.ListenerExecutionFailedException"
+    trace = (f"{wrapper}: Listener method threw exception\n\tat o.s.K.invoke(K.java:1)\n"
+             "Caused by: java.lang.IllegalStateException: stock missing\n\tat c.e.O.listen(O.java:2)\n"
+             "Caused by: java.io.EOFException: socket closed\n\tat j.i.S.read(S.java:3)\n")
+    cls, reason = failure_reason({"kafka_dlt-exception-fqcn": wrapper.encode(),
+                                  "kafka_dlt-exception-cause-fqcn": b"java.lang.IllegalStateException",
+                                  "kafka_dlt-exception-message": b"Listener method threw exception",
+                                  "kafka_dlt-exception-stacktrace": trace.encode()})
+    assert (cls, reason) == ("java.lang.IllegalStateException", "IllegalStateException: stock missing")
+    # without the named cause: the innermost one
+    cls, reason = failure_reason({"kafka_dlt-exception-fqcn": wrapper.encode(),
+                                  "kafka_dlt-exception-stacktrace": trace.encode()})
+    assert (cls, reason) == ("java.io.EOFException", "EOFException: socket closed")
+
+
+def test_a_cause_without_a_message_is_reasoned_by_its_class_alone():
+    from eventscope.decode import failure_reason
+
+    headers = _connect_headers(_connect_trace("java.lang.NullPointerException").encode())
+    assert failure_reason(headers) == ("java.lang.NullPointerException", "NullPointerException")
+
+
+def test_a_stacktrace_that_is_not_utf8_or_is_given_as_text_still_names_its_cause():
+    """Nothing here raises on bad input: broken bytes in a stacktrace header are replaced, and a
+    header given as text (not bytes) is read like its bytes."""
+    from eventscope.decode import decode_message, failure_reason
+
+    broken = _connect_trace("com.example.BadRecordException: bad byte \xff here").encode("latin-1")
+    cls, reason = failure_reason(_connect_headers(broken))
+    assert (cls, reason) == ("com.example.BadRecordException", "BadRecordException: bad byte \ufffd here")
+    as_text = _connect_trace("com.example.BadRecordException: record 12 rejected")
+    assert failure_reason(_connect_headers(as_text)) == (
+        "com.example.BadRecordException", "BadRecordException: record # rejected")
+    # text that has no UTF-8 form (a lone surrogate) is replaced too
+    odd = _connect_trace("com.example.BadRecordException: odd \ud800 char")
+    cls, reason = failure_reason(_connect_headers(odd))
+    assert cls == "com.example.BadRecordException" and reason.startswith("BadRecordException: odd ")
+    row = decode_message(b"{}", _connect_headers(odd))
+    assert row["dlq_class"] == "com.example.BadRecordException" and row["original_topic"] == "orders"
+
+
+def test_the_stacktrace_is_read_within_its_first_64_kb_in_whole_lines():
+    """README: the innermost ``Caused by:`` of a stacktrace header, read within 64 kB; a line cut
+    at the limit would name a cut class, so only whole lines are read."""
+    from eventscope.decode import STACKTRACE_SCAN, failure_reason
+
+    assert STACKTRACE_SCAN == 64 * 1024
+    head = _connect_trace("com.example.FirstException: first")
+    last = "Caused by: com.example.LastException: the last line"
+    # exactly 64 kB, its last line without a newline: read whole
+    filler = "\tat f.g(H.java:1)\n"
+    pad = STACKTRACE_SCAN - len(head) - len(last)
+    body = head + filler * (pad // len(filler)) + "x" * (pad % len(filler) - 1) + "\n" + last
+    assert len(body.encode()) == STACKTRACE_SCAN
+    assert failure_reason(_connect_headers(body.encode()))[1] == "LastException: the last line"
+    # beyond 64 kB: a cause past the limit is not read, the last whole line before it is, whole
+    inner = "Caused by: com.example.InnerException: complete message\n"
+    pad = STACKTRACE_SCAN - len(head) - len(inner)
+    start = head + filler * (pad // len(filler)) + "x" * (pad % len(filler) - 1) + "\n"
+    body = start + inner + "Caused by: com.example.BeyondException: past the limit\n" + filler * 10
+    assert len((start + inner).encode()) == STACKTRACE_SCAN
+    cls, reason = failure_reason(_connect_headers(body.encode()))
+    assert (cls, reason) == ("com.example.InnerException", "InnerException: complete message")
+    # the limit cuts inside a cause line: that line is left out, not read cut
+    body = start + "Caused by: com.example.CutException: " + "m" * 200 + "\n"
+    assert failure_reason(_connect_headers(body.encode())) == (
+        "com.example.FirstException", "FirstException: first")
+
+
+def test_an_empty_field_is_no_hit_the_next_path_is_tried_and_a_long_one_is_cut():
+    """``_find``: the first non-empty scalar along the configured paths, bounded to 512
+    characters; the top-level shortcut must give that same answer for every field."""
+    from eventscope.decode import Decoder
+
+    nested = {"metadata": {"eventId": "e2", "source": "auth", "correlationId": "c2",
+                           "timestamp": "2026-01-01T00:00:00Z"}}
+    empty_first = {"type": "user.registered", "event_id": "", "source": "", "correlation_id": "",
+                   "timestamp": "", **nested}
+    row = Decoder().decode(json.dumps(empty_first).encode(), {})
+    assert (row["event_type"], row["event_id"], row["service"], row["correlation_id"], row["at"]) == (
+        "user.registered", "e2", "auth", "c2", "2026-01-01T00:00:00Z")
+    long = {"event_type": "T", "event_id": "I" * 600, "source": "S" * 600, "correlation_id": "C" * 600,
+            "timestamp": "9" * 600}
+    row = Decoder().decode(json.dumps(long).encode(), {})
+    assert row["event_type"] == "T"  # one character is a value
+    cut = "\u2026"
+    assert (row["event_id"], row["service"], row["correlation_id"], row["at"]) == (
+        "I" * 511 + cut, "S" * 511 + cut, "C" * 511 + cut, "9" * 511 + cut)
+    exact = {"event_type": "T" * 512, "event_id": "I" * 512}  # 512 characters are kept whole
+    row = Decoder().decode(json.dumps(exact).encode(), {})
+    assert (row["event_type"], row["event_id"]) == ("T" * 512, "I" * 512)
+
+
+def test_the_first_payload_field_that_holds_json_is_the_event():
+    """Redis: the JSON event sits in one of ``payload_fields`` (``payload``, then ``envelope``)."""
+    good = json.dumps({"event_type": "FromPayload", "event_id": "p1"}).encode()
+    other = json.dumps({"event_type": "FromEnvelope", "event_id": "v1"}).encode()
+    assert decode_message(b"", {"payload": good, "envelope": b"{broken"})["event_type"] == "FromPayload"
+    assert decode_message(b"", {"payload": good, "envelope": other})["event_type"] == "FromPayload"
+    row = decode_message(b"", {"payload": b"{broken", "envelope": other})
+    assert (row["event_type"], row["event_id"], row["decode_error"]) == ("FromEnvelope", "v1", "")
+
+
+def test_an_empty_traceparent_in_the_payload_is_no_hit_the_next_path_is_tried():
+    body = {"event_type": "A", "traceparent": "", "metadata": {"traceparent": TP}}
+    row = decode_message(json.dumps(body).encode(), {})
+    assert (row["trace_id"], row["parent_span_id"]) == ("0af7651916cd43dd8448eb211c80319c", "b7ad6b7169203331")
+
+
+def test_a_schema_version_number_from_a_registry_record_is_written_out_and_bounded():
+    """A record read with its schema is looked at like a JSON envelope: its version number is
+    the text of that number, bounded like every field (512 characters)."""
+    from eventscope.decode import Decoder
+
+    class Registry:
+        def __init__(self, version):
+            self.version = version
+
+        def decode(self, value):
+            return {"event_type": "A", "schema_version": self.version}, None, {"version": "7", "name": "A"}
+
+    framed = b"\x00\x00\x00\x00\x01rest"
+    assert Decoder(registry=Registry(10**120)).decode(framed, {})["schema_version"] == "1" + "0" * 120
+    assert Decoder(registry=Registry(-10**120)).decode(framed, {})["schema_version"] == "-1" + "0" * 120
+    assert Decoder(registry=Registry(10**600)).decode(framed, {})["schema_version"] == "1" + "0" * 510 + "\u2026"
+    assert Decoder(registry=Registry(3)).decode(framed, {})["schema_version"] == "3"
