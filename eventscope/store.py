@@ -460,13 +460,8 @@ class Store:
             return self._merge_streaming(name, folder, group, tcol), False
         tables = []
         for p in group:
-            try:
+            with self._reading(name, folder / p["file"]):
                 tables.append(pq.read_table(folder / p["file"]).replace_schema_metadata(None))
-            except FileNotFoundError:
-                raise
-            except UNREADABLE as exc:
-                self.mark_damaged(name, p["file"], exc)
-                raise DamagedPart(f"{name}/{p['file']}: {exc}") from exc
         table = pa.concat_tables(tables, promote_options="permissive")
         del tables
         capped = False
@@ -488,15 +483,15 @@ class Store:
             index.save(folder / (part + INDEX_SUFFIX))
         _write_table(table, folder / part)
         bounds = pc.min_max(pc.cast(table[tcol], pa.int64()))
-        stamp = lambda v: pd.Timestamp(v.as_py(), tz="UTC").isoformat()  # noqa: E731
-        return {"file": part, "rows": int(table.num_rows), "tmin": stamp(bounds["min"]),
-                "tmax": stamp(bounds["max"])}, capped
+        return {"file": part, "rows": int(table.num_rows), "tmin": _stamp(bounds["min"].as_py()),
+                "tmax": _stamp(bounds["max"].as_py())}, capped
 
     def _merge_streaming(self, name: str, folder: Path, group: list[dict], tcol: str) -> dict | None:
         """:meth:`_merge` of parts whose rows stay as they are (no cut, no sort): they are
         copied a batch at a time into the new part, so merging holds at most one row group
         (64k rows or ``MERGE_GROUP_BYTES``) at a time, not the whole merged part (a quarter
-        million events, ~80 MB of Arrow buffers). Columns are unified as ``concat_tables(promote_options="permissive")`` would."""
+        million events, ~80 MB of Arrow buffers). Columns are unified as
+        ``concat_tables(promote_options="permissive")`` would."""
         files = [folder / p["file"] for p in group]
         found = []
         for f in files:
@@ -549,12 +544,11 @@ class Store:
         except BaseException:
             (folder / (part + INDEX_SUFFIX)).unlink(missing_ok=True)
             raise
-        if counted["rows"] == 0 or counted["min"] is None:
+        if counted["rows"] == 0:
             (folder / part).unlink(missing_ok=True)
             (folder / (part + INDEX_SUFFIX)).unlink(missing_ok=True)
             return None
-        stamp = lambda v: pd.Timestamp(v, tz="UTC").isoformat()  # noqa: E731
-        return {"file": part, "rows": counted["rows"], "tmin": stamp(counted["min"]), "tmax": stamp(counted["max"])}
+        return {"file": part, "rows": counted["rows"], "tmin": _stamp(counted["min"]), "tmax": _stamp(counted["max"])}
 
     def _batches(self, name: str, path: Path):
         """``path``'s rows in record batches of ``MERGE_BATCH_ROWS``, read under :meth:`_reading`
@@ -650,6 +644,11 @@ def file_columns(path: Path) -> frozenset[str]:
 @functools.lru_cache(maxsize=4096)
 def _file_columns(path: str, _mtime_ns: int) -> frozenset[str]:
     return frozenset(pq.read_schema(path).names)
+
+
+def _stamp(ns: int | None) -> str:
+    """A merged part's time bound for its manifest entry: nanoseconds since the epoch, as ISO 8601."""
+    return pd.Timestamp(ns, tz="UTC").isoformat()
 
 
 def _conformed(table: pa.Table, schema: pa.Schema, columns=None) -> pa.Table:
