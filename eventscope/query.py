@@ -16,9 +16,10 @@ its own.
 """
 from __future__ import annotations
 
+import random
 import tempfile
-from pathlib import Path
 import threading
+from pathlib import Path
 from collections import OrderedDict
 from collections.abc import Callable
 
@@ -33,6 +34,7 @@ from eventscope.graph import infer
 from eventscope.store import UNREADABLE, Store, file_columns
 
 CACHE_BYTES = 64 * 1024 * 1024
+SIZE_SAMPLE = 256  # items of one container a size estimate looks at
 CLUSTER_FRAMES = ("lag_groups", "dlq_latest", "topics_latest")  # where the clusters in a store are named
 DUCKDB_FLUSH = "16MB"  # freed memory DuckDB's allocator may keep once a query is done
 DUCKDB_MEMORY = "256MB"  # what one process's scans may hold before DuckDB spills to disk
@@ -106,15 +108,27 @@ def size_of(value, _seen: set | None = None, _depth: int = 0) -> int:
     if _depth > 12:
         return 1024
     if isinstance(value, dict):
-        return 64 + sum(size_of(k, seen, _depth + 1) + size_of(v, seen, _depth + 1) + 40
-                        for k, v in value.items())
+        picked, scale = _sample(value.items(), len(value))
+        return 64 + int(scale * sum(size_of(k, seen, _depth + 1) + size_of(v, seen, _depth + 1) + 40
+                                    for k, v in picked))
     if isinstance(value, (tuple, list, set, frozenset)):
-        return 64 + sum(size_of(v, seen, _depth + 1) + 8 for v in value)
+        picked, scale = _sample(value, len(value))
+        return 64 + int(scale * sum(size_of(v, seen, _depth + 1) + 8 for v in picked))
     state = getattr(value, "__dict__", None)
     if isinstance(state, dict):  # a networkx graph, a dataclass: what its attributes hold
         return 64 + size_of(state, seen, _depth + 1)
     return 1024
 
+
+def _sample(items, count: int) -> tuple[list, float]:
+    """Up to :data:`SIZE_SAMPLE` of a container's ``count`` items, picked at random (the same
+    on every call; evenly spaced picks would follow any period in the items), and how many
+    items each stands for: the alert state of a big cluster (7,000 alerts, each an object of
+    a dozen fields) took 0.4 s to count item by item on every new sample."""
+    if count <= SIZE_SAMPLE:
+        return list(items), 1.0
+    every = list(items)
+    return [every[i] for i in sorted(random.Random(count).sample(range(count), SIZE_SAMPLE))], count / SIZE_SAMPLE
 
 
 class Scanner:

@@ -34,6 +34,7 @@ EDGE_COLORS = {"produces": "#4C78A8", "consumes": "#F58518", "dead_letters": "#E
                "causes": GREY, "binds": "#B279A2", "dead_letters_to": "#E45756"}
 DASHED = ("causes", "dead_letters", "dead_letters_to")
 LEVEL_GAP, ROW_GAP = 190, 96  # px between columns, and between rows of one column
+MAX_ROWS = 15  # nodes one column holds before it wraps into columns side by side
 FIT_WIDTH = 950  # px a wide dashboard page gives the frame (1440 px screen, sidebar open)
 MIN_SCALE = 0.7  # a wider drawing shrinks to fit down to this zoom, then scrolls sideways
 BIG = 60  # nodes: past this the drawing fits the frame and the mouse wheel zooms
@@ -220,9 +221,19 @@ def _width(rate: float, max_rate: float) -> float:
     return round(1.0 + 7.0 * math.sqrt(max(rate, 0.0) / max_rate), 2)
 
 
+def _wrapped(count: int) -> tuple[int, int]:
+    """(columns, rows) for a column of ``count`` nodes: one column up to :data:`MAX_ROWS`,
+    past that as few side-by-side columns as keep each at most that tall, evenly filled
+    (120 groups of one topic are 8 columns of 15, not one column 11,000 px tall)."""
+    columns = max(1, math.ceil(count / MAX_ROWS))
+    return columns, max(1, math.ceil(count / columns))
+
+
 def positions(graph: nx.DiGraph) -> dict[str, tuple[int, int]]:
     """Pixel (x, y) per node: columns from :func:`levels`, rows ordered by the mean row of
-    each node's neighbours (a few barycenter sweeps), each column centred on y = 0."""
+    each node's neighbours (a few barycenter sweeps), each column centred on y = 0; a column
+    of more than :data:`MAX_ROWS` nodes is wrapped into several (see :func:`_wrapped`), and
+    the columns right of it move over to make room."""
     level = levels(graph)
     columns: dict[int, list[str]] = {}
     for nid in sorted(graph.nodes):
@@ -236,11 +247,14 @@ def positions(graph: nx.DiGraph) -> dict[str, tuple[int, int]]:
                 return sum(near) / len(near) if near else row[n]
             columns[col].sort(key=lambda n: (center(n), n))
             row.update({n: i for i, n in enumerate(columns[col])})
-    out = {}
-    for col, nodes in columns.items():
-        top = -(len(nodes) - 1) * ROW_GAP / 2
+    out, shift = {}, 0
+    for col in order:
+        nodes = columns[col]
+        wide, rows = _wrapped(len(nodes))
+        top = -(min(rows, len(nodes)) - 1) * ROW_GAP / 2
         for i, nid in enumerate(nodes):
-            out[nid] = (int(col * LEVEL_GAP), int(top + i * ROW_GAP))
+            out[nid] = (int((col + shift + i // rows) * LEVEL_GAP), int(top + (i % rows) * ROW_GAP))
+        shift += wide - 1
     return out
 
 
@@ -258,12 +272,14 @@ def _options(big: bool) -> dict:
 
 
 def canvas_size(graph: nx.DiGraph) -> tuple[int, int]:
-    """Pixels (width, height) the drawing needs at 100 % zoom (height kept within 300..900);
-    the frame around it needs :data:`LEGEND_HEIGHT` more."""
+    """Pixels (width, height) the drawing needs at 100 % zoom (height kept within 300..900),
+    wrapped columns included (:func:`positions`); the frame around it needs
+    :data:`LEGEND_HEIGHT` more."""
     columns = list(levels(drawn(graph)).values()) or [0]
-    busiest = max(columns.count(c) for c in set(columns))
-    return ((max(columns) - min(columns)) * LEVEL_GAP + 260,
-            max(300, min(900, 80 + ROW_GAP * busiest)))
+    counts = {c: columns.count(c) for c in set(columns)}
+    shapes = [_wrapped(n) for n in counts.values()]
+    return ((max(columns) - min(columns) + sum(wide - 1 for wide, _ in shapes)) * LEVEL_GAP + 260,
+            max(300, min(900, 80 + ROW_GAP * max(rows for _, rows in shapes))))
 
 
 def to_html(graph: nx.DiGraph) -> str:

@@ -26,6 +26,7 @@ st.caption("Built from observed traffic, not from documentation: who produces to
 window_col, name_col, focus_col, hops_col = st.columns([1.2, 1.6, 2.6, 0.8])
 window = window_col.selectbox("Time window", list(WINDOWS), index=1, key="graph_window")
 full = data.flow_graph(WINDOWS[window])
+built = [full]  # the drawing's first run (this one) draws this graph; its own reruns load anew
 pattern = name_col.text_input("Name filter", key="graph_pattern", placeholder="pay* or orders",
                               help="A glob (pay*) or a part of a name; matches are shown with "
                                    "their direct neighbours.")
@@ -58,7 +59,9 @@ def _view(graph):
 @st.fragment(run_every=max(cfg.dashboard.refresh_s, 15))
 def flow_graph() -> None:
     """The pyvis graph and its edge table; refreshes itself (at most every 15 s)."""
-    full = data.flow_graph(WINDOWS[window])  # newest data on each refresh (cached per store version)
+    # newest data on each refresh (cached per store version); the page's own run has it already:
+    # while a collector writes, the store changes within a run and asking again builds it again
+    full = built.pop() if built else data.flow_graph(WINDOWS[window])
     if not full.number_of_nodes():
         widgets.empty_state("This page draws which service produces to which topic, which consumer "
                        "group reads it, where failures are dead-lettered, and how one topic's "
@@ -103,7 +106,7 @@ def downloads() -> None:
                              on_click="ignore")
     dot_col.download_button("Download DOT", lambda: to_dot(view), "eventscope-graph.dot",
                             "text/vnd.graphviz", key="graph_dot", on_click="ignore")
-    services, build = data.asyncapi(WINDOWS[window])
+    services, build = data.asyncapi(WINDOWS[window], full)
     service = service_col.selectbox("AsyncAPI 3.0 for", ["every service"] + services,
                                     key="graph_asyncapi_service")
     chosen = None if service == "every service" else service

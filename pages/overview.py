@@ -169,8 +169,12 @@ def overview() -> None:
                        icon=":material/check_circle:")
         else:
             # the worst first (lag_groups is ordered so): a big incident stays a small drawing
-            drawn = sick.head(HEALTH_DRAWN)
-            st.graphviz_chart(health_dot(drawn, full.head(HEALTH_DRAWN), clusters=several), height=260)
+            drawn, dead = sick.head(HEALTH_DRAWN), full.head(HEALTH_DRAWN)
+            # the drawing is scaled to fit its frame: give each node on the right (a group or
+            # a DLQ, two lines when clusters are named) its height, or twelve come out unreadable
+            right = drawn[["broker", "group"]].drop_duplicates().shape[0] + len(dead)
+            st.graphviz_chart(health_dot(drawn, dead, clusters=several),
+                              height=max(260, 40 + (46 if several else 34) * right))
             more = len(sick) - len(drawn)
             st.caption("Topics → the groups in trouble (amber WARN, red stalled or failing) and → the "
                        f"DLQs holding messages; {healthy} healthy group(s) not drawn"

@@ -260,9 +260,12 @@ def _on_chosen(frame: pd.DataFrame, column: str = "subject") -> pd.DataFrame:
     return frame[frame[column].map(subject_cluster).isin(wanted).to_numpy()].reset_index(drop=True)
 
 
-def _alerts() -> dict:
-    """Firing alerts, the rule table and the hour's transitions, computed once per data version
-    (for every cluster: the state machine is the collector's)."""
+ALERT_FRAMES = ("lag_groups", "dlq", "stuck_latest", "health", "alerts", "alerts_active")  # what the views read
+
+
+def _alert_inputs() -> dict:
+    """What every alert view starts from, read once per data version (for every cluster: the
+    state machine is the collector's): the observations now, the state, the hour's transitions."""
     cfg = config()
     q = queries()
 
@@ -273,27 +276,34 @@ def _alerts() -> dict:
             state = alerts_view.stored_state(q.store)
         else:  # nobody evaluates this store (collector off or an old one): replay the rules
             state, history = alerts_view.fallback(q.store, cfg.alerts, queries=q)
-        return {"firing": alert_rules.firing_frame(state, observations), "history": history,
-                "rules": alert_rules.rule_table(cfg.alerts.all_rules(), observations, state)}
-    return q.cached("alerts_view", ("lag_groups", "dlq", "stuck_latest", "health", "alerts", "alerts_active"),
-                    (repr(cfg.alerts),), compute)
+        return {"observations": observations, "state": state, "history": history}
+    return q.cached("alert_inputs", ALERT_FRAMES, (repr(cfg.alerts),), compute)
 
 
 def firing_alerts() -> pd.DataFrame:
     """Alerts firing now about the chosen clusters (rule, severity, subject, value, threshold,
     since, metric, fired_at, ...)."""
-    return _on_chosen(_alerts()["firing"])
+    def compute():
+        inputs = _alert_inputs()
+        return alert_rules.firing_frame(inputs["state"], inputs["observations"])
+    firing = queries().cached("alerts_firing", ALERT_FRAMES, (repr(config().alerts),), compute)
+    return _on_chosen(firing)
 
 
 def alert_history() -> pd.DataFrame:
     """Alert transitions (``alerts`` frame) over the last hour, about the chosen clusters."""
-    return _on_chosen(_alerts()["history"])
+    return _on_chosen(_alert_inputs()["history"])
 
 
 def alert_rules_now() -> pd.DataFrame:
     """Every rule and subject of the chosen clusters: current value against its thresholds,
-    and its alert state."""
-    return _on_chosen(_alerts()["rules"])
+    and its alert state (only the Alerts page asks: the Overview needs what fires)."""
+    cfg = config()
+
+    def compute():
+        inputs = _alert_inputs()
+        return alert_rules.rule_table(cfg.alerts.all_rules(), inputs["observations"], inputs["state"])
+    return _on_chosen(queries().cached("alerts_rules", ALERT_FRAMES, (repr(cfg.alerts),), compute))
 
 
 def what_if_transitions(rules: list) -> pd.DataFrame:
@@ -335,18 +345,20 @@ def flow_graph(window_s: float = WINDOW_S):
                                    "queues_latest"), (start.floor("10s"), brokers), compute)
 
 
-def asyncapi(window_s: float = WINDOW_S) -> tuple[list[str], Callable[[str | None], dict]]:
+def asyncapi(window_s: float = WINDOW_S, graph=None) -> tuple[list[str], Callable[[str | None], dict]]:
     """The services that get an AsyncAPI 3.0 document, and a function that builds them (all,
     or one by name) as ``eventscope graph --format asyncapi`` prints them: one server per
     configured cluster, of the chosen clusters' traffic.
 
     Building reads every event of the window, so it waits for a download to ask for it; the
-    function holds what it needs and may run outside the page's script thread."""
+    function holds what it needs and may run outside the page's script thread. ``graph``: the
+    window's flow graph when the caller has it already (a live store changes between two
+    reads of one page, so asking again would build it again)."""
     q = queries()
     start = since(window_s)
     brokers = chosen()
     servers = server_hosts(config().all_sources())
-    graph = flow_graph(window_s)
+    graph = flow_graph(window_s) if graph is None else graph
 
     def build(service: str | None = None) -> dict:
         docs = q.cached("asyncapi", ("events", "lag_groups", "lag_1m", "dlq_1m"),

@@ -163,3 +163,42 @@ def test_an_idle_empty_dlq_is_not_drawn():
     graph = build_graph(_events(), _lag(), dlq)
     assert "dlq:kafka:quiet.DLT" in graph and "dlq:kafka:quiet.DLT" not in drawn(graph)
     assert "quiet.DLT" not in to_html(graph) and "payments.DLT" in to_html(graph)
+
+
+def test_a_tall_column_wraps_into_columns_side_by_side():
+    """120 groups reading one topic: 8 columns of 15 right of the topic, not one column
+    11,000 px tall; whatever is right of them moves over, and the canvas holds them all."""
+    import networkx as nx  # the graph's own library, only for building one by hand here
+    from eventscope.graph.render import LEVEL_GAP, MAX_ROWS, ROW_GAP, canvas_size, positions
+    graph = nx.DiGraph()
+    graph.add_node("topic:k:orders", kind="topic", label="orders")
+    graph.add_node("topic:k:audit", kind="topic", label="audit")
+    graph.add_node("service:s", kind="service", label="s")
+    graph.add_edge("service:s", "topic:k:orders", kind="produces")
+    graph.add_edge("topic:k:orders", "topic:k:audit", kind="causes", events=5)
+    for i in range(120):
+        graph.add_node(f"group:k:g{i:03d}", kind="group", label=f"g{i:03d}")
+        graph.add_edge("topic:k:orders", f"group:k:g{i:03d}", kind="consumes")
+    place = positions(graph)
+    groups = [place[f"group:k:g{i:03d}"] for i in range(120)]
+    xs = sorted({x for x, _ in groups})
+    assert len(xs) == 120 // MAX_ROWS == 8
+    assert [x - xs[0] for x in xs] == [i * LEVEL_GAP for i in range(8)]
+    assert all(sum(1 for x, _ in groups if x == col) == MAX_ROWS for col in xs)
+    ys = sorted({y for _, y in groups})
+    assert len(ys) == MAX_ROWS and ys[-1] - ys[0] == (MAX_ROWS - 1) * ROW_GAP
+    assert len(set(groups)) == 120  # no two nodes on one spot
+    topic_x = place["topic:k:orders"][0]
+    assert place["service:s"][0] < topic_x < xs[0] == topic_x + LEVEL_GAP
+    assert place["topic:k:audit"][0] == xs[-1] + LEVEL_GAP  # the next topic column moved over
+    width, height = canvas_size(graph)
+    assert width == (place["topic:k:audit"][0] - place["service:s"][0]) + 260
+    assert height == min(900, 80 + ROW_GAP * MAX_ROWS)  # the frame caps it; the drawing fits
+    # 16 nodes make two columns of 8, not one of 15 and one of 1
+    small = nx.DiGraph()
+    small.add_node("topic:k:t", kind="topic", label="t")
+    for i in range(16):
+        small.add_edge("topic:k:t", f"group:k:h{i}", kind="consumes")
+        small.nodes[f"group:k:h{i}"].update(kind="group", label=f"h{i}")
+    cols = [positions(small)[f"group:k:h{i}"][0] for i in range(16)]
+    assert sorted(cols.count(x) for x in set(cols)) == [8, 8]

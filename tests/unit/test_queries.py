@@ -130,3 +130,18 @@ def test_event_samples_are_the_newest_of_each_type_and_version(tmp_path, engine)
     key = ["event_type", "schema_version", "payload"]
     assert len(picked) == len(expected) == 2 * 3 * 25
     assert sorted(map(tuple, picked[key].astype(str).values)) == sorted(map(tuple, expected[key].astype(str).values))
+
+
+def test_a_big_container_is_sized_from_a_sample_close_to_its_full_count(monkeypatch):
+    """Sizing 7,000 alerts item by item cost 0.4 s on every new sample; an evenly spaced
+    sample of 256 must land near the full count, for uneven items too."""
+    from eventscope import query
+
+    rows = {(f"rule-{i % 7}", f"subject-{i:05d}"): [f"detail {i}" * (1 + i % 13), i, None, float(i)]
+            for i in range(10_000)}
+    sampled = query.size_of(rows)
+    monkeypatch.setattr(query, "SIZE_SAMPLE", 10**9)
+    exact = query.size_of(rows)
+    assert exact > 1_500_000
+    assert abs(sampled - exact) < 0.05 * exact
+    assert query.size_of(list(range(100))) == 64 + 100 * (32 + 8)  # small containers: every item
