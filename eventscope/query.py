@@ -39,6 +39,14 @@ CLUSTER_FRAMES = ("lag_groups", "dlq_latest", "topics_latest")  # where the clus
 DUCKDB_FLUSH = "16MB"  # freed memory DuckDB's allocator may keep once a query is done
 DUCKDB_MEMORY = "256MB"  # what one process's scans may hold before DuckDB spills to disk
 DLQ_WINDOW_S = 300.0  # what a DLQ's growth is measured over
+#: events of a window the flow graph and the event catalog read at most: past it, a share of
+#: the correlation IDs (a power of 2), all events of each, and counts scaled back up. A big
+#: cluster's hour is millions of events: read whole, ~700 MB and seconds per page
+GRAPH_EVENTS = 250_000
+#: what picks an event for a share: its correlation ID, else its place in the log (DuckDB's
+#: hash is the same in every process and version of a store's reader)
+SAMPLE_KEY = ("hash(coalesce(nullif(\"correlation_id\", ''), "
+              "concat_ws(':', \"topic\", \"partition\", \"offset\")))")
 HISTORY_SERIES = 8  # topics of one group charted one by one; the rest are one series
 LAG_TABLE_COLUMNS = ["status", "broker", "group", "topic", "partitions", "lag", "max_lag",
                      "lag_seconds", "members", "group_state", "sampled_at"]
@@ -161,16 +169,19 @@ class Scanner:
 
     def scan(self, store: Store, name: str, since: pd.Timestamp | None = None,
              until: pd.Timestamp | None = None, columns: list[str] | None = None,
-             where: dict | None = None) -> pd.DataFrame:
-        """Rows of ``name`` in [since, until] (within its retention), oldest first."""
+             where: dict | None = None, share: float = 1.0) -> pd.DataFrame:
+        """Rows of ``name`` in [since, until] (within its retention), oldest first; with
+        ``share`` < 1 (``events`` only) that share of its correlation IDs, each with all its
+        events (:data:`SAMPLE_KEY`), the same ones on every read."""
         tcol = schemas.TIME_COLUMN[name]
+        sampled = (f"AND ({SAMPLE_KEY}) % 1000000 < {int(round(share * 1_000_000))} " if share < 1 else "")
         wanted = list(schemas.SCHEMAS[name]) if columns is None else list(columns)
         select = wanted if tcol in wanted else [*wanted, tcol]
         def quoted(files: list[str]) -> str:  # `group`, `offset`, `end` are SQL words
             # a column no part in range holds (a store written by an older eventscope) is null
             present = frozenset().union(*(file_columns(Path(f)) for f in files))
             return ", ".join(f'"{c}"' if c in present else f'NULL AS "{c}"' for c in select)
-        table = self._run(store, name, since, until, where, quoted, [], f'ORDER BY "{tcol}"')
+        table = self._run(store, name, since, until, where, quoted, [], f'{sampled}ORDER BY "{tcol}"')
         if table is None:
             return schemas.empty(name)[wanted]
         out = schemas.conform(name, table.to_pandas(), columns=select)
@@ -221,6 +232,24 @@ class Scanner:
                           f"GROUP BY {group} ORDER BY {group}")
         if table is None:
             return pd.DataFrame(columns=[*keys, *aggregates])
+        return table.to_pandas()
+
+    def per_trace(self, store: Store, since: pd.Timestamp | None = None, where: dict | None = None) -> pd.DataFrame:
+        """Per correlation ID of the ``events`` since ``since``: ``first_at``, ``last_at`` (a
+        dead letter at its broker time when it has one), ``events``, ``dead`` (any dead
+        letter), aggregated by DuckDB (:func:`eventscope.analysis.traces.summary` does the same
+        in pandas)."""
+        def select(files: list[str]) -> str:
+            present = frozenset().union(*(file_columns(Path(f)) for f in files))
+            broker_at = '"broker_at"' if "broker_at" in present else "NULL::TIMESTAMPTZ_NS"
+            at = (f'CASE WHEN coalesce("dead_letter", FALSE) AND {broker_at} IS NOT NULL '
+                  f'THEN {broker_at} ELSE "at" END')
+            return (f'"correlation_id", min({at}) AS first_at, max({at}) AS last_at, count(*) AS events, '
+                    'bool_or(coalesce("dead_letter", FALSE)) AS dead')
+        table = self._run(store, "events", since, None, where, select, [],
+                          "AND \"correlation_id\" IS NOT NULL AND \"correlation_id\" <> '' GROUP BY \"correlation_id\"")
+        if table is None:
+            return pd.DataFrame(columns=["correlation_id", "first_at", "last_at", "events", "dead"])
         return table.to_pandas()
 
     def _run(self, store: Store, name: str, since, until, where: dict | None, select,
@@ -447,11 +476,27 @@ class Queries:
 
     # -- events, traces, health ----------------------------------------------------------
     def events(self, since: pd.Timestamp, columns: tuple[str, ...] | None = None,
-               brokers: tuple[str, ...] = ()) -> pd.DataFrame:
-        """``events`` since ``since``, only ``columns`` if given, of ``brokers`` when given."""
-        return self.cached("events", ("events",), (since.floor("10s"), columns, tuple(brokers)),
-                            lambda: self.scan("events", since=since, columns=list(columns) if columns else None,
-                                              where=_on(brokers)))
+               brokers: tuple[str, ...] = (), share: float = 1.0) -> pd.DataFrame:
+        """``events`` since ``since``, only ``columns`` if given, of ``brokers`` when given;
+        ``share`` < 1: that share of the correlation IDs (see :meth:`events_share`)."""
+        def compute():
+            if share < 1 and self.engine == "duckdb":
+                return _scanner().scan(self.store, "events", since, None, list(columns) if columns else None,
+                                       _on(brokers), share=share)
+            return self.scan("events", since=since, columns=list(columns) if columns else None, where=_on(brokers))
+        return self.cached("events", ("events",), (since.floor("10s"), columns, tuple(brokers), share), compute)
+
+    def events_share(self, since: pd.Timestamp) -> float:
+        """What share of the events since ``since`` a whole-window view reads: 1 when the
+        parts in range hold at most :data:`GRAPH_EVENTS` rows, else the largest power of ½
+        that brings them under it (a power of 2, so the IDs kept stay the same as the
+        window fills up, and a chart does not change its sample on every refresh)."""
+        rows = sum(p.get("rows") or 0 for p in self.store.part_entries("events")
+                   if p.get("tmax") is not None and pd.Timestamp(p["tmax"]) >= since)
+        share = 1.0
+        while rows * share > GRAPH_EVENTS:
+            share /= 2
+        return share
 
     def event_samples(self, since: pd.Timestamp, per_type: int, brokers: tuple[str, ...] = ()) -> pd.DataFrame:
         """The newest ``per_type`` live, decoded events of each (event type, schema version)
@@ -471,8 +516,13 @@ class Queries:
         """Per correlation ID since ``since``: first/last time, events, duration, outcome; of
         the events on ``brokers`` when given."""
         columns = ("correlation_id", "at", "broker_at", "dead_letter", "offset")
-        return self.cached("trace_summary", ("events",), (since.floor("10s"), quiet_s, tuple(brokers)),
-                            lambda: trace_analysis.summary(self.events(since, columns, brokers), quiet_s=quiet_s))
+
+        def compute():
+            if self.engine == "duckdb":  # one row per ID comes back, not every event of the window
+                return trace_analysis.summary_of(_scanner().per_trace(self.store, since, _on(brokers)),
+                                                 quiet_s=quiet_s)
+            return trace_analysis.summary(self.events(since, columns, brokers), quiet_s=quiet_s)
+        return self.cached("trace_summary", ("events",), (since.floor("10s"), quiet_s, tuple(brokers)), compute)
 
     def consumed_topics(self, since: pd.Timestamp) -> dict:
         """What each producer (service, event type) reads, learned from the events since

@@ -112,6 +112,30 @@ def build_graph(events_df: pd.DataFrame | None, lag_df: pd.DataFrame | None,
     return graph
 
 
+#: what a sample of the events counts, per node kind and edge kind (the consumer side comes
+#: from lag samples and DLQ depths from DLQ samples: whole, never scaled)
+EVENT_COUNTS = {"service": ("events",), "topic": ("events", "undecodable"), "dlq": ("dead_lettered",)}
+EVENT_EDGES = ("produces", "dead_letters", "causes")
+
+
+def scale_counts(graph: nx.DiGraph, share: float) -> nx.DiGraph:
+    """A graph built from ``share`` of the window's correlation IDs, its event counts and
+    rates scaled back up to the whole window (``graph.graph["share"]`` says so). Latencies
+    are the sample's own."""
+    graph.graph["share"] = share
+    if share >= 1:
+        return graph
+    for _, attrs in graph.nodes(data=True):
+        for key in EVENT_COUNTS.get(attrs.get("kind"), ()):
+            if attrs.get(key) is not None:
+                attrs[key] = int(round(attrs[key] / share))
+    for _, _, attrs in graph.edges(data=True):
+        if attrs.get("kind") in EVENT_EDGES:
+            attrs["events"] = int(round(attrs["events"] / share))
+            attrs["rate_per_s"] = round(attrs["rate_per_s"] / share, 4)
+    return graph
+
+
 def _in_window(frame: pd.DataFrame | None, column: str, since, until) -> pd.DataFrame | None:
     if frame is None or frame.empty or (since is None and until is None):
         return frame

@@ -17,12 +17,14 @@ COLUMNS = ["event_type", "schema_versions", "producers", "topics", "consumers", 
            "rate_per_s", "dead_lettered", "first_seen", "last_seen"]
 
 
-def event_catalog(events: pd.DataFrame | None, graph: nx.DiGraph | None = None) -> pd.DataFrame:
+def event_catalog(events: pd.DataFrame | None, graph: nx.DiGraph | None = None,
+                  share: float = 1.0) -> pd.DataFrame:
     """One row per event type, most frequent first (see :data:`COLUMNS`).
 
     ``schema_versions``, ``producers``, ``topics`` (``broker:topic``) and ``consumers``
     (``broker:group`` reading any of those topics) are sorted lists; ``rate_per_s`` divides
-    ``events`` by the span of the whole frame, so rates of different types compare."""
+    ``events`` by the span of the whole frame, so rates of different types compare. ``events``
+    holding ``share`` of the window's correlation IDs: counts and rates scaled back up."""
     if events is None or events.empty:
         return pd.DataFrame({c: pd.Series(dtype="object") for c in COLUMNS})
     typed = events[(events["event_type"].notna() & (events["event_type"] != UNDECODABLE)).to_numpy()]
@@ -55,8 +57,8 @@ def event_catalog(events: pd.DataFrame | None, graph: nx.DiGraph | None = None) 
             "schema_versions": sorted({v for v in live["version"] if v}),
             "producers": sorted({s for s in live["service"] if s}),
             "topics": places, "consumers": sorted(consumers),
-            "events": int(len(live)), "rate_per_s": round(len(live) / span, 4),
-            "dead_lettered": int(rows_of["dead"].sum()),
+            "events": int(round(len(live) / share)), "rate_per_s": round(len(live) / share / span, 4),
+            "dead_lettered": int(round(int(rows_of["dead"].sum()) / share)),
             "first_seen": rows_of["at"].min(), "last_seen": rows_of["at"].max()})
     table = pd.DataFrame(rows, columns=COLUMNS)
     return table.sort_values(["events", "event_type"], ascending=[False, True],

@@ -94,4 +94,7 @@ for version in versions:
                 st.text(f"Registry: {registered['error']}")
             if registered["schema"]:
                 st.code(registered["schema"], language="json" if registered["type"] in ("AVRO", "JSON") else None)
-st.caption("Rates divide by the span of all events in the window, so event types compare.")
+share = data.events_share(WINDOWS[window])
+st.caption("Rates divide by the span of all events in the window, so event types compare."
+           + (f" This window holds more events than one page reads: counts and rates come from 1 in "
+              f"{round(1 / share)} correlation IDs (all events of each), scaled up." if share < 1 else ""))

@@ -73,6 +73,9 @@ def flow_graph() -> None:
         return
     shown = drawn(view).number_of_nodes()
     note = f"{shown} of {full.number_of_nodes()} nodes drawn"
+    if full.graph.get("share", 1.0) < 1:
+        note += (f" · event counts and rates from 1 in {round(1 / full.graph['share'])} correlation IDs "
+                 "of the window, scaled up (latencies are theirs)")
     if steps:
         note += (" · " + ", ".join(steps) + " (focus on a node, or turn on “Show every node”, "
                  "to expand)")

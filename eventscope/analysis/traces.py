@@ -280,12 +280,22 @@ def summary(events: pd.DataFrame, now: pd.Timestamp | None = None, quiet_s: floa
     ev = ev[ev["correlation_id"] != ""]
     if ev.empty:
         return pd.DataFrame(columns=SUMMARY_COLUMNS)
-    now = now or pd.Timestamp.now(tz="UTC")
     at = ev["broker_at"].where(ev["dead_letter"] & ev["broker_at"].notna(), ev["at"])
     g = ev.assign(at=at).groupby("correlation_id", observed=True)
     out = g.agg(first_at=("at", "min"), last_at=("at", "max"), events=("offset", "size"),
                 dead=("dead_letter", "any"))
-    out = out.sort_values("last_at", ascending=False)
+    return summary_of(out.reset_index(), now, quiet_s)
+
+
+def summary_of(out: pd.DataFrame, now: pd.Timestamp | None = None, quiet_s: float = 30.0) -> pd.DataFrame:
+    """:func:`summary` from its aggregate per correlation ID (``correlation_id``, ``first_at``,
+    ``last_at``, ``events``, ``dead``), however it was made (pandas here, DuckDB in the
+    query layer)."""
+    if out.empty:
+        return pd.DataFrame(columns=SUMMARY_COLUMNS)
+    now = now or pd.Timestamp.now(tz="UTC")
+    # newest first; equal times by ID, so both ways of aggregating give the same order
+    out = out.sort_values(["last_at", "correlation_id"], ascending=[False, True]).set_index("correlation_id")
     out["duration_ms"] = ((out["last_at"] - out["first_at"]).dt.total_seconds() * 1000).round(1)
     quiet = (now - out["last_at"]).dt.total_seconds() >= quiet_s
     out["outcome"] = ["dead_lettered" if d else ("completed" if q else "in_flight")

@@ -15,7 +15,7 @@ from eventscope.analysis import alerts as alert_rules
 from eventscope.analysis import traces as trace_analysis
 from eventscope.config import Config
 from eventscope.graph.asyncapi import applications, asyncapi_documents, server_hosts
-from eventscope.graph.build import build_graph
+from eventscope.graph.build import build_graph, scale_counts
 from eventscope.graph.catalog import event_catalog as catalog_table
 from eventscope.graph.catalog import event_shapes
 from eventscope.graph.infer import SAMPLES as SHAPE_SAMPLES
@@ -329,7 +329,8 @@ def flow_graph(window_s: float = WINDOW_S):
         consumed = q.scan("lag_1m", since=start, columns=["minute", "broker", "group", "topic", "consumed"],
                           where=where)
         dlq = q.scan("dlq_1m", since=start, where=where).rename(columns={"minute": "sampled_at"})
-        events = q.events(start, GRAPH_EVENT_COLUMNS, brokers)
+        share = q.events_share(start)  # a big cluster's hour: a share of its correlation IDs
+        events = q.events(start, GRAPH_EVENT_COLUMNS, brokers, share)
         extra = ()
         if events["causation_id"].notna().any():  # event IDs only when some event names its cause
             extra += ("event_id",)
@@ -337,10 +338,10 @@ def flow_graph(window_s: float = WINDOW_S):
         if spans:  # message spans only when spans were collected
             extra += ("parent_span_id",)
         if extra:
-            events = q.events(start, GRAPH_EVENT_COLUMNS + extra, brokers)
-        return build_graph(events, None, dlq, groups=q.lag_groups(brokers), consumed=consumed, spans=spans,
-                           bindings=q.store.get("bindings_latest", where=where),
-                           queues=q.store.get("queues_latest", where=where))
+            events = q.events(start, GRAPH_EVENT_COLUMNS + extra, brokers, share)
+        return scale_counts(build_graph(events, None, dlq, groups=q.lag_groups(brokers), consumed=consumed,
+                                        spans=spans, bindings=q.store.get("bindings_latest", where=where),
+                                        queues=q.store.get("queues_latest", where=where)), share)
     return q.cached("flow_graph", ("events", "lag_groups", "lag_1m", "dlq_1m", "spans", "bindings_latest",
                                    "queues_latest"), (start.floor("10s"), brokers), compute)
 
@@ -363,7 +364,8 @@ def asyncapi(window_s: float = WINDOW_S, graph=None) -> tuple[list[str], Callabl
     def build(service: str | None = None) -> dict:
         docs = q.cached("asyncapi", ("events", "lag_groups", "lag_1m", "dlq_1m"),
                         (start.floor("10s"), brokers, tuple(sorted((k, tuple(v.items())) for k, v in servers.items()))),
-                        lambda: asyncapi_documents(graph, q.events(start, None, brokers), servers))
+                        lambda: asyncapi_documents(graph, q.events(start, None, brokers, q.events_share(start)),
+                                                   servers))
         return docs if service is None else {service: docs[service]} if service in docs else {}
     return list(applications(graph)), build
 
@@ -392,6 +394,11 @@ def registered_schema(schema_id: int, source: str | None = None) -> dict:
 CATALOG_EVENT_COLUMNS = ("event_type", "schema_version", "service", "broker", "topic", "dead_letter", "at", "broker_at")
 
 
+def events_share(window_s: float = WINDOW_S) -> float:
+    """The share of the window's correlation IDs the flow graph and the catalog read (1: all)."""
+    return queries().events_share(since(window_s))
+
+
 def event_catalog(window_s: float = WINDOW_S) -> tuple[pd.DataFrame, dict]:
     """(one row per event type, inferred shape per (event type, schema version)), of the
     chosen clusters' events."""
@@ -401,7 +408,8 @@ def event_catalog(window_s: float = WINDOW_S) -> tuple[pd.DataFrame, dict]:
 
     def compute():
         # the table needs a few columns of every event; the shapes only the newest payloads
-        events = q.events(start, CATALOG_EVENT_COLUMNS, brokers)
-        return (catalog_table(events, flow_graph(window_s)),
+        share = q.events_share(start)  # the flow graph's share: the same correlation IDs
+        events = q.events(start, CATALOG_EVENT_COLUMNS, brokers, share)
+        return (catalog_table(events, flow_graph(window_s), share),
                 event_shapes(q.event_samples(start, SHAPE_SAMPLES, brokers)))
     return q.cached("catalog", ("events", "lag_groups", "lag_1m", "dlq_1m"), (start.floor("10s"), brokers), compute)

@@ -145,3 +145,112 @@ def test_a_big_container_is_sized_from_a_sample_close_to_its_full_count(monkeypa
     assert exact > 1_500_000
     assert abs(sampled - exact) < 0.05 * exact
     assert query.size_of(list(range(100))) == 64 + 100 * (32 + 8)  # small containers: every item
+
+
+def _chains(store: Store, ids: int, start: pd.Timestamp) -> None:
+    """``ids`` orders, each OrderPlaced → PaymentAuthorized → Shipped over three services,
+    plus one uncorrelated heartbeat per ten orders, written in five appends."""
+    rows = []
+    for i in range(ids):
+        at = start + pd.Timedelta(milliseconds=7 * i)
+        for step, (topic, service, kind) in enumerate((("orders", "order-svc", "OrderPlaced"),
+                                                       ("payments", "pay-svc", "PaymentAuthorized"),
+                                                       ("shipments", "ship-svc", "Shipped"))):
+            t = at + pd.Timedelta(milliseconds=40 * step + i % 5)
+            rows.append({"observed_at": t, "source": "kafka", "broker": "kafka", "topic": topic,
+                         "partition": i % 3, "offset": str(i), "at": t, "event_type": kind,
+                         "event_id": f"e-{i}-{step}", "service": service, "correlation_id": f"order-{i:05d}",
+                         "dead_letter": False})
+        if i % 10 == 0:
+            rows.append({"observed_at": at, "source": "kafka", "broker": "kafka", "topic": "heartbeats",
+                         "partition": 0, "offset": str(i), "at": at, "event_type": "Beat",
+                         "service": "monitor", "correlation_id": None, "dead_letter": False})
+    frame = schemas.conform("events", rows)
+    for part in np.array_split(np.arange(len(frame)), 5):
+        store.append("events", frame.iloc[part].reset_index(drop=True))
+
+
+def test_past_its_budget_a_window_reads_a_share_of_whole_correlation_ids(tmp_path, monkeypatch):
+    """A big cluster's hour of events is millions of rows: the flow graph and the catalog read
+    a power-of-½ share of the correlation IDs (every event of each), the same ones each time,
+    and scale counts and rates back up; under the budget they read everything."""
+    from eventscope import query
+    from eventscope.graph.build import build_graph, scale_counts
+    from eventscope.graph.catalog import event_catalog
+
+    start = pd.Timestamp.now(tz="UTC") - pd.Timedelta(minutes=10)
+    store = Store(tmp_path / "store")
+    _chains(store, 4000, start)  # 12,000 chained events and 400 heartbeats
+    queries = Queries(store)
+    since = start - pd.Timedelta(minutes=1)
+    assert queries.events_share(since) == 1.0  # 12,400 rows: under the default budget
+    monkeypatch.setattr(query, "GRAPH_EVENTS", 3000)
+    share = queries.events_share(since)
+    assert share == 0.125  # 12,400 × ⅛ = 1,550 ≤ 3,000 < 12,400 × ¼
+    whole = queries.events(since)
+    part = queries.events(since, share=share)
+    def rows(frame):
+        return set(zip(frame["topic"], frame["partition"], frame["offset"]))
+    assert rows(part) == rows(Queries(store).events(since, share=share))  # the same rows on every read
+    kept = part["correlation_id"].dropna()
+    per_id = whole[whole["correlation_id"].isin(set(kept))].groupby("correlation_id").size()
+    assert (per_id == 3).all() and kept.value_counts().eq(3).all()  # chains kept whole
+    assert 0.09 < kept.nunique() / 4000 < 0.16  # about an eighth of the IDs
+    assert 10 < int((part["topic"] == "heartbeats").sum()) < 100  # uncorrelated ones sampled too
+    assert part["observed_at"].is_monotonic_increasing
+
+    full_graph = scale_counts(build_graph(whole, None), 1.0)
+    graph = scale_counts(build_graph(part, None), share)
+    assert graph.graph["share"] == share and full_graph.graph["share"] == 1.0
+    for a, b, attrs in full_graph.edges(data=True):
+        if attrs["kind"] in ("produces", "causes"):
+            assert graph.has_edge(a, b), (a, b)
+            assert abs(graph.edges[a, b]["events"] - attrs["events"]) < 0.25 * attrs["events"], (a, b)
+            assert graph.edges[a, b]["rate_per_s"] == pytest.approx(
+                graph.edges[a, b]["events"] / (attrs["events"] / attrs["rate_per_s"]), rel=0.3)
+    assert abs(graph.nodes["topic:kafka:orders"]["events"] - 4000) < 1000
+    assert graph.nodes["topic:kafka:orders"]["events"] % 8 == 0  # a count of the sample, times 8
+    table = event_catalog(part, graph, share).set_index("event_type")
+    assert abs(int(table.at["OrderPlaced", "events"]) - 4000) < 1000
+    assert int(table.at["OrderPlaced", "events"]) == 8 * int((part["event_type"] == "OrderPlaced").sum())
+
+
+def test_the_trace_summary_aggregated_by_duckdb_equals_the_one_made_in_pandas(tmp_path):
+    """The Traces page's summary (one row per correlation ID) is aggregated where the events
+    are, not by reading every event of the hour; the answer is the pandas one, row for row:
+    dead letters at their broker time, events without a correlation ID left out, times kept
+    to the nanosecond, newest first."""
+    from eventscope.analysis import traces as trace_analysis
+
+    start = pd.Timestamp.now(tz="UTC").floor("s") - pd.Timedelta(minutes=5)
+    store = Store(tmp_path / "store")
+    _chains(store, 300, start)
+    extra = []
+    for i in range(6):  # dead letters: three with a broker time far from their event time
+        at = start + pd.Timedelta(seconds=30, nanoseconds=i * 1001)
+        extra.append({"observed_at": at, "source": "kafka", "broker": "kafka", "topic": "payments.DLT",
+                      "partition": 0, "offset": str(900 + i), "at": at - pd.Timedelta(seconds=20),
+                      "broker_at": at if i % 2 else None, "event_type": "PaymentAuthorized",
+                      "service": "pay-svc", "correlation_id": f"order-{i:05d}", "dead_letter": True})
+    extra.append({"observed_at": start, "source": "kafka", "broker": "kafka", "topic": "orders", "partition": 1,
+                  "offset": "999", "at": start, "event_type": "OrderPlaced", "correlation_id": "",
+                  "dead_letter": False})
+    store.append("events", schemas.conform("events", extra))
+    since = start - pd.Timedelta(minutes=1)
+    now = pd.Timestamp.now(tz="UTC")
+    columns = ["correlation_id", "at", "broker_at", "dead_letter", "offset"]
+    expected = trace_analysis.summary(store.read("events", since=since, columns=columns), now=now)
+    from eventscope.query import _scanner
+    got = trace_analysis.summary_of(_scanner().per_trace(store, since), now=now)
+    assert len(got) == 300 and list(got.columns) == trace_analysis.SUMMARY_COLUMNS
+    assert got["correlation_id"].tolist() == expected["correlation_id"].tolist()
+    for column in ("first_at", "last_at"):
+        assert [pd.Timestamp(t) for t in got[column]] == [pd.Timestamp(t) for t in expected[column]]
+    assert got["events"].astype(int).tolist() == expected["events"].astype(int).tolist()
+    assert got["duration_ms"].tolist() == expected["duration_ms"].tolist()
+    assert got["outcome"].tolist() == expected["outcome"].tolist()
+    assert set(got.loc[got["outcome"] == "dead_lettered", "correlation_id"]) == {f"order-{i:05d}" for i in range(6)}
+    assert (got.set_index("correlation_id").loc["order-00001", "duration_ms"]
+            > got.set_index("correlation_id").loc["order-00000", "duration_ms"] + 10_000)  # at its broker time
+    on_page = Queries(store).trace_summary(since, 30.0)  # what the pages ask goes this way
+    assert on_page["correlation_id"].tolist() == got["correlation_id"].tolist()
