@@ -5,6 +5,7 @@ change."""
 from __future__ import annotations
 
 import pandas as pd
+import pytest
 
 from eventscope.analysis import alert_state
 from eventscope.analysis.rules import Rule
@@ -266,3 +267,18 @@ def test_an_observation_detail_that_is_missing_reads_empty_and_any_other_reads_a
         _, out = alert_state.step({}, obs((subject, 100.0, detail)), [LAG], at(0))
         details[subject] = {t["detail"] for t in out}
     assert details == {"none": {""}, "nan": {""}, "text": {"why"}, "number": {"5"}}
+
+
+def test_an_updated_state_equals_dataclasses_replace_and_leaves_the_old_one_alone():
+    import dataclasses
+
+    from eventscope.analysis.alert_state import AlertState, _updated
+
+    at = pd.Timestamp("2026-01-01T12:00:00Z")
+    old = AlertState("lag", "lag", "kafka:g/t", "firing", "warning", at, at, 5.0, 3.0, 1.0, "d")
+    new = _updated(old, value=9.0, detail="e")
+    assert new == dataclasses.replace(old, value=9.0, detail="e") and type(new) is AlertState
+    assert (old.value, old.detail) == (5.0, "d") and new.episode == old.episode
+    assert hash(new) == hash(dataclasses.replace(old, value=9.0, detail="e"))
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        new.value = 1.0  # still frozen
