@@ -21,8 +21,17 @@ st.caption("Every event type observed on the watched topics and streams, with it
 window = st.columns([1, 3])[0].selectbox("Time window", list(WINDOWS), index=1, key="catalog_window")
 table, shapes = data.event_catalog(WINDOWS[window])
 if table.empty:
-    widgets.empty_state("This page lists every event type that flows, who produces and consumes it, "
-                   "and the JSON Schema inferred from its payloads.")
+    # events seen but none with a type (raw bytes, no envelope) is not "nothing yet": say so
+    topics = [a for _, a in data.flow_graph(WINDOWS[window]).nodes(data=True) if a.get("kind") == "topic"]
+    seen, bad = sum(a.get("events") or 0 for a in topics), sum(a.get("undecodable") or 0 for a in topics)
+    if seen:
+        st.info(f"**{seen:,} events seen in this window, {bad:,} of them not decodable**: no JSON, "
+                "Avro, Protobuf or JSON Schema envelope with an event type that eventscope can read, so "
+                "there is no event type to list. The Flow graph page still counts them per topic.",
+                icon=":material/help:")
+    else:
+        widgets.empty_state("This page lists every event type that flows, who produces and consumes it, "
+                            "and the JSON Schema inferred from its payloads.")
     st.stop()
 
 LISTS = ("schema_versions", "producers", "clusters", "topics", "consumers")

@@ -591,3 +591,17 @@ def test_lag_drilldown_of_a_group_on_hundreds_of_streams_stays_readable(monkeypa
     assert len(parts) == 500 and parts["lag"].max() == 96 and parts["lag"].min() >= 600 // 97 - 1
     assert any("500 worst of 600" in m.value for m in at.markdown)
     assert any("other 592 topics" in c.value for c in at.caption)
+
+
+def test_the_catalog_says_when_every_event_seen_was_undecodable(monkeypatch, tmp_path):
+    """Raw bytes on every topic: no event type to list, but not "nothing to show yet" either:
+    the page says how many events it saw and that none could be decoded."""
+    now = pd.Timestamp.now(tz="UTC")
+    rows = [{"observed_at": now - pd.Timedelta(seconds=i), "source": "kafka", "broker": "kafka",
+             "topic": f"raw-{i % 3}", "partition": 0, "offset": str(i), "at": now - pd.Timedelta(seconds=i),
+             "event_type": "<undecodable>", "dead_letter": False} for i in range(7)]
+    Store(tmp_path / "store").append("events", schemas.conform("events", rows))
+    at = _visit(_app(monkeypatch, tmp_path / "store"), "pages/catalog.py")
+    texts = [i.value for i in at.info]
+    assert any("7 events seen in this window, 7 of them not decodable" in t for t in texts), texts
+    assert not any("Nothing to show yet" in t for t in texts)
