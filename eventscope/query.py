@@ -19,9 +19,9 @@ from __future__ import annotations
 import random
 import tempfile
 import threading
-from pathlib import Path
 from collections import OrderedDict
 from collections.abc import Callable
+from pathlib import Path
 
 import pandas as pd
 
@@ -480,7 +480,7 @@ class Queries:
         """``events`` since ``since``, only ``columns`` if given, of ``brokers`` when given;
         ``share`` < 1: that share of the correlation IDs (see :meth:`events_share`)."""
         def compute():
-            if share < 1 and self.engine == "duckdb":
+            if share < 1:
                 return _scanner().scan(self.store, "events", since, None, list(columns) if columns else None,
                                        _on(brokers), share=share)
             return self.scan("events", since=since, columns=list(columns) if columns else None, where=_on(brokers))
@@ -490,7 +490,10 @@ class Queries:
         """What share of the events since ``since`` a whole-window view reads: 1 when the
         parts in range hold at most :data:`GRAPH_EVENTS` rows, else the largest power of ½
         that brings them under it (a power of 2, so the IDs kept stay the same as the
-        window fills up, and a chart does not change its sample on every refresh)."""
+        window fills up, and a chart does not change its sample on every refresh). Always 1
+        with the pyarrow engine, which reads whole windows."""
+        if self.engine != "duckdb":
+            return 1.0
         rows = sum(p.get("rows") or 0 for p in self.store.part_entries("events")
                    if p.get("tmax") is not None and pd.Timestamp(p["tmax"]) >= since)
         share = 1.0

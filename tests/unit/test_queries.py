@@ -187,6 +187,7 @@ def test_past_its_budget_a_window_reads_a_share_of_whole_correlation_ids(tmp_pat
     monkeypatch.setattr(query, "GRAPH_EVENTS", 3000)
     share = queries.events_share(since)
     assert share == 0.125  # 12,400 × ⅛ = 1,550 ≤ 3,000 < 12,400 × ¼
+    assert Queries(store, engine="pyarrow").events_share(since) == 1.0  # it reads windows whole
     whole = queries.events(since)
     part = queries.events(since, share=share)
     def rows(frame):
