@@ -81,7 +81,7 @@ def flow_graph() -> None:
                  "to expand)")
     st.caption(note)
     height = canvas_size(view)[1] + LEGEND_HEIGHT + 40
-    st.iframe(to_html(view), height=height)
+    widgets.html_frame(to_html(view), height)
     edges = pd.DataFrame(to_json(view)["edges"])
     st.subheader("Edges")
     st.dataframe(edges.sort_values(["kind", "rate_per_s"], ascending=[True, False]),

@@ -304,3 +304,17 @@ def test_schema_fields_flatten_nested_objects_and_arrays():
     assert rows["data.items[].sku"] == ("string", True)
     assert rows["data.note"] == ("null", False)
     assert schema_fields(None) == []
+
+
+def test_the_flow_graph_page_keeps_no_copy_of_its_drawing(monkeypatch, populated):
+    """``st.iframe`` runs the drawing's HTML through ``urllib.parse.urlsplit``, whose cache
+    (Python 3.11: the last 128 calls) would keep every drawing a dashboard ever served: ~400 MB
+    on a big cluster. After the page, no cached answer holds a document."""
+    import gc
+
+    at = _visit(_app(monkeypatch, populated), "pages/flow_graph.py")
+    at.selectbox(key="graph_window").set_value("last 15 minutes").run()
+    assert not at.exception
+    kept = [o for o in gc.get_objects() if type(o).__name__ == "SplitResult"
+            and any(len(part) > 20_000 for part in o)]
+    assert not kept, f"{len(kept)} drawings of {[len(o.path) for o in kept]} characters kept"
