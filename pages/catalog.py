@@ -20,6 +20,7 @@ st.caption("Every event type observed on the watched topics and streams, with it
 
 window = st.columns([1, 3])[0].selectbox("Time window", list(WINDOWS), index=1, key="catalog_window")
 table, shapes = data.event_catalog(WINDOWS[window])
+share = table.attrs.get("share", 1.0)  # below 1: counted from that share of the correlation IDs
 if table.empty:
     # events seen but none with a type (raw bytes, no envelope) is not "nothing yet": say so
     topics = [a for _, a in data.flow_graph(WINDOWS[window]).nodes(data=True) if a.get("kind") == "topic"]
@@ -103,7 +104,6 @@ for version in versions:
                 st.text(f"Registry: {registered['error']}")
             if registered["schema"]:
                 st.code(registered["schema"], language="json" if registered["type"] in ("AVRO", "JSON") else None)
-share = data.events_share(WINDOWS[window])
 st.caption("Rates divide by the span of all events in the window, so event types compare."
            + (f" This window holds more events than one page reads: counts and rates come from 1 in "
               f"{round(1 / share)} correlation IDs (all events of each), scaled up." if share < 1 else ""))

@@ -394,11 +394,6 @@ def registered_schema(schema_id: int, source: str | None = None) -> dict:
 CATALOG_EVENT_COLUMNS = ("event_type", "schema_version", "service", "broker", "topic", "dead_letter", "at", "broker_at")
 
 
-def events_share(window_s: float = WINDOW_S) -> float:
-    """The share of the window's correlation IDs the flow graph and the catalog read (1: all)."""
-    return queries().events_share(since(window_s))
-
-
 def event_catalog(window_s: float = WINDOW_S) -> tuple[pd.DataFrame, dict]:
     """(one row per event type, inferred shape per (event type, schema version)), of the
     chosen clusters' events."""
@@ -410,6 +405,7 @@ def event_catalog(window_s: float = WINDOW_S) -> tuple[pd.DataFrame, dict]:
         # the table needs a few columns of every event; the shapes only the newest payloads
         share = q.events_share(start)  # the flow graph's share: the same correlation IDs
         events = q.events(start, CATALOG_EVENT_COLUMNS, brokers, share)
-        return (catalog_table(events, flow_graph(window_s), share),
-                event_shapes(q.event_samples(start, SHAPE_SAMPLES, brokers)))
+        table = catalog_table(events, flow_graph(window_s), share)
+        table.attrs["share"] = share  # the page says when counts come from a share
+        return table, event_shapes(q.event_samples(start, SHAPE_SAMPLES, brokers))
     return q.cached("catalog", ("events", "lag_groups", "lag_1m", "dlq_1m"), (start.floor("10s"), brokers), compute)

@@ -605,3 +605,17 @@ def test_the_catalog_says_when_every_event_seen_was_undecodable(monkeypatch, tmp
     texts = [i.value for i in at.info]
     assert any("7 events seen in this window, 7 of them not decodable" in t for t in texts), texts
     assert not any("Nothing to show yet" in t for t in texts)
+
+
+def test_the_catalog_says_when_its_counts_come_from_a_share(monkeypatch, populated, tmp_path):
+    """Past the events a page reads, the catalog counts a share of the correlation IDs and says so."""
+    from eventscope import query
+
+    def said(at):
+        return [c.value for c in at.get("caption") if "correlation IDs (all events of each), scaled up" in c.value]
+    rows = sum(p["rows"] for p in Store(populated).part_entries("events"))
+    with monkeypatch.context() as patch:
+        patch.setattr(query, "GRAPH_EVENTS", rows // 2 + 1)  # the hour holds twice as many
+        shares = said(_visit(_app(monkeypatch, populated), "pages/catalog.py"))
+    assert len(shares) == 1 and "from 1 in 2 correlation IDs" in shares[0], shares
+    assert not said(_visit(_app(monkeypatch, write_synthetic_store(tmp_path / "other")), "pages/catalog.py"))
