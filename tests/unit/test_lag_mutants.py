@@ -132,3 +132,45 @@ def test_the_judge_ignores_a_second_report_of_a_sample_time_it_already_took():
     assert judge.add(again).empty
     latest = judge.latest()
     assert latest["committed"].tolist() == [12] and latest["status"].tolist() == ["OK"]
+
+
+def test_a_lag_that_stays_level_is_not_rising():
+    # committing, lag 5 → 18 → 18: it did not rise at every sample (docstring: OK, not WARN)
+    assert both(frame([(10, 15), (12, 30), (14, 32)])) == "OK"
+    assert both(frame([(10, 15), (12, 30), (14, 33)])) == "WARN"  # 5 → 18 → 19: it did
+
+
+def test_a_step_whose_lag_is_unknown_is_not_a_rise():
+    # committed 10 → 12 → 14 → 16, lag 5, 18, unknown (Redis reports null), 46: one known
+    # rise (5 → 18) in the run, not two: OK. With the last step known too (46 → 74): WARN
+    rows = frame([(10, 15), (12, 30), (14, 60), (16, 62)])
+    rows["lag"] = pd.array([5, 18, None, 46], dtype=rows["lag"].dtype)
+    assert both(rows) == "OK"
+    rows = frame([(10, 15), (12, 30), (14, 60), (16, 62), (18, 92)])
+    rows["lag"] = pd.array([5, 18, None, 46, 74], dtype=rows["lag"].dtype)
+    assert both(rows) == "WARN"
+
+
+def test_consumed_counts_every_message_committed_since_the_previous_sample():
+    rows = frame([(10, 15), (11, 15), (11, 16), (14, 20), (13, 20)])  # +1, 0, +3, back 1
+    judge = lag.LagJudge()
+    consumed = [judge.add(one)["consumed"].tolist()[0] for _, one in rows.groupby("sampled_at", sort=True)]
+    assert consumed == [0, 1, 0, 3, 0]
+
+
+def test_a_source_sampled_earlier_but_added_later_does_not_move_the_window_back():
+    # window 10 s. Kafka: partition 2 sampled at 0 s only, partition 0 at 0 s and 12 s; Redis
+    # sampled at 5 s, its rows added after Kafka's of 12 s. The newest sample is at 12 s, so
+    # the window starts at 2 s: partition 2 is out of it, as latest_lag says over the same rows
+    kafka = pd.concat([frame([(10, 15), (12, 20)], every_s=12), frame([(10, 15)], partition=2)],
+                      ignore_index=True)
+    redis = frame([(3, 4)], broker="redis", group="r")
+    redis["sampled_at"] = T0 + pd.Timedelta(seconds=5)
+    judge = lag.LagJudge(window_s=10.0)
+    for _, one in kafka.groupby("sampled_at", sort=True):
+        judge.add(one)
+    judge.add(redis)
+    latest = judge.latest()
+    assert sorted(zip(latest["broker"], latest["partition"])) == [("kafka", 0), ("redis", 0)]
+    batch = lag.latest_lag(pd.concat([kafka, redis], ignore_index=True), window_s=10.0)
+    assert sorted(zip(batch["broker"], batch["partition"])) == [("kafka", 0), ("redis", 0)]
