@@ -149,6 +149,11 @@ def test_a_step_whose_lag_is_unknown_is_not_a_rise():
     rows = frame([(10, 15), (12, 30), (14, 60), (16, 62), (18, 92)])
     rows["lag"] = pd.array([5, 18, None, 46, 74], dtype=rows["lag"].dtype)
     assert both(rows) == "WARN"
+    # lag 5, 0, unknown, 10, 20: since it was last zero, one known rise (10 → 20); the step
+    # into the unknown sample and the one out of it are not rises
+    rows = frame([(10, 15), (15, 15), (16, 30), (17, 27), (18, 38)])
+    rows["lag"] = pd.array([5, 0, None, 10, 20], dtype=rows["lag"].dtype)
+    assert both(rows) == "OK"
 
 
 def test_consumed_counts_every_message_committed_since_the_previous_sample():

@@ -252,3 +252,54 @@ def test_recent_calls_a_chain_quiet_for_30_seconds_by_default_finished():
     rows = frame([ev("a", 0), ev("a", 5)])
     assert traces.recent(rows, now=T0 + pd.Timedelta(seconds=35))["outcome"].tolist() == ["completed"]
     assert traces.recent(rows, now=T0 + pd.Timedelta(seconds=34.5))["outcome"].tolist() == ["in_flight"]
+
+
+def test_an_event_in_a_dlq_says_so_and_details_carry_its_decode_error():
+    rows = frame([ev("a", 0), ev("a", 1, topic="orders.DLT", dead=True, original_topic="orders",
+                                 decode_error="not JSON: b'\\x00'")])
+    found = traces.from_rows(rows, now=T0 + pd.Timedelta(minutes=5), details=True)
+    assert [e["dead_letter"] for e in found["events"]] == [False, True]
+    assert [e["decode_error"] for e in found["events"]] == ["", "not JSON: b'\\x00'"]
+    plain = traces.from_rows(rows, now=T0 + pd.Timedelta(minutes=5))["events"][1]
+    assert plain["dead_letter"] is True and "decode_error" not in plain
+
+
+def test_a_hop_latency_is_kept_to_a_tenth_of_a_millisecond():
+    rows = frame([ev("a", 0), ev("a", 1.23456, topic="payments")])
+    hop = traces.from_rows(rows, now=T0 + pd.Timedelta(minutes=5))["hops"][0]
+    assert hop["latency_ms"] == 1234.6
+
+
+def _span_chain():
+    """A → B, a dead letter of A, then C, D and E, each carrying the span its traceparent names.
+    The spans: C's span is a child of A's; D's is a root; E carries B's span unchanged."""
+    return frame([ev("s", 0, parent_span_id="a0"),
+                  ev("s", 1, topic="payments", parent_span_id="b0"),
+                  ev("s", 1.5, topic="orders.DLT", dead=True, original_topic="orders", parent_span_id="a0"),
+                  ev("s", 2, topic="shipping", parent_span_id="c0"),
+                  ev("s", 3, topic="emails", parent_span_id="d0"),
+                  ev("s", 4, topic="audit", parent_span_id="b0")])
+
+
+def test_spans_name_a_hops_cause_ahead_of_the_topic_rule_and_can_say_there_is_none():
+    spans = {"c0": ("a0", ()), "d0": (None, ())}
+    found = traces.from_rows(_span_chain(), now=T0 + pd.Timedelta(minutes=5), spans=spans)
+    assert [(h["from_topic"], h["to_topic"]) for h in found["hops"]] == [
+        ("orders", "payments"),      # no span known for b0: the latest earlier event elsewhere
+        ("orders", "orders.DLT"),    # a dead letter: the original's topic
+        ("orders", "shipping"),      # c0's parent is the span A carries
+        # D: its span is a root every step of which is known, and no message on the way: no hop
+        ("payments", "audit")]       # E carries B's span unchanged
+    assert [h["latency_ms"] for h in found["hops"]] == [1000.0, 1500.0, 2000.0, 3000.0]
+
+
+def test_without_spans_a_shared_traceparent_names_no_cause():
+    """As for the flow graph's edges: with no spans given (or none stored), a hop's cause is
+    found by the topic rule, whatever span IDs the messages carry."""
+    expected = [("orders", "payments"), ("orders", "orders.DLT"), ("payments", "shipping"),
+                ("shipping", "emails"), ("emails", "audit")]
+    for spans in (None, {}):
+        found = traces.from_rows(_span_chain(), now=T0 + pd.Timedelta(minutes=5), spans=spans)
+        assert [(h["from_topic"], h["to_topic"]) for h in found["hops"]] == expected
+    assert [(h["from_topic"], h["to_topic"]) for h in
+            traces.find(_span_chain(), "s", now=T0 + pd.Timedelta(minutes=5))["hops"]] == expected
