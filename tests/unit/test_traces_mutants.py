@@ -303,3 +303,49 @@ def test_without_spans_a_shared_traceparent_names_no_cause():
         assert [(h["from_topic"], h["to_topic"]) for h in found["hops"]] == expected
     assert [(h["from_topic"], h["to_topic"]) for h in
             traces.find(_span_chain(), "s", now=T0 + pd.Timedelta(minutes=5))["hops"]] == expected
+
+
+def test_from_rows_calls_a_chain_quiet_for_30_seconds_by_default_finished():
+    rows = frame([ev("a", 0), ev("a", 5)])
+    assert traces.from_rows(rows, now=T0 + pd.Timedelta(seconds=35))["outcome"] == "completed"
+    assert traces.from_rows(rows, now=T0 + pd.Timedelta(seconds=34.5))["outcome"] == "in_flight"
+
+
+def test_a_live_event_keeps_its_envelope_time_only_a_dead_letter_takes_the_brokers():
+    rows = frame([ev("a", 0, broker_sec=3), ev("a", 1, topic="payments", broker_sec=2)])
+    found = traces.from_rows(rows, now=T0 + pd.Timedelta(minutes=5))
+    assert [(e["topic"], e["at"]) for e in found["events"]] == [("orders", "2026-12-01T09:00:00Z"),
+                                                                ("payments", "2026-12-01T09:00:01Z")]
+    assert [h["latency_ms"] for h in found["hops"]] == [1000.0]
+
+
+def test_a_message_read_again_later_is_still_one_event():
+    again = {**ev("a", 0, offset="7"), "observed_at": T0 + pd.Timedelta(seconds=10)}  # read again at 10 s
+    rows = frame([ev("a", 0, offset="7"), again, ev("a", 1, topic="payments", offset="3")])
+    found = traces.from_rows(rows, now=T0 + pd.Timedelta(minutes=5))
+    assert found["events_total"] == 2 and [e["offset"] for e in found["events"]] == ["7", "3"]
+
+
+def _hop(rows, lag):
+    return traces.from_rows(rows, lag_history=lag, now=T0 + pd.Timedelta(minutes=5))["hops"][0]
+
+
+def test_a_kafka_hop_is_never_split_even_where_samples_would_bracket_it():
+    from test_trace_index import redis_hop_rows
+    samples = [(-3, 9, 9), (20, 10, 9), (60, 10, 10)]
+    assert _split_hop(_group_samples(samples))["split"] == "estimated"
+    kafka = redis_hop_rows(wait_s=60, service_s=20).assign(source="kafka", broker="kafka", kind="kafka")
+    lag = _group_samples(samples).assign(source="kafka", broker="kafka", kind="kafka")
+    hop = _hop(kafka, lag)
+    assert (hop["split"], hop["broker_wait_ms"], hop["service_ms"]) == (None, None, None)
+
+
+def test_a_hop_of_no_time_is_not_split_and_one_of_a_millisecond_can_be():
+    from test_trace_index import redis_hop_rows
+    hop = _hop(redis_hop_rows(wait_s=0, service_s=0), _group_samples([(-3, 9, 9), (5, 10, 10)]))
+    assert hop["latency_ms"] == 0.0 and hop["split"] is None and hop["broker_wait_ms"] is None
+    # 1 ms: unread 0.2 ms after the entry was added, read at 0.6 ms: delivered at 0.4 ms ± 0.2
+    hop = _hop(redis_hop_rows(wait_s=0.0006, service_s=0.0004),
+               _group_samples([(-3, 9, 9), (0.0002, 10, 9), (0.0006, 10, 10)]))
+    assert (hop["latency_ms"], hop["split"], hop["broker_wait_ms"], hop["service_ms"], hop["split_error_ms"]) == (
+        1.0, "estimated", 0.4, 0.6, 0.2)
