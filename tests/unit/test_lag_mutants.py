@@ -179,3 +179,14 @@ def test_a_source_sampled_earlier_but_added_later_does_not_move_the_window_back(
     assert sorted(zip(latest["broker"], latest["partition"])) == [("kafka", 0), ("redis", 0)]
     batch = lag.latest_lag(pd.concat([kafka, redis], ignore_index=True), window_s=10.0)
     assert sorted(zip(batch["broker"], batch["partition"])) == [("kafka", 0), ("redis", 0)]
+
+
+def test_add_returns_the_rows_it_took_with_their_status_and_consumed_only():
+    rows = frame([(10, 15), (12, 30)])
+    rows = pd.concat([rows, frame([(4, 4), (4, 9)], partition=1)], ignore_index=True)
+    judge = lag.LagJudge()
+    taken = [judge.add(one) for _, one in rows.groupby("sampled_at", sort=True)]
+    for one in taken:
+        assert list(one.columns) == [*rows.columns, "status", "consumed"]
+        assert one.index.tolist() == [0, 1]
+    assert taken[1]["partition"].tolist() == [0, 1] and taken[1]["consumed"].tolist() == [2, 0]

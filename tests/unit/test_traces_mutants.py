@@ -349,3 +349,18 @@ def test_a_hop_of_no_time_is_not_split_and_one_of_a_millisecond_can_be():
                _group_samples([(-3, 9, 9), (0.0002, 10, 9), (0.0006, 10, 10)]))
     assert (hop["latency_ms"], hop["split"], hop["broker_wait_ms"], hop["service_ms"], hop["split_error_ms"]) == (
         1.0, "estimated", 0.4, 0.6, 0.2)
+
+
+def test_without_a_lag_history_the_recent_samples_split_the_hops():
+    samples = _group_samples([(-3, 9, 9), (20, 10, 9), (60, 10, 10)])
+    from test_trace_index import redis_hop_rows
+    hop = traces.from_rows(redis_hop_rows(wait_s=60, service_s=20), lag=samples,
+                           now=T0 + pd.Timedelta(minutes=5))["hops"][0]
+    assert (hop["split"], hop["broker_wait_ms"], hop["split_error_ms"]) == ("estimated", 40000.0, 20000.0)
+
+
+def test_a_trace_of_exactly_max_events_is_kept_whole():
+    rows = frame([ev("a", i, topic=("orders" if i % 2 else "payments")) for i in range(4)])
+    found = traces.from_rows(rows, now=T0 + pd.Timedelta(minutes=5), max_events=4)
+    assert found["events_total"] == 4 and "events_each_end" not in found
+    assert len(found["events"]) == 4 and len(found["hops"]) == 3
