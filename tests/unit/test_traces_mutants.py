@@ -364,3 +364,51 @@ def test_a_trace_of_exactly_max_events_is_kept_whole():
     found = traces.from_rows(rows, now=T0 + pd.Timedelta(minutes=5), max_events=4)
     assert found["events_total"] == 4 and "events_each_end" not in found
     assert len(found["events"]) == 4 and len(found["hops"]) == 3
+
+
+def test_a_cut_trace_keeps_the_first_ten_dead_letters_between_its_ends():
+    rows = [ev("hot", 0)] + [ev("hot", s, topic="orders.DLT", dead=True) for s in range(1, 12)] + [ev("hot", 12)]
+    found = traces.from_rows(frame(rows), now=T0 + pd.Timedelta(minutes=5), max_events=2)
+    assert found["events_total"] == 13 and found["events_each_end"] == 1
+    assert [e["at"][-3:-1] for e in found["events"]] == ["00", *(f"{s:02d}" for s in range(1, 11)), "12"]
+
+
+def _cut(rows, **kw):
+    return traces.from_rows(frame(rows), now=T0 + pd.Timedelta(minutes=10), max_events=6, **kw)["hops"]
+
+
+def test_each_end_of_a_cut_trace_links_its_hops_by_the_learned_topics_and_the_spans():
+    # each end: orders (shop), then refunds (ref), then payments (pay); three events between
+    def end(start, span):
+        return [ev("hot", start, parent_span_id=f"a{span}", service="shop"),
+                ev("hot", start + 1, topic="refunds", parent_span_id=f"r{span}", service="ref"),
+                ev("hot", start + 2, topic="payments", parent_span_id=f"p{span}", service="pay")]
+    rows = end(0, 0) + [ev("hot", s, topic="x", service="other") for s in (10, 11, 12)] + end(20, 1)
+    pairs = lambda hops: [(h["from_event_id"], h["to_event_id"]) for h in hops]  # noqa: E731
+    # by the topic rule alone, payments follows refunds
+    assert pairs(_cut(rows)) == [("id-hot-0", "id-hot-1"), ("id-hot-1", "id-hot-2"),
+                                 ("id-hot-20", "id-hot-21"), ("id-hot-21", "id-hot-22")]
+    # learned: the payment service reads orders only
+    consumes = {("pay", "E"): {("kafka", "orders")}}
+    assert pairs(_cut(rows, consumes=consumes)) == [("id-hot-0", "id-hot-1"), ("id-hot-0", "id-hot-2"),
+                                                    ("id-hot-20", "id-hot-21"), ("id-hot-20", "id-hot-22")]
+    # the spans say a payment has no cause (its span is a root)
+    spans = {"p0": (None, ()), "p1": (None, ())}
+    assert pairs(_cut(rows, spans=spans)) == [("id-hot-0", "id-hot-1"), ("id-hot-20", "id-hot-21")]
+
+
+def test_each_end_of_a_cut_trace_splits_its_redis_hops_by_the_lag_history():
+    def redis(sec, topic, offset, service):
+        return ev("hot", sec, topic=topic, offset=offset, broker="redis", kind="redis", service=service)
+    rows = [redis(0, "orders", "1-0", "order-service"), redis(80, "payments", "2-0", "payment-service"),
+            redis(100, "x", "3-0", "other"), redis(200, "orders", "4-0", "order-service"),
+            redis(280, "payments", "5-0", "payment-service")]
+    # payment-service on orders: entry 10 unread at 20 s, read at 60 s; entry 11 unread at 220 s, read at 260 s
+    samples = _group_samples([(-3, 9, 9), (20, 10, 9), (60, 10, 10), (197, 10, 10), (220, 11, 10), (260, 11, 11)])
+    from test_trace_index import T0 as ADDED
+    samples = samples.assign(sampled_at=samples["sampled_at"] - ADDED + T0)  # seconds after this file's T0
+    found = traces.from_rows(frame(rows), lag_history=samples, now=T0 + pd.Timedelta(minutes=10), max_events=4)
+    assert found["events_each_end"] == 2
+    assert [(h["from_event_id"], h["split"], h["broker_wait_ms"], h["service_ms"], h["split_error_ms"])
+            for h in found["hops"]] == [("id-hot-0", "estimated", 40000.0, 40000.0, 20000.0),
+                                        ("id-hot-200", "estimated", 40000.0, 40000.0, 20000.0)]
