@@ -73,6 +73,7 @@ def test_the_judge_hands_back_every_column_it_was_given_in_order():
     for column in rows.columns:
         value = latest[column].iloc[0]
         assert (pd.isna(value) and pd.isna(newest[column])) or value == newest[column], column
+    assert latest.dtypes.drop("status").to_dict() == rows.dtypes.to_dict()  # each in the dtype it came in
 
 
 def test_the_default_window_is_five_minutes():

@@ -412,3 +412,9 @@ def test_each_end_of_a_cut_trace_splits_its_redis_hops_by_the_lag_history():
     assert [(h["from_event_id"], h["split"], h["broker_wait_ms"], h["service_ms"], h["split_error_ms"])
             for h in found["hops"]] == [("id-hot-0", "estimated", 40000.0, 40000.0, 20000.0),
                                         ("id-hot-200", "estimated", 40000.0, 40000.0, 20000.0)]
+
+
+def test_a_trace_without_correlation_ids_has_none():
+    rows = frame([ev(None, 0, trace_id="ab" * 16), ev(None, 1, topic="payments", trace_id="ab" * 16)])
+    found = traces.find(rows, "ab" * 16, now=T0 + pd.Timedelta(minutes=5))
+    assert found["correlation_id"] is None and found["events_total"] == 2
