@@ -418,3 +418,45 @@ def test_a_trace_without_correlation_ids_has_none():
     rows = frame([ev(None, 0, trace_id="ab" * 16), ev(None, 1, topic="payments", trace_id="ab" * 16)])
     found = traces.find(rows, "ab" * 16, now=T0 + pd.Timedelta(minutes=5))
     assert found["correlation_id"] is None and found["events_total"] == 2
+
+
+def _links(rows, **kw):
+    found = traces.from_rows(frame(rows), now=T0 + pd.Timedelta(minutes=5), **kw)
+    return [(h["from_event_id"], h["to_event_id"]) for h in found["hops"]]
+
+
+def test_a_dead_letter_follows_the_event_it_copies_by_event_id_before_its_original_topic():
+    # A and B on orders, then the dead letter of A (A's event ID, no original offset), twice
+    rows = [ev("a", 0, event_id="A"), ev("a", 1, event_id="B"), ev("a", 2, topic="payments", event_id="P"),
+            ev("a", 3, topic="orders.DLT", dead=True, event_id="A", original_topic="orders"),
+            ev("a", 4, topic="orders.DLT", dead=True, event_id="A", original_topic="orders")]
+    assert _links(rows) == [("B", "P"), ("A", "A"), ("A", "A")]
+    hops = traces.from_rows(frame(rows), now=T0 + pd.Timedelta(minutes=5))["hops"]
+    assert [(h["from_topic"], h["latency_ms"]) for h in hops[1:]] == [("orders", 3000.0), ("orders", 4000.0)]
+
+
+def test_a_dead_letter_without_a_known_event_follows_the_last_event_on_its_original_topic():
+    rows = [ev("a", 0, event_id="O"), ev("a", 1, topic="payments", event_id="P"),
+            ev("a", 2, topic="orders.DLT", dead=True, event_id="X", original_topic="orders")]
+    assert _links(rows) == [("O", "P"), ("O", "X")]
+    # no original topic named: the latest earlier event elsewhere, as for any event
+    rows[2] = ev("a", 2, topic="orders.DLT", dead=True, event_id="X")
+    assert _links(rows) == [("O", "P"), ("P", "X")]
+
+
+def test_no_event_is_caused_by_a_dead_letter_or_by_an_event_of_its_own_topic():
+    rows = [ev("a", 0, event_id="O1"), ev("a", 1, event_id="O2"),
+            ev("a", 2, topic="orders.DLT", dead=True, event_id="D", original_topic="orders"),
+            ev("a", 3, topic="payments", event_id="P1", service="pay"),
+            ev("a", 4, topic="payments", event_id="P2", service="pay")]
+    # O2 follows nothing (only orders before it); P1 and P2 follow O2, not the dead letter or P1
+    assert _links(rows) == [("O2", "D"), ("O2", "P1"), ("O2", "P2")]
+    # learned: the payment service reads orders and payments; still not its own topic
+    consumes = {("pay", "E"): {("kafka", "orders"), ("kafka", "payments")}}
+    assert _links(rows, consumes=consumes) == [("O2", "D"), ("O2", "P1"), ("O2", "P2")]
+
+
+def test_an_event_without_a_time_has_none():
+    rows = frame([ev("a", 0), {**ev("a", 1, topic="payments"), "at": None, "broker_at": None}])
+    found = traces.from_rows(rows, now=T0 + pd.Timedelta(minutes=5))
+    assert [e["at"] for e in found["events"]] == ["2026-12-01T09:00:00Z", None]
