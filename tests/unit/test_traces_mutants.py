@@ -460,3 +460,16 @@ def test_an_event_without_a_time_has_none():
     rows = frame([ev("a", 0), {**ev("a", 1, topic="payments"), "at": None, "broker_at": None}])
     found = traces.from_rows(rows, now=T0 + pd.Timedelta(minutes=5))
     assert [e["at"] for e in found["events"]] == ["2026-12-01T09:00:00Z", None]
+
+
+def test_slowest_keeps_chains_of_equal_duration_newest_first_in_a_longer_table():
+    ids = [f"c{i:02d}" for i in range(20)]  # the summary's order: newest first
+    table = pd.DataFrame({"correlation_id": ids, "first_at": T0, "last_at": T0, "events": 2,
+                          "duration_ms": [float(i % 3) for i in range(20)], "outcome": "completed"})
+    expected = [c for d in (2.0, 1.0, 0.0) for c, i in zip(ids, range(20)) if i % 3 == d]
+    assert traces.slowest(table)["correlation_id"].tolist() == expected
+
+
+def test_no_id_names_no_trace_whatever_the_events_ids_are():
+    rows = frame([ev("XXXX", 0, event_id="XXXX"), ev("a", 1)])
+    assert traces.resolve(rows, None).empty and traces.find(rows, None) is None
