@@ -191,3 +191,14 @@ def test_add_returns_the_rows_it_took_with_their_status_and_consumed_only():
         assert list(one.columns) == [*rows.columns, "status", "consumed"]
         assert one.index.tolist() == [0, 1]
     assert taken[1]["partition"].tolist() == [0, 1] and taken[1]["consumed"].tolist() == [2, 0]
+
+
+def test_a_step_from_the_windows_first_instant_is_in_the_window():
+    # a step is in the window when its earlier sample is: committed 20 → 10 over a window of
+    # exactly the 10 s between the two samples went back
+    assert both(frame([(20, 30), (10, 30)]), window_s=10.0) == "REWIND"
+    # lag 18 → 18 → 30 → 46 while committing: the level step from the window's first sample
+    # means the lag did not rise at every sample (OK); without that sample it did (WARN)
+    series = [(10, 28), (12, 30), (14, 44), (16, 62)]
+    assert both(frame(series), window_s=30.0) == "OK"
+    assert both(frame(series), window_s=29.0) == "WARN"
