@@ -73,6 +73,7 @@ def test_the_judge_hands_back_every_column_it_was_given_in_order():
     for column in rows.columns:
         value = latest[column].iloc[0]
         assert (pd.isna(value) and pd.isna(newest[column])) or value == newest[column], column
+    assert latest.dtypes.drop("status").to_dict() == rows.dtypes.to_dict()  # each in the dtype it came in
 
 
 def test_the_default_window_is_five_minutes():
@@ -132,3 +133,72 @@ def test_the_judge_ignores_a_second_report_of_a_sample_time_it_already_took():
     assert judge.add(again).empty
     latest = judge.latest()
     assert latest["committed"].tolist() == [12] and latest["status"].tolist() == ["OK"]
+
+
+def test_a_lag_that_stays_level_is_not_rising():
+    # committing, lag 5 → 18 → 18: it did not rise at every sample (docstring: OK, not WARN)
+    assert both(frame([(10, 15), (12, 30), (14, 32)])) == "OK"
+    assert both(frame([(10, 15), (12, 30), (14, 33)])) == "WARN"  # 5 → 18 → 19: it did
+
+
+def test_a_step_whose_lag_is_unknown_is_not_a_rise():
+    # committed 10 → 12 → 14 → 16, lag 5, 18, unknown (Redis reports null), 46: one known
+    # rise (5 → 18) in the run, not two: OK. With the last step known too (46 → 74): WARN
+    rows = frame([(10, 15), (12, 30), (14, 60), (16, 62)])
+    rows["lag"] = pd.array([5, 18, None, 46], dtype=rows["lag"].dtype)
+    assert both(rows) == "OK"
+    rows = frame([(10, 15), (12, 30), (14, 60), (16, 62), (18, 92)])
+    rows["lag"] = pd.array([5, 18, None, 46, 74], dtype=rows["lag"].dtype)
+    assert both(rows) == "WARN"
+    # lag 5, 0, unknown, 10, 20: since it was last zero, one known rise (10 → 20); the step
+    # into the unknown sample and the one out of it are not rises
+    rows = frame([(10, 15), (15, 15), (16, 30), (17, 27), (18, 38)])
+    rows["lag"] = pd.array([5, 0, None, 10, 20], dtype=rows["lag"].dtype)
+    assert both(rows) == "OK"
+
+
+def test_consumed_counts_every_message_committed_since_the_previous_sample():
+    rows = frame([(10, 15), (11, 15), (11, 16), (14, 20), (13, 20)])  # +1, 0, +3, back 1
+    judge = lag.LagJudge()
+    consumed = [judge.add(one)["consumed"].tolist()[0] for _, one in rows.groupby("sampled_at", sort=True)]
+    assert consumed == [0, 1, 0, 3, 0]
+
+
+def test_a_source_sampled_earlier_but_added_later_does_not_move_the_window_back():
+    # window 10 s. Kafka: partition 2 sampled at 0 s only, partition 0 at 0 s and 12 s; Redis
+    # sampled at 5 s, its rows added after Kafka's of 12 s. The newest sample is at 12 s, so
+    # the window starts at 2 s: partition 2 is out of it, as latest_lag says over the same rows
+    kafka = pd.concat([frame([(10, 15), (12, 20)], every_s=12), frame([(10, 15)], partition=2)],
+                      ignore_index=True)
+    redis = frame([(3, 4)], broker="redis", group="r")
+    redis["sampled_at"] = T0 + pd.Timedelta(seconds=5)
+    judge = lag.LagJudge(window_s=10.0)
+    for _, one in kafka.groupby("sampled_at", sort=True):
+        judge.add(one)
+    judge.add(redis)
+    latest = judge.latest()
+    assert sorted(zip(latest["broker"], latest["partition"])) == [("kafka", 0), ("redis", 0)]
+    batch = lag.latest_lag(pd.concat([kafka, redis], ignore_index=True), window_s=10.0)
+    assert sorted(zip(batch["broker"], batch["partition"])) == [("kafka", 0), ("redis", 0)]
+
+
+def test_add_returns_the_rows_it_took_with_their_status_and_consumed_only():
+    rows = frame([(10, 15), (12, 30)])
+    rows = pd.concat([rows, frame([(4, 4), (4, 9)], partition=1)], ignore_index=True)
+    judge = lag.LagJudge()
+    taken = [judge.add(one) for _, one in rows.groupby("sampled_at", sort=True)]
+    for one in taken:
+        assert list(one.columns) == [*rows.columns, "status", "consumed"]
+        assert one.index.tolist() == [0, 1]
+    assert taken[1]["partition"].tolist() == [0, 1] and taken[1]["consumed"].tolist() == [2, 0]
+
+
+def test_a_step_from_the_windows_first_instant_is_in_the_window():
+    # a step is in the window when its earlier sample is: committed 20 → 10 over a window of
+    # exactly the 10 s between the two samples went back
+    assert both(frame([(20, 30), (10, 30)]), window_s=10.0) == "REWIND"
+    # lag 18 → 18 → 30 → 46 while committing: the level step from the window's first sample
+    # means the lag did not rise at every sample (OK); without that sample it did (WARN)
+    series = [(10, 28), (12, 30), (14, 44), (16, 62)]
+    assert both(frame(series), window_s=30.0) == "OK"
+    assert both(frame(series), window_s=29.0) == "WARN"

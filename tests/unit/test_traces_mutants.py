@@ -252,3 +252,224 @@ def test_recent_calls_a_chain_quiet_for_30_seconds_by_default_finished():
     rows = frame([ev("a", 0), ev("a", 5)])
     assert traces.recent(rows, now=T0 + pd.Timedelta(seconds=35))["outcome"].tolist() == ["completed"]
     assert traces.recent(rows, now=T0 + pd.Timedelta(seconds=34.5))["outcome"].tolist() == ["in_flight"]
+
+
+def test_an_event_in_a_dlq_says_so_and_details_carry_its_decode_error():
+    rows = frame([ev("a", 0), ev("a", 1, topic="orders.DLT", dead=True, original_topic="orders",
+                                 decode_error="not JSON: b'\\x00'")])
+    found = traces.from_rows(rows, now=T0 + pd.Timedelta(minutes=5), details=True)
+    assert [e["dead_letter"] for e in found["events"]] == [False, True]
+    assert [e["decode_error"] for e in found["events"]] == ["", "not JSON: b'\\x00'"]
+    plain = traces.from_rows(rows, now=T0 + pd.Timedelta(minutes=5))["events"][1]
+    assert plain["dead_letter"] is True and "decode_error" not in plain
+
+
+def test_a_hop_latency_is_kept_to_a_tenth_of_a_millisecond():
+    rows = frame([ev("a", 0), ev("a", 1.23456, topic="payments")])
+    hop = traces.from_rows(rows, now=T0 + pd.Timedelta(minutes=5))["hops"][0]
+    assert hop["latency_ms"] == 1234.6
+
+
+def _span_chain():
+    """A → B, a dead letter of A, then C, D and E, each carrying the span its traceparent names.
+    The spans: C's span is a child of A's; D's is a root; E carries B's span unchanged."""
+    return frame([ev("s", 0, parent_span_id="a0"),
+                  ev("s", 1, topic="payments", parent_span_id="b0"),
+                  ev("s", 1.5, topic="orders.DLT", dead=True, original_topic="orders", parent_span_id="a0"),
+                  ev("s", 2, topic="shipping", parent_span_id="c0"),
+                  ev("s", 3, topic="emails", parent_span_id="d0"),
+                  ev("s", 4, topic="audit", parent_span_id="b0")])
+
+
+def test_spans_name_a_hops_cause_ahead_of_the_topic_rule_and_can_say_there_is_none():
+    spans = {"c0": ("a0", ()), "d0": (None, ())}
+    found = traces.from_rows(_span_chain(), now=T0 + pd.Timedelta(minutes=5), spans=spans)
+    assert [(h["from_topic"], h["to_topic"]) for h in found["hops"]] == [
+        ("orders", "payments"),      # no span known for b0: the latest earlier event elsewhere
+        ("orders", "orders.DLT"),    # a dead letter: the original's topic
+        ("orders", "shipping"),      # c0's parent is the span A carries
+        # D: its span is a root every step of which is known, and no message on the way: no hop
+        ("payments", "audit")]       # E carries B's span unchanged
+    assert [h["latency_ms"] for h in found["hops"]] == [1000.0, 1500.0, 2000.0, 3000.0]
+
+
+def test_without_spans_a_shared_traceparent_names_no_cause():
+    """As for the flow graph's edges: with no spans given (or none stored), a hop's cause is
+    found by the topic rule, whatever span IDs the messages carry."""
+    expected = [("orders", "payments"), ("orders", "orders.DLT"), ("payments", "shipping"),
+                ("shipping", "emails"), ("emails", "audit")]
+    for spans in (None, {}):
+        found = traces.from_rows(_span_chain(), now=T0 + pd.Timedelta(minutes=5), spans=spans)
+        assert [(h["from_topic"], h["to_topic"]) for h in found["hops"]] == expected
+    assert [(h["from_topic"], h["to_topic"]) for h in
+            traces.find(_span_chain(), "s", now=T0 + pd.Timedelta(minutes=5))["hops"]] == expected
+
+
+def test_from_rows_calls_a_chain_quiet_for_30_seconds_by_default_finished():
+    rows = frame([ev("a", 0), ev("a", 5)])
+    assert traces.from_rows(rows, now=T0 + pd.Timedelta(seconds=35))["outcome"] == "completed"
+    assert traces.from_rows(rows, now=T0 + pd.Timedelta(seconds=34.5))["outcome"] == "in_flight"
+
+
+def test_a_live_event_keeps_its_envelope_time_only_a_dead_letter_takes_the_brokers():
+    rows = frame([ev("a", 0, broker_sec=3), ev("a", 1, topic="payments", broker_sec=2)])
+    found = traces.from_rows(rows, now=T0 + pd.Timedelta(minutes=5))
+    assert [(e["topic"], e["at"]) for e in found["events"]] == [("orders", "2026-12-01T09:00:00Z"),
+                                                                ("payments", "2026-12-01T09:00:01Z")]
+    assert [h["latency_ms"] for h in found["hops"]] == [1000.0]
+
+
+def test_a_message_read_again_later_is_still_one_event():
+    again = {**ev("a", 0, offset="7"), "observed_at": T0 + pd.Timedelta(seconds=10)}  # read again at 10 s
+    rows = frame([ev("a", 0, offset="7"), again, ev("a", 1, topic="payments", offset="3")])
+    found = traces.from_rows(rows, now=T0 + pd.Timedelta(minutes=5))
+    assert found["events_total"] == 2 and [e["offset"] for e in found["events"]] == ["7", "3"]
+
+
+def _hop(rows, lag):
+    return traces.from_rows(rows, lag_history=lag, now=T0 + pd.Timedelta(minutes=5))["hops"][0]
+
+
+def test_a_kafka_hop_is_never_split_even_where_samples_would_bracket_it():
+    from test_trace_index import redis_hop_rows
+    samples = [(-3, 9, 9), (20, 10, 9), (60, 10, 10)]
+    assert _split_hop(_group_samples(samples))["split"] == "estimated"
+    kafka = redis_hop_rows(wait_s=60, service_s=20).assign(source="kafka", broker="kafka", kind="kafka")
+    lag = _group_samples(samples).assign(source="kafka", broker="kafka", kind="kafka")
+    hop = _hop(kafka, lag)
+    assert (hop["split"], hop["broker_wait_ms"], hop["service_ms"]) == (None, None, None)
+
+
+def test_a_hop_of_no_time_is_not_split_and_one_of_a_millisecond_can_be():
+    from test_trace_index import redis_hop_rows
+    hop = _hop(redis_hop_rows(wait_s=0, service_s=0), _group_samples([(-3, 9, 9), (5, 10, 10)]))
+    assert hop["latency_ms"] == 0.0 and hop["split"] is None and hop["broker_wait_ms"] is None
+    # 1 ms: unread 0.2 ms after the entry was added, read at 0.6 ms: delivered at 0.4 ms ± 0.2
+    hop = _hop(redis_hop_rows(wait_s=0.0006, service_s=0.0004),
+               _group_samples([(-3, 9, 9), (0.0002, 10, 9), (0.0006, 10, 10)]))
+    assert (hop["latency_ms"], hop["split"], hop["broker_wait_ms"], hop["service_ms"], hop["split_error_ms"]) == (
+        1.0, "estimated", 0.4, 0.6, 0.2)
+
+
+def test_without_a_lag_history_the_recent_samples_split_the_hops():
+    samples = _group_samples([(-3, 9, 9), (20, 10, 9), (60, 10, 10)])
+    from test_trace_index import redis_hop_rows
+    hop = traces.from_rows(redis_hop_rows(wait_s=60, service_s=20), lag=samples,
+                           now=T0 + pd.Timedelta(minutes=5))["hops"][0]
+    assert (hop["split"], hop["broker_wait_ms"], hop["split_error_ms"]) == ("estimated", 40000.0, 20000.0)
+
+
+def test_a_trace_of_exactly_max_events_is_kept_whole():
+    rows = frame([ev("a", i, topic=("orders" if i % 2 else "payments")) for i in range(4)])
+    found = traces.from_rows(rows, now=T0 + pd.Timedelta(minutes=5), max_events=4)
+    assert found["events_total"] == 4 and "events_each_end" not in found
+    assert len(found["events"]) == 4 and len(found["hops"]) == 3
+
+
+def test_a_cut_trace_keeps_the_first_ten_dead_letters_between_its_ends():
+    rows = [ev("hot", 0)] + [ev("hot", s, topic="orders.DLT", dead=True) for s in range(1, 12)] + [ev("hot", 12)]
+    found = traces.from_rows(frame(rows), now=T0 + pd.Timedelta(minutes=5), max_events=2)
+    assert found["events_total"] == 13 and found["events_each_end"] == 1
+    assert [e["at"][-3:-1] for e in found["events"]] == ["00", *(f"{s:02d}" for s in range(1, 11)), "12"]
+
+
+def _cut(rows, **kw):
+    return traces.from_rows(frame(rows), now=T0 + pd.Timedelta(minutes=10), max_events=6, **kw)["hops"]
+
+
+def test_each_end_of_a_cut_trace_links_its_hops_by_the_learned_topics_and_the_spans():
+    # each end: orders (shop), then refunds (ref), then payments (pay); three events between
+    def end(start, span):
+        return [ev("hot", start, parent_span_id=f"a{span}", service="shop"),
+                ev("hot", start + 1, topic="refunds", parent_span_id=f"r{span}", service="ref"),
+                ev("hot", start + 2, topic="payments", parent_span_id=f"p{span}", service="pay")]
+    rows = end(0, 0) + [ev("hot", s, topic="x", service="other") for s in (10, 11, 12)] + end(20, 1)
+    pairs = lambda hops: [(h["from_event_id"], h["to_event_id"]) for h in hops]  # noqa: E731
+    # by the topic rule alone, payments follows refunds
+    assert pairs(_cut(rows)) == [("id-hot-0", "id-hot-1"), ("id-hot-1", "id-hot-2"),
+                                 ("id-hot-20", "id-hot-21"), ("id-hot-21", "id-hot-22")]
+    # learned: the payment service reads orders only
+    consumes = {("pay", "E"): {("kafka", "orders")}}
+    assert pairs(_cut(rows, consumes=consumes)) == [("id-hot-0", "id-hot-1"), ("id-hot-0", "id-hot-2"),
+                                                    ("id-hot-20", "id-hot-21"), ("id-hot-20", "id-hot-22")]
+    # the spans say a payment has no cause (its span is a root)
+    spans = {"p0": (None, ()), "p1": (None, ())}
+    assert pairs(_cut(rows, spans=spans)) == [("id-hot-0", "id-hot-1"), ("id-hot-20", "id-hot-21")]
+
+
+def test_each_end_of_a_cut_trace_splits_its_redis_hops_by_the_lag_history():
+    def redis(sec, topic, offset, service):
+        return ev("hot", sec, topic=topic, offset=offset, broker="redis", kind="redis", service=service)
+    rows = [redis(0, "orders", "1-0", "order-service"), redis(80, "payments", "2-0", "payment-service"),
+            redis(100, "x", "3-0", "other"), redis(200, "orders", "4-0", "order-service"),
+            redis(280, "payments", "5-0", "payment-service")]
+    # payment-service on orders: entry 10 unread at 20 s, read at 60 s; entry 11 unread at 220 s, read at 260 s
+    samples = _group_samples([(-3, 9, 9), (20, 10, 9), (60, 10, 10), (197, 10, 10), (220, 11, 10), (260, 11, 11)])
+    from test_trace_index import T0 as ADDED
+    samples = samples.assign(sampled_at=samples["sampled_at"] - ADDED + T0)  # seconds after this file's T0
+    found = traces.from_rows(frame(rows), lag_history=samples, now=T0 + pd.Timedelta(minutes=10), max_events=4)
+    assert found["events_each_end"] == 2
+    assert [(h["from_event_id"], h["split"], h["broker_wait_ms"], h["service_ms"], h["split_error_ms"])
+            for h in found["hops"]] == [("id-hot-0", "estimated", 40000.0, 40000.0, 20000.0),
+                                        ("id-hot-200", "estimated", 40000.0, 40000.0, 20000.0)]
+
+
+def test_a_trace_without_correlation_ids_has_none():
+    rows = frame([ev(None, 0, trace_id="ab" * 16), ev(None, 1, topic="payments", trace_id="ab" * 16)])
+    found = traces.find(rows, "ab" * 16, now=T0 + pd.Timedelta(minutes=5))
+    assert found["correlation_id"] is None and found["events_total"] == 2
+
+
+def _links(rows, **kw):
+    found = traces.from_rows(frame(rows), now=T0 + pd.Timedelta(minutes=5), **kw)
+    return [(h["from_event_id"], h["to_event_id"]) for h in found["hops"]]
+
+
+def test_a_dead_letter_follows_the_event_it_copies_by_event_id_before_its_original_topic():
+    # A and B on orders, then the dead letter of A (A's event ID, no original offset), twice
+    rows = [ev("a", 0, event_id="A"), ev("a", 1, event_id="B"), ev("a", 2, topic="payments", event_id="P"),
+            ev("a", 3, topic="orders.DLT", dead=True, event_id="A", original_topic="orders"),
+            ev("a", 4, topic="orders.DLT", dead=True, event_id="A", original_topic="orders")]
+    assert _links(rows) == [("B", "P"), ("A", "A"), ("A", "A")]
+    hops = traces.from_rows(frame(rows), now=T0 + pd.Timedelta(minutes=5))["hops"]
+    assert [(h["from_topic"], h["latency_ms"]) for h in hops[1:]] == [("orders", 3000.0), ("orders", 4000.0)]
+
+
+def test_a_dead_letter_without_a_known_event_follows_the_last_event_on_its_original_topic():
+    rows = [ev("a", 0, event_id="O"), ev("a", 1, topic="payments", event_id="P"),
+            ev("a", 2, topic="orders.DLT", dead=True, event_id="X", original_topic="orders")]
+    assert _links(rows) == [("O", "P"), ("O", "X")]
+    # no original topic named: the latest earlier event elsewhere, as for any event
+    rows[2] = ev("a", 2, topic="orders.DLT", dead=True, event_id="X")
+    assert _links(rows) == [("O", "P"), ("P", "X")]
+
+
+def test_no_event_is_caused_by_a_dead_letter_or_by_an_event_of_its_own_topic():
+    rows = [ev("a", 0, event_id="O1"), ev("a", 1, event_id="O2"),
+            ev("a", 2, topic="orders.DLT", dead=True, event_id="D", original_topic="orders"),
+            ev("a", 3, topic="payments", event_id="P1", service="pay"),
+            ev("a", 4, topic="payments", event_id="P2", service="pay")]
+    # O2 follows nothing (only orders before it); P1 and P2 follow O2, not the dead letter or P1
+    assert _links(rows) == [("O2", "D"), ("O2", "P1"), ("O2", "P2")]
+    # learned: the payment service reads orders and payments; still not its own topic
+    consumes = {("pay", "E"): {("kafka", "orders"), ("kafka", "payments")}}
+    assert _links(rows, consumes=consumes) == [("O2", "D"), ("O2", "P1"), ("O2", "P2")]
+
+
+def test_an_event_without_a_time_has_none():
+    rows = frame([ev("a", 0), {**ev("a", 1, topic="payments"), "at": None, "broker_at": None}])
+    found = traces.from_rows(rows, now=T0 + pd.Timedelta(minutes=5))
+    assert [e["at"] for e in found["events"]] == ["2026-12-01T09:00:00Z", None]
+
+
+def test_slowest_keeps_chains_of_equal_duration_newest_first_in_a_longer_table():
+    ids = [f"c{i:02d}" for i in range(20)]  # the summary's order: newest first
+    table = pd.DataFrame({"correlation_id": ids, "first_at": T0, "last_at": T0, "events": 2,
+                          "duration_ms": [float(i % 3) for i in range(20)], "outcome": "completed"})
+    expected = [c for d in (2.0, 1.0, 0.0) for c, i in zip(ids, range(20)) if i % 3 == d]
+    assert traces.slowest(table)["correlation_id"].tolist() == expected
+
+
+def test_no_id_names_no_trace_whatever_the_events_ids_are():
+    rows = frame([ev("XXXX", 0, event_id="XXXX"), ev("a", 1)])
+    assert traces.resolve(rows, None).empty and traces.find(rows, None) is None
