@@ -197,6 +197,8 @@ def test_a_step_from_the_windows_first_instant_is_in_the_window():
     # a step is in the window when its earlier sample is: committed 20 → 10 over a window of
     # exactly the 10 s between the two samples went back
     assert both(frame([(20, 30), (10, 30)]), window_s=10.0) == "REWIND"
+    # two samples exactly a window apart are two samples to judge by: committing, OK (not UNKNOWN)
+    assert both(frame([(10, 15), (12, 30)]), window_s=10.0) == "OK"
     # lag 18 → 18 → 30 → 46 while committing: the level step from the window's first sample
     # means the lag did not rise at every sample (OK); without that sample it did (WARN)
     series = [(10, 28), (12, 30), (14, 44), (16, 62)]
