@@ -204,3 +204,13 @@ def test_a_step_from_the_windows_first_instant_is_in_the_window():
     series = [(10, 28), (12, 30), (14, 44), (16, 62)]
     assert both(frame(series), window_s=30.0) == "OK"
     assert both(frame(series), window_s=29.0) == "WARN"
+
+
+def test_the_judge_takes_a_sample_whose_text_column_is_all_missing():
+    rows = frame([(10, 15), (12, 30)]).assign(group_state=None)
+    rows = schemas.conform("lag", rows)
+    judge = lag.LagJudge()
+    for _, one in rows.groupby("sampled_at", sort=True):
+        judge.add(one)
+    latest = judge.latest()
+    assert latest["group_state"].isna().all() and latest["status"].tolist() == ["OK"]
