@@ -197,8 +197,20 @@ def test_a_step_from_the_windows_first_instant_is_in_the_window():
     # a step is in the window when its earlier sample is: committed 20 → 10 over a window of
     # exactly the 10 s between the two samples went back
     assert both(frame([(20, 30), (10, 30)]), window_s=10.0) == "REWIND"
+    # two samples exactly a window apart are two samples to judge by: committing, OK (not UNKNOWN)
+    assert both(frame([(10, 15), (12, 30)]), window_s=10.0) == "OK"
     # lag 18 → 18 → 30 → 46 while committing: the level step from the window's first sample
     # means the lag did not rise at every sample (OK); without that sample it did (WARN)
     series = [(10, 28), (12, 30), (14, 44), (16, 62)]
     assert both(frame(series), window_s=30.0) == "OK"
     assert both(frame(series), window_s=29.0) == "WARN"
+
+
+def test_the_judge_takes_a_sample_whose_text_column_is_all_missing():
+    rows = frame([(10, 15), (12, 30)]).assign(group_state=None)
+    rows = schemas.conform("lag", rows)
+    judge = lag.LagJudge()
+    for _, one in rows.groupby("sampled_at", sort=True):
+        judge.add(one)
+    latest = judge.latest()
+    assert latest["group_state"].isna().all() and latest["status"].tolist() == ["OK"]

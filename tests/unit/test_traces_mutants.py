@@ -384,7 +384,10 @@ def test_each_end_of_a_cut_trace_links_its_hops_by_the_learned_topics_and_the_sp
                 ev("hot", start + 1, topic="refunds", parent_span_id=f"r{span}", service="ref"),
                 ev("hot", start + 2, topic="payments", parent_span_id=f"p{span}", service="pay")]
     rows = end(0, 0) + [ev("hot", s, topic="x", service="other") for s in (10, 11, 12)] + end(20, 1)
-    pairs = lambda hops: [(h["from_event_id"], h["to_event_id"]) for h in hops]  # noqa: E731
+
+    def pairs(hops):
+        return [(h["from_event_id"], h["to_event_id"]) for h in hops]
+
     # by the topic rule alone, payments follows refunds
     assert pairs(_cut(rows)) == [("id-hot-0", "id-hot-1"), ("id-hot-1", "id-hot-2"),
                                  ("id-hot-20", "id-hot-21"), ("id-hot-21", "id-hot-22")]
