@@ -214,3 +214,23 @@ def test_the_judge_takes_a_sample_whose_text_column_is_all_missing():
         judge.add(one)
     latest = judge.latest()
     assert latest["group_state"].isna().all() and latest["status"].tolist() == ["OK"]
+
+
+def test_add_of_several_samples_returns_every_row_numbered_in_order():
+    rows = pd.concat([frame([(10, 15), (12, 30), (14, 60)], partition=p) for p in (0, 1)], ignore_index=True)
+    taken = lag.LagJudge().add(rows)
+    assert taken.index.tolist() == list(range(6))
+    assert taken["sampled_at"].tolist() == sorted(rows["sampled_at"].tolist())
+    assert taken["status"].tolist() == ["UNKNOWN", "UNKNOWN", "OK", "OK", "WARN", "WARN"]
+
+
+def test_in_a_large_sample_each_partition_counts_with_its_last_report():
+    # forty partitions, each reported twice in one sample: the second report is the newest
+    first = pd.concat([frame([(10, 15)], partition=p) for p in range(40)], ignore_index=True)
+    again = pd.concat([first.assign(committed=5, lag=10), first.assign(committed=12, lag=3)], ignore_index=True)
+    again["sampled_at"] = T0 + pd.Timedelta(seconds=10)
+    judge = lag.LagJudge()
+    judge.add(first)
+    taken = judge.add(again)
+    assert taken["committed"].tolist() == [12] * 40 and taken["consumed"].tolist() == [2] * 40
+    assert lag.latest_lag(pd.concat([first, again], ignore_index=True))["committed"].tolist() == [12] * 40
