@@ -234,3 +234,10 @@ def test_in_a_large_sample_each_partition_counts_with_its_last_report():
     taken = judge.add(again)
     assert taken["committed"].tolist() == [12] * 40 and taken["consumed"].tolist() == [2] * 40
     assert lag.latest_lag(pd.concat([first, again], ignore_index=True))["committed"].tolist() == [12] * 40
+
+
+def test_add_of_two_samples_returns_both_and_an_empty_judge_names_its_columns():
+    rows = frame([(10, 15), (12, 30)])
+    assert lag.LagJudge().add(rows)["committed"].tolist() == [10, 12]
+    empty = lag.LagJudge().latest()
+    assert empty.empty and list(empty.columns) == [*lag.KEY, "sampled_at", "lag", "committed", "status"]
