@@ -241,3 +241,13 @@ def test_add_of_two_samples_returns_both_and_an_empty_judge_names_its_columns():
     assert lag.LagJudge().add(rows)["committed"].tolist() == [10, 12]
     empty = lag.LagJudge().latest()
     assert empty.empty and list(empty.columns) == [*lag.KEY, "sampled_at", "lag", "committed", "status"]
+
+
+def test_the_judge_has_the_same_default_stall_and_a_window_exact_to_the_nanosecond():
+    series = [(10, 15), (12, 20), (12, 25), (12, 30), (12, 35)]  # moved, then still for 60 s
+    judge = lag.LagJudge()
+    for _, one in frame(series, every_s=20).groupby("sampled_at", sort=True):
+        judge.add(one)
+    assert judge.latest()["status"].tolist() == ["STALL"]
+    # the first of three rising samples 300 s and 200 ns before the newest: out of the window
+    assert both(frame(RISING, every_s=150.0000001, seconds=[0.0, 1.0, 2.0])) == "OK"
