@@ -214,3 +214,40 @@ def test_the_judge_takes_a_sample_whose_text_column_is_all_missing():
         judge.add(one)
     latest = judge.latest()
     assert latest["group_state"].isna().all() and latest["status"].tolist() == ["OK"]
+
+
+def test_add_of_several_samples_returns_every_row_numbered_in_order():
+    rows = pd.concat([frame([(10, 15), (12, 30), (14, 60)], partition=p) for p in (0, 1)], ignore_index=True)
+    taken = lag.LagJudge().add(rows)
+    assert taken.index.tolist() == list(range(6))
+    assert taken["sampled_at"].tolist() == sorted(rows["sampled_at"].tolist())
+    assert taken["status"].tolist() == ["UNKNOWN", "UNKNOWN", "OK", "OK", "WARN", "WARN"]
+
+
+def test_in_a_large_sample_each_partition_counts_with_its_last_report():
+    # forty partitions, each reported twice in one sample: the second report is the newest
+    first = pd.concat([frame([(10, 15)], partition=p) for p in range(40)], ignore_index=True)
+    again = pd.concat([first.assign(committed=5, lag=10), first.assign(committed=12, lag=3)], ignore_index=True)
+    again["sampled_at"] = T0 + pd.Timedelta(seconds=10)
+    judge = lag.LagJudge()
+    judge.add(first)
+    taken = judge.add(again)
+    assert taken["committed"].tolist() == [12] * 40 and taken["consumed"].tolist() == [2] * 40
+    assert lag.latest_lag(pd.concat([first, again], ignore_index=True))["committed"].tolist() == [12] * 40
+
+
+def test_add_of_two_samples_returns_both_and_an_empty_judge_names_its_columns():
+    rows = frame([(10, 15), (12, 30)])
+    assert lag.LagJudge().add(rows)["committed"].tolist() == [10, 12]
+    empty = lag.LagJudge().latest()
+    assert empty.empty and list(empty.columns) == [*lag.KEY, "sampled_at", "lag", "committed", "status"]
+
+
+def test_the_judge_has_the_same_default_stall_and_a_window_exact_to_the_nanosecond():
+    series = [(10, 15), (12, 20), (12, 25), (12, 30), (12, 35)]  # moved, then still for 60 s
+    judge = lag.LagJudge()
+    for _, one in frame(series, every_s=20).groupby("sampled_at", sort=True):
+        judge.add(one)
+    assert judge.latest()["status"].tolist() == ["STALL"]
+    # the first of three rising samples 300 s and 200 ns before the newest: out of the window
+    assert both(frame(RISING, every_s=150.0000001, seconds=[0.0, 1.0, 2.0])) == "OK"
