@@ -275,10 +275,15 @@ def _mount_small_fs(path: Path, size_mb: int) -> None:
 
 
 def _fill(path: Path) -> Path:
-    """Write a file under ``path`` until the filesystem refuses."""
+    """Write a file under ``path`` until the filesystem refuses (a filesystem the store has
+    filled already refuses the file itself: the disk is full either way)."""
     filler = path / "filler"
     block = b"\0" * (1 << 20)
-    with open(filler, "wb") as fh:
+    try:
+        fh = open(filler, "wb")
+    except OSError:
+        return filler
+    with fh:
         try:
             while True:
                 fh.write(block)
@@ -407,7 +412,7 @@ def run_soak(minutes: float, workdir: Path, say=print) -> dict:
         say(f"soak: store filesystem full for {hold_s:.0f} s")
         filler = _fill(store_dir)
         time.sleep(hold_s)
-        filler.unlink()
+        filler.unlink(missing_ok=True)
         freed = time.time()
         figures["store MiB when the disk was freed"] = round(_size_mib(store_dir / "store"), 1)
         figures["faults"]["disk full, then freed"] = _first_ok_after(
