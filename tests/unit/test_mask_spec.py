@@ -351,3 +351,22 @@ def test_an_object_or_array_under_a_personal_key_in_json_text_is_masked_leaf_by_
 def test_a_personal_key_with_no_value_in_broken_json_text_is_left_as_it_is():
     assert mask.mask_text('{"email": , "id": 1}') == '{"email": , "id": 1}'
     assert mask.mask_text('{"email": ') == '{"email": '
+
+
+@pytest.mark.parametrize("text, shown", [
+    # written with dots: groups of four, the last one 1 to 4 digits
+    ("card 4222.2222.2222.2 declined", "card **** declined"),          # 13 digits, a last group of one
+    ("card 4111.1111.11111.111 declined", "card 4111.1111.11111.111 declined"),  # a middle group of five
+    ("card 4111.1111.1111.11113 declined", "card 4111.1111.1111.11113 declined"),  # a last group of five
+    # written with spaces or dashes: groups of three to six digits
+    ("card 4111 111 111 111 111 declined", "card **** declined"),      # groups of three
+    ("card 4111-111-111-111-111 declined", "card **** declined"),
+    ("card 4111111 11111 1111 declined", "card 4111111 11111 1111 declined"),  # a group of seven
+    ("card 411111 1111111111 declined", "card 411111 1111111111 declined"),  # a group of ten
+    ("card 41111111 11111111 declined", "card 41111111 11111111 declined"),  # two groups of eight
+    # the number may be followed by a separator: it is kept after the mask
+    ("ref 4111-1111-1111-1111-A", "ref ****-A"),
+    ("ref 4111.1111.1111.1111.A", "ref ****.A"),
+])
+def test_how_a_card_number_is_written_decides(text, shown):
+    assert mask.mask_text(text) == shown
