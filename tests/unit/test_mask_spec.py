@@ -370,3 +370,18 @@ def test_a_personal_key_with_no_value_in_broken_json_text_is_left_as_it_is():
 ])
 def test_how_a_card_number_is_written_decides(text, shown):
     assert mask.mask_text(text) == shown
+
+
+def test_a_reason_reads_at_most_300_characters_of_the_message():
+    # the message is read to its first 300 characters (299 and "…"), then its whitespace is
+    # collapsed: with a long run of blanks, what was read shows after the collapse
+    message = b"card declined" + b" " * 277 + b"quota wxyz tuvw rstu"
+    assert len(message) == 310
+    _, reason = failure_reason(_spring(message))
+    assert reason == "PaymentDeclinedException: card declined quota wxy…"
+    trace = (b"org.springframework.kafka.listener.ListenerExecutionFailedException: Listener failed\n"
+             b"Caused by: com.shop.PaymentDeclinedException: " + message + b"\n\tat com.shop.Pay.run(Pay.java:1)\n")
+    headers = {"kafka_dlt-exception-fqcn": b"org.springframework.kafka.listener.ListenerExecutionFailedException",
+               "kafka_dlt-exception-stacktrace": trace}
+    assert failure_reason(headers) == ("com.shop.PaymentDeclinedException",
+                                       "PaymentDeclinedException: card declined quota wxy…")
