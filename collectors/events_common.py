@@ -11,6 +11,7 @@ from collections import Counter, OrderedDict
 from dataclasses import dataclass, field
 from operator import itemgetter
 
+import numpy as np
 import pandas as pd
 
 from eventscope import schemas
@@ -343,21 +344,69 @@ def restore_reading(rows: pd.DataFrame, events: pd.DataFrame | None, broker: str
             positions[(str(r.topic), int(r.partition))] = r.position
     if events is None or events.empty:
         return positions, books
-    redis = broker == "redis"
-    order = sorted(range(len(events)), key=lambda i: offset_key(broker, events["offset"].iat[i]))
-    for r in events.iloc[order].itertuples(index=False):
-        key = (str(r.topic), int(r.partition))
-        if key in positions:
-            at, saved = offset_key(broker, r.offset), offset_key(broker, positions[key])
-            if at <= saved if redis else at < saved:
-                continue  # read before the save: in the saved position and book already
-        positions[key] = str(r.offset) if redis else str(int(r.offset) + 1)
-        if bool(r.dead_letter):
-            book = books.setdefault(key[0], DeadLetterBook())
-            book.count(None if pd.isna(r.dlq_reason) else r.dlq_reason,
-                       None if pd.isna(r.original_topic) else r.original_topic,
-                       None if pd.isna(r.broker_at) else r.broker_at)
+    # Vectorised: a restart after a busy minute finds ~150,000 events stored since the save; a
+    # Python loop over them took 6 s and left ~40 MB behind in a process meant to stay small.
+    rows_of = pd.DataFrame({"topic": events["topic"].astype(str).to_numpy(dtype=object),
+                            "partition": events["partition"].astype("int64").to_numpy()})
+    at = _offset_columns(broker, events["offset"])
+    for name, column in at.items():
+        rows_of[name] = column
+    ordered = list(at)  # each row's offset as something that orders, most significant first
+    # by offset (stable: equal offsets keep the order they were stored in)
+    order = np.lexsort([rows_of[c].to_numpy() for c in reversed(ordered)])
+    rows_of = rows_of.iloc[order]
+    if positions:
+        saved = [(t, p, *_offset_tuple(broker, v)) for (t, p), v in positions.items()]
+        saved = pd.DataFrame(saved, columns=["topic", "partition", *("saved_" + c for c in ordered)])
+        both = rows_of.reset_index().merge(saved, on=["topic", "partition"], how="left").set_index("index")
+        known = both["saved_" + ordered[0]].notna().to_numpy()
+        # Kafka saves the next offset to read (an earlier one was read), Redis the last ID read
+        after = _later(both, ordered, inclusive=broker != "redis")
+        rows_of = rows_of[~known | after]
+    rows_of = rows_of[~rows_of.duplicated(["topic", "partition", *ordered])]  # stored twice, read once
+    if rows_of.empty:
+        return positions, books
+    last = rows_of.groupby(["topic", "partition"], sort=False).tail(1)
+    raw = events["offset"].to_numpy(dtype=object)
+    for topic, partition, i in zip(last["topic"], last["partition"].tolist(), last.index):
+        positions[(topic, partition)] = str(raw[i]) if broker == "redis" else str(int(raw[i]) + 1)
+    dead = events["dead_letter"].to_numpy(dtype=object)[rows_of.index]
+    for i in rows_of.index[pd.array(dead, dtype="boolean").fillna(False).to_numpy(dtype=bool)]:
+        r = events.iloc[i]
+        book = books.setdefault(str(r["topic"]), DeadLetterBook())
+        book.count(None if pd.isna(r["dlq_reason"]) else r["dlq_reason"],
+                   None if pd.isna(r["original_topic"]) else r["original_topic"],
+                   None if pd.isna(r["broker_at"]) else r["broker_at"])
     return positions, books
+
+
+def _offset_columns(broker: str, offsets: pd.Series) -> dict[str, np.ndarray]:
+    """:func:`offset_key` of a column at once: Kafka ``at``; Redis ``ms`` and ``seq``."""
+    text = offsets.astype(str)
+    if broker == "redis":
+        parts = text.str.partition("-")
+        seq = parts[2].where(parts[2] != "", "0")
+        return {"ms": parts[0].astype("int64").to_numpy(), "seq": seq.astype("int64").to_numpy()}
+    return {"at": text.astype("int64").to_numpy()}
+
+
+def _offset_tuple(broker: str, offset: str) -> tuple:
+    key = offset_key(broker, offset)
+    return key if isinstance(key, tuple) else (key,)
+
+
+def _later(both: pd.DataFrame, ordered: list[str], inclusive: bool) -> np.ndarray:
+    """Rows whose offset comes after their saved one (or equals it, ``inclusive``), compared
+    column by column, most significant first; rows without a saved offset come out False."""
+    result = np.zeros(len(both), dtype=bool)
+    equal = np.ones(len(both), dtype=bool)
+    for c in ordered:
+        mine, saved = both[c].to_numpy(), both["saved_" + c].to_numpy()
+        known = ~pd.isna(saved)
+        saved = np.where(known, saved, 0).astype("int64")
+        result |= equal & known & (mine > saved)
+        equal &= known & (mine == saved)
+    return result | (equal if inclusive else False)
 
 
 def _counts(text, kind=int) -> dict:

@@ -263,3 +263,57 @@ def test_redis_restore_skips_the_entry_at_the_saved_id():
                       {"topic": "q:dlq", "offset": "5-1", "dead_letter": True, "dlq_reason": "new"}])
     positions, books = restore_reading(saved, events, "redis")
     assert positions == {("q:dlq", 0): "5-1"} and books["q:dlq"].reasons == {"new": 1}
+
+
+def _restore_one_by_one(saved_positions: dict, events: pd.DataFrame, broker: str) -> tuple[dict, dict]:
+    """The rule, event by event in offset order: an event at or past its partition's saved
+    position (Kafka: the next offset to read; Redis: the last ID read) moves the position past
+    it, and a dead letter among them is counted once; one stored twice counts once."""
+    def order(offset):
+        if broker == "redis":
+            ms, _, seq = offset.partition("-")
+            return int(ms), int(seq or 0)
+        return int(offset)
+    positions, counted = dict(saved_positions), {}
+    for i in sorted(range(len(events)), key=lambda i: order(events["offset"].iat[i])):
+        r = events.iloc[i]
+        key = (r["topic"], int(r["partition"]))
+        if key in positions:
+            at, mine = order(r["offset"]), order(positions[key])
+            if (at <= mine) if broker == "redis" else (at < mine):
+                continue
+        positions[key] = r["offset"] if broker == "redis" else str(int(r["offset"]) + 1)
+        if r["dead_letter"]:
+            counted.setdefault(r["topic"], []).append(r["dlq_reason"])
+    return positions, counted
+
+
+@pytest.mark.parametrize("broker", ["kafka", "redis"])
+def test_restoring_many_stored_events_follows_the_rule_event_by_event(broker):
+    import random  # noqa: PLC0415 - this test's own data
+    rng = random.Random(7)
+    topics = [("orders", 0), ("orders", 1), ("pay.DLT", 0), ("pay.DLT", 1), ("ship", 0)]
+    saved_positions = {}
+    for topic, partition in topics[:4]:  # "ship" has no saved position
+        saved_positions[(topic, partition)] = (f"{rng.randrange(1000, 1010)}-{rng.randrange(3)}"
+                                               if broker == "redis" else str(rng.randrange(20, 40)))
+    rows = []
+    for _ in range(3000):
+        topic, partition = rng.choice(topics)
+        offset = (f"{rng.randrange(995, 1020)}-{rng.randrange(4)}" if broker == "redis"
+                  else str(rng.randrange(10, 60)))
+        if broker == "redis" and rng.random() < 0.1:
+            offset = offset.split("-")[0]  # an ID without its sequence: sequence 0
+        dead = topic.endswith(".DLT")
+        rows.append({"topic": topic, "partition": partition, "offset": offset, "dead_letter": dead,
+                     "dlq_reason": f"reason {rng.randrange(5)}" if dead else None,
+                     "original_topic": "orders" if dead else None, "broker_at": T0})
+    events = _events(rows)
+    saved = pd.DataFrame(reading_rows(T0, broker, broker, saved_positions, {}))
+    positions, books = restore_reading(saved, events, broker)
+    expected_positions, counted = _restore_one_by_one(saved_positions, events, broker)
+    assert positions == expected_positions
+    assert {t: dict(b.reasons) for t, b in books.items()} == \
+        {t: dict(pd.Series(reasons).value_counts()) for t, reasons in counted.items()}
+    assert all(b.source_topics == {"orders": sum(b.reasons.values())} for b in books.values())
+    assert 0 < sum(len(r) for r in counted.values()) < 3000  # some moved past, some not
