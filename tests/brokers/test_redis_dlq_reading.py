@@ -1,0 +1,58 @@
+"""A Redis DLQ seen for the first time, and a stream with more news than one sample reads,
+against the real Redis (README, "Dead-letter queues": a DLQ first seen with more than
+``dlq_read_max`` entries is read from its newest ``dlq_read_max``; the rest are counted as
+unread, not as reasons, until they leave the stream)."""
+import json
+
+import pytest
+import redis
+
+from eventscope.collectors.redis.streams import RedisStreamsCollector
+
+pytestmark = pytest.mark.broker
+
+
+def _dead_letter(i: int) -> dict:
+    return {"envelope": json.dumps({"event_type": "PaymentFailed", "event_id": f"evt_{i}",
+                                    "correlation_id": f"c-{i}"}),
+            "error": f"card declined for order {i}", "original_stream": "payments"}
+
+
+def test_a_big_dlq_first_seen_is_read_from_its_newest_entries_and_the_rest_counted_unread(redis_client, redis_url):
+    ids = [redis_client.xadd("payments.dlq", _dead_letter(i)) for i in range(12)]
+    collector = RedisStreamsCollector(redis.Redis.from_url(redis_url), dlq_read_max=5)
+    out = collector.collect()
+    events = out["events"]
+    assert sorted(events["offset"]) == sorted(ids[-5:])
+    assert events["dead_letter"].all() and set(events["dlq_reason"]) == {"card declined for order #"}
+    dlq = out["dlq"].set_index("dlq").loc["payments.dlq"]
+    assert (dlq["depth"], dlq["unread"], dlq["source_topic"]) == (12, 7, "payments")
+    assert json.loads(dlq["reasons"]) == {"card declined for order #": 5}
+    state = [r for r in collector.reading_state(out["dlq"]["sampled_at"].iloc[0]) if r["topic"] == "payments.dlq"]
+    assert {r["partition"] for r in state} == {0, -1}  # its position and its book
+
+    ids.append(redis_client.xadd("payments.dlq", _dead_letter(12)))
+    again = collector.collect()
+    assert list(again["events"]["offset"]) == [ids[-1]]
+    dlq = again["dlq"].set_index("dlq").loc["payments.dlq"]
+    assert (dlq["depth"], dlq["unread"]) == (13, 7)  # the old seven are still there, still unread
+    assert json.loads(dlq["reasons"]) == {"card declined for order #": 6}
+
+    redis_client.xtrim("payments.dlq", minid=ids[-6], approximate=False)  # the owner trims what nobody read
+    dlq = collector.collect()["dlq"].set_index("dlq").loc["payments.dlq"]
+    assert (dlq["depth"], dlq["unread"]) == (6, 0)
+
+
+def test_a_dlq_within_the_first_read_is_read_whole(redis_client, redis_url):
+    ids = [redis_client.xadd("payments.dlq", _dead_letter(i)) for i in range(5)]
+    out = RedisStreamsCollector(redis.Redis.from_url(redis_url), dlq_read_max=5).collect()
+    assert sorted(out["events"]["offset"]) == sorted(ids)
+    assert out["dlq"].set_index("dlq").loc["payments.dlq", "unread"] == 0
+
+
+def test_a_stream_with_more_news_than_a_sample_reads_is_read_over_several_samples(redis_client, redis_url):
+    ids = [redis_client.xadd("orders", {"envelope": json.dumps({"event_id": f"e{i}"})}) for i in range(130)]
+    collector = RedisStreamsCollector(redis.Redis.from_url(redis_url), max_events=100)
+    first = collector.collect()["events"]
+    second = collector.collect()["events"]
+    assert list(first["offset"]) == ids[:100] and list(second["offset"]) == ids[100:]
