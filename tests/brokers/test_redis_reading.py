@@ -1,5 +1,6 @@
-"""A Redis DLQ seen for the first time, and a stream with more news than one sample reads,
-against the real Redis (README, "Dead-letter queues": a DLQ first seen with more than
+"""How the Redis collector reads, against the real Redis: a DLQ seen for the first time, a
+stream with more news than one sample reads, the events-only reads between full samples, and a
+restart from the saved reading state (README, "Dead-letter queues": a DLQ first seen with more than
 ``dlq_read_max`` entries is read from its newest ``dlq_read_max``; the rest are counted as
 unread, not as reasons, until they leave the stream)."""
 import json
@@ -56,3 +57,39 @@ def test_a_stream_with_more_news_than_a_sample_reads_is_read_over_several_sample
     first = collector.collect()["events"]
     second = collector.collect()["events"]
     assert list(first["offset"]) == ids[:100] and list(second["offset"]) == ids[100:]
+
+
+def test_between_full_samples_only_the_new_entries_of_known_streams_are_read(redis_client, redis_url):
+    collector = RedisStreamsCollector(redis.Redis.from_url(redis_url))
+    with pytest.raises(ConnectionError, match="not been sampled"):
+        collector.collect_events()  # nothing asked of Redis yet: not a success
+    ids = [redis_client.xadd("orders", {"envelope": json.dumps({"event_id": f"e{i}"})}) for i in range(3)]
+    assert list(collector.collect()["events"]["offset"]) == ids
+    assert collector.collect_events()["events"].empty  # no news
+    ids += [redis_client.xadd("orders", {"envelope": json.dumps({"event_id": f"e{i}"})}) for i in range(3, 5)]
+    redis_client.xadd("refunds", {"envelope": "{}"})  # a new stream waits for the next full sample
+    events = collector.collect_events()["events"]
+    assert list(events["offset"]) == ids[3:] and set(events["topic"]) == {"orders"}
+    redis_client.delete("orders")
+    assert collector.collect_events()["events"].empty  # deleted since: nothing, no failure
+
+
+def test_a_new_collector_goes_on_from_the_saved_reading_state(redis_client, redis_url):
+    import pandas as pd  # noqa: PLC0415 - only this test builds frames
+    ids = [redis_client.xadd("orders", {"envelope": json.dumps({"event_id": f"e{i}"})}) for i in range(4)]
+    first = RedisStreamsCollector(redis.Redis.from_url(redis_url))
+    stored = first.collect()["events"]
+    saved = pd.DataFrame(first.reading_state(pd.Timestamp.now(tz="UTC")))
+    later = redis_client.xadd("orders", {"envelope": json.dumps({"event_id": "e4"})})
+
+    restarted = RedisStreamsCollector(redis.Redis.from_url(redis_url))
+    restarted.restore(saved)
+    assert list(restarted.collect()["events"]["offset"]) == [later]
+
+    # a store that refused the last events: back to what it holds, and those are read again
+    again = RedisStreamsCollector(redis.Redis.from_url(redis_url))
+    again.restore(saved)
+    again.collect()
+    again.rewind(saved, stored.iloc[:0])
+    assert list(again.collect()["events"]["offset"]) == [later]
+    assert ids == list(stored["offset"])
