@@ -326,3 +326,61 @@ def test_alerts_json_names_the_cluster_and_its_kind_of_each_subject(tmp_path, ca
     assert (rows["big"]["subject"], rows["big"]["broker"], rows["big"]["kind"]) == ("east:billing/orders", "east", "redis")
     assert (rows["stale"]["subject"], rows["stale"]["broker"], rows["stale"]["kind"]) == (
         "west/kafka.offsets", "west", None)  # no sample of west's kind in the store
+
+
+# -- `lag` and `dlq` as tables, and the warning of a server bound beyond loopback -------------
+def _lag_and_dlq_store(root, at: pd.Timestamp):
+    lag = [{"sampled_at": at, "source": "kafka", "broker": "kafka", "group": g, "topic": "orders", "partition": p,
+            "committed": 10, "end": 10 + n, "lag": n, "lag_seconds": 1.5 * n, "group_state": "Stable", "members": 1}
+           for g, p, n in [("zeta", 1, 4), ("alpha", 1, 2), ("alpha", 0, 3), ("pay\x1b[31mred", 0, 0)]]
+    dlq = [{"sampled_at": at, "source": "kafka", "broker": "kafka", "dlq": "orders.DLT", "source_topic": "orders",
+            "depth": 3, "oldest_at": at - pd.Timedelta(minutes=10), "reasons": '{"card declined": 3}', "unread": 0}]
+    Recorder(Store(root)).record({"lag": schemas.conform("lag", lag), "dlq": schemas.conform("dlq", dlq)})
+    return root
+
+
+def test_lag_as_a_table_is_sorted_by_group_topic_and_partition_escaped_and_without_the_source(tmp_path, capsys):
+    root = _lag_and_dlq_store(tmp_path / "store", pd.Timestamp.now(tz="UTC").floor("s"))
+    assert main(["lag", "--store", str(root)]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    header = lines[0].split()
+    assert "source" not in header and {"group", "topic", "partition", "lag", "status"} <= set(header)
+    shift = "sampled_at" in header  # its cells are two words: a date and a time
+    groups = [line.split()[header.index("group") + shift] for line in lines[1:]]
+    partitions = [line.split()[header.index("partition") + shift] for line in lines[1:]]
+    assert groups == ["alpha", "alpha", "pay\\x1b[31mred", "zeta"] and partitions == ["0", "1", "0", "1"]
+    assert "\x1b" not in "\n".join(lines)
+
+
+def test_dlq_as_a_table_has_no_sample_time_and_ages_are_from_now(tmp_path, capsys):
+    root = _lag_and_dlq_store(tmp_path / "store", pd.Timestamp.now(tz="UTC").floor("s") - pd.Timedelta(minutes=5))
+    assert main(["dlq", "--store", str(root)]) == 0
+    header = capsys.readouterr().out.splitlines()[0].split()
+    assert "sampled_at" not in header and {"dlq", "depth", "reasons", "oldest_age_seconds"} <= set(header)
+    assert main(["dlq", "--json", "--store", str(root)]) == 0
+    age = json.loads(capsys.readouterr().out)[0]["oldest_age_seconds"]
+    assert 15 * 60 - 1 <= age < 16 * 60  # the oldest dead letter is 15 minutes old now, not 10
+
+
+def test_an_empty_store_says_nothing_is_there_yet(tmp_path, capsys):
+    assert main(["lag", "--store", str(tmp_path / "empty")]) == 0
+    assert capsys.readouterr().out.strip() == \
+        "(nothing yet: is a collector writing this store? see `eventscope collect`)"
+
+
+def test_only_text_cells_are_escaped():
+    from eventscope.cli import safe_text, terminal_safe  # noqa: PLC0415 - the helpers themselves
+    assert safe_text("a\x1b[2Jb\x07") == "a\\x1b[2Jb\\x07" and safe_text(7) == 7 and safe_text(None) is None
+    mixed = pd.DataFrame({"name": pd.Series(["ok\x9b", 3, None], dtype=object), "n": [1, 2, 3]})
+    assert terminal_safe(mixed)["name"].tolist() == ["ok\\x9b", 3, None]
+
+
+def test_the_warning_of_a_server_beyond_loopback_says_it_all(capsys):
+    from eventscope.cli import _warn_exposure  # noqa: PLC0415 - the helper itself
+    _warn_exposure("the exporter", "[::]", 9464)
+    _warn_exposure("the dashboard", "127.0.0.1", 8501)
+    assert capsys.readouterr().err == (
+        "eventscope: WARNING: the exporter listens on [::]:9464, beyond loopback, and has no authentication: "
+        "anyone who can reach that port sees the brokers' topics, groups, services and (masked) messages. "
+        "Bind it to 127.0.0.1 (the default) and put a reverse proxy with authentication and TLS in front of it "
+        "(README: Security).\n")
