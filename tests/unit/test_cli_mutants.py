@@ -384,3 +384,37 @@ def test_the_warning_of_a_server_beyond_loopback_says_it_all(capsys):
         "anyone who can reach that port sees the brokers' topics, groups, services and (masked) messages. "
         "Bind it to 127.0.0.1 (the default) and put a reverse proxy with authentication and TLS in front of it "
         "(README: Security).\n")
+
+
+def test_the_dashboard_is_given_its_store_its_config_and_two_heaps(monkeypatch, tmp_path):
+    from eventscope import cli  # noqa: PLC0415 - its os.execve is replaced
+    calls = []
+
+    def execve(path, argv, env):
+        calls.append((path, argv, env))
+    monkeypatch.setattr(cli.os, "execve", execve)
+    monkeypatch.delenv("MALLOC_ARENA_MAX", raising=False)
+    monkeypatch.delenv("EVENTSCOPE_CONFIG", raising=False)
+    config = tmp_path / "eventscope.toml"
+    config.write_text("[collect]\ninterval_s = 5\n")
+    monkeypatch.chdir(tmp_path)
+    cli.main(["--config", "eventscope.toml", "dashboard", "--store", "/data/es-store"])
+    path, argv, env = calls[-1]
+    assert path == argv[0] and "streamlit" in " ".join(argv)
+    assert env["EVENTSCOPE_STORE"] == "/data/es-store"
+    assert env["EVENTSCOPE_CONFIG"] == str(config.resolve())  # absolute: Streamlit may change directory
+    assert env["MALLOC_ARENA_MAX"] == "2"
+    monkeypatch.setenv("MALLOC_ARENA_MAX", "4")  # the user's own choice stays
+    cli.main(["dashboard", "--store", "/data/es-store"])
+    assert calls[-1][2]["MALLOC_ARENA_MAX"] == "4" and "EVENTSCOPE_CONFIG" not in calls[-1][2]
+
+
+def test_the_exporter_serves_the_store_it_was_given(monkeypatch, tmp_path):
+    from eventscope import cli, exporter  # noqa: PLC0415 - its serve is replaced
+    from eventscope.config import Config  # noqa: PLC0415
+    served = {}
+    monkeypatch.setattr(exporter, "serve", lambda store, config, **_: served.update(store=store, config=config))
+    monkeypatch.delenv("EVENTSCOPE_CONFIG", raising=False)
+    assert cli.main(["exporter", "--store", str(tmp_path / "s")]) == 0
+    assert isinstance(served["store"], Store) and isinstance(served["config"], Config)
+    assert served["store"].root == tmp_path / "s" and str(served["config"].store_dir) == str(tmp_path / "s")
