@@ -355,3 +355,19 @@ def test_dlq_and_alert_metrics(tmp_path):
     assert _one(values, "eventscope_alerts_firing", severity="critical") == 1.0
     assert _one(values, "eventscope_alerts_firing", severity="warning") == 0.0  # pending is not firing
 
+
+
+def test_a_member_assigned_several_partitions_of_a_topic_holds_each():
+    consumers = pd.DataFrame([
+        {"kind": "kafka", "broker": "prod", "group": "billing", "member_id": "m-1", "consumer": "billing-1",
+         "host": "/10.0.0.7", "assignment": "orders:0,1,12 payments:3"},
+        {"kind": "kafka", "broker": "prod", "group": "billing", "member_id": "m-2", "consumer": "billing-2",
+         "host": "/10.0.0.8", "assignment": ":4 refunds: bad:x"},  # no topic, no partition: nothing held
+        {"kind": "redis", "broker": "cache", "group": "g", "member_id": "", "consumer": "w",
+         "host": "", "assignment": "orders:0"},  # a Redis consumer is not a Kafka member
+    ])
+    member = ("/10.0.0.7", "m-1", "billing-1")
+    assert kafka_members(consumers) == {("prod", "billing", "orders", 0): member,
+                                        ("prod", "billing", "orders", 1): member,
+                                        ("prod", "billing", "orders", 12): member,
+                                        ("prod", "billing", "payments", 3): member}
