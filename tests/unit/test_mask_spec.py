@@ -385,3 +385,21 @@ def test_a_reason_reads_at_most_300_characters_of_the_message():
                "kafka_dlt-exception-stacktrace": trace}
     assert failure_reason(headers) == ("com.shop.PaymentDeclinedException",
                                        "PaymentDeclinedException: card declined quota wxy…")
+
+
+@pytest.mark.parametrize("key", ["groupName_contactName", "hostname_username", "fileNameOrFullName"])
+def test_a_person_name_after_a_thing_name_in_one_key_is_still_personal(key):
+    assert mask.is_personal_key(key)
+    assert json.loads(mask.headers_json({key: b"Ann Lee"})) == {key: "***"}
+
+
+def test_header_values_have_credentials_masked_whatever_separates_them():
+    assert json.loads(mask.headers_json({"x-note": b"token:abc12345"})) == {"x-note": "token:***"}
+    assert json.loads(mask.headers_json({"x-note": b"Bearer\teyJhbGciOi.J9x"})) == {"x-note": "Bearer\t***"}
+
+
+def test_headers_show_at_most_fifty_and_never_the_payload_fields():
+    headers = {f"x-h{i:02d}": b"v" for i in range(60)}
+    shown = json.loads(mask.headers_json(headers))
+    assert list(shown) == [f"x-h{i:02d}" for i in range(50)]
+    assert json.loads(mask.headers_json({"envelope": b'{"a": 1}', "payload": b"p", "x-id": b"7"})) == {"x-id": "7"}
