@@ -403,3 +403,8 @@ def test_headers_show_at_most_fifty_and_never_the_payload_fields():
     shown = json.loads(mask.headers_json(headers))
     assert list(shown) == [f"x-h{i:02d}" for i in range(50)]
     assert json.loads(mask.headers_json({"envelope": b'{"a": 1}', "payload": b"p", "x-id": b"7"})) == {"x-id": "7"}
+
+
+def test_a_binary_header_value_is_a_short_hex_prefix():
+    assert json.loads(mask.headers_json({"x-bin": b"\xff\x00abc"})) == {"x-bin": "0xff00616263"}
+    assert json.loads(mask.headers_json({"x-bin": b"\xfe" * 100})) == {"x-bin": "0x" + "fe" * 32}
