@@ -93,3 +93,42 @@ def test_a_new_collector_goes_on_from_the_saved_reading_state(redis_client, redi
     again.rewind(saved, stored.iloc[:0])
     assert list(again.collect()["events"]["offset"]) == [later]
     assert ids == list(stored["offset"])
+
+
+def test_lag_seconds_members_and_ends_over_three_samples(redis_client, redis_url):
+    """Entries written 300, 200 and 100 s ago (their IDs say so); the group was delivered the
+    first. Its lag is dated by the oldest entry not delivered, sample after sample, and moves on
+    when the group does. Members are the consumers active within the stuck time."""
+    import time  # noqa: PLC0415 - this test's own clock
+    now_ms = int(time.time() * 1000)
+    ids = [redis_client.xadd("orders", {"envelope": "{}"}, id=f"{now_ms - age * 1000}-0") for age in (300, 200, 100)]
+    redis_client.xgroup_create("orders", "billing", id="0")
+    redis_client.xreadgroup("billing", "worker-1", {"orders": ">"}, count=1)
+    collector = RedisStreamsCollector(redis.Redis.from_url(redis_url), stuck_idle_s=30)
+
+    def row(out):
+        return out["lag"].set_index("group").loc["billing"]
+    out = collector.collect()
+    first = row(out)
+    assert (first["committed"], first["end"], first["lag"], first["members"]) == (1, 3, 2, 1)
+    assert 200 <= first["lag_seconds"] < 230  # the entry of 200 s ago, not the first one (300 s)
+    assert out["topics"].set_index("topic").loc["orders", "end"] == 3
+    consumers = out["consumers"].drop(columns=["sampled_at", "idle_ms"]).to_dict("records")
+    assert consumers == [{"source": "redis", "broker": "redis", "kind": "redis", "group": "billing",
+                          "topic": "orders", "consumer": "worker-1", "member_id": None, "host": "",
+                          "assignment": "", "pending": 1}]
+    assert out["events"]["observed_at"].notna().all()
+
+    time.sleep(0.3)
+    second = row(collector.collect())  # the group has not moved: the same entry, older now
+    assert second["lag"] == 2 and first["lag_seconds"] + 0.2 < second["lag_seconds"] < first["lag_seconds"] + 30
+
+    redis_client.xreadgroup("billing", "worker-2", {"orders": ">"}, count=1)  # a second consumer, one more entry
+    third = row(collector.collect())
+    assert (third["lag"], third["members"]) == (1, 2)
+    assert 100 <= third["lag_seconds"] < 130  # now the entry of 100 s ago
+
+    idle = RedisStreamsCollector(redis.Redis.from_url(redis_url), stuck_idle_s=0.05)
+    time.sleep(0.2)  # both consumers idle past the stuck time: no member
+    assert row(idle.collect())["members"] == 0
+    assert ids[0] < ids[2]
