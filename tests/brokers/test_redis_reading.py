@@ -132,3 +132,10 @@ def test_lag_seconds_members_and_ends_over_three_samples(redis_client, redis_url
     time.sleep(0.2)  # both consumers idle past the stuck time: no member
     assert row(idle.collect())["members"] == 0
     assert ids[0] < ids[2]
+
+
+def test_streams_named_in_the_config_are_the_only_ones_watched(redis_client, redis_url):
+    redis_client.xadd("orders", {"envelope": "{}"})
+    redis_client.xadd("audit", {"envelope": "{}"})
+    out = RedisStreamsCollector(redis.Redis.from_url(redis_url), streams=["orders"]).collect()
+    assert set(out["topics"]["topic"]) == {"orders"} and set(out["events"]["topic"]) == {"orders"}
