@@ -167,3 +167,20 @@ def test_to_rows_says_none_where_one_queue_of_several_has_no_value():
     out = {r["dlq"]: r for r in dlq.to_rows(dlq.summary(rows, lag=lag_rows, stuck=stuck))}
     assert (out["a:dlq"]["unprocessed"], out["a:dlq"]["pre_dlq_pressure"]) == (3, 1)
     assert (out["b:dlq"]["unprocessed"], out["b:dlq"]["pre_dlq_pressure"]) == (None, None)
+
+
+def test_a_rabbitmq_dlq_backlog_is_unprocessed_only_while_a_consumer_reads_it():
+    # a RabbitMQ queue is its own "group": with no consumer its backlog waits, nobody is behind on it
+    def queue(members, value, kind="rabbitmq", group="payments.dlq"):
+        return {"sampled_at": T0, "source": "mq", "broker": "kafka", "kind": kind, "group": group,
+                "topic": "payments.DLT", "partition": 0, "committed": 0, "end": value, "lag": value,
+                "lag_seconds": 1.0, "members": members, "group_state": "n/a"}
+    read = schemas.conform("lag", [queue(1, 6)])
+    assert dlq.summary(samples([7]), lag=read).loc[0, "unprocessed"] == 6
+    idle = schemas.conform("lag", [queue(0, 6)])
+    assert dlq.summary(samples([7]), lag=idle).loc[0, "unprocessed"] is None
+    unknown_members = schemas.conform("lag", [queue(None, 6)])
+    assert dlq.summary(samples([7]), lag=unknown_members).loc[0, "unprocessed"] is None
+    # a Kafka group without members is still behind on the DLQ: it reads again when it restarts
+    kafka_idle = schemas.conform("lag", [queue(0, 4, kind="kafka", group="reprocess"), queue(0, 6)])
+    assert dlq.summary(samples([7]), lag=kafka_idle).loc[0, "unprocessed"] == 4
