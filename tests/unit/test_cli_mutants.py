@@ -5,8 +5,10 @@ minutes or three collection intervals, whichever is longer, and says how old in 
 from __future__ import annotations
 
 import json
+import time
 
 import pandas as pd
+import pytest
 
 from eventscope import schemas
 from eventscope.cli import main
@@ -418,3 +420,41 @@ def test_the_exporter_serves_the_store_it_was_given(monkeypatch, tmp_path):
     assert cli.main(["exporter", "--store", str(tmp_path / "s")]) == 0
     assert isinstance(served["store"], Store) and isinstance(served["config"], Config)
     assert served["store"].root == tmp_path / "s" and str(served["config"].store_dir) == str(tmp_path / "s")
+
+
+# -- `graph`: the sample data, collected once in process ------------------------------------
+@pytest.fixture(scope="module")
+def sample_store(tmp_path_factory):
+    root = tmp_path_factory.mktemp("graph") / "store"
+    assert main(["collect", "--once", "--store", str(root)]) == 0
+    newest = Store(root).read("events", columns=["observed_at"])["observed_at"].max()
+    wait = (newest + pd.Timedelta(seconds=1.5) - pd.Timestamp.now(tz="UTC")).total_seconds()
+    time.sleep(max(0.0, wait))  # the replay dates its events up to now: let a second pass
+    return root
+
+
+def _graph(capsys, root, *args) -> dict:
+    capsys.readouterr()
+    assert main(["graph", "--json", *args, "--store", str(root)]) == 0
+    return json.loads(capsys.readouterr().out)
+
+
+def test_the_graph_holds_every_kind_of_flow_the_store_knows(sample_store, capsys):
+    g = _graph(capsys, sample_store)
+    kinds = {e["kind"] for e in g["edges"]}
+    assert {"produces", "consumes", "causes", "dead_letters", "dead_letters_to", "binds"} <= kinds
+    assert {n["kind"] for n in g["nodes"]} >= {"service", "topic", "group", "dlq", "exchange"}
+    # consumed counts come from the per-minute lag rollup, dead letters from the DLQ minutes
+    assert any(e["events"] > 0 for e in g["edges"] if e["kind"] == "consumes")
+    depth = {n["id"]: n["depth"] for n in g["nodes"] if n["kind"] == "dlq"}
+    assert depth["dlq:kafka:orders.DLT"] > 0 and depth["dlq:redis:orders.dlq"] > 0
+
+
+def test_a_window_keeps_only_the_last_seconds_of_traffic(sample_store, capsys):
+    whole = _graph(capsys, sample_store)
+    everything = _graph(capsys, sample_store, "--window", str(10 * 365 * 86400))
+    assert everything == whole
+    recent = _graph(capsys, sample_store, "--window", "1")  # the last second: no event in it
+    assert not {e["kind"] for e in recent["edges"]} & {"produces", "causes", "dead_letters"}
+    assert not [n for n in recent["nodes"] if n["kind"] == "service"]
+    assert all(e["events"] == 0 for e in recent["edges"] if e["kind"] == "consumes")
