@@ -408,3 +408,8 @@ def test_headers_show_at_most_fifty_and_never_the_payload_fields():
 def test_a_binary_header_value_is_a_short_hex_prefix():
     assert json.loads(mask.headers_json({"x-bin": b"\xff\x00abc"})) == {"x-bin": "0xff00616263"}
     assert json.loads(mask.headers_json({"x-bin": b"\xfe" * 100})) == {"x-bin": "0x" + "fe" * 32}
+
+
+def test_header_names_are_cut_at_100_characters_and_values_at_200():
+    shown = json.loads(mask.headers_json({"k" * 100: b"v" * 200, "n" * 101: b"w" * 201}))
+    assert shown == {"k" * 100: "v" * 200, "n" * 99 + "…": "w" * 199 + "…"}
