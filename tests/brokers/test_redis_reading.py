@@ -5,6 +5,7 @@ restart from the saved reading state (README, "Dead-letter queues": a DLQ first 
 unread, not as reasons, until they leave the stream)."""
 import json
 
+import pandas as pd
 import pytest
 import redis
 
@@ -29,6 +30,9 @@ def test_a_big_dlq_first_seen_is_read_from_its_newest_entries_and_the_rest_count
     dlq = out["dlq"].set_index("dlq").loc["payments.dlq"]
     assert (dlq["depth"], dlq["unread"], dlq["source_topic"]) == (12, 7, "payments")
     assert json.loads(dlq["reasons"]) == {"card declined for order #": 5}
+    assert dlq["oldest_at"] == pd.Timestamp(int(ids[0].split("-")[0]), unit="ms", tz="UTC")  # the oldest held
+    stream = out["topics"].set_index("topic").loc["payments.dlq"]
+    assert (stream["partition"], stream["start"], stream["end"]) == (0, 12, 12)
     state = [r for r in collector.reading_state(out["dlq"]["sampled_at"].iloc[0]) if r["topic"] == "payments.dlq"]
     assert {r["partition"] for r in state} == {0, -1}  # its position and its book
 
@@ -75,7 +79,6 @@ def test_between_full_samples_only_the_new_entries_of_known_streams_are_read(red
 
 
 def test_a_new_collector_goes_on_from_the_saved_reading_state(redis_client, redis_url):
-    import pandas as pd  # noqa: PLC0415 - only this test builds frames
     ids = [redis_client.xadd("orders", {"envelope": json.dumps({"event_id": f"e{i}"})}) for i in range(4)]
     first = RedisStreamsCollector(redis.Redis.from_url(redis_url))
     stored = first.collect()["events"]

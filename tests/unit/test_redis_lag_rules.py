@@ -82,3 +82,14 @@ def test_an_entry_id_is_its_milliseconds():
     assert entry_time("1764324000000-3") == pd.Timestamp("2025-11-28T10:00:00Z")
     assert entry_time("99999999999999999999-0") is None  # set by hand, beyond a timestamp
     assert entry_time("junk") is None
+
+
+def test_a_failure_is_explained_in_one_line_when_the_settings_can_say_why():
+    closed = redis.Redis(host="127.0.0.1", port=1, socket_connect_timeout=1)  # nothing listens on port 1
+    told = []
+    explained = RedisStreamsCollector(closed, explain=lambda exc: told.append(exc) or "redis: nothing at 127.0.0.1:1")
+    with pytest.raises(ConnectionError, match=r"^redis: nothing at 127\.0\.0\.1:1$"):
+        explained.collect()
+    assert isinstance(told[0], redis.ConnectionError)
+    with pytest.raises(redis.ConnectionError):  # nothing to add: the client's own error
+        RedisStreamsCollector(closed, explain=lambda exc: None).collect()
