@@ -13,6 +13,8 @@ import math
 import pandas as pd
 import pytest
 import redis
+from redis.backoff import NoBackoff
+from redis.retry import Retry
 
 from eventscope.collectors.redis.streams import RedisStreamsCollector, entry_ms, entry_time
 
@@ -85,7 +87,8 @@ def test_an_entry_id_is_its_milliseconds():
 
 
 def test_a_failure_is_explained_in_one_line_when_the_settings_can_say_why():
-    closed = redis.Redis(host="127.0.0.1", port=1, socket_connect_timeout=1)  # nothing listens on port 1
+    closed = redis.Redis(host="127.0.0.1", port=1, socket_connect_timeout=1,  # nothing listens on port 1
+                         retry=Retry(NoBackoff(), 0))
     told = []
     explained = RedisStreamsCollector(closed, explain=lambda exc: told.append(exc) or "redis: nothing at 127.0.0.1:1")
     with pytest.raises(ConnectionError, match=r"^redis: nothing at 127\.0\.0\.1:1$"):
