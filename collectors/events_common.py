@@ -358,7 +358,7 @@ def restore_reading(rows: pd.DataFrame, events: pd.DataFrame | None, broker: str
     if positions:
         saved = [(t, p, *_offset_tuple(broker, v)) for (t, p), v in positions.items()]
         saved = pd.DataFrame(saved, columns=["topic", "partition", *("saved_" + c for c in ordered)])
-        both = rows_of.reset_index().merge(saved, on=["topic", "partition"], how="left").set_index("index")
+        both = rows_of.merge(saved, on=["topic", "partition"], how="left")  # row order kept: used as arrays
         known = both["saved_" + ordered[0]].notna().to_numpy()
         # Kafka saves the next offset to read (an earlier one was read), Redis the last ID read
         after = _later(both, ordered, inclusive=broker != "redis")
