@@ -20,7 +20,6 @@ from eventscope.analysis import dlq as dlq_analysis
 from eventscope.analysis import lag as lag_analysis
 from eventscope.analysis import traces
 from eventscope.config import ConfigError, load_config
-from eventscope.demo import run_demo
 from eventscope.launch import dashboard_command
 from eventscope.query import Queries
 from eventscope.runner import StoreLock, build_collectors, build_runner, open_store
@@ -369,6 +368,7 @@ def cmd_dashboard(args, config) -> int:
 
 
 def cmd_demo(args, config) -> int:
+    from eventscope.demo import run_demo  # the simulator, pika, asyncio: ~8 MiB `collect` does not need
     return run_demo(port=args.port, store=args.store)
 
 

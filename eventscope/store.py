@@ -478,9 +478,7 @@ class Store:
             return None, capped
         part = _new_part_name()
         if name == "events":  # its trace index first, as _write_part does
-            index = PartIndex(schemas.conform(name, table.select(list(INDEX_KEYS)).to_pandas(),
-                                              columns=list(INDEX_KEYS)))
-            index.save(folder / (part + INDEX_SUFFIX))
+            PartIndex.from_arrow(table).save(folder / (part + INDEX_SUFFIX))
         _write_table(table, folder / part)
         bounds = pc.min_max(pc.cast(table[tcol], pa.int64()))
         return {"file": part, "rows": int(table.num_rows), "tmin": _stamp(bounds["min"].as_py()),
@@ -508,8 +506,7 @@ class Store:
             keys = pa.concat_tables(keys)
             if keys.num_rows == 0:
                 return None
-            PartIndex(schemas.conform(name, keys.to_pandas(), columns=list(INDEX_KEYS))).save(
-                folder / (part + INDEX_SUFFIX))
+            PartIndex.from_arrow(keys).save(folder / (part + INDEX_SUFFIX))
             del keys
         counted = {"rows": 0, "min": None, "max": None}
 

@@ -492,7 +492,10 @@ class ControlRecordProbe:
                                   "enable.auto.commit": False, "enable.auto.offset.store": False,
                                   "enable.partition.eof": True, "isolation.level": "read_committed",
                                   # answer fast: a probe at the log end must not wait for new data
-                                  "fetch.wait.max.ms": 10})
+                                  "fetch.wait.max.ms": 10,
+                                  # it reads one message: small answers, a small queue
+                                  "max.partition.fetch.bytes": 4096, "fetch.max.bytes": 1_048_576,
+                                  "queued.max.messages.kbytes": 1024, "queued.min.messages": 1})
         self.timeout_s = timeout_s
         self.consumer = None
         self.cache: dict[tuple[str, int, int, int], bool] = {}

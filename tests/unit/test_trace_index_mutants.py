@@ -175,3 +175,36 @@ def test_events_that_carry_no_trace_ids_are_found_by_correlation_and_event_id():
     assert index.lookup("cid-1")["offset"].tolist() == ["1-0", "1-1", "1-2"]
     assert index.lookup("evt-2-1")["offset"].tolist() == ["2-0", "2-1", "2-2"]
     assert index.lookup(f"{2:032x}").empty
+
+
+def _arrow_keys(columns: dict, chunks: int) -> "pa.Table":
+    import pyarrow as pa
+    arrays = {}
+    for name, values in columns.items():
+        cut = max(1, len(values) // chunks)
+        pieces = [values[i:i + cut] for i in range(0, len(values), cut)] or [[]]
+        arrays[name] = pa.chunked_array([pa.array(p, pa.string()) for p in pieces], pa.string())
+    return pa.table(arrays)
+
+
+@pytest.mark.parametrize("chunk_rows", [1, 3, 65_536])
+def test_an_index_built_from_arrow_a_chunk_at_a_time_is_the_one_built_from_the_frame(chunk_rows):
+    """A compaction indexes its merged part from Arrow columns, a chunk at a time; the saved
+    index must be the very one the rows' frame gives: same hashes, same positions, same order
+    (row positions count across table chunks and index chunks), empty and missing IDs left out."""
+    from eventscope import schemas
+    ids = ["order-1", "", None, "order-2", "order-1", "é-ü", "order-3", None, "order-2", "x" * 80, "", "order-1"]
+    columns = {"correlation_id": ids, "event_id": [f"e{i}" if i % 4 else None for i in range(len(ids))]}
+    table = _arrow_keys(columns, chunks=3)  # no trace_id column at all: an older part
+    built = PartIndex.from_arrow(table, chunk_rows=chunk_rows)
+    frame = PartIndex(schemas.conform("events", table.to_pandas(), columns=list(trace_index.KEYS)))
+    assert built.n_rows == frame.n_rows == len(ids)
+    for key in trace_index.KEYS:
+        assert built.keys[key][0].dtype == np.uint64 and built.keys[key][1].dtype == np.int32
+        assert np.array_equal(built.keys[key][0], frame.keys[key][0]), key
+        assert np.array_equal(built.keys[key][1], frame.keys[key][1]), key
+    # the positions are the rows: order-1 at 0, 4 and 11, in row order under one hash
+    at = built.keys["correlation_id"]
+    one = trace_index._hashes(np.array(["order-1"], dtype=object))[0]
+    assert at[1][at[0] == one].tolist() == [0, 4, 11]
+    assert len(built.keys["trace_id"][0]) == 0 and len(at[0]) == 8  # 12 rows less 2 empty and 2 missing
