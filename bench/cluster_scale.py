@@ -347,6 +347,8 @@ def bench(workdir: Path, args) -> None:
         stop.set()
         mover.join(60)
         rss = [p[1] for p in points]
+        pd.DataFrame(points, columns=["monotonic_s", "total_kib", "server_kib"]).to_csv(
+            workdir / "memory.csv", index=False)  # the whole curve, for a look after the run (--keep)
         late = points[len(points) // 3:]
         server = [(t, own) for t, _, own in late]
         collector = [(t, total - own) for t, total, own in late]
