@@ -53,6 +53,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -79,6 +80,10 @@ DAMAGED_KEPT = 100  # quarantined parts a manifest remembers
 # what reading a file that is not (or no longer) whole Parquet raises; FileNotFoundError is not
 # damage (a part compacted away) and is handled where it can happen
 UNREADABLE = (pa.ArrowException, OSError, ValueError)
+
+
+class PartChanged(ValueError):
+    """A part's rows are not those its trace index was saved for."""
 
 
 @dataclass(frozen=True)
@@ -223,6 +228,33 @@ class Store:
         try:
             return schemas.conform(name, pd.read_parquet(path))
         except FileNotFoundError:
+            raise
+        except UNREADABLE as exc:
+            self.mark_damaged(name, file, exc)
+            raise DamagedPart(f"{name}/{file}: {exc}") from exc
+
+    def load_rows(self, name: str, file: str, positions, rows: int) -> pd.DataFrame:
+        """The rows at ``positions`` (sorted, unique) of one part of ``name`` that holds ``rows``
+        rows, in that order, reading only the row groups that hold them. Raises ValueError when
+        the part does not hold ``rows`` rows, :class:`DamagedPart` when it cannot be read."""
+        path = self._folder(name, create=False) / file
+        try:
+            parquet = pq.ParquetFile(path)
+            if parquet.metadata.num_rows != rows:
+                raise PartChanged(f"part has {parquet.metadata.num_rows} rows, its index {rows}")
+            sizes = [parquet.metadata.row_group(i).num_rows for i in range(parquet.num_row_groups)]
+            ends = np.cumsum(sizes)
+            positions = np.asarray(positions, dtype=np.int64)
+            group_of = np.searchsorted(ends, positions, side="right")
+            groups = np.unique(group_of)
+            table = parquet.read_row_groups(groups.tolist())
+            # a row's place in what was read: its place in its group, after the groups read before it
+            before = np.concatenate([[0], np.cumsum([sizes[g] for g in groups])[:-1]])
+            first = ends[groups] - np.asarray([sizes[g] for g in groups])
+            where = np.searchsorted(groups, group_of)
+            at = positions - first[where] + before[where]
+            return schemas.conform(name, table.take(pa.array(at)).to_pandas())
+        except (FileNotFoundError, PartChanged):
             raise
         except UNREADABLE as exc:
             self.mark_damaged(name, file, exc)

@@ -50,13 +50,18 @@ def _hashes(values) -> np.ndarray:
 class PartIndex:
     """The index of one events frame (one store part, or any frame).
 
-    Built from a frame, or opened from a saved index with a loader that reads the part's
-    rows on first need (:meth:`open`)."""
+    Built from a frame, or opened from a saved index (:meth:`open`). Its rows come from the
+    frame it was built from, from a ``loader`` that reads the whole part once on first need,
+    or (a store's parts) from a ``reader`` that reads only the rows a lookup asks for, every
+    time: nothing of the part stays in memory. A server that kept each part a lookup had
+    read grew with every trace looked up, up to the whole events frame of a big cluster."""
 
     def __init__(self, frame: pd.DataFrame | None = None, *, keys=None, rows: int | None = None,
-                 loader: Callable[[], pd.DataFrame] | None = None):
-        self._frame = frame
+                 loader: Callable[[], pd.DataFrame] | None = None,
+                 reader: Callable[[np.ndarray], pd.DataFrame] | None = None):
+        self._frame = frame if reader is None else None
         self._loader = loader
+        self._reader = reader  # sorted unique row positions -> those rows, in that order
         self.source = "frame"
         if keys is not None:
             self.keys = keys
@@ -112,6 +117,15 @@ class PartIndex:
         """Whether the part's rows are in memory."""
         return self._frame is not None
 
+    def take(self, positions: np.ndarray) -> pd.DataFrame:
+        """The rows at ``positions`` (sorted, unique), in that order."""
+        if self._frame is None and self._reader is not None:
+            rows = self._reader(positions)
+            if len(rows) != len(positions):
+                raise ValueError(f"part gave {len(rows)} rows for {len(positions)} positions")
+            return rows
+        return self.frame.iloc[positions]
+
     def save(self, path: Path) -> None:
         """Write the index next to its part, atomically (temporary file, then rename)."""
         arrays = {"format": np.array([_FORMAT, self.n_rows], dtype=np.int64)}
@@ -120,7 +134,8 @@ class PartIndex:
         write_atomically(path, lambda fh: np.savez(fh, **arrays))
 
     @classmethod
-    def open(cls, path: Path, loader: Callable[[], pd.DataFrame], rows: int) -> "PartIndex | None":
+    def open(cls, path: Path, loader: Callable[[], pd.DataFrame], rows: int,
+             reader: Callable[[np.ndarray], pd.DataFrame] | None = None) -> "PartIndex | None":
         """The saved index at ``path`` for a part of ``rows`` rows; None when it is missing,
         unreadable or does not fit the part (the caller then builds it from the rows)."""
         try:
@@ -138,15 +153,16 @@ class PartIndex:
                     keys[col] = (hashes, pos)
         except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile):
             return None
-        return cls(keys=keys, rows=rows, loader=loader)
+        return cls(keys=keys, rows=rows, loader=loader, reader=reader)
 
     @property
     def nbytes(self) -> int:
         """Bytes held by the index arrays (the frame itself is the store's)."""
         return sum(h.nbytes + p.nbytes for h, p in self.keys.values())
 
-    def positions(self, col: str, values) -> np.ndarray:
-        """Row positions whose ``col`` equals one of ``values`` (collisions filtered out)."""
+    def candidates(self, col: str, values) -> np.ndarray:
+        """Sorted row positions whose ``col`` hashes like one of ``values`` (a collision
+        included: :meth:`matching` filters it out). Reads no row."""
         hashes, pos = self.keys[col]
         wanted = [v for v in values if v]
         if not wanted or not len(hashes):
@@ -157,16 +173,35 @@ class PartIndex:
         found = [pos[a:b] for a, b in zip(lo, hi) if b > a]
         if not found:
             return np.empty(0, dtype=np.int32)
-        cand = np.unique(np.concatenate(found))
-        actual = self.frame[col].iloc[cand].to_numpy(dtype=object, na_value=None)
-        keep = np.fromiter((v in set(wanted) for v in actual), dtype=bool, count=len(actual))
-        return cand[keep]
+        return np.unique(np.concatenate(found))
+
+    def positions(self, col: str, values) -> np.ndarray:
+        """Row positions whose ``col`` equals one of ``values`` (collisions filtered out)."""
+        cand = self.candidates(col, values)
+        if not len(cand):
+            return cand
+        return cand[matching(self.take(cand), {col: values})]
 
     def rows(self, col: str, values) -> pd.DataFrame | None:
         """The rows whose ``col`` equals one of ``values``; None when there are none (without
-        reading a part that has no candidate)."""
-        pos = self.positions(col, values)
-        return self.frame.iloc[pos] if len(pos) else None
+        reading a part that has no candidate, and reading only the candidates of one that has)."""
+        cand = self.candidates(col, values)
+        if not len(cand):
+            return None
+        found = self.take(cand)
+        found = found[matching(found, {col: values})]
+        return found if len(found) else None
+
+
+def matching(rows: pd.DataFrame, wanted: dict) -> np.ndarray:
+    """Whether each row's value in one of ``wanted``'s columns is among that column's
+    non-empty values (a row matches when any column does)."""
+    keep = np.zeros(len(rows), dtype=bool)
+    for col, values in wanted.items():
+        allowed = {v for v in values if v}
+        actual = rows[col].to_numpy(dtype=object, na_value=None)
+        keep |= np.fromiter((v in allowed for v in actual), dtype=bool, count=len(actual))
+    return keep
 
 
 class TraceIndex:
@@ -214,13 +249,16 @@ class TraceIndex:
         if not some_id or not self.parts:
             return self._rows("correlation_id", [])
         cids, traces = set(), set()
+        wanted = {"correlation_id": [some_id], "trace_id": [some_id.lower()], "event_id": [some_id]}
         for part in self.parts:
-            pos = np.concatenate([part.positions("correlation_id", [some_id]),
-                                  part.positions("trace_id", [some_id.lower()]),
-                                  part.positions("event_id", [some_id])])
-            if not len(pos):
+            cand = np.unique(np.concatenate([part.candidates(col, ids) for col, ids in wanted.items()]))
+            if not len(cand):
                 continue
-            hit = part.frame.iloc[np.unique(pos)]
+            try:
+                hit = part.take(cand)
+            except DamagedPart:  # its index is whole but its rows are not: the store names it
+                continue
+            hit = hit[matching(hit, wanted)]
             if since is not None:
                 hit = hit[hit["observed_at"] >= since]
             cids.update(c for c in hit["correlation_id"].dropna() if c)
@@ -250,8 +288,11 @@ class StoreTraceIndex:
     def _open(self, file: str, rows: int) -> PartIndex:
         def loader() -> pd.DataFrame:
             return self.store.load_part("events", file)
-        saved = PartIndex.open(self.store.part_path("events", file + INDEX_SUFFIX), loader, rows)
-        return saved if saved is not None else PartIndex(loader())
+
+        def reader(positions: np.ndarray) -> pd.DataFrame:
+            return self.store.load_rows("events", file, positions, rows)
+        saved = PartIndex.open(self.store.part_path("events", file + INDEX_SUFFIX), loader, rows, reader)
+        return saved if saved is not None else PartIndex(loader(), reader=reader)
 
     def refresh(self, force: bool = False) -> TraceIndex:
         """The index for the store's current parts (cheap when nothing changed)."""

@@ -471,3 +471,22 @@ def test_a_merge_holds_a_row_group_at_a_time_not_the_merged_part(tmp_path):
     parts, peak = run("merge")
     assert parts == 1
     assert peak < 64 * 2**20, f"the merge peaked at {peak / 2**20:.0f} MiB of Arrow memory"
+
+
+def test_a_torn_part_under_a_whole_saved_index_costs_a_lookup_its_rows_only(tmp_path):
+    """The trace index file is whole and names rows the part's file no longer holds: a
+    lookup finds nothing there (the store names the part) and everything elsewhere."""
+    from eventscope.trace_index import StoreTraceIndex
+    t0 = pd.Timestamp.now(tz="UTC").floor("s") - pd.Timedelta(minutes=30)
+    writer = Store(tmp_path, Retention(compact_every=1000))
+    for k in range(3):
+        writer.append("events", _orders(t0, k * 10, 10))
+    torn = writer.part_entries("events")[1]
+    assert (tmp_path / "events" / (torn["file"] + ".trace-index.npz")).exists()
+    _truncate(tmp_path / "events" / torn["file"])
+    reader = Store(tmp_path)
+    index = StoreTraceIndex(reader)
+    assert index.lookup("order-15").empty
+    assert index.lookup("order-25")["event_id"].tolist() == ["evt-25"]
+    assert index.lookup("order-5")["event_id"].tolist() == ["evt-5"]
+    assert [d["file"] for d in reader.damage()] == [torn["file"]]

@@ -107,9 +107,17 @@ def test_a_new_process_opens_the_saved_indexes_and_reads_only_the_parts_it_needs
     assert [p.source for p in parts] == ["saved"] * 3 and not any(p.loaded for p in parts)
     assert list(index.parts()) == [p["file"] for p in reader.part_entries("events")]
     assert index.refresh().events == len(everything) == 90
+    reads = []
+    load_rows = reader.load_rows
+    reader.load_rows = lambda name, file, positions, rows: reads.append((file, [int(p) for p in positions])) or load_rows(
+        name, file, positions, rows)
     got = index.lookup("b-4")
     assert sorted(got["event_id"]) == ["evtb-4-0", "evtb-4-1", "evtb-4-2"]
-    assert [p.loaded for p in parts] == [False, True, False]  # only the part that holds the trace
+    middle = reader.part_entries("events")[1]["file"]
+    # only the part that holds the trace is read, only the trace's rows are asked for (the
+    # hits, then their correlation ID's rows), and nothing of it stays in memory
+    assert reads == [(middle, [12, 13, 14]), (middle, [12, 13, 14])]
+    assert not any(p.loaded for p in parts)
     full = TraceIndex.from_frame(everything)
     for some_id in ("a-1", "c-9", "evtc-2-1", f"02{5:030x}", "a-3", "nope"):
         expected = full.lookup(some_id).sort_values("offset")["offset"].tolist()
@@ -229,3 +237,38 @@ def test_summary_slowest_and_failed():
     assert traces.slowest(table).iloc[0]["correlation_id"] == "cid-2"
     assert traces.slowest(table).iloc[0]["duration_ms"] == 9200.0
     assert traces.failed(table)["correlation_id"].tolist() == ["cid-4"]
+
+
+def test_a_lookup_reads_only_the_row_groups_of_its_rows_and_keeps_none(tmp_path, monkeypatch):
+    """A store part's rows are read per lookup, a row group at a time, and dropped after: a
+    server looking up trace after trace holds the index arrays, never the parts. The rows it
+    reads are exactly the rows at the positions asked for, across row groups."""
+    monkeypatch.setattr("eventscope.store.ROW_GROUP_ROWS", 7)
+    now = pd.Timestamp.now(tz="UTC")
+    writer = Store(tmp_path, Retention(max_age_s=3600))
+    events = chain_events(40, now - pd.Timedelta(minutes=5))  # 120 rows: 18 row groups of 7 or fewer
+    writer.append("events", events)
+    store = Store(tmp_path, Retention(max_age_s=3600))
+    (entry,) = store.part_entries("events")
+    import pyarrow.parquet as pq
+    assert pq.ParquetFile(store.part_path("events", entry["file"])).num_row_groups == 18
+    stored = store.read("events")
+    for positions in ([0], [6, 7], [5, 13, 64, 119], list(range(0, 120, 11)), list(range(120))):
+        got = store.load_rows("events", entry["file"], np.array(positions), 120)
+        pd.testing.assert_frame_equal(got.reset_index(drop=True), stored.iloc[positions].reset_index(drop=True))
+    with pytest.raises(ValueError, match="part has 120 rows, its index 121"):
+        store.load_rows("events", entry["file"], np.array([0]), 121)
+    groups = []
+    read_row_groups = pq.ParquetFile.read_row_groups
+    monkeypatch.setattr(pq.ParquetFile, "read_row_groups",
+                        lambda self, wanted, **kw: groups.append(list(wanted)) or read_row_groups(self, wanted, **kw))
+    index = StoreTraceIndex(store)
+    full = TraceIndex.from_frame(stored)
+    for i in (0, 2, 17, 39):
+        got = index.lookup(f"cid-{i}")
+        assert sorted(got["event_id"]) == sorted(full.lookup(f"cid-{i}")["event_id"]) == [
+            f"evt-{i}-{s}" for s in range(3) if not (i == 3 and s == 2)]
+    # cid-39's rows are 117-119: row groups 16 (112-118) and 17 (119), read for the hit and for
+    # its trace; cid-17's (51-53) row group 7 alone
+    assert groups[-4:] == [[7], [7], [16, 17], [16, 17]] and all(len(g) <= 2 for g in groups)
+    assert not any(p.loaded for p in index.refresh().parts)

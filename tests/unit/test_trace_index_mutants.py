@@ -81,6 +81,24 @@ def test_a_part_whose_rows_changed_under_its_index_is_refused():
     index = PartIndex(keys=PartIndex(events).keys, rows=6, loader=lambda: events.iloc[:5])
     with pytest.raises(ValueError, match="part has 5 rows, its index 6"):
         index.rows("correlation_id", ["cid-1"])
+    short = PartIndex(keys=PartIndex(events).keys, rows=6, reader=lambda pos: events.iloc[pos[:-1]])
+    with pytest.raises(ValueError, match="part gave 2 rows for 3 positions"):
+        short.rows("correlation_id", ["cid-1"])
+
+
+def test_a_reader_is_asked_for_the_candidates_only_every_time_and_a_collision_is_dropped(monkeypatch):
+    events = chain_events(3, T0)
+    asked = []
+    index = PartIndex(keys=PartIndex(events).keys, rows=9,
+                      reader=lambda pos: asked.append(pos.tolist()) or events.iloc[pos])
+    assert index.rows("correlation_id", ["cid-1"])["offset"].tolist() == ["1-0", "1-1", "1-2"]
+    assert index.rows("correlation_id", ["cid-1"]) is not None and asked == [[3, 4, 5], [3, 4, 5]]
+    assert not index.loaded
+    # every ID hashes alike: all rows are candidates, and only the equal ones are returned
+    monkeypatch.setattr(trace_index, "_hashes", lambda values: np.zeros(len(values), dtype=np.uint64))
+    colliding = PartIndex(events, reader=lambda pos: asked.append(pos.tolist()) or events.iloc[pos])
+    assert colliding.positions("event_id", ["evt-2-0"]).tolist() == [6]
+    assert asked[-1] == list(range(9)) and colliding.rows("event_id", ["nope"]) is None
 
 
 def test_empty_and_missing_ids_are_never_keys():
