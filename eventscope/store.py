@@ -77,6 +77,7 @@ ROW_GROUP_ROWS = 65_536
 MERGE_BATCH_ROWS = 8_192
 MERGE_GROUP_BYTES = 8 * 2**20
 DAMAGED_KEPT = 100  # quarantined parts a manifest remembers
+CHECKED_MAX = 10_000  # part paths a process remembers as whole
 # what reading a file that is not (or no longer) whole Parquet raises; FileNotFoundError is not
 # damage (a part compacted away) and is handled where it can happen
 UNREADABLE = (pa.ArrowException, OSError, ValueError)
@@ -286,7 +287,9 @@ class Store:
                 continue
             try:
                 pq.read_metadata(path)
-                if len(self._checked) >= 100_000:  # parts come and go: a bound, not a ledger
+                # parts come and go: a bound, not a ledger (10,000 paths are ~1.5 MB; a
+                # clear costs one footer read of each part still current)
+                if len(self._checked) >= CHECKED_MAX:
                     self._checked.clear()
                 self._checked.add(path)
             except FileNotFoundError:
@@ -672,7 +675,23 @@ def file_columns(path: Path) -> frozenset[str]:
 
 @functools.lru_cache(maxsize=4096)
 def _file_columns(path: str, _mtime_ns: int) -> frozenset[str]:
-    return frozenset(pq.read_schema(path).names)
+    return _shared(frozenset(pq.read_schema(path).names))
+
+
+_COLUMN_SETS: dict[frozenset, frozenset] = {}  # each distinct set of columns, once
+COLUMN_SETS_MAX = 256
+
+
+def _shared(columns: frozenset[str]) -> frozenset[str]:
+    """One object per distinct set of columns: a store's parts have a handful (one per frame
+    and schema version), and 4,096 cached copies of an events part's 28 names held 16 MB,
+    filled over the first half hour of a big cluster's dashboard."""
+    found = _COLUMN_SETS.get(columns)
+    if found is not None:
+        return found
+    if len(_COLUMN_SETS) < COLUMN_SETS_MAX:
+        _COLUMN_SETS[columns] = columns
+    return columns
 
 
 def _stamp(ns: int | None) -> str:

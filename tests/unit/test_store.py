@@ -2,6 +2,7 @@
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -490,3 +491,47 @@ def test_a_torn_part_under_a_whole_saved_index_costs_a_lookup_its_rows_only(tmp_
     assert index.lookup("order-25")["event_id"].tolist() == ["evt-25"]
     assert index.lookup("order-5")["event_id"].tolist() == ["evt-5"]
     assert [d["file"] for d in reader.damage()] == [torn["file"]]
+
+
+def test_the_columns_of_many_parts_are_held_once_per_distinct_set(tmp_path):
+    """file_columns caches each file's columns; parts of one frame share one set object, so
+    the cache's 4,096 entries cost a path each, not a copy of every column name."""
+    from eventscope import store as store_module
+    t0 = pd.Timestamp.now(tz="UTC").floor("s") - pd.Timedelta(minutes=30)
+    writer = Store(tmp_path, Retention(compact_every=1000))
+    for k in range(5):
+        writer.append("events", _orders(t0, k * 10, 10))
+    writer.append("health", pd.DataFrame([{"sampled_at": t0, "source": "kafka", "collector": "kafka.events",
+                                           "ok": True, "error": "", "duration_ms": 1.0, "rows": 1}]))
+    files = [tmp_path / "events" / p["file"] for p in writer.part_entries("events")]
+    sets = [store_module.file_columns(f) for f in files]
+    assert all(s is sets[0] for s in sets) and "correlation_id" in sets[0]
+    health = store_module.file_columns(tmp_path / "health" / writer.part_entries("health")[0]["file"])
+    assert health is not sets[0] and "collector" in health and "correlation_id" not in health
+    # a bound: past COLUMN_SETS_MAX distinct sets, a new one is returned as it is, not kept
+    kept = dict(store_module._COLUMN_SETS)
+    try:
+        store_module._COLUMN_SETS.clear()
+        store_module._COLUMN_SETS.update({frozenset([str(i)]): frozenset([str(i)])
+                                          for i in range(store_module.COLUMN_SETS_MAX)})
+        odd = frozenset(["x", "y"])
+        assert store_module._shared(odd) is odd and odd not in store_module._COLUMN_SETS
+    finally:
+        store_module._COLUMN_SETS.clear()
+        store_module._COLUMN_SETS.update(kept)
+
+
+def test_the_parts_found_whole_are_remembered_up_to_a_bound(tmp_path, monkeypatch):
+    """find_damaged reads each footer once; the paths it remembers are bounded (parts come and
+    go for as long as the process runs), and a part torn after a clear is still found."""
+    monkeypatch.setattr("eventscope.store.CHECKED_MAX", 3)
+    t0 = pd.Timestamp.now(tz="UTC").floor("s") - pd.Timedelta(minutes=30)
+    writer = Store(tmp_path, Retention(compact_every=1000))
+    for k in range(5):
+        writer.append("events", _orders(t0, k * 10, 10))
+    paths = [str(tmp_path / "events" / p["file"]) for p in writer.part_entries("events")]
+    reader = Store(tmp_path)
+    assert not reader.find_damaged("events", paths)
+    assert 0 < len(reader._checked) <= 3
+    _truncate(Path(paths[0]))
+    assert reader.find_damaged("events", paths) and [d["file"] for d in reader.damage()] == [Path(paths[0]).name]
