@@ -8,7 +8,9 @@ import pandas as pd
 import pytest
 
 from eventscope import schemas
+from eventscope import store as store_module
 from eventscope.store import Retention, Store
+from eventscope.trace_index import StoreTraceIndex
 
 
 def lag_snapshot(at, n=50, source="kafka", marker=0):
@@ -297,7 +299,6 @@ def test_a_truncated_part_costs_its_own_rows_and_is_named(tmp_path):
     """A part cut in half (a disk that lost its end) is skipped by every reader (the store,
     both query engines, the trace index), named with its rows and time range, and moved
     aside by the writer's next compaction, which then goes on as before."""
-    from eventscope.trace_index import StoreTraceIndex
     from eventscope.query import Queries
     t0 = pd.Timestamp.now(tz="UTC").floor("s") - pd.Timedelta(minutes=30)
     writer = Store(tmp_path, Retention(compact_every=1000))
@@ -357,7 +358,6 @@ def test_a_reader_holds_no_more_than_the_store_does(tmp_path):
     """200 appends: a reader that looks every few appends holds indexes of the current parts
     only and a result cache within its budget (a reader once kept every part it had ever
     decoded: 519 of them after 640 appends)."""
-    from eventscope.trace_index import StoreTraceIndex
     from eventscope.query import Queries, ResultCache
     t0 = pd.Timestamp.now(tz="UTC").floor("s") - pd.Timedelta(hours=1)
     writer = Store(tmp_path, Retention(max_rows=1000, compact_every=8))
@@ -386,7 +386,6 @@ def test_a_merge_keeps_every_row_and_fills_what_older_parts_lack(tmp_path):
     range and row count in the manifest, and a trace index that finds every row."""
     import pyarrow as pa
     import pyarrow.parquet as pq
-    from eventscope.trace_index import StoreTraceIndex
     t0 = pd.Timestamp.now(tz="UTC").floor("s") - pd.Timedelta(minutes=30)
     store = Store(tmp_path, Retention(compact_every=4))
     store.append("events", _orders(t0, 0, 5))
@@ -419,7 +418,6 @@ def test_a_merge_writes_full_row_groups_whatever_the_parts_sizes(tmp_path, monke
     with a byte limit reached by every batch, each batch is a row group of its own (a merged
     part's rows cut at 7)."""
     import pyarrow.parquet as pq
-    from eventscope import store as store_module
     monkeypatch.setattr(store_module, "ROW_GROUP_ROWS", 7)
     t0 = pd.Timestamp.now(tz="UTC").floor("s") - pd.Timedelta(minutes=30)
     store = Store(tmp_path, Retention(compact_every=5))
@@ -477,7 +475,6 @@ def test_a_merge_holds_a_row_group_at_a_time_not_the_merged_part(tmp_path):
 def test_a_torn_part_under_a_whole_saved_index_costs_a_lookup_its_rows_only(tmp_path):
     """The trace index file is whole and names rows the part's file no longer holds: a
     lookup finds nothing there (the store names the part) and everything elsewhere."""
-    from eventscope.trace_index import StoreTraceIndex
     t0 = pd.Timestamp.now(tz="UTC").floor("s") - pd.Timedelta(minutes=30)
     writer = Store(tmp_path, Retention(compact_every=1000))
     for k in range(3):
@@ -496,7 +493,6 @@ def test_a_torn_part_under_a_whole_saved_index_costs_a_lookup_its_rows_only(tmp_
 def test_the_columns_of_many_parts_are_held_once_per_distinct_set(tmp_path):
     """file_columns caches each file's columns; parts of one frame share one set object, so
     the cache's 4,096 entries cost a path each, not a copy of every column name."""
-    from eventscope import store as store_module
     t0 = pd.Timestamp.now(tz="UTC").floor("s") - pd.Timedelta(minutes=30)
     writer = Store(tmp_path, Retention(compact_every=1000))
     for k in range(5):

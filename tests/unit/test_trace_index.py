@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
+import pyarrow.parquet as pq
 import pytest
 
 from eventscope import schemas, trace_index
@@ -250,7 +251,6 @@ def test_a_lookup_reads_only_the_row_groups_of_its_rows_and_keeps_none(tmp_path,
     writer.append("events", events)
     store = Store(tmp_path, Retention(max_age_s=3600))
     (entry,) = store.part_entries("events")
-    import pyarrow.parquet as pq
     assert pq.ParquetFile(store.part_path("events", entry["file"])).num_row_groups == 18
     stored = store.read("events")
     for positions in ([0], [6, 7], [5, 13, 64, 119], list(range(0, 120, 11)), list(range(120))):

@@ -5,9 +5,10 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 import pytest
 
-from eventscope import trace_index
+from eventscope import schemas, trace_index
 from eventscope.trace_index import PartIndex, TraceIndex
 from test_trace_index import T0, chain_events
 
@@ -195,8 +196,7 @@ def test_events_that_carry_no_trace_ids_are_found_by_correlation_and_event_id():
     assert index.lookup(f"{2:032x}").empty
 
 
-def _arrow_keys(columns: dict, chunks: int) -> "pa.Table":
-    import pyarrow as pa
+def _arrow_keys(columns: dict, chunks: int) -> pa.Table:
     arrays = {}
     for name, values in columns.items():
         cut = max(1, len(values) // chunks)
@@ -210,7 +210,6 @@ def test_an_index_built_from_arrow_a_chunk_at_a_time_is_the_one_built_from_the_f
     """A compaction indexes its merged part from Arrow columns, a chunk at a time; the saved
     index must be the very one the rows' frame gives: same hashes, same positions, same order
     (row positions count across table chunks and index chunks), empty and missing IDs left out."""
-    from eventscope import schemas
     ids = ["order-1", "", None, "order-2", "order-1", "é-ü", "order-3", None, "order-2", "x" * 80, "", "order-1"]
     columns = {"correlation_id": ids, "event_id": [f"e{i}" if i % 4 else None for i in range(len(ids))]}
     table = _arrow_keys(columns, chunks=3)  # no trace_id column at all: an older part
