@@ -5,6 +5,7 @@ import time
 from pathlib import Path
 
 import pandas as pd
+import pyarrow.parquet as pq
 import pytest
 
 from eventscope import schemas
@@ -133,10 +134,13 @@ def test_reader_during_writes_sees_whole_snapshots(tmp_path):
     assert len(final) == 60 and (final == 200).all()
 
 
+@pytest.mark.parametrize("row_group", [65_536, 64])
 @pytest.mark.parametrize("full", [False, True])
-def test_merging_parts_keeps_every_row_and_sorts_rollups_by_key(tmp_path, full):
+def test_merging_parts_keeps_every_row_and_sorts_rollups_by_key(tmp_path, monkeypatch, full, row_group):
     """Compaction merges small parts in Arrow: the rows read back are the same, in the
-    rollup's key order, with nulls and a column older parts lacked."""
+    rollup's key order, with nulls and a column older parts lacked (the sorted rows are
+    written a row group at a time: with 64-row groups, 16 of them)."""
+    monkeypatch.setattr("eventscope.store.ROW_GROUP_ROWS", row_group)
     store = Store(tmp_path, Retention(compact_every=1000 if full else 40))  # else: at the 40th append
     start = pd.Timestamp.now(tz="UTC").floor("1min") - pd.Timedelta(minutes=40)
     for m in range(40):
@@ -163,6 +167,7 @@ def test_merging_parts_keeps_every_row_and_sorts_rollups_by_key(tmp_path, full):
                                   before.sort_values(key).reset_index(drop=True))
     assert (after["consumed"] > 0).sum() == 35 * 25  # the five older parts read as 0
     stored = pd.read_parquet(tmp_path / "lag_1m" / parts[0]["file"])
+    assert pq.ParquetFile(tmp_path / "lag_1m" / parts[0]["file"]).num_row_groups == -(-1000 // row_group)
     order = ["broker", "group", "topic", "minute"]
     in_order = stored[order].sort_values(order, kind="stable").reset_index(drop=True)
     pd.testing.assert_frame_equal(stored[order], in_order)  # the rollup's key order: a group's rows together
