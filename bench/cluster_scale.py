@@ -231,6 +231,20 @@ def slope_mib_per_h(points: list) -> float:
     return float(np.polyfit(t - t[0], m, 1)[0])
 
 
+def floor_slope_mib_per_h(points: list, window_s: float = 300.0) -> float:
+    """The trend of the lowest RSS of each ``window_s``: what the process keeps between the
+    peaks of the page renders, which a fit through every point mixes in."""
+    if not points:
+        return float("nan")
+    t0 = points[0][0]
+    floors: dict[int, tuple[float, float]] = {}
+    for t, m in points:
+        k = int((t - t0) // window_s)
+        if k not in floors or m < floors[k][1]:
+            floors[k] = (t, m)
+    return slope_mib_per_h(sorted(floors.values()))
+
+
 # -- 4. other figures ---------------------------------------------------------------------
 CHART = """
 import sys, time, random
@@ -357,7 +371,8 @@ def bench(workdir: Path, args) -> None:
                f"{points[-1][2] / 1024:,.0f}, collector {(points[-1][1] - points[-1][2]) / 1024:,.0f}), trend "
                f"{slope_mib_per_h([(t, total) for t, total, _ in late]):+.0f} MiB/h (server "
                f"{slope_mib_per_h(server):+.0f}, collector {slope_mib_per_h(collector):+.0f}) over the "
-               f"last two thirds of {args.live_minutes} min")
+               f"last two thirds of {args.live_minutes} min; the lowest of each 5 min: server "
+               f"{floor_slope_mib_per_h(server):+.0f} MiB/h, collector {floor_slope_mib_per_h(collector):+.0f}")
         health = Queries(open_store(load_config(env={"EVENTSCOPE_STORE": str(store_dir)}))).health(live_start)
         offsets = health[health["collector"] == "kafka.offsets"]["duration_ms"]
         if not offsets.empty:
