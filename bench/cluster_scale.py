@@ -282,19 +282,24 @@ def alert_figure(store_dir: Path, seconds: float) -> None:
     store = open_store(load_config(env={"EVENTSCOPE_STORE": str(store_dir)}))
     evaluator = AlertEvaluator(store, load_config(env={}).alerts)
     evaluator.evaluate()  # the first one reads the alert history
-    took, seen = [], store.version("lag_groups")
+    took, cpu, seen = [], [], store.version("lag_groups")
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
         if store.version("lag_groups") != seen:
             seen = store.version("lag_groups")
-            t = time.perf_counter()
+            t, c = time.perf_counter(), time.process_time()
             evaluator.evaluate()
             took.append(time.perf_counter() - t)
+            cpu.append(time.process_time() - c)
         time.sleep(0.2)
     if took:
+        # each evaluation starts as the collector writes a sample: on 2 cores they take turns,
+        # so the time spent computing (CPU) is given beside the time it took (wall)
+        p95 = sorted(took)[int(0.95 * (len(took) - 1))]
         figure("alert evaluation per sample", "≤ 0.5 s",
-               f"median {1000 * statistics.median(took):.0f} ms, worst {1000 * max(took):.0f} ms over "
-               f"{len(took)} samples ({len(evaluator.observations):,} observations each)")
+               f"median {1000 * statistics.median(took):.0f} ms, p95 {1000 * p95:.0f} ms, worst "
+               f"{1000 * max(took):.0f} ms over {len(took)} samples ({len(evaluator.observations):,} observations "
+               f"each); CPU median {1000 * statistics.median(cpu):.0f} ms, worst {1000 * max(cpu):.0f} ms")
 
 
 def offsets_figure(bootstrap: str, redis_url: str, samples: int) -> None:
