@@ -239,8 +239,12 @@ class Stepper:
         if observations.empty:
             self.state, transitions = step(self.state, observations, self.select, at)
             return transitions
-        keys = list(zip(observations["metric"], observations["subject"]))
-        values = list(zip(observations["value"].map(_comparable), observations["detail"].map(_comparable)))
+        # whole columns to Python objects at once: iterating a text column of pandas' Arrow
+        # strings goes value by value (16,000 observations: ~80 ms of a big cluster's step)
+        def column(name: str):
+            return observations[name].to_numpy(dtype=object, na_value=None)
+        keys = list(zip(column("metric"), column("subject")))
+        values = [(_comparable(v), _comparable(d)) for v, d in zip(column("value"), column("detail"))]
         active = {s.subject for s in self.state.values()}
         wanted = [self.last.get(k) != v or k[1] in active for k, v in zip(keys, values)]
         self.last.update(zip(keys, values))
