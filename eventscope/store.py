@@ -83,10 +83,6 @@ CHECKED_MAX = 10_000  # part paths a process remembers as whole
 UNREADABLE = (pa.ArrowException, OSError, ValueError)
 
 
-class PartChanged(ValueError):
-    """A part's rows are not those its trace index was saved for."""
-
-
 @dataclass(frozen=True)
 class Retention:
     """How much history the store keeps per frame."""
@@ -239,27 +235,20 @@ class Store:
         rows, in that order, reading only the row groups that hold them. Raises ValueError when
         the part does not hold ``rows`` rows, :class:`DamagedPart` when it cannot be read."""
         path = self._folder(name, create=False) / file
-        try:
+        with self._reading(name, path):
             parquet = pq.ParquetFile(path)
-            if parquet.metadata.num_rows != rows:
-                raise PartChanged(f"part has {parquet.metadata.num_rows} rows, its index {rows}")
-            sizes = [parquet.metadata.row_group(i).num_rows for i in range(parquet.num_row_groups)]
-            ends = np.cumsum(sizes)
-            positions = np.asarray(positions, dtype=np.int64)
-            group_of = np.searchsorted(ends, positions, side="right")
-            groups = np.unique(group_of)
+        if parquet.metadata.num_rows != rows:
+            raise ValueError(f"part has {parquet.metadata.num_rows} rows, its index {rows}")
+        sizes = np.array([parquet.metadata.row_group(i).num_rows for i in range(parquet.num_row_groups)])
+        starts = np.cumsum(sizes) - sizes  # each row group's first row in the part
+        positions = np.asarray(positions, dtype=np.int64)
+        group_of = np.searchsorted(starts, positions, side="right") - 1
+        groups = np.unique(group_of)
+        with self._reading(name, path):
             table = parquet.read_row_groups(groups.tolist())
-            # a row's place in what was read: its place in its group, after the groups read before it
-            before = np.concatenate([[0], np.cumsum([sizes[g] for g in groups])[:-1]])
-            first = ends[groups] - np.asarray([sizes[g] for g in groups])
-            where = np.searchsorted(groups, group_of)
-            at = positions - first[where] + before[where]
-            return schemas.conform(name, table.take(pa.array(at)).to_pandas())
-        except (FileNotFoundError, PartChanged):
-            raise
-        except UNREADABLE as exc:
-            self.mark_damaged(name, file, exc)
-            raise DamagedPart(f"{name}/{file}: {exc}") from exc
+        read_at = np.cumsum(sizes[groups]) - sizes[groups]  # each group's first row in what was read
+        at = positions - starts[group_of] + read_at[np.searchsorted(groups, group_of)]
+        return schemas.conform(name, table.take(pa.array(at)).to_pandas())
 
     # -- damaged parts ---------------------------------------------------------
     def readable(self, name: str, parts: list[dict]) -> list[dict]:
@@ -597,8 +586,9 @@ class Store:
 
     @contextmanager
     def _reading(self, name: str, path: Path):
-        """A read of one part for a merge: a part that cannot be read is marked damaged and
-        the merge stops with :class:`DamagedPart` (a part gone is not damage: it propagates)."""
+        """A read of one part (for a merge, or a lookup's rows): a part that cannot be read is
+        marked damaged and the read stops with :class:`DamagedPart` (a part gone is not damage:
+        it propagates)."""
         try:
             yield
         except FileNotFoundError:

@@ -47,6 +47,15 @@ def _hashes(values) -> np.ndarray:
     return pd.util.hash_array(values, categorize=False)
 
 
+def _key_arrays(pieces: list[tuple[np.ndarray, np.ndarray]]) -> tuple[np.ndarray, np.ndarray]:
+    """One key column's index from (hashes, row positions) of its non-empty values, in row
+    order: the hashes sorted, each with its position (equal hashes keep row order)."""
+    hashes = np.concatenate([h for h, _ in pieces]) if pieces else np.empty(0, dtype=np.uint64)
+    positions = np.concatenate([p for _, p in pieces]) if pieces else np.empty(0, dtype=np.int64)
+    order = np.argsort(hashes, kind="stable")
+    return hashes[order], positions[order].astype(np.int32)
+
+
 class PartIndex:
     """The index of one events frame (one store part, or any frame).
 
@@ -73,10 +82,7 @@ class PartIndex:
         for col in KEYS:
             series = frame[col]
             pos = np.flatnonzero((series.notna() & (series != "")).to_numpy(dtype=bool, na_value=False))
-            values = series.to_numpy(dtype=object, na_value=None)[pos]
-            hashes = _hashes(values)
-            order = np.argsort(hashes, kind="stable")
-            self.keys[col] = (hashes[order], pos[order].astype(np.int32))
+            self.keys[col] = _key_arrays([(_hashes(series.to_numpy(dtype=object, na_value=None)[pos]), pos)])
 
     @classmethod
     def from_arrow(cls, table: pa.Table, chunk_rows: int = 65_536) -> "PartIndex":
@@ -88,18 +94,15 @@ class PartIndex:
         for col in KEYS:
             column = table.column(col) if col in table.column_names else pa.chunked_array(
                 [pa.nulls(table.num_rows, pa.string())])
-            hashes, positions, start = [], [], 0
+            pieces, start = [], 0
             for chunk in column.chunks:
                 for at in range(0, len(chunk), chunk_rows):
                     values = pc.cast(chunk.slice(at, chunk_rows), pa.string())
                     present = pc.fill_null(pc.not_equal(values, ""), False)
-                    positions.append(np.flatnonzero(present.to_numpy(zero_copy_only=False)) + start)
-                    hashes.append(_hashes(values.filter(present).to_numpy(zero_copy_only=False)))
+                    pieces.append((_hashes(values.filter(present).to_numpy(zero_copy_only=False)),
+                                   np.flatnonzero(present.to_numpy(zero_copy_only=False)) + start))
                     start += len(values)
-            hashed = np.concatenate(hashes) if hashes else np.empty(0, dtype=np.uint64)
-            pos = np.concatenate(positions) if positions else np.empty(0, dtype=np.int64)
-            order = np.argsort(hashed, kind="stable")
-            keys[col] = (hashed[order], pos[order].astype(np.int32))
+            keys[col] = _key_arrays(pieces)
         return cls(keys=keys, rows=table.num_rows)
 
     @property
