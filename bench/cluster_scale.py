@@ -44,7 +44,7 @@ from playwright.sync_api import sync_playwright
 
 from bench import cluster_build
 from bench.offsets_bench import Collecting, run_cli_collect
-from eventscope import schemas
+from eventscope import memory, schemas
 from eventscope.alerting import AlertEvaluator
 from eventscope.config import load_config
 from eventscope.localbrokers import free_port, start_kafka, start_redis
@@ -280,6 +280,7 @@ def chart_figure(store_dir: Path, groups: list[str]) -> None:
 def alert_figure(store_dir: Path, seconds: float) -> None:
     """AlertEvaluator.evaluate() after each new sample the dashboard's collector writes."""
     store = open_store(load_config(env={"EVENTSCOPE_STORE": str(store_dir)}))
+    memory.tune_gc()  # the garbage collector as `eventscope collect` sets it in the process that evaluates
     evaluator = AlertEvaluator(store, load_config(env={}).alerts)
     evaluator.evaluate()  # the first one reads the alert history
     took, cpu, seen = [], [], store.version("lag_groups")

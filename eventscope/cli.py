@@ -158,6 +158,7 @@ def cmd_collect(args, config) -> int:
         print(f"collecting {s['source']} ({s['address']}) into {config.store_dir}", file=sys.stderr)
     if "MALLOC_ARENA_MAX" not in os.environ:  # before the collectors start their threads
         memory.limit_arenas(2)
+    memory.tune_gc()
     runner = build_runner(config, _store(config), build_collectors(config))
     # SIGTERM (systemd, `timeout`, a container runtime) and SIGHUP stop like Ctrl-C: the sample in
     # progress ends, the clients close, the exit status is 0

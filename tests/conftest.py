@@ -15,6 +15,7 @@ own (``kafka_secure``).
 
 from __future__ import annotations
 
+import gc
 import sys
 import time
 from pathlib import Path
@@ -301,3 +302,15 @@ def redis_sentinel(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[st
     finally:
         for broker in reversed(started):
             broker.stop()
+
+
+@pytest.fixture(autouse=True)
+def _garbage_collector_as_found() -> Iterator[None]:
+    """An in-process `eventscope collect` tunes the garbage collector for its process
+    (``memory.tune_gc``); the tests after it run with Python's own settings again."""
+    thresholds = gc.get_threshold()
+    yield
+    if gc.get_threshold() != thresholds or gc.get_freeze_count():
+        gc.set_threshold(*thresholds)
+        gc.unfreeze()
+
