@@ -152,7 +152,7 @@ def rules_table() -> None:
     if total > TABLE_ROWS:
         st.caption(f"{TABLE_ROWS} of {total:,} rows (firing and pending first): filter by name to find a subject.")
     if not silent.empty:
-        names = ", ".join(sorted({fmt.md(r) for r in silent["rule"]}))
+        names = ", ".join(sorted(fmt.md(r) for r in set(silent["rule"])))
         st.caption(f"No threshold set (silenced): {names} on {silent['subject'].nunique()} subject(s).")
     st.caption("Built-in rules plus `[[alerts.rules]]` from the config; for each metric and subject "
                "the last matching rule applies. `eventscope alerts --json --exit-code` exits 1 when a "

@@ -304,13 +304,15 @@ def redis_sentinel(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[st
             broker.stop()
 
 
+_GC_THRESHOLDS = gc.get_threshold()  # Python's own, as the test run starts
+
+
 @pytest.fixture(autouse=True)
 def _garbage_collector_as_found() -> Iterator[None]:
-    """An in-process `eventscope collect` tunes the garbage collector for its process
-    (``memory.tune_gc``); the tests after it run with Python's own settings again."""
-    thresholds = gc.get_threshold()
+    """An in-process `eventscope collect` (a test's, or a module fixture's) tunes the garbage
+    collector for its process (``memory.tune_gc``); the tests after it run with Python's own
+    settings again."""
     yield
-    if gc.get_threshold() != thresholds or gc.get_freeze_count():
-        gc.set_threshold(*thresholds)
+    if gc.get_threshold() != _GC_THRESHOLDS or gc.get_freeze_count():
+        gc.set_threshold(*_GC_THRESHOLDS)
         gc.unfreeze()
-

@@ -15,11 +15,13 @@ Subjects: ``broker:group/topic`` (lag metrics, stuck entries), ``broker:dlq`` (D
 """
 from __future__ import annotations
 
+from functools import lru_cache
+
 import pandas as pd
 
 from eventscope.analysis import alert_state
 from eventscope.analysis import dlq as dlq_analysis
-from eventscope.analysis.rules import select
+from eventscope.analysis.rules import Selector, select
 from eventscope.analysis.samples import newest_per_source
 
 COLUMNS = ["rule", "severity", "subject", "value", "threshold", "since"]
@@ -225,12 +227,20 @@ def firing_frame(state: dict, observations: pd.DataFrame | None = None) -> pd.Da
     return pd.DataFrame(rows, columns=FIRING_COLUMNS)
 
 
+@lru_cache(maxsize=2)
+def _selector(rules: tuple) -> Selector:
+    """The rules' :class:`Selector`, kept across calls: the dashboard asks for the same rules'
+    table after every sample, and matching 22,000 observations' names again cost 40 ms."""
+    return Selector(list(rules))
+
+
 def rule_table(rules: list, observations: pd.DataFrame, state: dict) -> pd.DataFrame:
     """Every rule with each subject's current value against its thresholds and its state."""
     rows = []
     columns = [observations[c].tolist() for c in ("metric", "names", "subject", "detail", "value")]
+    choose = _selector(tuple(rules))
     for metric, names, subject, detail, value in zip(*columns):
-        rule = select(rules, metric, names)
+        rule = choose(metric, names)
         if rule is None:
             continue
         current = state.get((rule.name, subject))
