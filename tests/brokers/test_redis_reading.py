@@ -142,3 +142,85 @@ def test_streams_named_in_the_config_are_the_only_ones_watched(redis_client, red
     redis_client.xadd("audit", {"envelope": "{}"})
     out = RedisStreamsCollector(redis.Redis.from_url(redis_url), streams=["orders"]).collect()
     assert set(out["topics"]["topic"]) == {"orders"} and set(out["events"]["topic"]) == {"orders"}
+
+
+def test_a_long_stream_first_seen_is_read_from_its_backlog_newest_entries(redis_client, redis_url):
+    """A stream (not a DLQ) seen for the first time with more than ``backlog`` entries: its
+    newest ``backlog`` are read, oldest first, then only what comes after them."""
+    ids = [redis_client.xadd("orders", {"envelope": json.dumps({"event_id": f"e{i}"})}) for i in range(30)]
+    redis_client.xadd("refunds", {"envelope": "{}"})
+    collector = RedisStreamsCollector(redis.Redis.from_url(redis_url), backlog=10)
+    events = collector.collect()["events"]
+    orders = events[events["topic"] == "orders"]
+    assert list(orders["offset"]) == ids[-10:]
+    assert len(events[events["topic"] == "refunds"]) == 1  # within the backlog: read whole
+    ids.append(redis_client.xadd("orders", {"envelope": "{}"}))
+    assert list(collector.collect()["events"]["offset"]) == ids[-1:]
+    # exactly as long as the backlog: read whole, from its oldest entry
+    whole = RedisStreamsCollector(redis.Redis.from_url(redis_url), backlog=31, streams=["orders"]).collect()
+    assert list(whole["events"]["offset"]) == ids
+
+
+def test_a_stream_first_seen_with_a_lookback_is_read_from_that_long_ago(redis_client, redis_url):
+    """``lookback_s``: a stream seen for the first time is read from the entries of the last
+    ``lookback_s`` seconds (entry IDs are times), whatever its length."""
+    import time  # noqa: PLC0415 - this test's own clock
+    now_ms = int(time.time() * 1000)
+    ids = [redis_client.xadd("orders", {"envelope": "{}"}, id=f"{now_ms - age * 1000}-0")
+           for age in (7200, 5400, 1800, 600, 5)]
+    events = RedisStreamsCollector(redis.Redis.from_url(redis_url), lookback_s=3600).collect()["events"]
+    assert list(events["offset"]) == ids[2:]  # 30 min, 10 min and 5 s ago; not 2 h or 1.5 h
+    late = RedisStreamsCollector(redis.Redis.from_url(redis_url), lookback_s=60).collect()["events"]
+    assert list(late["offset"]) == ids[-1:]
+
+
+def test_every_dlq_stream_has_its_row_an_empty_one_too(redis_client, redis_url):
+    """A DLQ stream is in the ``dlq`` frame as soon as it exists, emptied or never read, with
+    the sample's time and the collector's own source and cluster names."""
+    redis_client.xadd("payments.dlq", _dead_letter(1))
+    gone = redis_client.xadd("refunds.dlq", _dead_letter(2))
+    redis_client.xdel("refunds.dlq", gone)  # emptied by its owner: the stream stays, with 0 entries
+    out = RedisStreamsCollector(redis.Redis.from_url(redis_url), source="prod-cache").collect()
+    dlq = out["dlq"].set_index("dlq")
+    assert sorted(dlq.index) == ["payments.dlq", "refunds.dlq"]
+    assert (dlq.loc["refunds.dlq", "depth"], dlq.loc["refunds.dlq", "unread"]) == (0, 0)
+    assert pd.isna(dlq.loc["refunds.dlq", "oldest_at"]) and json.loads(dlq.loc["refunds.dlq", "reasons"]) == {}
+    assert set(dlq["source"]) == {"prod-cache"} and set(dlq["broker"]) == {"prod-cache"}
+    assert dlq["sampled_at"].notna().all() and dlq["sampled_at"].nunique() == 1
+    assert dlq["sampled_at"].iloc[0] == out["topics"]["sampled_at"].iloc[0]
+
+
+class _DeletesBetweenPipelines(redis.Redis):
+    """A real client whose second pipeline of a sample (the reads) runs just after ``victim``
+    is deleted: a stream going away mid-sample, as a stream per job or per tenant does."""
+
+    victim = ""
+    pipelines = 0
+
+    def pipeline(self, transaction=True, shard_hint=None):
+        pipe = super().pipeline(transaction, shard_hint)
+        self.pipelines += 1
+        if self.pipelines == 2:
+            execute = pipe.execute
+
+            def deleted_first(raise_on_error=True):
+                redis.Redis(connection_pool=self.connection_pool).delete(self.victim)
+                return execute(raise_on_error=raise_on_error)
+            pipe.execute = deleted_first
+        return pipe
+
+
+def test_a_stream_deleted_mid_sample_leaves_the_others_whole(redis_client, redis_url):
+    for key in ("a-jobs", "b-orders"):
+        for i in range(3):
+            redis_client.xadd(key, {"envelope": json.dumps({"event_id": f"{key}-{i}"})})
+        redis_client.xgroup_create(key, "workers", id="0")
+        redis_client.xreadgroup("workers", "w1", {key: ">"}, count=1)  # a consumer, one pending entry
+    client = _DeletesBetweenPipelines.from_url(redis_url)
+    client.victim = "a-jobs"  # listed first: its replies come before b-orders' ones
+    out = RedisStreamsCollector(client, stuck_min_deliveries=1).collect()
+    lag = out["lag"].set_index("topic")
+    assert lag.loc["b-orders", "lag"] == 2 and pd.notna(lag.loc["b-orders", "lag_seconds"])
+    assert list(out["consumers"]["topic"]) == ["b-orders"]  # a-jobs' consumers: gone with it
+    assert list(out["stuck"]["topic"]) == ["b-orders"]
+    assert set(out["events"]["topic"]) == {"b-orders"} and len(out["events"]) == 3
