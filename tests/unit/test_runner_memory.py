@@ -4,9 +4,13 @@ Redis streams' 2,000) would otherwise add up, since glibc reuses little of one s
 freed heap for the next."""
 from __future__ import annotations
 
+import gc
+
 import pandas as pd
 
+from eventscope import memory
 from eventscope import runner as runner_module
+from eventscope.cli import main
 from eventscope.runner import Runner
 from eventscope.store import Store
 
@@ -37,10 +41,6 @@ def test_a_collector_process_collects_cyclic_garbage_less_often_and_skips_what_i
         tmp_path, monkeypatch):
     """`eventscope collect` sets the garbage collector's thresholds and freezes what exists
     at its start; ``memory.tune_gc`` says why."""
-    import gc
-
-    from eventscope import memory
-    from eventscope.cli import main
     for name in ("EVENTSCOPE_KAFKA_BOOTSTRAP", "EVENTSCOPE_REDIS_URL", "EVENTSCOPE_CONFIG"):
         monkeypatch.delenv(name, raising=False)
     assert gc.get_threshold() != memory.GC_THRESHOLDS and gc.get_freeze_count() == 0
@@ -52,10 +52,6 @@ def test_a_collector_process_collects_cyclic_garbage_less_often_and_skips_what_i
 def test_fewer_full_collections_run_with_the_collectors_thresholds():
     """The same allocations (an evaluation's worth of short-lived keys and rows, a few
     long-lived) run far fewer full collections with ``GC_THRESHOLDS`` than with Python's own."""
-    import gc
-
-    from eventscope import memory
-
     def full_collections(thresholds) -> int:
         before = gc.get_threshold()
         gc.set_threshold(*thresholds)
