@@ -9,7 +9,9 @@ import pandas as pd
 import pytest
 import redis
 
+from eventscope import schemas
 from eventscope.collectors.redis.streams import RedisStreamsCollector
+from eventscope.decode import DecodeConfig, Decoder
 
 pytestmark = pytest.mark.broker
 
@@ -224,3 +226,131 @@ def test_a_stream_deleted_mid_sample_leaves_the_others_whole(redis_client, redis
     assert list(out["consumers"]["topic"]) == ["b-orders"]  # a-jobs' consumers: gone with it
     assert list(out["stuck"]["topic"]) == ["b-orders"]
     assert set(out["events"]["topic"]) == {"b-orders"} and len(out["events"]) == 3
+
+
+def test_a_sampled_redis_without_streams_has_nothing_to_read_between_samples(redis_client, redis_url):
+    """After a full sample of a Redis that holds no stream, the event reader succeeds with an
+    empty ``events`` frame (only before any full sample is there nothing to report)."""
+    collector = RedisStreamsCollector(redis.Redis.from_url(redis_url))
+    assert collector.collect()["topics"].empty
+    out = collector.collect_events()
+    assert list(out) == ["events"] and out["events"].empty
+    assert list(out["events"].columns) == list(schemas.SCHEMAS["events"])
+
+
+def test_events_read_between_samples_are_dated_named_and_counted_in_their_dlq_book(redis_client, redis_url):
+    redis_client.xadd("payments.dlq", _dead_letter(0))
+    collector = RedisStreamsCollector(redis.Redis.from_url(redis_url), source="prod-cache")
+    collector.collect()
+    ids = [redis_client.xadd("payments.dlq", _dead_letter(i)) for i in (1, 2)]
+    events = collector.collect_events()["events"]
+    assert list(events["offset"]) == ids and (events["partition"] == 0).all()
+    assert events["observed_at"].notna().all() and set(events["source"]) == {"prod-cache"}
+    assert set(events["broker"]) == {"prod-cache"} and events["dead_letter"].all()
+    dlq = collector.collect()["dlq"].set_index("dlq").loc["payments.dlq"]
+    assert json.loads(dlq["reasons"]) == {"card declined for order #": 3}  # the reader's two counted too
+
+
+def test_the_reader_between_samples_keeps_to_the_budget(redis_client, redis_url):
+    redis_client.xadd("orders", {"envelope": "{}"})
+    collector = RedisStreamsCollector(redis.Redis.from_url(redis_url), max_events=100)
+    collector.collect()
+    ids = [redis_client.xadd("orders", {"envelope": json.dumps({"event_id": f"e{i}"})}) for i in range(130)]
+    assert list(collector.collect_events()["events"]["offset"]) == ids[:100]
+    assert list(collector.collect_events()["events"]["offset"]) == ids[100:]
+
+
+def test_a_stream_replaced_by_another_type_between_samples_is_skipped_not_fatal(redis_client, redis_url):
+    for key in ("orders", "refunds"):
+        redis_client.xadd(key, {"envelope": "{}"})
+    collector = RedisStreamsCollector(redis.Redis.from_url(redis_url))
+    collector.collect()
+    redis_client.delete("orders")
+    redis_client.set("orders", "not a stream any more")  # XRANGE now answers WRONGTYPE
+    new = redis_client.xadd("refunds", {"envelope": "{}"})
+    assert list(collector.collect_events()["events"]["offset"]) == [new]
+
+
+def test_a_restart_goes_past_the_events_stored_after_the_saved_state(redis_client, redis_url):
+    """The saved position says 5-8; the store also holds 5-9 and 5-10 (read and stored, the
+    position not saved yet). A restart goes on after 5-10: entry IDs order by their numbers,
+    not as text ("5-10" < "5-9")."""
+    for seq in range(1, 9):
+        redis_client.xadd("orders", {"envelope": "{}"}, id=f"5-{seq}")
+    first = RedisStreamsCollector(redis.Redis.from_url(redis_url))
+    first.collect()
+    saved = pd.DataFrame(first.reading_state(pd.Timestamp.now(tz="UTC")))
+    for seq in (9, 10):
+        redis_client.xadd("orders", {"envelope": "{}"}, id=f"5-{seq}")
+    stored = first.collect()["events"]
+    assert list(stored["offset"]) == ["5-9", "5-10"]
+    later = redis_client.xadd("orders", {"envelope": "{}"}, id="6-0")
+    restarted = RedisStreamsCollector(redis.Redis.from_url(redis_url))
+    restarted.restore(saved, stored)
+    assert list(restarted.collect()["events"]["offset"]) == [later]
+    rewound = RedisStreamsCollector(redis.Redis.from_url(redis_url))
+    rewound.collect()
+    rewound.rewind(saved, stored)  # a failed store: back to what the store holds
+    assert list(rewound.collect()["events"]["offset"]) == [later]
+
+
+def test_the_reading_state_names_its_collector_and_time(redis_client, redis_url):
+    redis_client.xadd("orders", {"envelope": "{}"}, id="7-1")
+    collector = RedisStreamsCollector(redis.Redis.from_url(redis_url), source="prod-cache")
+    collector.collect()
+    at = pd.Timestamp("2026-12-01T10:00:00Z")
+    rows = collector.reading_state(at)
+    assert [(r["saved_at"], r["source"], r["broker"], r["topic"], r["partition"], r["position"]) for r in rows] == [
+        (at, "prod-cache", "prod-cache", "orders", 0, "7-1")]
+
+
+def test_a_big_dlq_written_within_one_millisecond_counts_its_unread_entries(redis_client, redis_url):
+    """Twelve dead letters of the same millisecond (IDs 1000-1 ... 1000-12): the seven before
+    the first read's start are unread, ordered by their sequence numbers."""
+    for seq in range(1, 13):
+        redis_client.xadd("payments.dlq", _dead_letter(seq), id=f"1000-{seq}")
+    out = RedisStreamsCollector(redis.Redis.from_url(redis_url), dlq_read_max=5).collect()
+    assert list(out["events"]["offset"]) == [f"1000-{seq}" for seq in range(8, 13)]
+    assert out["dlq"].set_index("dlq").loc["payments.dlq", "unread"] == 7
+
+
+def test_a_group_whose_name_is_not_utf8_is_shown_and_sampled(redis_client, redis_url):
+    redis_client.xadd("orders", {"envelope": "{}"})
+    redis_client.xgroup_create("orders", b"billing-\xff", id="0")
+    lag = RedisStreamsCollector(redis.Redis.from_url(redis_url)).collect()["lag"]
+    assert list(lag["group"]) == ["billing-\ufffd"] and list(lag["lag"]) == [1]
+
+
+def test_a_key_that_is_not_utf8_is_reached_sample_after_sample(redis_client, redis_url):
+    odd = b"orders-\xff"
+    redis_client.xadd(odd, {"envelope": "{}"})
+    collector = RedisStreamsCollector(redis.Redis.from_url(redis_url))
+    assert list(collector.collect()["topics"]["topic"]) == ["orders-\\xff"]
+    new = redis_client.xadd(odd, {"envelope": "{}"})
+    again = collector.collect()
+    assert list(again["topics"]["topic"]) == ["orders-\\xff"] and list(again["events"]["offset"]) == [new]
+
+
+def test_the_collector_reads_with_the_decoder_size_and_share_it_was_given(redis_client, redis_url):
+    """``decoder``, ``payload_max_chars``, ``sample_ratio`` (from the config) reach the events."""
+    for i in range(40):
+        redis_client.xadd("orders", {"envelope": json.dumps({"orderRef": f"ref-{i}", "note": "x" * 300})})
+    decoder = Decoder(DecodeConfig(correlation_id=["orderRef"]))
+    whole = RedisStreamsCollector(redis.Redis.from_url(redis_url), decoder=decoder, payload_max_chars=100,
+                                  source="a").collect()["events"]
+    assert list(whole["correlation_id"]) == [f"ref-{i}" for i in range(40)]
+    assert (whole["payload"].fillna("") == "").all()  # larger than 100 characters: not kept whole
+    half = RedisStreamsCollector(redis.Redis.from_url(redis_url), decoder=decoder, sample_ratio=0.5,
+                                 source="b").collect()["events"]
+    assert 0 < len(half) < 40 and set(half["correlation_id"]) < set(whole["correlation_id"])
+    assert half["payload"].str.contains('"orderRef"').all()  # the default size holds it whole
+
+
+def test_a_dlq_without_source_fields_is_traced_to_the_stream_that_held_its_bytes(redis_client, redis_url):
+    body = json.dumps({"event_type": "OrderPlaced", "event_id": "evt-1", "correlation_id": "c-1"})
+    redis_client.xadd("orders", {"envelope": body})
+    collector = RedisStreamsCollector(redis.Redis.from_url(redis_url))
+    collector.collect()
+    redis_client.xadd("orders.dlq", {"envelope": body})  # no original_stream field: only the bytes say
+    dlq = collector.collect()["dlq"].set_index("dlq")
+    assert dlq.loc["orders.dlq", "source_topic"] == "orders"
