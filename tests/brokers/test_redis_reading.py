@@ -354,3 +354,32 @@ def test_a_dlq_without_source_fields_is_traced_to_the_stream_that_held_its_bytes
     redis_client.xadd("orders.dlq", {"envelope": body})  # no original_stream field: only the bytes say
     dlq = collector.collect()["dlq"].set_index("dlq")
     assert dlq.loc["orders.dlq", "source_topic"] == "orders"
+
+
+def test_streams_that_stay_busy_take_turns_within_the_budget(redis_client, redis_url):
+    """Three streams that get 50 new entries before every sample, a budget of 60 a sample
+    (one stream's 50 at most): each sample reads one stream, and they take turns, so none
+    waits for the others to go quiet."""
+    collector = RedisStreamsCollector(redis.Redis.from_url(redis_url), max_events=60)
+    read = []
+    for _ in range(6):
+        for key in ("a", "b", "c"):
+            for i in range(50):
+                redis_client.xadd(key, {"envelope": "{}"})
+        events = collector.collect()["events"]
+        assert len(events) == 50
+        read.append(events["topic"].unique().tolist())
+    assert [r[0] for r in read[:3]] == ["a", "b", "c"] and read[3:] == read[:3]
+
+
+def test_a_sample_reads_the_streams_with_news_not_all_of_them(redis_client, redis_url):
+    """Ten quiet streams and one with 100 new entries, a budget of 100: the sample spends it
+    on the one with news."""
+    for s in range(10):
+        redis_client.xadd(f"quiet:{s}", {"envelope": "{}"})
+    redis_client.xadd("busy", {"envelope": "{}"})
+    collector = RedisStreamsCollector(redis.Redis.from_url(redis_url), max_events=100)
+    while not collector.collect()["events"].empty:
+        pass  # two streams a sample until each has been read
+    ids = [redis_client.xadd("busy", {"envelope": "{}"}) for _ in range(100)]
+    assert list(collector.collect()["events"]["offset"]) == ids
