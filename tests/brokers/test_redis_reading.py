@@ -329,6 +329,8 @@ def test_a_key_that_is_not_utf8_is_reached_sample_after_sample(redis_client, red
     new = redis_client.xadd(odd, {"envelope": "{}"})
     again = collector.collect()
     assert list(again["topics"]["topic"]) == ["orders-\\xff"] and list(again["events"]["offset"]) == [new]
+    between = redis_client.xadd(odd, {"envelope": "{}"})
+    assert list(collector.collect_events()["events"]["offset"]) == [between]  # and between samples
 
 
 def test_the_collector_reads_with_the_decoder_size_and_share_it_was_given(redis_client, redis_url):
@@ -347,13 +349,32 @@ def test_the_collector_reads_with_the_decoder_size_and_share_it_was_given(redis_
 
 
 def test_a_dlq_without_source_fields_is_traced_to_the_stream_that_held_its_bytes(redis_client, redis_url):
+    """A DLQ (here by a configured pattern) whose name and fields do not say where its entries
+    came from: an entry's bytes, seen before on a watched stream, do."""
     body = json.dumps({"event_type": "OrderPlaced", "event_id": "evt-1", "correlation_id": "c-1"})
     redis_client.xadd("orders", {"envelope": body})
-    collector = RedisStreamsCollector(redis.Redis.from_url(redis_url))
+    collector = RedisStreamsCollector(redis.Redis.from_url(redis_url), dlq_pattern=r"^graveyard$")
     collector.collect()
-    redis_client.xadd("orders.dlq", {"envelope": body})  # no original_stream field: only the bytes say
+    redis_client.xadd("graveyard", {"envelope": body})
     dlq = collector.collect()["dlq"].set_index("dlq")
-    assert dlq.loc["orders.dlq", "source_topic"] == "orders"
+    assert dlq.loc["graveyard", "source_topic"] == "orders"
+
+
+def test_a_big_dlq_s_oldest_entry_is_the_oldest_it_holds_not_the_oldest_read(redis_client, redis_url):
+    for second in range(1, 7):
+        redis_client.xadd("payments.dlq", _dead_letter(second), id=f"{second * 1000}-0")
+    out = RedisStreamsCollector(redis.Redis.from_url(redis_url), dlq_read_max=2).collect()
+    dlq = out["dlq"].set_index("dlq").loc["payments.dlq"]
+    assert list(out["events"]["offset"]) == ["5000-0", "6000-0"] and dlq["unread"] == 4
+    assert dlq["oldest_at"] == pd.Timestamp(1000, unit="ms", tz="UTC")
+
+
+def test_a_dlq_first_read_of_one_entry_reads_one(redis_client, redis_url):
+    for i in range(3):
+        redis_client.xadd("payments.dlq", _dead_letter(i), id=f"{i + 1}-0")
+    out = RedisStreamsCollector(redis.Redis.from_url(redis_url), dlq_read_max=1).collect()
+    assert list(out["events"]["offset"]) == ["3-0"]
+    assert out["dlq"].set_index("dlq").loc["payments.dlq", "unread"] == 2
 
 
 def test_streams_that_stay_busy_take_turns_within_the_budget(redis_client, redis_url):
