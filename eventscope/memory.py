@@ -15,6 +15,7 @@ unless that variable chooses another.
 """
 from __future__ import annotations
 
+import atexit
 import ctypes
 import ctypes.util
 import gc
@@ -64,8 +65,12 @@ def tune_gc() -> None:
     the thresholds only say how often Python looks for cycles among the rest.
 
     What the imports made (modules, classes, functions: ~90,000 objects) lives as long as the
-    process: ``gc.freeze`` leaves it out of every full collection from now on."""
+    process: ``gc.freeze`` leaves it out of every full collection from now on. At exit it is
+    thawed, so the interpreter's last collection frees what it holds in cycles (DuckDB's
+    bindings otherwise report their objects as leaked)."""
     gc.collect()
+    if not gc.get_freeze_count():
+        atexit.register(gc.unfreeze)
     gc.freeze()
     gc.set_threshold(*GC_THRESHOLDS)
 
