@@ -211,19 +211,13 @@ def firing_frame(state: dict, observations: pd.DataFrame | None = None) -> pd.Da
         # whole columns to Python at once: per-row access to Arrow-backed cells costs ~1 µs each
         keys = zip(observations["metric"].tolist(), observations["subject"].tolist())
         current = dict(zip(keys, zip(observations["value"].tolist(), observations["detail"].tolist())))
-    iso: dict = {}  # many alerts share a moment: each written once
-
-    def text(ts) -> str | None:
-        if ts not in iso:
-            iso[ts] = _iso(ts)
-        return iso[ts]
     rows = []
     for a in alert_state.firing(state):
         value, detail = current.get((a.metric, a.subject), (a.value, a.detail))
         rows.append({"rule": a.rule, "severity": a.severity, "subject": a.subject,
                      "value": None if value is None or pd.isna(value) else float(value),
-                     "threshold": a.threshold, "since": text(a.since), "metric": a.metric,
-                     "fired_at": text(a.fired_at), "detail": detail or "", "episode": a.episode})
+                     "threshold": a.threshold, "since": _iso(a.since), "metric": a.metric,
+                     "fired_at": _iso(a.fired_at), "detail": detail or "", "episode": a.episode})
     return pd.DataFrame(rows, columns=FIRING_COLUMNS)
 
 
@@ -255,6 +249,6 @@ def rule_table(rules: list, observations: pd.DataFrame, state: dict) -> pd.DataF
 
 
 def _iso(ts) -> str | None:
-    if ts is None or pd.isna(ts):
-        return None
-    return pd.Timestamp(ts).isoformat().replace("+00:00", "Z")
+    """ISO text of a moment, None when missing (the state machine's own, which remembers the
+    moments many alerts share)."""
+    return None if ts is None or pd.isna(ts) else alert_state._iso(ts)
