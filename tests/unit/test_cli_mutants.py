@@ -457,3 +457,75 @@ def test_a_window_keeps_only_the_last_seconds_of_traffic(sample_store, capsys):
     recent = _graph(capsys, sample_store, "--window", "1")  # the last second: no event in it
     assert not {e["kind"] for e in recent["edges"]} & {"produces", "causes", "dead_letters"}
     assert not [n for n in recent["nodes"] if n["kind"] == "service"]
+
+
+def test_a_window_counts_only_the_consumption_of_its_own_minutes(sample_store, capsys):
+    """The consumer side of a windowed graph: the groups stay (they exist now), what they
+    consumed is counted over the window alone."""
+    whole = [e for e in _graph(capsys, sample_store)["edges"] if e["kind"] == "consumes"]
+    recent = [e for e in _graph(capsys, sample_store, "--window", "1")["edges"] if e["kind"] == "consumes"]
+    assert sum(e["events"] for e in whole) > 0
+    assert {(e["source"], e["target"]) for e in recent} == {(e["source"], e["target"]) for e in whole}
+    assert [e["events"] for e in recent] == [0] * len(recent)
+
+
+def test_rabbitmq_queue_nodes_carry_their_queue_type(sample_store, capsys):
+    nodes = {n["id"]: n for n in _graph(capsys, sample_store)["nodes"]}
+    assert nodes["dlq:rabbitmq:analytics-service.dlq"]["queue_type"] == "classic"
+    assert not [n for n in nodes.values() if n["broker"] == "kafka" and "queue_type" in n]
+
+
+def test_the_graph_as_dot_and_as_indented_json_for_people(sample_store, capsys):
+    assert main(["graph", "--format", "dot", "--store", str(sample_store)]) == 0
+    dot = capsys.readouterr().out
+    assert dot.startswith("digraph eventscope {\n") and dot.rstrip().endswith("}")
+    assert '"topic:kafka:orders"' in dot and "->" in dot
+    one_line = _graph(capsys, sample_store)
+    assert main(["graph", "--store", str(sample_store)]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith('{\n  "nodes": [\n') and json.loads(out) == one_line
+
+
+def test_graph_causes_follow_the_stored_opentelemetry_spans_with_and_without_a_window(tmp_path, capsys):
+    """The e-mail's send span descends from a process span linked to the order's send span:
+    the graph draws orders → emails, not payments → emails (the event just before)."""
+    now = pd.Timestamp.now(tz="UTC").floor("s")
+    trace = "cd" * 16
+    events = []
+    for i, (topic, etype, service, span) in enumerate([("orders", "OrderPlaced", "order-service", "a1"),
+                                                       ("payments", "PaymentCharged", "payment-service", "b1"),
+                                                       ("emails", "EmailQueued", "email-service", "c1")]):
+        e = _event(now - pd.Timedelta(minutes=5) + pd.Timedelta(seconds=i), topic, etype, service, str(i), "g-1",
+                   broker="kafka", trace_id=trace)
+        e["parent_span_id"] = span
+        events.append(e)
+    store = Store(tmp_path)
+    store.append("events", schemas.conform("events", events))
+
+    def causes(*args):
+        return sorted((e["source"], e["target"]) for e in _graph(capsys, tmp_path, *args)["edges"]
+                      if e["kind"] == "causes")
+    guessed = [("topic:kafka:orders", "topic:kafka:payments"), ("topic:kafka:payments", "topic:kafka:emails")]
+    assert causes() == guessed  # no spans stored: the event just before
+    store.append("spans", schemas.conform("spans", [
+        _span("a1", None, None, trace, now), _span("b1", "q1", None, trace, now), _span("q1", None, "a1", trace, now),
+        _span("c1", "p1", None, trace, now), _span("p1", None, "a1", trace, now)]))
+    told = [("topic:kafka:orders", "topic:kafka:emails"), ("topic:kafka:orders", "topic:kafka:payments")]
+    assert causes() == told
+    assert causes("--window", "3600") == told
+
+
+def test_demo_is_given_its_port_and_store(monkeypatch):
+    from eventscope import demo  # noqa: PLC0415 - its run_demo is replaced
+    calls = []
+    monkeypatch.setattr(demo, "run_demo", lambda **kw: calls.append(kw) or 3)
+    monkeypatch.delenv("EVENTSCOPE_CONFIG", raising=False)
+    assert main(["demo", "--port", "8600", "--store", "/data/demo-store"]) == 3
+    assert main(["demo"]) == 3
+    assert calls == [{"port": 8600, "store": "/data/demo-store"}, {"port": 8501, "store": None}]
+
+
+def test_a_malformed_address_is_not_loopback():
+    from eventscope.cli import is_loopback  # noqa: PLC0415 - the helper itself
+    assert is_loopback("[::1]") and is_loopback(" LOCALHOST ") and is_loopback("127.0.0.2")
+    assert not is_loopback("X127.0.0.1") and not is_loopback("127.0.0.1X") and not is_loopback("[0.0.0.0]")

@@ -295,3 +295,34 @@ def test_a_schema_version_number_from_a_registry_record_is_written_out_and_bound
     assert Decoder(registry=Registry(-10**120)).decode(framed, {})["schema_version"] == "-1" + "0" * 120
     assert Decoder(registry=Registry(10**600)).decode(framed, {})["schema_version"] == "1" + "0" * 510 + "\u2026"
     assert Decoder(registry=Registry(3)).decode(framed, {})["schema_version"] == "3"
+
+
+def test_an_exception_message_counts_up_to_its_first_300_characters_then_the_reason_up_to_160():
+    """README, dead-letter queues: an exception message is read up to its first 300 characters
+    (a longer one ends in "…"), whitespace runs then become one space, and the reason keeps 160."""
+    from eventscope.decode import failure_reason
+    gap = "A" + " " * 297 + "Bcd"  # 301 characters: a longer text keeps 299 of them and "…"
+    spring = {"kafka_dlt-exception-fqcn": b"com.shop.PayError", "kafka_dlt-exception-message": gap.encode()}
+    assert failure_reason(spring) == ("com.shop.PayError", "PayError: A B\u2026")
+    exactly = {"kafka_dlt-exception-fqcn": b"com.shop.PayError", "kafka_dlt-exception-message": gap[:300].encode()}
+    assert failure_reason(exactly) == ("com.shop.PayError", "PayError: A Bc")  # 300: whole
+    # the class a message names for itself is split off the message after that cut
+    named = {"error": ("CardError: " + gap).encode()}
+    assert failure_reason(named)[1] == "CardError: A " + "\u2026"
+    # a Connect stacktrace's innermost cause: its message is cut the same way
+    trace = ("org.apache.kafka.connect.errors.DataException: Converting failed\n"
+             f"Caused by: com.fasterxml.jackson.core.JsonParseException: {gap}\n\tat x.y(Z.java:1)\n")
+    connect = {"__connect.errors.exception.class.name": b"org.apache.kafka.connect.errors.DataException",
+               "__connect.errors.exception.stacktrace": trace.encode()}
+    assert failure_reason(connect) == ("com.fasterxml.jackson.core.JsonParseException",
+                                       "JsonParseException: A B\u2026")
+    # and a class name is bounded at 200
+    long_cls = "com.shop." + "E" * 300 + "Error"
+    cls, reason = failure_reason({"kafka_dlt-exception-fqcn": long_cls.encode(),
+                                  "kafka_dlt-exception-message": b"declined"})
+    assert cls == long_cls[:199] + "\u2026" and len(cls) == 200
+    # the normalised reason keeps 160 characters
+    words = " ".join(["declined"] * 40)  # 359 characters, no whitespace run
+    reason = failure_reason({"kafka_dlt-exception-fqcn": b"com.shop.PayError",
+                             "kafka_dlt-exception-message": words.encode()})[1]
+    assert reason == "PayError: " + words[:160]
