@@ -7,7 +7,7 @@ PORT    ?= 8501
 # Broker jars fetched for the tests and the demo stay inside the checkout.
 export EVENTSCOPE_CACHE_DIR ?= $(CURDIR)/.cache
 
-.PHONY: run test bench demo install system-deps record clean mutation
+.PHONY: run test bench demo install system-deps record clean mutation cli-docs
 
 install: $(STAMP)
 
@@ -51,6 +51,9 @@ mutation: install
 	$(BIN)/pip install --quiet --disable-pip-version-check -r requirements-dev.txt
 	$(BIN)/mutmut run --max-children 1 $(MUTANTS)
 	$(BIN)/mutmut results
+
+cli-docs: install
+	$(BIN)/python -c "from eventscope.cli import reference; open('docs/cli.md', 'w').write(reference())"
 
 clean:
 	rm -rf .eventscope artifacts .pytest_cache mutants

@@ -45,40 +45,44 @@ def main(argv: list[str] | None = None) -> int:
         return 0
 
 
+STORE_HELP = "store directory (default: $EVENTSCOPE_STORE or .eventscope/)"
+
+
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="eventscope", description="Observability for Kafka, Redis Streams and RabbitMQ.")
     p.add_argument("--version", action="version", version=f"eventscope {__version__}")
-    p.add_argument("--config", help="TOML config file (default: $EVENTSCOPE_CONFIG)")
+    p.add_argument("--config", metavar="FILE", help="TOML config file (default: $EVENTSCOPE_CONFIG)")
     sub = p.add_subparsers(dest="command", required=True)
 
     def query(name, helptext, func):
         sp = sub.add_parser(name, help=helptext)
-        sp.add_argument("--store", help="store directory (default: $EVENTSCOPE_STORE or .eventscope/)")
+        sp.add_argument("--store", metavar="DIR", help=STORE_HELP)
         sp.add_argument("--json", action="store_true", help="print one JSON document")
         sp.set_defaults(func=func)
         return sp
 
     c = sub.add_parser("collect", help="sample the configured brokers into the store")
-    c.add_argument("--store")
+    c.add_argument("--store", metavar="DIR", help=STORE_HELP)
     c.add_argument("--once", action="store_true", help="one sample, then exit")
-    c.add_argument("--duration", type=float, help="run for S seconds")
-    c.add_argument("--interval", type=float, help="seconds between samples")
-    c.add_argument("-v", "--verbose", action="store_true")
+    c.add_argument("--duration", type=float, metavar="S", help="run for S seconds")
+    c.add_argument("--interval", type=float, metavar="S", help="seconds between samples")
+    c.add_argument("-v", "--verbose", action="store_true", help="log at INFO level")
     c.add_argument("--parent", type=int, help=argparse.SUPPRESS)  # the dashboard that started it
     c.set_defaults(func=cmd_collect)
     query("lag", "consumer lag per group/topic/partition", cmd_lag)
     query("dlq", "dead-letter queues", cmd_dlq)
     t = query("trace", "every event that carried an ID", cmd_trace)
-    t.add_argument("id", help="correlation ID, W3C trace ID or event ID")
+    t.add_argument("id", metavar="ID", help="correlation ID, W3C trace ID or event ID")
     g = query("graph", "the producer/consumer graph", cmd_graph)
-    g.add_argument("--format", choices=["json", "dot", "asyncapi"], default="json")
-    g.add_argument("--window", type=float, help="only the last S seconds of traffic (default: all stored)")
-    g.add_argument("--service", help="asyncapi: the document of this one service")
-    g.add_argument("--out", help="asyncapi: write one NAME.asyncapi.json per service into this directory")
+    g.add_argument("--format", choices=["json", "dot", "asyncapi"], default="json",
+                   help="{nodes, edges} as JSON (default), Graphviz DOT, or AsyncAPI 3.0 per service")
+    g.add_argument("--window", type=float, metavar="S", help="only the last S seconds of traffic (default: all stored)")
+    g.add_argument("--service", metavar="NAME", help="asyncapi: the document of this one service")
+    g.add_argument("--out", metavar="DIR", help="asyncapi: write one NAME.asyncapi.json per service into this directory")
     a = query("alerts", "firing alerts", cmd_alerts)
     a.add_argument("--exit-code", action="store_true", help="exit 1 when a critical alert fires")
     e = sub.add_parser("exporter", help="serve /metrics for Prometheus from the store")
-    e.add_argument("--store")
+    e.add_argument("--store", metavar="DIR", help=STORE_HELP)
     e.add_argument("--host", help="address to bind (default: exporter.host, 127.0.0.1; "
                    "/metrics has no authentication: see README, Security)")
     e.add_argument("--port", type=int, help=f"port to listen on (default: exporter.port, {exporter.DEFAULT_PORT}, "
@@ -88,14 +92,26 @@ def _parser() -> argparse.ArgumentParser:
     d.add_argument("--host", default="127.0.0.1",
                    help="address to bind (default 127.0.0.1; the dashboard has no authentication: "
                         "beyond loopback, put a reverse proxy with authentication in front)")
-    d.add_argument("--port", type=int, default=8501)
-    d.add_argument("--store")
+    d.add_argument("--port", type=int, default=8501, help="port to listen on (default 8501)")
+    d.add_argument("--store", metavar="DIR", help=STORE_HELP)
     d.set_defaults(func=cmd_dashboard)
     m = sub.add_parser("demo", help="local brokers + simulator + dashboard")
-    m.add_argument("--port", type=int, default=8501)
-    m.add_argument("--store")
+    m.add_argument("--port", type=int, default=8501, help="the dashboard's port (default 8501)")
+    m.add_argument("--store", metavar="DIR", help="store directory (default: .eventscope/demo/store)")
     m.set_defaults(func=cmd_demo)
     return p
+
+
+def reference(width: int = 100) -> str:
+    """Every command's ``--help`` at ``width`` columns: docs/cli.md (``make cli-docs``)."""
+    parser = _parser()
+    commands = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction)).choices
+    parts = ["# eventscope command line", "",
+             "Every command's `--help`, written by `make cli-docs` from the program itself.", ""]
+    for name, command in [("eventscope", parser), *((f"eventscope {n}", c) for n, c in commands.items())]:
+        command.formatter_class = lambda prog: argparse.HelpFormatter(prog, width=width)
+        parts += [f"## `{name}`", "", "```text", command.format_help().rstrip(), "```", ""]
+    return "\n".join(parts)
 
 
 def _store(config):

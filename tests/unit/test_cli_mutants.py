@@ -529,3 +529,45 @@ def test_a_malformed_address_is_not_loopback():
     from eventscope.cli import is_loopback  # noqa: PLC0415 - the helper itself
     assert is_loopback("[::1]") and is_loopback(" LOCALHOST ") and is_loopback("127.0.0.2")
     assert not is_loopback("X127.0.0.1") and not is_loopback("127.0.0.1X") and not is_loopback("[0.0.0.0]")
+
+
+# -- what the store could not keep, on standard error --------------------------------------
+
+def test_a_history_cut_short_by_max_rows_is_said_with_its_start_the_cap_and_the_retention(tmp_path, capsys):
+    from eventscope.store import Retention  # noqa: PLC0415
+    root = tmp_path / "store"
+    store = Store(root, Retention(max_age_s=1.5 * 3600, max_rows=1_500, compact_every=1000))
+    now = pd.Timestamp.now(tz="UTC").floor("s")
+    for i in range(4):
+        store.append("health", pd.DataFrame({"sampled_at": [now - pd.Timedelta(minutes=40 - 10 * i)] * 500,
+                                             "source": "kafka", "collector": "c", "ok": True, "rows": i}))
+    store.compact("health")
+    (cap,) = store.caps()
+    config = tmp_path / "eventscope.toml"
+    config.write_text("[store]\nretention_hours = 1.5\nmax_rows = 1500\n")
+    assert main(["--config", str(config), "lag", "--json", "--store", str(root)]) == 0
+    assert capsys.readouterr().err == (
+        f"eventscope: health history in {root} starts {cap['kept_since']:%Y-%m-%d %H:%M:%S} UTC: "
+        "store.max_rows (1,500) cut it short of the 1.5 h retention\n")
+    assert cap["kept_since"] == now - pd.Timedelta(minutes=30)
+
+
+def test_missing_rows_are_named_with_their_part_span_and_error(tmp_path, capsys, monkeypatch):
+    from test_store_notices import _damaged_store  # noqa: PLC0415 - three DLQ samples, one part cut
+    root = tmp_path / "store"
+    part = _damaged_store(root)
+    Store(root).compact("dlq")  # the collector moves it aside and records it
+    (lost,) = Store(root).damage()
+    assert main(["dlq", "--json", "--store", str(root)]) == 0
+    err = capsys.readouterr().err
+    assert err == (f"eventscope: 1 dlq rows from {lost['tmin']:%Y-%m-%d %H:%M:%S} to {lost['tmax']:%Y-%m-%d %H:%M:%S}"
+                   f" UTC are missing: {part} in {root} could not be read ({lost['error']})\n")
+    assert lost["error"]
+    # a part known only by name: how many rows and when are not known; control characters escaped
+    monkeypatch.setattr(Store, "damage", lambda self: [
+        {"frame": "events", "file": "p\x1b[2J.parquet", "rows": None, "tmin": None, "tmax": None, "error": "bad"},
+        {"frame": "lag", "file": "q.parquet", "rows": 12_345, "tmin": None, "tmax": None, "error": "short"}])
+    assert main(["dlq", "--json", "--store", str(root)]) == 0
+    assert capsys.readouterr().err == (
+        f"eventscope: some events rows are missing: p\\x1b[2J.parquet in {root} could not be read (bad)\n"
+        f"eventscope: 12,345 lag rows are missing: q.parquet in {root} could not be read (short)\n")
