@@ -151,16 +151,15 @@ def terminal_safe(table: pd.DataFrame) -> pd.DataFrame:
     return table.assign(**{c: table[c].map(safe_text, na_action="ignore") for c in text}) if text else table
 
 
-def _print(doc, as_json: bool, table: pd.DataFrame | None = None) -> None:
+def _print(doc, as_json: bool, table: pd.DataFrame | None) -> None:
+    """``doc`` as one JSON line with ``--json``, else ``table`` for people (whole: every row
+    and column, unwrapped; ``table`` may be None only with ``--json``)."""
     if as_json:
         print(json.dumps(doc, default=str))  # JSON escapes control characters itself
-    elif table is not None and not table.empty:
-        with pd.option_context("display.max_rows", 500, "display.width", 200, "display.max_columns", 20):
-            print(terminal_safe(table).to_string(index=False))
-    elif table is not None:
-        print("(nothing yet: is a collector writing this store? see `eventscope collect`)")
+    elif not table.empty:
+        print(terminal_safe(table).to_string(index=False))
     else:
-        print(json.dumps(doc, indent=2, default=str))
+        print("(nothing yet: is a collector writing this store? see `eventscope collect`)")
 
 
 def cmd_collect(args, config) -> int:

@@ -242,7 +242,7 @@ def test_alerts_table_shows_values_and_thresholds_for_people(tmp_path, capsys):
     out = capsys.readouterr()
     header, row = out.out.splitlines()[:2]
     assert header.split() == ["severity", "rule", "subject", "value", "threshold", "since", "firing", "since"]
-    assert row.split()[:8] == ["critical", "slow", "kafka:billing/orders", "2", "min", "30", "s", "30"]
+    assert row.split()[:9] == ["critical", "slow", "kafka:billing/orders", "2", "min", "30", "s", "30", "s"]
     assert "is `eventscope collect` running?" not in out.err  # the samples are fresh
 
 

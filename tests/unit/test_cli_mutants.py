@@ -307,15 +307,16 @@ def test_alerts_json_gives_numbers_and_null_for_no_threshold(tmp_path, capsys):
 
 def test_alerts_json_names_the_cluster_and_its_kind_of_each_subject(tmp_path, capsys):
     """Each alert row says which cluster (``broker``) its subject is about, and that cluster's
-    kind where the store knows it: ``BROKER:group/topic``, ``BROKER:dlq``, ``SOURCE/collector``."""
+    kind where the store knows it: ``BROKER:group/topic``, ``BROKER:dlq``, ``SOURCE/collector``.
+    A Redis stream's name often holds colons; a group's time lag may be unknown."""
     now = pd.Timestamp.now(tz="UTC").floor("s")
     recorder = Recorder(Store(tmp_path / "store"))
     for i in range(4):
         at = now - pd.Timedelta(seconds=30 * (3 - i))
         recorder.record({"lag": schemas.conform("lag", [
             {"sampled_at": at, "source": "east", "broker": "east", "kind": "redis", "group": "billing",
-             "topic": "orders", "partition": 0, "committed": 100, "end": 110 + 10 * i, "lag": 10 + 10 * i,
-             "lag_seconds": 5.0, "group_state": "Stable", "members": 1}]),
+             "topic": "mail:out", "partition": 0, "committed": 100, "end": 110 + 10 * i, "lag": 10 + 10 * i,
+             "lag_seconds": None, "group_state": "Stable", "members": 1}]),
             "health": schemas.conform("health", [
                 {"sampled_at": at, "source": "west", "collector": "kafka.offsets", "ok": False, "error": "down",
                  "duration_ms": 1.0, "rows": 0, "last_success": now - pd.Timedelta(hours=1)}])})
@@ -325,7 +326,7 @@ def test_alerts_json_names_the_cluster_and_its_kind_of_each_subject(tmp_path, ca
                       '[[alerts.rules]]\nname = "stale"\nmetric = "collector_stale_s"\nwarning = 60\n')
     assert main(["--config", str(config), "alerts", "--json", "--store", str(tmp_path / "store")]) == 0
     rows = {r["rule"]: r for r in _strict(capsys.readouterr().out)}
-    assert (rows["big"]["subject"], rows["big"]["broker"], rows["big"]["kind"]) == ("east:billing/orders", "east", "redis")
+    assert (rows["big"]["subject"], rows["big"]["broker"], rows["big"]["kind"]) == ("east:billing/mail:out", "east", "redis")
     assert (rows["stale"]["subject"], rows["stale"]["broker"], rows["stale"]["kind"]) == (
         "west/kafka.offsets", "west", None)  # no sample of west's kind in the store
 
@@ -362,6 +363,19 @@ def test_dlq_as_a_table_has_no_sample_time_and_ages_are_from_now(tmp_path, capsy
     assert main(["dlq", "--json", "--store", str(root)]) == 0
     age = json.loads(capsys.readouterr().out)[0]["oldest_age_seconds"]
     assert 15 * 60 - 1 <= age < 16 * 60  # the oldest dead letter is 15 minutes old now, not 10
+
+
+def test_a_table_is_printed_whole_every_row_and_column_on_one_line(tmp_path, capsys):
+    at = pd.Timestamp.now(tz="UTC").floor("s")
+    group = "checkout-" + "x" * 150  # a long name: no wrapping either
+    Recorder(Store(tmp_path)).record({"lag": schemas.conform("lag", [
+        {"sampled_at": at, "source": "kafka", "broker": "kafka", "group": group, "topic": "orders", "partition": p,
+         "committed": 10, "end": 10 + p, "lag": p, "lag_seconds": 1.0, "group_state": "Stable", "members": 1}
+        for p in range(700)])})
+    assert main(["lag", "--store", str(tmp_path)]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert len(lines) == 701 and all(group in line for line in lines[1:])
+    assert [int(line.split()[lines[0].split().index("partition") + 1]) for line in lines[1:]] == list(range(700))
 
 
 def test_an_empty_store_says_nothing_is_there_yet(tmp_path, capsys):
@@ -480,7 +494,10 @@ def test_the_graph_as_dot_and_as_indented_json_for_people(sample_store, capsys):
     dot = capsys.readouterr().out
     assert dot.startswith("digraph eventscope {\n") and dot.rstrip().endswith("}")
     assert '"topic:kafka:orders"' in dot and "->" in dot
-    one_line = _graph(capsys, sample_store)
+    assert main(["graph", "--json", "--store", str(sample_store)]) == 0
+    printed = capsys.readouterr().out
+    assert printed.count("\n") == 1  # --json: one line
+    one_line = json.loads(printed)
     assert main(["graph", "--store", str(sample_store)]) == 0
     out = capsys.readouterr().out
     assert out.startswith('{\n  "nodes": [\n') and json.loads(out) == one_line
@@ -571,3 +588,17 @@ def test_missing_rows_are_named_with_their_part_span_and_error(tmp_path, capsys,
     assert capsys.readouterr().err == (
         f"eventscope: some events rows are missing: p\\x1b[2J.parquet in {root} could not be read (bad)\n"
         f"eventscope: 12,345 lag rows are missing: q.parquet in {root} could not be read (short)\n")
+
+
+def test_collect_limits_its_heaps_unless_told_otherwise(tmp_path, monkeypatch):
+    """glibc's malloc arenas: two for the collector's threads, unless MALLOC_ARENA_MAX says."""
+    from eventscope import memory  # noqa: PLC0415 - its limit_arenas is replaced
+    calls = []
+    monkeypatch.setattr(memory, "limit_arenas", calls.append)
+    monkeypatch.delenv("EVENTSCOPE_CONFIG", raising=False)
+    monkeypatch.delenv("MALLOC_ARENA_MAX", raising=False)
+    assert main(["collect", "--once", "--store", str(tmp_path / "a")]) == 0
+    assert calls == [2]
+    monkeypatch.setenv("MALLOC_ARENA_MAX", "8")
+    assert main(["collect", "--once", "--store", str(tmp_path / "b")]) == 0
+    assert calls == [2]
