@@ -259,3 +259,16 @@ def test_exporter_listens_where_the_config_says_by_default(monkeypatch, tmp_path
     monkeypatch.setenv("EVENTSCOPE_EXPORTER_PORT", "70000")
     assert cli.main(["exporter", "--store", str(tmp_path)]) != 0
     assert "exporter.port must be between 0 and 65535" in capsys.readouterr().err
+
+
+def test_verbose_logs_at_info_level_with_time_level_and_logger(tmp_path):
+    """``collect -v``: INFO lines, each ``DATE TIME,ms LEVEL LOGGER: message``; without it,
+    warnings only (a sample of the bundled data fires alerts, logged at INFO)."""
+    import re  # noqa: PLC0415
+    line = re.compile(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3} INFO eventscope\.alerting: alert firing: ")
+    loud = run(tmp_path / "loud", "collect", "--once", "-v")
+    assert loud.returncode == 0, loud.stderr
+    assert [x for x in loud.stderr.splitlines() if line.match(x)], loud.stderr
+    quiet = run(tmp_path / "quiet", "collect", "--once")
+    assert quiet.returncode == 0, quiet.stderr
+    assert " INFO " not in quiet.stderr and "alert firing" not in quiet.stderr
