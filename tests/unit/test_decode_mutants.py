@@ -326,3 +326,51 @@ def test_an_exception_message_counts_up_to_its_first_300_characters_then_the_rea
     reason = failure_reason({"kafka_dlt-exception-fqcn": b"com.shop.PayError",
                              "kafka_dlt-exception-message": words.encode()})[1]
     assert reason == "PayError: " + words[:160]
+
+
+def test_what_makes_a_message_undecodable_is_said():
+    assert decode_message(b"", {})["decode_error"] == "empty payload"
+    assert decode_message(None, {})["decode_error"] == "empty payload"
+    assert decode_message("", {})["decode_error"] == "empty payload"
+    bad = decode_message(b"{bad", {})
+    assert bad["event_type"] == "<undecodable>"
+    assert bad["decode_error"].startswith("not JSON (") and "line 1 column 2" in bad["decode_error"]
+
+
+def _envelope(**extra) -> dict:
+    return {"event_type": "OrderPlaced", "event_id": "e1", "source": "order-service", "correlation_id": "c1",
+            "timestamp": "2026-12-01T10:00:00Z", **extra}
+
+
+def test_a_boolean_schema_version_is_written_as_json_writes_it():
+    from eventscope.decode import Decoder
+    values = [json.dumps(_envelope(schema_version=True)).encode(), json.dumps(_envelope(schema_version=False)).encode()]
+    assert [decode_message(v, {})["schema_version"] for v in values] == ["true", "false"]
+    columns, _ = Decoder().decode_many(values, [{}, {}])
+    assert columns["schema_version"] == ["true", "false"]
+
+
+def test_the_batch_reader_gives_each_message_what_decode_gives_it():
+    """decode_many reads a batch on its own fast path; every row must be decode's row, also where
+    a top-level field is empty (the next path is tried) or a schema version is odd."""
+    from eventscope.decode import MAX_FIELD, Decoder
+    empty_firsts = {"event_type": "", "type": "OrderPlaced", "event_id": "", "eventId": "e9", "source": "",
+                    "metadata": {"source": "order-service", "correlationId": "c9", "timestamp": "2026-12-01T10:00:00Z"},
+                    "correlation_id": "", "timestamp": ""}
+    bodies = [empty_firsts,
+              _envelope(schema_version=""), _envelope(schema_version="v" * MAX_FIELD),
+              _envelope(schema_version="v" * (MAX_FIELD + 1)), _envelope(schema_version=1.5),
+              _envelope(schema_version=7), _envelope(schema_version=[1]), _envelope(schema_version={"v": 1}),
+              _envelope(event_type="x" * MAX_FIELD, source="y"), _envelope(event_type="T" * (MAX_FIELD + 1))]
+    values = [json.dumps(b).encode() for b in bodies]
+    decoder = Decoder()
+    columns, _ = decoder.decode_many(values, [{} for _ in values])
+    rows = [decoder.decode(v, {}) for v in values]
+    for i, row in enumerate(rows):
+        assert {k: columns[k][i] for k in columns} == row, bodies[i]
+    first = rows[0]
+    assert (first["event_type"], first["event_id"], first["service"], first["correlation_id"], first["at"]) == (
+        "OrderPlaced", "e9", "order-service", "c9", "2026-12-01T10:00:00Z")
+    assert [r["schema_version"] for r in rows[1:8]] == [None, "v" * MAX_FIELD, "v" * (MAX_FIELD - 1) + "\u2026",
+                                                        "1.5", "7", None, None]
+    assert rows[9]["event_type"] == "T" * (MAX_FIELD - 1) + "\u2026"
