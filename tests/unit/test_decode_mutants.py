@@ -374,3 +374,11 @@ def test_the_batch_reader_gives_each_message_what_decode_gives_it():
     assert [r["schema_version"] for r in rows[1:8]] == [None, "v" * MAX_FIELD, "v" * (MAX_FIELD - 1) + "\u2026",
                                                         "1.5", "7", None, None]
     assert rows[9]["event_type"] == "T" * (MAX_FIELD - 1) + "\u2026"
+
+
+def test_a_parsed_body_is_an_object_or_an_array_else_none():
+    from eventscope.decode import Decoder
+    assert Decoder.parsed_body(b'{"a": 1}') == {"a": 1} and Decoder.parsed_body(b"[1, 2]") == [1, 2]
+    assert Decoder.parsed_body({"a": 1}) == {"a": 1}  # already parsed by the batch reader
+    for scalar in (b"5", b'"text"', b"true", b"null", 5, "text", None, b"1e400"):
+        assert Decoder.parsed_body(scalar) is None, scalar
