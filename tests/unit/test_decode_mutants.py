@@ -382,3 +382,23 @@ def test_a_parsed_body_is_an_object_or_an_array_else_none():
     assert Decoder.parsed_body({"a": 1}) == {"a": 1}  # already parsed by the batch reader
     for scalar in (b"5", b'"text"', b"true", b"null", 5, "text", None, b"1e400"):
         assert Decoder.parsed_body(scalar) is None, scalar
+
+
+def test_a_traceparent_with_its_dashes_out_of_place_is_invalid_as_opentelemetry_says():
+    """The canonical form's shortcut checks where the three dashes are; hostile headers of the
+    right length, hex and dashes only, with the dashes elsewhere, are what the propagator says:
+    invalid."""
+    from eventscope.decode import parse_traceparent, parse_traceparent_otel
+    trace, span = "4bf92f3577b34da6a3ce929d0e0e4736", "00f067aa0ba902b7"
+    canonical = f"00-{trace}-{span}-01"
+    assert parse_traceparent(canonical.encode()) == (trace, span)
+    hostile = []
+    for dashes in [(3, 35, 52), (2, 36, 52), (2, 35, 53), (10, 35, 52), (2, 20, 52), (2, 35, 40)]:
+        chars = list(canonical.replace("-", "0"))
+        for at in dashes:
+            chars[at] = "-"
+        hostile.append("".join(chars))
+    for value in hostile:
+        assert len(value) == 55 and value.count("-") == 3
+        assert parse_traceparent(value.encode()) == parse_traceparent_otel(value) == (None, None), value
+        assert parse_traceparent(value) == (None, None), value
