@@ -10,10 +10,10 @@ import time
 import pandas as pd
 import pytest
 
-from eventscope import schemas
-from eventscope.cli import main
+from eventscope import demo, memory, schemas
+from eventscope.cli import is_loopback, main
 from eventscope.recorder import Recorder
-from eventscope.store import Store
+from eventscope.store import Retention, Store
 
 STALE = "is `eventscope collect` running?"
 
@@ -131,6 +131,7 @@ def test_trace_hops_follow_what_each_service_reads_learned_from_the_last_hour(tm
 
 # -- `eventscope graph --format asyncapi` --------------------------------------------------------
 
+from test_store_notices import _damaged_store  # noqa: E402 - three DLQ samples, one part cut
 from test_cli import store  # noqa: E402,F401 - the CLI contract's store: order-42 and its groups
 
 
@@ -533,7 +534,6 @@ def test_graph_causes_follow_the_stored_opentelemetry_spans_with_and_without_a_w
 
 
 def test_demo_is_given_its_port_and_store(monkeypatch):
-    from eventscope import demo  # noqa: PLC0415 - its run_demo is replaced
     calls = []
     monkeypatch.setattr(demo, "run_demo", lambda **kw: calls.append(kw) or 3)
     monkeypatch.delenv("EVENTSCOPE_CONFIG", raising=False)
@@ -543,7 +543,6 @@ def test_demo_is_given_its_port_and_store(monkeypatch):
 
 
 def test_a_malformed_address_is_not_loopback():
-    from eventscope.cli import is_loopback  # noqa: PLC0415 - the helper itself
     assert is_loopback("[::1]") and is_loopback(" LOCALHOST ") and is_loopback("127.0.0.2")
     assert not is_loopback("X127.0.0.1") and not is_loopback("127.0.0.1X") and not is_loopback("[0.0.0.0]")
 
@@ -551,7 +550,6 @@ def test_a_malformed_address_is_not_loopback():
 # -- what the store could not keep, on standard error --------------------------------------
 
 def test_a_history_cut_short_by_max_rows_is_said_with_its_start_the_cap_and_the_retention(tmp_path, capsys):
-    from eventscope.store import Retention  # noqa: PLC0415
     root = tmp_path / "store"
     store = Store(root, Retention(max_age_s=1.5 * 3600, max_rows=1_500, compact_every=1000))
     now = pd.Timestamp.now(tz="UTC").floor("s")
@@ -570,7 +568,6 @@ def test_a_history_cut_short_by_max_rows_is_said_with_its_start_the_cap_and_the_
 
 
 def test_missing_rows_are_named_with_their_part_span_and_error(tmp_path, capsys, monkeypatch):
-    from test_store_notices import _damaged_store  # noqa: PLC0415 - three DLQ samples, one part cut
     root = tmp_path / "store"
     part = _damaged_store(root)
     Store(root).compact("dlq")  # the collector moves it aside and records it
@@ -592,7 +589,6 @@ def test_missing_rows_are_named_with_their_part_span_and_error(tmp_path, capsys,
 
 def test_collect_limits_its_heaps_unless_told_otherwise(tmp_path, monkeypatch):
     """glibc's malloc arenas: two for the collector's threads, unless MALLOC_ARENA_MAX says."""
-    from eventscope import memory  # noqa: PLC0415 - its limit_arenas is replaced
     calls = []
     monkeypatch.setattr(memory, "limit_arenas", calls.append)
     monkeypatch.delenv("EVENTSCOPE_CONFIG", raising=False)

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import json
 
-from eventscope.decode import decode_message, headers_to_dict
+from eventscope.decode import (MAX_FIELD, Decoder, decode_message, failure_reason, headers_to_dict, parse_traceparent,
+                               parse_traceparent_otel)
 
 
 def test_headers_become_lowercase_text_keys_with_byte_values_from_any_client_shape():
@@ -45,7 +46,6 @@ def test_spring_int_headers_are_java_ints_and_longs_or_decimal_text():
 
 
 def test_a_framed_payload_names_its_schema_id_and_a_failing_registry_its_error():
-    from eventscope.decode import Decoder
 
     row = Decoder().decode(b"\x00\x01\x00\x00\x2a\x02x", {})  # schema 16,777,258: all four ID bytes count
     assert "(schema 16777258)" in row["decode_error"]
@@ -98,7 +98,6 @@ def _batch_rows(decoder, messages):
 
 
 def test_a_batch_decodes_every_message_as_decode_does_with_or_without_the_fast_path():
-    from eventscope.decode import Decoder
 
     messages = _messages()
     single = [Decoder().decode(v, h, with_body=True) for v, h in messages]
@@ -144,7 +143,6 @@ def _connect_headers(trace) -> dict:
 
 def test_a_dead_letter_exception_class_is_capped_like_any_header_value():
     """README: header values are capped at 200 characters; the exception class comes from one."""
-    from eventscope.decode import failure_reason
 
     long_class = "com.example." + "deep" * 60 + ".ValidationException"  # 272 characters
     cls, _ = failure_reason({"kafka_dlt-exception-fqcn": long_class.encode(),
@@ -167,7 +165,6 @@ def test_a_dead_letter_exception_class_is_capped_like_any_header_value():
 def test_spring_reason_is_the_named_cause_class_even_when_a_deeper_cause_follows():
     """For Spring the reason is the innermost ``Caused by:`` of the class named in
     ``kafka_dlt-exception-cause-fqcn``, not simply the innermost one."""
-    from eventscope.decode import failure_reason
 
     wrapper = "org.springframework.kafka.listener.ListenerExecutionFailedException"
     trace = (f"{wrapper}: Listener method threw exception\n\tat o.s.K.invoke(K.java:1)\n"
@@ -185,7 +182,6 @@ def test_spring_reason_is_the_named_cause_class_even_when_a_deeper_cause_follows
 
 
 def test_a_cause_without_a_message_is_reasoned_by_its_class_alone():
-    from eventscope.decode import failure_reason
 
     headers = _connect_headers(_connect_trace("java.lang.NullPointerException").encode())
     assert failure_reason(headers) == ("java.lang.NullPointerException", "NullPointerException")
@@ -241,7 +237,6 @@ def test_the_stacktrace_is_read_within_its_first_64_kb_in_whole_lines():
 def test_an_empty_field_is_no_hit_the_next_path_is_tried_and_a_long_one_is_cut():
     """``_find``: the first non-empty scalar along the configured paths, bounded to 512
     characters; the top-level shortcut must give that same answer for every field."""
-    from eventscope.decode import Decoder
 
     nested = {"metadata": {"eventId": "e2", "source": "auth", "correlationId": "c2",
                            "timestamp": "2026-01-01T00:00:00Z"}}
@@ -281,7 +276,6 @@ def test_an_empty_traceparent_in_the_payload_is_no_hit_the_next_path_is_tried():
 def test_a_schema_version_number_from_a_registry_record_is_written_out_and_bounded():
     """A record read with its schema is looked at like a JSON envelope: its version number is
     the text of that number, bounded like every field (512 characters)."""
-    from eventscope.decode import Decoder
 
     class Registry:
         def __init__(self, version):
@@ -300,7 +294,6 @@ def test_a_schema_version_number_from_a_registry_record_is_written_out_and_bound
 def test_an_exception_message_counts_up_to_its_first_300_characters_then_the_reason_up_to_160():
     """README, dead-letter queues: an exception message is read up to its first 300 characters
     (a longer one ends in "…"), whitespace runs then become one space, and the reason keeps 160."""
-    from eventscope.decode import failure_reason
     gap = "A" + " " * 297 + "Bcd"  # 301 characters: a longer text keeps 299 of them and "…"
     spring = {"kafka_dlt-exception-fqcn": b"com.shop.PayError", "kafka_dlt-exception-message": gap.encode()}
     assert failure_reason(spring) == ("com.shop.PayError", "PayError: A B\u2026")
@@ -343,7 +336,6 @@ def _envelope(**extra) -> dict:
 
 
 def test_a_boolean_schema_version_is_written_as_json_writes_it():
-    from eventscope.decode import Decoder
     values = [json.dumps(_envelope(schema_version=True)).encode(), json.dumps(_envelope(schema_version=False)).encode()]
     assert [decode_message(v, {})["schema_version"] for v in values] == ["true", "false"]
     columns, _ = Decoder().decode_many(values, [{}, {}])
@@ -353,7 +345,6 @@ def test_a_boolean_schema_version_is_written_as_json_writes_it():
 def test_the_batch_reader_gives_each_message_what_decode_gives_it():
     """decode_many reads a batch on its own fast path; every row must be decode's row, also where
     a top-level field is empty (the next path is tried) or a schema version is odd."""
-    from eventscope.decode import MAX_FIELD, Decoder
     empty_firsts = {"event_type": "", "type": "OrderPlaced", "event_id": "", "eventId": "e9", "source": "",
                     "metadata": {"source": "order-service", "correlationId": "c9", "timestamp": "2026-12-01T10:00:00Z"},
                     "correlation_id": "", "timestamp": ""}
@@ -377,7 +368,6 @@ def test_the_batch_reader_gives_each_message_what_decode_gives_it():
 
 
 def test_a_parsed_body_is_an_object_or_an_array_else_none():
-    from eventscope.decode import Decoder
     assert Decoder.parsed_body(b'{"a": 1}') == {"a": 1} and Decoder.parsed_body(b"[1, 2]") == [1, 2]
     assert Decoder.parsed_body({"a": 1}) == {"a": 1}  # already parsed by the batch reader
     for scalar in (b"5", b'"text"', b"true", b"null", 5, "text", None, b"1e400"):
@@ -388,7 +378,6 @@ def test_a_traceparent_with_its_dashes_out_of_place_is_invalid_as_opentelemetry_
     """The canonical form's shortcut checks where the three dashes are; hostile headers of the
     right length, hex and dashes only, with the dashes elsewhere, are what the propagator says:
     invalid."""
-    from eventscope.decode import parse_traceparent, parse_traceparent_otel
     trace, span = "4bf92f3577b34da6a3ce929d0e0e4736", "00f067aa0ba902b7"
     canonical = f"00-{trace}-{span}-01"
     assert parse_traceparent(canonical.encode()) == (trace, span)
