@@ -208,26 +208,32 @@ def _span(span_id, parent, links, trace_id, at):
             "links": links, "name": "x", "kind": "CONSUMER", "service": "svc", "start_at": at}
 
 
-def test_trace_hops_follow_the_stored_opentelemetry_spans(tmp_path, capsys):
-    """README, trace: where spans say which message an event was made from, that is its cause.
-    The e-mail's send span descends from a process span linked to the order's send span: the
-    e-mail was made from the order, although the payment came in between."""
+def _order_payment_email(root, cid: str, trace: str):
+    """Three events of one trace, 1 s apart (orders, payments, emails), each sent from its own
+    span; returns the store and the spans that say the e-mail was made from the order: its
+    send span descends from a process span linked to the order's send span."""
     now = pd.Timestamp.now(tz="UTC").floor("s")
-    trace = "ab" * 16
     events = []
     for i, (topic, etype, service, span) in enumerate([("orders", "OrderPlaced", "order-service", "a1"),
                                                        ("payments", "PaymentCharged", "payment-service", "b1"),
                                                        ("emails", "EmailQueued", "email-service", "c1")]):
-        e = _event(now - pd.Timedelta(minutes=5) + pd.Timedelta(seconds=i), topic, etype, service, str(i), "s-1",
+        e = _event(now - pd.Timedelta(minutes=5) + pd.Timedelta(seconds=i), topic, etype, service, str(i), cid,
                    broker="kafka", trace_id=trace)
         e["parent_span_id"] = span
         events.append(e)
-    store = Store(tmp_path)
+    store = Store(root)
     store.append("events", schemas.conform("events", events))
     spans = [_span("a1", None, None, trace, now), _span("b1", "q1", None, trace, now),
              _span("q1", None, "a1", trace, now), _span("c1", "p1", None, trace, now),
              _span("p1", None, "a1", trace, now)]
-    store.append("spans", schemas.conform("spans", spans))
+    return store, schemas.conform("spans", spans)
+
+
+def test_trace_hops_follow_the_stored_opentelemetry_spans(tmp_path, capsys):
+    """README, trace: where spans say which message an event was made from, that is its cause.
+    The e-mail was made from the order, although the payment came in between."""
+    store, spans = _order_payment_email(tmp_path, "s-1", "ab" * 16)
+    store.append("spans", spans)
     assert main(["trace", "s-1", "--json", "--store", str(tmp_path)]) == 0
     doc = json.loads(capsys.readouterr().out)
     assert [(h["from_topic"], h["to_topic"]) for h in doc["hops"]] == [("orders", "payments"), ("orders", "emails")]
@@ -505,29 +511,16 @@ def test_the_graph_as_dot_and_as_indented_json_for_people(sample_store, capsys):
 
 
 def test_graph_causes_follow_the_stored_opentelemetry_spans_with_and_without_a_window(tmp_path, capsys):
-    """The e-mail's send span descends from a process span linked to the order's send span:
-    the graph draws orders → emails, not payments → emails (the event just before)."""
-    now = pd.Timestamp.now(tz="UTC").floor("s")
-    trace = "cd" * 16
-    events = []
-    for i, (topic, etype, service, span) in enumerate([("orders", "OrderPlaced", "order-service", "a1"),
-                                                       ("payments", "PaymentCharged", "payment-service", "b1"),
-                                                       ("emails", "EmailQueued", "email-service", "c1")]):
-        e = _event(now - pd.Timedelta(minutes=5) + pd.Timedelta(seconds=i), topic, etype, service, str(i), "g-1",
-                   broker="kafka", trace_id=trace)
-        e["parent_span_id"] = span
-        events.append(e)
-    store = Store(tmp_path)
-    store.append("events", schemas.conform("events", events))
+    """The graph draws orders → emails, as the spans say, not payments → emails (the event
+    just before)."""
+    store, spans = _order_payment_email(tmp_path, "g-1", "cd" * 16)
 
     def causes(*args):
         return sorted((e["source"], e["target"]) for e in _graph(capsys, tmp_path, *args)["edges"]
                       if e["kind"] == "causes")
     guessed = [("topic:kafka:orders", "topic:kafka:payments"), ("topic:kafka:payments", "topic:kafka:emails")]
     assert causes() == guessed  # no spans stored: the event just before
-    store.append("spans", schemas.conform("spans", [
-        _span("a1", None, None, trace, now), _span("b1", "q1", None, trace, now), _span("q1", None, "a1", trace, now),
-        _span("c1", "p1", None, trace, now), _span("p1", None, "a1", trace, now)]))
+    store.append("spans", spans)
     told = [("topic:kafka:orders", "topic:kafka:emails"), ("topic:kafka:orders", "topic:kafka:payments")]
     assert causes() == told
     assert causes("--window", "3600") == told
