@@ -334,6 +334,9 @@ def test_dlq_and_alert_metrics(tmp_path):
         {"rule": "lag_seconds", "metric": "lag_seconds", "subject": "kafka:billing/orders", "state": "firing",
          "severity": "critical", "since": since, "fired_at": since, "value": 400.0, "threshold": 300.0,
          "clear": 48.0, "detail": ""},
+        {"rule": "lag_seconds", "metric": "lag_seconds", "subject": "kafka:billing/refunds", "state": "firing",
+         "severity": "critical", "since": since, "fired_at": since, "value": 350.0, "threshold": 300.0,
+         "clear": 48.0, "detail": ""},
         {"rule": "dlq_depth", "metric": "dlq_depth", "subject": "kafka:payments.DLT", "state": "pending",
          "severity": "warning", "since": since, "fired_at": pd.NaT, "value": 40.0, "threshold": 1.0,
          "clear": 0.8, "detail": ""}]))
@@ -352,7 +355,7 @@ def test_dlq_and_alert_metrics(tmp_path):
                 subject="kafka:billing/orders", state="firing") == 1.0
     assert _one(values, "eventscope_alert_state", rule="dlq_depth", severity="warning",
                 subject="kafka:payments.DLT", state="pending") == 1.0
-    assert _one(values, "eventscope_alerts_firing", severity="critical") == 1.0
+    assert _one(values, "eventscope_alerts_firing", severity="critical") == 2.0  # one per subject
     assert _one(values, "eventscope_alerts_firing", severity="warning") == 0.0  # pending is not firing
 
 
