@@ -374,3 +374,32 @@ def test_a_member_assigned_several_partitions_of_a_topic_holds_each():
                                         ("prod", "billing", "orders", 1): member,
                                         ("prod", "billing", "orders", 12): member,
                                         ("prod", "billing", "payments", 3): member}
+
+
+def test_a_redis_cluster_the_config_does_not_name_is_db0_and_a_group_without_consumers_has_0(tmp_path):
+    """redis_exporter's ``db`` label: the database a configured URL selects, else db0 (Redis's
+    default). A group whose consumers all left counts 0 consumers, not a missing series."""
+    now = pd.Timestamp.now(tz="UTC").floor("s")
+    redis = dict(sampled_at=now, source="jobs", broker="jobs", kind="redis", group_state="n/a", members=0, partition=0)
+    Recorder(Store(tmp_path)).record({
+        "lag": schemas.conform("lag", [
+            {**redis, "group": "idle", "topic": "tasks", "committed": 5, "end": 9, "lag": 4, "lag_seconds": 1.0,
+             "pending": 0},
+            {**redis, "group": "busy", "topic": "tasks", "committed": 9, "end": 9, "lag": 0, "lag_seconds": 0.0,
+             "pending": 1, "members": 1}]),
+        "topics": schemas.conform("topics", [
+            {"sampled_at": now, "source": "jobs", "broker": "jobs", "kind": "redis", "topic": "tasks",
+             "partition": 0, "start": 9, "end": 9}]),
+        "consumers": schemas.conform("consumers", [
+            {"sampled_at": now, "source": "jobs", "broker": "jobs", "kind": "redis", "group": "busy",
+             "topic": "tasks", "consumer": "w1", "host": "", "assignment": "", "pending": 1, "idle_ms": 10}])})
+    values = {}
+    for family in text_string_to_metric_families(generate_latest(registry_for(Store(tmp_path))).decode()):
+        for sample in family.samples:
+            values[(sample.name, tuple(sorted(sample.labels.items())))] = sample.value
+    stream = dict(cluster_name="jobs", db="db0", stream="tasks")
+    assert _one(values, "redis_stream_length", **stream) == 9
+    assert _one(values, "redis_stream_groups", **stream) == 2
+    assert _one(values, "redis_stream_group_consumers", group="idle", **stream) == 0
+    assert _one(values, "redis_stream_group_consumers", group="busy", **stream) == 1
+    assert _one(values, "redis_stream_group_consumer_messages_pending", group="busy", consumer="w1", **stream) == 1
