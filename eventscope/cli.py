@@ -102,13 +102,18 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
+def commands() -> dict[str, argparse.ArgumentParser]:
+    """``{"eventscope": the parser, "eventscope lag": its sub-parser, ...}``."""
+    parser = _parser()
+    sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    return {"eventscope": parser, **{f"eventscope {n}": c for n, c in sub.choices.items()}}
+
+
 def reference(width: int = 100) -> str:
     """Every command's ``--help`` at ``width`` columns: docs/cli.md (``make cli-docs``)."""
-    parser = _parser()
-    commands = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction)).choices
     parts = ["# eventscope command line", "",
              "Every command's `--help`, written by `make cli-docs` from the program itself.", ""]
-    for name, command in [("eventscope", parser), *((f"eventscope {n}", c) for n, c in commands.items())]:
+    for name, command in commands().items():
         command.formatter_class = lambda prog: argparse.HelpFormatter(prog, width=width)
         parts += [f"## `{name}`", "", "```text", command.format_help().rstrip(), "```", ""]
     return "\n".join(parts)

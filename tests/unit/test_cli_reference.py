@@ -4,15 +4,9 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from eventscope.cli import _parser, main, reference
+from eventscope.cli import commands, main, reference
 
 ROOT = Path(__file__).resolve().parents[2]
-
-
-def _commands() -> dict[str, argparse.ArgumentParser]:
-    parser = _parser()
-    sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
-    return {"eventscope": parser, **{f"eventscope {n}": c for n, c in sub.choices.items()}}
 
 
 def test_the_documented_help_is_what_the_program_prints():
@@ -21,11 +15,11 @@ def test_the_documented_help_is_what_the_program_prints():
 
 
 def test_every_command_and_option_says_what_it_does():
-    commands = _commands()
-    listed = next(a for a in commands["eventscope"]._actions if isinstance(a, argparse._SubParsersAction))
-    assert sorted(c.dest for c in listed._choices_actions) == sorted(n.split()[1] for n in commands if " " in n)
+    parsers = commands()
+    listed = next(a for a in parsers["eventscope"]._actions if isinstance(a, argparse._SubParsersAction))
+    assert sorted(c.dest for c in listed._choices_actions) == sorted(n.split()[1] for n in parsers if " " in n)
     assert all(c.help for c in listed._choices_actions)
-    for name, command in commands.items():
+    for name, command in parsers.items():
         for action in command._actions:
             if action.help == argparse.SUPPRESS or action is listed:  # collect --parent: the dashboard's
                 continue
@@ -34,7 +28,7 @@ def test_every_command_and_option_says_what_it_does():
 
 def test_each_section_of_the_reference_is_that_command_s_help(capsys):
     text = reference()
-    for name in _commands():
+    for name in commands():
         argv = [*name.split()[1:], "--help"]
         try:
             main(argv)
