@@ -1,0 +1,161 @@
+"""How the Kafka event reader reads dead-letter topics, against the real Kafka (README,
+"Dead-letter queues": a DLQ seen for the first time is read from its oldest message, up to
+``dlq_read_max`` messages shared by its partitions; past that each partition is read from its
+newest share, and the rest is counted as unread, not as reasons, until the retention or the
+owner deletes it). A restarted reader goes on from the saved reading state, book included."""
+from __future__ import annotations
+
+import json
+import time
+import uuid
+
+import pandas as pd
+import pytest
+from confluent_kafka import Producer, TopicPartition
+from confluent_kafka.admin import NewTopic
+
+from eventscope import schemas
+from eventscope.collectors.kafka.connect import ConnectDirectory, connectors_from
+from eventscope.collectors.kafka.events import KafkaEventsCollector
+
+pytestmark = pytest.mark.broker
+
+
+def _topics(admin, *specs: tuple[str, int]) -> None:
+    for fut in admin.create_topics([NewTopic(name, parts, 1) for name, parts in specs]).values():
+        fut.result()
+
+
+def _dead_letters(bootstrap: str, topic: str, counts: dict[int, int], source: str, first: int = 0) -> None:
+    """``counts[p]`` Spring-style dead letters into partition ``p``, numbered from ``first``."""
+    producer = Producer({"bootstrap.servers": bootstrap})
+    n = first
+    for partition, count in counts.items():
+        for _ in range(count):
+            producer.produce(topic, json.dumps({"event_type": "PaymentFailed", "correlation_id": f"c-{n}"}).encode(),
+                             partition=partition,
+                             headers=[("kafka_dlt-exception-message", f"card declined for order {n}".encode()),
+                                      ("kafka_dlt-original-topic", source.encode())])
+            n += 1
+    producer.flush(10)
+
+
+def _read(collector: KafkaEventsCollector, expected: int, timeout_s: float = 30.0) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Samples until ``expected`` events were read (the first samples may only assign): every
+    event read, and the last sample's ``dlq`` frame indexed by DLQ."""
+    frames, deadline = [], time.monotonic() + timeout_s
+    while True:
+        out = collector.collect()
+        frames.append(out["events"])
+        events = pd.concat(frames, ignore_index=True)
+        if len(events) >= expected or time.monotonic() > deadline:
+            return events, out["dlq"].set_index("dlq")
+
+
+def _offsets(events: pd.DataFrame, topic: str) -> dict[int, list[int]]:
+    mine = events[events["topic"] == topic]
+    return {int(p): sorted(int(o) for o in group["offset"]) for p, group in mine.groupby("partition")}
+
+
+def test_a_big_dlq_first_seen_is_read_from_each_partitions_newest_share_and_the_rest_counted_unread(
+        kafka_admin, kafka_bootstrap):
+    base = f"kr{uuid.uuid4().hex[:6]}-"
+    dlq = base + "payments.DLT"
+    _topics(kafka_admin, (dlq, 3))
+    _dead_letters(kafka_bootstrap, dlq, {0: 5, 1: 5, 2: 2}, base + "payments")
+    # 7 shared by 3 partitions: a share of 3 each (rounded up), so 3 + 3 + 2 read, 2 + 2 + 0 not
+    collector = KafkaEventsCollector({"bootstrap.servers": kafka_bootstrap}, topics="^" + base,
+                                     dlq_pattern=r"\.DLT$", dlq_read_max=7)
+    try:
+        events, rows = _read(collector, 8)
+        assert _offsets(events, dlq) == {0: [2, 3, 4], 1: [2, 3, 4], 2: [0, 1]}
+        assert events["dead_letter"].all() and set(events["dlq_reason"]) == {"card declined for order #"}
+        row = rows.loc[dlq]
+        assert (row["depth"], row["unread"], row["source_topic"]) == (12, 4, base + "payments")
+        assert json.loads(row["reasons"]) == {"card declined for order #": 8}
+        book = [r for r in collector.reading_state(row["sampled_at"]) if r["topic"] == dlq and r["partition"] == -1]
+        assert len(book) == 1 and book[0]["unread"] == 4
+        assert json.loads(book[0]["unread_until"]) == {"0": "2", "1": "2"}  # where each partition's reading began
+
+        _dead_letters(kafka_bootstrap, dlq, {0: 1}, base + "payments", first=12)
+        events, rows = _read(collector, 1)
+        assert _offsets(events, dlq) == {0: [5]}
+        assert (rows.loc[dlq, "depth"], rows.loc[dlq, "unread"]) == (13, 4)  # the old four are still held, unread
+        assert json.loads(rows.loc[dlq, "reasons"]) == {"card declined for order #": 9}
+
+        # the owner deletes the oldest records: what is gone is no longer unread, nor counted twice
+        for fut in kafka_admin.delete_records([TopicPartition(dlq, 0, 3), TopicPartition(dlq, 1, 1)]).values():
+            fut.result()
+        rows = collector.collect()["dlq"].set_index("dlq")
+        assert (rows.loc[dlq, "depth"], rows.loc[dlq, "unread"]) == (3 + 4 + 2, 0 + 1 + 0)
+
+        # a restart goes on from the saved state: nothing read twice, the book and its unread kept
+        saved = schemas.conform("reading_state", collector.reading_state(rows.loc[dlq, "sampled_at"]))
+    finally:
+        collector.close()
+    again = KafkaEventsCollector({"bootstrap.servers": kafka_bootstrap}, topics="^" + base,
+                                 dlq_pattern=r"\.DLT$", dlq_read_max=7)
+    try:
+        again.restore(saved)
+        _dead_letters(kafka_bootstrap, dlq, {2: 1}, base + "payments", first=13)
+        events, rows = _read(again, 1)
+        assert _offsets(events, dlq) == {2: [2]}
+        assert (rows.loc[dlq, "depth"], rows.loc[dlq, "unread"]) == (10, 1)
+        assert json.loads(rows.loc[dlq, "reasons"]) == {"card declined for order #": 10}
+    finally:
+        again.close()
+
+
+def test_a_dlq_within_the_first_read_is_read_whole_and_an_empty_one_is_listed(kafka_admin, kafka_bootstrap):
+    base = f"kr{uuid.uuid4().hex[:6]}-"
+    dlq, empty = base + "orders.DLT", base + "refunds.DLT"
+    _topics(kafka_admin, (dlq, 2), (empty, 1))
+    _dead_letters(kafka_bootstrap, dlq, {0: 3}, base + "orders")  # partition 1 stays empty
+    collector = KafkaEventsCollector({"bootstrap.servers": kafka_bootstrap}, topics="^" + base,
+                                     dlq_pattern=r"\.DLT$", dlq_read_max=6)
+    try:
+        events, rows = _read(collector, 3)
+        assert _offsets(events, dlq) == {0: [0, 1, 2]}
+        assert list(rows.index) == [dlq, empty]  # in name order, the empty one too
+        assert (rows.loc[dlq, "depth"], rows.loc[dlq, "unread"]) == (3, 0)
+        assert (rows.loc[empty, "depth"], rows.loc[empty, "unread"], rows.loc[empty, "reasons"]) == (0, 0, "{}")
+        assert all(r["partition"] != -1 or r["unread"] == 0 and r["unread_until"] is None
+                   for r in collector.reading_state(rows.loc[dlq, "sampled_at"]))
+
+        # an empty partition is read from its beginning once something arrives
+        _dead_letters(kafka_bootstrap, dlq, {1: 2}, base + "orders", first=3)
+        _dead_letters(kafka_bootstrap, empty, {0: 1}, base + "refunds", first=5)
+        events, rows = _read(collector, 3)
+        assert _offsets(events, dlq) == {1: [0, 1]} and _offsets(events, empty) == {0: [0]}
+        assert (rows.loc[dlq, "depth"], rows.loc[empty, "depth"], rows.loc[empty, "source_topic"]) == (5, 1, base + "refunds")
+    finally:
+        collector.close()
+
+
+def test_only_dead_letter_topics_are_capped_and_a_connect_dlq_is_one_by_its_configuration(kafka_admin, kafka_bootstrap):
+    base = f"kr{uuid.uuid4().hex[:6]}-"
+    orders, sink_dlq = base + "orders", base + "sink-errors"  # the DLQ's name matches no pattern
+    _topics(kafka_admin, (orders, 1), (sink_dlq, 1))
+    producer = Producer({"bootstrap.servers": kafka_bootstrap})
+    for i in range(6):
+        producer.produce(orders, json.dumps({"event_type": "OrderPlaced", "correlation_id": f"o-{i}"}).encode())
+        producer.produce(sink_dlq, b"\x00not json at all")  # Connect without context headers: bytes only
+    producer.flush(10)
+    connect = ConnectDirectory([])
+    connect.connectors = {c.dlq: c for c in connectors_from(
+        {"sink": {"info": {"config": {"topics": orders, "errors.deadletterqueue.topic.name": sink_dlq}}}})}
+    collector = KafkaEventsCollector({"bootstrap.servers": kafka_bootstrap}, topics="^" + base,
+                                     dlq_pattern=r"\.DLT$", dlq_read_max=4, connect=connect)
+    try:
+        assert collector.is_dlq(sink_dlq) and collector.is_dlq(base + "x.DLT") and not collector.is_dlq(orders)
+        events, rows = _read(collector, 10)
+        assert _offsets(events, orders) == {0: list(range(6))}  # not a DLQ: the whole backlog
+        assert _offsets(events, sink_dlq) == {0: [2, 3, 4, 5]}
+        assert not events[events["topic"] == orders]["dead_letter"].any()
+        assert events[events["topic"] == sink_dlq]["dead_letter"].all()
+        assert list(rows.index) == [sink_dlq]
+        row = rows.loc[sink_dlq]
+        assert (row["depth"], row["unread"], row["source_topic"]) == (6, 2, orders)  # the connector's topic
+        assert sum(json.loads(row["reasons"]).values()) == 4
+    finally:
+        collector.close()
