@@ -159,3 +159,81 @@ def test_only_dead_letter_topics_are_capped_and_a_connect_dlq_is_one_by_its_conf
         assert sum(json.loads(row["reasons"]).values()) == 4
     finally:
         collector.close()
+
+
+def test_a_dlq_whose_oldest_records_were_deleted_before_the_first_read_counts_only_what_is_held(
+        kafka_admin, kafka_bootstrap):
+    base = f"kr{uuid.uuid4().hex[:6]}-"
+    dlq = base + "payments.DLT"
+    _topics(kafka_admin, (dlq, 1))
+    _dead_letters(kafka_bootstrap, dlq, {0: 6}, base + "payments")
+    for fut in kafka_admin.delete_records([TopicPartition(dlq, 0, 2)]).values():
+        fut.result()  # offsets 2..5 held: the share of 3 reads 3..5 and leaves one unread
+    collector = KafkaEventsCollector({"bootstrap.servers": kafka_bootstrap}, topics="^" + base,
+                                     dlq_pattern=r"\.DLT$", dlq_read_max=3, source="prod-kafka")
+    try:
+        events, rows = _read(collector, 3)
+        assert _offsets(events, dlq) == {0: [3, 4, 5]}
+        assert (rows.loc[dlq, "depth"], rows.loc[dlq, "unread"], rows.loc[dlq, "source"]) == (4, 1, "prod-kafka")
+        now = rows.loc[dlq, "sampled_at"]
+        state = collector.reading_state(now)
+        assert {(r["saved_at"], r["source"], r["broker"]) for r in state} == {(now, "prod-kafka", "prod-kafka")}
+        assert [(r["partition"], r.get("position"), r.get("unread")) for r in state] == [(0, "6", None), (-1, None, 1)]
+    finally:
+        collector.close()
+
+
+def test_a_restart_keeps_positions_not_assigned_yet_and_skips_events_stored_after_the_save(kafka_admin, kafka_bootstrap):
+    base = f"kr{uuid.uuid4().hex[:6]}-"
+    dlq = base + "orders.DLT"
+    _topics(kafka_admin, (dlq, 2))
+    _dead_letters(kafka_bootstrap, dlq, {0: 2}, base + "orders")  # partition 1 empty: its position is 0
+    collector = KafkaEventsCollector({"bootstrap.servers": kafka_bootstrap}, topics="^" + base,
+                                     dlq_pattern=r"\.DLT$", dlq_read_max=4)
+    try:
+        _, rows = _read(collector, 2)
+        saved = schemas.conform("reading_state", collector.reading_state(rows.loc[dlq, "sampled_at"]))
+        assert dict(zip(saved["partition"], saved["position"].fillna("book"))) == {0: "2", 1: "0", -1: "book"}
+        # read and stored after the save, then the collector stops before saving again
+        _dead_letters(kafka_bootstrap, dlq, {0: 1}, base + "orders", first=2)
+        stored, _ = _read(collector, 1)
+    finally:
+        collector.close()
+    assert _offsets(stored, dlq) == {0: [2]}
+    # while it was down, more dead letters than a first read's share came into the empty partition
+    _dead_letters(kafka_bootstrap, dlq, {1: 5}, base + "orders", first=3)
+    again = KafkaEventsCollector({"bootstrap.servers": kafka_bootstrap}, topics="^" + base,
+                                 dlq_pattern=r"\.DLT$", dlq_read_max=4)
+    try:
+        again.restore(saved, stored)
+        before = {(r["topic"], r["partition"]): r.get("position") for r in again.reading_state(pd.Timestamp.now(tz="UTC"))}
+        assert before == {(dlq, 0): "3", (dlq, 1): "0", (dlq, -1): None}  # restored, none assigned yet
+        events, rows = _read(again, 5)
+        assert _offsets(events, dlq) == {1: [0, 1, 2, 3, 4]}  # from its saved 0, not a first read's share
+        assert (rows.loc[dlq, "depth"], rows.loc[dlq, "unread"]) == (8, 0)
+        assert json.loads(rows.loc[dlq, "reasons"]) == {"card declined for order #": 8}  # the stored one counted
+    finally:
+        again.close()
+
+
+def test_a_lookback_with_nothing_that_recent_starts_at_the_end(kafka_admin, kafka_bootstrap):
+    base = f"kr{uuid.uuid4().hex[:6]}-"
+    topic = base + "orders"
+    _topics(kafka_admin, (topic, 3))
+    producer = Producer({"bootstrap.servers": kafka_bootstrap})
+    old_ms = int((time.time() - 7200) * 1000)
+    for partition, count in ((0, 3), (1, 1)):  # two hours old; partition 2 stays empty
+        for i in range(count):
+            producer.produce(topic, json.dumps({"event_type": "Old", "n": i}).encode(), partition=partition,
+                             timestamp=old_ms + i)
+    producer.flush(10)
+    collector = KafkaEventsCollector({"bootstrap.servers": kafka_bootstrap}, topics="^" + base, lookback_s=600)
+    try:
+        assert collector.collect()["events"].empty
+        for partition in range(3):
+            producer.produce(topic, json.dumps({"event_type": "New"}).encode(), partition=partition)
+        producer.flush(10)
+        events, _ = _read(collector, 3)
+        assert _offsets(events, topic) == {0: [3], 1: [1], 2: [0]} and set(events["event_type"]) == {"New"}
+    finally:
+        collector.close()
