@@ -11,12 +11,17 @@ import uuid
 
 import pandas as pd
 import pytest
-from confluent_kafka import Producer, TopicPartition
-from confluent_kafka.admin import NewTopic
+from confluent_kafka import KafkaException, Producer, TopicPartition
+from confluent_kafka.admin import NewTopic, OffsetSpec
 
 from eventscope import schemas
 from eventscope.collectors.kafka.connect import ConnectDirectory, connectors_from
+from eventscope.collectors.kafka.config import KafkaConfig
 from eventscope.collectors.kafka.events import KafkaEventsCollector
+from eventscope.collectors.kafka.offsets import client_secrets, kafka_client_config
+from eventscope.collectors.kafka.security import ConnectionTrouble, KafkaConnectionError
+from eventscope.secrets import Secret
+from conftest import KAFKA_SCRAM_USER
 
 pytestmark = pytest.mark.broker
 
@@ -45,7 +50,10 @@ def _read(collector: KafkaEventsCollector, expected: int, timeout_s: float = 30.
     event read, and the last sample's ``dlq`` frame indexed by DLQ."""
     frames, deadline = [], time.monotonic() + timeout_s
     while True:
+        before = pd.Timestamp.now(tz="UTC")
         out = collector.collect()
+        stamps = set(out["events"]["observed_at"]) | set(out["dlq"]["sampled_at"])
+        assert len(stamps) <= 1 and all(before <= at <= pd.Timestamp.now(tz="UTC") for at in stamps), stamps
         frames.append(out["events"])
         events = pd.concat(frames, ignore_index=True)
         if len(events) >= expected or time.monotonic() > deadline:
@@ -143,7 +151,7 @@ def test_only_dead_letter_topics_are_capped_and_a_connect_dlq_is_one_by_its_conf
     producer.flush(10)
     connect = ConnectDirectory([])
     connect.connectors = {c.dlq: c for c in connectors_from(
-        {"sink": {"info": {"config": {"topics": orders, "errors.deadletterqueue.topic.name": sink_dlq}}}})}
+        {"sink": {"info": {"config": {"topics.regex": base + "ord.*", "errors.deadletterqueue.topic.name": sink_dlq}}}})}
     collector = KafkaEventsCollector({"bootstrap.servers": kafka_bootstrap}, topics="^" + base,
                                      dlq_pattern=r"\.DLT$", dlq_read_max=4, connect=connect)
     try:
@@ -235,5 +243,64 @@ def test_a_lookback_with_nothing_that_recent_starts_at_the_end(kafka_admin, kafk
         producer.flush(10)
         events, _ = _read(collector, 3)
         assert _offsets(events, topic) == {0: [3], 1: [1], 2: [0]} and set(events["event_type"]) == {"New"}
+    finally:
+        collector.close()
+
+
+def test_a_refused_login_fails_the_sample_with_its_reason_and_without_the_secret(kafka_secure):
+    wrong = "wrong-" + uuid.uuid4().hex
+    cfg = KafkaConfig(bootstrap=kafka_secure["scram"]["address"], security_protocol="SASL_SSL",
+                      sasl_mechanism="SCRAM-SHA-512", sasl_username=KAFKA_SCRAM_USER, sasl_password=Secret(wrong),
+                      ssl_ca_location=str(kafka_secure["tls"].ca), timeout_s=1.5)
+    trouble = ConnectionTrouble(client_secrets(cfg))
+    collector = KafkaEventsCollector(kafka_client_config(cfg, trouble), timeout_s=cfg.timeout_s, trouble=trouble)
+    try:
+        with pytest.raises(KafkaConnectionError, match="the broker refused the credentials") as failure:
+            collector.collect()
+    finally:
+        collector.close()
+    assert wrong not in str(failure.value) and "\n" not in str(failure.value)
+
+
+def test_an_unreachable_broker_without_a_trouble_reader_fails_with_the_clients_own_error():
+    collector = KafkaEventsCollector({"bootstrap.servers": "127.0.0.1:1", "reconnect.backoff.ms": 1000}, timeout_s=1.0)
+    try:
+        with pytest.raises(KafkaException):
+            collector.collect()
+    finally:
+        collector.close()
+
+
+def test_a_partition_without_a_leader_for_a_moment_waits_and_its_dlq_is_skipped_not_undercounted(
+        kafka_admin, kafka_bootstrap, monkeypatch):
+    """Kafka answers ``list_offsets`` without a partition whose leader is being elected; the
+    reader must neither stop at it nor count a DLQ without it."""
+    base = f"kr{uuid.uuid4().hex[:6]}-"
+    dlq, orders = base + "orders.DLT", base + "orders"
+    _topics(kafka_admin, (dlq, 2), (orders, 2))
+    _dead_letters(kafka_bootstrap, dlq, {0: 2, 1: 3}, orders)
+    collector = KafkaEventsCollector({"bootstrap.servers": kafka_bootstrap}, topics="^" + base,
+                                     dlq_pattern=r"\.DLT$", dlq_read_max=100)
+    real, leaderless = collector._offsets, set()
+
+    def answer(partitions, spec):  # the end offsets' answer lacks the leaderless partitions
+        found = real(partitions, spec)
+        return {k: v for k, v in found.items() if k not in leaderless or spec != OffsetSpec.latest()}
+
+    monkeypatch.setattr(collector, "_offsets", answer)
+    try:
+        leaderless.update({(dlq, 0), (orders, 0)})
+        events, rows = _read(collector, 3)
+        assert collector.assigned == {(dlq, 1), (orders, 1)}  # the others wait; none after them is skipped
+        assert _offsets(events, dlq) == {1: [0, 1, 2]}
+        assert (rows.loc[dlq, "depth"], rows.loc[dlq, "unread"]) == (3, 0)  # what is assigned, all of it
+        leaderless.clear()
+        events, rows = _read(collector, 2)
+        assert collector.assigned == {(dlq, 0), (dlq, 1), (orders, 0), (orders, 1)}
+        assert _offsets(events, dlq) == {0: [0, 1]} and rows.loc[dlq, "depth"] == 5
+        leaderless.add((dlq, 1))  # the DLQ's depth cannot be told this sample: no row rather than 2
+        assert collector.collect()["dlq"].empty
+        leaderless.clear()
+        assert collector.collect()["dlq"].set_index("dlq").loc[dlq, "depth"] == 5
     finally:
         collector.close()
