@@ -304,3 +304,25 @@ def test_a_partition_without_a_leader_for_a_moment_waits_and_its_dlq_is_skipped_
         assert collector.collect()["dlq"].set_index("dlq").loc[dlq, "depth"] == 5
     finally:
         collector.close()
+
+
+def test_after_a_failed_store_the_reader_rewinds_to_the_saved_state_and_reads_again(kafka_admin, kafka_bootstrap):
+    base = f"kr{uuid.uuid4().hex[:6]}-"
+    dlq = base + "orders.DLT"
+    _topics(kafka_admin, (dlq, 1))
+    _dead_letters(kafka_bootstrap, dlq, {0: 2}, base + "orders")
+    collector = KafkaEventsCollector({"bootstrap.servers": kafka_bootstrap}, topics="^" + base,
+                                     dlq_pattern=r"\.DLT$")
+    try:
+        _, rows = _read(collector, 2)
+        saved = schemas.conform("reading_state", collector.reading_state(rows.loc[dlq, "sampled_at"]))
+        _dead_letters(kafka_bootstrap, dlq, {0: 2}, base + "orders", first=2)
+        lost, _ = _read(collector, 2)  # read, then the store refused them
+        assert _offsets(lost, dlq) == {0: [2, 3]}
+        collector.rewind(saved)
+        assert collector.assigned == set()
+        events, rows = _read(collector, 2)
+        assert _offsets(events, dlq) == {0: [2, 3]}  # read again, from the saved position
+        assert json.loads(rows.loc[dlq, "reasons"]) == {"card declined for order #": 4}  # not 6
+    finally:
+        collector.close()
