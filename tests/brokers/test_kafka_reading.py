@@ -20,6 +20,7 @@ from eventscope.collectors.kafka.config import KafkaConfig
 from eventscope.collectors.kafka.events import KafkaEventsCollector
 from eventscope.collectors.kafka.offsets import client_secrets, kafka_client_config
 from eventscope.collectors.kafka.security import ConnectionTrouble, KafkaConnectionError
+from eventscope.decode import DecodeConfig, Decoder
 from eventscope.secrets import Secret
 from conftest import KAFKA_SCRAM_USER
 
@@ -181,7 +182,7 @@ def test_a_dlq_whose_oldest_records_were_deleted_before_the_first_read_counts_on
                                      dlq_pattern=r"\.DLT$", dlq_read_max=3, source="prod-kafka")
     try:
         events, rows = _read(collector, 3)
-        assert _offsets(events, dlq) == {0: [3, 4, 5]}
+        assert _offsets(events, dlq) == {0: [3, 4, 5]} and set(events["source"]) == {"prod-kafka"}
         assert (rows.loc[dlq, "depth"], rows.loc[dlq, "unread"], rows.loc[dlq, "source"]) == (4, 1, "prod-kafka")
         now = rows.loc[dlq, "sampled_at"]
         state = collector.reading_state(now)
@@ -324,5 +325,43 @@ def test_after_a_failed_store_the_reader_rewinds_to_the_saved_state_and_reads_ag
         events, rows = _read(collector, 2)
         assert _offsets(events, dlq) == {0: [2, 3]}  # read again, from the saved position
         assert json.loads(rows.loc[dlq, "reasons"]) == {"card declined for order #": 4}  # not 6
+    finally:
+        collector.close()
+
+
+def test_a_topic_without_saved_position_or_lookback_starts_backlog_messages_before_its_end(kafka_admin, kafka_bootstrap):
+    base = f"kr{uuid.uuid4().hex[:6]}-"
+    topic = base + "orders"
+    _topics(kafka_admin, (topic, 1))
+    producer = Producer({"bootstrap.servers": kafka_bootstrap})
+    for i in range(5):
+        producer.produce(topic, json.dumps({"event_type": "OrderPlaced", "n": i}).encode())
+    producer.flush(10)
+    collector = KafkaEventsCollector({"bootstrap.servers": kafka_bootstrap}, topics="^" + base, backlog=3)
+    try:
+        events, _ = _read(collector, 3)
+        assert _offsets(events, topic) == {0: [2, 3, 4]}
+    finally:
+        collector.close()
+
+
+def test_a_dlq_record_without_headers_is_traced_to_the_topic_its_bytes_were_read_from_in_an_earlier_sample(
+        kafka_admin, kafka_bootstrap):
+    base = f"kr{uuid.uuid4().hex[:6]}-"
+    orders, dlq = base + "orders", base + "sink-failures"  # a name that names no source
+    _topics(kafka_admin, (orders, 1), (dlq, 1))
+    record = json.dumps({"event_type": "OrderPlaced", "orderRef": "ord-77"}).encode()
+    producer = Producer({"bootstrap.servers": kafka_bootstrap})
+    producer.produce(orders, record)
+    producer.flush(10)
+    collector = KafkaEventsCollector({"bootstrap.servers": kafka_bootstrap}, topics="^" + base, dlq_pattern="-failures$",
+                                     decoder=Decoder(DecodeConfig(correlation_id=["orderRef"])))
+    try:
+        events, _ = _read(collector, 1)
+        assert list(events["correlation_id"]) == ["ord-77"]  # the configured decoder, not the default
+        producer.produce(dlq, record)  # the sink failed on it: its byte-for-byte copy, no headers
+        producer.flush(10)
+        events, rows = _read(collector, 1)
+        assert list(events["topic"]) == [dlq] and rows.loc[dlq, "source_topic"] == orders
     finally:
         collector.close()
