@@ -162,6 +162,7 @@ def test_only_dead_letter_topics_are_capped_and_a_connect_dlq_is_one_by_its_conf
         assert _offsets(events, sink_dlq) == {0: [2, 3, 4, 5]}
         assert not events[events["topic"] == orders]["dead_letter"].any()
         assert events[events["topic"] == sink_dlq]["dead_letter"].all()
+        assert set(events[events["topic"] == sink_dlq]["original_topic"]) == {orders}  # from the configuration
         assert list(rows.index) == [sink_dlq]
         row = rows.loc[sink_dlq]
         assert (row["depth"], row["unread"], row["source_topic"]) == (6, 2, orders)  # the connector's topic
@@ -355,10 +356,11 @@ def test_a_dlq_record_without_headers_is_traced_to_the_topic_its_bytes_were_read
     producer.produce(orders, record)
     producer.flush(10)
     collector = KafkaEventsCollector({"bootstrap.servers": kafka_bootstrap}, topics="^" + base, dlq_pattern="-failures$",
-                                     decoder=Decoder(DecodeConfig(correlation_id=["orderRef"])))
+                                     decoder=Decoder(DecodeConfig(correlation_id=["orderRef"])), payload_max_chars=40)
     try:
         events, _ = _read(collector, 1)
         assert list(events["correlation_id"]) == ["ord-77"]  # the configured decoder, not the default
+        assert len(record) > 40 and list(events["payload"]) == [""]  # longer than the payload kept
         producer.produce(dlq, record)  # the sink failed on it: its byte-for-byte copy, no headers
         producer.flush(10)
         events, rows = _read(collector, 1)
