@@ -319,13 +319,15 @@ def test_after_a_failed_store_the_reader_rewinds_to_the_saved_state_and_reads_ag
         _, rows = _read(collector, 2)
         saved = schemas.conform("reading_state", collector.reading_state(rows.loc[dlq, "sampled_at"]))
         _dead_letters(kafka_bootstrap, dlq, {0: 2}, base + "orders", first=2)
-        lost, _ = _read(collector, 2)  # read, then the store refused them
-        assert _offsets(lost, dlq) == {0: [2, 3]}
-        collector.rewind(saved)
+        stored, _ = _read(collector, 2)  # stored, but the reading state after them was not
+        _dead_letters(kafka_bootstrap, dlq, {0: 1}, base + "orders", first=4)
+        lost, _ = _read(collector, 1)  # read, then the store refused them
+        assert (_offsets(stored, dlq), _offsets(lost, dlq)) == ({0: [2, 3]}, {0: [4]})
+        collector.rewind(saved, stored)
         assert collector.assigned == set()
-        events, rows = _read(collector, 2)
-        assert _offsets(events, dlq) == {0: [2, 3]}  # read again, from the saved position
-        assert json.loads(rows.loc[dlq, "reasons"]) == {"card declined for order #": 4}  # not 6
+        events, rows = _read(collector, 1)
+        assert _offsets(events, dlq) == {0: [4]}  # read again, from past what the store holds
+        assert json.loads(rows.loc[dlq, "reasons"]) == {"card declined for order #": 5}  # each once
     finally:
         collector.close()
 
@@ -342,6 +344,49 @@ def test_a_topic_without_saved_position_or_lookback_starts_backlog_messages_befo
     try:
         events, _ = _read(collector, 3)
         assert _offsets(events, topic) == {0: [2, 3, 4]}
+    finally:
+        collector.close()
+    busy = base + "busy"  # the default backlog: 5,000 messages
+    _topics(kafka_admin, (busy, 1))
+    for i in range(5003):
+        producer.produce(busy, b'{"n": %d}' % i)
+        if i % 1000 == 0:
+            producer.poll(0)
+    producer.flush(30)
+    collector = KafkaEventsCollector({"bootstrap.servers": kafka_bootstrap}, topics=f"^{busy}$")
+    try:
+        events, _ = _read(collector, 5000)
+        read = _offsets(events, busy)[0]
+        assert read[0] == 3 and read == list(range(3, 3 + len(read)))
+    finally:
+        collector.close()
+
+
+def test_a_lookback_whose_answer_lacks_a_partition_starts_it_at_the_end(kafka_admin, kafka_bootstrap, monkeypatch):
+    base = f"kr{uuid.uuid4().hex[:6]}-"
+    topic = base + "orders"
+    _topics(kafka_admin, (topic, 2))
+    producer = Producer({"bootstrap.servers": kafka_bootstrap})
+    for partition in (0, 1):
+        for i in range(3):
+            producer.produce(topic, json.dumps({"event_type": "Recent", "n": i}).encode(), partition=partition)
+    producer.flush(10)
+    collector = KafkaEventsCollector({"bootstrap.servers": kafka_bootstrap}, topics="^" + base, lookback_s=600)
+    real = collector._offsets
+
+    def answer(partitions, spec):  # the leader of partition 1 moved as the timestamps were asked for
+        found = real(partitions, spec)
+        at_time = spec not in (OffsetSpec.earliest(), OffsetSpec.latest())
+        return {k: v for k, v in found.items() if not (at_time and k == (topic, 1))}
+
+    monkeypatch.setattr(collector, "_offsets", answer)
+    try:
+        events, _ = _read(collector, 3)
+        assert _offsets(events, topic) == {0: [0, 1, 2]}  # partition 1 from its end: nothing of it read
+        producer.produce(topic, b'{"event_type": "Later"}', partition=1)
+        producer.flush(10)
+        events, _ = _read(collector, 1)
+        assert _offsets(events, topic) == {1: [3]}
     finally:
         collector.close()
 
