@@ -11,7 +11,7 @@ import uuid
 
 import pandas as pd
 import pytest
-from confluent_kafka import KafkaException, Producer, TopicPartition
+from confluent_kafka import KafkaError, KafkaException, Producer, TopicPartition
 from confluent_kafka.admin import NewTopic, OffsetSpec
 
 from eventscope import schemas
@@ -117,8 +117,8 @@ def test_a_big_dlq_first_seen_is_read_from_each_partitions_newest_share_and_the_
 
 def test_a_dlq_within_the_first_read_is_read_whole_and_an_empty_one_is_listed(kafka_admin, kafka_bootstrap):
     base = f"kr{uuid.uuid4().hex[:6]}-"
-    dlq, empty = base + "orders.DLT", base + "refunds.DLT"
-    _topics(kafka_admin, (dlq, 2), (empty, 1))
+    dlq, empty, plain = base + "orders.DLT", base + "refunds.DLT", base + "payments"  # plain sorts between them
+    _topics(kafka_admin, (dlq, 2), (empty, 1), (plain, 1))
     _dead_letters(kafka_bootstrap, dlq, {0: 3}, base + "orders")  # partition 1 stays empty
     collector = KafkaEventsCollector({"bootstrap.servers": kafka_bootstrap}, topics="^" + base,
                                      dlq_pattern=r"\.DLT$", dlq_read_max=6)
@@ -143,8 +143,8 @@ def test_a_dlq_within_the_first_read_is_read_whole_and_an_empty_one_is_listed(ka
 
 def test_only_dead_letter_topics_are_capped_and_a_connect_dlq_is_one_by_its_configuration(kafka_admin, kafka_bootstrap):
     base = f"kr{uuid.uuid4().hex[:6]}-"
-    orders, sink_dlq = base + "orders", base + "sink-errors"  # the DLQ's name matches no pattern
-    _topics(kafka_admin, (orders, 1), (sink_dlq, 1))
+    orders, sink_dlq, quiet_dlq = base + "orders", base + "sink-errors", base + "sink2-errors"  # no pattern's
+    _topics(kafka_admin, (orders, 1), (sink_dlq, 1), (quiet_dlq, 1))
     producer = Producer({"bootstrap.servers": kafka_bootstrap})
     for i in range(6):
         producer.produce(orders, json.dumps({"event_type": "OrderPlaced", "correlation_id": f"o-{i}"}).encode())
@@ -152,7 +152,8 @@ def test_only_dead_letter_topics_are_capped_and_a_connect_dlq_is_one_by_its_conf
     producer.flush(10)
     connect = ConnectDirectory([])
     connect.connectors = {c.dlq: c for c in connectors_from(
-        {"sink": {"info": {"config": {"topics.regex": base + "ord.*", "errors.deadletterqueue.topic.name": sink_dlq}}}})}
+        {"sink": {"info": {"config": {"topics.regex": base + "ord.*", "errors.deadletterqueue.topic.name": sink_dlq}}},
+         "sink2": {"info": {"config": {"topics": orders, "errors.deadletterqueue.topic.name": quiet_dlq}}}})}
     collector = KafkaEventsCollector({"bootstrap.servers": kafka_bootstrap}, topics="^" + base,
                                      dlq_pattern=r"\.DLT$", dlq_read_max=4, connect=connect)
     try:
@@ -163,10 +164,12 @@ def test_only_dead_letter_topics_are_capped_and_a_connect_dlq_is_one_by_its_conf
         assert not events[events["topic"] == orders]["dead_letter"].any()
         assert events[events["topic"] == sink_dlq]["dead_letter"].all()
         assert set(events[events["topic"] == sink_dlq]["original_topic"]) == {orders}  # from the configuration
-        assert list(rows.index) == [sink_dlq]
+        assert list(rows.index) == [sink_dlq, quiet_dlq]
         row = rows.loc[sink_dlq]
         assert (row["depth"], row["unread"], row["source_topic"]) == (6, 2, orders)  # the connector's topic
         assert sum(json.loads(row["reasons"]).values()) == 4
+        # nothing dead-lettered yet: the source is still the one its connector reads
+        assert (rows.loc[quiet_dlq, "depth"], rows.loc[quiet_dlq, "source_topic"]) == (0, orders)
     finally:
         collector.close()
 
@@ -184,7 +187,8 @@ def test_a_dlq_whose_oldest_records_were_deleted_before_the_first_read_counts_on
     try:
         events, rows = _read(collector, 3)
         assert _offsets(events, dlq) == {0: [3, 4, 5]} and set(events["source"]) == {"prod-kafka"}
-        assert (rows.loc[dlq, "depth"], rows.loc[dlq, "unread"], rows.loc[dlq, "source"]) == (4, 1, "prod-kafka")
+        assert (rows.loc[dlq, "depth"], rows.loc[dlq, "unread"]) == (4, 1)
+        assert (rows.loc[dlq, "source"], rows.loc[dlq, "broker"]) == ("prod-kafka", "prod-kafka")
         now = rows.loc[dlq, "sampled_at"]
         state = collector.reading_state(now)
         assert {(r["saved_at"], r["source"], r["broker"]) for r in state} == {(now, "prod-kafka", "prod-kafka")}
@@ -278,14 +282,16 @@ def test_a_partition_without_a_leader_for_a_moment_waits_and_its_dlq_is_skipped_
     """Kafka answers ``list_offsets`` without a partition whose leader is being elected; the
     reader must neither stop at it nor count a DLQ without it."""
     base = f"kr{uuid.uuid4().hex[:6]}-"
-    dlq, orders = base + "orders.DLT", base + "orders"
-    _topics(kafka_admin, (dlq, 2), (orders, 2))
+    dlq, orders, later = base + "orders.DLT", base + "orders", base + "payments.DLT"
+    _topics(kafka_admin, (dlq, 2), (orders, 2), (later, 1))
     _dead_letters(kafka_bootstrap, dlq, {0: 2, 1: 3}, orders)
     collector = KafkaEventsCollector({"bootstrap.servers": kafka_bootstrap}, topics="^" + base,
                                      dlq_pattern=r"\.DLT$", dlq_read_max=100)
-    real, leaderless = collector._offsets, set()
+    real, leaderless, refused = collector._offsets, set(), []
 
     def answer(partitions, spec):  # the end offsets' answer lacks the leaderless partitions
+        if refused:
+            raise KafkaException(KafkaError(KafkaError._TRANSPORT, "connection to the broker lost"))
         found = real(partitions, spec)
         return {k: v for k, v in found.items() if k not in leaderless or spec != OffsetSpec.latest()}
 
@@ -293,17 +299,22 @@ def test_a_partition_without_a_leader_for_a_moment_waits_and_its_dlq_is_skipped_
     try:
         leaderless.update({(dlq, 0), (orders, 0)})
         events, rows = _read(collector, 3)
-        assert collector.assigned == {(dlq, 1), (orders, 1)}  # the others wait; none after them is skipped
+        assert collector.assigned == {(dlq, 1), (orders, 1), (later, 0)}  # the others wait; none after them is skipped
         assert _offsets(events, dlq) == {1: [0, 1, 2]}
         assert (rows.loc[dlq, "depth"], rows.loc[dlq, "unread"]) == (3, 0)  # what is assigned, all of it
         leaderless.clear()
         events, rows = _read(collector, 2)
-        assert collector.assigned == {(dlq, 0), (dlq, 1), (orders, 0), (orders, 1)}
+        assert collector.assigned == {(dlq, 0), (dlq, 1), (orders, 0), (orders, 1), (later, 0)}
         assert _offsets(events, dlq) == {0: [0, 1]} and rows.loc[dlq, "depth"] == 5
         leaderless.add((dlq, 1))  # the DLQ's depth cannot be told this sample: no row rather than 2
-        assert collector.collect()["dlq"].empty
+        assert list(collector.collect()["dlq"]["dlq"]) == [later]  # the next DLQ's row is still there
+        refused.append(True)  # no answer at all: no DLQ row this sample, the events still come
+        _dead_letters(kafka_bootstrap, dlq, {0: 1}, orders, first=5)
+        events, rows = _read(collector, 1)
+        assert _offsets(events, dlq) == {0: [2]} and rows.empty
+        refused.clear()
         leaderless.clear()
-        assert collector.collect()["dlq"].set_index("dlq").loc[dlq, "depth"] == 5
+        assert collector.collect()["dlq"].set_index("dlq").loc[dlq, "depth"] == 6
     finally:
         collector.close()
 
