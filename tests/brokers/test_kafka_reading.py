@@ -6,6 +6,7 @@ owner deletes it). A restarted reader goes on from the saved reading state, book
 from __future__ import annotations
 
 import json
+import os
 import time
 import uuid
 
@@ -268,10 +269,12 @@ def test_a_refused_login_fails_the_sample_with_its_reason_and_without_the_secret
     assert wrong not in str(failure.value) and "\n" not in str(failure.value)
 
 
-def test_an_unreachable_broker_without_a_trouble_reader_fails_with_the_clients_own_error():
-    collector = KafkaEventsCollector({"bootstrap.servers": "127.0.0.1:1", "reconnect.backoff.ms": 1000}, timeout_s=1.0)
+@pytest.mark.parametrize("trouble", [None, ConnectionTrouble()], ids=["without", "with"])
+def test_an_unreachable_broker_fails_with_the_clients_own_error_when_nothing_explains_it(trouble):
+    collector = KafkaEventsCollector({"bootstrap.servers": "127.0.0.1:1", "reconnect.backoff.ms": 1000}, timeout_s=1.0,
+                                     trouble=trouble)
     try:
-        with pytest.raises(KafkaException):
+        with pytest.raises(KafkaException, match="(?i)timed out|transport|broker"):
             collector.collect()
     finally:
         collector.close()
@@ -343,7 +346,22 @@ def test_after_a_failed_store_the_reader_rewinds_to_the_saved_state_and_reads_ag
         collector.close()
 
 
-def test_a_topic_without_saved_position_or_lookback_starts_backlog_messages_before_its_end(kafka_admin, kafka_bootstrap):
+@pytest.fixture
+def far_time_zone():
+    """The process in UTC+05:45, so a sample stamped with the local wall clock shows."""
+    before = os.environ.get("TZ")
+    os.environ["TZ"] = "Asia/Kathmandu"
+    time.tzset()
+    yield
+    if before is None:
+        del os.environ["TZ"]
+    else:
+        os.environ["TZ"] = before
+    time.tzset()
+
+
+def test_a_topic_without_saved_position_or_lookback_starts_backlog_messages_before_its_end(kafka_admin, kafka_bootstrap,
+                                                                                         far_time_zone):
     base = f"kr{uuid.uuid4().hex[:6]}-"
     topic = base + "orders"
     _topics(kafka_admin, (topic, 1))
