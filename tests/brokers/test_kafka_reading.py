@@ -441,3 +441,41 @@ def test_a_dlq_record_without_headers_is_traced_to_the_topic_its_bytes_were_read
         assert list(events["topic"]) == [dlq] and rows.loc[dlq, "source_topic"] == orders
     finally:
         collector.close()
+
+
+def test_a_restart_after_the_topic_was_deleted_and_created_again_reads_the_new_one_from_its_start(
+        kafka_admin, kafka_bootstrap):
+    base = f"kr{uuid.uuid4().hex[:6]}-"
+    topic = base + "orders"
+    _topics(kafka_admin, (topic, 1))
+    producer = Producer({"bootstrap.servers": kafka_bootstrap})
+    for i in range(5):
+        producer.produce(topic, json.dumps({"event_type": "Before", "n": i}).encode())
+    producer.flush(10)
+    collector = KafkaEventsCollector({"bootstrap.servers": kafka_bootstrap}, topics="^" + base)
+    try:
+        events, _ = _read(collector, 5)
+        saved = schemas.conform("reading_state", collector.reading_state(events["observed_at"].iloc[-1]))
+    finally:
+        collector.close()
+    assert dict(zip(saved["topic"], saved["position"])) == {topic: "5"}
+    for fut in kafka_admin.delete_topics([topic]).values():
+        fut.result()
+    deadline = time.monotonic() + 30
+    while True:  # the deletion completes in the background
+        try:
+            _topics(kafka_admin, (topic, 1))
+            break
+        except KafkaException:
+            assert time.monotonic() < deadline, "the topic could not be created again"
+            time.sleep(0.5)
+    for i in range(2):
+        producer.produce(topic, json.dumps({"event_type": "After", "n": i}).encode())
+    producer.flush(10)
+    again = KafkaEventsCollector({"bootstrap.servers": kafka_bootstrap}, topics="^" + base)
+    try:
+        again.restore(saved)
+        events, _ = _read(again, 2)
+        assert _offsets(events, topic) == {0: [0, 1]} and set(events["event_type"]) == {"After"}
+    finally:
+        again.close()
