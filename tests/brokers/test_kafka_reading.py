@@ -479,3 +479,22 @@ def test_a_restart_after_the_topic_was_deleted_and_created_again_reads_the_new_o
         assert _offsets(events, topic) == {0: [0, 1]} and set(events["event_type"]) == {"After"}
     finally:
         again.close()
+
+
+def test_a_sample_that_stops_short_of_the_end_saves_the_position_after_its_last_message(kafka_admin, kafka_bootstrap):
+    base = f"kr{uuid.uuid4().hex[:6]}-"
+    topic = base + "orders"
+    _topics(kafka_admin, (topic, 1))
+    producer = Producer({"bootstrap.servers": kafka_bootstrap})
+    for i in range(1500):
+        producer.produce(topic, b'{"n": %d}' % i)
+    producer.flush(30)
+    collector = KafkaEventsCollector({"bootstrap.servers": kafka_bootstrap}, topics="^" + base, max_events=100)
+    try:
+        events, rows = _read(collector, 100)
+        read = _offsets(events, topic)[0]
+        assert read[0] == 0 and len(read) < 1500  # more than one sample's worth: not read to the end
+        state = collector.reading_state(pd.Timestamp.now(tz="UTC"))
+        assert [r["position"] for r in state] == [str(read[-1] + 1)]
+    finally:
+        collector.close()
