@@ -29,8 +29,18 @@ pytestmark = pytest.mark.broker
 
 
 def _topics(admin, *specs: tuple[str, int]) -> None:
+    """Create the topics and wait until each partition has a leader (what a test hides is hidden
+    on purpose, not by an election still under way)."""
     for fut in admin.create_topics([NewTopic(name, parts, 1) for name, parts in specs]).values():
         fut.result()
+    deadline = time.monotonic() + 30
+    for name, parts in specs:
+        while True:
+            meta = admin.list_topics(name, timeout=10).topics[name]
+            if not meta.error and len(meta.partitions) == parts and all(p.leader >= 0 for p in meta.partitions.values()):
+                break
+            assert time.monotonic() < deadline, f"{name} has no leader for every partition"
+            time.sleep(0.1)
 
 
 def _dead_letters(bootstrap: str, topic: str, counts: dict[int, int], source: str, first: int = 0) -> None:
