@@ -309,8 +309,8 @@ class KafkaEventsCollector:
             lows = highs = {}
         for topic, book in sorted(self.books.items()):
             keys = [(t, p) for t, p in self.assigned if t == topic]
-            if not all(k in lows and k in highs for k in keys):
-                continue  # leaderless for a moment: skip rather than under-count
+            if len(keys) < self._partitions.get(topic, 0) or not all(k in lows and k in highs for k in keys):
+                continue  # leaderless for a moment (or not assigned yet for that): skip rather than under-count
             depth = sum(max(0, highs[k] - lows[k]) for k in keys)
             # left unread by the first read and still held (the retention deletes oldest first)
             unread = sum(max(0, int(book.unread_until.get(p, 0)) - lows[(t, p)]) for t, p in keys)

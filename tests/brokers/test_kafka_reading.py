@@ -314,7 +314,7 @@ def test_a_partition_without_a_leader_for_a_moment_waits_and_its_dlq_is_skipped_
         events, rows = _read(collector, 3)
         assert collector.assigned == {(dlq, 1), (orders, 1), (later, 0)}  # the others wait; none after them is skipped
         assert _offsets(events, dlq) == {1: [0, 1, 2]}
-        assert (rows.loc[dlq, "depth"], rows.loc[dlq, "unread"]) == (3, 0)  # what is assigned, all of it
+        assert list(rows.index) == [later]  # half the DLQ's partitions cannot be counted yet: no row, not 3
         leaderless.clear()
         events, rows = _read(collector, 2)
         assert collector.assigned == {(dlq, 0), (dlq, 1), (orders, 0), (orders, 1), (later, 0)}
