@@ -57,6 +57,19 @@ def _dead_letters(bootstrap: str, topic: str, counts: dict[int, int], source: st
     producer.flush(10)
 
 
+def _events(producer: Producer, topic: str, count: int, event_type: str = "OrderPlaced",
+            partition: int | None = None, timestamp_ms: int | None = None) -> None:
+    """``count`` events ``{"event_type", "n"}`` into ``topic`` (its ``partition`` if given;
+    stamped ``timestamp_ms + n`` if given), flushed."""
+    where = {} if partition is None else {"partition": partition}
+    for n in range(count):
+        when = {} if timestamp_ms is None else {"timestamp": timestamp_ms + n}
+        producer.produce(topic, json.dumps({"event_type": event_type, "n": n}).encode(), **where, **when)
+        if n % 1000 == 999:
+            producer.poll(0)  # serve delivery reports: the local queue stays small
+    producer.flush(30)
+
+
 def _read(collector: KafkaEventsCollector, expected: int, timeout_s: float = 30.0) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Samples until ``expected`` events were read (the first samples may only assign): every
     event read, and the last sample's ``dlq`` frame indexed by DLQ."""
@@ -248,16 +261,12 @@ def test_a_lookback_with_nothing_that_recent_starts_at_the_end(kafka_admin, kafk
     producer = Producer({"bootstrap.servers": kafka_bootstrap})
     old_ms = int((time.time() - 7200) * 1000)
     for partition, count in ((0, 3), (1, 1)):  # two hours old; partition 2 stays empty
-        for i in range(count):
-            producer.produce(topic, json.dumps({"event_type": "Old", "n": i}).encode(), partition=partition,
-                             timestamp=old_ms + i)
-    producer.flush(10)
+        _events(producer, topic, count, "Old", partition, old_ms)
     collector = KafkaEventsCollector({"bootstrap.servers": kafka_bootstrap}, topics="^" + base, lookback_s=600)
     try:
         assert collector.collect()["events"].empty
         for partition in range(3):
-            producer.produce(topic, json.dumps({"event_type": "New"}).encode(), partition=partition)
-        producer.flush(10)
+            _events(producer, topic, 1, "New", partition)
         events, _ = _read(collector, 3)
         assert _offsets(events, topic) == {0: [3], 1: [1], 2: [0]} and set(events["event_type"]) == {"New"}
     finally:
@@ -376,9 +385,7 @@ def test_a_topic_without_saved_position_or_lookback_starts_backlog_messages_befo
     topic = base + "orders"
     _topics(kafka_admin, (topic, 1))
     producer = Producer({"bootstrap.servers": kafka_bootstrap})
-    for i in range(5):
-        producer.produce(topic, json.dumps({"event_type": "OrderPlaced", "n": i}).encode())
-    producer.flush(10)
+    _events(producer, topic, 5)
     collector = KafkaEventsCollector({"bootstrap.servers": kafka_bootstrap}, topics="^" + base, backlog=3)
     try:
         events, _ = _read(collector, 3)
@@ -387,11 +394,7 @@ def test_a_topic_without_saved_position_or_lookback_starts_backlog_messages_befo
         collector.close()
     busy = base + "busy"  # the default backlog: 5,000 messages
     _topics(kafka_admin, (busy, 1))
-    for i in range(5003):
-        producer.produce(busy, b'{"n": %d}' % i)
-        if i % 1000 == 0:
-            producer.poll(0)
-    producer.flush(30)
+    _events(producer, busy, 5003)
     collector = KafkaEventsCollector({"bootstrap.servers": kafka_bootstrap}, topics=f"^{busy}$")
     try:
         events, _ = _read(collector, 5000)
@@ -407,9 +410,7 @@ def test_a_lookback_whose_answer_lacks_a_partition_starts_it_at_the_end(kafka_ad
     _topics(kafka_admin, (topic, 2))
     producer = Producer({"bootstrap.servers": kafka_bootstrap})
     for partition in (0, 1):
-        for i in range(3):
-            producer.produce(topic, json.dumps({"event_type": "Recent", "n": i}).encode(), partition=partition)
-    producer.flush(10)
+        _events(producer, topic, 3, "Recent", partition)
     collector = KafkaEventsCollector({"bootstrap.servers": kafka_bootstrap}, topics="^" + base, lookback_s=600)
     real = collector._offsets
 
@@ -422,8 +423,7 @@ def test_a_lookback_whose_answer_lacks_a_partition_starts_it_at_the_end(kafka_ad
     try:
         events, _ = _read(collector, 3)
         assert _offsets(events, topic) == {0: [0, 1, 2]}  # partition 1 from its end: nothing of it read
-        producer.produce(topic, b'{"event_type": "Later"}', partition=1)
-        producer.flush(10)
+        _events(producer, topic, 1, "Later", partition=1)
         events, _ = _read(collector, 1)
         assert _offsets(events, topic) == {1: [3]}
     finally:
@@ -459,9 +459,7 @@ def test_a_restart_after_the_topic_was_deleted_and_created_again_reads_the_new_o
     topic = base + "orders"
     _topics(kafka_admin, (topic, 1))
     producer = Producer({"bootstrap.servers": kafka_bootstrap})
-    for i in range(5):
-        producer.produce(topic, json.dumps({"event_type": "Before", "n": i}).encode())
-    producer.flush(10)
+    _events(producer, topic, 5, "Before")
     collector = KafkaEventsCollector({"bootstrap.servers": kafka_bootstrap}, topics="^" + base)
     try:
         events, _ = _read(collector, 5)
@@ -479,9 +477,7 @@ def test_a_restart_after_the_topic_was_deleted_and_created_again_reads_the_new_o
         except KafkaException:
             assert time.monotonic() < deadline, "the topic could not be created again"
             time.sleep(0.5)
-    for i in range(2):
-        producer.produce(topic, json.dumps({"event_type": "After", "n": i}).encode())
-    producer.flush(10)
+    _events(producer, topic, 2, "After")
     again = KafkaEventsCollector({"bootstrap.servers": kafka_bootstrap}, topics="^" + base)
     try:
         again.restore(saved)
@@ -496,9 +492,7 @@ def test_a_sample_that_stops_short_of_the_end_saves_the_position_after_its_last_
     topic = base + "orders"
     _topics(kafka_admin, (topic, 1))
     producer = Producer({"bootstrap.servers": kafka_bootstrap})
-    for i in range(1500):
-        producer.produce(topic, b'{"n": %d}' % i)
-    producer.flush(30)
+    _events(producer, topic, 1500)
     collector = KafkaEventsCollector({"bootstrap.servers": kafka_bootstrap}, topics="^" + base, max_events=100)
     try:
         events, rows = _read(collector, 100)
